@@ -1,0 +1,234 @@
+package hlog
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/epoch"
+	"github.com/fleetkv/fleetkv/internal/manual"
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
+// marker only moves forward (checked by checkMarkers under -tags invariants).
+// Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
+// Invariant: the frame of page p holds page p from the moment p is opened
+// until safeHead passes the end of p; a worker reads an address only after
+// seeing it >= head inside the epoch it reads it in.
+// Invariant: page(tail-1) <= opened; tail advances only inside opened pages or
+// onto the first byte of the next page.
+
+// FirstAddress is the lowest address a record can have; address 0 is invalid.
+const FirstAddress = 64
+
+// AddressBits is the width of a logical address.
+const AddressBits = 48
+
+// Errors returned by the log.
+var (
+	// ErrRetryLater means the tail cannot move until deferred epoch actions
+	// (flush, eviction) run: the worker must drop every record view, refresh
+	// its epoch and retry the whole operation.
+	ErrRetryLater = errors.New("hlog: log tail waits for flush or eviction; refresh and retry")
+	// ErrTooLarge is returned for a record that cannot fit in one page.
+	ErrTooLarge = errors.New("hlog: record larger than a page")
+	// ErrAddressSpace is returned when the 48-bit address space is used up.
+	ErrAddressSpace = errors.New("hlog: logical address space exhausted")
+	// ErrFlush wraps the first device error a flush hit; the log stops
+	// accepting new pages after it.
+	ErrFlush = errors.New("hlog: flush failed")
+)
+
+// Config sets the shape of the log.
+type Config struct {
+	// PageBits is log2 of the page size: 12 (4 KiB) to 30 (1 GiB). Default 25.
+	PageBits uint
+	// MemoryBytes is the budget for in-memory page frames, rounded down to
+	// whole pages; at least four pages. Default 1 GiB.
+	MemoryBytes uint64
+	// MutableFraction is the share of the frames kept mutable (updated in
+	// place); the rest is read-only and being flushed. Default 0.9. The
+	// mutable region is at least two pages and leaves at least one page
+	// read-only.
+	MutableFraction float64
+	// Device receives flushed pages. Default: a new ssd.MemDevice.
+	Device ssd.Device
+}
+
+const (
+	minFrames       = 4
+	defaultPageBits = 25
+	defaultMemory   = 1 << 30
+	defaultMutable  = 0.9
+)
+
+func (c *Config) fill() error {
+	if c.PageBits == 0 {
+		c.PageBits = defaultPageBits
+	}
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = defaultMemory
+	}
+	if c.MutableFraction == 0 {
+		c.MutableFraction = defaultMutable
+	}
+	if c.Device == nil {
+		c.Device = ssd.NewMemDevice()
+	}
+	switch {
+	case c.PageBits < 12 || c.PageBits > 30:
+		return fmt.Errorf("hlog: page bits %d outside 12..30", c.PageBits)
+	case c.MemoryBytes>>c.PageBits < minFrames:
+		return fmt.Errorf("hlog: memory %d bytes holds fewer than %d pages of %d bytes", c.MemoryBytes, minFrames, uint64(1)<<c.PageBits)
+	case c.MutableFraction <= 0 || c.MutableFraction > 1:
+		return fmt.Errorf("hlog: mutable fraction %v outside (0, 1]", c.MutableFraction)
+	case (uint64(1)<<c.PageBits)%uint64(c.Device.Alignment()) != 0:
+		return fmt.Errorf("hlog: page size not a multiple of the device alignment %d", c.Device.Alignment())
+	}
+	return nil
+}
+
+type paddedUint64 struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// Log is a HybridLog. Allocate, Record and the marker getters are safe from
+// any goroutine; a worker must hold epoch protection while it uses an address
+// it read from the log or the index.
+type Log struct {
+	pageBits     uint
+	pageSize     uint64
+	pageMask     uint64
+	frames       uint64
+	mutablePages uint64
+	mem          []byte
+	dev          ssd.Device
+	epochs       *epoch.Manager
+
+	tail         paddedUint64
+	opened       paddedUint64 // highest page whose frame is ready
+	readOnly     paddedUint64
+	safeReadOnly paddedUint64
+	head         paddedUint64
+	safeHead     paddedUint64
+	begin        paddedUint64
+	flushedUntil paddedUint64
+
+	roActionQueued   atomic.Bool // an action that publishes safeReadOnly = readOnly is registered
+	headActionQueued atomic.Bool // an action that publishes safeHead = head is registered
+
+	flush flushState
+}
+
+// New creates an empty log whose first record will be at FirstAddress.
+func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		pageBits: cfg.PageBits,
+		pageSize: 1 << cfg.PageBits,
+		pageMask: 1<<cfg.PageBits - 1,
+		frames:   cfg.MemoryBytes >> cfg.PageBits,
+		dev:      cfg.Device,
+		epochs:   epochs,
+	}
+	// At least two mutable pages keep readOnly at or below the tail while the
+	// tail turns a page; at least one read-only page lets flushing overlap
+	// with filling the mutable region.
+	l.mutablePages = min(max(uint64(cfg.MutableFraction*float64(l.frames)+0.5), 2), l.frames-1)
+	mem, err := manual.Alloc(int(l.frames * l.pageSize))
+	if err != nil {
+		return nil, err
+	}
+	l.mem = mem
+	for _, m := range []*paddedUint64{&l.tail, &l.readOnly, &l.safeReadOnly, &l.head, &l.safeHead, &l.begin, &l.flushedUntil} {
+		m.Store(FirstAddress)
+	}
+	l.flush.init(l)
+	return l, nil
+}
+
+// Close frees the page frames. No worker may use the log afterwards. It does
+// not close the device, which the caller owns.
+func (l *Log) Close() error {
+	mem := l.mem
+	l.mem = nil
+	return manual.Free(mem)
+}
+
+// PageSize returns the page size in bytes; no record is larger.
+func (l *Log) PageSize() uint64 { return l.pageSize }
+
+// Frames returns the number of in-memory page frames.
+func (l *Log) Frames() uint64 { return l.frames }
+
+// MutablePages returns how many of the newest pages are kept mutable.
+func (l *Log) MutablePages() uint64 { return l.mutablePages }
+
+// Device returns the device under the log.
+func (l *Log) Device() ssd.Device { return l.dev }
+
+// Tail returns the address the next record would get.
+func (l *Log) Tail() uint64 { return l.tail.Load() }
+
+// ReadOnly returns the start of the mutable region.
+func (l *Log) ReadOnly() uint64 { return l.readOnly.Load() }
+
+// SafeReadOnly returns the address below which every worker knows the log is
+// read-only: the end of the fuzzy region.
+func (l *Log) SafeReadOnly() uint64 { return l.safeReadOnly.Load() }
+
+// Head returns the lowest address in memory.
+func (l *Log) Head() uint64 { return l.head.Load() }
+
+// Begin returns the lowest address still part of the log.
+func (l *Log) Begin() uint64 { return l.begin.Load() }
+
+// FlushedUntil returns the address below which every byte is on the device.
+func (l *Log) FlushedUntil() uint64 { return l.flushedUntil.Load() }
+
+// Record returns a view of the record at addr. The caller must hold epoch
+// protection and have seen addr >= Head() in the current epoch.
+func (l *Log) Record(addr uint64) Record {
+	return frameRecord(l.mem, l.frameOffset(addr))
+}
+
+func (l *Log) frameOffset(addr uint64) uint64 {
+	return (addr>>l.pageBits)%l.frames<<l.pageBits | addr&l.pageMask
+}
+
+// frameBytes returns the memory of page p's frame.
+func (l *Log) frameBytes(p uint64) []byte {
+	off := p % l.frames << l.pageBits
+	return l.mem[off : off+l.pageSize]
+}
+
+// Markers is a snapshot of the log's addresses, for stats and tests.
+type Markers struct {
+	Begin, Head, SafeHead, FlushedUntil, SafeReadOnly, ReadOnly, Tail uint64
+}
+
+// Markers reads every marker (not atomically as a set).
+func (l *Log) Markers() Markers {
+	return Markers{
+		Begin: l.begin.Load(), Head: l.head.Load(), SafeHead: l.safeHead.Load(),
+		FlushedUntil: l.flushedUntil.Load(), SafeReadOnly: l.safeReadOnly.Load(),
+		ReadOnly: l.readOnly.Load(), Tail: l.tail.Load(),
+	}
+}
+
+// maxStore raises m to v if v is larger and reports whether it did.
+func maxStore(m *paddedUint64, v uint64) bool {
+	for {
+		old := m.Load()
+		if v <= old {
+			return false
+		}
+		if m.CompareAndSwap(old, v) {
+			return true
+		}
+	}
+}

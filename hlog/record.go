@@ -1,0 +1,103 @@
+package hlog
+
+import "encoding/binary"
+
+// A record is laid out as three 8-byte words, then the key, then the value,
+// padded to a multiple of 8 bytes:
+//
+//	word 0  header     previous address (48) | version (8) | flags (8)
+//	word 1  sizes      key length (32) | value capacity (32)       immutable
+//	word 2  value len  value length (32) | sequence (32)           changes in place
+//	        key        key length bytes
+//	        value      value capacity bytes, of which value length are used
+//
+// Invariant: word 1 is written before the record is published and never again.
+// Invariant: word 2 and the value bytes change only while the header's locked
+// flag is held, and every such change increments the sequence; the writer
+// stores word 2 before it clears the lock. So a reader that sees the same
+// unlocked header, then the same word 2, after copying the value as before it
+// has a value no writer touched (a seqlock; the order of the checks matters).
+// Invariant: once a record is below safeReadOnly no worker changes it in place;
+// the flusher may then replace the sequence with a checksum of the record.
+//
+// A filler is a single header word with the filler flag whose low 48 bits give
+// the number of bytes to skip: the unused end of a page, or an abandoned
+// allocation.
+
+// PrefixSize is the size of a record's fixed words.
+const PrefixSize = 24
+
+// MaxKeyLen is the largest key the record format holds.
+const MaxKeyLen = 1<<32 - 1
+
+// Header flags and fields.
+const (
+	AddressMask  = 1<<48 - 1
+	versionShift = 48
+	versionMask  = 0xff << versionShift
+
+	FlagTombstone Header = 1 << 56 // the record deletes its key
+	FlagInvalid   Header = 1 << 57 // never published (its index CAS failed); skip it
+	FlagFinal     Header = 1 << 58 // key and value are completely written
+	FlagFiller    Header = 1 << 59 // not a record: skip Prev() bytes
+	FlagLocked    Header = 1 << 60 // an in-place writer holds the record
+)
+
+// Header is a record's first word.
+type Header uint64
+
+// MakeHeader builds the header of a complete record.
+func MakeHeader(prev uint64, version uint8, tombstone bool) Header {
+	h := Header(prev&AddressMask) | Header(version)<<versionShift | FlagFinal
+	if tombstone {
+		h |= FlagTombstone
+	}
+	return h
+}
+
+func fillerHeader(n uint64) Header { return FlagFiller | Header(n&AddressMask) }
+
+// Prev returns the address of the previous record in the hash chain (or a
+// filler's length).
+func (h Header) Prev() uint64 { return uint64(h) & AddressMask }
+
+// Version returns the checkpoint version the record was written in.
+func (h Header) Version() uint8 { return uint8(h >> versionShift) }
+
+// Tombstone reports whether the record deletes its key.
+func (h Header) Tombstone() bool { return h&FlagTombstone != 0 }
+
+// Invalid reports whether the record was abandoned before publication.
+func (h Header) Invalid() bool { return h&FlagInvalid != 0 }
+
+// Final reports whether the record was completely written.
+func (h Header) Final() bool { return h&FlagFinal != 0 }
+
+// Filler reports whether the word is a filler rather than a record header.
+func (h Header) Filler() bool { return h&FlagFiller != 0 }
+
+// Locked reports whether an in-place writer holds the record.
+func (h Header) Locked() bool { return h&FlagLocked != 0 }
+
+// RecordSize returns the bytes a record with these lengths occupies in the log.
+func RecordSize(keyLen, valueCap int) uint64 {
+	return align8(uint64(PrefixSize) + uint64(keyLen) + uint64(valueCap))
+}
+
+func align8(n uint64) uint64 { return (n + 7) &^ 7 }
+
+func packSizes(keyLen, valueCap int) uint64 { return uint64(uint32(keyLen)) | uint64(valueCap)<<32 }
+
+func packValueLen(n int, seq uint32) uint64 { return uint64(uint32(n)) | uint64(seq)<<32 }
+
+// DecodePrefix reads a record's fixed words from bytes copied off the device
+// (or any other private copy). ok is false when b is too short for the prefix.
+func DecodePrefix(b []byte) (h Header, keyLen, valueCap, valueLen int, ok bool) {
+	if len(b) < PrefixSize {
+		return 0, 0, 0, 0, false
+	}
+	h = Header(binary.LittleEndian.Uint64(b))
+	sizes := binary.LittleEndian.Uint64(b[8:])
+	vl := binary.LittleEndian.Uint64(b[16:])
+	return h, int(uint32(sizes)), int(sizes >> 32), int(uint32(vl)), true
+}
