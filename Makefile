@@ -19,7 +19,7 @@ run:
 # concurrent packages again under the race detector.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./hlog/ ./ssd/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)

@@ -3,3 +3,5 @@ module github.com/fleetkv/fleetkv
 go 1.26.0
 
 require golang.org/x/sys v0.49.0
+
+require github.com/dgryski/go-metro v0.0.0-20250106013310-edb8663e5e33 // indirect

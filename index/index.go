@@ -1,0 +1,191 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/epoch"
+)
+
+// MaxBits bounds the table size (2^MaxBits buckets of 64 bytes).
+const MaxBits = 40
+
+// ErrGrowing is returned by Grow while another growth runs.
+var ErrGrowing = errors.New("index: growth already in progress")
+
+// Chain lets the index follow hash chains through the log while it splits
+// buckets. The store implements it.
+type Chain interface {
+	// Step returns, for the record at addr, the hash of its key and the
+	// address of the previous record in its chain. inMemory is false when
+	// the record is not in memory (so its key cannot be read synchronously),
+	// in which case hash and prev are meaningless. The caller holds epoch
+	// protection.
+	Step(addr uint64) (hash, prev uint64, inMemory bool)
+}
+
+// Index is the hash index. Find, FindOrCreate, Grow and Stats are safe from
+// any goroutine; the ones that take a Guard must be called by the Guard's
+// owner while it is protected, before it takes any view of a log record in
+// its current operation: they may refresh the Guard while a growth starts.
+type Index struct {
+	state  atomic.Pointer[phaseState]
+	epochs *epoch.Manager
+	chain  Chain
+	growMu sync.Mutex // one Grow at a time
+}
+
+// phaseState is one immutable step of the index's life; a phase change
+// publishes a new one, so an operation reads a consistent set with one load.
+type phaseState struct {
+	phase int
+	cur   *table   // the table operations use (prepare: the old one)
+	old   *table   // inProgress: the table being split
+	run   *growRun // inProgress: the split bookkeeping
+}
+
+// growRun tracks the split of one doubling.
+type growRun struct {
+	chunks    []atomic.Uint32 // per chunk of old buckets: chunkTodo, chunkBusy, chunkDone
+	chunkSize uint64          // old buckets per chunk
+	remaining atomic.Int64    // chunks not yet done
+}
+
+// New returns an index with 2^bits buckets.
+func New(bits uint, epochs *epoch.Manager, chain Chain) (*Index, error) {
+	if bits < 1 || bits > MaxBits {
+		return nil, fmt.Errorf("index: %d bucket bits outside 1..%d", bits, MaxBits)
+	}
+	t, err := newTable(bits)
+	if err != nil {
+		return nil, err
+	}
+	ix := &Index{epochs: epochs, chain: chain}
+	ix.state.Store(&phaseState{phase: phaseRest, cur: t})
+	return ix, nil
+}
+
+// Close frees the tables. No goroutine may use the index afterwards, and no
+// growth may be running.
+func (ix *Index) Close() {
+	if ps := ix.state.Swap(nil); ps != nil {
+		ps.cur.free()
+	}
+}
+
+// Bits returns log2 of the number of buckets operations use now.
+func (ix *Index) Bits() uint { return ix.state.Load().cur.bits }
+
+// Find returns the slot of h's tag, skipping tentative entries; ok is false
+// when the chain has no entry for the tag.
+func (ix *Index) Find(g *epoch.Guard, h uint64) (s Slot, e Entry, ok bool) {
+	return findIn(ix.current(g, h), h, tagBitsOf(h))
+}
+
+// FindOrCreate returns the slot of h's tag, creating an entry with address 0
+// when there is none. It is latch-free: a new entry is claimed tentatively,
+// the chain is checked for another entry of the same tag, and only then is
+// the entry published; when two inserts of one tag race, both back off.
+func (ix *Index) FindOrCreate(g *epoch.Guard, h uint64) (Slot, Entry) {
+	t := ix.current(g, h)
+	tag := tagBitsOf(h)
+	for spins := 0; ; spins++ {
+		if s, e, ok := findIn(t, h, tag); ok {
+			return s, e
+		}
+		free := t.freeSlot(h)
+		claim := uint64(usedBit | tentativeBit | tag)
+		if !free.CompareAndSwap(0, claim) {
+			continue
+		}
+		if t.hasOther(h, tag, free) {
+			free.Store(0)
+			if spins > 16 {
+				runtime.Gosched()
+			}
+			continue
+		}
+		e := makeEntry(tag, 0)
+		free.Store(uint64(e))
+		return Slot{free}, e
+	}
+}
+
+func findIn(t *table, h, tag uint64) (Slot, Entry, bool) {
+	for b := t.bucketFor(h); b != nil; b = t.next(b) {
+		for i := 0; i < entriesPerBucket; i++ {
+			v := b[i].Load()
+			if v&(usedBit|tentativeBit|tagMask) == usedBit|tag {
+				return Slot{&b[i]}, Entry(v), true
+			}
+		}
+	}
+	return Slot{}, 0, false
+}
+
+// freeSlot returns an empty entry of h's chain, adding an overflow bucket
+// when the chain is full.
+func (t *table) freeSlot(h uint64) *atomic.Uint64 {
+	for {
+		b := t.bucketFor(h)
+		for {
+			for i := 0; i < entriesPerBucket; i++ {
+				if b[i].Load() == 0 {
+					return &b[i]
+				}
+			}
+			n := t.next(b)
+			if n == nil {
+				break
+			}
+			b = n
+		}
+		t.addOverflow(b)
+	}
+}
+
+// addOverflow links a new overflow bucket after last, unless another insert
+// did so first.
+func (t *table) addOverflow(last *bucket) {
+	if last[entriesPerBucket].Load() != 0 {
+		return
+	}
+	i := t.over.alloc()
+	last[entriesPerBucket].CompareAndSwap(0, i)
+}
+
+// hasOther reports whether h's chain holds an entry of tag, tentative or not,
+// other than mine.
+func (t *table) hasOther(h, tag uint64, mine *atomic.Uint64) bool {
+	for b := t.bucketFor(h); b != nil; b = t.next(b) {
+		for i := 0; i < entriesPerBucket; i++ {
+			if &b[i] == mine {
+				continue
+			}
+			if v := b[i].Load(); v&usedBit != 0 && v&tagMask == tag {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Stats describes the index's size and fill.
+type Stats struct {
+	Bits            uint
+	Buckets         uint64
+	OverflowBuckets uint64
+	Growing         bool
+}
+
+// Stats returns the current table's shape.
+func (ix *Index) Stats() Stats {
+	ps := ix.state.Load()
+	return Stats{
+		Bits: ps.cur.bits, Buckets: uint64(len(ps.cur.buckets)),
+		OverflowBuckets: ps.cur.over.allocated(), Growing: ps.phase != phaseRest,
+	}
+}
