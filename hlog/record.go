@@ -17,6 +17,9 @@ import "encoding/binary"
 // stores word 2 before it clears the lock. So a reader that sees the same
 // unlocked header, then the same word 2, after copying the value as before it
 // has a value no writer touched (a seqlock; the order of the checks matters).
+// Invariant: a sealed record is never locked again: a writer that copies a
+// mutable record to the tail holds its lock until the copy is published, then
+// seals it, so no in-place update can land on the old copy afterwards.
 // Invariant: once a record is below safeReadOnly no worker changes it in place;
 // the flusher may then replace the sequence with a checksum of the record.
 //
@@ -41,6 +44,7 @@ const (
 	FlagFinal     Header = 1 << 58 // key and value are completely written
 	FlagFiller    Header = 1 << 59 // not a record: skip Prev() bytes
 	FlagLocked    Header = 1 << 60 // an in-place writer holds the record
+	FlagSealed    Header = 1 << 61 // superseded by a copy at the tail: never update in place again
 )
 
 // Header is a record's first word.
@@ -78,6 +82,9 @@ func (h Header) Filler() bool { return h&FlagFiller != 0 }
 
 // Locked reports whether an in-place writer holds the record.
 func (h Header) Locked() bool { return h&FlagLocked != 0 }
+
+// Sealed reports whether a newer copy of the record replaced it.
+func (h Header) Sealed() bool { return h&FlagSealed != 0 }
 
 // RecordSize returns the bytes a record with these lengths occupies in the log.
 func RecordSize(keyLen, valueCap int) uint64 {

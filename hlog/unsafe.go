@@ -100,12 +100,13 @@ func (r Record) ReadValue(dst []byte) ([]byte, Header) {
 func (r Record) Value() []byte { return r.valueArea()[:r.ValueLen()] }
 
 // Lock takes the record for an in-place update and returns its header as it
-// was before locking. ok is false when the header changed into one the caller
-// must not update in place (invalid); the caller then retries its operation.
+// was before locking. ok is false when the record must not be updated in place
+// (sealed or invalid): a newer copy exists, and the caller retries its
+// operation from the index.
 func (r Record) Lock() (h Header, ok bool) {
 	for spins := 0; ; spins++ {
 		cur := r.word(0).Load()
-		if Header(cur).Invalid() {
+		if Header(cur)&(FlagInvalid|FlagSealed) != 0 {
 			return Header(cur), false
 		}
 		if Header(cur).Locked() {
@@ -125,8 +126,9 @@ func (r Record) ValueForUpdate() []byte {
 }
 
 // Unlock ends an in-place update: the value now has n bytes and the header
-// becomes h (without the locked flag). The sequence is bumped so that readers
-// that overlapped the update retry.
+// becomes h (without the locked flag; with FlagSealed when the caller copied
+// the record to the tail). The sequence is bumped so that readers that
+// overlapped the update retry.
 func (r Record) Unlock(h Header, n int) {
 	seq := uint32(r.word(2).Load()>>32) + 1
 	r.word(2).Store(packValueLen(n, seq))

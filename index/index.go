@@ -32,10 +32,11 @@ type Chain interface {
 // owner while it is protected, before it takes any view of a log record in
 // its current operation: they may refresh the Guard while a growth starts.
 type Index struct {
-	state  atomic.Pointer[phaseState]
-	epochs *epoch.Manager
-	chain  Chain
-	growMu sync.Mutex // one Grow at a time
+	state   atomic.Pointer[phaseState]
+	entries atomic.Int64 // entries created by inserts (not copies made by splits)
+	epochs  *epoch.Manager
+	chain   Chain
+	growMu  sync.Mutex // one Grow at a time
 }
 
 // phaseState is one immutable step of the index's life; a phase change
@@ -86,15 +87,16 @@ func (ix *Index) Find(g *epoch.Guard, h uint64) (s Slot, e Entry, ok bool) {
 }
 
 // FindOrCreate returns the slot of h's tag, creating an entry with address 0
-// when there is none. It is latch-free: a new entry is claimed tentatively,
-// the chain is checked for another entry of the same tag, and only then is
-// the entry published; when two inserts of one tag race, both back off.
-func (ix *Index) FindOrCreate(g *epoch.Guard, h uint64) (Slot, Entry) {
+// when there is none (created reports it). It is latch-free: a new entry is
+// claimed tentatively, the chain is checked for another entry of the same
+// tag, and only then is the entry published; when two inserts of one tag
+// race, both back off.
+func (ix *Index) FindOrCreate(g *epoch.Guard, h uint64) (s Slot, e Entry, created bool) {
 	t := ix.current(g, h)
 	tag := tagBitsOf(h)
 	for spins := 0; ; spins++ {
 		if s, e, ok := findIn(t, h, tag); ok {
-			return s, e
+			return s, e, false
 		}
 		free := t.freeSlot(h)
 		claim := uint64(usedBit | tentativeBit | tag)
@@ -110,8 +112,20 @@ func (ix *Index) FindOrCreate(g *epoch.Guard, h uint64) (Slot, Entry) {
 		}
 		e := makeEntry(tag, 0)
 		free.Store(uint64(e))
-		return Slot{free}, e
+		return Slot{free}, e, true
 	}
+}
+
+// CountEntries adds n entries created by FindOrCreate to the index's load
+// count. Workers batch their counts (one atomic add per batch rather than per
+// insert) so that inserts on many cores do not contend on one cache line.
+func (ix *Index) CountEntries(n int64) { ix.entries.Add(n) }
+
+// LoadFactor returns the counted entries per bucket: the growth signal.
+// Entries that a split copied into both halves (their records were not in
+// memory) are not counted twice, so growth does improve it.
+func (ix *Index) LoadFactor() float64 {
+	return float64(ix.entries.Load()) / float64(len(ix.state.Load().cur.buckets))
 }
 
 func findIn(t *table, h, tag uint64) (Slot, Entry, bool) {
@@ -178,6 +192,7 @@ type Stats struct {
 	Bits            uint
 	Buckets         uint64
 	OverflowBuckets uint64
+	Entries         int64 // as counted through CountEntries
 	Growing         bool
 }
 
@@ -186,6 +201,7 @@ func (ix *Index) Stats() Stats {
 	ps := ix.state.Load()
 	return Stats{
 		Bits: ps.cur.bits, Buckets: uint64(len(ps.cur.buckets)),
-		OverflowBuckets: ps.cur.over.allocated(), Growing: ps.phase != phaseRest,
+		OverflowBuckets: ps.cur.over.allocated(), Entries: ix.entries.Load(),
+		Growing: ps.phase != phaseRest,
 	}
 }

@@ -74,8 +74,8 @@ func TestFindOrCreateFindAndCAS(t *testing.T) {
 	if _, _, ok := ix.Find(g, h); ok {
 		t.Fatal("found an entry in an empty index")
 	}
-	s, e := ix.FindOrCreate(g, h)
-	if !e.Used() || e.Address() != 0 || e.Tag() != h&(1<<tagBits-1) {
+	s, e, created := ix.FindOrCreate(g, h)
+	if !created || !e.Used() || e.Address() != 0 || e.Tag() != h&(1<<tagBits-1) {
 		t.Fatalf("new entry %#x", uint64(e))
 	}
 	if !s.CompareAndSwap(e, 42) {
@@ -88,12 +88,12 @@ func TestFindOrCreateFindAndCAS(t *testing.T) {
 	if !ok || s2 != s || e2.Address() != 42 {
 		t.Fatalf("Find after CAS: ok=%v addr=%d", ok, e2.Address())
 	}
-	if _, e3 := ix.FindOrCreate(g, h); e3 != e2 {
+	if _, e3, c := ix.FindOrCreate(g, h); c || e3 != e2 {
 		t.Fatal("FindOrCreate created a second entry for the same tag")
 	}
 	// Same bucket and tag from another key: same entry (keys live in the log).
 	other := h ^ 1<<20
-	if _, e4 := ix.FindOrCreate(g, other); e4 != e2 {
+	if _, e4, _ := ix.FindOrCreate(g, other); e4 != e2 {
 		t.Fatal("a hash that differs only outside bucket and tag got another entry")
 	}
 }
@@ -107,7 +107,7 @@ func TestOverflowBucketsHoldManyTags(t *testing.T) {
 	want := map[uint64]uint64{}
 	for tag := uint64(0); tag < 200; tag++ {
 		h := tag | 1<<63 // all in bucket 1 of 2
-		s, e := ix.FindOrCreate(g, h)
+		s, e, _ := ix.FindOrCreate(g, h)
 		if !s.CompareAndSwap(e, tag+1) {
 			t.Fatal("CAS failed")
 		}
@@ -258,7 +258,7 @@ func TestGrowUnderLoadLosesNoKey(t *testing.T) {
 // upsertAt is upsert that returns the new record's address.
 func upsertAt(ix *Index, g *epoch.Guard, l *fakeLog, h uint64) uint64 {
 	for {
-		s, e := ix.FindOrCreate(g, h)
+		s, e, _ := ix.FindOrCreate(g, h)
 		a := l.append(h, e.Address())
 		if s.CompareAndSwap(e, a) {
 			return a

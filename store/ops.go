@@ -1,0 +1,222 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/internal/invariants"
+)
+
+// Internal outcomes that make an operation start over from the index.
+var (
+	errRetryTail = errors.New("store: tail waits for a frame")
+	errCASLost   = errors.New("store: index entry changed")
+)
+
+// Read appends key's value to dst and returns it with OK, or returns dst and
+// NotFound. When the record has left memory it returns Pending and the value
+// arrives through the completion callback.
+func (s *Session) Read(key, dst []byte) ([]byte, Status, error) {
+	if err := s.checkKey(key); err != nil {
+		return dst, 0, err
+	}
+	if err := s.begin(); err != nil {
+		return dst, 0, err
+	}
+	v, st, err := s.read(key, index.HashKey(key), dst)
+	s.end()
+	return v, st, err
+}
+
+// Upsert sets key to value.
+func (s *Session) Upsert(key, value []byte) (Status, error) {
+	if err := s.checkKey(key); err != nil {
+		return 0, err
+	}
+	if hlog.RecordSize(len(key), len(value)) > s.st.log.PageSize() {
+		return 0, ErrRecordTooLarge
+	}
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	st, err := s.upsert(key, value, index.HashKey(key))
+	s.end()
+	return st, err
+}
+
+// RMW merges input into key's value with m (creating the value when the key
+// is absent). It returns Pending when the current value must be read from the
+// device or the record sits in the fuzzy region.
+func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
+	if err := s.checkKey(key); err != nil {
+		return 0, err
+	}
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	st, err := s.rmw(key, input, m, index.HashKey(key), nil)
+	s.end()
+	return st, err
+}
+
+// Delete removes key. It returns NotFound when the key is known to be absent
+// without reading the device; a key whose newest record is on the device is
+// deleted blindly and reported OK.
+func (s *Session) Delete(key []byte) (Status, error) {
+	if err := s.checkKey(key); err != nil {
+		return 0, err
+	}
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	st, err := s.delete(key, index.HashKey(key))
+	s.end()
+	return st, err
+}
+
+// trace follows the chain from addr while it stays at or above floor (which
+// must be at or above head) and returns key's record if it is there;
+// otherwise the first address below floor, where the chain goes on.
+func (s *Session) trace(key []byte, addr, floor uint64) (uint64, hlog.Record, bool) {
+	l := s.st.log
+	for addr >= floor {
+		r := l.Record(addr)
+		if invariants.Enabled {
+			s.checkRecord(addr, r)
+		}
+		if bytes.Equal(r.Key(), key) {
+			return addr, r, true
+		}
+		addr = r.Header().Prev()
+	}
+	return addr, hlog.Record{}, false
+}
+
+// checkRecord verifies, under -tags invariants, that a chain only reaches
+// complete records inside the log.
+func (s *Session) checkRecord(addr uint64, r hlog.Record) {
+	h := r.Header()
+	tail := s.st.log.Tail()
+	invariants.Check(addr < tail && addr >= hlog.FirstAddress, "chain reaches address %d, tail %d", addr, tail)
+	invariants.Check(h.Final() && !h.Filler() && !h.Invalid(), "chain reaches header %#x at %d", uint64(h), addr)
+	invariants.Check(h.Prev() < addr, "record at %d links forward to %d", addr, h.Prev())
+}
+
+func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error) {
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return dst, NotFound, nil
+	}
+	l := s.st.log
+	addr, r, found := s.trace(key, e.Address(), l.Head())
+	if found {
+		v, hdr := r.ReadValue(dst)
+		if hdr.Tombstone() {
+			return dst, NotFound, nil
+		}
+		return v, OK, nil
+	}
+	if addr < l.Begin() {
+		return dst, NotFound, nil
+	}
+	s.pend.startRead(s.pend.newOp(OpRead, h, key, nil, nil), addr)
+	return dst, Pending, nil
+}
+
+func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {
+	l := s.st.log
+	for spins := 0; ; spins++ {
+		slot, e := s.findOrCreate(h)
+		if _, r, found := s.trace(key, e.Address(), l.ReadOnly()); found && r.ValueCap() >= len(value) {
+			if hdr, ok := r.Lock(); ok {
+				copy(r.ValueForUpdate()[:len(value)], value)
+				r.Unlock(hdr&^hlog.FlagTombstone, len(value))
+				return OK, nil
+			}
+		}
+		addr, r, err := s.allocRecord(key, len(value))
+		if err == nil {
+			copy(r.Init(key, len(value), len(value)), value)
+			err = s.install(slot, e, addr, r, false)
+		}
+		switch err {
+		case nil:
+			return OK, nil
+		case errRetryTail:
+			s.waitForTail(spins)
+		case errCASLost:
+		default:
+			return 0, err
+		}
+	}
+}
+
+func (s *Session) delete(key []byte, h uint64) (Status, error) {
+	l := s.st.log
+	for spins := 0; ; spins++ {
+		slot, e, ok := s.st.index.Find(s.g, h)
+		if !ok || e.Address() == 0 {
+			return NotFound, nil
+		}
+		ro := l.ReadOnly()
+		addr, r, found := s.trace(key, e.Address(), l.Head())
+		switch {
+		case found && addr >= ro:
+			if hdr, ok := r.Lock(); ok {
+				if hdr.Tombstone() {
+					r.Unlock(hdr, r.ValueLen())
+					return NotFound, nil
+				}
+				r.Unlock(hdr|hlog.FlagTombstone, 0)
+				return OK, nil
+			}
+		case found && r.Header().Tombstone():
+			return NotFound, nil
+		case !found && addr < l.Begin():
+			return NotFound, nil
+		}
+		addr, r, err := s.allocRecord(key, 0)
+		if err == nil {
+			r.Init(key, 0, 0)
+			err = s.install(slot, e, addr, r, true)
+		}
+		switch err {
+		case nil:
+			return OK, nil
+		case errRetryTail:
+			s.waitForTail(spins)
+		case errCASLost:
+		default:
+			return 0, err
+		}
+	}
+}
+
+// allocRecord reserves a record at the tail.
+func (s *Session) allocRecord(key []byte, valueLen int) (uint64, hlog.Record, error) {
+	l := s.st.log
+	addr, err := l.Allocate(hlog.RecordSize(len(key), valueLen))
+	switch {
+	case err == nil:
+		return addr, l.Record(addr), nil
+	case errors.Is(err, hlog.ErrRetryLater):
+		return 0, hlog.Record{}, errRetryTail
+	case errors.Is(err, hlog.ErrTooLarge):
+		return 0, hlog.Record{}, ErrRecordTooLarge
+	}
+	return 0, hlog.Record{}, fmt.Errorf("store: append: %w", err)
+}
+
+// install publishes a written record in front of e's chain. When another
+// writer moved the entry first, the record is marked invalid.
+func (s *Session) install(slot index.Slot, e index.Entry, addr uint64, r hlog.Record, tombstone bool) error {
+	r.Publish(hlog.MakeHeader(e.Address(), s.version, tombstone))
+	if slot.CompareAndSwap(e, addr) {
+		return nil
+	}
+	r.SetInvalid()
+	return errCASLost
+}

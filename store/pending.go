@@ -1,0 +1,268 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/internal/invariants"
+)
+
+// firstReadSize is how much a pending read fetches first: the prefix, the
+// key and a typical value, so that one I/O usually suffices.
+const firstReadSize = 1 << 10
+
+// pendingOp is one operation waiting for the device or for the fuzzy region
+// to pass. Its key and input are copied into data, which it keeps for reuse.
+type pendingOp struct {
+	s         *Session
+	kind      OpKind
+	serial    uint64
+	hash      uint64
+	merger    Merger
+	keyLen    int
+	data      []byte // key, then input
+	entryAddr uint64 // RMW: the chain head when the read was issued
+	addr      uint64 // the record being read
+	buf       []byte // device read buffer
+	bufOff    int    // where addr starts in buf
+	n         int    // I/O result: bytes read
+	ioErr     error  // I/O result: error
+}
+
+func (p *pendingOp) key() []byte   { return p.data[:p.keyLen] }
+func (p *pendingOp) input() []byte { return p.data[p.keyLen:] }
+
+// IODone implements ssd.Callback: it hands the completed read back to the
+// session, whichever goroutine the device completes on.
+func (p *pendingOp) IODone(n int, err error) {
+	p.n, p.ioErr = n, err
+	p.s.pend.ioDone(p)
+}
+
+// pendingSet is a session's pending operations.
+//
+// Invariant: count == operations handed out by newOp and not yet finished;
+// each such operation is in exactly one place: retry, an in-flight read, or
+// the done queue.
+type pendingSet struct {
+	s       *Session
+	count   int
+	free    []*pendingOp
+	retry   []*pendingOp
+	spare   []*pendingOp // swapped with retry and done while processing
+	inFlite int          // reads issued and not yet taken from done
+	done    struct {
+		sync.Mutex
+		ops []*pendingOp
+	}
+	notify chan struct{}
+}
+
+func (ps *pendingSet) init(s *Session) {
+	ps.s = s
+	ps.notify = make(chan struct{}, 1)
+}
+
+// newOp takes a pendingOp for a new operation with the session's current
+// serial number and private copies of key and input.
+func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) *pendingOp {
+	var p *pendingOp
+	if n := len(ps.free); n > 0 {
+		p, ps.free = ps.free[n-1], ps.free[:n-1]
+	} else {
+		p = &pendingOp{s: ps.s}
+	}
+	p.kind, p.serial, p.hash, p.merger = kind, ps.s.serial, h, m
+	p.keyLen = len(key)
+	p.data = append(append(p.data[:0], key...), input...)
+	ps.count++
+	return p
+}
+
+// reuse returns p itself when an operation goes pending again, or a new one.
+func (ps *pendingSet) reuse(p *pendingOp, kind OpKind, h uint64, key, input []byte, m Merger) *pendingOp {
+	if p != nil {
+		return p
+	}
+	return ps.newOp(kind, h, key, input, m)
+}
+
+func (ps *pendingSet) startRetry(p *pendingOp) { ps.retry = append(ps.retry, p) }
+
+// startRead reads the record at addr for p.
+func (ps *pendingSet) startRead(p *pendingOp, addr uint64) {
+	ps.readAt(p, addr, hlog.PrefixSize+p.keyLen+firstReadSize)
+}
+
+func (ps *pendingSet) readAt(p *pendingOp, addr uint64, size int) {
+	dev := ps.s.st.log.Device()
+	al := uint64(dev.Alignment())
+	start := addr / al * al
+	end := (addr + uint64(size) + al - 1) / al * al
+	if cap(p.buf) < int(end-start) {
+		p.buf = make([]byte, end-start)
+	}
+	p.buf = p.buf[:end-start]
+	p.addr, p.bufOff = addr, int(addr-start)
+	ps.inFlite++
+	dev.ReadAsync(p.buf, start, p)
+}
+
+func (ps *pendingSet) ioDone(p *pendingOp) {
+	ps.done.Lock()
+	ps.done.ops = append(ps.done.ops, p)
+	ps.done.Unlock()
+	select {
+	case ps.notify <- struct{}{}:
+	default:
+	}
+}
+
+// finish delivers an operation's outcome and recycles it.
+func (ps *pendingSet) finish(p *pendingOp, st Status, err error, value []byte) {
+	ps.count--
+	if fn := ps.s.onComplete; fn != nil {
+		fn(Completion{Serial: p.serial, Kind: p.kind, Status: st, Err: err, Value: value})
+	}
+	p.merger = nil
+	ps.free = append(ps.free, p)
+}
+
+// CompletePending advances the session's pending operations: it refreshes
+// the epoch, continues every completed read and retries every RMW that waited
+// for the fuzzy region, delivering outcomes to the completion callback. With
+// wait it returns only when nothing is pending, blocking (unprotected) for
+// the device when there is nothing else to do. It returns how many
+// operations are still pending.
+func (s *Session) CompletePending(wait bool) int {
+	for spins := 0; s.pend.count > 0; spins++ {
+		if !s.protected {
+			s.g.Protect()
+			s.protected = true
+		}
+		s.g.Refresh()
+		progressed := s.pend.continueReads() + s.pend.runRetries()
+		if !wait || s.pend.count == 0 {
+			break
+		}
+		if progressed == 0 {
+			s.pend.await(spins)
+		}
+	}
+	return s.pend.count
+}
+
+// await waits for progress: for a read to complete when only reads are
+// outstanding, otherwise for the other workers to refresh.
+func (ps *pendingSet) await(spins int) {
+	if len(ps.retry) == 0 && ps.inFlite > 0 {
+		ps.s.Suspend()
+		<-ps.notify
+		return
+	}
+	if spins > 4 {
+		runtime.Gosched()
+	}
+}
+
+// continueReads processes every read that completed since the last call.
+func (ps *pendingSet) continueReads() int {
+	ps.done.Lock()
+	batch := ps.done.ops
+	ps.done.ops = ps.spare[:0]
+	ps.done.Unlock()
+	for _, p := range batch {
+		ps.inFlite--
+		ps.continueRead(p)
+	}
+	ps.spare = batch[:0]
+	return len(batch)
+}
+
+// runRetries re-runs every RMW that waited for the fuzzy region.
+func (ps *pendingSet) runRetries() int {
+	batch := ps.retry
+	ps.retry = nil
+	for _, p := range batch {
+		if st, err := ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p); st != Pending || err != nil {
+			ps.finish(p, st, err, nil)
+		}
+	}
+	if ps.retry == nil {
+		ps.retry = batch[:0]
+	}
+	return len(batch)
+}
+
+// continueRead examines the record a read brought in: the key's record ends
+// the search, another key's record sends it down the chain.
+func (ps *pendingSet) continueRead(p *pendingOp) {
+	if p.ioErr != nil {
+		ps.finish(p, 0, fmt.Errorf("store: reading record at %d: %w", p.addr, p.ioErr), nil)
+		return
+	}
+	rec := p.buf[p.bufOff:max(p.bufOff, p.n)]
+	h, kl, vc, vl, ok := hlog.DecodePrefix(rec)
+	if !ok {
+		ps.finish(p, 0, ps.corrupt(p, "short read of %d bytes", len(rec)), nil)
+		return
+	}
+	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= p.addr || vl > vc {
+		ps.finish(p, 0, ps.corrupt(p, "impossible record header %#x (value %d of %d)", uint64(h), vl, vc), nil)
+		return
+	}
+	need := hlog.PrefixSize + kl
+	if kl == p.keyLen {
+		need += vl
+	}
+	if len(rec) < need {
+		ps.readAt(p, p.addr, need)
+		return
+	}
+	if kl != p.keyLen || !bytes.Equal(rec[hlog.PrefixSize:hlog.PrefixSize+kl], p.key()) {
+		ps.follow(p, h.Prev())
+		return
+	}
+	if h.Tombstone() {
+		ps.found(p, nil, false)
+		return
+	}
+	ps.found(p, rec[hlog.PrefixSize+kl:need], true)
+}
+
+// follow continues the search at the previous record of the chain.
+func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
+	if prev < ps.s.st.log.Begin() {
+		ps.found(p, nil, false)
+		return
+	}
+	ps.startRead(p, prev)
+}
+
+// found ends the device search: value is the key's live value, or the key
+// has none.
+func (ps *pendingSet) found(p *pendingOp, value []byte, live bool) {
+	if p.kind == OpRead {
+		if live {
+			ps.finish(p, OK, nil, value)
+		} else {
+			ps.finish(p, NotFound, nil, nil)
+		}
+		return
+	}
+	if st, err := ps.s.continueRMW(p, value, live); st != Pending || err != nil {
+		ps.finish(p, st, err, nil)
+	}
+}
+
+// corrupt reports a record the device returned that cannot be valid.
+func (ps *pendingSet) corrupt(p *pendingOp, format string, args ...any) error {
+	err := fmt.Errorf("%w: record at %d: %s", ErrCorrupt, p.addr, fmt.Sprintf(format, args...))
+	if invariants.Enabled {
+		panic(err)
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+)
+
+// rmw runs one read-modify-write. p is the pending record when the operation
+// is being retried from CompletePending, nil for a new operation; when rmw
+// returns Pending, the operation (p or a new record) is queued again,
+// otherwise the caller finishes p.
+func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
+	l := s.st.log
+	for spins := 0; ; spins++ {
+		slot, e := s.findOrCreate(h)
+		head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.ReadOnly()
+		addr, r, found := s.trace(key, e.Address(), head)
+		var st Status
+		var err error
+		switch {
+		case found && addr >= ro:
+			st, err = s.rmwMutable(slot, e, r, key, input, m)
+		case found && addr >= safeRO:
+			// Another worker may still update this record in place: a copy
+			// made now could lose its update. Retry once everyone has seen
+			// that the region is read-only.
+			s.pend.startRetry(s.pend.reuse(p, OpRMW, h, key, input, m))
+			return Pending, nil
+		case found:
+			old, haveOld := r.Value(), !r.Header().Tombstone()
+			st, err = s.rmwCopy(slot, e, key, input, m, old, haveOld)
+		case addr >= l.Begin():
+			p = s.pend.reuse(p, OpRMW, h, key, input, m)
+			p.entryAddr = e.Address()
+			s.pend.startRead(p, addr)
+			return Pending, nil
+		default:
+			st, err = s.rmwCopy(slot, e, key, input, m, nil, false)
+		}
+		switch err {
+		case nil:
+			return st, nil
+		case errRetryTail:
+			s.waitForTail(spins)
+		case errCASLost:
+		default:
+			return 0, err
+		}
+	}
+}
+
+// rmwMutable merges in place when the result fits the record; otherwise it
+// copies the merged value to the tail while holding the record, and seals it.
+func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key, input []byte, m Merger) (Status, error) {
+	hdr, ok := r.Lock()
+	if !ok {
+		return 0, errCASLost // sealed: a newer copy exists; start over
+	}
+	v := r.ValueForUpdate()
+	if hdr.Tombstone() {
+		if n := m.InitialSize(input); n <= cap(v) {
+			err := m.Initial(v[:n], input)
+			r.Unlock(hdr&^hlog.FlagTombstone, n)
+			return OK, err
+		}
+	} else {
+		n, fits, err := m.InPlace(v, input)
+		if err != nil || fits {
+			if !fits {
+				n = len(v)
+			}
+			r.Unlock(hdr, n)
+			return OK, err
+		}
+	}
+	st, err := s.rmwCopy(slot, e, key, input, m, v, !hdr.Tombstone())
+	if err == nil {
+		hdr |= hlog.FlagSealed
+	}
+	r.Unlock(hdr, len(v))
+	return st, err
+}
+
+// rmwCopy writes the merged (or initial) value as a new record at the tail.
+// old must stay unchanged meanwhile: it is read-only, or locked by the caller,
+// or a private copy read from the device.
+func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
+	n := m.InitialSize(input)
+	if haveOld {
+		var err error
+		if n, err = m.MergedSize(old, input); err != nil {
+			return 0, err
+		}
+	}
+	page := s.st.log.PageSize()
+	if hlog.RecordSize(len(key), n) > page {
+		return 0, ErrRecordTooLarge
+	}
+	capacity := n
+	if rs, ok := m.(Reserver); ok {
+		if c := rs.Reserve(n); c > n && hlog.RecordSize(len(key), c) <= page {
+			capacity = c
+		}
+	}
+	addr, r, err := s.allocRecord(key, capacity)
+	if err != nil {
+		return 0, err
+	}
+	dst := r.Init(key, n, capacity)
+	if haveOld {
+		err = m.Merge(dst, old, input)
+	} else {
+		err = m.Initial(dst, input)
+	}
+	if err != nil {
+		r.Publish(hlog.MakeHeader(e.Address(), s.version, false))
+		r.SetInvalid()
+		return 0, err
+	}
+	if err := s.install(slot, e, addr, r, false); err != nil {
+		return 0, err
+	}
+	return OK, nil
+}
+
+// continueRMW finishes an RMW whose old value came from the device (haveOld
+// false: the key had no live value). If the chain changed while the read was
+// in flight, the RMW starts over from the index.
+func (s *Session) continueRMW(p *pendingOp, old []byte, haveOld bool) (Status, error) {
+	for spins := 0; ; spins++ {
+		slot, e := s.findOrCreate(p.hash)
+		if e.Address() != p.entryAddr {
+			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
+		}
+		st, err := s.rmwCopy(slot, e, p.key(), p.input(), p.merger, old, haveOld)
+		switch err {
+		case errRetryTail:
+			s.waitForTail(spins)
+		case errCASLost:
+			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
+		default:
+			return st, err
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"runtime"
+
+	"github.com/fleetkv/fleetkv/epoch"
+	"github.com/fleetkv/fleetkv/index"
+)
+
+// Status is the outcome of an operation that did not fail.
+type Status uint8
+
+const (
+	// OK: the operation completed (a Read found its key).
+	OK Status = iota
+	// NotFound: the key has no live value (or, for Delete, was known absent).
+	NotFound
+	// Pending: the operation continues asynchronously and its outcome
+	// arrives through the session's completion callback.
+	Pending
+)
+
+func (s Status) String() string {
+	switch s {
+	case OK:
+		return "OK"
+	case NotFound:
+		return "NOT_FOUND"
+	case Pending:
+		return "PENDING"
+	}
+	return "Status(?)"
+}
+
+// Completion is the outcome of an operation that returned Pending.
+type Completion struct {
+	Serial uint64 // the serial number the operation got when it was issued
+	Kind   OpKind
+	Status Status // OK or NotFound when Err is nil
+	Err    error
+	// Value is a Read's value. It aliases session memory and is valid only
+	// during the callback.
+	Value []byte
+}
+
+// OpKind names an operation.
+type OpKind uint8
+
+// Operation kinds.
+const (
+	OpRead OpKind = iota + 1
+	OpUpsert
+	OpRMW
+	OpDelete
+)
+
+// Session is one worker's handle on the store. Every method must be called
+// only by the goroutine that owns the session.
+//
+// Operations take effect in the order they are issued, except that one which
+// returned Pending takes effect when it completes: a caller that issues a
+// write to a key while an earlier operation on that key is pending, and needs
+// the two ordered, calls CompletePending in between.
+//
+// A session enters epoch protection on its first operation and stays in it
+// until Suspend or Close. A protected session that stops issuing operations
+// holds back flushing, eviction and index growth for every session, so a
+// worker must Suspend before it blocks (an event loop does so before it waits
+// for the network).
+type Session struct {
+	st           *Store
+	g            *epoch.Guard
+	protected    bool
+	serial       uint64
+	sinceRefresh int
+	version      uint8
+	onComplete   func(Completion)
+	pend         pendingSet
+	newEntries   int64 // index entries created since the last refresh
+	closed       bool
+}
+
+// NewSession acquires an epoch slot for a new session.
+func (st *Store) NewSession() (*Session, error) {
+	if st.closed.Load() {
+		return nil, ErrClosed
+	}
+	g, err := st.epochs.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{st: st, g: g}
+	s.pend.init(s)
+	return s, nil
+}
+
+// SetCompletion sets the callback that receives the outcome of every
+// operation that returned Pending. It runs inside CompletePending, on the
+// session's goroutine. Without one, those outcomes are dropped.
+func (s *Session) SetCompletion(fn func(Completion)) { s.onComplete = fn }
+
+// Serial returns the serial number of the session's latest operation.
+func (s *Session) Serial() uint64 { return s.serial }
+
+// PendingCount returns how many operations of the session are still pending.
+func (s *Session) PendingCount() int { return s.pend.count }
+
+// Suspend leaves epoch protection; the next operation re-enters it.
+func (s *Session) Suspend() {
+	if s.protected {
+		s.protected = false
+		s.g.Unprotect()
+	}
+}
+
+// Close completes every pending operation, then releases the session's slot.
+func (s *Session) Close() error {
+	if s.closed {
+		return ErrClosed
+	}
+	s.CompletePending(true)
+	s.st.index.CountEntries(s.newEntries)
+	s.newEntries = 0
+	s.closed = true
+	s.protected = false
+	s.g.Release()
+	return nil
+}
+
+// begin starts an operation: protection, serial number.
+func (s *Session) begin() error {
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.protected {
+		s.g.Protect()
+		s.protected = true
+	}
+	s.serial++
+	return nil
+}
+
+// end finishes an operation: every RefreshEvery operations the session
+// refreshes its epoch, which lets deferred actions run, and checks whether
+// the index should grow.
+func (s *Session) end() {
+	s.sinceRefresh++
+	if s.sinceRefresh < s.st.cfg.RefreshEvery {
+		return
+	}
+	s.sinceRefresh = 0
+	s.g.Refresh()
+	if s.newEntries != 0 {
+		s.st.index.CountEntries(s.newEntries)
+		s.newEntries = 0
+		s.st.maybeGrow()
+	}
+}
+
+// findOrCreate finds or creates key's index entry, counting creations.
+func (s *Session) findOrCreate(h uint64) (index.Slot, index.Entry) {
+	slot, e, created := s.st.index.FindOrCreate(s.g, h)
+	if created {
+		s.newEntries++
+	}
+	return slot, e
+}
+
+// waitForTail is called when the log tail waits for a frame: the operation
+// has dropped its record views; refresh so the flush and eviction actions can
+// run, and yield now and then so a descheduled worker can reach its refresh.
+func (s *Session) waitForTail(spins int) {
+	s.g.Refresh()
+	if spins > 4 {
+		runtime.Gosched()
+	}
+}
+
+func (s *Session) checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return ErrEmptyKey
+	case len(key) > s.st.cfg.MaxKeyLen:
+		return ErrKeyTooLarge
+	}
+	return nil
+}

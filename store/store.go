@@ -1,0 +1,173 @@
+package store
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/epoch"
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+)
+
+// Config sets up a Store. The zero value is a usable in-memory store.
+type Config struct {
+	// IndexBits is log2 of the initial number of index buckets. Default 20.
+	IndexBits uint
+	// MaxIndexBits bounds automatic growth. Default 28 (16 GiB of buckets).
+	MaxIndexBits uint
+	// NoAutoGrow turns off doubling the index when it holds more than
+	// GrowLoadFactor entries per bucket.
+	NoAutoGrow bool
+	// MaxSessions bounds concurrent sessions (epoch slots). Default 128.
+	MaxSessions int
+	// RefreshEvery is how many operations a session runs between epoch
+	// refreshes. Default 64.
+	RefreshEvery int
+	// MaxKeyLen bounds key length. Default 64 KiB.
+	MaxKeyLen int
+	// Log shapes the HybridLog (page size, memory budget, device).
+	Log hlog.Config
+}
+
+const (
+	defaultIndexBits    = 20
+	defaultMaxIndexBits = 28
+	defaultRefreshEvery = 64
+	defaultMaxKeyLen    = 64 << 10
+	// growLoadFactor is the entries per 7-entry bucket above which the index
+	// doubles: at 4, about 5 % of buckets need an overflow bucket.
+	growLoadFactor = 4
+)
+
+func (c *Config) fill() error {
+	if c.IndexBits == 0 {
+		c.IndexBits = defaultIndexBits
+	}
+	if c.MaxIndexBits == 0 {
+		c.MaxIndexBits = defaultMaxIndexBits
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = epoch.DefaultSlots
+	}
+	if c.RefreshEvery == 0 {
+		c.RefreshEvery = defaultRefreshEvery
+	}
+	if c.MaxKeyLen == 0 {
+		c.MaxKeyLen = defaultMaxKeyLen
+	}
+	switch {
+	case c.MaxIndexBits > index.MaxBits || c.IndexBits > c.MaxIndexBits:
+		return fmt.Errorf("store: index bits %d / max %d outside 1..%d", c.IndexBits, c.MaxIndexBits, index.MaxBits)
+	case c.RefreshEvery < 1 || c.MaxSessions < 1 || c.MaxKeyLen < 1:
+		return fmt.Errorf("store: RefreshEvery, MaxSessions and MaxKeyLen must be positive")
+	case c.MaxKeyLen > hlog.MaxKeyLen:
+		return fmt.Errorf("store: MaxKeyLen %d above the record format's %d", c.MaxKeyLen, hlog.MaxKeyLen)
+	}
+	return nil
+}
+
+// Store is one FASTER instance: an index over a HybridLog shared by all
+// sessions. Its methods are safe from any goroutine.
+type Store struct {
+	cfg    Config
+	epochs *epoch.Manager
+	log    *hlog.Log
+	index  *index.Index
+
+	growing atomic.Bool
+	bg      sync.WaitGroup // background growth
+	closed  atomic.Bool
+}
+
+// Open creates an empty store.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 1)} // +1: the grower
+	l, err := hlog.New(cfg.Log, st.epochs)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := index.New(cfg.IndexBits, st.epochs, st)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	st.log, st.index = l, ix
+	return st, nil
+}
+
+// Close waits for background work and frees memory. Every session must be
+// closed first. The log's device stays open: its owner closes it.
+func (st *Store) Close() error {
+	if st.closed.Swap(true) {
+		return ErrClosed
+	}
+	st.bg.Wait()
+	st.index.Close()
+	return st.log.Close()
+}
+
+// Log returns the store's HybridLog, for stats and tests.
+func (st *Store) Log() *hlog.Log { return st.log }
+
+// Step implements index.Chain: the hash and chain link of an in-memory record.
+func (st *Store) Step(addr uint64) (hash, prev uint64, inMemory bool) {
+	if addr < st.log.Head() {
+		return 0, 0, false
+	}
+	r := st.log.Record(addr)
+	return index.HashKey(r.Key()), r.Header().Prev(), true
+}
+
+// GrowIndex doubles the index now, while sessions keep working, and returns
+// when it is done (or index.ErrGrowing if a growth is already running).
+func (st *Store) GrowIndex() error {
+	if !st.growing.CompareAndSwap(false, true) {
+		return index.ErrGrowing
+	}
+	defer st.growing.Store(false)
+	g, err := st.epochs.Acquire()
+	if err != nil {
+		return err
+	}
+	defer g.Release()
+	return st.index.Grow(g)
+}
+
+// maybeGrow starts a background doubling when the index is crowded.
+func (st *Store) maybeGrow() {
+	if st.cfg.NoAutoGrow || st.growing.Load() || st.closed.Load() {
+		return
+	}
+	if st.index.LoadFactor() < growLoadFactor || st.index.Bits() >= st.cfg.MaxIndexBits {
+		return
+	}
+	if !st.growing.CompareAndSwap(false, true) {
+		return
+	}
+	st.bg.Add(1)
+	go func() {
+		defer st.bg.Done()
+		defer st.growing.Store(false)
+		g, err := st.epochs.Acquire()
+		if err != nil {
+			return // every slot is taken by sessions: grow at a later check
+		}
+		defer g.Release()
+		_ = st.index.Grow(g) // only fails for ErrGrowing or MaxBits, both benign here
+	}()
+}
+
+// Stats is a snapshot of the store's shape.
+type Stats struct {
+	Index index.Stats
+	Log   hlog.Markers
+}
+
+// Stats returns the index shape and log markers.
+func (st *Store) Stats() Stats {
+	return Stats{Index: st.index.Stats(), Log: st.log.Markers()}
+}
