@@ -90,19 +90,23 @@ func (l *Log) shiftReadOnly(q uint64) {
 }
 
 // queueReadOnly registers, at most once at a time, the action that runs when
-// every worker has seen the current readOnly.
+// every worker has seen the current readOnly. The action is a method value
+// made once, and its target travels in roTarget (only one is queued at a
+// time), so page turns do not allocate.
 func (l *Log) queueReadOnly() {
 	if !l.roActionQueued.CompareAndSwap(false, true) {
 		return
 	}
-	target := l.readOnly.Load()
-	if _, ok := l.epochs.TryBump(func() { l.onReadOnlySafe(target) }); !ok {
+	l.roTarget.Store(l.readOnly.Load())
+	if _, ok := l.epochs.TryBump(l.roAction); !ok {
 		l.roActionQueued.Store(false) // the next page turn tries again
 	}
 }
 
-// onReadOnlySafe runs once no worker can still update below target in place.
-func (l *Log) onReadOnlySafe(target uint64) {
+// onReadOnlySafe runs once no worker can still update below roTarget in
+// place.
+func (l *Log) onReadOnlySafe() {
+	target := l.roTarget.Load()
 	maxStore(&l.safeReadOnly, target)
 	l.roActionQueued.Store(false)
 	l.flush.issueUntil(target)
@@ -125,14 +129,15 @@ func (l *Log) queueHead() {
 	if !l.headActionQueued.CompareAndSwap(false, true) {
 		return
 	}
-	target := l.head.Load()
-	if _, ok := l.epochs.TryBump(func() { l.onHeadSafe(target) }); !ok {
+	l.headTarget.Store(l.head.Load())
+	if _, ok := l.epochs.TryBump(l.headAction); !ok {
 		l.headActionQueued.Store(false)
 	}
 }
 
-// onHeadSafe runs once no worker can still read a frame below target.
-func (l *Log) onHeadSafe(target uint64) {
+// onHeadSafe runs once no worker can still read a frame below headTarget.
+func (l *Log) onHeadSafe() {
+	target := l.headTarget.Load()
 	maxStore(&l.safeHead, target)
 	l.headActionQueued.Store(false)
 	if l.head.Load() > target {

@@ -102,6 +102,7 @@ type Log struct {
 	pageSize     uint64
 	pageMask     uint64
 	frames       uint64
+	frameMask    uint64 // frames-1 when frames is a power of two, else 0
 	mutablePages uint64
 	mem          []byte
 	dev          ssd.Device
@@ -116,8 +117,12 @@ type Log struct {
 	begin        paddedUint64
 	flushedUntil paddedUint64
 
-	roActionQueued   atomic.Bool // an action that publishes safeReadOnly = readOnly is registered
-	headActionQueued atomic.Bool // an action that publishes safeHead = head is registered
+	roActionQueued   atomic.Bool   // an action that publishes safeReadOnly = roTarget is registered
+	roTarget         atomic.Uint64 // what the queued readOnly action publishes
+	roAction         func()        // l.onReadOnlySafe, made once
+	headActionQueued atomic.Bool   // an action that publishes safeHead = headTarget is registered
+	headTarget       atomic.Uint64 // what the queued head action publishes
+	headAction       func()        // l.onHeadSafe, made once
 
 	flush flushState
 }
@@ -138,6 +143,9 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 	// At least two mutable pages keep readOnly at or below the tail while the
 	// tail turns a page; at least one read-only page lets flushing overlap
 	// with filling the mutable region.
+	if l.frames&(l.frames-1) == 0 {
+		l.frameMask = l.frames - 1
+	}
 	l.mutablePages = min(max(uint64(cfg.MutableFraction*float64(l.frames)+0.5), 2), l.frames-1)
 	mem, err := manual.Alloc(int(l.frames * l.pageSize))
 	if err != nil {
@@ -147,6 +155,7 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 	for _, m := range []*paddedUint64{&l.tail, &l.readOnly, &l.safeReadOnly, &l.head, &l.safeHead, &l.begin, &l.flushedUntil} {
 		m.Store(FirstAddress)
 	}
+	l.roAction, l.headAction = l.onReadOnlySafe, l.onHeadSafe
 	l.flush.init(l)
 	return l, nil
 }
@@ -196,8 +205,17 @@ func (l *Log) Record(addr uint64) Record {
 	return frameRecord(l.mem, l.frameOffset(addr))
 }
 
+// frameOffset maps an address to its byte in frame memory. It is on the path
+// from an index entry to its record, so a power-of-two frame count (the
+// default) avoids the division.
 func (l *Log) frameOffset(addr uint64) uint64 {
-	return (addr>>l.pageBits)%l.frames<<l.pageBits | addr&l.pageMask
+	page := addr >> l.pageBits
+	if l.frameMask != 0 {
+		page &= l.frameMask
+	} else {
+		page %= l.frames
+	}
+	return page<<l.pageBits | addr&l.pageMask
 }
 
 // frameBytes returns the memory of page p's frame.

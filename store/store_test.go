@@ -202,7 +202,7 @@ func TestRMWInFuzzyRegionGoesPending(t *testing.T) {
 	mustStatus(t, OK)(a.RMW(k, i64(1), Int64Add{}))
 	a.Suspend()
 	mustStatus(t, NotFound)(b.Delete([]byte("absent"))) // b is now protected and stays put
-	kAddr := uint64(hlog.FirstAddress) // the counter is the first record
+	kAddr := uint64(hlog.FirstAddress)                  // the counter is the first record
 	for i := 0; st.Log().ReadOnly() <= kAddr+64; i++ {
 		mustStatus(t, OK)(a.Upsert([]byte(fmt.Sprint("fill", i)), make([]byte, 200)))
 	}
