@@ -1,9 +1,11 @@
 # Every target works from a clean clone; .ci/run calls `make test`.
+SHELL    := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO       ?= go
 PKGS     := ./...
 DATA_DIR ?=
 
-.PHONY: all build run test test-short race bench bench-engine lint fuzz clean
+.PHONY: all build run test race bench bench-engine lint fuzz clean
 
 all: build
 
@@ -19,7 +21,7 @@ run:
 # concurrent packages again under the race detector.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)
@@ -28,7 +30,8 @@ race:
 bench: bench-engine
 
 bench-engine:
-	$(GO) test -run '^$$' -bench 'YCSB' -benchtime 3s -timeout 60m ./store/
+	$(GO) test -run '^$$' -bench 'YCSB' -benchtime 2000000x -count 3 -timeout 90m ./store/ | tee bench-engine.out
+	./scripts/bench-table.sh < bench-engine.out
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -15,8 +15,8 @@ func (l *Log) Allocate(size uint64) (uint64, error) {
 	if size > l.pageSize {
 		return 0, ErrTooLarge
 	}
-	if invariants.Enabled {
-		invariants.Check(size%8 == 0 && size >= 8, "allocation of %d bytes", size)
+	if invariants.Enabled && (size%8 != 0 || size < 8) {
+		invariants.Fail("allocation of %d bytes", size)
 	}
 	for {
 		t := l.tail.Load()
@@ -58,8 +58,8 @@ func (l *Log) openPage(q uint64) error {
 	if (q+1)<<l.pageBits > 1<<AddressBits {
 		return ErrAddressSpace
 	}
-	if invariants.Enabled {
-		invariants.Check(l.opened.Load()+1 >= q, "opening page %d after page %d", q, l.opened.Load())
+	if invariants.Enabled && l.opened.Load()+1 < q {
+		invariants.Fail("opening page %d after page %d", q, l.opened.Load())
 	}
 	l.shiftReadOnly(q)
 	if !l.frameFree(q) {
@@ -159,8 +159,10 @@ func (l *Log) checkMarkers() {
 	sro := l.safeReadOnly.Load()
 	ro := l.readOnly.Load()
 	tail := l.tail.Load()
-	invariants.Check(begin <= head && sh <= head && head <= fl && fl <= sro && sro <= ro && ro <= tail,
-		"marker order: begin %d safeHead %d head %d flushed %d safeRO %d RO %d tail %d", begin, sh, head, fl, sro, ro, tail)
+	if !(begin <= head && sh <= head && head <= fl && fl <= sro && sro <= ro && ro <= tail) {
+		invariants.Fail("marker order: begin %d safeHead %d head %d flushed %d safeRO %d RO %d tail %d",
+			begin, sh, head, fl, sro, ro, tail)
+	}
 }
 
 // Abandon turns an allocation the caller will not publish into a filler, so

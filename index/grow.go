@@ -103,8 +103,8 @@ func (ix *Index) splitChunk(ps *phaseState, c uint64) {
 // entry that never got an address belongs to an operation that gave up; it
 // has no records and is dropped.
 func (ix *Index) splitEntry(newT *table, i uint64, e Entry) {
-	if invariants.Enabled {
-		invariants.Check(!e.tentative(), "tentative entry %#x in the old table during growth", uint64(e))
+	if invariants.Enabled && e.tentative() {
+		invariants.Fail("tentative entry %#x in the old table during growth", uint64(e))
 	}
 	var heads [2]uint64
 	newBit := 64 - newT.bits

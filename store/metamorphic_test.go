@@ -23,7 +23,7 @@ import (
 
 var (
 	seedFlag  = flag.Uint64("seed", 0, "metamorphic: run only this seed")
-	seedsFlag = flag.Int("seeds", 6, "metamorphic: how many random seeds to run")
+	seedsFlag = flag.Int("seeds", 16, "metamorphic: how many random seeds to run")
 	opsFlag   = flag.Int("ops", 6000, "metamorphic: operations per worker")
 )
 

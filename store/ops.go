@@ -100,9 +100,14 @@ func (s *Session) trace(key []byte, addr, floor uint64) (uint64, hlog.Record, bo
 func (s *Session) checkRecord(addr uint64, r hlog.Record) {
 	h := r.Header()
 	tail := s.st.log.Tail()
-	invariants.Check(addr < tail && addr >= hlog.FirstAddress, "chain reaches address %d, tail %d", addr, tail)
-	invariants.Check(h.Final() && !h.Filler() && !h.Invalid(), "chain reaches header %#x at %d", uint64(h), addr)
-	invariants.Check(h.Prev() < addr, "record at %d links forward to %d", addr, h.Prev())
+	switch {
+	case addr >= tail || addr < hlog.FirstAddress:
+		invariants.Fail("chain reaches address %d, tail %d", addr, tail)
+	case !h.Final() || h.Filler() || h.Invalid():
+		invariants.Fail("chain reaches header %#x at %d", uint64(h), addr)
+	case h.Prev() >= addr:
+		invariants.Fail("record at %d links forward to %d", addr, h.Prev())
+	}
 }
 
 func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error) {

@@ -9,11 +9,14 @@ package invariants
 
 import "fmt"
 
-// Check panics with a formatted message when cond is false and self-checks
-// are compiled in. Call it as `if invariants.Enabled { invariants.Check(...) }`
-// on hot paths so that the arguments are not even evaluated otherwise.
-func Check(cond bool, format string, args ...any) {
-	if Enabled && !cond {
-		panic(fmt.Sprintf("fleetkv invariant violated: "+format, args...))
-	}
+// Fail panics with a formatted message about a broken invariant. Call it as
+//
+//	if invariants.Enabled && !cond {
+//		invariants.Fail("...", args...)
+//	}
+//
+// so that the check compiles away without the tag and the arguments are
+// boxed only on the failure path (the checked build stays allocation-free).
+func Fail(format string, args ...any) {
+	panic(fmt.Sprintf("fleetkv invariant violated: "+format, args...))
 }
