@@ -1,0 +1,69 @@
+// Package wire is fleetkv's binary protocol: batches of operations from a
+// client session and batches of results from the server, each behind a
+// fixed 32-byte header. It is pure encoding and decoding: no sockets, no
+// goroutines, no allocation. Decoders return slices that alias the input;
+// they stay valid as long as the caller keeps the input unchanged.
+//
+// All integers are little-endian; "uv" is an unsigned LEB128 varint.
+//
+// Request batch:
+//
+//	 0      1      2      3      4              8              12             16
+//	+------+------+------+------+--------------+--------------+--------------+
+//	| 0xF1 | flags|  reserved   | op count u32 | body len u32 | reserved u32 |
+//	+------+------+-------------+--------------+--------------+--------------+
+//	| view u64: the session's view of ownership  (16..24)                   |
+//	| serial u64: serial number of the batch's first operation  (24..32)    |
+//	+------------------------------------------------------------------------+
+//	| body: op count operations, body len bytes                             |
+//
+//	operation:  code u8 | key len uv | [value len uv] | key | [value]
+//
+//	code         value          meaning
+//	1  READ      -              read key
+//	2  UPSERT    yes            set key to value
+//	3  DELETE    -              delete key
+//	4  ADD       8 bytes        add a little-endian int64 to key's value
+//	5  APPEND    yes            append value to key's value
+//	16 OPEN      auth token     open a session; key: 8-byte session id to
+//	                            resume, or empty for a new one
+//	17 PING      payload        echo the payload
+//	18 GET_VIEW  -              return the server's view
+//
+// Flags: bit 0 marks a control batch (only codes >= 16), which the server
+// answers whatever the view; every other bit must be 0. Operation i of a
+// batch has serial number serial+i.
+//
+// Response batch:
+//
+//	 0      1       2          4              8              12             16
+//	+------+-------+----------+--------------+--------------+--------------+
+//	| 0xF1 | status| code u16 | entries u32  | body len u32 | reserved u32 |
+//	+------+-------+----------+--------------+--------------+--------------+
+//	| view u64: the server's current view  (16..24)                         |
+//	| serial u64  (24..32)                                                  |
+//	+------------------------------------------------------------------------+
+//	| body                                                                  |
+//
+//	status       serial                    body
+//	0 OK         first serial answered     one result per request operation,
+//	                                       then completions of earlier
+//	                                       pending operations
+//	1 VIEW_CHANGED  re-issue from here     empty: nothing of the batch ran
+//	2 RETRY_LATER   re-issue from here     empty: the server is overloaded
+//	3 ERROR      first serial of the bad   a UTF-8 message naming the
+//	             batch                     problem; code says which; the
+//	                                       server closes the connection
+//
+//	result:     status u8 | payload
+//	  0 OK         len uv | bytes   (a READ's value, a control op's answer;
+//	                                 empty for writes)
+//	  1 NOT_FOUND  -
+//	  2 PENDING    -                (its completion comes later, by serial)
+//	  3 ERROR      code u8
+//	completion: 0x80|status u8 | serial uv | payload as above
+//
+// A result entry answers the request operations in order; a completion
+// (high bit set) answers the pending operation with that serial, in this or
+// any later response of the same session.
+package wire

@@ -1,0 +1,196 @@
+package wire
+
+import "encoding/binary"
+
+// HeaderSize is the size of request and response batch headers.
+const HeaderSize = 32
+
+// MagicVersion opens every batch: magic nibble 0xF, protocol version 1.
+const MagicVersion = 0xF1
+
+// FlagControl marks a request batch of control operations only.
+const FlagControl = 1
+
+// Op is an operation code.
+type Op uint8
+
+// Operation codes.
+const (
+	OpRead    Op = 1
+	OpUpsert  Op = 2
+	OpDelete  Op = 3
+	OpAdd     Op = 4
+	OpAppend  Op = 5
+	OpOpen    Op = 16
+	OpPing    Op = 17
+	OpGetView Op = 18
+)
+
+// hasValue reports whether an operation carries a value; ok is false for an
+// unknown code.
+func (o Op) hasValue() (has, ok bool) {
+	switch o {
+	case OpRead, OpDelete, OpGetView:
+		return false, true
+	case OpUpsert, OpAdd, OpAppend, OpOpen, OpPing:
+		return true, true
+	}
+	return false, false
+}
+
+// Control reports whether the operation is a session control operation.
+func (o Op) Control() bool { return o >= OpOpen }
+
+func (o Op) String() string {
+	switch o {
+	case OpRead:
+		return "READ"
+	case OpUpsert:
+		return "UPSERT"
+	case OpDelete:
+		return "DELETE"
+	case OpAdd:
+		return "ADD"
+	case OpAppend:
+		return "APPEND"
+	case OpOpen:
+		return "OPEN"
+	case OpPing:
+		return "PING"
+	case OpGetView:
+		return "GET_VIEW"
+	}
+	return "OP?"
+}
+
+// BatchStatus is a response batch's status.
+type BatchStatus uint8
+
+// Batch statuses.
+const (
+	BatchOK          BatchStatus = 0
+	BatchViewChanged BatchStatus = 1
+	BatchRetryLater  BatchStatus = 2
+	BatchError       BatchStatus = 3
+)
+
+// Status is one result's status.
+type Status uint8
+
+// Result statuses; a completion sets CompletionBit on its status byte.
+const (
+	StatusOK       Status = 0
+	StatusNotFound Status = 1
+	StatusPending  Status = 2
+	StatusError    Status = 3
+
+	CompletionBit = 0x80
+)
+
+// Code names an error, in an ERROR batch header or an ERROR result.
+type Code uint16
+
+// Error codes.
+const (
+	CodeNone         Code = 0
+	CodeMalformed    Code = 1  // the bytes are not a valid batch
+	CodeTooLarge     Code = 2  // batch, key or value over the limits
+	CodeUnknownOp    Code = 3  // unknown operation code
+	CodeBadVersion   Code = 4  // unknown magic or version
+	CodeNotInt64     Code = 5  // ADD on a value that is not 8 bytes
+	CodeRecordTooBig Code = 6  // key and value do not fit the log
+	CodeAuth         Code = 7  // no session, or a wrong token
+	CodeInternal     Code = 8  // I/O error or a server fault
+	CodeBadSerial    Code = 9  // batch serial is not the next expected one
+	CodeBadArgument  Code = 10 // an operation's arguments are invalid
+)
+
+func (c Code) String() string {
+	switch c {
+	case CodeNone:
+		return "none"
+	case CodeMalformed:
+		return "malformed"
+	case CodeTooLarge:
+		return "too large"
+	case CodeUnknownOp:
+		return "unknown operation"
+	case CodeBadVersion:
+		return "unsupported version"
+	case CodeNotInt64:
+		return "value is not an int64"
+	case CodeRecordTooBig:
+		return "record too large"
+	case CodeAuth:
+		return "not authorized"
+	case CodeInternal:
+		return "internal error"
+	case CodeBadSerial:
+		return "unexpected serial"
+	case CodeBadArgument:
+		return "bad argument"
+	}
+	return "code?"
+}
+
+// Limits bound what a decoder accepts. They are checked before anything is
+// allocated or copied.
+type Limits struct {
+	MaxBatch int // body bytes of one batch
+	MaxKey   int
+	MaxValue int
+}
+
+// DefaultLimits are the server's defaults: 1 MiB batches, 64 KiB keys,
+// 16 MiB values (a value that large needs a larger MaxBatch too).
+var DefaultLimits = Limits{MaxBatch: 1 << 20, MaxKey: 64 << 10, MaxValue: 16 << 20}
+
+// Error is a decoding failure with the code the server reports for it.
+type Error struct {
+	Code Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return "wire: " + e.Code.String() + ": " + e.Msg }
+
+// Is makes errors.Is(err, ErrMalformed) and friends match by code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Msg == "" && t.Code == e.Code
+}
+
+// Sentinels to compare decoding errors with errors.Is.
+var (
+	ErrMalformed  = &Error{Code: CodeMalformed}
+	ErrTooLarge   = &Error{Code: CodeTooLarge}
+	ErrUnknownOp  = &Error{Code: CodeUnknownOp}
+	ErrBadVersion = &Error{Code: CodeBadVersion}
+)
+
+// Preallocated decoding errors, so that rejecting input never allocates.
+var (
+	errShortHeader = &Error{CodeMalformed, "short header"}
+	errVersion     = &Error{CodeBadVersion, "magic/version byte is not 0xF1"}
+	errFlags       = &Error{CodeMalformed, "unknown flag bits"}
+	errReserved    = &Error{CodeMalformed, "reserved header bytes are not zero"}
+	errBatchSize   = &Error{CodeTooLarge, "batch body larger than the limit"}
+	errCount       = &Error{CodeMalformed, "operation count does not fit the body length"}
+	errTruncated   = &Error{CodeMalformed, "operation runs past the end of the body"}
+	errVarint      = &Error{CodeMalformed, "bad length varint"}
+	errKeySize     = &Error{CodeTooLarge, "key larger than the limit"}
+	errValueSize   = &Error{CodeTooLarge, "value larger than the limit"}
+	errUnknownOp   = &Error{CodeUnknownOp, "unknown operation code"}
+	errTrailing    = &Error{CodeMalformed, "bytes after the last operation"}
+	errControl     = &Error{CodeMalformed, "data operation in a control batch"}
+	errStatus      = &Error{CodeMalformed, "unknown result status"}
+)
+
+// uvarint reads a length: an unsigned varint of at most 5 bytes, in its
+// shortest form (so that every batch has exactly one encoding).
+func uvarint(b []byte) (v uint64, n int, err error) {
+	v, n = binary.Uvarint(b)
+	if n <= 0 || n > 5 || v > 1<<32-1 || (n > 1 && b[n-1] == 0) {
+		return 0, 0, errVarint
+	}
+	return v, n, nil
+}
