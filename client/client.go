@@ -1,0 +1,148 @@
+package client
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Client is the synchronous API: every call sends one operation and waits
+// for its result. It is safe from any goroutine; each call borrows a
+// session from a pool, so concurrent calls pipeline on separate sessions.
+type Client struct {
+	cfg    Config
+	mu     sync.Mutex
+	idle   []*Session
+	closed bool
+}
+
+// New returns a client for the server at cfg.Addr. It dials lazily.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg}, nil
+}
+
+// Close closes every idle session; sessions in use close when returned.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	c.mu.Unlock()
+	var errs []error
+	for _, s := range idle {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Get returns key's value, or found == false.
+func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool, err error) {
+	err = c.do(ctx, func(s *Session, cb Callback) error { return s.Read(key, cb) }, func(r Result) {
+		found = r.Status == OK
+		value = append([]byte(nil), r.Value...)
+	})
+	return value, found, err
+}
+
+// Set sets key to value.
+func (c *Client) Set(ctx context.Context, key, value []byte) error {
+	return c.do(ctx, func(s *Session, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
+}
+
+// Delete deletes key; existed is false when the server knew it was absent.
+func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err error) {
+	err = c.do(ctx, func(s *Session, cb Callback) error { return s.Delete(key, cb) }, func(r Result) {
+		existed = r.Status == OK
+	})
+	return existed, err
+}
+
+// Incr adds delta to the int64 at key and returns the new value.
+func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
+	var v int64
+	err := c.do(ctx, func(s *Session, cb Callback) error {
+		if err := s.Add(key, delta, cb); err != nil {
+			return err
+		}
+		return s.Read(key, cb)
+	}, func(r Result) {
+		if len(r.Value) == 8 {
+			v = int64(binary.LittleEndian.Uint64(r.Value))
+		}
+	})
+	return v, err
+}
+
+// do queues an operation on a pooled session and waits for it within ctx.
+func (c *Client) do(ctx context.Context, queue func(*Session, Callback) error, onResult func(Result)) error {
+	s, err := c.get()
+	if err != nil {
+		return err
+	}
+	var opErr error
+	cb := func(r Result) {
+		if r.Err != nil {
+			if opErr == nil {
+				opErr = r.Err
+			}
+			return
+		}
+		if onResult != nil {
+			onResult(r)
+		}
+	}
+	if err := queue(s, cb); err != nil {
+		c.put(s)
+		return err
+	}
+	deadline, _ := ctx.Deadline()
+	nc := s.nc // the AfterFunc must not read s.nc, which a reconnect replaces
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	err = s.Wait()
+	stop()
+	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
+		err = errors.Join(ctxErr, err)
+	}
+	if s.nc != nil {
+		_ = s.nc.SetDeadline(time.Time{})
+	}
+	c.put(s)
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+func (c *Client) get() (*Session, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := len(c.idle); n > 0 {
+		s := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return s, nil
+	}
+	c.mu.Unlock()
+	return Dial(c.cfg)
+}
+
+// put returns a session to the pool, dropping one that failed.
+func (c *Client) put(s *Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || s.err != nil {
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		return
+	}
+	c.idle = append(c.idle, s)
+}

@@ -1,0 +1,360 @@
+package client
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Read queues a read of key. The key is copied; cb gets the value.
+func (s *Session) Read(key []byte, cb Callback) error {
+	return s.add(wire.OpRead, key, nil, cb)
+}
+
+// Upsert queues setting key to value (both copied).
+func (s *Session) Upsert(key, value []byte, cb Callback) error {
+	return s.add(wire.OpUpsert, key, value, cb)
+}
+
+// Delete queues deleting key.
+func (s *Session) Delete(key []byte, cb Callback) error {
+	return s.add(wire.OpDelete, key, nil, cb)
+}
+
+// Add queues adding delta to the little-endian int64 at key (an absent key
+// starts at 0). The callback's Result has no value; read it back if needed.
+func (s *Session) Add(key []byte, delta int64, cb Callback) error {
+	var d [8]byte
+	binary.LittleEndian.PutUint64(d[:], uint64(delta))
+	return s.add(wire.OpAdd, key, d[:], cb)
+}
+
+// Append queues appending value to key's value.
+func (s *Session) Append(key, value []byte, cb Callback) error {
+	return s.add(wire.OpAppend, key, value, cb)
+}
+
+func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
+	if s.err != nil {
+		return s.err
+	}
+	if len(key) > s.cfg.Limits.MaxKey || len(value) > s.cfg.Limits.MaxValue {
+		return ErrTooLarge
+	}
+	if s.cur != nil && len(s.cur.ops) > 0 && len(s.cur.buf)+len(key)+len(value)+11 > s.cfg.BatchBytes {
+		if err := s.Flush(); err != nil {
+			return err
+		}
+	}
+	if s.cur == nil {
+		s.cur = s.newBatch()
+	}
+	s.cur.buf = wire.AppendOp(s.cur.buf, op, key, value)
+	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, cb: cb})
+	s.serial++
+	return nil
+}
+
+func (s *Session) newBatch() *batch {
+	var b *batch
+	if n := len(s.free); n > 0 {
+		b, s.free = s.free[n-1], s.free[:n-1]
+	} else {
+		b = &batch{}
+	}
+	b.buf, _ = wire.BeginBatch(b.buf[:0])
+	b.ops = b.ops[:0]
+	b.first = s.serial
+	return b
+}
+
+func (s *Session) recycle(b *batch) {
+	for i := range b.ops {
+		b.ops[i].cb = nil
+	}
+	s.free = append(s.free, b)
+}
+
+// Flush sends the batch being built, first waiting (and running callbacks)
+// while InFlight batches are unanswered.
+func (s *Session) Flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.cur == nil || len(s.cur.ops) == 0 {
+		return nil
+	}
+	for len(s.inflight) >= s.cfg.InFlight {
+		if err := s.receive(); err != nil {
+			return err
+		}
+	}
+	b := s.cur
+	s.cur = nil
+	return s.send(b)
+}
+
+// send writes b with the session's view and puts it in flight.
+func (s *Session) send(b *batch) error {
+	wire.FinishRequest(b.buf, 0, wire.RequestHeader{Count: uint32(len(b.ops)), View: s.view, Serial: b.first})
+	s.inflight = append(s.inflight, b)
+	if _, err := s.nc.Write(b.buf); err != nil {
+		return s.lost(err)
+	}
+	return nil
+}
+
+// Wait flushes and returns once every queued operation has its result.
+func (s *Session) Wait() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	for len(s.inflight) > 0 || len(s.pending) > 0 {
+		if err := s.receive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Outstanding returns how many operations are queued, in flight or pending.
+func (s *Session) Outstanding() int {
+	n := len(s.pending)
+	for _, b := range s.inflight {
+		n += len(b.ops)
+	}
+	if s.cur != nil {
+		n += len(s.cur.ops)
+	}
+	return n
+}
+
+// receive reads one response batch and dispatches it.
+func (s *Session) receive() error {
+	h, body, err := s.readBatch()
+	if err != nil {
+		return s.lost(err)
+	}
+	switch h.Status {
+	case wire.BatchOK:
+		return s.results(h, body)
+	case wire.BatchViewChanged, wire.BatchRetryLater:
+		return s.reissue(h)
+	}
+	return s.failed(&ServerError{Code: h.Code, Msg: string(body)})
+}
+
+// results dispatches an OK batch: results of the oldest in-flight batch,
+// when the batch answers one, and completions of pending operations.
+func (s *Session) results(h wire.ResponseHeader, body []byte) error {
+	var b *batch
+	if h.Serial != 0 {
+		if len(s.inflight) == 0 || s.inflight[0].first != h.Serial {
+			return s.failed(&ServerError{Code: wire.CodeBadSerial, Msg: "response for a batch that is not in flight"})
+		}
+		b = s.inflight[0]
+	}
+	var r wire.ResultReader
+	r.Reset(h, body, s.cfg.Limits)
+	next := 0
+	for {
+		res, ok, err := r.Next()
+		if err != nil {
+			return s.failed(err)
+		}
+		if !ok {
+			break
+		}
+		if res.Completion {
+			s.complete(res)
+			continue
+		}
+		if b == nil || next >= len(b.ops) {
+			return s.failed(&ServerError{Code: wire.CodeMalformed, Msg: "more results than operations"})
+		}
+		op := b.ops[next]
+		next++
+		if res.Status == wire.StatusPending {
+			s.pending[op.serial] = op.cb
+			continue
+		}
+		deliver(op.cb, res)
+	}
+	if b != nil {
+		if next != len(b.ops) {
+			return s.failed(&ServerError{Code: wire.CodeMalformed, Msg: "fewer results than operations"})
+		}
+		s.popInflight()
+		s.recycle(b)
+	}
+	return nil
+}
+
+// popInflight drops the oldest in-flight batch, keeping the slice's memory.
+func (s *Session) popInflight() {
+	n := copy(s.inflight, s.inflight[1:])
+	s.inflight[n] = nil
+	s.inflight = s.inflight[:n]
+}
+
+func (s *Session) complete(res wire.Result) {
+	cb, ok := s.pending[res.Serial]
+	if !ok {
+		return
+	}
+	delete(s.pending, res.Serial)
+	deliver(cb, res)
+}
+
+func deliver(cb Callback, res wire.Result) {
+	if cb == nil {
+		return
+	}
+	switch res.Status {
+	case wire.StatusOK:
+		cb(Result{Status: OK, Value: res.Value})
+	case wire.StatusNotFound:
+		cb(Result{Status: NotFound})
+	default:
+		cb(Result{Err: opErrors[res.Code&0xff]})
+	}
+}
+
+// reissue handles a rejected batch: nothing of it ran. It takes the
+// server's view (VIEW_CHANGED) or waits (RETRY_LATER) and sends the same
+// operations again, behind the batches still in flight, which the server
+// rejects too, so the order of serials is kept.
+func (s *Session) reissue(h wire.ResponseHeader) error {
+	if len(s.inflight) == 0 || s.inflight[0].first != h.Serial {
+		return s.failed(&ServerError{Code: wire.CodeBadSerial, Msg: "rejection for a batch that is not in flight"})
+	}
+	b := s.inflight[0]
+	s.popInflight()
+	if h.Status == wire.BatchViewChanged {
+		s.view = max(s.view, h.View)
+		s.backoff = 0
+	} else {
+		s.backoff = min(max(2*s.backoff, time.Millisecond), 100*time.Millisecond)
+		time.Sleep(s.backoff)
+	}
+	return s.send(b)
+}
+
+// readBatch reads one whole response batch into the receive buffer.
+func (s *Session) readBatch() (wire.ResponseHeader, []byte, error) {
+	if err := s.fill(wire.HeaderSize); err != nil {
+		return wire.ResponseHeader{}, nil, err
+	}
+	h, err := wire.ParseResponseHeader(s.rbuf[s.rpos:s.rend], s.cfg.Limits)
+	if err != nil {
+		return h, nil, err
+	}
+	n := wire.HeaderSize + int(h.Length)
+	if err := s.fill(n); err != nil {
+		return h, nil, err
+	}
+	body := s.rbuf[s.rpos+wire.HeaderSize : s.rpos+n]
+	s.rpos += n
+	return h, body, nil
+}
+
+// fill makes at least n unparsed bytes available, reading as much as the
+// socket has. Bytes handed out by the previous readBatch stay valid until
+// this call moves them.
+func (s *Session) fill(n int) error {
+	if s.rend-s.rpos >= n {
+		return nil
+	}
+	if s.rpos+n > len(s.rbuf) {
+		if n > len(s.rbuf) {
+			nb := make([]byte, max(n, 2*len(s.rbuf)))
+			s.rend = copy(nb, s.rbuf[s.rpos:s.rend])
+			s.rbuf = nb
+		} else {
+			s.rend = copy(s.rbuf, s.rbuf[s.rpos:s.rend])
+		}
+		s.rpos = 0
+	}
+	for s.rend-s.rpos < n {
+		m, err := s.nc.Read(s.rbuf[s.rend:])
+		s.rend += m
+		if err != nil && s.rend-s.rpos < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// lost handles a broken connection: every operation sent and not answered
+// fails with ErrUnknownOutcome, then the session reconnects and keeps the
+// operations it has not sent.
+func (s *Session) lost(cause error) error {
+	s.failOutstanding(ErrUnknownOutcome)
+	s.nc.Close()
+	if err := s.reconnect(); err != nil {
+		s.err = errors.Join(cause, err)
+		return s.err
+	}
+	return nil
+}
+
+func (s *Session) reconnect() error {
+	cur := s.cur
+	s.cur = nil
+	if err := s.connect(); err != nil {
+		if cur != nil {
+			s.failBatch(cur, err)
+		}
+		return err
+	}
+	if cur != nil && len(cur.ops) > 0 {
+		// Renumber the unsent operations for the new connection.
+		for i := range cur.ops {
+			cur.ops[i].serial = s.serial
+			s.serial++
+		}
+		cur.first = cur.ops[0].serial
+		s.cur = cur
+	}
+	return nil
+}
+
+// failed handles a protocol failure: the session stops.
+func (s *Session) failed(err error) error {
+	s.failOutstanding(err)
+	if s.cur != nil {
+		s.failBatch(s.cur, err)
+		s.cur = nil
+	}
+	s.nc.Close()
+	s.err = err
+	return err
+}
+
+func (s *Session) failOutstanding(err error) {
+	for _, b := range s.inflight {
+		s.failBatch(b, err)
+	}
+	s.inflight = s.inflight[:0]
+	for serial, cb := range s.pending {
+		delete(s.pending, serial)
+		if cb != nil {
+			cb(Result{Err: err})
+		}
+	}
+}
+
+func (s *Session) failBatch(b *batch, err error) {
+	for _, op := range b.ops {
+		if op.cb != nil {
+			op.cb(Result{Err: err})
+		}
+	}
+	s.recycle(b)
+}

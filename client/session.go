@@ -1,0 +1,169 @@
+package client
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Config configures sessions.
+type Config struct {
+	Addr        string        // server host:port
+	AuthToken   string        // sent with every session's OPEN
+	BatchBytes  int           // a batch is sent when it reaches this size; default 32 KiB
+	InFlight    int           // unanswered batches per session; default 4
+	DialTimeout time.Duration // default 5 s
+	Limits      wire.Limits   // bounds on what the server may send; default 128 MiB batches, 64 KiB keys, 16 MiB values
+}
+
+func (c *Config) fill() error {
+	if c.Addr == "" {
+		return errors.New("client: no server address")
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = 32 << 10
+	}
+	if c.InFlight == 0 {
+		c.InFlight = 4
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.Limits == (wire.Limits{}) {
+		c.Limits = wire.Limits{MaxBatch: 128 << 20, MaxKey: 64 << 10, MaxValue: 16 << 20}
+	}
+	if c.BatchBytes < wire.HeaderSize || c.InFlight < 1 {
+		return fmt.Errorf("client: batch bytes %d and in-flight %d must be positive", c.BatchBytes, c.InFlight)
+	}
+	return nil
+}
+
+// Status is a successful operation's outcome.
+type Status uint8
+
+// Statuses.
+const (
+	OK       Status = iota // done; a read found its key
+	NotFound               // the key has no value
+)
+
+// Result is one operation's outcome. Value (a read's value) is valid only
+// during the callback.
+type Result struct {
+	Status Status
+	Value  []byte
+	Err    error
+}
+
+// Callback receives an operation's Result on the session's goroutine.
+type Callback func(Result)
+
+type opRec struct {
+	serial uint64
+	cb     Callback
+}
+
+// batch is one request batch: its encoded bytes (kept for re-issue) and
+// the callbacks of its operations.
+type batch struct {
+	buf   []byte
+	first uint64
+	ops   []opRec
+}
+
+// Session is a pipelined session with one server. All its methods must be
+// called by one goroutine at a time; callbacks run on that goroutine.
+type Session struct {
+	cfg      Config
+	nc       net.Conn
+	id, view uint64
+	serial   uint64 // the next operation's serial
+	cur      *batch
+	inflight []*batch // sent, unanswered, oldest first
+	free     []*batch
+	pending  map[uint64]Callback // answered PENDING, completion not seen
+	rbuf     []byte              // received bytes: rbuf[rpos:rend] unparsed
+	rpos     int
+	rend     int
+	err      error // sticky: the session can no longer work
+	backoff  time.Duration
+}
+
+// Dial connects a session and opens it on the server.
+func Dial(cfg Config) (*Session, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &Session{cfg: cfg, pending: make(map[uint64]Callback), rbuf: make([]byte, 256<<10)}
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID returns the session id the server gave.
+func (s *Session) ID() uint64 { return s.id }
+
+// View returns the view the session sends with its batches.
+func (s *Session) View() uint64 { return s.view }
+
+// Err returns the error that stopped the session, if any.
+func (s *Session) Err() error { return s.err }
+
+// connect dials, sends OPEN and reads the session id and view. Serial
+// numbers restart with each connection: the server's session is per
+// connection.
+func (s *Session) connect() error {
+	nc, err := net.DialTimeout("tcp", s.cfg.Addr, s.cfg.DialTimeout)
+	if err != nil {
+		return fmt.Errorf("client: dial %s: %w", s.cfg.Addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.nc, s.rpos, s.rend, s.serial = nc, 0, 0, 1
+	b, start := wire.BeginBatch(nil)
+	b = wire.AppendOp(b, wire.OpOpen, nil, []byte(s.cfg.AuthToken))
+	wire.FinishRequest(b, start, wire.RequestHeader{Flags: wire.FlagControl, Count: 1})
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout))
+	defer nc.SetDeadline(time.Time{})
+	if _, err := nc.Write(b); err != nil {
+		nc.Close()
+		return fmt.Errorf("client: open session: %w", err)
+	}
+	h, body, err := s.readBatch()
+	if err == nil && h.Status == wire.BatchError {
+		err = &ServerError{Code: h.Code, Msg: string(body)}
+	}
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("client: open session: %w", err)
+	}
+	var r wire.ResultReader
+	r.Reset(h, body, s.cfg.Limits)
+	res, ok, err := r.Next()
+	if err != nil || !ok || res.Status != wire.StatusOK || len(res.Value) != 16 {
+		nc.Close()
+		return fmt.Errorf("client: open session: unexpected answer %+v (%v)", res, err)
+	}
+	s.id = binary.LittleEndian.Uint64(res.Value)
+	s.view = binary.LittleEndian.Uint64(res.Value[8:])
+	return nil
+}
+
+// Close waits for every operation to complete and closes the connection.
+func (s *Session) Close() error {
+	err := s.Wait()
+	if s.nc != nil {
+		s.nc.Close()
+		s.nc = nil
+	}
+	if s.err == nil {
+		s.err = ErrClosed
+	}
+	return err
+}

@@ -1,0 +1,76 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Workload mixes: percent of reads, upserts and read-modify-writes (ADD).
+var workloads = map[string][3]int{
+	"ycsb-a": {50, 50, 0},
+	"ycsb-b": {95, 5, 0},
+	"ycsb-c": {100, 0, 0},
+	"ycsb-f": {0, 0, 100},
+	"load":   {0, 100, 0},
+}
+
+// Config describes one load run.
+type Config struct {
+	Servers    []string      // host:port of each server; keys are split among them by hash range
+	AuthToken  string        // sent with every session's OPEN
+	Workload   string        // load, ycsb-a, ycsb-b, ycsb-c or ycsb-f
+	Dist       string        // uniform or zipf
+	Keys       uint64        // key count
+	ValueSize  int           // bytes per value (>= 8)
+	Threads    int           // client goroutines; default 1
+	Sessions   int           // sessions per thread and server; default 1
+	BatchBytes int           // default 32 KiB
+	InFlight   int           // batches in flight per session; default 4
+	Duration   time.Duration // run length, after Warmup (not for load)
+	Ops        uint64        // stop after this many measured operations (0: no limit)
+	Warmup     time.Duration // operations during the warm-up are not measured
+	Verify     bool          // check every read against what the run wrote
+	Seed       uint64
+}
+
+func (c *Config) fill() error {
+	if c.Threads == 0 {
+		c.Threads = 1
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 1
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = 32 << 10
+	}
+	if c.InFlight == 0 {
+		c.InFlight = 4
+	}
+	if c.ValueSize == 0 {
+		c.ValueSize = 8
+	}
+	if c.Dist == "" {
+		c.Dist = "uniform"
+	}
+	if _, ok := workloads[c.Workload]; !ok {
+		return fmt.Errorf("loadgen: unknown workload %q (want load, ycsb-a, ycsb-b, ycsb-c or ycsb-f)", c.Workload)
+	}
+	switch {
+	case len(c.Servers) == 0:
+		return errors.New("loadgen: no server address")
+	case c.Keys == 0:
+		return errors.New("loadgen: key count must be positive")
+	case c.ValueSize < 8:
+		return fmt.Errorf("loadgen: value size %d below 8 bytes", c.ValueSize)
+	case c.Threads < 1 || c.Sessions < 1 || c.InFlight < 1 || c.BatchBytes < 64:
+		return errors.New("loadgen: threads, sessions, in-flight and batch bytes must be positive")
+	case c.Workload != "load" && c.Duration <= 0 && c.Ops == 0:
+		return errors.New("loadgen: give a duration or an operation count")
+	case c.Workload == "ycsb-f" && c.ValueSize != 8:
+		return errors.New("loadgen: ycsb-f adds to 8-byte integers: use --value-size 8 (and load with it)")
+	case c.Verify && c.Keys < uint64(c.Threads*c.Sessions*len(c.Servers)):
+		return errors.New("loadgen: verify needs at least one key per session")
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/store"
+)
+
+func startServer(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.Start(server.Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true,
+		Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 64 << 20}}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s
+}
+
+// TestVerifiedRuns loads keys, then runs every workload with --verify
+// semantics: every read is checked against what the run wrote, and every
+// counter at the end.
+func TestVerifiedRuns(t *testing.T) {
+	s := startServer(t)
+	base := Config{Servers: []string{s.Addr()}, Keys: 5000, ValueSize: 24, Threads: 2, Sessions: 2,
+		BatchBytes: 2 << 10, InFlight: 3, Verify: true, Dist: "zipf", Seed: 7}
+	load := base
+	load.Workload = "load"
+	rep, err := Run(context.Background(), load, nil)
+	if err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 || rep.Ops != 5000 {
+		t.Fatalf("load: %+v %v", rep, err)
+	}
+	for _, w := range []string{"ycsb-a", "ycsb-b", "ycsb-c"} {
+		cfg := base
+		cfg.Workload, cfg.Ops = w, 20000
+		rep, err := Run(context.Background(), cfg, nil)
+		if err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 {
+			t.Fatalf("%s: %+v %v", w, rep, err)
+		}
+		if rep.Ops < 20000 || rep.OpsPerSec <= 0 || rep.P50us <= 0 || rep.P999us < rep.P50us {
+			t.Fatalf("%s: implausible report %+v", w, rep)
+		}
+	}
+	// ycsb-f adds to 8-byte integers: load 8-byte values, then add, then
+	// every counter is read back.
+	f := base
+	f.ValueSize, f.Workload = 8, "load"
+	if rep, err := Run(context.Background(), f, nil); err != nil || rep.Errors != 0 {
+		t.Fatalf("load 8-byte values: %+v %v", rep, err)
+	}
+	f.Workload, f.Ops = "ycsb-f", 20000
+	if rep, err := Run(context.Background(), f, nil); err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 || rep.Ops < 20000 {
+		t.Fatalf("ycsb-f: %+v %v", rep, err)
+	}
+	f.ValueSize = 24
+	if _, err := Run(context.Background(), f, nil); err == nil {
+		t.Fatal("ycsb-f with 24-byte values accepted")
+	}
+}
+
+// TestVerifyCatchesAWrongValue: values changed behind the run's back are
+// reported (the check is not vacuous).
+func TestVerifyCatchesAWrongValue(t *testing.T) {
+	s := startServer(t)
+	cfg := Config{Servers: []string{s.Addr()}, Keys: 50, ValueSize: 16, Workload: "load", Verify: true, Seed: 3}
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.VerifyFailures != 0 {
+		t.Fatalf("load: %+v %v", rep, err)
+	}
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var key [8]byte
+	for k := uint64(0); k < 50; k++ {
+		binary.LittleEndian.PutUint64(key[:], k)
+		c.Set(context.Background(), key[:], make([]byte, 16)) // not a value of key k
+	}
+	cfg.Workload, cfg.Ops = "ycsb-c", 2000
+	rep, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.VerifyFailures == 0 || rep.FirstProblem == "" {
+		t.Fatalf("no verify failure reported: %+v", rep)
+	}
+}
+
+func TestProgressAndConfigErrors(t *testing.T) {
+	s := startServer(t)
+	var out strings.Builder
+	rep, err := Run(context.Background(), Config{Servers: []string{s.Addr()}, Keys: 1000,
+		Workload: "ycsb-b", Duration: 1500 * time.Millisecond, Warmup: 200 * time.Millisecond}, &out)
+	if err != nil || rep.Ops == 0 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if !strings.Contains(out.String(), "ops/s") {
+		t.Fatalf("no progress line in %q", out.String())
+	}
+	for _, bad := range []Config{
+		{Servers: []string{s.Addr()}, Keys: 10, Workload: "ycsb-z", Ops: 1},
+		{Servers: []string{s.Addr()}, Keys: 0, Workload: "ycsb-a", Ops: 1},
+		{Keys: 10, Workload: "ycsb-a", Ops: 1},
+		{Servers: []string{s.Addr()}, Keys: 10, Workload: "ycsb-a"},
+		{Servers: []string{s.Addr()}, Keys: 10, Workload: "ycsb-a", Ops: 1, ValueSize: 4},
+	} {
+		if _, err := Run(context.Background(), bad, nil); err == nil {
+			t.Errorf("config %+v accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package loadgen
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fleetkv/fleetkv/client"
+)
+
+// check verifies a read. A key this run wrote must hold exactly the version
+// the read was issued after. A key it did not write may be absent or hold
+// any version of that key (an earlier run's); with values of 16 bytes or
+// more that is checked too, since a value names its key and version.
+func (t *thread) check(sl *slot, r client.Result) {
+	if t.adds[sl.key] != 0 {
+		return // counters are checked at the end
+	}
+	ver := sl.expect
+	if ver == 0 && r.Status == client.OK && len(r.Value) >= 16 {
+		ver = binary.LittleEndian.Uint64(r.Value[8:]) // not written by this run
+	}
+	want := t.want[:t.cfg.ValueSize]
+	fillValue(want, sl.key, ver)
+	switch {
+	case r.Status == client.OK && (bytes.Equal(r.Value, want) || (sl.expect == 0 && len(want) < 16)):
+	case r.Status == client.NotFound && sl.expect == 0:
+	default:
+		t.report("read of key %d: got %v %x, want version %d", sl.key, r.Status, head(r.Value), sl.expect)
+	}
+}
+
+// verifyCounters reads back every key the thread added to.
+func (t *thread) verifyCounters() error {
+	for k, n := range t.adds {
+		s := t.session(k, t.sessionOf(k))
+		base := make([]byte, t.cfg.ValueSize)
+		fillValue(base, k, t.model[k])
+		loaded := int64(binary.LittleEndian.Uint64(base))
+		key := k
+		if err := s.Read(t.key, func(r client.Result) {
+			got := int64(0)
+			if len(r.Value) >= 8 {
+				got = int64(binary.LittleEndian.Uint64(r.Value))
+			}
+			if r.Err != nil || (got != n && got != loaded+n) {
+				t.report("counter %d = %d (%v), want %d or %d", key, got, r.Err, n, loaded+n)
+			}
+		}); err != nil {
+			return err
+		}
+		if err := s.Wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sessionOf returns which of the thread's sessions owns key k in verify mode.
+func (t *thread) sessionOf(k uint64) int {
+	return int(k%t.globalSessions()) - t.id*t.cfg.Sessions
+}
+
+func (t *thread) report(format string, args ...any) {
+	if t.cfg.Verify || t.bad.Load() == 0 {
+		msg := fmt.Sprintf(format, args...)
+		t.firstBad.CompareAndSwap(nil, &msg)
+	}
+	if t.cfg.Verify {
+		t.bad.Add(1)
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 16)] }

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"time"
+
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// adminServer serves /healthz, /stats and /debug/pprof/ on its own
+// listener, apart from the data path.
+type adminServer struct {
+	addr string
+	srv  *http.Server
+}
+
+func startAdmin(s *Server, addr string) (*adminServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: admin listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.closed.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Stats())
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a := &adminServer{addr: ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server failed", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+func (a *adminServer) shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+
+// Stats is the admin page's JSON.
+type Stats struct {
+	View        uint64           `json:"view"`
+	Loops       int              `json:"loops"`
+	Connections int64            `json:"connections"`
+	Ops         map[string]int64 `json:"ops"`
+	Batches     uint64           `json:"batches"`
+	Rejected    uint64           `json:"rejected_batches"`
+	Errors      uint64           `json:"errors"`
+	Pending     uint64           `json:"pending_ops"`
+	BytesIn     uint64           `json:"bytes_in"`
+	BytesOut    uint64           `json:"bytes_out"`
+	Store       store.Stats      `json:"store"`
+	Memory      MemStats         `json:"memory"`
+}
+
+// MemStats is the part of the Go runtime's memory statistics worth watching.
+type MemStats struct {
+	HeapAlloc  uint64 `json:"heap_alloc"`
+	HeapSys    uint64 `json:"heap_sys"`
+	NumGC      uint32 `json:"num_gc"`
+	Goroutines int    `json:"goroutines"`
+}
+
+var opNames = [6]string{"read", "upsert", "delete", "add", "append", "control"}
+
+// Stats sums the loops' counters.
+func (s *Server) Stats() Stats {
+	st := Stats{View: s.View(), Ops: map[string]int64{}, Store: s.st.Stats()}
+	s.mu.Lock()
+	st.Loops = len(s.mu.list)
+	for _, l := range s.mu.list {
+		for i := range l.stats.ops {
+			st.Ops[opNames[i]] += int64(l.stats.ops[i].Load())
+		}
+		st.Batches += l.stats.batches.Load()
+		st.Rejected += l.stats.rejected.Load()
+		st.Errors += l.stats.errors.Load()
+		st.Pending += l.stats.pending.Load()
+		st.BytesIn += l.stats.bytesIn.Load()
+		st.BytesOut += l.stats.bytesOut.Load()
+		st.Connections += l.stats.conns.Load()
+	}
+	s.mu.Unlock()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	st.Memory = MemStats{HeapAlloc: m.HeapAlloc, HeapSys: m.HeapSys, NumGC: m.NumGC, Goroutines: runtime.NumGoroutine()}
+	return st
+}

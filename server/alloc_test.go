@@ -1,0 +1,76 @@
+package server
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/session"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// TestBatchPathDoesNotAllocate runs the loop's batch path (decode, execute
+// against the store, assemble the response) on a pipelined stream of
+// batches and counts allocations.
+func TestBatchPathDoesNotAllocate(t *testing.T) {
+	st, err := store.Open(store.Config{IndexBits: 14, Log: hlog.Config{PageBits: 20, MemoryBytes: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := &Server{cfg: Config{Listen: "x"}, st: st}
+	if err := srv.cfg.fill(); err != nil {
+		t.Fatal(err)
+	}
+	srv.view.Store(1)
+	l, err := newLoop(srv, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	l.view = 1
+	cs := &conn{l: l, sess: session.New(false)}
+	var in []byte
+	serial := uint64(1)
+	makeBatch := func() {
+		in = in[:0]
+		var start int
+		in, start = wire.BeginBatch(in)
+		for i := 0; i < 1000; i++ {
+			k := binary.LittleEndian.AppendUint64(nil, uint64(i%500))
+			switch i % 4 {
+			case 0:
+				in = wire.AppendOp(in, wire.OpUpsert, k, k)
+			case 1:
+				in = wire.AppendOp(in, wire.OpAdd, binary.LittleEndian.AppendUint64([]byte("c"), uint64(i%7)), k)
+			default:
+				in = wire.AppendOp(in, wire.OpRead, k, nil)
+			}
+		}
+		wire.FinishRequest(in, start, wire.RequestHeader{Count: 1000, View: 1, Serial: serial})
+		serial += 1000
+	}
+	run := func() {
+		if used, action := l.runBatches(cs, in); used != len(in) || action != 0 {
+			t.Fatalf("batch not run: used %d of %d", used, len(in))
+		}
+		if out := cs.sess.TakeOutput(1); len(out) == 0 {
+			t.Fatal("no response")
+		}
+		l.ss.Suspend()
+	}
+	makeBatch()
+	run()
+	allocs := testing.AllocsPerRun(50, func() {
+		makeBatchSerial(in, serial)
+		serial += 1000
+		run()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per 1000-operation batch", allocs)
+	}
+}
+
+// makeBatchSerial renumbers a batch in place.
+func makeBatchSerial(b []byte, serial uint64) { binary.LittleEndian.PutUint64(b[24:], serial) }

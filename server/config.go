@@ -1,0 +1,65 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Config configures a Server. The zero value of every field but Listen
+// means its default.
+type Config struct {
+	// Listen is the data address, host:port (port 0 picks a free one).
+	Listen string
+	// Admin is the admin HTTP address; empty turns it off.
+	Admin string
+	// Loops is the number of event loops. Default: one per CPU.
+	Loops int
+	// NoPin leaves loop threads unpinned (they are pinned to cores by
+	// default).
+	NoPin bool
+	// NoReusePort gives all loops one listener with round-robin hand-off
+	// instead of one SO_REUSEPORT listener per loop.
+	NoReusePort bool
+	// AuthToken, when set, must be presented by every session's OPEN.
+	AuthToken string
+	// Limits bound batches, keys and values. Default wire.DefaultLimits.
+	Limits wire.Limits
+	// MaxResponse bounds the response bytes one batch may produce; results
+	// past it are answered with a TOO_LARGE error. Default 64 MiB.
+	MaxResponse int
+	// Store configures the store the server opens.
+	Store store.Config
+}
+
+const defaultMaxResponse = 64 << 20
+
+func (c *Config) fill() error {
+	if c.Listen == "" {
+		return errors.New("server: no listen address")
+	}
+	if c.Loops == 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.Limits == (wire.Limits{}) {
+		c.Limits = wire.DefaultLimits
+	}
+	if c.MaxResponse == 0 {
+		c.MaxResponse = defaultMaxResponse
+	}
+	switch {
+	case c.Loops < 1 || c.Loops > 1024:
+		return fmt.Errorf("server: %d loops outside 1..1024", c.Loops)
+	case c.Limits.MaxBatch < 1 || c.Limits.MaxKey < 1 || c.Limits.MaxValue < 0:
+		return fmt.Errorf("server: limits %+v must be positive", c.Limits)
+	case c.MaxResponse < wire.HeaderSize:
+		return fmt.Errorf("server: max response %d too small", c.MaxResponse)
+	}
+	if c.Store.MaxKeyLen == 0 || c.Store.MaxKeyLen > c.Limits.MaxKey {
+		c.Store.MaxKeyLen = c.Limits.MaxKey
+	}
+	return nil
+}

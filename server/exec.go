@@ -1,0 +1,159 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/fleetkv/fleetkv/session"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// runBatch executes one validated request batch, or rejects it whole.
+func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action {
+	l.stats.batches.Add(1)
+	switch cs.sess.Check(h, l.view) {
+	case session.ViewChanged:
+		l.stats.rejected.Add(1)
+		cs.sess.Reject(wire.BatchViewChanged, l.view, h.Serial)
+		return gnet.None
+	case session.RetryLater:
+		l.stats.rejected.Add(1)
+		cs.sess.Reject(wire.BatchRetryLater, l.view, h.Serial)
+		return gnet.None
+	case session.BadSerial:
+		return l.fail(cs, &wire.Error{Code: wire.CodeBadSerial,
+			Msg: fmt.Sprintf("batch starts at serial %d, expected %d", h.Serial, cs.sess.Next())}, h.Serial)
+	case session.NeedsOpen:
+		return l.fail(cs, &wire.Error{Code: wire.CodeAuth, Msg: "open the session with the auth token first"}, h.Serial)
+	}
+	cs.sess.BeginResponse(h.Serial)
+	l.ops.Reset(h, body, l.s.cfg.Limits)
+	var counts [6]uint64
+	for serial := h.Serial; ; serial++ {
+		op, ok, _ := l.ops.Next() // validated before
+		if !ok {
+			break
+		}
+		counts[opIndex(op.Op)]++
+		if op.Op == wire.OpOpen {
+			if !l.open(cs, op) {
+				l.countOps(&counts)
+				return l.fail(cs, &wire.Error{Code: wire.CodeAuth, Msg: "wrong auth token"}, h.Serial)
+			}
+			continue
+		}
+		l.exec(cs, op, serial)
+	}
+	if !h.Control() {
+		cs.sess.Executed(h.Serial, h.Count)
+	}
+	cs.sess.EndResponse(l.view)
+	l.countOps(&counts)
+	return gnet.None
+}
+
+func opIndex(o wire.Op) int {
+	if o.Control() {
+		return 5
+	}
+	return int(o) - 1
+}
+
+func (l *loop) countOps(counts *[6]uint64) {
+	for i, n := range counts {
+		if n != 0 {
+			l.stats.ops[i].Add(n)
+		}
+	}
+}
+
+// open answers an OPEN: it checks the token and gives the session its id.
+// The answer is the session id and the view, 8 bytes each.
+func (l *loop) open(cs *conn, op wire.Operation) bool {
+	token := l.s.cfg.AuthToken
+	if token != "" && subtle.ConstantTimeCompare(op.Value, []byte(token)) != 1 {
+		return false
+	}
+	if !cs.sess.IsOpen() || cs.sess.ID == 0 {
+		cs.sess.Opened(l.s.nextSession.Add(1))
+	}
+	binary.LittleEndian.PutUint64(l.scratch[:8], cs.sess.ID)
+	binary.LittleEndian.PutUint64(l.scratch[8:], l.view)
+	cs.sess.Result(wire.StatusOK, l.scratch[:16], 0)
+	return true
+}
+
+// exec runs one data or control operation and appends its result.
+func (l *loop) exec(cs *conn, op wire.Operation, serial uint64) {
+	var st store.Status
+	var err error
+	var payload []byte
+	switch op.Op {
+	case wire.OpRead:
+		l.value, st, err = l.ss.Read(op.Key, l.value[:0])
+		if st == store.OK && cs.sess.ResponseLen()+len(l.value) > l.s.cfg.MaxResponse {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeTooLarge)
+			return
+		}
+		payload = l.value
+	case wire.OpUpsert:
+		st, err = l.ss.Upsert(op.Key, op.Value)
+	case wire.OpDelete:
+		st, err = l.ss.Delete(op.Key)
+	case wire.OpAdd:
+		if len(op.Value) != 8 {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+			return
+		}
+		st, err = l.ss.RMW(op.Key, op.Value, store.Int64Add{})
+	case wire.OpAppend:
+		st, err = l.ss.RMW(op.Key, op.Value, store.Append{})
+	case wire.OpPing:
+		cs.sess.Result(wire.StatusOK, op.Value, 0)
+		return
+	case wire.OpGetView:
+		binary.LittleEndian.PutUint64(l.scratch[:8], l.view)
+		cs.sess.Result(wire.StatusOK, l.scratch[:8], 0)
+		return
+	}
+	if err == nil && st == store.Pending {
+		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial}
+		cs.sess.AddPending(serial)
+		l.stats.pending.Add(1)
+	}
+	rs, p, code := resultOf(st, err, payload)
+	cs.sess.Result(rs, p, code)
+}
+
+// resultOf maps a store outcome to a wire result.
+func resultOf(st store.Status, err error, value []byte) (wire.Status, []byte, wire.Code) {
+	if err != nil {
+		return wire.StatusError, nil, codeOf(err)
+	}
+	switch st {
+	case store.NotFound:
+		return wire.StatusNotFound, nil, 0
+	case store.Pending:
+		return wire.StatusPending, nil, 0
+	}
+	return wire.StatusOK, value, 0
+}
+
+func codeOf(err error) wire.Code {
+	switch {
+	case errors.Is(err, store.ErrNotInt64):
+		return wire.CodeNotInt64
+	case errors.Is(err, store.ErrRecordTooLarge):
+		return wire.CodeRecordTooBig
+	case errors.Is(err, store.ErrKeyTooLarge):
+		return wire.CodeTooLarge
+	case errors.Is(err, store.ErrEmptyKey):
+		return wire.CodeBadArgument
+	}
+	return wire.CodeInternal
+}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/fleetkv/fleetkv/session"
+)
+
+// handler connects gnet's callbacks to the loops. Every callback but OnBoot
+// and OnShutdown runs on the event loop that owns the connection.
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (h *handler) OnBoot(gnet.Engine) gnet.Action {
+	close(h.s.booted)
+	return gnet.None
+}
+
+// conn is the server's state of one connection; only its loop touches it.
+type conn struct {
+	c      gnet.Conn
+	l      *loop
+	sess   *session.Session
+	closed bool
+	dirty  bool // completions appended while another connection ran
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	l, err := h.s.loopFor(c.EventLoop())
+	if err != nil {
+		h.s.log.Error("cannot serve connection", "remote", c.RemoteAddr(), "err", err)
+		return nil, gnet.Close
+	}
+	sess := session.New(h.s.cfg.AuthToken != "")
+	if h.s.cfg.AuthToken == "" {
+		sess.Opened(h.s.nextSession.Add(1))
+	}
+	c.SetContext(&conn{c: c, l: l, sess: sess})
+	l.stats.conns.Add(1)
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	if cs, ok := c.Context().(*conn); ok {
+		cs.closed = true // pending completions for it are dropped
+		cs.l.stats.conns.Add(-1)
+		if err != nil {
+			h.s.log.Debug("connection closed", "remote", c.RemoteAddr(), "err", err)
+		}
+	}
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	cs := c.Context().(*conn)
+	return cs.l.traffic(cs)
+}
+
+// gnetLogger sends gnet's log lines to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }

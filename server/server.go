@@ -1,0 +1,185 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// Server is a running fleetkv server. Its exported methods are safe from any
+// goroutine.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	st    *store.Store
+	addr  string // host:port actually listened on
+	proto string // gnet's "tcp://host:port"
+
+	view        atomic.Uint64
+	nextSession atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		loops map[gnet.EventLoop]*loop
+		list  []*loop
+	}
+	booted chan struct{}
+	done   chan error // gnet.Run's result
+	admin  *adminServer
+	closed atomic.Bool
+}
+
+// Start opens the store, starts the event loops and the admin listener, and
+// returns once the data listener accepts connections.
+func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	addr, err := resolveListen(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, st: st, addr: addr, proto: "tcp://" + addr,
+		booted: make(chan struct{}), done: make(chan error, 1)}
+	s.view.Store(1)
+	s.mu.loops = make(map[gnet.EventLoop]*loop)
+	go func() { s.done <- gnet.Run(&handler{s: s}, s.proto, s.gnetOptions()...) }()
+	select {
+	case <-s.booted:
+	case err := <-s.done:
+		st.Close()
+		return nil, fmt.Errorf("server: listen on %s: %w", addr, err)
+	}
+	if cfg.Admin != "" {
+		if s.admin, err = startAdmin(s, cfg.Admin); err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	log.Info("fleetkv serving", "addr", addr, "admin", s.AdminAddr(), "loops", cfg.Loops,
+		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
+	return s, nil
+}
+
+func (s *Server) gnetOptions() []gnet.Option {
+	return []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithLockOSThread(true),
+		gnet.WithReusePort(!s.cfg.NoReusePort),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(256 << 10),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+}
+
+// resolveListen turns host:0 into host:port with a port that is free now, so
+// that every SO_REUSEPORT listener binds the same one.
+func resolveListen(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("server: listen address %q: %w", listen, err)
+	}
+	if port != "0" {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return "", fmt.Errorf("server: listen port %q: not a port number", port)
+		}
+		return listen, nil
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", fmt.Errorf("server: listen on %s: %w", listen, err)
+	}
+	defer l.Close()
+	return net.JoinHostPort(host, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
+}
+
+// Addr returns the data address the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// AdminAddr returns the admin HTTP address, or "" when it is off.
+func (s *Server) AdminAddr() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.addr
+}
+
+// Store returns the server's store, for stats and tests.
+func (s *Server) Store() *store.Store { return s.st }
+
+// View returns the server's current view number.
+func (s *Server) View() uint64 { return s.view.Load() }
+
+// BumpView increments the view: every loop takes the new view before the
+// next batch it executes, and batches sent with an older one are answered
+// VIEW_CHANGED.
+func (s *Server) BumpView() uint64 { return s.view.Add(1) }
+
+// Shutdown stops accepting, lets the loops finish the batches they hold,
+// closes every connection and the store. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.shutdown(ctx))
+	}
+	if err := gnet.Stop(ctx, s.proto); err != nil {
+		errs = append(errs, fmt.Errorf("server: stop loops: %w", err))
+	}
+	select {
+	case err := <-s.done:
+		errs = append(errs, err)
+	case <-ctx.Done():
+		return errors.Join(append(errs, ctx.Err())...)
+	}
+	s.mu.Lock()
+	for _, l := range s.mu.list {
+		errs = append(errs, l.close())
+	}
+	s.mu.Unlock()
+	errs = append(errs, s.st.Close())
+	s.log.Info("fleetkv stopped", "addr", s.addr)
+	return errors.Join(errs...)
+}
+
+// loopFor returns the state of the loop that owns c, creating it (and
+// pinning the loop's thread) on the loop's first connection. It runs on that
+// loop's goroutine.
+func (s *Server) loopFor(el gnet.EventLoop) (*loop, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.mu.loops[el]; ok {
+		return l, nil
+	}
+	l, err := newLoop(s, el, len(s.mu.list))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.loops[el] = l
+	s.mu.list = append(s.mu.list, l)
+	return l, nil
+}
+
+// pollDelay is how long a loop with pending operations waits before it
+// advances them again when no traffic wakes it.
+const pollDelay = 50 * time.Microsecond

@@ -1,0 +1,162 @@
+package session
+
+import (
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Invariant: next is the serial of the first operation the session has not
+// executed; a data batch runs only if it starts exactly there, and nothing of
+// a rejected batch (VIEW_CHANGED, RETRY_LATER) runs, so re-issuing from the
+// reported serial can neither skip nor repeat an operation.
+// Invariant: rejecting is true from a rejection until the next batch runs;
+// meanwhile a batch that does not start at next was sent before the client
+// learned of the rejection and is rejected too (RETRY_LATER), not treated as
+// a protocol error: the client re-issues every rejected batch in order.
+// Invariant: pending holds exactly the serials answered PENDING whose
+// completion has not been appended to a response yet.
+
+// Verdict is what the session says about a request batch before it runs.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Run         Verdict = iota // execute the batch
+	ViewChanged                // the batch's view is older than the loop's
+	RetryLater                 // the batch's view is newer than the loop's
+	BadSerial                  // the batch does not start at the next serial
+	NeedsOpen                  // authentication required before data
+)
+
+// Session is one client session on one connection.
+type Session struct {
+	ID        uint64
+	open      bool   // an OPEN succeeded (or none is required)
+	next      uint64 // serial of the next operation to execute; 0 until the first batch
+	rejecting bool   // a batch was rejected and next has not run since
+	pending   map[uint64]struct{}
+
+	out        []byte // response bytes not yet written
+	batchStart int    // where the open response batch starts in out, or -1
+	entries    uint32
+	serial     uint64 // first serial the open response answers
+}
+
+// New returns a session; requireOpen says whether data batches need a
+// successful OPEN first.
+func New(requireOpen bool) *Session {
+	return &Session{open: !requireOpen, pending: make(map[uint64]struct{}), batchStart: -1}
+}
+
+// Opened marks the session as authenticated under id.
+func (s *Session) Opened(id uint64) { s.ID, s.open = id, true }
+
+// IsOpen reports whether data batches may run.
+func (s *Session) IsOpen() bool { return s.open }
+
+// Check decides whether a request batch may run on a loop whose view is
+// loopView. Control batches always run.
+func (s *Session) Check(h wire.RequestHeader, loopView uint64) Verdict {
+	switch {
+	case h.Control():
+		return Run
+	case !s.open:
+		return NeedsOpen
+	case h.View < loopView:
+		return ViewChanged
+	case h.View > loopView:
+		return RetryLater
+	case s.next != 0 && h.Serial != s.next && s.rejecting:
+		return RetryLater
+	case s.next != 0 && h.Serial != s.next:
+		return BadSerial
+	}
+	return Run
+}
+
+// Executed records that a data batch of n operations starting at serial
+// has run.
+func (s *Session) Executed(serial uint64, n uint32) {
+	s.next, s.rejecting = serial+uint64(n), false
+}
+
+// Next returns the serial the next data batch must start at (0: any).
+func (s *Session) Next() uint64 { return s.next }
+
+// AddPending records that the operation with serial went pending.
+func (s *Session) AddPending(serial uint64) { s.pending[serial] = struct{}{} }
+
+// Pending returns how many operations are pending.
+func (s *Session) Pending() int { return len(s.pending) }
+
+// BeginResponse opens a response batch answering the batch whose first
+// serial is serial. Completions may be appended to it too.
+func (s *Session) BeginResponse(serial uint64) {
+	s.out, s.batchStart = wire.BeginBatch(s.out)
+	s.entries, s.serial = 0, serial
+}
+
+// Result appends the result of the next request operation.
+func (s *Session) Result(st wire.Status, payload []byte, code wire.Code) {
+	s.out = wire.AppendResult(s.out, st, payload, code)
+	s.entries++
+}
+
+// Complete appends the completion of a pending operation, opening a
+// response batch if none is open. It reports false for a serial that is not
+// pending (a completion is never delivered twice).
+func (s *Session) Complete(serial uint64, st wire.Status, payload []byte, code wire.Code) bool {
+	if _, ok := s.pending[serial]; !ok {
+		return false
+	}
+	delete(s.pending, serial)
+	if s.batchStart < 0 {
+		s.BeginResponse(0)
+	}
+	s.out = wire.AppendCompletion(s.out, serial, st, payload, code)
+	s.entries++
+	return true
+}
+
+// EndResponse closes the open response batch (if any) with the loop's view.
+func (s *Session) EndResponse(view uint64) {
+	if s.batchStart < 0 {
+		return
+	}
+	wire.FinishResponse(s.out, s.batchStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.entries, View: view, Serial: s.serial})
+	s.batchStart = -1
+}
+
+// Reject appends an empty VIEW_CHANGED or RETRY_LATER response telling the
+// client to re-issue from the batch's first serial.
+func (s *Session) Reject(st wire.BatchStatus, view, serial uint64) {
+	s.rejecting = true
+	s.EndResponse(view)
+	out, start := wire.BeginBatch(s.out)
+	wire.FinishResponse(out, start, wire.ResponseHeader{Status: st, View: view, Serial: serial})
+	s.out = out
+}
+
+// Fail appends an ERROR response; the server closes the connection after
+// writing it. A response batch still open is dropped: the batch it answers
+// failed.
+func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
+	if s.batchStart >= 0 {
+		s.out = s.out[:s.batchStart]
+		s.batchStart = -1
+	}
+	s.out = wire.AppendErrorBatch(s.out, code, view, serial, msg)
+}
+
+// ResponseLen returns how many response bytes wait to be written; the server
+// uses it to bound a connection's memory.
+func (s *Session) ResponseLen() int { return len(s.out) }
+
+// TakeOutput closes any open response batch with view, returns the response
+// bytes and empties the buffer, keeping its memory. The slice is valid until
+// the next call that appends.
+func (s *Session) TakeOutput(view uint64) []byte {
+	s.EndResponse(view)
+	b := s.out
+	s.out = s.out[:0]
+	return b
+}

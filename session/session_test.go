@@ -1,0 +1,131 @@
+package session
+
+import (
+	"testing"
+
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+func TestCheck(t *testing.T) {
+	s := New(true)
+	data := wire.RequestHeader{View: 5, Serial: 1}
+	ctl := wire.RequestHeader{Flags: wire.FlagControl}
+	if v := s.Check(data, 5); v != NeedsOpen {
+		t.Fatalf("data before OPEN: %v", v)
+	}
+	if v := s.Check(ctl, 5); v != Run {
+		t.Fatalf("control before OPEN: %v", v)
+	}
+	s.Opened(7)
+	for _, c := range []struct {
+		view, serial, loopView uint64
+		want                   Verdict
+	}{
+		{5, 1, 5, Run},
+		{4, 1, 5, ViewChanged},
+		{6, 1, 5, RetryLater},
+	} {
+		if v := s.Check(wire.RequestHeader{View: c.view, Serial: c.serial}, c.loopView); v != c.want {
+			t.Errorf("view %d serial %d on loop view %d: %v, want %v", c.view, c.serial, c.loopView, v, c.want)
+		}
+	}
+	s.Executed(1, 10)
+	if s.Next() != 11 {
+		t.Fatalf("next = %d", s.Next())
+	}
+	for serial, want := range map[uint64]Verdict{11: Run, 10: BadSerial, 12: BadSerial, 1: BadSerial} {
+		if v := s.Check(wire.RequestHeader{View: 5, Serial: serial}, 5); v != want {
+			t.Errorf("serial %d: %v, want %v", serial, v, want)
+		}
+	}
+	// After a rejection, batches already on their way (past next) are
+	// rejected too, until the re-issued batch at next runs.
+	s.Reject(wire.BatchViewChanged, 6, 11)
+	if v := s.Check(wire.RequestHeader{View: 6, Serial: 30}, 6); v != RetryLater {
+		t.Fatalf("batch past next after a rejection: %v", v)
+	}
+	s.Executed(11, 5)
+	if v := s.Check(wire.RequestHeader{View: 6, Serial: 30}, 6); v != BadSerial {
+		t.Fatalf("gap after the re-issue ran: %v", v)
+	}
+	s.TakeOutput(6)
+}
+
+func decode(t *testing.T, b []byte) ([]wire.ResponseHeader, [][]wire.Result) {
+	t.Helper()
+	var hs []wire.ResponseHeader
+	var rs [][]wire.Result
+	for len(b) > 0 {
+		h, err := wire.ParseResponseHeader(b, wire.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r wire.ResultReader
+		var res []wire.Result
+		if h.Status == wire.BatchOK {
+			r.Reset(h, b[wire.HeaderSize:], wire.DefaultLimits)
+			for {
+				x, ok, err := r.Next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				res = append(res, x)
+			}
+		}
+		hs, rs = append(hs, h), append(rs, res)
+		b = b[wire.HeaderSize+int(h.Length):]
+	}
+	return hs, rs
+}
+
+func TestResponsesAndCompletions(t *testing.T) {
+	s := New(false)
+	s.BeginResponse(100)
+	s.Result(wire.StatusOK, []byte("v"), 0)
+	s.Result(wire.StatusPending, nil, 0)
+	s.AddPending(101)
+	s.EndResponse(3)
+	s.Reject(wire.BatchViewChanged, 4, 102)
+	if !s.Complete(101, wire.StatusOK, []byte("late"), 0) {
+		t.Fatal("completion of a pending serial refused")
+	}
+	if s.Complete(101, wire.StatusOK, nil, 0) || s.Complete(55, wire.StatusOK, nil, 0) {
+		t.Fatal("a completion was accepted twice, or for an unknown serial")
+	}
+	hs, rs := decode(t, s.TakeOutput(4))
+	if len(hs) != 3 {
+		t.Fatalf("%d batches", len(hs))
+	}
+	if hs[0].Status != wire.BatchOK || hs[0].Serial != 100 || hs[0].View != 3 || len(rs[0]) != 2 ||
+		string(rs[0][0].Value) != "v" || rs[0][1].Status != wire.StatusPending {
+		t.Fatalf("first batch %+v %+v", hs[0], rs[0])
+	}
+	if hs[1].Status != wire.BatchViewChanged || hs[1].Serial != 102 || hs[1].View != 4 {
+		t.Fatalf("second batch %+v", hs[1])
+	}
+	if c := rs[2]; len(c) != 1 || !c[0].Completion || c[0].Serial != 101 || string(c[0].Value) != "late" {
+		t.Fatalf("completion batch %+v", c)
+	}
+	if s.Pending() != 0 || s.ResponseLen() != 0 {
+		t.Fatal("state left over")
+	}
+}
+
+func TestSteadyStateDoesNotAllocate(t *testing.T) {
+	s := New(false)
+	v := []byte("12345678")
+	run := func() {
+		s.BeginResponse(1)
+		for i := 0; i < 100; i++ {
+			s.Result(wire.StatusOK, v, 0)
+		}
+		s.TakeOutput(1)
+	}
+	run()
+	if a := testing.AllocsPerRun(100, run); a != 0 {
+		t.Fatalf("%v allocations per response", a)
+	}
+}
