@@ -10,5 +10,7 @@
 // that stays protected without refreshing stalls every deferred action.
 //
 // The package owns only epoch numbers, slots and the drain list. It must never
-// run an action before it is safe, run one twice, or block a Refresh.
+// run an action before it is safe or run one twice. A Refresh runs the
+// actions that became safe, on the refreshing worker: actions must be short
+// (hlog's issue page writes, which an asynchronous device only queues).
 package epoch

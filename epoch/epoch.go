@@ -6,14 +6,22 @@ import (
 	"sync/atomic"
 )
 
-// Invariant: current >= 1 and only increases.
+// Invariant: current >= 1 and only increases; safe only increases.
 // Invariant: a slot's local epoch is 0 (unprotected) or a value current had
 // when the owning worker last protected or refreshed.
-// Invariant: safe < local of every protected slot, as of the moment the slot
-// was scanned, and safe only increases.
 // Invariant: an action registered by Bump at epoch e runs exactly once, and
-// only once safe >= e, that is, once every worker protected at the time of the
-// bump has refreshed or unprotected.
+// only once safe >= e, that is, once every slot scanned after the bump was
+// unprotected or had moved past e.
+//
+// What callers must do for that to mean anything (all atomics here are
+// sequentially consistent):
+//   - publish a state change before the Bump whose action depends on it;
+//   - read shared state only after storing their local epoch (Protect,
+//     Refresh), never keep anything read before.
+// A worker that loaded current just before a bump and stores it just after
+// the scan is then harmless: it reads the new state.
+// Actions may run concurrently on different drainers and out of the order
+// they were registered in; each must tolerate that (hlog's use maxStore).
 
 // DefaultSlots is the number of worker slots a Manager has unless told otherwise.
 const DefaultSlots = 128

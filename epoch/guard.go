@@ -8,9 +8,6 @@ type Guard struct {
 	s *slot
 }
 
-// Manager returns the epoch domain the Guard belongs to.
-func (g *Guard) Manager() *Manager { return g.m }
-
 // Protect enters the current epoch. Shared state read after Protect stays
 // valid (frames are not reused, tables not freed) until the next Refresh or
 // Unprotect.
@@ -32,7 +29,8 @@ func (g *Guard) Protected() bool { return g.s.local.Load() != 0 }
 
 // Refresh moves the worker to the current epoch, dropping every reference it
 // took under the old one, and runs the deferred actions that became safe.
-// It is cheap (one load and one store) when nothing waits.
+// It is cheap (one load and one store) when nothing waits. On an unprotected
+// Guard it protects it.
 func (g *Guard) Refresh() {
 	g.s.local.Store(g.m.current.Load())
 	g.m.tryDrain()

@@ -5,8 +5,9 @@ import (
 )
 
 // Allocate reserves size bytes at the tail and returns their address. size
-// must be a multiple of 8. The bytes belong to the caller, who must either
-// publish a record there or mark it invalid, before its next epoch refresh.
+// must be a multiple of 8. The caller must hold epoch protection, and before
+// its next refresh must either publish a record there (and SetInvalid it if
+// it never becomes reachable) or Abandon the bytes.
 //
 // Allocate never waits: when the next page's frame is not free yet it returns
 // ErrRetryLater, and the caller must drop every record view, refresh its epoch

@@ -78,6 +78,14 @@ func (f *flushState) complete(page uint64, n int, err error) {
 	}
 }
 
+// settled reports whether every issued write has completed (or failed).
+func (f *flushState) settled() bool {
+	f.mu.Lock()
+	issued := f.mu.issued
+	f.mu.Unlock()
+	return f.l.flushedUntil.Load() >= issued || f.firstErr.Load() != nil
+}
+
 // error returns the first flush failure, or nil.
 func (f *flushState) error() error {
 	if e := f.firstErr.Load(); e != nil {

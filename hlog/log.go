@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/internal/manual"
@@ -94,9 +95,10 @@ type paddedUint64 struct {
 	_ [56]byte
 }
 
-// Log is a HybridLog. Allocate, Record and the marker getters are safe from
-// any goroutine; a worker must hold epoch protection while it uses an address
-// it read from the log or the index.
+// Log is a HybridLog. The marker getters are safe from any goroutine.
+// Allocate, Record, Abandon and ScanMemory are for epoch-protected workers:
+// an address read from the log or the index stays usable only inside the
+// epoch it was read in.
 type Log struct {
 	pageBits     uint
 	pageSize     uint64
@@ -160,13 +162,25 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 	return l, nil
 }
 
-// Close frees the page frames. No worker may use the log afterwards. It does
-// not close the device, which the caller owns.
+// Close waits for the page writes already issued (a device may still be
+// reading the frames), then frees the frames. No worker may use the log
+// afterwards. It does not close the device, which the caller owns. If the
+// writes do not finish within closeWait it keeps the frames (a leak, not a
+// crash) and says so.
 func (l *Log) Close() error {
+	deadline := time.Now().Add(closeWait)
+	for !l.flush.settled() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("hlog: close: page writes still in flight after %v; frames not freed", closeWait)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 	mem := l.mem
 	l.mem = nil
 	return manual.Free(mem)
 }
+
+const closeWait = 10 * time.Second
 
 // PageSize returns the page size in bytes; no record is larger.
 func (l *Log) PageSize() uint64 { return l.pageSize }

@@ -272,7 +272,7 @@ func TestInPlaceUpdateNeverTearsAReader(t *testing.T) {
 				return
 			}
 			n := 1 + i%256
-			v := r.ValueForUpdate()[:n]
+			v := r.Value()[:n]
 			for j := range v {
 				v[j] = byte(i)
 			}

@@ -21,7 +21,8 @@ import "encoding/binary"
 // mutable record to the tail holds its lock until the copy is published, then
 // seals it, so no in-place update can land on the old copy afterwards.
 // Invariant: once a record is below safeReadOnly no worker changes it in place;
-// the flusher may then replace the sequence with a checksum of the record.
+// its sequence half of word 2 is then dead, which is where the durability work
+// will keep a checksum of the record.
 //
 // A filler is a single header word with the filler flag whose low 48 bits give
 // the number of bytes to skip: the unused end of a page, or an abandoned

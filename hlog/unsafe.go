@@ -3,6 +3,10 @@ package hlog
 // This file holds the log's only unsafe code: typed views of records that
 // live in page frames (manual memory). A Record is valid only while the worker
 // that obtained it stays inside the epoch it obtained it in.
+//
+// The seqlock below copies values with plain loads and stores between atomic
+// accesses of the header words; its correctness relies on amd64's total store
+// order (see tso.go, which stops the package from building elsewhere).
 
 import (
 	"runtime"
@@ -59,7 +63,9 @@ func (r Record) Init(key []byte, valueLen, valueCap int) []byte {
 // Publish stores the header of a record whose key and value are written.
 func (r Record) Publish(h Header) { r.word(0).Store(uint64(h)) }
 
-// SetInvalid marks an allocated record as abandoned so that scans skip it.
+// SetInvalid marks a written and published-header record that never became
+// reachable (its index CAS failed) so that scans skip it. Bytes that never
+// got a header are given back with Log.Abandon instead.
 func (r Record) SetInvalid() {
 	for {
 		h := r.word(0).Load()
@@ -94,9 +100,10 @@ func (r Record) ReadValue(dst []byte) ([]byte, Header) {
 	}
 }
 
-// Value returns the value aliasing log memory, without the seqlock. It is for
-// records no one can change in place: below safeReadOnly, or locked by the
-// caller.
+// Value returns the value aliasing log memory (len = current length, cap =
+// capacity), without the seqlock. It is for records no one can change in
+// place: below safeReadOnly, or locked by the caller, who may then write up
+// to its capacity and Unlock with the new length.
 func (r Record) Value() []byte { return r.valueArea()[:r.ValueLen()] }
 
 // Lock takes the record for an in-place update and returns its header as it
@@ -117,12 +124,6 @@ func (r Record) Lock() (h Header, ok bool) {
 			return Header(cur), true
 		}
 	}
-}
-
-// ValueForUpdate returns the whole value area (len = current length, cap =
-// capacity) of a record the caller has locked.
-func (r Record) ValueForUpdate() []byte {
-	return r.valueArea()[:r.ValueLen()]
 }
 
 // Unlock ends an in-place update: the value now has n bytes and the header

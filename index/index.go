@@ -27,10 +27,11 @@ type Chain interface {
 	Step(addr uint64) (hash, prev uint64, inMemory bool)
 }
 
-// Index is the hash index. Find, FindOrCreate, Grow and Stats are safe from
-// any goroutine; the ones that take a Guard must be called by the Guard's
-// owner while it is protected, before it takes any view of a log record in
-// its current operation: they may refresh the Guard while a growth starts.
+// Index is the hash index. Its methods are safe from any goroutine. Find and
+// FindOrCreate must be called by their Guard's owner while it is protected,
+// before it takes any view of a log record in its current operation: they
+// may refresh the Guard while a growth starts. Grow takes an unprotected
+// Guard that nobody else uses.
 type Index struct {
 	state   atomic.Pointer[phaseState]
 	entries atomic.Int64 // entries created by inserts (not copies made by splits)

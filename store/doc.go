@@ -14,6 +14,9 @@
 //	read-only [head, safeReadOnly)      copy to the tail (read-copy-update)
 //	device    [begin, head)             reads go pending; blind writes append
 //
+// An operation that returns a non-nil error did nothing; its Status is then
+// meaningless. Errors are the package's sentinels (ErrNotInt64, ...), wrapped.
+//
 // The package owns operation semantics and pending-operation bookkeeping. It
 // must never allocate per operation in steady state, never block a worker on
 // a lock held across operations, and never return a value that a concurrent

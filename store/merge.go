@@ -4,7 +4,10 @@ import "encoding/binary"
 
 // Merger defines a read-modify-write. The store calls it with log memory: it
 // must not keep references to any slice after it returns, and must not
-// allocate if RMW is to stay allocation-free.
+// allocate if RMW is to stay allocation-free. A method that returns an error
+// must leave the value it was given as it found it (InPlace) or may leave
+// dst half written (Initial, Merge): the store then keeps the key's old
+// value, or its absence.
 type Merger interface {
 	// InitialSize is the size of the value RMW creates for an absent key.
 	InitialSize(input []byte) int

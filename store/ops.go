@@ -132,72 +132,91 @@ func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error)
 }
 
 func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {
-	l := s.st.log
 	for spins := 0; ; spins++ {
-		slot, e := s.findOrCreate(h)
-		if _, r, found := s.trace(key, e.Address(), l.ReadOnly()); found && r.ValueCap() >= len(value) {
-			if hdr, ok := r.Lock(); ok {
-				copy(r.ValueForUpdate()[:len(value)], value)
-				r.Unlock(hdr&^hlog.FlagTombstone, len(value))
-				return OK, nil
-			}
-		}
-		addr, r, err := s.allocRecord(key, len(value))
-		if err == nil {
-			copy(r.Init(key, len(value), len(value)), value)
-			err = s.install(slot, e, addr, r, false)
-		}
-		switch err {
-		case nil:
-			return OK, nil
-		case errRetryTail:
-			s.waitForTail(spins)
-		case errCASLost:
-		default:
-			return 0, err
+		if st, err := s.upsertOnce(key, value, h); !s.again(err, spins) {
+			return st, err
 		}
 	}
 }
 
+// upsertOnce updates key's mutable record in place when the value fits,
+// and otherwise appends a new record. Appending without sealing an older
+// mutable copy is safe for a blind write: an in-place write that lands on
+// the old copy after the new one is published is ordered before this upsert,
+// whose value then wins, as it would had that write finished first.
+func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
+	slot, e := s.findOrCreate(h)
+	if _, r, found := s.trace(key, e.Address(), s.st.log.ReadOnly()); found && r.ValueCap() >= len(value) {
+		hdr, ok := r.Lock()
+		if !ok {
+			return 0, errCASLost // sealed: a newer copy exists
+		}
+		copy(r.Value()[:len(value)], value)
+		r.Unlock(hdr&^hlog.FlagTombstone, len(value))
+		return OK, nil
+	}
+	addr, r, err := s.allocRecord(key, len(value))
+	if err != nil {
+		return 0, err
+	}
+	copy(r.Init(key, len(value), len(value)), value)
+	return OK, s.install(slot, e, addr, r, false)
+}
+
 func (s *Session) delete(key []byte, h uint64) (Status, error) {
-	l := s.st.log
 	for spins := 0; ; spins++ {
-		slot, e, ok := s.st.index.Find(s.g, h)
-		if !ok || e.Address() == 0 {
-			return NotFound, nil
-		}
-		ro := l.ReadOnly()
-		addr, r, found := s.trace(key, e.Address(), l.Head())
-		switch {
-		case found && addr >= ro:
-			if hdr, ok := r.Lock(); ok {
-				if hdr.Tombstone() {
-					r.Unlock(hdr, r.ValueLen())
-					return NotFound, nil
-				}
-				r.Unlock(hdr|hlog.FlagTombstone, 0)
-				return OK, nil
-			}
-		case found && r.Header().Tombstone():
-			return NotFound, nil
-		case !found && addr < l.Begin():
-			return NotFound, nil
-		}
-		addr, r, err := s.allocRecord(key, 0)
-		if err == nil {
-			r.Init(key, 0, 0)
-			err = s.install(slot, e, addr, r, true)
-		}
-		switch err {
-		case nil:
-			return OK, nil
-		case errRetryTail:
-			s.waitForTail(spins)
-		case errCASLost:
-		default:
-			return 0, err
+		if st, err := s.deleteOnce(key, h); !s.again(err, spins) {
+			return st, err
 		}
 	}
+}
+
+// deleteOnce marks key's mutable record deleted in place, or appends a
+// tombstone in front of its chain (blindly when the key is on the device).
+func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
+	l := s.st.log
+	slot, e, ok := s.st.index.Find(s.g, h)
+	if !ok || e.Address() == 0 {
+		return NotFound, nil
+	}
+	ro := l.ReadOnly()
+	addr, r, found := s.trace(key, e.Address(), l.Head())
+	switch {
+	case found && addr >= ro:
+		hdr, ok := r.Lock()
+		if !ok {
+			return 0, errCASLost // sealed: a newer copy exists
+		}
+		if hdr.Tombstone() {
+			r.Unlock(hdr, r.ValueLen())
+			return NotFound, nil
+		}
+		r.Unlock(hdr|hlog.FlagTombstone, 0)
+		return OK, nil
+	case found && r.Header().Tombstone():
+		return NotFound, nil
+	case !found && addr < l.Begin():
+		return NotFound, nil
+	}
+	addr, r, err := s.allocRecord(key, 0)
+	if err != nil {
+		return 0, err
+	}
+	r.Init(key, 0, 0)
+	return OK, s.install(slot, e, addr, r, true)
+}
+
+// again reports whether an attempt that failed with err must run again from
+// the index, first waiting for the tail when that is what it failed on.
+func (s *Session) again(err error, spins int) bool {
+	switch err {
+	case errRetryTail:
+		s.waitForTail(spins)
+		return true
+	case errCASLost:
+		return true
+	}
+	return false
 }
 
 // allocRecord reserves a record at the tail.

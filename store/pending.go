@@ -52,7 +52,9 @@ type pendingSet struct {
 	count   int
 	free    []*pendingOp
 	retry   []*pendingOp
-	spare   []*pendingOp // swapped with retry and done while processing
+	spare   []*pendingOp // swapped with done.ops while a batch of reads is processed
+	spareR  []*pendingOp // swapped with retry while retries run
+	running bool         // inside CompletePending (callbacks must not re-enter)
 	inFlite int          // reads issued and not yet taken from done
 	done    struct {
 		sync.Mutex
@@ -136,8 +138,14 @@ func (ps *pendingSet) finish(p *pendingOp, st Status, err error, value []byte) {
 // for the fuzzy region, delivering outcomes to the completion callback. With
 // wait it returns only when nothing is pending, blocking (unprotected) for
 // the device when there is nothing else to do. It returns how many
-// operations are still pending.
+// operations are still pending. Called from inside the completion callback it
+// does nothing (the outer call continues).
 func (s *Session) CompletePending(wait bool) int {
+	if s.pend.running {
+		return s.pend.count
+	}
+	s.pend.running = true
+	defer func() { s.pend.running = false }()
 	for spins := 0; s.pend.count > 0; spins++ {
 		if !s.protected {
 			s.g.Protect()
@@ -182,18 +190,18 @@ func (ps *pendingSet) continueReads() int {
 	return len(batch)
 }
 
-// runRetries re-runs every RMW that waited for the fuzzy region.
+// runRetries re-runs every RMW that waited for the fuzzy region; those that
+// must wait again are queued on the other slice of the pair.
 func (ps *pendingSet) runRetries() int {
 	batch := ps.retry
-	ps.retry = nil
+	ps.retry = ps.spareR[:0]
 	for _, p := range batch {
 		if st, err := ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p); st != Pending || err != nil {
 			ps.finish(p, st, err, nil)
 		}
 	}
-	if ps.retry == nil {
-		ps.retry = batch[:0]
-	}
+	clear(batch)
+	ps.spareR = batch[:0]
 	return len(batch)
 }
 
@@ -210,8 +218,9 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		ps.finish(p, 0, ps.corrupt(p, "short read of %d bytes", len(rec)), nil)
 		return
 	}
-	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= p.addr || vl > vc {
-		ps.finish(p, 0, ps.corrupt(p, "impossible record header %#x (value %d of %d)", uint64(h), vl, vc), nil)
+	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= p.addr || vl > vc ||
+		hlog.RecordSize(kl, vc) > ps.s.st.log.PageSize() {
+		ps.finish(p, 0, ps.corrupt(p, "impossible record header %#x (key %d, value %d of %d)", uint64(h), kl, vl, vc), nil)
 		return
 	}
 	need := hlog.PrefixSize + kl

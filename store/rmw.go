@@ -10,43 +10,36 @@ import (
 // returns Pending, the operation (p or a new record) is queued again,
 // otherwise the caller finishes p.
 func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
-	l := s.st.log
 	for spins := 0; ; spins++ {
-		slot, e := s.findOrCreate(h)
-		head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.ReadOnly()
-		addr, r, found := s.trace(key, e.Address(), head)
-		var st Status
-		var err error
-		switch {
-		case found && addr >= ro:
-			st, err = s.rmwMutable(slot, e, r, key, input, m)
-		case found && addr >= safeRO:
-			// Another worker may still update this record in place: a copy
-			// made now could lose its update. Retry once everyone has seen
-			// that the region is read-only.
-			s.pend.startRetry(s.pend.reuse(p, OpRMW, h, key, input, m))
-			return Pending, nil
-		case found:
-			old, haveOld := r.Value(), !r.Header().Tombstone()
-			st, err = s.rmwCopy(slot, e, key, input, m, old, haveOld)
-		case addr >= l.Begin():
-			p = s.pend.reuse(p, OpRMW, h, key, input, m)
-			p.entryAddr = e.Address()
-			s.pend.startRead(p, addr)
-			return Pending, nil
-		default:
-			st, err = s.rmwCopy(slot, e, key, input, m, nil, false)
-		}
-		switch err {
-		case nil:
-			return st, nil
-		case errRetryTail:
-			s.waitForTail(spins)
-		case errCASLost:
-		default:
-			return 0, err
+		if st, err := s.rmwOnce(key, input, m, h, p); !s.again(err, spins) {
+			return st, err
 		}
 	}
+}
+
+func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
+	l := s.st.log
+	slot, e := s.findOrCreate(h)
+	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.ReadOnly()
+	addr, r, found := s.trace(key, e.Address(), head)
+	switch {
+	case found && addr >= ro:
+		return s.rmwMutable(slot, e, r, key, input, m)
+	case found && addr >= safeRO:
+		// Another worker may still update this record in place: a copy
+		// made now could lose its update. Retry once everyone has seen
+		// that the region is read-only.
+		s.pend.startRetry(s.pend.reuse(p, OpRMW, h, key, input, m))
+		return Pending, nil
+	case found:
+		return s.rmwCopy(slot, e, key, input, m, r.Value(), !r.Header().Tombstone())
+	case addr >= l.Begin():
+		p = s.pend.reuse(p, OpRMW, h, key, input, m)
+		p.entryAddr = e.Address()
+		s.pend.startRead(p, addr)
+		return Pending, nil
+	}
+	return s.rmwCopy(slot, e, key, input, m, nil, false)
 }
 
 // rmwMutable merges in place when the result fits the record; otherwise it
@@ -56,21 +49,25 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists; start over
 	}
-	v := r.ValueForUpdate()
+	v := r.Value()
 	if hdr.Tombstone() {
 		if n := m.InitialSize(input); n <= cap(v) {
-			err := m.Initial(v[:n], input)
+			if err := m.Initial(v[:n], input); err != nil {
+				r.Unlock(hdr, len(v)) // still deleted: a failed merge changes nothing
+				return 0, err
+			}
 			r.Unlock(hdr&^hlog.FlagTombstone, n)
-			return OK, err
+			return OK, nil
 		}
 	} else {
 		n, fits, err := m.InPlace(v, input)
-		if err != nil || fits {
-			if !fits {
-				n = len(v)
-			}
+		switch {
+		case err != nil:
+			r.Unlock(hdr, len(v))
+			return 0, err
+		case fits:
 			r.Unlock(hdr, n)
-			return OK, err
+			return OK, nil
 		}
 	}
 	st, err := s.rmwCopy(slot, e, key, input, m, v, !hdr.Tombstone())
@@ -113,8 +110,7 @@ func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m M
 		err = m.Initial(dst, input)
 	}
 	if err != nil {
-		r.Publish(hlog.MakeHeader(e.Address(), s.version, false))
-		r.SetInvalid()
+		s.st.log.Abandon(addr, hlog.RecordSize(len(key), capacity))
 		return 0, err
 	}
 	if err := s.install(slot, e, addr, r, false); err != nil {

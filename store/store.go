@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/hlog"
@@ -68,16 +69,20 @@ func (c *Config) fill() error {
 }
 
 // Store is one FASTER instance: an index over a HybridLog shared by all
-// sessions. Its methods are safe from any goroutine.
+// sessions. Its methods are safe from any goroutine (GrowIndex with the
+// caveat in its comment).
 type Store struct {
 	cfg    Config
 	epochs *epoch.Manager
 	log    *hlog.Log
 	index  *index.Index
 
-	growing atomic.Bool
-	bg      sync.WaitGroup // background growth
-	closed  atomic.Bool
+	growing   atomic.Bool  // a growth runs; it owns grower
+	grower    *epoch.Guard // the slot growth uses, reserved so sessions cannot take it
+	growErr   atomic.Pointer[error]
+	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
+	bg        sync.WaitGroup // background growth
+	closed    atomic.Bool
 }
 
 // Open creates an empty store.
@@ -86,6 +91,11 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 1)} // +1: the grower
+	grower, err := st.epochs.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	st.grower = grower
 	l, err := hlog.New(cfg.Log, st.epochs)
 	if err != nil {
 		return nil, err
@@ -106,6 +116,7 @@ func (st *Store) Close() error {
 		return ErrClosed
 	}
 	st.bg.Wait()
+	st.grower.Release()
 	st.index.Close()
 	return st.log.Close()
 }
@@ -123,26 +134,29 @@ func (st *Store) Step(addr uint64) (hash, prev uint64, inMemory bool) {
 }
 
 // GrowIndex doubles the index now, while sessions keep working, and returns
-// when it is done (or index.ErrGrowing if a growth is already running).
+// when it is done (or index.ErrGrowing if a growth is already running). It
+// waits for every protected session to refresh, so the calling goroutine
+// must not hold a protected Session of its own (Suspend it first).
 func (st *Store) GrowIndex() error {
+	if st.closed.Load() {
+		return ErrClosed
+	}
 	if !st.growing.CompareAndSwap(false, true) {
 		return index.ErrGrowing
 	}
 	defer st.growing.Store(false)
-	g, err := st.epochs.Acquire()
-	if err != nil {
-		return err
-	}
-	defer g.Release()
-	return st.index.Grow(g)
+	return st.index.Grow(st.grower)
 }
 
-// maybeGrow starts a background doubling when the index is crowded.
+// maybeGrow starts a background doubling when the index is crowded. After a
+// failed growth (no memory for the new table) it waits a minute before it
+// tries again.
 func (st *Store) maybeGrow() {
 	if st.cfg.NoAutoGrow || st.growing.Load() || st.closed.Load() {
 		return
 	}
-	if st.index.LoadFactor() < growLoadFactor || st.index.Bits() >= st.cfg.MaxIndexBits {
+	if st.index.LoadFactor() < growLoadFactor || st.index.Bits() >= st.cfg.MaxIndexBits ||
+		time.Now().UnixNano() < st.growAfter.Load() {
 		return
 	}
 	if !st.growing.CompareAndSwap(false, true) {
@@ -152,22 +166,25 @@ func (st *Store) maybeGrow() {
 	go func() {
 		defer st.bg.Done()
 		defer st.growing.Store(false)
-		g, err := st.epochs.Acquire()
-		if err != nil {
-			return // every slot is taken by sessions: grow at a later check
+		if err := st.index.Grow(st.grower); err != nil {
+			st.growErr.Store(&err)
+			st.growAfter.Store(time.Now().Add(time.Minute).UnixNano())
 		}
-		defer g.Release()
-		_ = st.index.Grow(g) // only fails for ErrGrowing or MaxBits, both benign here
 	}()
 }
 
 // Stats is a snapshot of the store's shape.
 type Stats struct {
-	Index index.Stats
-	Log   hlog.Markers
+	Index     index.Stats
+	Log       hlog.Markers
+	GrowError string `json:",omitempty"` // the last automatic growth's failure
 }
 
 // Stats returns the index shape and log markers.
 func (st *Store) Stats() Stats {
-	return Stats{Index: st.index.Stats(), Log: st.log.Markers()}
+	s := Stats{Index: st.index.Stats(), Log: st.log.Markers()}
+	if e := st.growErr.Load(); e != nil {
+		s.GrowError = (*e).Error()
+	}
+	return s
 }

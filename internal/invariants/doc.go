@@ -1,7 +1,8 @@
 // Package invariants switches expensive self-checks on and off at build time,
 // as pebble's internal/invariants does. Build or test with `-tags invariants`
-// (make test does) to compile in marker-order checks, record sanity checks and
-// "sometimes take the slow path" switches; benchmarks are built without them.
+// (make test does) to compile in the log's marker-order checks, the store's
+// chain and record checks and the index's growth checks, and to make
+// impossible device records panic; benchmarks are built without them.
 //
 // The package holds only the switch and helpers that panic on a broken
 // invariant. It must never change behaviour that a user can observe.
