@@ -8,12 +8,15 @@ require (
 	github.com/dgryski/go-metro v0.0.0-20250106013310-edb8663e5e33
 	github.com/panjf2000/gnet/v2 v2.10.0
 	github.com/puzpuzpuz/xsync/v3 v3.5.1
+	github.com/spf13/cobra v1.10.2
 	golang.org/x/sys v0.49.0
 )
 
 require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/panjf2000/ants/v2 v2.12.1 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect

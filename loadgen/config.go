@@ -53,6 +53,9 @@ func (c *Config) fill() error {
 	if c.Dist == "" {
 		c.Dist = "uniform"
 	}
+	if c.Workload == "load" {
+		c.Warmup = 0 // every insert counts: the load is over when the keys are in
+	}
 	if _, ok := workloads[c.Workload]; !ok {
 		return fmt.Errorf("loadgen: unknown workload %q (want load, ycsb-a, ycsb-b, ycsb-c or ycsb-f)", c.Workload)
 	}

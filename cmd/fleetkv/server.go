@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+type serverFlags struct {
+	listen, admin, dir, authToken string
+	loops                         int
+	pin, reusePort                bool
+	memory, pageSize              sizeFlag
+	mutable                       float64
+	indexBits                     uint
+	maxBatch, maxKey, maxValue    sizeFlag
+	logLevel                      string
+}
+
+func serverCmd() *cobra.Command { return newServerCmd(runServer) }
+
+// newServerCmd builds the server command around run, which gets the parsed
+// flags (tests pass a run that only validates them).
+func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
+	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a fleetkv server until SIGINT or SIGTERM",
+		Long: `Run a fleetkv server: one event loop per core by default, each pinned to
+its core, serving the binary batched protocol on --listen and admin HTTP
+(/healthz, /stats, /debug/pprof/) on --admin.
+
+The log is kept in memory (--memory) over an in-memory device: until the SSD
+tier lands, --dir is created but nothing is written to it, and data does not
+survive a restart.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:7400", "data address host:port (port 0 picks a free one)")
+	fl.StringVar(&f.admin, "admin", "127.0.0.1:7401", "admin HTTP address (pprof, healthz, stats); empty turns it off")
+	fl.StringVar(&f.dir, "dir", "./data", "data directory")
+	fl.IntVar(&f.loops, "loops", 0, "event loops (0: one per CPU)")
+	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core")
+	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
+	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
+	fl.Var(&f.memory, "memory", "in-memory log budget")
+	fl.Var(&f.pageSize, "page-size", "log page size (a power of two, 4KiB..1GiB; no record is larger)")
+	fl.Float64Var(&f.mutable, "mutable-fraction", 0.9, "share of the in-memory log updated in place, (0, 1]")
+	fl.UintVar(&f.indexBits, "index-bits", 20, "log2 of the initial number of index buckets (the index grows by itself)")
+	fl.Var(&f.maxBatch, "max-batch", "largest request batch body accepted")
+	fl.Var(&f.maxKey, "max-key", "largest key accepted")
+	fl.Var(&f.maxValue, "max-value", "largest value accepted")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// config validates the flags and turns them into a server configuration.
+func (f serverFlags) config() (server.Config, error) {
+	if f.loops < 0 {
+		return server.Config{}, fmt.Errorf("--loops %d: want 0 (one per CPU) or more", f.loops)
+	}
+	if !(f.mutable > 0 && f.mutable <= 1) {
+		return server.Config{}, fmt.Errorf("--mutable-fraction %v: want a fraction in (0, 1]", f.mutable)
+	}
+	if f.indexBits < 4 || f.indexBits > 40 {
+		return server.Config{}, fmt.Errorf("--index-bits %d: want 4..40", f.indexBits)
+	}
+	if f.maxKey == 0 || f.maxValue == 0 || f.maxBatch == 0 {
+		return server.Config{}, errors.New("--max-key, --max-value and --max-batch must be positive")
+	}
+	if _, err := parseLevel(f.logLevel); err != nil {
+		return server.Config{}, err
+	}
+	ps := uint64(f.pageSize)
+	if ps == 0 || ps&(ps-1) != 0 {
+		return server.Config{}, fmt.Errorf("--page-size %v is not a power of two", formatSize(ps))
+	}
+	if f.maxKey > 1<<32 || f.maxValue > 1<<32 || f.maxBatch > 1<<32 {
+		return server.Config{}, errors.New("--max-key, --max-value and --max-batch must be at most 4GiB")
+	}
+	return server.Config{
+		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
+		AuthToken: f.authToken,
+		Limits:    wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
+		Store: store.Config{IndexBits: f.indexBits, Log: hlog.Config{
+			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
+	}, nil
+}
+
+func runServer(cmd *cobra.Command, f serverFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(f.logLevel)
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	log.Info("configuration", "listen", cfg.Listen, "admin", cfg.Admin, "dir", f.dir, "loops", cfg.Loops,
+		"memory", formatSize(uint64(f.memory)), "page_size", formatSize(uint64(f.pageSize)),
+		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "",
+		"device", "memory (data is not persisted yet)")
+	srv, err := server.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return level, nil
+}

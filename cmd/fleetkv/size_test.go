@@ -1,0 +1,67 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+func TestParseSize(t *testing.T) {
+	good := map[string]uint64{
+		"0": 0, "4096": 4096, "64KiB": 64 << 10, "256MiB": 256 << 20, "1GiB": 1 << 30,
+		"1gib": 1 << 30, "2G": 2 << 30, "3 MB": 3 << 20, "512B": 512, "1TiB": 1 << 40,
+	}
+	for in, want := range good {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "12x", "-1", "1.5GiB", "99999999999TiB", "GiB"} {
+		if n, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, n)
+		}
+	}
+	for _, n := range []uint64{0, 1, 4096, 1 << 20, 3 << 30, 1000} {
+		back, err := parseSize(formatSize(n))
+		if err != nil || back != n {
+			t.Errorf("formatSize(%d) = %q does not parse back (%d, %v)", n, formatSize(n), back, err)
+		}
+	}
+}
+
+func TestServerFlagsRejectBadValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"--page-size", "3MiB"},
+		{"--memory", "lots"},
+		{"--max-key", "8GiB"},
+		{"--mutable-fraction", "1.5"},
+		{"--loops", "-2"},
+		{"--log-level", "chatty"},
+		{"--index-bits", "64"},
+		{"--max-batch", "0"},
+	} {
+		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
+			_, err := f.config()
+			return err
+		})
+		cmd.SetArgs(args)
+		cmd.SetOut(new(nopWriter))
+		cmd.SetErr(new(nopWriter))
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("server %v: accepted, want a clear error", args)
+		}
+	}
+	ok := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
+		_, err := f.config()
+		return err
+	})
+	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2"})
+	if err := ok.Execute(); err != nil {
+		t.Errorf("good flags rejected: %v", err)
+	}
+}
+
+type nopWriter struct{}
+
+func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
