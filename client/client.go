@@ -79,7 +79,7 @@ func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, erro
 
 // do queues an operation on a pooled session and waits for it within ctx.
 func (c *Client) do(ctx context.Context, queue func(*Session, Callback) error, onResult func(Result)) error {
-	s, err := c.get()
+	s, err := c.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,26 +99,30 @@ func (c *Client) do(ctx context.Context, queue func(*Session, Callback) error, o
 		c.put(s)
 		return err
 	}
+	if err := s.ensureConn(ctx); err != nil {
+		c.put(s)
+		return err
+	}
 	deadline, _ := ctx.Deadline()
 	nc := s.nc // the AfterFunc must not read s.nc, which a reconnect replaces
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	err = s.Wait()
 	stop()
-	if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
+	if err == nil {
+		err = opErr
+	}
+	if ctxErr := ctxErr(ctx); ctxErr != nil && err != nil {
 		err = errors.Join(ctxErr, err)
 	}
 	if s.nc != nil {
 		_ = s.nc.SetDeadline(time.Time{})
 	}
 	c.put(s)
-	if err != nil {
-		return err
-	}
-	return opErr
+	return err
 }
 
-func (c *Client) get() (*Session, error) {
+func (c *Client) get(ctx context.Context) (*Session, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -131,18 +135,31 @@ func (c *Client) get() (*Session, error) {
 		return s, nil
 	}
 	c.mu.Unlock()
-	return Dial(c.cfg)
+	return DialContext(ctx, c.cfg)
 }
 
-// put returns a session to the pool, dropping one that failed.
+// put returns a session to the pool, dropping one that failed or lost its
+// connection (the next call dials afresh).
 func (c *Client) put(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || s.err != nil {
+	if c.closed || s.err != nil || s.nc == nil {
 		if s.nc != nil {
 			s.nc.Close()
 		}
 		return
 	}
 	c.idle = append(c.idle, s)
+}
+
+// ctxErr is ctx.Err(), also when the socket's deadline (set to ctx's) fired
+// a moment before the context's own timer.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

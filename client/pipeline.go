@@ -1,8 +1,8 @@
 package client
 
 import (
+	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"time"
 
@@ -91,6 +91,9 @@ func (s *Session) Flush() error {
 		if err := s.receive(); err != nil {
 			return err
 		}
+	}
+	if err := s.ensureConn(context.Background()); err != nil { // after receive, which may have lost it
+		return err
 	}
 	b := s.cur
 	s.cur = nil
@@ -292,35 +295,38 @@ func (s *Session) fill(n int) error {
 }
 
 // lost handles a broken connection: every operation sent and not answered
-// fails with ErrUnknownOutcome, then the session reconnects and keeps the
-// operations it has not sent.
-func (s *Session) lost(cause error) error {
+// fails with ErrUnknownOutcome at once. The session keeps the operations it
+// has not sent and reconnects when it next sends (ensureConn), so a caller
+// whose deadline broke the connection is not held up by a redial.
+func (s *Session) lost(error) error {
 	s.failOutstanding(ErrUnknownOutcome)
 	s.nc.Close()
-	if err := s.reconnect(); err != nil {
-		s.err = errors.Join(cause, err)
-		return s.err
-	}
+	s.nc = nil
 	return nil
 }
 
-func (s *Session) reconnect() error {
-	cur := s.cur
-	s.cur = nil
-	if err := s.connect(); err != nil {
-		if cur != nil {
-			s.failBatch(cur, err)
+// ensureConn reconnects a session whose connection was lost. Serial numbers
+// restart with the new connection, so the unsent operations are renumbered.
+// A failed redial stops the session.
+func (s *Session) ensureConn(ctx context.Context) error {
+	if s.nc != nil {
+		return nil
+	}
+	if err := s.connect(ctx); err != nil {
+		s.nc = nil
+		if s.cur != nil {
+			s.failBatch(s.cur, err)
+			s.cur = nil
 		}
+		s.err = err
 		return err
 	}
-	if cur != nil && len(cur.ops) > 0 {
-		// Renumber the unsent operations for the new connection.
+	if cur := s.cur; cur != nil && len(cur.ops) > 0 {
 		for i := range cur.ops {
 			cur.ops[i].serial = s.serial
 			s.serial++
 		}
-		cur.first = cur.ops[0].serial
-		s.cur = cur
+		cur.first = cur.ops[0].serial // send writes the header; the body has no serials
 	}
 	return nil
 }
@@ -332,7 +338,10 @@ func (s *Session) failed(err error) error {
 		s.failBatch(s.cur, err)
 		s.cur = nil
 	}
-	s.nc.Close()
+	if s.nc != nil {
+		s.nc.Close()
+		s.nc = nil
+	}
 	s.err = err
 	return err
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ type Config struct {
 	BatchBytes  int           // a batch is sent when it reaches this size; default 32 KiB
 	InFlight    int           // unanswered batches per session; default 4
 	DialTimeout time.Duration // default 5 s
+	Transport   string        // TransportStd (default) or TransportNetpoll
 	Limits      wire.Limits   // bounds on what the server may send; default 128 MiB batches, 64 KiB keys, 16 MiB values
 }
 
@@ -32,6 +34,12 @@ func (c *Config) fill() error {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 5 * time.Second
+	}
+	if c.Transport == "" {
+		c.Transport = TransportStd
+	}
+	if c.Transport != TransportStd && c.Transport != TransportNetpoll {
+		return fmt.Errorf("client: unknown transport %q (want %s or %s)", c.Transport, TransportStd, TransportNetpoll)
 	}
 	if c.Limits == (wire.Limits{}) {
 		c.Limits = wire.Limits{MaxBatch: 128 << 20, MaxKey: 64 << 10, MaxValue: 16 << 20}
@@ -95,11 +103,20 @@ type Session struct {
 
 // Dial connects a session and opens it on the server.
 func Dial(cfg Config) (*Session, error) {
+	return DialContext(context.Background(), cfg)
+}
+
+// DialContext is Dial within ctx: connecting and opening the session stop at
+// ctx's deadline or cancellation, and at cfg.DialTimeout.
+func DialContext(ctx context.Context, cfg Config) (*Session, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	s := &Session{cfg: cfg, pending: make(map[uint64]Callback), rbuf: make([]byte, 256<<10)}
-	if err := s.connect(); err != nil {
+	if err := s.connect(ctx); err != nil {
+		if ctxErr := ctxErr(ctx); ctxErr != nil {
+			err = errors.Join(ctxErr, err)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -117,19 +134,22 @@ func (s *Session) Err() error { return s.err }
 // connect dials, sends OPEN and reads the session id and view. Serial
 // numbers restart with each connection: the server's session is per
 // connection.
-func (s *Session) connect() error {
-	nc, err := net.DialTimeout("tcp", s.cfg.Addr, s.cfg.DialTimeout)
+func (s *Session) connect(ctx context.Context) error {
+	deadline := time.Now().Add(s.cfg.DialTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc, err := dial(s.cfg.Transport, s.cfg.Addr, time.Until(deadline))
 	if err != nil {
 		return fmt.Errorf("client: dial %s: %w", s.cfg.Addr, err)
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	s.nc, s.rpos, s.rend, s.serial = nc, 0, 0, 1
 	b, start := wire.BeginBatch(nil)
 	b = wire.AppendOp(b, wire.OpOpen, nil, []byte(s.cfg.AuthToken))
 	wire.FinishRequest(b, start, wire.RequestHeader{Flags: wire.FlagControl, Count: 1})
-	_ = nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout))
+	_ = nc.SetDeadline(deadline)
 	defer nc.SetDeadline(time.Time{})
 	if _, err := nc.Write(b); err != nil {
 		nc.Close()

@@ -32,6 +32,7 @@ type Config struct {
 	Warmup     time.Duration // operations during the warm-up are not measured
 	Verify     bool          // check every read against what the run wrote
 	Seed       uint64
+	Transport  string // client transport: std (default) or netpoll
 }
 
 func (c *Config) fill() error {
@@ -49,6 +50,9 @@ func (c *Config) fill() error {
 	}
 	if c.ValueSize == 0 {
 		c.ValueSize = 8
+	}
+	if c.Transport == "" {
+		c.Transport = "std"
 	}
 	if c.Dist == "" {
 		c.Dist = "uniform"

@@ -21,6 +21,7 @@ type Report struct {
 	Sessions       int     `json:"sessions_per_thread"`
 	BatchBytes     int     `json:"batch_bytes"`
 	InFlight       int     `json:"in_flight"`
+	Transport      string  `json:"transport"`
 	Seconds        float64 `json:"seconds"`
 	Ops            uint64  `json:"ops"`
 	OpsPerSec      float64 `json:"ops_per_sec"`
@@ -142,7 +143,8 @@ func (t *thread) swapInterval() {
 func report(cfg Config, threads []*thread, warmup time.Duration) Report {
 	h := newHist()
 	r := Report{Workload: cfg.Workload, Dist: cfg.Dist, Keys: cfg.Keys, ValueSize: cfg.ValueSize,
-		Threads: cfg.Threads, Sessions: cfg.Sessions, BatchBytes: cfg.BatchBytes, InFlight: cfg.InFlight}
+		Threads: cfg.Threads, Sessions: cfg.Sessions, BatchBytes: cfg.BatchBytes, InFlight: cfg.InFlight,
+		Transport: cfg.Transport}
 	var last int64
 	for _, t := range threads {
 		h.Merge(t.hist)

@@ -91,7 +91,7 @@ func (t *thread) connect() error {
 	for i, addr := range t.cfg.Servers {
 		for j := 0; j < t.cfg.Sessions; j++ {
 			s, err := client.Dial(client.Config{Addr: addr, AuthToken: t.cfg.AuthToken,
-				BatchBytes: t.cfg.BatchBytes, InFlight: t.cfg.InFlight})
+				BatchBytes: t.cfg.BatchBytes, InFlight: t.cfg.InFlight, Transport: t.cfg.Transport})
 			if err != nil {
 				t.close()
 				return err

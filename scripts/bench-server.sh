@@ -7,7 +7,9 @@
 # Debian's packages if missing) on CPU 0 driven by redis-benchmark on CPU 1,
 # GET and SET over a 1 M key space at -P 64 and -P 256. For every run: ops/s,
 # latency, and the server's CPU cost per operation (its CPU seconds from
-# /proc over the operations it served).
+# /proc over the operations it served); for fleetkv also the load
+# generator's, with the standard-library client transport and, for YCSB-B,
+# with cloudwego/netpoll.
 #
 # Usage: scripts/bench-server.sh [seconds-per-run]   (default 10)
 set -euo pipefail
@@ -25,10 +27,15 @@ cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
 
-row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
+row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
 echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ)" | tee -a "$OUT"
-row "server" "workload" "keys" "pipeline" "ops/s" "p50 / p99 / p99.9 us" "server CPU %" "server ns/op"
-row "---" "---" "---" "---" "---" "---" "---" "---"
+row "server" "workload" "keys" "pipeline" "ops/s" "p50 / p99 / p99.9 us" "server CPU %" "server ns/op" "client ns/op"
+row "---" "---" "---" "---" "---" "---" "---" "---" "---"
+
+# cpu_of CMD...: runs CMD, then prints the CPU seconds it used (user + system).
+cpu_of() { python3 -c 'import resource,subprocess,sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+r=resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_utime+r.ru_stime)' "$@"; }
 
 # fleetkv
 port=$(free_port)
@@ -36,23 +43,33 @@ taskset -c 0 "$BIN" server --listen 127.0.0.1:$port --admin "" --loops 1 --dir "
 pids+=($!); spid=$!
 sleep 1
 taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload load --keys 1000000 --value-size 8 >/dev/null 2>&1
+run_fleetkv() { # workload dist inflight transport
+  local wl=$1 dist=$2 inflight=$3 tr=$4 j t0 t1 s0 s1 ccpu
+  j=$(mktemp)
+  t0=$(cpu_ticks $spid); s0=$(date +%s.%N)
+  ccpu=$(cpu_of taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload $wl --dist $dist --keys 1000000 \
+    --value-size 8 --batch-size 32KiB --in-flight $inflight --sessions 2 --duration ${SECS}s --warmup 1s \
+    --transport $tr --json "$j")
+  t1=$(cpu_ticks $spid); s1=$(date +%s.%N)
+  read -r ops secs ops_s p50 p99 p999 errs < <(python3 -c "import json;r=json.load(open('$j'));print(r['ops'],r['seconds'],int(r['ops_per_sec']),int(r['p50_us']),int(r['p99_us']),int(r['p999_us']),r['errors']+r['verify_failures'])")
+  cpu=$(echo "($t1-$t0)/$hz" | bc -l); wall=$(echo "$s1-$s0" | bc -l)
+  # CPU over the whole run (warm-up and connection set-up included) per op at
+  # the measured rate, for the server and for the load generator.
+  nsop=$(echo "$cpu/$wall/$ops_s*1000000000" | bc -l)
+  cnsop=$(echo "$ccpu/$wall/$ops_s*1000000000" | bc -l)
+  row fleetkv "$wl $dist" 1M "32KiB x $inflight x 2 sessions, $tr" "$ops_s" "$p50 / $p99 / $p999" \
+    "$(printf %.0f "$(echo "100*$cpu/$wall" | bc -l)")" "$(printf %.0f "$nsop") (errors $errs)" "$(printf %.0f "$cnsop")"
+}
 for wl in ycsb-b ycsb-f; do
   for dist in uniform zipf; do
     for inflight in 2 4; do
-      j=$(mktemp)
-      t0=$(cpu_ticks $spid); s0=$(date +%s.%N)
-      taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload $wl --dist $dist --keys 1000000 \
-        --value-size 8 --batch-size 32KiB --in-flight $inflight --sessions 2 --duration ${SECS}s --warmup 1s \
-        --json "$j" >/dev/null 2>&1
-      t1=$(cpu_ticks $spid); s1=$(date +%s.%N)
-      read -r ops secs ops_s p50 p99 p999 errs < <(python3 -c "import json;r=json.load(open('$j'));print(r['ops'],r['seconds'],int(r['ops_per_sec']),int(r['p50_us']),int(r['p99_us']),int(r['p999_us']),r['errors']+r['verify_failures'])")
-      cpu=$(echo "($t1-$t0)/$hz" | bc -l); wall=$(echo "$s1-$s0" | bc -l)
-      # CPU over the whole run (warm-up included) per op at the measured rate.
-      nsop=$(echo "$cpu/$wall/$ops_s*1000000000" | bc -l)
-      row fleetkv "$wl $dist" 1M "32KiB x $inflight x 2 sessions" "$ops_s" "$p50 / $p99 / $p999" \
-        "$(printf %.0f "$(echo "100*$cpu/$wall" | bc -l)")" "$(printf %.0f "$nsop") (errors $errs)"
+      run_fleetkv $wl $dist $inflight std
     done
   done
+done
+# The client transport: the same runs over cloudwego/netpoll.
+for dist in uniform zipf; do
+  run_fleetkv ycsb-b $dist 2 netpoll
 done
 kill $spid; wait $spid 2>/dev/null || true
 
@@ -76,7 +93,7 @@ for p in 64 256; do
     nsop=$(echo "$cpu/$N*1000000000" | bc -l)
     row "redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)" "$t" 1M "-P $p" "$ops_s" \
       "$(echo "$p50*1000" | bc | cut -d. -f1) / $(echo "$p99*1000" | bc | cut -d. -f1) / -" \
-      "$(printf %.0f "$(echo "100*$cpu/$wall" | bc -l)")" "$(printf %.0f "$nsop")"
+      "$(printf %.0f "$(echo "100*$cpu/$wall" | bc -l)")" "$(printf %.0f "$nsop")" "-"
   done
 done
 

@@ -73,6 +73,7 @@ A progress line per second goes to stderr, the report to stdout, and with
 	fl.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")
 	fl.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
+	fl.StringVar(&cfg.Transport, "transport", "std", "client transport: std (Go's net package) or netpoll (cloudwego/netpoll)")
 	return cmd
 }
 
@@ -88,10 +89,10 @@ func splitList(s string) []string {
 
 func printReport(cmd *cobra.Command, r loadgen.Report) {
 	fmt.Fprintf(cmd.OutOrStdout(), `workload   %s (%s keys, %d of them, %d-byte values)
-clients    %d threads x %d sessions, %d-byte batches, %d in flight
+clients    %d threads x %d sessions, %d-byte batches, %d in flight, %s transport
 ops        %d in %.2fs = %.0f ops/s
 latency    p50 %.0fus  p99 %.0fus  p99.9 %.0fus  max %.0fus
 errors     %d (verify failures %d)
-`, r.Workload, r.Dist, r.Keys, r.ValueSize, r.Threads, r.Sessions, r.BatchBytes, r.InFlight,
+`, r.Workload, r.Dist, r.Keys, r.ValueSize, r.Threads, r.Sessions, r.BatchBytes, r.InFlight, r.Transport,
 		r.Ops, r.Seconds, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.MaxUs, r.Errors, r.VerifyFailures)
 }
