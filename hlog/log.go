@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/internal/manual"
+	"github.com/fleetkv/fleetkv/internal/prefetch"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -217,6 +219,16 @@ func (l *Log) FlushedUntil() uint64 { return l.flushedUntil.Load() }
 // protection and have seen addr >= Head() in the current epoch.
 func (l *Log) Record(addr uint64) Record {
 	return frameRecord(l.mem, l.frameOffset(addr))
+}
+
+// Prefetch asks the CPU to bring the first line of the record at addr into
+// cache when addr is in memory. It is a hint: it changes nothing, and an
+// address that leaves memory meanwhile only makes the prefetch useless (a
+// prefetch never faults).
+func (l *Log) Prefetch(addr uint64) {
+	if addr >= l.Head() && addr < l.Tail() {
+		prefetch.Line(unsafe.Pointer(&l.mem[l.frameOffset(addr)]))
+	}
 }
 
 // frameOffset maps an address to its byte in frame memory. It is on the path

@@ -6,8 +6,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/fleetkv/fleetkv/epoch"
+	"github.com/fleetkv/fleetkv/internal/prefetch"
 )
 
 // MaxBits bounds the table size (2^MaxBits buckets of 64 bytes).
@@ -205,4 +207,29 @@ func (ix *Index) Stats() Stats {
 		OverflowBuckets: ps.cur.over.allocated(), Entries: ix.entries.Load(),
 		Growing: ps.phase != phaseRest,
 	}
+}
+
+// Prefetch asks the CPU to bring h's main bucket into cache. It is a hint
+// for batched executors: it reads only the current table pointer, changes
+// nothing and never blocks, so it needs no epoch protection beyond what the
+// caller holds.
+func (ix *Index) Prefetch(h uint64) {
+	prefetch.Line(unsafe.Pointer(ix.state.Load().cur.bucketFor(h)))
+}
+
+// Peek returns the address in h's entry when h's main bucket holds one for
+// h's tag, without following overflow buckets or taking part in growth. It
+// is a hint for prefetching the record an operation will read: the entry may
+// change before the operation runs, which then finds the right one itself.
+// The caller must be epoch-protected (a store session between operations
+// is), so that the table it reads is not freed by a finished growth.
+func (ix *Index) Peek(h uint64) (addr uint64, ok bool) {
+	b := ix.state.Load().cur.bucketFor(h)
+	tag := tagBitsOf(h)
+	for i := 0; i < entriesPerBucket; i++ {
+		if v := b[i].Load(); v&(usedBit|tentativeBit|tagMask) == usedBit|tag {
+			return Entry(v).Address(), true
+		}
+	}
+	return 0, false
 }

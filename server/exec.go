@@ -34,20 +34,32 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	cs.sess.BeginResponse(h.Serial)
 	l.ops.Reset(h, body, l.s.cfg.Limits)
 	var counts [6]uint64
-	for serial := h.Serial; ; serial++ {
-		op, ok, _ := l.ops.Next() // validated before
-		if !ok {
+	decoded, done := 0, false
+	for i := 0; ; i++ {
+		for !done && decoded <= i+bucketAhead {
+			done = !l.decodeAhead(decoded)
+			if !done {
+				decoded++
+			}
+		}
+		if i >= decoded {
 			break
 		}
-		counts[opIndex(op.Op)]++
-		if op.Op == wire.OpOpen {
-			if !l.open(cs, op) {
+		if j := i + recordAhead; j < decoded {
+			if a := &l.win[j&(window-1)]; !a.op.Op.Control() {
+				l.ss.PrefetchRecord(a.h)
+			}
+		}
+		a := &l.win[i&(window-1)]
+		counts[opIndex(a.op.Op)]++
+		if a.op.Op == wire.OpOpen {
+			if !l.open(cs, a.op) {
 				l.countOps(&counts)
 				return l.fail(cs, &wire.Error{Code: wire.CodeAuth, Msg: "wrong auth token"}, h.Serial)
 			}
 			continue
 		}
-		l.exec(cs, op, serial)
+		l.exec(cs, a.op, a.h, h.Serial+uint64(i))
 	}
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)
@@ -55,6 +67,39 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	cs.sess.EndResponse(l.view)
 	l.countOps(&counts)
 	return gnet.None
+}
+
+// Prefetch distances, in operations. A batch is decoded bucketAhead
+// operations ahead of execution; each decoded data operation's key is hashed
+// once and its index bucket prefetched, and recordAhead operations before its
+// turn the record its entry points to is prefetched. The cache misses of
+// the next operations so overlap the work of the current one.
+const (
+	bucketAhead = 8
+	recordAhead = 4
+	window      = 16 // ring of decoded operations; a power of two > bucketAhead
+)
+
+// ahead is one decoded operation waiting in the loop's window.
+type ahead struct {
+	op wire.Operation // Key and Value point into the batch body
+	h  uint64         // store.Hash(op.Key) for data operations
+}
+
+// decodeAhead decodes operation n of the batch into the window and prefetches
+// its bucket; false when the batch has no more operations.
+func (l *loop) decodeAhead(n int) bool {
+	op, ok, _ := l.ops.Next() // validated before
+	if !ok {
+		return false
+	}
+	a := &l.win[n&(window-1)]
+	a.op, a.h = op, 0
+	if !op.Op.Control() {
+		a.h = store.Hash(op.Key)
+		l.ss.PrefetchBucket(a.h)
+	}
+	return true
 }
 
 func opIndex(o wire.Op) int {
@@ -89,30 +134,30 @@ func (l *loop) open(cs *conn, op wire.Operation) bool {
 }
 
 // exec runs one data or control operation and appends its result.
-func (l *loop) exec(cs *conn, op wire.Operation, serial uint64) {
+func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	var st store.Status
 	var err error
 	var payload []byte
 	switch op.Op {
 	case wire.OpRead:
-		l.value, st, err = l.ss.Read(op.Key, l.value[:0])
+		l.value, st, err = l.ss.ReadHashed(op.Key, h, l.value[:0])
 		if st == store.OK && cs.sess.ResponseLen()+len(l.value) > l.s.cfg.MaxResponse {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeTooLarge)
 			return
 		}
 		payload = l.value
 	case wire.OpUpsert:
-		st, err = l.ss.Upsert(op.Key, op.Value)
+		st, err = l.ss.UpsertHashed(op.Key, h, op.Value)
 	case wire.OpDelete:
-		st, err = l.ss.Delete(op.Key)
+		st, err = l.ss.DeleteHashed(op.Key, h)
 	case wire.OpAdd:
 		if len(op.Value) != 8 {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, err = l.ss.RMW(op.Key, op.Value, store.Int64Add{})
+		st, err = l.ss.RMWHashed(op.Key, h, op.Value, store.Int64Add{})
 	case wire.OpAppend:
-		st, err = l.ss.RMW(op.Key, op.Value, store.Append{})
+		st, err = l.ss.RMWHashed(op.Key, h, op.Value, store.Append{})
 	case wire.OpPing:
 		cs.sess.Result(wire.StatusOK, op.Value, 0)
 		return

@@ -25,7 +25,8 @@ type loop struct {
 	dirty   []*conn // connections with completions to write
 	polling bool    // a poll of pending operations is scheduled
 	ops     wire.OpReader
-	value   []byte // read buffer, reused
+	win     [window]ahead // decoded operations of the batch running
+	value   []byte        // read buffer, reused
 	scratch [16]byte
 	stats   loopStats
 }

@@ -20,20 +20,30 @@ var (
 // NotFound. When the record has left memory it returns Pending and the value
 // arrives through the completion callback.
 func (s *Session) Read(key, dst []byte) ([]byte, Status, error) {
-	if err := s.checkKey(key); err != nil {
+	return s.ReadHashed(key, Hash(key), dst)
+}
+
+// ReadHashed is Read with key's hash, h == Hash(key), already computed.
+func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
 	}
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	v, st, err := s.read(key, index.HashKey(key), dst)
+	v, st, err := s.read(key, h, dst)
 	s.end()
 	return v, st, err
 }
 
 // Upsert sets key to value.
 func (s *Session) Upsert(key, value []byte) (Status, error) {
-	if err := s.checkKey(key); err != nil {
+	return s.UpsertHashed(key, Hash(key), value)
+}
+
+// UpsertHashed is Upsert with key's hash, h == Hash(key), already computed.
+func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
 	if hlog.RecordSize(len(key), len(value)) > s.st.log.PageSize() {
@@ -42,7 +52,7 @@ func (s *Session) Upsert(key, value []byte) (Status, error) {
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	st, err := s.upsert(key, value, index.HashKey(key))
+	st, err := s.upsert(key, value, h)
 	s.end()
 	return st, err
 }
@@ -51,13 +61,18 @@ func (s *Session) Upsert(key, value []byte) (Status, error) {
 // is absent). It returns Pending when the current value must be read from the
 // device or the record sits in the fuzzy region.
 func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
-	if err := s.checkKey(key); err != nil {
+	return s.RMWHashed(key, Hash(key), input, m)
+}
+
+// RMWHashed is RMW with key's hash, h == Hash(key), already computed.
+func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	st, err := s.rmw(key, input, m, index.HashKey(key), nil)
+	st, err := s.rmw(key, input, m, h, nil)
 	s.end()
 	return st, err
 }
@@ -66,13 +81,18 @@ func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
 // without reading the device; a key whose newest record is on the device is
 // deleted blindly and reported OK.
 func (s *Session) Delete(key []byte) (Status, error) {
-	if err := s.checkKey(key); err != nil {
+	return s.DeleteHashed(key, Hash(key))
+}
+
+// DeleteHashed is Delete with key's hash, h == Hash(key), already computed.
+func (s *Session) DeleteHashed(key []byte, h uint64) (Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	st, err := s.delete(key, index.HashKey(key))
+	st, err := s.delete(key, h)
 	s.end()
 	return st, err
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/internal/invariants"
 )
 
 // Status is the outcome of an operation that did not fail.
@@ -184,4 +185,39 @@ func (s *Session) checkKey(key []byte) error {
 		return ErrKeyTooLarge
 	}
 	return nil
+}
+
+// checkKeyHash is checkKey for the *Hashed operations, which also trust the
+// caller's hash: a wrong one would file the key under another bucket, so
+// the invariants build checks it.
+func (s *Session) checkKeyHash(key []byte, h uint64) error {
+	if invariants.Enabled && len(key) > 0 && h != Hash(key) {
+		invariants.Fail("hash %#x passed for key %q, which hashes to %#x", h, key, Hash(key))
+	}
+	return s.checkKey(key)
+}
+
+// Hash returns the hash the store files key under (index.HashKey). Batched
+// callers compute it once, prefetch with it, and pass it to the *Hashed
+// operations.
+func Hash(key []byte) uint64 { return index.HashKey(key) }
+
+// PrefetchBucket asks the CPU to bring the index bucket of hash h into
+// cache: the first stage of a batched executor, a few operations ahead.
+func (s *Session) PrefetchBucket(h uint64) { s.st.index.Prefetch(h) }
+
+// PrefetchRecord reads h's entry from its bucket (which PrefetchBucket has
+// brought in) and asks for the first line of the record it points to: the
+// second stage, fewer operations ahead. Both are hints; they change nothing.
+func (s *Session) PrefetchRecord(h uint64) {
+	if s.closed {
+		return
+	}
+	if !s.protected { // Peek reads the table, which protection keeps alive
+		s.g.Protect()
+		s.protected = true
+	}
+	if addr, ok := s.st.index.Peek(h); ok {
+		s.st.log.Prefetch(addr)
+	}
 }

@@ -195,6 +195,13 @@ func runYCSB(b *testing.B, s kv, mix ycsbMix, dist string, keys uint64, workers 
 		wg.Add(1)
 		go func(sess kvSession, st []uint64, n int) {
 			defer wg.Done()
+			if bs, ok := sess.(interface{ doBatch([]uint64) }); ok {
+				for i := 0; i < n; i += batchOps { // streamLen is a multiple of batchOps
+					j := i & (streamLen - 1)
+					bs.doBatch(st[j : j+min(batchOps, n-i)])
+				}
+				return
+			}
 			for i := 0; i < n; i++ {
 				x := st[i&(streamLen-1)]
 				sess.do(uint8(x>>56), x&(1<<56-1))
@@ -399,5 +406,93 @@ func (s mapSession) do(op uint8, k uint64) {
 		sh.Lock()
 		sh.m[k]++
 		sh.Unlock()
+	}
+}
+
+// BenchmarkYCSBBatched runs fleetkv the way a server loop runs a request
+// batch: the stream in chunks, each executed with the batch prefetch of
+// server/exec.go (hash once, bucket prefetched batchBucketAhead operations
+// ahead, record batchRecordAhead ahead). It is the engine figure the
+// server's per-operation cost is compared with.
+func BenchmarkYCSBBatched(b *testing.B) {
+	for _, mix := range ycsbMixes {
+		b.Run(mix.name, func(b *testing.B) {
+			for _, dist := range []string{"uniform", "zipf"} {
+				b.Run(dist, func(b *testing.B) {
+					for _, keys := range []uint64{1 << 20, 10_000_000} {
+						b.Run(sizeName(keys), func(b *testing.B) {
+							for _, workers := range []int{1, 2} {
+								b.Run(fmt.Sprint("w", workers), func(b *testing.B) {
+									f := loadedPeer(b, "fleetkv", keys).(*fleetKV)
+									runYCSB(b, batchedFleetKV{f}, mix, dist, keys, workers)
+								})
+							}
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+// The server's prefetch distances (server/exec.go) and a batch's size in
+// operations (a 32 KiB batch of 8-byte keys holds about 2000).
+const (
+	batchBucketAhead = 8
+	batchRecordAhead = 4
+	batchWindow      = 16
+	batchOps         = 1024
+)
+
+type batchedFleetKV struct{ *fleetKV }
+
+func (f batchedFleetKV) session() kvSession {
+	return &batchedSession{fleetSession: f.fleetKV.session().(*fleetSession)}
+}
+
+type batchedSession struct {
+	*fleetSession
+	keys [batchWindow][8]byte
+	h    [batchWindow]uint64
+}
+
+// doBatch executes ops (stream entries) with the server's prefetch pipeline.
+func (f *batchedSession) doBatch(ops []uint64) {
+	for j := 0; j < min(batchBucketAhead, len(ops)); j++ {
+		f.stage(j, ops[j])
+	}
+	for i, x := range ops {
+		if j := i + batchBucketAhead; j < len(ops) {
+			f.stage(j, ops[j])
+		}
+		if j := i + batchRecordAhead; j < len(ops) {
+			f.s.PrefetchRecord(f.h[j&(batchWindow-1)])
+		}
+		f.exec(i, x)
+	}
+}
+
+func (f *batchedSession) stage(j int, x uint64) {
+	w := j & (batchWindow - 1)
+	binary.LittleEndian.PutUint64(f.keys[w][:], x&(1<<56-1))
+	f.h[w] = Hash(f.keys[w][:])
+	f.s.PrefetchBucket(f.h[w])
+}
+
+func (f *batchedSession) exec(i int, x uint64) {
+	w := i & (batchWindow - 1)
+	key, h := f.keys[w][:], f.h[w]
+	var err error
+	switch uint8(x >> 56) {
+	case opRead:
+		f.buf, _, err = f.s.ReadHashed(key, h, f.buf[:0])
+	case opUpsert:
+		binary.LittleEndian.PutUint64(f.val[:], x&(1<<56-1))
+		_, err = f.s.UpsertHashed(key, h, f.val[:])
+	default:
+		_, err = f.s.RMWHashed(key, h, one, Int64Add{})
+	}
+	if err != nil {
+		panic(err)
 	}
 }
