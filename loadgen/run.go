@@ -189,8 +189,12 @@ func startProgress(w io.Writer, threads []*thread, intervals <-chan *hdr.Histogr
 					errs += t.errs.Load()
 				}
 				if w != nil {
-					fmt.Fprintf(w, "%6.1fs  %10.0f ops/s  p99 %6d us  errors %d\n",
-						time.Since(base).Seconds(), float64(ops-lastOps), agg.ValueAtQuantile(99), errs)
+					p99 := "     -" // no interval histogram arrived in this second
+					if agg.TotalCount() > 0 {
+						p99 = fmt.Sprintf("%6d", agg.ValueAtQuantile(99))
+					}
+					fmt.Fprintf(w, "%6.1fs  %10.0f ops/s  p99 %s us  errors %d\n",
+						time.Since(base).Seconds(), float64(ops-lastOps), p99, errs)
 				}
 				lastOps = ops
 				agg.Reset()

@@ -22,6 +22,10 @@ type Device interface {
 	// ReadAsync reads len(p) bytes at off into p. Reading bytes that were
 	// never written returns zeros.
 	ReadAsync(p []byte, off uint64, cb Callback)
+	// Sync makes every write whose callback ran before the call durable:
+	// after a power loss, such bytes read back as written. It blocks, so it
+	// belongs off the request path.
+	Sync() error
 	// Close releases the device. I/O issued after Close fails with ErrClosed.
 	Close() error
 }

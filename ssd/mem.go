@@ -69,6 +69,17 @@ func (d *MemDevice) transfer(p []byte, off uint64, write bool) (int, error) {
 	return done, nil
 }
 
+// Sync implements Device: memory has nothing to sync (it does not survive
+// the process either; CrashDevice models power loss).
+func (d *MemDevice) Sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mu.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
 // Close implements Device.
 func (d *MemDevice) Close() error {
 	d.mu.Lock()
