@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd lint fuzz clean
 
 all: build
 
@@ -32,13 +32,13 @@ demo: bin
 # concurrent packages again under the race detector.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./client/ ./loadgen/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./client/ ./loadgen/ ./internal/uring/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)
 
 # Engine benchmarks beside their peers (sharded map, xsync) in one run.
-bench: bench-engine bench-server
+bench: bench-engine bench-server bench-ssd
 
 bench-engine:
 	$(GO) test -run '^$$' -bench 'YCSB' -benchtime 2000000x -count 3 -timeout 90m ./store/ | tee bench-engine.out
@@ -49,6 +49,11 @@ bench-engine:
 SECS ?= 10
 bench-server:
 	./scripts/bench-server.sh $(SECS)
+
+# Larger than memory (4 M keys x 256 B over --memory 256MiB) through io_uring
+# and pread, beside fio's random-read IOPS on the same file system.
+bench-ssd:
+	./scripts/bench-ssd.sh $(SECS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

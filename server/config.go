@@ -31,6 +31,10 @@ type Config struct {
 	// MaxResponse bounds the response bytes one batch may produce; results
 	// past it are answered with a TOO_LARGE error. Default 64 MiB.
 	MaxResponse int
+	// MaxPendingIO bounds each loop's operations waiting for the device:
+	// at the bound the loop stops reading new batches from its connections
+	// until completions bring it below. Default 4096.
+	MaxPendingIO int
 	// Store configures the store the server opens.
 	Store store.Config
 }
@@ -50,11 +54,16 @@ func (c *Config) fill() error {
 	if c.MaxResponse == 0 {
 		c.MaxResponse = defaultMaxResponse
 	}
+	if c.MaxPendingIO == 0 {
+		c.MaxPendingIO = 4096
+	}
 	switch {
 	case c.Loops < 1 || c.Loops > 1024:
 		return fmt.Errorf("server: %d loops outside 1..1024", c.Loops)
 	case c.Limits.MaxBatch < 1 || c.Limits.MaxKey < 1 || c.Limits.MaxValue < 0:
 		return fmt.Errorf("server: limits %+v must be positive", c.Limits)
+	case c.MaxPendingIO < 1:
+		return fmt.Errorf("server: max pending I/O %d must be positive", c.MaxPendingIO)
 	case c.MaxResponse < wire.HeaderSize:
 		return fmt.Errorf("server: max response %d too small", c.MaxResponse)
 	}

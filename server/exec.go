@@ -59,6 +59,9 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 			}
 			continue
 		}
+		if len(l.pendingKeys) > 0 && !a.op.Op.Control() && l.pendingKeys[a.h] > 0 {
+			l.awaitKey(a.h)
+		}
 		l.exec(cs, a.op, a.h, h.Serial+uint64(i))
 	}
 	if !h.Control() {
@@ -67,6 +70,16 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	cs.sess.EndResponse(l.view)
 	l.countOps(&counts)
 	return gnet.None
+}
+
+// awaitKey completes pending operations until none is left on hash h, so
+// that operations on one key take effect in the order they arrived: an RMW
+// waiting for the device must not be overtaken by a later write of its key.
+// It blocks the loop for the device (rare: hot keys are in memory).
+func (l *loop) awaitKey(h uint64) {
+	for l.pendingKeys[h] > 0 && l.ss.PendingCount() > 0 {
+		l.ss.CompletePending(true)
+	}
 }
 
 // Prefetch distances, in operations. A batch is decoded bucketAhead
@@ -167,7 +180,8 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		return
 	}
 	if err == nil && st == store.Pending {
-		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial}
+		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial, h: h}
+		l.pendingKeys[h]++
 		cs.sess.AddPending(serial)
 		l.stats.pending.Add(1)
 	}

@@ -23,11 +23,12 @@ func (h *handler) OnBoot(gnet.Engine) gnet.Action {
 
 // conn is the server's state of one connection; only its loop touches it.
 type conn struct {
-	c      gnet.Conn
-	l      *loop
-	sess   *session.Session
-	closed bool
-	dirty  bool // completions appended while another connection ran
+	c       gnet.Conn
+	l       *loop
+	sess    *session.Session
+	closed  bool
+	dirty   bool // completions appended while another connection ran
+	stalled bool // in its loop's stalled list
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {

@@ -22,19 +22,25 @@ type loop struct {
 	ss      *store.Session
 	view    uint64
 	pending map[uint64]pendingRef
-	dirty   []*conn // connections with completions to write
-	polling bool    // a poll of pending operations is scheduled
-	ops     wire.OpReader
-	win     [window]ahead // decoded operations of the batch running
-	value   []byte        // read buffer, reused
-	scratch [16]byte
-	stats   loopStats
+	// pendingKeys counts pending operations by key hash.
+	// Invariant: pendingKeys[h] == the entries of pending with hash h.
+	pendingKeys map[uint64]int
+	dirty       []*conn // connections with completions to write
+	polling     bool    // a poll of pending operations is scheduled
+	stalled     []*conn // connections with unread input held back by MaxPendingIO
+	pollFn      gnet.RunnableFunc
+	ops         wire.OpReader
+	win         [window]ahead // decoded operations of the batch running
+	value       []byte        // read buffer, reused
+	scratch     [16]byte
+	stats       loopStats
 }
 
 // pendingRef names the client operation a store operation answers.
 type pendingRef struct {
 	c      *conn
 	serial uint64
+	h      uint64 // the key's hash
 }
 
 // loopStats are counters the admin page reads; the loop adds once per batch.
@@ -55,8 +61,10 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), value: make([]byte, 0, 4096)}
+	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), pendingKeys: make(map[uint64]int), value: make([]byte, 0, 4096)}
 	ss.SetCompletion(l.completed)
+	l.pollFn = l.poll
+	ss.SetWake(l.wake)
 	if !s.cfg.NoPin {
 		if err := pinThread(idx); err != nil {
 			s.log.Warn("cannot pin loop to a core", "loop", idx, "err", err)
@@ -69,9 +77,22 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 func (l *loop) close() error { return l.ss.Close() }
 
 // traffic runs every complete batch the connection has buffered and writes
-// all their responses with one write.
+// all their responses with one write. While the loop has MaxPendingIO
+// operations waiting for the device it leaves the input where it is (the
+// socket's buffers then push back on the client) and remembers the
+// connection; poll resumes it.
 func (l *loop) traffic(cs *conn) gnet.Action {
 	l.view = l.s.view.Load()
+	if l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
+		l.advancePending()
+		l.flushDirty()
+		if l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
+			l.stall(cs)
+			l.ss.Suspend()
+			l.schedulePoll()
+			return gnet.None
+		}
+	}
 	in, _ := cs.c.Peek(-1)
 	used, action := l.runBatches(cs, in)
 	if used > 0 {
@@ -159,6 +180,9 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
+	if l.pendingKeys[ref.h]--; l.pendingKeys[ref.h] <= 0 {
+		delete(l.pendingKeys, ref.h)
+	}
 	if ref.c.closed {
 		return
 	}
@@ -192,13 +216,48 @@ func (l *loop) schedulePoll() {
 	})
 }
 
-// poll runs on the loop.
+// poll runs on the loop: woken by a device completion (wake) or a timer.
 func (l *loop) poll(context.Context) error {
 	l.polling = false
 	l.view = l.s.view.Load()
 	l.advancePending()
 	l.flushDirty()
 	l.ss.Suspend()
+	l.resumeStalled()
 	l.schedulePoll()
 	return nil
+}
+
+// wake is the store session's wake-up: called on a device goroutine when a
+// read completes, it queues poll on the loop (gnet's trigger), so the
+// completion is handled by the loop that issued the read.
+func (l *loop) wake() {
+	if l.el != nil {
+		_ = l.el.Execute(context.Background(), l.pollFn)
+	}
+}
+
+// stall holds cs back until the loop's pending operations drop below the
+// bound.
+func (l *loop) stall(cs *conn) {
+	if !cs.stalled {
+		cs.stalled = true
+		l.stalled = append(l.stalled, cs)
+	}
+}
+
+// resumeStalled asks gnet to run traffic again for every held-back
+// connection once the loop is below its bound.
+func (l *loop) resumeStalled() {
+	if len(l.stalled) == 0 || l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
+		return
+	}
+	for i, cs := range l.stalled {
+		cs.stalled = false
+		if !cs.closed {
+			_ = cs.c.Wake(nil)
+		}
+		l.stalled[i] = nil
+	}
+	l.stalled = l.stalled[:0]
 }

@@ -357,3 +357,66 @@ func TestKilledClientLeaksNothing(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes after 200 killed clients", grow)
 	}
 }
+
+// TestColdKeyOperationsKeepTheirOrder: an APPEND on a key whose record is on
+// the device goes pending; the UPSERT and APPEND after it in the same
+// pipeline must take effect after it, as they were sent.
+func TestColdKeyOperationsKeepTheirOrder(t *testing.T) {
+	s := startTest(t, func(c *Config) {
+		c.Loops = 1
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+	})
+	cs, err := client.Dial(client.Config{Addr: s.Addr(), BatchBytes: 1 << 10, InFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	keys := 20
+	for k := 0; k < keys; k++ {
+		if err := cs.Upsert(fmt.Appendf(nil, "cold-%d", k), []byte("old"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Push the keys out of memory: 64 KiB of log into 32 KiB of frames.
+	filler := make([]byte, 200)
+	for i := 0; i < 400; i++ {
+		if err := cs.Upsert(fmt.Appendf(nil, "filler-%d", i), filler, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cs.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats().Pending
+	for k := 0; k < keys; k++ {
+		key := fmt.Appendf(nil, "cold-%d", k)
+		for _, err := range []error{
+			cs.Append(key, []byte("+a"), nil),
+			cs.Upsert(key, []byte("new"), nil),
+			cs.Append(key, []byte("+b"), nil),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Read in the same pipeline, and again once everything has completed:
+	// the pending APPEND must not land after the operations behind it.
+	for round := 0; round < 2; round++ {
+		for k := 0; k < keys; k++ {
+			if err := cs.Read(fmt.Appendf(nil, "cold-%d", k), func(r client.Result) {
+				if r.Err != nil || string(r.Value) != "new+b" {
+					t.Errorf("round %d: cold-%d = %q %v, want \"new+b\"", round, k, r.Value, r.Err)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cs.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Stats().Pending == before {
+		t.Fatal("no operation went pending: the test did not reach the device")
+	}
+}

@@ -32,7 +32,13 @@ type mmConfig struct {
 	cfg      Config
 	maxValue int
 	keys     int
+	device   string // see devices
 }
+
+// devices the metamorphic test runs the log on: memory, segment files
+// through each I/O engine (O_DIRECT), and the crashable device completing
+// I/O asynchronously in random order.
+var devices = []string{"mem", "file-pread", "file-uring", "crash-async"}
 
 func randomConfig(rng *rand.Rand) mmConfig {
 	pageBits := uint(12 + rng.IntN(5))
@@ -51,13 +57,21 @@ func randomConfig(rng *rand.Rand) mmConfig {
 		},
 		maxValue: 1 + rng.IntN(1<<pageBits/8),
 		keys:     50 + rng.IntN(2000),
+		device:   devices[rng.IntN(len(devices))],
 	}
 }
 
+// open opens a store with mc's configuration on a new device of mc's kind.
+func (mc mmConfig) open(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	cfg.Log.Device = openDevice(t, mc.device)
+	return openTest(t, cfg)
+}
+
 func (m mmConfig) String() string {
-	return fmt.Sprintf("page 2^%d, %d frames, mutable %.2f, index 2^%d, refresh %d, values <= %d B, %d keys",
+	return fmt.Sprintf("page 2^%d, %d frames, mutable %.2f, index 2^%d, refresh %d, values <= %d B, %d keys, device %s",
 		m.cfg.Log.PageBits, m.cfg.Log.MemoryBytes>>m.cfg.Log.PageBits, m.cfg.Log.MutableFraction,
-		m.cfg.IndexBits, m.cfg.RefreshEvery, m.maxValue, m.keys)
+		m.cfg.IndexBits, m.cfg.RefreshEvery, m.maxValue, m.keys, m.device)
 }
 
 func seeds() []uint64 {
@@ -302,7 +316,7 @@ func (w *worker) run(ops int, touched map[string]bool) {
 func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)) {
 	cfg := mc.cfg
 	cfg.NoAutoGrow = true
-	st := openTest(t, cfg)
+	st := mc.open(t, cfg)
 	w := newWorker(t, st, seed, 0, mc, fail)
 	touched := map[string]bool{}
 	for i := 0; i < *opsFlag; i++ {
@@ -329,7 +343,7 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 // runDisjoint runs workers on disjoint key sets, each against its own oracle,
 // with automatic and explicit index growth.
 func runDisjoint(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)) {
-	st := openTest(t, mc.cfg)
+	st := mc.open(t, mc.cfg)
 	const workers = 4
 	ws := make([]*worker, workers)
 	touched := make([]map[string]bool, workers)
@@ -380,7 +394,7 @@ func growDuring(t *testing.T, st *Store, wg *sync.WaitGroup, fail func(string, .
 // counter must end at the sum of all additions and every token appended must
 // be in its log exactly once.
 func runShared(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)) {
-	st := openTest(t, mc.cfg)
+	st := mc.open(t, mc.cfg)
 	const workers, counters, blobs, logs = 4, 64, 32, 16
 	sums := make([][counters]int64, workers)
 	appended := make([][logs]int, workers)

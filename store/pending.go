@@ -3,11 +3,13 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/internal/invariants"
+	"github.com/fleetkv/fleetkv/ssd"
 )
 
 // firstReadSize is how much a pending read fetches first: the prefix, the
@@ -61,6 +63,7 @@ type pendingSet struct {
 		ops []*pendingOp
 	}
 	notify chan struct{}
+	wake   func() // see Session.SetWake
 }
 
 func (ps *pendingSet) init(s *Session) {
@@ -105,7 +108,7 @@ func (ps *pendingSet) readAt(p *pendingOp, addr uint64, size int) {
 	start := addr / al * al
 	end := (addr + uint64(size) + al - 1) / al * al
 	if cap(p.buf) < int(end-start) {
-		p.buf = make([]byte, end-start)
+		p.buf = ioBuffer(int(end-start), al)
 	}
 	p.buf = p.buf[:end-start]
 	p.addr, p.bufOff = addr, int(addr-start)
@@ -113,10 +116,26 @@ func (ps *pendingSet) readAt(p *pendingOp, addr uint64, size int) {
 	dev.ReadAsync(p.buf, start, p)
 }
 
+// ioBuffer returns a device read buffer of n bytes whose address meets the
+// device's alignment (O_DIRECT devices need sector-aligned memory).
+func ioBuffer(n int, al uint64) []byte {
+	if al <= 1 {
+		return make([]byte, n)
+	}
+	if ssd.SectorSize%al != 0 {
+		panic(fmt.Sprintf("store: device alignment %d does not divide %d", al, ssd.SectorSize))
+	}
+	return ssd.AlignedBuffer(n)
+}
+
 func (ps *pendingSet) ioDone(p *pendingOp) {
 	ps.done.Lock()
+	first := len(ps.done.ops) == 0
 	ps.done.ops = append(ps.done.ops, p)
 	ps.done.Unlock()
+	if first && ps.wake != nil {
+		ps.wake() // later completions find the owner already woken
+	}
 	select {
 	case ps.notify <- struct{}{}:
 	default:
@@ -214,8 +233,8 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 	}
 	rec := p.buf[p.bufOff:max(p.bufOff, p.n)]
 	h, kl, vc, vl, ok := hlog.DecodePrefix(rec)
-	if !ok {
-		ps.finish(p, 0, ps.corrupt(p, "short read of %d bytes", len(rec)), nil)
+	if !ok { // the buffer always has room for a prefix: the device read short
+		ps.finish(p, 0, fmt.Errorf("store: reading record at %d: %d bytes: %w", p.addr, len(rec), io.ErrUnexpectedEOF), nil)
 		return
 	}
 	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= p.addr || vl > vc ||
@@ -228,6 +247,11 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		need += vl
 	}
 	if len(rec) < need {
+		if len(p.buf)-p.bufOff >= need { // the buffer had room: the device read short
+			ps.finish(p, 0, fmt.Errorf("store: reading record at %d: %d of %d bytes: %w",
+				p.addr, len(rec), need, io.ErrUnexpectedEOF), nil)
+			return
+		}
 		ps.readAt(p, p.addr, need)
 		return
 	}

@@ -100,6 +100,12 @@ func (st *Store) NewSession() (*Session, error) {
 // session's goroutine. Without one, those outcomes are dropped.
 func (s *Session) SetCompletion(fn func(Completion)) { s.onComplete = fn }
 
+// SetWake sets fn to be called when a device read of the session completes
+// and finds no other completed read waiting: on the device's goroutine, so
+// fn must only wake the session's owner (an event loop's trigger), which
+// then calls CompletePending. Set it before the first operation.
+func (s *Session) SetWake(fn func()) { s.pend.wake = fn }
+
 // Serial returns the serial number of the session's latest operation.
 func (s *Session) Serial() uint64 { return s.serial }
 

@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/internal/uring"
+	"github.com/fleetkv/fleetkv/ssd"
 )
 
 func openTest(t testing.TB, cfg Config) *Store {
@@ -261,4 +264,37 @@ func TestCopyFromMutableRecordSealsIt(t *testing.T) {
 	if v, _ := syncRead(t, s, k); string(v) != "xyz" {
 		t.Fatalf("read %q after append", v)
 	}
+}
+
+// openDevice returns a new device of the given kind for a test's log,
+// closed when the test ends (after the store, which t.Cleanup closes
+// first: cleanups run last-in first-out).
+func openDevice(t *testing.T, kind string) ssd.Device {
+	t.Helper()
+	var dev ssd.Device
+	switch kind {
+	case "mem":
+		dev = ssd.NewMemDevice()
+	case "file-pread", "file-uring":
+		cfg := ssd.FileConfig{Dir: t.TempDir(), SegmentSize: 1 << 20,
+			IO: strings.TrimPrefix(kind, "file-"), Workers: 4, RingEntries: 64}
+		d, err := ssd.OpenFile(cfg)
+		if errors.Is(err, uring.ErrUnsupported) {
+			t.Logf("io_uring unavailable (%v): the pread engine instead", err)
+			cfg.IO = ssd.IOPread
+			d, err = ssd.OpenFile(cfg)
+		}
+		if err != nil {
+			t.Fatalf("device %s: %v", kind, err)
+		}
+		dev = d
+	case "crash-async":
+		d := ssd.NewCrashDevice(ssd.SectorSize)
+		d.SetAsync(true)
+		dev = d
+	default:
+		t.Fatalf("unknown device %q", kind)
+	}
+	t.Cleanup(func() { dev.Close() })
+	return dev
 }

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -15,12 +16,15 @@ import (
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
 type serverFlags struct {
 	listen, admin, dir, authToken string
+	io                            string
+	segmentSize                   sizeFlag
 	loops                         int
 	pin, reusePort                bool
 	memory, pageSize              sizeFlag
@@ -35,7 +39,7 @@ func serverCmd() *cobra.Command { return newServerCmd(runServer) }
 // newServerCmd builds the server command around run, which gets the parsed
 // flags (tests pass a run that only validates them).
 func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
-	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
+	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a fleetkv server until SIGINT or SIGTERM",
@@ -43,9 +47,11 @@ func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
 its core, serving the binary batched protocol on --listen and admin HTTP
 (/healthz, /stats, /debug/pprof/) on --admin.
 
-The log is kept in memory (--memory) over an in-memory device: until the SSD
-tier lands, --dir is created but nothing is written to it, and data does not
-survive a restart.`,
+The newest part of the log (--memory) is kept in memory; older pages are
+flushed to segment files under DIR/log (O_DIRECT, through io_uring or a
+pread/pwrite pool, --io) and reads of them complete asynchronously on the
+loop that issued them. Recovery is not built yet: a restart starts an empty
+store, and log files left in DIR/log by an earlier run are deleted at start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
 	}
@@ -57,7 +63,9 @@ survive a restart.`,
 	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core")
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
 	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
-	fl.Var(&f.memory, "memory", "in-memory log budget")
+	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
+	fl.StringVar(&f.io, "io", "", "I/O engine: uring or pread (default: uring, or pread when io_uring is unavailable)")
+	fl.Var(&f.segmentSize, "segment-size", "log segment file size (a power of two, at least 1MiB; preallocated)")
 	fl.Var(&f.pageSize, "page-size", "log page size (a power of two, 4KiB..1GiB; no record is larger)")
 	fl.Float64Var(&f.mutable, "mutable-fraction", 0.9, "share of the in-memory log updated in place, (0, 1]")
 	fl.UintVar(&f.indexBits, "index-bits", 20, "log2 of the initial number of index buckets (the index grows by itself)")
@@ -85,6 +93,15 @@ func (f serverFlags) config() (server.Config, error) {
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return server.Config{}, err
 	}
+	if f.io != "" && f.io != ssd.IOUring && f.io != ssd.IOPread {
+		return server.Config{}, fmt.Errorf("--io %q: want uring or pread", f.io)
+	}
+	if ss := uint64(f.segmentSize); ss < 1<<20 || ss&(ss-1) != 0 {
+		return server.Config{}, fmt.Errorf("--segment-size %v: want a power of two of at least 1MiB", formatSize(ss))
+	}
+	if f.segmentSize < f.pageSize {
+		return server.Config{}, errors.New("--segment-size must be at least --page-size")
+	}
 	ps := uint64(f.pageSize)
 	if ps == 0 || ps&(ps-1) != 0 {
 		return server.Config{}, fmt.Errorf("--page-size %v is not a power of two", formatSize(ps))
@@ -108,13 +125,16 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	}
 	level, _ := parseLevel(f.logLevel)
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
-		return fmt.Errorf("--dir: %w", err)
+	dev, err := openLogDevice(f, log)
+	if err != nil {
+		return err
 	}
+	defer dev.Close()
+	cfg.Store.Log.Device = dev
 	log.Info("configuration", "listen", cfg.Listen, "admin", cfg.Admin, "dir", f.dir, "loops", cfg.Loops,
 		"memory", formatSize(uint64(f.memory)), "page_size", formatSize(uint64(f.pageSize)),
-		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "",
-		"device", "memory (data is not persisted yet)")
+		"segment_size", formatSize(uint64(f.segmentSize)), "io", dev.Engine(),
+		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "")
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err
@@ -134,4 +154,24 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return level, nil
+}
+
+// openLogDevice opens the segment files under DIR/log, deleting what an
+// earlier run left there (nothing recovers it yet).
+func openLogDevice(f serverFlags, log *slog.Logger) (*ssd.FileDevice, error) {
+	dir := filepath.Join(f.dir, "log")
+	old, _ := filepath.Glob(filepath.Join(dir, "log.*"))
+	if len(old) > 0 {
+		log.Warn("deleting the log of an earlier run: recovery is not built yet", "dir", dir, "files", len(old))
+		for _, p := range old {
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("--dir: %w", err)
+			}
+		}
+	}
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir, SegmentSize: uint64(f.segmentSize), IO: f.io, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("--dir: %w", err)
+	}
+	return dev, nil
 }

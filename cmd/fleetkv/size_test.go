@@ -39,6 +39,10 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--loops", "-2"},
 		{"--log-level", "chatty"},
 		{"--index-bits", "64"},
+		{"--io", "floppy"},
+		{"--segment-size", "3MiB"},
+		{"--segment-size", "64KiB"},
+		{"--segment-size", "1MiB", "--page-size", "4MiB"},
 		{"--max-batch", "0"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Larger than memory: fleetkv with a data set over 4x its in-memory log
+# budget, beside fio's 4 KiB random-read IOPS on the same file system, in one
+# run, for both I/O engines.
+#
+# For each of --io=uring and --io=pread: a server on CPU 0 with --memory
+# MEMORY, KEYS keys of 256-byte values loaded, then YCSB-C uniform, YCSB-C Zipf
+# and YCSB-A uniform for SECS seconds each from a load generator on CPU 1.
+# Then fio (installed from Debian's packages if missing): 4 KiB random reads,
+# O_DIRECT, queue depth 32, io_uring and psync engines, over a file in the
+# same directory. Reports ops/s, latency, and the ratio of ops/s to fio's
+# IOPS.
+#
+# Usage: scripts/bench-ssd.sh [seconds-per-run] (env: KEYS, MEMORY, DIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+KEYS=${KEYS:-4000000}
+MEMORY=${MEMORY:-256MiB}
+OUT=${BENCH_OUT:-bench-ssd.out}
+WORK=$(mktemp -d "${DIR:-$PWD}/bench-ssd.XXXXXX")
+BIN=$WORK/fleetkv
+go build -o "$BIN" ./cmd/fleetkv
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
+
+: > "$OUT"
+echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
+echo "$KEYS keys x 256-byte values, --memory $MEMORY" | tee -a "$OUT"
+row "engine" "workload" "ops/s" "p50 / p99 / p99.9 us" "errors" "log tail / memory"
+row "---" "---" "---" "---" "---" "---"
+declare -A OPS
+for io in uring pread; do
+  port=$(free_port); admin=$(free_port)
+  rm -rf "$WORK/data"
+  taskset -c 0 "$BIN" server --listen 127.0.0.1:$port --admin 127.0.0.1:$admin --loops 1 --io $io \
+    --dir "$WORK/data" --memory "$MEMORY" --log-level warn &
+  pids+=($!); spid=$!
+  sleep 1
+  taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload load --keys "$KEYS" --value-size 256 >/dev/null 2>&1
+  tail=$(curl -s 127.0.0.1:$admin/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["Log"]["Tail"])')
+  for spec in "ycsb-c uniform" "ycsb-c zipf" "ycsb-a uniform"; do
+    set -- $spec
+    j=$WORK/report.json
+    taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload $1 --dist $2 --keys "$KEYS" \
+      --value-size 256 --duration ${SECS}s --warmup 2s --sessions 4 --in-flight 4 --batch-size 16KiB \
+      --json "$j" >/dev/null 2>&1 || true
+    read -r ops_s p50 p99 p999 errs < <(python3 -c "import json;r=json.load(open('$j'));print(int(r['ops_per_sec']),int(r['p50_us']),int(r['p99_us']),int(r['p999_us']),r['errors']+r['verify_failures'])")
+    OPS[$io,$1,$2]=$ops_s
+    row "$io" "$1 $2" "$ops_s" "$p50 / $p99 / $p999" "$errs" "$(python3 -c "print(f'{$tail/2**20:.0f} MiB / $MEMORY')")"
+  done
+  kill $spid; wait $spid 2>/dev/null || true
+done
+
+if ! command -v fio >/dev/null; then
+  (apt-get update && apt-get install -y fio) >/dev/null 2>&1
+fi
+echo | tee -a "$OUT"
+declare -A IOPS
+for eng in io_uring psync; do
+  jobs=1; depth=32
+  if [ $eng = psync ]; then jobs=32; depth=1; fi
+  iops=$(taskset -c 0,1 fio --name=rr --filename="$WORK/fio.dat" --size=1G --rw=randread --bs=4k --direct=1 \
+    --ioengine=$eng --iodepth=$depth --numjobs=$jobs --group_reporting --time_based --runtime=$SECS \
+    --output-format=json 2>/dev/null | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))')
+  IOPS[$eng]=$iops
+  echo "fio 4 KiB random read, O_DIRECT, $eng, queue depth 32: $iops IOPS" | tee -a "$OUT"
+done
+echo | tee -a "$OUT"
+for io in uring pread; do
+  f=${IOPS[io_uring]}; [ $io = pread ] && f=${IOPS[psync]}
+  for w in "ycsb-c,uniform" "ycsb-c,zipf" "ycsb-a,uniform"; do
+    o=${OPS[$io,${w%,*},${w#*,}]}
+    echo "$io ${w/,/ }: $o ops/s = $(python3 -c "print(f'{$o/$f:.2f}')") x fio IOPS" | tee -a "$OUT"
+  done
+done

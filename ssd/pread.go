@@ -1,0 +1,88 @@
+package ssd
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// preadEngine is the I/O engine for kernels without io_uring: a fixed pool
+// of goroutines doing blocking pread/pwrite, fed by a bounded queue. The
+// pool size is the engine's queue depth; a full queue blocks the submitter,
+// which is the back-pressure the log's callers already expect from a device.
+type preadEngine struct {
+	reqs chan preadReq
+	wg   sync.WaitGroup
+}
+
+type preadReq struct {
+	write bool
+	fd    int
+	p     []byte
+	off   int64
+	cb    Callback
+}
+
+func newPreadEngine(workers int) *preadEngine {
+	e := &preadEngine{reqs: make(chan preadReq, workers*4)}
+	e.wg.Add(workers)
+	for range workers {
+		go e.work()
+	}
+	return e
+}
+
+func (e *preadEngine) name() string { return IOPread }
+
+func (e *preadEngine) read(fd int, p []byte, off int64, cb Callback) {
+	e.reqs <- preadReq{fd: fd, p: p, off: off, cb: cb}
+}
+
+func (e *preadEngine) write(fd int, p []byte, off int64, cb Callback) {
+	e.reqs <- preadReq{write: true, fd: fd, p: p, off: off, cb: cb}
+}
+
+func (e *preadEngine) work() {
+	defer e.wg.Done()
+	for r := range e.reqs {
+		n, err := transfer(r)
+		r.cb.IODone(n, err)
+	}
+}
+
+// transfer runs one request to completion: a short transfer is continued
+// (pwrite may stop early; pread stops at end of file, where the rest reads
+// as zeros, as the Device contract says).
+func transfer(r preadReq) (int, error) {
+	done := 0
+	for done < len(r.p) {
+		var n int
+		var err error
+		if r.write {
+			n, err = unix.Pwrite(r.fd, r.p[done:], r.off+int64(done))
+		} else {
+			n, err = unix.Pread(r.fd, r.p[done:], r.off+int64(done))
+		}
+		switch {
+		case err == unix.EINTR || err == unix.EAGAIN:
+			continue
+		case err != nil:
+			return done, err
+		case n == 0 && !r.write:
+			clear(r.p[done:])
+			return len(r.p), nil
+		case n == 0:
+			return done, unix.EIO
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// close lets the workers finish the queue and stop. Nothing may be
+// submitted afterwards (the device checks closed first).
+func (e *preadEngine) close() error {
+	close(e.reqs)
+	e.wg.Wait()
+	return nil
+}
