@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/session"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
@@ -72,10 +75,13 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	return gnet.None
 }
 
-// awaitKey completes pending operations until none is left on hash h, so
-// that operations on one key take effect in the order they arrived: an RMW
-// waiting for the device must not be overtaken by a later write of its key.
-// It blocks the loop for the device (rare: hot keys are in memory).
+// awaitKey completes pending operations until no pending write (RMW) is
+// left on hash h, so that operations on one key take effect in the order
+// they arrived: an RMW waiting for the device must not be overtaken by a
+// later operation on its key. Pending reads need no such wait: one that was
+// issued first reads the chain as it was then. It blocks the loop for the
+// device (rare: an RMW of a cold key followed closely by another operation
+// on it).
 func (l *loop) awaitKey(h uint64) {
 	for l.pendingKeys[h] > 0 && l.ss.PendingCount() > 0 {
 		l.ss.CompletePending(true)
@@ -180,8 +186,11 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		return
 	}
 	if err == nil && st == store.Pending {
-		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial, h: h}
-		l.pendingKeys[h]++
+		ref := pendingRef{c: cs, serial: serial, h: h, write: op.Op != wire.OpRead}
+		l.pending[l.ss.Serial()] = ref
+		if ref.write {
+			l.pendingKeys[h]++
+		}
 		cs.sess.AddPending(serial)
 		l.stats.pending.Add(1)
 	}
@@ -213,6 +222,14 @@ func codeOf(err error) wire.Code {
 		return wire.CodeTooLarge
 	case errors.Is(err, store.ErrEmptyKey):
 		return wire.CodeBadArgument
+	case errors.Is(err, syscall.ENOSPC):
+		return wire.CodeNoSpace
+	case errors.Is(err, store.ErrCorrupt):
+		return wire.CodeCorrupt
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) || errors.Is(err, hlog.ErrFlush) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return wire.CodeIO
 	}
 	return wire.CodeInternal
 }

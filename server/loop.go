@@ -22,8 +22,8 @@ type loop struct {
 	ss      *store.Session
 	view    uint64
 	pending map[uint64]pendingRef
-	// pendingKeys counts pending operations by key hash.
-	// Invariant: pendingKeys[h] == the entries of pending with hash h.
+	// pendingKeys counts pending writes (RMWs) by key hash.
+	// Invariant: pendingKeys[h] == the entries of pending with hash h and write set.
 	pendingKeys map[uint64]int
 	dirty       []*conn // connections with completions to write
 	polling     bool    // a poll of pending operations is scheduled
@@ -41,6 +41,7 @@ type pendingRef struct {
 	c      *conn
 	serial uint64
 	h      uint64 // the key's hash
+	write  bool   // an RMW: later operations on the key wait for it
 }
 
 // loopStats are counters the admin page reads; the loop adds once per batch.
@@ -180,8 +181,10 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
-	if l.pendingKeys[ref.h]--; l.pendingKeys[ref.h] <= 0 {
-		delete(l.pendingKeys, ref.h)
+	if ref.write {
+		if l.pendingKeys[ref.h]--; l.pendingKeys[ref.h] <= 0 {
+			delete(l.pendingKeys, ref.h)
+		}
 	}
 	if ref.c.closed {
 		return

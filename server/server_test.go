@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -418,5 +420,66 @@ func TestColdKeyOperationsKeepTheirOrder(t *testing.T) {
 	}
 	if s.Stats().Pending == before {
 		t.Fatal("no operation went pending: the test did not reach the device")
+	}
+}
+
+// TestDeviceErrorFailsOnlyThatOperation: reads that hit a failing device get
+// a DEVICE I/O error result; the session, the connection and every other
+// key keep working.
+func TestDeviceErrorFailsOnlyThatOperation(t *testing.T) {
+	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
+	s := startTest(t, func(c *Config) {
+		c.Loops = 1
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+	})
+	cs, err := client.Dial(client.Config{Addr: s.Addr(), BatchBytes: 1 << 10, InFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	const n = 500
+	val := func(i int) []byte { return fmt.Appendf(make([]byte, 0, 100), "%0100d", i) }
+	for i := 0; i < n; i++ {
+		if err := cs.Upsert(fmt.Appendf(nil, "k%d", i), val(i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cs.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	fd.FailReads(ssd.FaultRule{})
+	var ioErrs, ok int
+	for i := 0; i < n; i++ {
+		i := i
+		if err := cs.Read(fmt.Appendf(nil, "k%d", i), func(r client.Result) {
+			var oe *client.OpError
+			switch {
+			case errors.As(r.Err, &oe) && oe.Code == wire.CodeIO:
+				ioErrs++
+			case r.Err == nil && bytes.Equal(r.Value, val(i)):
+				ok++
+			default:
+				t.Errorf("k%d: %+v", i, r)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cs.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if ioErrs == 0 || ok == 0 {
+		t.Fatalf("%d I/O errors, %d good reads: want both (cold keys fail, hot ones do not)", ioErrs, ok)
+	}
+	fd.Clear()
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, i := range []int{0, n / 2, n - 1} {
+		if v, found, err := c.Get(context.Background(), fmt.Appendf(nil, "k%d", i)); err != nil || !found || !bytes.Equal(v, val(i)) {
+			t.Fatalf("after the fault: k%d = %q %v %v", i, v, found, err)
+		}
 	}
 }

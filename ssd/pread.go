@@ -1,6 +1,7 @@
 package ssd
 
 import (
+	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,17 @@ type preadReq struct {
 	cb    Callback
 }
 
+// newPreadEngine starts the workers. It raises GOMAXPROCS to leave a P for
+// every worker on top of one per CPU: a goroutine blocked in pread holds its
+// P until the runtime's monitor takes it back (tens of microseconds to
+// milliseconds), so with GOMAXPROCS at the CPU count a few blocked workers
+// stall everything else, the event loops included. Measured: 4 M keys over
+// a 256 MiB budget, one loop on one CPU, YCSB-C uniform, 12.5 K ops/s at
+// GOMAXPROCS=1 against 68 K at 34 (BENCHMARKS.md). Idle Ps cost nothing.
 func newPreadEngine(workers int) *preadEngine {
+	if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
 	e := &preadEngine{reqs: make(chan preadReq, workers*4)}
 	e.wg.Add(workers)
 	for range workers {

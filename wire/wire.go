@@ -103,6 +103,9 @@ const (
 	CodeInternal     Code = 8  // I/O error or a server fault
 	CodeBadSerial    Code = 9  // batch serial is not the next expected one
 	CodeBadArgument  Code = 10 // an operation's arguments are invalid
+	CodeIO           Code = 11 // the device failed reading or writing the log
+	CodeNoSpace      Code = 12 // the device is full: the log takes no new pages
+	CodeCorrupt      Code = 13 // the device returned a record that cannot be valid
 )
 
 func (c Code) String() string {
@@ -129,6 +132,12 @@ func (c Code) String() string {
 		return "unexpected serial"
 	case CodeBadArgument:
 		return "bad argument"
+	case CodeIO:
+		return "device I/O error"
+	case CodeNoSpace:
+		return "device full"
+	case CodeCorrupt:
+		return "corrupt record on the device"
 	}
 	return "code?"
 }
