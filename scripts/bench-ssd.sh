@@ -3,7 +3,7 @@
 # budget, beside fio's 4 KiB random-read IOPS on the same file system, in one
 # run, for both I/O engines.
 #
-# For each of --io=uring and --io=pread: a server on CPU 0 with --memory
+# For each of --io=uring, --io=pread and --io=uring --read-copy: a server on CPU 0 with --memory
 # MEMORY, KEYS keys of 256-byte values loaded, then YCSB-C uniform, YCSB-C Zipf
 # and YCSB-A uniform for SECS seconds each from a load generator on CPU 1.
 # Then fio (installed from Debian's packages if missing): 4 KiB random reads,
@@ -33,11 +33,13 @@ echo "$KEYS keys x 256-byte values, --memory $MEMORY" | tee -a "$OUT"
 row "engine" "workload" "ops/s" "p50 / p99 / p99.9 us" "errors" "log tail / memory"
 row "---" "---" "---" "---" "---" "---"
 declare -A OPS
-for io in uring pread; do
+for cfg in uring pread uring+read-copy; do
+  io=${cfg%%+*}; extra=""
+  [ "$cfg" != "$io" ] && extra="--read-copy"
   port=$(free_port); admin=$(free_port)
   rm -rf "$WORK/data"
   taskset -c 0 "$BIN" server --listen 127.0.0.1:$port --admin 127.0.0.1:$admin --loops 1 --io $io \
-    --dir "$WORK/data" --memory "$MEMORY" --log-level warn &
+    --dir "$WORK/data" --memory "$MEMORY" --log-level warn $extra &
   pids+=($!); spid=$!
   sleep 1
   taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload load --keys "$KEYS" --value-size 256 >/dev/null 2>&1
@@ -49,8 +51,8 @@ for io in uring pread; do
       --value-size 256 --duration ${SECS}s --warmup 2s --sessions 4 --in-flight 4 --batch-size 16KiB \
       --json "$j" >/dev/null 2>&1 || true
     read -r ops_s p50 p99 p999 errs < <(python3 -c "import json;r=json.load(open('$j'));print(int(r['ops_per_sec']),int(r['p50_us']),int(r['p99_us']),int(r['p999_us']),r['errors']+r['verify_failures'])")
-    OPS[$io,$1,$2]=$ops_s
-    row "$io" "$1 $2" "$ops_s" "$p50 / $p99 / $p999" "$errs" "$(python3 -c "print(f'{$tail/2**20:.0f} MiB / $MEMORY')")"
+    OPS[$cfg,$1,$2]=$ops_s
+    row "$cfg" "$1 $2" "$ops_s" "$p50 / $p99 / $p999" "$errs" "$(python3 -c "print(f'{$tail/2**20:.0f} MiB / $MEMORY')")"
   done
   kill $spid; wait $spid 2>/dev/null || true
 done
@@ -70,10 +72,10 @@ for eng in io_uring psync; do
   echo "fio 4 KiB random read, O_DIRECT, $eng, queue depth 32: $iops IOPS" | tee -a "$OUT"
 done
 echo | tee -a "$OUT"
-for io in uring pread; do
-  f=${IOPS[io_uring]}; [ $io = pread ] && f=${IOPS[psync]}
+for cfg in uring pread uring+read-copy; do
+  f=${IOPS[io_uring]}; [ $cfg = pread ] && f=${IOPS[psync]}
   for w in "ycsb-c,uniform" "ycsb-c,zipf" "ycsb-a,uniform"; do
-    o=${OPS[$io,${w%,*},${w#*,}]}
-    echo "$io ${w/,/ }: $o ops/s = $(python3 -c "print(f'{$o/$f:.2f}')") x fio IOPS" | tee -a "$OUT"
+    o=${OPS[$cfg,${w%,*},${w#*,}]}
+    echo "$cfg ${w/,/ }: $o ops/s = $(python3 -c "print(f'{$o/$f:.2f}')") x fio IOPS" | tee -a "$OUT"
   done
 done

@@ -46,9 +46,10 @@ func randomConfig(rng *rand.Rand) mmConfig {
 	fractions := []float64{0.1, 0.3, 0.5, 0.75, 0.9, 1}
 	return mmConfig{
 		cfg: Config{
-			IndexBits:    uint(1 + rng.IntN(4)),
-			MaxIndexBits: 12,
-			RefreshEvery: 1 + rng.IntN(128),
+			IndexBits:       uint(1 + rng.IntN(4)),
+			CopyReadsToTail: rng.IntN(2) == 0,
+			MaxIndexBits:    12,
+			RefreshEvery:    1 + rng.IntN(128),
 			Log: hlog.Config{
 				PageBits:        pageBits,
 				MemoryBytes:     frames << pageBits,
@@ -69,9 +70,9 @@ func (mc mmConfig) open(t *testing.T, cfg Config) *Store {
 }
 
 func (m mmConfig) String() string {
-	return fmt.Sprintf("page 2^%d, %d frames, mutable %.2f, index 2^%d, refresh %d, values <= %d B, %d keys, device %s",
+	return fmt.Sprintf("page 2^%d, %d frames, mutable %.2f, index 2^%d, refresh %d, values <= %d B, %d keys, device %s, read-copy %v",
 		m.cfg.Log.PageBits, m.cfg.Log.MemoryBytes>>m.cfg.Log.PageBits, m.cfg.Log.MutableFraction,
-		m.cfg.IndexBits, m.cfg.RefreshEvery, m.maxValue, m.keys, m.device)
+		m.cfg.IndexBits, m.cfg.RefreshEvery, m.maxValue, m.keys, m.device, m.cfg.CopyReadsToTail)
 }
 
 func seeds() []uint64 {

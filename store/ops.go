@@ -147,8 +147,27 @@ func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error)
 	if addr < l.Begin() {
 		return dst, NotFound, nil
 	}
-	s.pend.startRead(s.pend.newOp(OpRead, h, key, nil, nil), addr)
+	p := s.pend.newOp(OpRead, h, key, nil, nil)
+	p.entryAddr = e.Address()
+	s.pend.startRead(p, addr)
 	return dst, Pending, nil
+}
+
+// copyToTail appends a copy of the key's record that p's read found on the
+// device, when the key's chain is still what it was when the read was issued
+// (no newer record of the key can exist then: a record below head is never
+// updated in place). Failing to copy changes nothing: it is an optimisation.
+func (s *Session) copyToTail(p *pendingOp, value []byte) {
+	slot, e, ok := s.st.index.Find(s.g, p.hash)
+	if !ok || e.Address() != p.entryAddr {
+		return
+	}
+	addr, r, err := s.allocRecord(p.key(), len(value))
+	if err != nil {
+		return // the tail waits for a frame: skip rather than wait
+	}
+	copy(r.Init(p.key(), len(value), len(value)), value)
+	_ = s.install(slot, e, addr, r, false) // a lost CAS: someone wrote the key meanwhile
 }
 
 func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {

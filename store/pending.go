@@ -280,6 +280,9 @@ func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
 func (ps *pendingSet) found(p *pendingOp, value []byte, live bool) {
 	if p.kind == OpRead {
 		if live {
+			if ps.s.st.cfg.CopyReadsToTail {
+				ps.s.copyToTail(p, value)
+			}
 			ps.finish(p, OK, nil, value)
 		} else {
 			ps.finish(p, NotFound, nil, nil)

@@ -27,6 +27,11 @@ type Config struct {
 	RefreshEvery int
 	// MaxKeyLen bounds key length. Default 64 KiB.
 	MaxKeyLen int
+	// CopyReadsToTail appends a copy of every record a read brings in from
+	// the device at the tail (FASTER's read-copy option), so that keys read
+	// often stay in memory. The copy is skipped when the key's chain changed
+	// while the read was in flight.
+	CopyReadsToTail bool
 	// Log shapes the HybridLog (page size, memory budget, device).
 	Log hlog.Config
 }
