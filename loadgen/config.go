@@ -22,6 +22,7 @@ type Config struct {
 	Workload   string        // load, ycsb-a, ycsb-b, ycsb-c or ycsb-f
 	Dist       string        // uniform or zipf
 	Keys       uint64        // key count
+	KeyOffset  uint64        // the first key's number: keys are KeyOffset..KeyOffset+Keys-1
 	ValueSize  int           // bytes per value (>= 8)
 	Threads    int           // client goroutines; default 1
 	Sessions   int           // sessions per thread and server; default 1

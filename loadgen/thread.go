@@ -158,7 +158,7 @@ func (t *thread) pick(j int) (uint64, uint8) {
 // session returns the session for key k: the server owning k's hash range,
 // session j of this thread there.
 func (t *thread) session(k uint64, j int) *client.Session {
-	binary.LittleEndian.PutUint64(t.key, k)
+	binary.LittleEndian.PutUint64(t.key, k+t.cfg.KeyOffset)
 	srv, _ := bits.Mul64(index.HashKey(t.key), uint64(len(t.sessions)))
 	return t.sessions[srv][j]
 }

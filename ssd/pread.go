@@ -8,12 +8,17 @@ import (
 )
 
 // preadEngine is the I/O engine for kernels without io_uring: a fixed pool
-// of goroutines doing blocking pread/pwrite, fed by a bounded queue. The
-// pool size is the engine's queue depth; a full queue blocks the submitter,
-// which is the back-pressure the log's callers already expect from a device.
+// of goroutines doing blocking pread/pwrite, taking requests from a queue.
+// The pool size is the engine's queue depth. Submitting never blocks: the
+// queue grows instead, bounded by the callers (the server bounds its
+// pending operations), so a loop never waits for the device.
 type preadEngine struct {
-	reqs chan preadReq
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	cond    sync.Cond // signalled when reqs gains a request or closing is set
+	reqs    []preadReq
+	head    int
+	closing bool
+	wg      sync.WaitGroup
 }
 
 type preadReq struct {
@@ -35,7 +40,8 @@ func newPreadEngine(workers int) *preadEngine {
 	if want := runtime.NumCPU() + workers; runtime.GOMAXPROCS(0) < want {
 		runtime.GOMAXPROCS(want)
 	}
-	e := &preadEngine{reqs: make(chan preadReq, workers*4)}
+	e := &preadEngine{}
+	e.cond.L = &e.mu
 	e.wg.Add(workers)
 	for range workers {
 		go e.work()
@@ -46,16 +52,45 @@ func newPreadEngine(workers int) *preadEngine {
 func (e *preadEngine) name() string { return IOPread }
 
 func (e *preadEngine) read(fd int, p []byte, off int64, cb Callback) {
-	e.reqs <- preadReq{fd: fd, p: p, off: off, cb: cb}
+	e.push(preadReq{fd: fd, p: p, off: off, cb: cb})
 }
 
 func (e *preadEngine) write(fd int, p []byte, off int64, cb Callback) {
-	e.reqs <- preadReq{write: true, fd: fd, p: p, off: off, cb: cb}
+	e.push(preadReq{write: true, fd: fd, p: p, off: off, cb: cb})
+}
+
+func (e *preadEngine) push(r preadReq) {
+	e.mu.Lock()
+	e.reqs = append(e.reqs, r)
+	e.mu.Unlock()
+	e.cond.Signal()
+}
+
+// pop waits for the oldest request; false once closing and drained.
+func (e *preadEngine) pop() (preadReq, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.head == len(e.reqs) && !e.closing {
+		e.cond.Wait()
+	}
+	if e.head == len(e.reqs) {
+		return preadReq{}, false
+	}
+	r := e.reqs[e.head]
+	e.reqs[e.head] = preadReq{}
+	if e.head++; e.head == len(e.reqs) {
+		e.reqs, e.head = e.reqs[:0], 0
+	}
+	return r, true
 }
 
 func (e *preadEngine) work() {
 	defer e.wg.Done()
-	for r := range e.reqs {
+	for {
+		r, ok := e.pop()
+		if !ok {
+			return
+		}
 		n, err := transfer(r)
 		r.cb.IODone(n, err)
 	}
@@ -93,7 +128,10 @@ func transfer(r preadReq) (int, error) {
 // close lets the workers finish the queue and stop. Nothing may be
 // submitted afterwards (the device checks closed first).
 func (e *preadEngine) close() error {
-	close(e.reqs)
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
+	e.cond.Broadcast()
 	e.wg.Wait()
 	return nil
 }

@@ -61,6 +61,7 @@ A progress line per second goes to stderr, the report to stdout, and with
 	fl.StringVar(&cfg.Workload, "workload", "ycsb-b", "load, ycsb-a, ycsb-b, ycsb-c or ycsb-f")
 	fl.StringVar(&cfg.Dist, "dist", "zipf", "key distribution: uniform or zipf (YCSB's scrambled Zipfian, theta 0.99)")
 	fl.Uint64Var(&keys, "keys", 1_000_000, "number of keys")
+	fl.Uint64Var(&cfg.KeyOffset, "key-offset", 0, "number of the first key (keys are OFFSET..OFFSET+N-1), to give concurrent runs disjoint keys")
 	fl.Var(&valueSize, "value-size", "value size (at least 8 bytes; ycsb-f needs exactly 8)")
 	fl.IntVar(&cfg.Threads, "threads", 1, "client threads (goroutines)")
 	fl.IntVar(&cfg.Sessions, "sessions", 1, "sessions per thread and server")

@@ -64,7 +64,7 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
 	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
-	fl.BoolVar(&f.readCopy, "read-copy", false, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
+	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
 	fl.StringVar(&f.io, "io", "", "I/O engine: uring or pread (default: uring, or pread when io_uring is unavailable)")
 	fl.Var(&f.segmentSize, "segment-size", "log segment file size (a power of two, at least 1MiB; preallocated)")
 	fl.Var(&f.pageSize, "page-size", "log page size (a power of two, 4KiB..1GiB; no record is larger)")

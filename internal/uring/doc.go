@@ -19,18 +19,23 @@
 //   - The CQ head is written only by the reaper goroutine; the kernel owns
 //     the CQ tail.
 //   - A slot is free (in Ring.free), held by a submitter that is filling it,
-//     armed (its SQE is published and the kernel may complete it), or parked
-//     in the reaper's backlog. Only the reaper disarms an armed slot, after
-//     it has consumed the slot's CQE, and it frees the slot before calling
-//     IODone.
+//     or armed (its SQE is published and the kernel may complete it). Only
+//     the reaper disarms an armed slot, after it has consumed the slot's
+//     CQE, and it frees the slot (to the oldest request of the backlog, or
+//     to Ring.free) before calling IODone.
+//   - A request that finds every slot taken waits in the backlog; the check
+//     for a free slot and the append happen under Ring.bmu, under which the
+//     reaper also decides between the backlog and Ring.free, so no request
+//     waits while a slot is free.
 //   - At most len(slots) == SQ entries I/Os are armed at once, and the CQ has
 //     at least that many entries, so the CQ never overflows and the SQ never
 //     fills up beyond what the kernel has consumed.
 //
-// Completions run on the reaper goroutine and must not block. They may issue
-// new I/O: when the ring is saturated, an I/O issued from a completion is
-// parked and submitted by the reaper as soon as a slot frees up, instead of
-// blocking the only goroutine that can free one.
+// Read and Write never block on the device: when the ring is saturated the
+// request waits in the backlog and the reaper submits it as soon as a slot
+// frees up. Callers bound how much they queue (the server bounds its pending
+// operations). Completions run on the reaper goroutine and must not block;
+// they may issue new I/O.
 package uring
 
 import "errors"

@@ -23,7 +23,7 @@ package uring
 // channel; one goroutine that received it and has not yet armed it; the
 // kernel (armed: slot.armed is true and an SQE with user_data == index is
 // published); or the reaper, between consuming the slot's CQE and handing
-// the index back (to the free channel or to a parked request). slot.c and
+// the index back (to the free channel or to the oldest backlog request). slot.c and
 // slot.p are written only by the goroutine holding the slot, before the
 // atomic store of slot.armed, and read and cleared only by the reaper after
 // it loads slot.armed == true. The reaper releases the slot before it calls
@@ -97,14 +97,17 @@ type Ring struct {
 	free     chan uint32 // indices of free slots; capacity len(slots)
 	inflight atomic.Int64
 
-	// Reaper state. backlog holds requests issued from completions while no
-	// slot was free; only the reaper goroutine touches backlog and stopped.
-	reaperTid   atomic.Int32 // thread the reaper is locked to; 0 when gone
+	// backlog holds requests that found every slot taken, oldest first at
+	// backlogHead; the reaper submits them as it frees slots.
+	bmu         sync.Mutex
 	backlog     []request
 	backlogHead int
-	stopped     bool
-	done        chan struct{} // closed when the reaper has exited
-	closeDone   chan struct{} // closed when Close has released everything
+
+	// Reaper state: only the reaper goroutine touches stopped.
+	reaperTid atomic.Int32 // thread the reaper is locked to; 0 when gone
+	stopped   bool
+	done      chan struct{} // closed when the reaper has exited
+	closeDone chan struct{} // closed when Close has released everything
 }
 
 // Open sets up a ring with entries submission entries (a power of two, at
@@ -233,9 +236,10 @@ func (r *Ring) unmap() error {
 }
 
 // Read queues a read of len(p) bytes at off from fd into p and submits it.
-// It blocks while every slot is taken, except on the reaper goroutine (in a
-// completion), where the read is parked and submitted as soon as a slot
-// frees. p must stay untouched until c.IODone runs.
+// It never blocks on the device: while every slot is taken the request
+// waits in the backlog, which the reaper submits from as slots free up (the
+// callers bound how much they queue). p must stay untouched until c.IODone
+// runs.
 func (r *Ring) Read(fd int, p []byte, off int64, c Completion) {
 	r.start(request{op: opRead, fd: int32(fd), p: p, off: off, c: c})
 }
@@ -248,7 +252,8 @@ func (r *Ring) Write(fd int, p []byte, off int64, c Completion) {
 // InFlight returns how many I/Os were submitted and not yet completed.
 func (r *Ring) InFlight() int { return int(r.inflight.Load()) }
 
-// start finds a slot for req and submits it, or fails it at once.
+// start finds a slot for req and submits it, queues it in the backlog when
+// every slot is taken, or fails it at once.
 func (r *Ring) start(req request) {
 	if req.off < 0 || uint64(len(req.p)) > math.MaxUint32 {
 		req.c.IODone(0, unix.EINVAL)
@@ -260,17 +265,23 @@ func (r *Ring) start(req request) {
 		return
 	default:
 	}
-	if r.onReaper() {
-		// Blocking here would wait for the one goroutine that frees slots.
-		r.park(req)
-		return
-	}
+	// Look again under bmu: release, which frees slots under it too, then
+	// either sees req in the backlog or has put a slot in free.
+	r.bmu.Lock()
 	select {
 	case idx := <-r.free:
+		r.bmu.Unlock()
 		r.submitOrFail(idx, req)
-	case <-r.closing:
-		req.c.IODone(0, ErrClosed)
+		return
+	default:
 	}
+	if r.closed.Load() {
+		r.bmu.Unlock()
+		req.c.IODone(0, ErrClosed)
+		return
+	}
+	r.backlog = append(r.backlog, req)
+	r.bmu.Unlock()
 }
 
 // submitOrFail submits req in the held slot idx, or frees the slot and
@@ -351,17 +362,8 @@ func (r *Ring) onReaper() bool {
 	return tid != 0 && int32(unix.Gettid()) == tid
 }
 
-// park queues req, issued from a completion while no slot was free, for the
-// reaper to submit with the next slot it frees. Reaper only.
-func (r *Ring) park(req request) {
-	if r.closed.Load() {
-		req.c.IODone(0, ErrClosed)
-		return
-	}
-	r.backlog = append(r.backlog, req)
-}
-
-// unpark removes and returns the oldest parked request. Reaper only.
+// unpark removes and returns the oldest request of the backlog. bmu must be
+// held.
 func (r *Ring) unpark() (request, bool) {
 	if r.backlogHead == len(r.backlog) {
 		return request{}, false
@@ -389,7 +391,13 @@ func (r *Ring) reap(ready chan<- struct{}) {
 		}
 		r.wait()
 	}
+	r.bmu.Lock()
+	var left []request
 	for req, ok := r.unpark(); ok; req, ok = r.unpark() {
+		left = append(left, req)
+	}
+	r.bmu.Unlock()
+	for _, req := range left {
 		req.c.IODone(0, ErrClosed)
 	}
 	r.reaperTid.Store(0)
@@ -446,16 +454,23 @@ func (r *Ring) dispatch(userData uint64, res int32) {
 	c.IODone(int(res), nil)
 }
 
-// release hands a slot the reaper just disarmed to the oldest parked
-// request, or back to the free channel. Reaper only.
+// release hands a slot the reaper just disarmed to the oldest request of the
+// backlog, or back to the free channel. Reaper only.
 func (r *Ring) release(idx uint32) {
-	for req, ok := r.unpark(); ok; req, ok = r.unpark() {
+	for {
+		r.bmu.Lock()
+		req, ok := r.unpark()
+		if !ok {
+			r.free <- idx // never blocks: free has room for every slot
+			r.bmu.Unlock()
+			return
+		}
+		r.bmu.Unlock()
 		if r.submit(idx, req) {
 			return
 		}
 		req.c.IODone(0, ErrClosed)
 	}
-	r.free <- idx
 }
 
 // Close waits for in-flight I/O to complete (their IODone calls have
