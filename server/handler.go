@@ -16,7 +16,8 @@ type handler struct {
 	s *Server
 }
 
-func (h *handler) OnBoot(gnet.Engine) gnet.Action {
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.s.eng = eng
 	close(h.s.booted)
 	return gnet.None
 }

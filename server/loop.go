@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -29,6 +30,7 @@ type loop struct {
 	polling     bool    // a poll of pending operations is scheduled
 	stalled     []*conn // connections with unread input held back by MaxPendingIO
 	pollFn      gnet.RunnableFunc
+	dev         ssd.Corker // the log's device, when it can defer submissions
 	ops         wire.OpReader
 	win         [window]ahead // decoded operations of the batch running
 	value       []byte        // read buffer, reused
@@ -66,6 +68,7 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
+	l.dev, _ = s.st.Log().Device().(ssd.Corker)
 	if !s.cfg.NoPin {
 		if err := pinThread(idx); err != nil {
 			s.log.Warn("cannot pin loop to a core", "loop", idx, "err", err)
@@ -79,15 +82,17 @@ func (l *loop) close() error { return l.ss.Close() }
 
 // traffic runs every complete batch the connection has buffered and writes
 // all their responses with one write. While the loop has MaxPendingIO
-// operations waiting for the device it leaves the input where it is (the
-// socket's buffers then push back on the client) and remembers the
-// connection; poll resumes it.
+// operations waiting for the device, a connection that has operations among
+// them is held back: its input stays where it is (the socket's buffers then
+// push back on its client) and poll resumes it. Connections with nothing
+// pending go on being served, so clients of in-memory keys do not queue
+// behind clients of cold ones.
 func (l *loop) traffic(cs *conn) gnet.Action {
 	l.view = l.s.view.Load()
-	if l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
+	if cs.sess.Pending() > 0 && l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
 		l.advancePending()
 		l.flushDirty()
-		if l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
+		if cs.sess.Pending() > 0 && l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
 			l.stall(cs)
 			l.ss.Suspend()
 			l.schedulePoll()
@@ -95,12 +100,14 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 		}
 	}
 	in, _ := cs.c.Peek(-1)
+	l.cork()
 	used, action := l.runBatches(cs, in)
 	if used > 0 {
 		cs.c.Discard(used)
 		l.stats.bytesIn.Add(uint64(used))
 	}
 	l.advancePending()
+	l.uncork()
 	l.write(cs)
 	l.flushDirty()
 	l.ss.Suspend()
@@ -223,12 +230,29 @@ func (l *loop) schedulePoll() {
 func (l *loop) poll(context.Context) error {
 	l.polling = false
 	l.view = l.s.view.Load()
+	l.cork()
 	l.advancePending()
+	l.uncork()
 	l.flushDirty()
 	l.ss.Suspend()
 	l.resumeStalled()
 	l.schedulePoll()
 	return nil
+}
+
+// cork and uncork bracket a burst of the loop's device I/O (a read event's
+// batches, a poll's completions), so that it reaches the kernel in one
+// system call.
+func (l *loop) cork() {
+	if l.dev != nil {
+		l.dev.Cork()
+	}
+}
+
+func (l *loop) uncork() {
+	if l.dev != nil {
+		l.dev.Uncork()
+	}
 }
 
 // wake is the store session's wake-up: called on a device goroutine when a

@@ -22,8 +22,9 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	st    *store.Store
-	addr  string // host:port actually listened on
-	proto string // gnet's "tcp://host:port"
+	addr  string      // host:port actually listened on
+	proto string      // gnet's "tcp://host:port"
+	eng   gnet.Engine // set by OnBoot, before booted is closed
 
 	view        atomic.Uint64
 	nextSession atomic.Uint64
@@ -143,7 +144,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.admin != nil {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
-	if err := gnet.Stop(ctx, s.proto); err != nil {
+	// Stop through the engine's own handle: gnet.Stop looks engines up by
+	// address, and a port reused by a later server would stop that one.
+	if err := s.eng.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: stop loops: %w", err))
 	}
 	select {

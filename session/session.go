@@ -31,7 +31,7 @@ const (
 type Session struct {
 	ID        uint64
 	open      bool   // an OPEN succeeded (or none is required)
-	next      uint64 // serial of the next operation to execute; 0 until the first batch
+	next      uint64 // serial of the next operation to execute; serials start at 1
 	rejecting bool   // a batch was rejected and next has not run since
 	pending   map[uint64]struct{}
 
@@ -44,7 +44,7 @@ type Session struct {
 // New returns a session; requireOpen says whether data batches need a
 // successful OPEN first.
 func New(requireOpen bool) *Session {
-	return &Session{open: !requireOpen, pending: make(map[uint64]struct{}), batchStart: -1}
+	return &Session{open: !requireOpen, next: FirstSerial, pending: make(map[uint64]struct{}), batchStart: -1}
 }
 
 // Opened marks the session as authenticated under id.
@@ -65,9 +65,9 @@ func (s *Session) Check(h wire.RequestHeader, loopView uint64) Verdict {
 		return ViewChanged
 	case h.View > loopView:
 		return RetryLater
-	case s.next != 0 && h.Serial != s.next && s.rejecting:
+	case h.Serial != s.next && s.rejecting:
 		return RetryLater
-	case s.next != 0 && h.Serial != s.next:
+	case h.Serial != s.next:
 		return BadSerial
 	}
 	return Run
@@ -79,7 +79,13 @@ func (s *Session) Executed(serial uint64, n uint32) {
 	s.next, s.rejecting = serial+uint64(n), false
 }
 
-// Next returns the serial the next data batch must start at (0: any).
+// FirstSerial is the serial of a connection's first operation. It is fixed,
+// not taken from the first batch: were it taken, a batch overtaking a
+// rejected first batch (one re-sent with a newer view) would set it, and the
+// first batch's operations would be skipped.
+const FirstSerial = 1
+
+// Next returns the serial the next data batch must start at.
 func (s *Session) Next() uint64 { return s.next }
 
 // AddPending records that the operation with serial went pending.

@@ -129,3 +129,29 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per response", a)
 	}
 }
+
+// TestFirstBatchCannotBeOvertaken: when a connection's first batch is
+// rejected (its view is stale) and a later batch arrives with the new view
+// before the first is re-sent, the later batch must not run: it would skip
+// the first batch's operations. (A session once took its first serial from
+// whichever batch ran first.)
+func TestFirstBatchCannotBeOvertaken(t *testing.T) {
+	s := New(false)
+	if v := s.Check(wire.RequestHeader{View: 1, Serial: FirstSerial, Count: 60}, 2); v != ViewChanged {
+		t.Fatalf("stale first batch: %v", v)
+	}
+	s.Reject(wire.BatchViewChanged, 2, FirstSerial)
+	if v := s.Check(wire.RequestHeader{View: 2, Serial: FirstSerial + 60, Count: 60}, 2); v != RetryLater {
+		t.Fatalf("second batch overtaking the rejected first: %v, want RetryLater", v)
+	}
+	if v := s.Check(wire.RequestHeader{View: 2, Serial: FirstSerial, Count: 60}, 2); v != Run {
+		t.Fatalf("re-sent first batch: %v", v)
+	}
+	s.Executed(FirstSerial, 60)
+	if v := s.Check(wire.RequestHeader{View: 2, Serial: FirstSerial + 60, Count: 60}, 2); v != Run {
+		t.Fatalf("second batch after the first: %v", v)
+	}
+	if v := New(false).Check(wire.RequestHeader{View: 2, Serial: 7}, 2); v != BadSerial {
+		t.Fatalf("a connection starting at serial 7: %v, want BadSerial", v)
+	}
+}

@@ -48,7 +48,7 @@ type FileConfig struct {
 	SegmentSize uint64 // bytes per segment file; a power of two, at least 1 MiB; default 1 GiB
 	IO          string // IOAuto (default), IOUring or IOPread
 	Workers     int    // pread/pwrite workers (the pread engine's queue depth); default 32
-	RingEntries uint32 // io_uring submission entries (its queue depth); default 1024
+	RingEntries uint32 // io_uring entries, the most reads in the kernel at once; default 128
 	Buffered    bool   // open without O_DIRECT (for file systems that refuse it, such as tmpfs)
 	Log         *slog.Logger
 }
@@ -65,6 +65,8 @@ const SectorSize = 4096
 
 // engine moves bytes between buffers and file descriptors asynchronously.
 type engine interface {
+	cork()
+	uncork()
 	read(fd int, p []byte, off int64, cb Callback)
 	write(fd int, p []byte, off int64, cb Callback)
 	name() string
@@ -79,7 +81,7 @@ func (c *FileConfig) fill() error {
 		c.Workers = 32
 	}
 	if c.RingEntries == 0 {
-		c.RingEntries = 1024
+		c.RingEntries = 128
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -135,6 +137,13 @@ func newEngine(cfg FileConfig) (engine, error) {
 	cfg.Log.Warn("io_uring unavailable, using the pread/pwrite worker pool", "err", err)
 	return newPreadEngine(cfg.Workers), nil
 }
+
+// Cork implements Corker: with io_uring, I/O issued until the last Uncork is
+// submitted in one io_uring_enter; the pread pool starts I/O at once anyway.
+func (d *FileDevice) Cork() { d.eng.cork() }
+
+// Uncork implements Corker.
+func (d *FileDevice) Uncork() { d.eng.uncork() }
 
 // Engine names the I/O engine in use: "uring" or "pread".
 func (d *FileDevice) Engine() string { return d.eng.name() }

@@ -25,7 +25,7 @@ type serverFlags struct {
 	listen, admin, dir, authToken string
 	io                            string
 	segmentSize                   sizeFlag
-	loops                         int
+	loops, maxPendingIO           int
 	pin, reusePort, readCopy      bool
 	memory, pageSize              sizeFlag
 	mutable                       float64
@@ -64,6 +64,7 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
 	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
+	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
 	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
 	fl.StringVar(&f.io, "io", "", "I/O engine: uring or pread (default: uring, or pread when io_uring is unavailable)")
 	fl.Var(&f.segmentSize, "segment-size", "log segment file size (a power of two, at least 1MiB; preallocated)")
@@ -79,6 +80,9 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 
 // config validates the flags and turns them into a server configuration.
 func (f serverFlags) config() (server.Config, error) {
+	if f.maxPendingIO < 1 {
+		return server.Config{}, fmt.Errorf("--max-pending-io %d: want at least 1", f.maxPendingIO)
+	}
 	if f.loops < 0 {
 		return server.Config{}, fmt.Errorf("--loops %d: want 0 (one per CPU) or more", f.loops)
 	}
@@ -112,8 +116,8 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	return server.Config{
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
-		AuthToken: f.authToken,
-		Limits:    wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
+		AuthToken: f.authToken, MaxPendingIO: f.maxPendingIO,
+		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
 	}, nil

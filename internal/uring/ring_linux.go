@@ -96,6 +96,8 @@ type Ring struct {
 	slots    []slot
 	free     chan uint32 // indices of free slots; capacity len(slots)
 	inflight atomic.Int64
+	corked   atomic.Int32 // Cork holders; while > 0, submit leaves entering the kernel to Uncork
+	unmapped bool         // under mu: Close is unmapping the rings
 
 	// backlog holds requests that found every slot taken, oldest first at
 	// backlogHead; the reaper submits them as it frees slots.
@@ -317,9 +319,40 @@ func (r *Ring) submit(idx uint32, req request) bool {
 	r.flushing.Add(1)
 	pos := r.pushLocked(e)
 	r.mu.Unlock()
-	r.flush(pos)
+	if req.op == opWrite || r.corked.Load() == 0 { // else the last Uncork submits it
+		r.flush(pos)
+	}
 	r.flushing.Done()
 	return true
+}
+
+// Cork defers entering the kernel for reads: a Read publishes its SQE and
+// returns, and the last Uncork submits everything published meanwhile in one
+// io_uring_enter. Writes are submitted at once all the same: anyone may be
+// waiting for one (a log flush that frees memory), so they cannot wait for a
+// cork. Corks nest and may come from several goroutines; a goroutine must
+// not wait for a read while it holds one.
+func (r *Ring) Cork() { r.corked.Add(1) }
+
+// Uncork ends a Cork; the last one submits every published SQE.
+//
+// A submitter publishes its SQE (SQ tail store) before it loads corked; an
+// uncorker stores corked before it loads the SQ tail. Both are sequentially
+// consistent, so either the submitter sees corked == 0 and enters the
+// kernel itself, or the uncorker sees its SQE.
+func (r *Ring) Uncork() {
+	if r.corked.Add(-1) != 0 {
+		return
+	}
+	r.mu.Lock()
+	if r.unmapped {
+		r.mu.Unlock()
+		return // Close consumed every SQE before it unmapped the ring
+	}
+	r.flushing.Add(1)
+	r.mu.Unlock()
+	defer r.flushing.Done()
+	r.flush(atomic.LoadUint32(r.sqTail) - 1)
 }
 
 // pushLocked copies e into the next SQE and publishes it by storing the new
@@ -385,7 +418,9 @@ func (r *Ring) reap(ready chan<- struct{}) {
 	r.reaperTid.Store(int32(unix.Gettid()))
 	close(ready)
 	for {
+		r.Cork() // slots freed to the backlog are submitted together
 		r.drain()
+		r.Uncork()
 		if r.stopped {
 			break
 		}
@@ -499,6 +534,10 @@ func (r *Ring) Close() error {
 	r.flushing.Wait()
 	r.stopReaper()
 	<-r.done
+	r.mu.Lock()
+	r.unmapped = true
+	r.mu.Unlock()
+	r.flushing.Wait() // an Uncork that started before unmapped was set
 	err := errors.Join(r.unmap(), unix.Close(r.fd))
 	close(r.closeDone)
 	return err
