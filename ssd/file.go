@@ -48,7 +48,7 @@ type FileConfig struct {
 	SegmentSize uint64 // bytes per segment file; a power of two, at least 1 MiB; default 1 GiB
 	IO          string // IOAuto (default), IOUring or IOPread
 	Workers     int    // pread/pwrite workers (the pread engine's queue depth); default 32
-	RingEntries uint32 // io_uring entries, the most reads in the kernel at once; default 128
+	RingEntries uint32 // io_uring entries, the most I/Os in the kernel at once; default 1024
 	Buffered    bool   // open without O_DIRECT (for file systems that refuse it, such as tmpfs)
 	Log         *slog.Logger
 }
@@ -81,7 +81,7 @@ func (c *FileConfig) fill() error {
 		c.Workers = 32
 	}
 	if c.RingEntries == 0 {
-		c.RingEntries = 128
+		c.RingEntries = 1024
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

@@ -144,6 +144,18 @@ func load(s kv, n uint64) {
 }
 
 func BenchmarkYCSB(b *testing.B) {
+	eachYCSB(b, func(b *testing.B, mix ycsbMix, dist string, keys uint64, workers int) {
+		for _, peer := range peers {
+			b.Run(peer, func(b *testing.B) {
+				runYCSB(b, loadedPeer(b, peer, keys), mix, dist, keys, workers)
+			})
+		}
+	})
+}
+
+// eachYCSB runs fn as the sub-benchmark <mix>/<dist>/<keys>/w<workers> of
+// every configuration.
+func eachYCSB(b *testing.B, fn func(b *testing.B, mix ycsbMix, dist string, keys uint64, workers int)) {
 	for _, mix := range ycsbMixes {
 		b.Run(mix.name, func(b *testing.B) {
 			for _, dist := range []string{"uniform", "zipf"} {
@@ -152,11 +164,7 @@ func BenchmarkYCSB(b *testing.B) {
 						b.Run(sizeName(keys), func(b *testing.B) {
 							for _, workers := range []int{1, 2} {
 								b.Run(fmt.Sprint("w", workers), func(b *testing.B) {
-									for _, peer := range peers {
-										b.Run(peer, func(b *testing.B) {
-											runYCSB(b, loadedPeer(b, peer, keys), mix, dist, keys, workers)
-										})
-									}
+									fn(b, mix, dist, keys, workers)
 								})
 							}
 						})
@@ -415,24 +423,10 @@ func (s mapSession) do(op uint8, k uint64) {
 // ahead, record batchRecordAhead ahead). It is the engine figure the
 // server's per-operation cost is compared with.
 func BenchmarkYCSBBatched(b *testing.B) {
-	for _, mix := range ycsbMixes {
-		b.Run(mix.name, func(b *testing.B) {
-			for _, dist := range []string{"uniform", "zipf"} {
-				b.Run(dist, func(b *testing.B) {
-					for _, keys := range []uint64{1 << 20, 10_000_000} {
-						b.Run(sizeName(keys), func(b *testing.B) {
-							for _, workers := range []int{1, 2} {
-								b.Run(fmt.Sprint("w", workers), func(b *testing.B) {
-									f := loadedPeer(b, "fleetkv", keys).(*fleetKV)
-									runYCSB(b, batchedFleetKV{f}, mix, dist, keys, workers)
-								})
-							}
-						})
-					}
-				})
-			}
-		})
-	}
+	eachYCSB(b, func(b *testing.B, mix ycsbMix, dist string, keys uint64, workers int) {
+		f := loadedPeer(b, "fleetkv", keys).(*fleetKV)
+		runYCSB(b, batchedFleetKV{f}, mix, dist, keys, workers)
+	})
 }
 
 // The server's prefetch distances (server/exec.go) and a batch's size in

@@ -25,7 +25,7 @@ type serverFlags struct {
 	listen, admin, dir, authToken string
 	io                            string
 	segmentSize                   sizeFlag
-	loops, maxPendingIO           int
+	loops, maxPendingIO, ioDepth  int
 	pin, reusePort, readCopy      bool
 	memory, pageSize              sizeFlag
 	mutable                       float64
@@ -66,6 +66,7 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
 	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
+	fl.IntVar(&f.ioDepth, "io-depth", 0, "device queue depth: io_uring entries (default 1024, a power of two) or pread workers (default 32)")
 	fl.StringVar(&f.io, "io", "", "I/O engine: uring or pread (default: uring, or pread when io_uring is unavailable)")
 	fl.Var(&f.segmentSize, "segment-size", "log segment file size (a power of two, at least 1MiB; preallocated)")
 	fl.Var(&f.pageSize, "page-size", "log page size (a power of two, 4KiB..1GiB; no record is larger)")
@@ -80,6 +81,9 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 
 // config validates the flags and turns them into a server configuration.
 func (f serverFlags) config() (server.Config, error) {
+	if f.ioDepth < 0 || f.ioDepth > 32768 {
+		return server.Config{}, fmt.Errorf("--io-depth %d: want 1..32768 (0: the engine's default)", f.ioDepth)
+	}
 	if f.maxPendingIO < 1 {
 		return server.Config{}, fmt.Errorf("--max-pending-io %d: want at least 1", f.maxPendingIO)
 	}
@@ -174,7 +178,8 @@ func openLogDevice(f serverFlags, log *slog.Logger) (*ssd.FileDevice, error) {
 			}
 		}
 	}
-	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir, SegmentSize: uint64(f.segmentSize), IO: f.io, Log: log})
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir, SegmentSize: uint64(f.segmentSize), IO: f.io, Log: log,
+		RingEntries: uint32(f.ioDepth), Workers: f.ioDepth})
 	if err != nil {
 		return nil, fmt.Errorf("--dir: %w", err)
 	}

@@ -32,6 +32,7 @@ const (
 	featSingleMmap  = 1 << 0 // SQ and CQ rings share one mapping
 	enterGetEvents  = 1 << 0 // io_uring_enter: wait for min_complete CQEs
 	registerProbe   = 8      // io_uring_register opcode IORING_REGISTER_PROBE
+	registerIOWQMax = 19     // io_uring_register opcode IORING_REGISTER_IOWQ_MAX_WORKERS (Linux 5.15)
 	probeOpSupport  = 1 << 0 // io_uring_probe_op.flags: opcode supported
 	maxEntries      = 32768  // IORING_MAX_ENTRIES
 	probeOpCapacity = 256
@@ -130,6 +131,16 @@ func sysEnter(fd int, toSubmit, minComplete, flags uint32) (int, unix.Errno) {
 	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(fd),
 		uintptr(toSubmit), uintptr(minComplete), uintptr(flags), 0, 0)
 	return int(n), errno
+}
+
+// sysIOWQMax is io_uring_register(2) with IORING_REGISTER_IOWQ_MAX_WORKERS:
+// it caps the kernel worker threads that run requests which cannot be issued
+// without blocking (bounded: file I/O; unbounded: sockets and the like).
+func sysIOWQMax(fd int, bounded, unbounded uint32) unix.Errno {
+	counts := [2]uint32{bounded, unbounded}
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(fd),
+		registerIOWQMax, uintptr(unsafe.Pointer(&counts)), 2, 0, 0)
+	return errno
 }
 
 // sysProbe is io_uring_register(2) with IORING_REGISTER_PROBE.

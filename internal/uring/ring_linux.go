@@ -51,6 +51,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// iowqWorkers caps the ring's kernel worker threads.
+const iowqWorkers = 4
+
 // stopUserData marks the NOP with which Close stops the reaper. Slot
 // indices are below maxEntries, so it never collides with one.
 const stopUserData = math.MaxUint64
@@ -142,6 +145,11 @@ func (r *Ring) init(p *params) error {
 	if err := checkOps(r.fd); err != nil {
 		return err
 	}
+	// A read the device cannot take now (its queue is full) is handed to a
+	// kernel worker thread, one per such read unless capped; hundreds of them
+	// on the loops' cores starve the loops. With a cap they queue instead.
+	// Older kernels lack the call and keep their default.
+	_ = sysIOWQMax(r.fd, iowqWorkers, iowqWorkers)
 	if p.cqEntries < p.sqEntries {
 		return fmt.Errorf("uring: kernel gave %d CQ entries for %d SQ entries", p.cqEntries, p.sqEntries)
 	}
