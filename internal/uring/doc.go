@@ -4,8 +4,10 @@
 // under the O_DIRECT file device of package ssd.
 //
 // A Ring owns one kernel ring: a submission queue (SQ) of SQEs that many
-// goroutines fill under a mutex, and a completion queue (CQ) that a single
-// reaper goroutine drains. Each I/O is tracked by a slot in a Go-side table;
+// goroutines fill under a mutex and that one submitter goroutine hands to the
+// kernel (submitting can block while the device's queue is full, and the
+// callers are event loops), and a completion queue (CQ) that a single reaper
+// goroutine drains. Each I/O is tracked by a slot in a Go-side table;
 // the kernel only ever sees the slot's index (user_data) and the buffer's
 // address, never a Go pointer it would have to keep alive. The slot holds the
 // Completion and a reference to the buffer, so the buffer stays reachable

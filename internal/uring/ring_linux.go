@@ -9,7 +9,8 @@ package uring
 // Invariant: an SQE at position pos is overwritten only after the kernel's SQ
 // head has passed pos. Each unconsumed SQE belongs to a held or armed slot,
 // and there are exactly SQ-entries slots, so tail-head never exceeds the SQ
-// size (pushLocked panics if it would).
+// size (pushLocked waits out the moment the kernel has not yet published
+// the head of a batch it is still submitting).
 //
 // Invariant: the CQ head is written only by the reaper goroutine. The kernel
 // owns the CQ tail. The reaper publishes head+1 (store) before it acts on a
@@ -31,8 +32,10 @@ package uring
 //
 // Invariant: the ring fd and its mappings outlive every use. Close sets
 // closed under mu (after which no SQE is published), collects every slot
-// (no I/O held or armed), waits for submitters still inside io_uring_enter
-// (flushing), stops the reaper with a NOP, and only then unmaps and closes.
+// (no I/O held or armed, so every SQE was consumed), waits for goroutines
+// still between publishing an SQE and kicking the submitter (flushing),
+// stops the submitter goroutine, stops the reaper with a NOP, and only then
+// unmaps and closes.
 //
 // Memory ordering: Go's sync/atomic operations are sequentially consistent,
 // which is at least the acquire (CQ tail, SQ head loads) and release (SQ tail,
@@ -94,13 +97,21 @@ type Ring struct {
 	mu       sync.Mutex     // serialises filling SQEs and bumping the SQ tail
 	closed   atomic.Bool    // set once, under mu
 	closing  chan struct{}  // closed with closed, wakes goroutines waiting for a slot
-	flushing sync.WaitGroup // submitters between publishing an SQE and seeing it consumed
+	flushing sync.WaitGroup // goroutines between publishing an SQE and kicking the submitter
 
 	slots    []slot
 	free     chan uint32 // indices of free slots; capacity len(slots)
 	inflight atomic.Int64
-	corked   atomic.Int32 // Cork holders; while > 0, submit leaves entering the kernel to Uncork
-	unmapped bool         // under mu: Close is unmapping the rings
+	corked   atomic.Int32 // Cork holders; while > 0, reads are published without a kick
+
+	// The submitter goroutine is the only one that enters the kernel to
+	// submit (Close aside): entering can block while the device's queue is
+	// full, and the goroutines that publish SQEs are event loops that must
+	// never block. kick (capacity 1) wakes it; it re-reads the SQ after each
+	// wake, so a kick that finds the channel full loses nothing.
+	kick    chan struct{}
+	subStop chan struct{}
+	subDone chan struct{}
 
 	// backlog holds requests that found every slot taken, oldest first at
 	// backlogHead; the reaper submits them as it frees slots.
@@ -137,6 +148,7 @@ func Open(entries uint32) (*Ring, error) {
 	ready := make(chan struct{})
 	go r.reap(ready)
 	<-ready
+	go r.submitLoop()
 	return r, nil
 }
 
@@ -157,6 +169,9 @@ func (r *Ring) init(p *params) error {
 		return err
 	}
 	r.closing = make(chan struct{})
+	r.kick = make(chan struct{}, 1)
+	r.subStop = make(chan struct{})
+	r.subDone = make(chan struct{})
 	r.done = make(chan struct{})
 	r.closeDone = make(chan struct{})
 	r.slots = make([]slot, p.sqEntries)
@@ -325,50 +340,82 @@ func (r *Ring) submit(idx uint32, req request) bool {
 	s.armed.Store(true)
 	r.inflight.Add(1)
 	r.flushing.Add(1)
-	pos := r.pushLocked(e)
+	r.pushLocked(e)
 	r.mu.Unlock()
-	if req.op == opWrite || r.corked.Load() == 0 { // else the last Uncork submits it
-		r.flush(pos)
+	if req.op == opWrite || r.corked.Load() == 0 { // else the last Uncork kicks
+		r.kickSubmitter()
 	}
 	r.flushing.Done()
 	return true
 }
 
-// Cork defers entering the kernel for reads: a Read publishes its SQE and
-// returns, and the last Uncork submits everything published meanwhile in one
+// kickSubmitter wakes the submitter goroutine; it never blocks.
+func (r *Ring) kickSubmitter() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // a kick is pending: the submitter will see this SQE too
+	}
+}
+
+// submitLoop is the submitter goroutine: on each kick it enters the kernel
+// until every published SQE is consumed. It is locked to its thread, so the
+// kernel's completion work for the I/O it submits runs here and not on the
+// event loops' threads.
+func (r *Ring) submitLoop() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(r.subDone)
+	for {
+		select {
+		case <-r.kick:
+		case <-r.subStop:
+			return
+		}
+		r.flush(atomic.LoadUint32(r.sqTail) - 1)
+	}
+}
+
+// Cork defers submitting reads: a Read publishes its SQE and returns, and
+// the last Uncork has everything published meanwhile submitted in one
 // io_uring_enter. Writes are submitted at once all the same: anyone may be
 // waiting for one (a log flush that frees memory), so they cannot wait for a
 // cork. Corks nest and may come from several goroutines; a goroutine must
 // not wait for a read while it holds one.
 func (r *Ring) Cork() { r.corked.Add(1) }
 
-// Uncork ends a Cork; the last one submits every published SQE.
+// Uncork ends a Cork; the last one wakes the submitter.
 //
 // A submitter publishes its SQE (SQ tail store) before it loads corked; an
-// uncorker stores corked before it loads the SQ tail. Both are sequentially
-// consistent, so either the submitter sees corked == 0 and enters the
-// kernel itself, or the uncorker sees its SQE.
+// uncorker stores corked before it kicks, and the submitter goroutine loads
+// the SQ tail after each kick. All are sequentially consistent, so either the
+// publisher sees corked == 0 and kicks itself, or the uncorker's kick makes
+// the submitter see its SQE.
 func (r *Ring) Uncork() {
-	if r.corked.Add(-1) != 0 {
-		return
+	if r.corked.Add(-1) == 0 {
+		r.kickSubmitter()
 	}
-	r.mu.Lock()
-	if r.unmapped {
-		r.mu.Unlock()
-		return // Close consumed every SQE before it unmapped the ring
-	}
-	r.flushing.Add(1)
-	r.mu.Unlock()
-	defer r.flushing.Done()
-	r.flush(atomic.LoadUint32(r.sqTail) - 1)
 }
 
 // pushLocked copies e into the next SQE and publishes it by storing the new
 // SQ tail. It returns the SQE's position. r.mu must be held.
+//
+// Every unconsumed SQE belongs to an armed slot, so the SQ has room, except
+// for a moment: the kernel publishes its SQ head when an io_uring_enter call
+// has submitted its whole batch, and I/O from early in the batch may complete
+// (and its slot be reused) before that. Then the SQ looks full until that
+// call returns, and pushLocked waits for it (the submitter goroutine is in
+// it, on its own thread).
 func (r *Ring) pushLocked(e sqe) uint32 {
 	tail := atomic.LoadUint32(r.sqTail)
-	if tail-atomic.LoadUint32(r.sqHead) >= uint32(len(r.sqes)) {
-		panic("uring: submission queue overrun (slot accounting broken)")
+	for spins := 0; tail-atomic.LoadUint32(r.sqHead) >= uint32(len(r.sqes)); spins++ {
+		if spins > 1<<20 {
+			panic("uring: submission queue stays full (slot accounting broken)")
+		}
+		r.kickSubmitter()
+		r.mu.Unlock()
+		runtime.Gosched()
+		r.mu.Lock()
+		tail = atomic.LoadUint32(r.sqTail)
 	}
 	r.sqes[tail&r.sqMask] = e
 	atomic.StoreUint32(r.sqTail, tail+1)
@@ -540,12 +587,10 @@ func (r *Ring) Close() error {
 		<-r.free // each slot comes back when its I/O has completed
 	}
 	r.flushing.Wait()
+	close(r.subStop) // every slot is back: every SQE was consumed
+	<-r.subDone
 	r.stopReaper()
 	<-r.done
-	r.mu.Lock()
-	r.unmapped = true
-	r.mu.Unlock()
-	r.flushing.Wait() // an Uncork that started before unmapped was set
 	err := errors.Join(r.unmap(), unix.Close(r.fd))
 	close(r.closeDone)
 	return err
