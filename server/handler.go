@@ -30,6 +30,7 @@ type conn struct {
 	closed  bool
 	dirty   bool // completions appended while another connection ran
 	stalled bool // in its loop's stalled list
+	more    bool // input left over when its turn ended
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {

@@ -101,10 +101,14 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 	}
 	in, _ := cs.c.Peek(-1)
 	l.cork()
+	cs.more = false
 	used, action := l.runBatches(cs, in)
 	if used > 0 {
 		cs.c.Discard(used)
 		l.stats.bytesIn.Add(uint64(used))
+	}
+	if cs.more && action == gnet.None {
+		_ = cs.c.Wake(nil) // runs traffic again after the loop's other events
 	}
 	l.advancePending()
 	l.uncork()
@@ -127,8 +131,14 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 // closes the connection; the batches before it stand.
 func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 	lim := l.s.cfg.Limits
-	used := 0
+	used, ran := 0, 0
 	for len(in)-used >= wire.HeaderSize {
+		if ran >= turnOps {
+			// Let the loop's other connections have their turn; traffic
+			// asks gnet to come back for the rest.
+			cs.more = true
+			break
+		}
 		b := in[used:]
 		h, err := wire.ParseRequestHeader(b, lim)
 		if err != nil {
@@ -142,12 +152,19 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 			return used, l.fail(cs, err, h.Serial)
 		}
 		used += end
+		ran += int(h.Count)
 		if action := l.runBatch(cs, h, b[wire.HeaderSize:end]); action != gnet.None {
 			return used, action
 		}
 	}
 	return used, gnet.None
 }
+
+// turnOps is how many operations a connection runs in one turn of its loop
+// (whole batches: the last one may pass it). A client of in-memory keys then
+// waits behind at most a turn of each other connection, not behind all they
+// have sent.
+const turnOps = 1024
 
 // fail answers a malformed batch and closes the connection.
 func (l *loop) fail(cs *conn, err error, serial uint64) gnet.Action {
