@@ -65,9 +65,14 @@ func TestLargerThanMemoryVerified(t *testing.T) {
 			if rep, err := Run(context.Background(), f, nil); err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 {
 				t.Fatalf("ycsb-f: %+v %v", rep, err)
 			}
-			if st := s.Stats(); st.Pending < 1000 {
+			st := s.Stats()
+			if st.Pending < 1000 {
 				t.Fatalf("only %d operations went to the device", st.Pending)
 			}
+			if st.HeldBack == 0 {
+				t.Fatal("no connection was ever held back at MaxPendingIO 64: back-pressure untested")
+			}
+			t.Logf("%d operations went to the device; connections held back %d times", st.Pending, st.HeldBack)
 		})
 	}
 }

@@ -66,6 +66,7 @@ type Stats struct {
 	Rejected    uint64           `json:"rejected_batches"`
 	Errors      uint64           `json:"errors"`
 	Pending     uint64           `json:"pending_ops"`
+	HeldBack    uint64           `json:"held_back"` // connection turns held back by MaxPendingIO
 	BytesIn     uint64           `json:"bytes_in"`
 	BytesOut    uint64           `json:"bytes_out"`
 	Store       store.Stats      `json:"store"`
@@ -95,6 +96,7 @@ func (s *Server) Stats() Stats {
 		st.Rejected += l.stats.rejected.Load()
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()
+		st.HeldBack += l.stats.held.Load()
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.BytesOut += l.stats.bytesOut.Load()
 		st.Connections += l.stats.conns.Load()

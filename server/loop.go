@@ -55,6 +55,7 @@ type loopStats struct {
 	errors   atomic.Uint64
 	rejected atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
 	pending  atomic.Uint64
+	held     atomic.Uint64 // turns a connection was held back by MaxPendingIO
 	conns    atomic.Int64
 	_        [64]byte
 }
@@ -89,15 +90,8 @@ func (l *loop) close() error { return l.ss.Close() }
 // behind clients of cold ones.
 func (l *loop) traffic(cs *conn) gnet.Action {
 	l.view = l.s.view.Load()
-	if cs.sess.Pending() > 0 && l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
-		l.advancePending()
-		l.flushDirty()
-		if cs.sess.Pending() > 0 && l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
-			l.stall(cs)
-			l.ss.Suspend()
-			l.schedulePoll()
-			return gnet.None
-		}
+	if l.holdBack(cs) {
+		return gnet.None
 	}
 	in, _ := cs.c.Peek(-1)
 	l.cork()
@@ -279,6 +273,25 @@ func (l *loop) wake() {
 	if l.el != nil {
 		_ = l.el.Execute(context.Background(), l.pollFn)
 	}
+}
+
+// holdBack reports whether cs must wait: it has operations pending and the
+// loop is at MaxPendingIO even after taking in what has completed. A held
+// back connection is resumed by poll.
+func (l *loop) holdBack(cs *conn) bool {
+	if cs.sess.Pending() == 0 || l.ss.PendingCount() < l.s.cfg.MaxPendingIO {
+		return false
+	}
+	l.advancePending()
+	l.flushDirty()
+	if cs.sess.Pending() == 0 || l.ss.PendingCount() < l.s.cfg.MaxPendingIO {
+		return false
+	}
+	l.stall(cs)
+	l.stats.held.Add(1)
+	l.ss.Suspend()
+	l.schedulePoll()
+	return true
 }
 
 // stall holds cs back until the loop's pending operations drop below the
