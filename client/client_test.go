@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,27 +13,13 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
-	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/server/servertest"
 )
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	cfg := server.Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true,
-		Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 32 << 20}}}
-	s, err := server.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s
+	return servertest.Start(t, servertest.Config())
 }
 
 // TestSessionOverEachTransport drives a pipelined session over both

@@ -3,28 +3,18 @@ package loadgen
 import (
 	"context"
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
-	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/server/servertest"
 )
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	s, err := server.Start(server.Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true,
-		Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 64 << 20}}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return s
+	return servertest.Start(t, servertest.Config())
 }
 
 // TestVerifiedRuns loads keys, then runs every workload with --verify

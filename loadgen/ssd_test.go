@@ -3,13 +3,11 @@ package loadgen
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/internal/uring"
-	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/server/servertest"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -31,13 +29,10 @@ func TestLargerThanMemoryVerified(t *testing.T) {
 			}
 			t.Cleanup(func() { dev.Close() })
 			const memory = 1 << 20 // 16 pages of 64 KiB
-			s, err := server.Start(server.Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true, MaxPendingIO: 64,
-				Store: store.Config{IndexBits: 10, Log: hlog.Config{PageBits: 16, MemoryBytes: memory, Device: dev}}},
-				slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Shutdown(context.Background()) })
+			cfg := servertest.Config()
+			cfg.MaxPendingIO = 64
+			cfg.Store = store.Config{IndexBits: 10, Log: hlog.Config{PageBits: 16, MemoryBytes: memory, Device: dev}}
+			s := servertest.Start(t, cfg)
 
 			// 16 K keys of 256-byte values: over 4 MiB of records.
 			base := Config{Servers: []string{s.Addr()}, Keys: 16 << 10, ValueSize: 256, Threads: 2, Sessions: 2,

@@ -26,7 +26,7 @@ type pendingOp struct {
 	merger    Merger
 	keyLen    int
 	data      []byte // key, then input
-	entryAddr uint64 // RMW: the chain head when the read was issued
+	entryAddr uint64 // the chain head when the first read was issued (RMW: retry if it moved; read: copy to tail only if it did not)
 	addr      uint64 // the record being read
 	buf       []byte // device read buffer
 	bufOff    int    // where addr starts in buf
