@@ -83,11 +83,9 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 // device (rare: an RMW of a cold key followed closely by another operation
 // on it).
 func (l *loop) awaitKey(h uint64) {
-	l.uncork() // the reads waited for may still be corked
 	for l.pendingKeys[h] > 0 && l.ss.PendingCount() > 0 {
 		l.ss.CompletePending(true)
 	}
-	l.cork()
 }
 
 // Prefetch distances, in operations. A batch is decoded bucketAhead

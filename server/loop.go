@@ -7,7 +7,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -30,7 +29,6 @@ type loop struct {
 	polling     bool    // a poll of pending operations is scheduled
 	stalled     []*conn // connections with unread input held back by MaxPendingIO
 	pollFn      gnet.RunnableFunc
-	dev         ssd.Corker // the log's device, when it can defer submissions
 	ops         wire.OpReader
 	win         [window]ahead // decoded operations of the batch running
 	value       []byte        // read buffer, reused
@@ -69,7 +67,6 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
-	l.dev, _ = s.st.Log().Device().(ssd.Corker)
 	if !s.cfg.NoPin {
 		if err := pinThread(idx); err != nil {
 			s.log.Warn("cannot pin loop to a core", "loop", idx, "err", err)
@@ -94,7 +91,6 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 		return gnet.None
 	}
 	in, _ := cs.c.Peek(-1)
-	l.cork()
 	cs.more = false
 	used, action := l.runBatches(cs, in)
 	if used > 0 {
@@ -105,7 +101,6 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 		_ = cs.c.Wake(nil) // runs traffic again after the loop's other events
 	}
 	l.advancePending()
-	l.uncork()
 	l.write(cs)
 	l.flushDirty()
 	l.ss.Suspend()
@@ -241,29 +236,12 @@ func (l *loop) schedulePoll() {
 func (l *loop) poll(context.Context) error {
 	l.polling = false
 	l.view = l.s.view.Load()
-	l.cork()
 	l.advancePending()
-	l.uncork()
 	l.flushDirty()
 	l.ss.Suspend()
 	l.resumeStalled()
 	l.schedulePoll()
 	return nil
-}
-
-// cork and uncork bracket a burst of the loop's device I/O (a read event's
-// batches, a poll's completions), so that it reaches the kernel in one
-// system call.
-func (l *loop) cork() {
-	if l.dev != nil {
-		l.dev.Cork()
-	}
-}
-
-func (l *loop) uncork() {
-	if l.dev != nil {
-		l.dev.Uncork()
-	}
 }
 
 // wake is the store session's wake-up: called on a device goroutine when a

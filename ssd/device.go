@@ -35,14 +35,3 @@ var ErrClosed = errors.New("ssd: device closed")
 
 // ErrMisaligned is reported for I/O that breaks the device's alignment rule.
 var ErrMisaligned = errors.New("ssd: misaligned I/O")
-
-// Corker is implemented by devices that can defer submitting reads to the
-// kernel: between Cork and Uncork, reads are queued, and the last Uncork
-// submits everything queued in one system call (writes go at once). A caller
-// that issues many reads in a burst (an event loop running a batch) corks
-// around it. It must not wait for a read while corked: the read may be
-// waiting for its Uncork.
-type Corker interface {
-	Cork()
-	Uncork()
-}

@@ -65,8 +65,6 @@ const SectorSize = 4096
 
 // engine moves bytes between buffers and file descriptors asynchronously.
 type engine interface {
-	cork()
-	uncork()
 	read(fd int, p []byte, off int64, cb Callback)
 	write(fd int, p []byte, off int64, cb Callback)
 	name() string
@@ -137,13 +135,6 @@ func newEngine(cfg FileConfig) (engine, error) {
 	cfg.Log.Warn("io_uring unavailable, using the pread/pwrite worker pool", "err", err)
 	return newPreadEngine(cfg.Workers), nil
 }
-
-// Cork implements Corker: with io_uring, I/O issued until the last Uncork is
-// submitted in one io_uring_enter; the pread pool starts I/O at once anyway.
-func (d *FileDevice) Cork() { d.eng.cork() }
-
-// Uncork implements Corker.
-func (d *FileDevice) Uncork() { d.eng.uncork() }
 
 // Engine names the I/O engine in use: "uring" or "pread".
 func (d *FileDevice) Engine() string { return d.eng.name() }

@@ -51,9 +51,6 @@ func newPreadEngine(workers int) *preadEngine {
 
 func (e *preadEngine) name() string { return IOPread }
 
-func (e *preadEngine) cork()   {}
-func (e *preadEngine) uncork() {}
-
 func (e *preadEngine) read(fd int, p []byte, off int64, cb Callback) {
 	e.push(preadReq{fd: fd, p: p, off: off, cb: cb})
 }

@@ -16,10 +16,6 @@ func newUringEngine(entries uint32) (engine, error) {
 
 func (e *uringEngine) name() string { return IOUring }
 
-func (e *uringEngine) cork() { e.r.Cork() }
-
-func (e *uringEngine) uncork() { e.r.Uncork() }
-
 func (e *uringEngine) read(fd int, p []byte, off int64, cb Callback) { e.r.Read(fd, p, off, cb) }
 
 func (e *uringEngine) write(fd int, p []byte, off int64, cb Callback) { e.r.Write(fd, p, off, cb) }

@@ -102,7 +102,6 @@ type Ring struct {
 	slots    []slot
 	free     chan uint32 // indices of free slots; capacity len(slots)
 	inflight atomic.Int64
-	corked   atomic.Int32 // Cork holders; while > 0, reads are published without a kick
 
 	// The submitter goroutine is the only one that enters the kernel to
 	// submit (Close aside): entering can block while the device's queue is
@@ -342,9 +341,7 @@ func (r *Ring) submit(idx uint32, req request) bool {
 	r.flushing.Add(1)
 	r.pushLocked(e)
 	r.mu.Unlock()
-	if req.op == opWrite || r.corked.Load() == 0 { // else the last Uncork kicks
-		r.kickSubmitter()
-	}
+	r.kickSubmitter()
 	r.flushing.Done()
 	return true
 }
@@ -372,27 +369,6 @@ func (r *Ring) submitLoop() {
 			return
 		}
 		r.flush(atomic.LoadUint32(r.sqTail) - 1)
-	}
-}
-
-// Cork defers submitting reads: a Read publishes its SQE and returns, and
-// the last Uncork has everything published meanwhile submitted in one
-// io_uring_enter. Writes are submitted at once all the same: anyone may be
-// waiting for one (a log flush that frees memory), so they cannot wait for a
-// cork. Corks nest and may come from several goroutines; a goroutine must
-// not wait for a read while it holds one.
-func (r *Ring) Cork() { r.corked.Add(1) }
-
-// Uncork ends a Cork; the last one wakes the submitter.
-//
-// A submitter publishes its SQE (SQ tail store) before it loads corked; an
-// uncorker stores corked before it kicks, and the submitter goroutine loads
-// the SQ tail after each kick. All are sequentially consistent, so either the
-// publisher sees corked == 0 and kicks itself, or the uncorker's kick makes
-// the submitter see its SQE.
-func (r *Ring) Uncork() {
-	if r.corked.Add(-1) == 0 {
-		r.kickSubmitter()
 	}
 }
 
@@ -473,9 +449,7 @@ func (r *Ring) reap(ready chan<- struct{}) {
 	r.reaperTid.Store(int32(unix.Gettid()))
 	close(ready)
 	for {
-		r.Cork() // slots freed to the backlog are submitted together
 		r.drain()
-		r.Uncork()
 		if r.stopped {
 			break
 		}
