@@ -62,9 +62,6 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 			}
 			continue
 		}
-		if len(l.pendingKeys) > 0 && !a.op.Op.Control() && l.pendingKeys[a.h] > 0 {
-			l.awaitKey(a.h)
-		}
 		l.exec(cs, a.op, a.h, h.Serial+uint64(i))
 	}
 	if !h.Control() {
@@ -73,19 +70,6 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	cs.sess.EndResponse(l.view)
 	l.countOps(&counts)
 	return gnet.None
-}
-
-// awaitKey completes pending operations until no pending write (RMW) is
-// left on hash h, so that operations on one key take effect in the order
-// they arrived: an RMW waiting for the device must not be overtaken by a
-// later operation on its key. Pending reads need no such wait: one that was
-// issued first reads the chain as it was then. It blocks the loop for the
-// device (rare: an RMW of a cold key followed closely by another operation
-// on it).
-func (l *loop) awaitKey(h uint64) {
-	for l.pendingKeys[h] > 0 && l.ss.PendingCount() > 0 {
-		l.ss.CompletePending(true)
-	}
 }
 
 // Prefetch distances, in operations. A batch is decoded bucketAhead
@@ -98,6 +82,10 @@ const (
 	recordAhead = 4
 	window      = 16 // ring of decoded operations; a power of two > bucketAhead
 )
+
+// The window holds the operations from the one running to bucketAhead past
+// it; this fails to compile if it could not.
+var _ [window - bucketAhead - 1]struct{}
 
 // ahead is one decoded operation waiting in the loop's window.
 type ahead struct {
@@ -186,11 +174,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		return
 	}
 	if err == nil && st == store.Pending {
-		ref := pendingRef{c: cs, serial: serial, h: h, write: op.Op != wire.OpRead}
-		l.pending[l.ss.Serial()] = ref
-		if ref.write {
-			l.pendingKeys[h]++
-		}
+		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial}
 		cs.sess.AddPending(serial)
 		l.stats.pending.Add(1)
 	}

@@ -22,26 +22,21 @@ type loop struct {
 	ss      *store.Session
 	view    uint64
 	pending map[uint64]pendingRef
-	// pendingKeys counts pending writes (RMWs) by key hash.
-	// Invariant: pendingKeys[h] == the entries of pending with hash h and write set.
-	pendingKeys map[uint64]int
-	dirty       []*conn // connections with completions to write
-	polling     bool    // a poll of pending operations is scheduled
-	stalled     []*conn // connections with unread input held back by MaxPendingIO
-	pollFn      gnet.RunnableFunc
-	ops         wire.OpReader
-	win         [window]ahead // decoded operations of the batch running
-	value       []byte        // read buffer, reused
-	scratch     [16]byte
-	stats       loopStats
+	dirty   []*conn // connections with completions to write
+	polling bool    // a poll of pending operations is scheduled
+	stalled []*conn // connections with unread input held back by MaxPendingIO
+	pollFn  gnet.RunnableFunc
+	ops     wire.OpReader
+	win     [window]ahead // decoded operations of the batch running
+	value   []byte        // read buffer, reused
+	scratch [16]byte
+	stats   loopStats
 }
 
 // pendingRef names the client operation a store operation answers.
 type pendingRef struct {
 	c      *conn
 	serial uint64
-	h      uint64 // the key's hash
-	write  bool   // an RMW: later operations on the key wait for it
 }
 
 // loopStats are counters the admin page reads; the loop adds once per batch.
@@ -63,7 +58,7 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), pendingKeys: make(map[uint64]int), value: make([]byte, 0, 4096)}
+	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), value: make([]byte, 0, 4096)}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
@@ -194,11 +189,6 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
-	if ref.write {
-		if l.pendingKeys[ref.h]--; l.pendingKeys[ref.h] <= 0 {
-			delete(l.pendingKeys, ref.h)
-		}
-	}
 	if ref.c.closed {
 		return
 	}

@@ -143,3 +143,25 @@ func TestNoSpaceFailsWritesCleanly(t *testing.T) {
 	}
 	_ = st
 }
+
+// TestPendingRMWIsNotOvertaken: an APPEND of a key on the device goes
+// pending; the UPSERT and APPEND the session issues next on that key wait
+// for it, so the key ends as if the three ran in order.
+func TestPendingRMWIsNotOvertaken(t *testing.T) {
+	_, s, _ := faultyStore(t, 400)
+	key := faultKey(0) // long below head
+	st, err := s.RMW(key, []byte("+a"), Append{})
+	if err != nil || st != Pending {
+		t.Fatalf("append to a cold key: %v %v, want Pending", st, err)
+	}
+	if _, err := s.Upsert(key, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RMW(key, []byte("+b"), Append{}); err != nil {
+		t.Fatal(err)
+	}
+	s.CompletePending(true)
+	if v, status, err := completeRead(t, s, key); err != nil || status != OK || string(v) != "new+b" {
+		t.Fatalf("key = %q %v %v, want \"new+b\"", v, status, err)
+	}
+}

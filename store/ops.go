@@ -28,6 +28,7 @@ func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, 
 	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
 	}
+	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
@@ -49,6 +50,7 @@ func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, erro
 	if hlog.RecordSize(len(key), len(value)) > s.st.log.PageSize() {
 		return 0, ErrRecordTooLarge
 	}
+	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
@@ -69,6 +71,7 @@ func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Statu
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
+	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
@@ -89,12 +92,27 @@ func (s *Session) DeleteHashed(key []byte, h uint64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
+	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
 	st, err := s.delete(key, h)
 	s.end()
 	return st, err
+}
+
+// awaitRMW completes the session's pending operations while an RMW of hash
+// h is among them, so that the session's operations on one key take effect
+// in the order they were issued: a pending RMW must not be overtaken by a
+// later operation on its key (it would merge into that operation's value).
+// Pending reads need no such wait: one issued first reads the chain as it
+// was then. It blocks for the device, and only in that case. Inside a
+// completion callback it cannot wait (CompletePending is not reentrant), and
+// order is then the callback's business.
+func (s *Session) awaitRMW(h uint64) {
+	for len(s.pend.rmws) > 0 && s.pend.rmws[h] > 0 && !s.pend.running {
+		s.CompletePending(true)
+	}
 }
 
 // trace follows the chain from addr while it stays at or above floor (which

@@ -49,6 +49,8 @@ func (p *pendingOp) IODone(n int, err error) {
 // Invariant: count == operations handed out by newOp and not yet finished;
 // each such operation is in exactly one place: retry, an in-flight read, or
 // the done queue.
+// Invariant: rmws[h] == the unfinished RMWs of hash h (newOp counts them,
+// finish uncounts them); no entry is zero.
 type pendingSet struct {
 	s       *Session
 	count   int
@@ -64,11 +66,13 @@ type pendingSet struct {
 	}
 	notify chan struct{}
 	wake   func() // see Session.SetWake
+	rmws   map[uint64]int
 }
 
 func (ps *pendingSet) init(s *Session) {
 	ps.s = s
 	ps.notify = make(chan struct{}, 1)
+	ps.rmws = make(map[uint64]int)
 }
 
 // newOp takes a pendingOp for a new operation with the session's current
@@ -84,6 +88,9 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	p.keyLen = len(key)
 	p.data = append(append(p.data[:0], key...), input...)
 	ps.count++
+	if kind == OpRMW {
+		ps.rmws[h]++
+	}
 	return p
 }
 
@@ -145,6 +152,11 @@ func (ps *pendingSet) ioDone(p *pendingOp) {
 // finish delivers an operation's outcome and recycles it.
 func (ps *pendingSet) finish(p *pendingOp, st Status, err error, value []byte) {
 	ps.count--
+	if p.kind == OpRMW {
+		if ps.rmws[p.hash]--; ps.rmws[p.hash] == 0 {
+			delete(ps.rmws, p.hash)
+		}
+	}
 	if fn := ps.s.onComplete; fn != nil {
 		fn(Completion{Serial: p.serial, Kind: p.kind, Status: st, Err: err, Value: value})
 	}
