@@ -4,6 +4,8 @@ import "github.com/fleetkv/fleetkv/internal/uring"
 
 // uringEngine submits I/O through an io_uring; completions run on the
 // ring's reaper goroutine.
+//
+// The ring's submitter and reaper goroutines each get a P (reserveProcs).
 type uringEngine struct{ r *uring.Ring }
 
 func newUringEngine(entries uint32) (engine, error) {
@@ -11,6 +13,7 @@ func newUringEngine(entries uint32) (engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	reserveProcs(2)
 	return &uringEngine{r}, nil
 }
 
