@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp lint fuzz clean
 
 all: build
 
@@ -32,13 +32,13 @@ demo: bin
 # concurrent packages again under the race detector.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./client/ ./loadgen/ ./internal/uring/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)
 
 # Engine benchmarks beside their peers (sharded map, xsync) in one run.
-bench: bench-engine bench-server bench-ssd
+bench: bench-engine bench-server bench-ssd bench-resp
 
 bench-engine:
 	$(GO) test -run '^$$' -bench 'YCSB' -benchtime 2000000x -count 3 -timeout 90m ./store/ | tee bench-engine.out
@@ -47,6 +47,7 @@ bench-engine:
 # Server over loopback (server on CPU 0, load generator on CPU 1) beside
 # redis-server in the same run; SECS per run.
 SECS ?= 10
+REQUESTS ?= 2000000
 bench-server:
 	./scripts/bench-server.sh $(SECS)
 
@@ -54,6 +55,10 @@ bench-server:
 # and pread, beside fio's random-read IOPS on the same file system.
 bench-ssd:
 	./scripts/bench-ssd.sh $(SECS)
+
+# The Redis protocol front and redis-server, driven by redis-benchmark (REQUESTS per run).
+bench-resp:
+	./scripts/bench-resp.sh $(REQUESTS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -98,21 +98,50 @@ func (r *Reader) multibulk(in []byte) ([][]byte, int, error) {
 // lengthLine parses the number after the type byte at in[at] up to CRLF.
 // next is 0 when the line is not complete.
 func (r *Reader) lengthLine(in []byte, at int, tooBig error) (v int64, next int, err error) {
-	cr := bytes.IndexByte(in[at:], '\r')
-	if cr < 0 || at+cr+1 >= len(in) {
+	if v, next, ok := shortLength(in, at); ok {
+		return v, next, nil
+	}
+	return r.longLength(in, at, tooBig)
+}
+
+// longLength is lengthLine for any input.
+func (r *Reader) longLength(in []byte, at int, tooBig error) (v int64, next int, err error) {
+	cr := bytes.IndexByte(in[at+1:], '\r') + at + 1 // after the type byte
+	if cr == at || cr+1 >= len(in) {
 		if len(in)-at > r.lim.MaxInline {
 			return 0, 0, tooBig
 		}
 		return 0, 0, nil
 	}
-	v, ok := parseInt(in[at+1 : at+cr])
+	v, ok := parseInt(in[at+1 : cr])
 	if !ok {
 		if in[at] == '*' {
 			return 0, 0, errMultibulkLen
 		}
 		return 0, 0, errBulkLen
 	}
-	return v, at + cr + 2, nil
+	return v, cr + 2, nil
+}
+
+// shortLength is lengthLine's common case in one pass: up to 18 digits, no
+// sign, no leading zero, then CR and one more byte. ok is false for
+// anything else, which lengthLine then handles.
+func shortLength(in []byte, at int) (int64, int, bool) {
+	i := at + 1
+	start := i
+	var v int64
+	for ; i < len(in) && i-start < 18; i++ {
+		c := in[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		v = v*10 + int64(c-'0')
+	}
+	n := i - start
+	if n == 0 || (n > 1 && in[start] == '0') || i+1 >= len(in) || in[i] != '\r' {
+		return 0, 0, false
+	}
+	return v, i + 2, true
 }
 
 // parseInt parses a decimal int64 the way Redis's string2ll does: an

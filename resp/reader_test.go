@@ -181,3 +181,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzShortLength: where the one-pass length parser answers, it answers as
+// the general one does.
+func FuzzShortLength(f *testing.F) {
+	for _, s := range []string{"*3\r\n", "$0\r\n", "$01\r\n", "$12\rx", "$123456789012345678\r\n", "$-1\r\n", "$1"} {
+		f.Add([]byte(s))
+	}
+	r := NewReader(DefaultLimits)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 {
+			return
+		}
+		v, next, ok := shortLength(in, 0)
+		if !ok {
+			return
+		}
+		lv, lnext, err := r.longLength(in, 0, errBigBulk)
+		if err != nil || lv != v || lnext != next {
+			t.Fatalf("%q: short %d,%d; long %d,%d,%v", in, v, next, lv, lnext, err)
+		}
+	})
+}

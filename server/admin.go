@@ -58,19 +58,20 @@ func (a *adminServer) shutdown(ctx context.Context) error { return a.srv.Shutdow
 
 // Stats is the admin page's JSON.
 type Stats struct {
-	View        uint64           `json:"view"`
-	Loops       int              `json:"loops"`
-	Connections int64            `json:"connections"`
-	Ops         map[string]int64 `json:"ops"`
-	Batches     uint64           `json:"batches"`
-	Rejected    uint64           `json:"rejected_batches"`
-	Errors      uint64           `json:"errors"`
-	Pending     uint64           `json:"pending_ops"`
-	HeldBack    uint64           `json:"held_back"` // connection turns held back by MaxPendingIO
-	BytesIn     uint64           `json:"bytes_in"`
-	BytesOut    uint64           `json:"bytes_out"`
-	Store       store.Stats      `json:"store"`
-	Memory      MemStats         `json:"memory"`
+	View            uint64           `json:"view"`
+	Loops           int              `json:"loops"`
+	Connections     int64            `json:"connections"`
+	RESPConnections int64            `json:"resp_connections"`
+	Ops             map[string]int64 `json:"ops"`
+	Batches         uint64           `json:"batches"`
+	Rejected        uint64           `json:"rejected_batches"`
+	Errors          uint64           `json:"errors"`
+	Pending         uint64           `json:"pending_ops"`
+	HeldBack        uint64           `json:"held_back"` // connection turns held back by MaxPendingIO
+	BytesIn         uint64           `json:"bytes_in"`
+	BytesOut        uint64           `json:"bytes_out"`
+	Store           store.Stats      `json:"store"`
+	Memory          MemStats         `json:"memory"`
 }
 
 // MemStats is the part of the Go runtime's memory statistics worth watching.
@@ -81,7 +82,7 @@ type MemStats struct {
 	Goroutines int    `json:"goroutines"`
 }
 
-var opNames = [6]string{"read", "upsert", "delete", "add", "append", "control"}
+var opNames = [7]string{"read", "upsert", "delete", "add", "append", "control", "resp"}
 
 // Stats sums the loops' counters.
 func (s *Server) Stats() Stats {
@@ -100,6 +101,7 @@ func (s *Server) Stats() Stats {
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.BytesOut += l.stats.bytesOut.Load()
 		st.Connections += l.stats.conns.Load()
+		st.RESPConnections += l.stats.respConns.Load()
 	}
 	s.mu.Unlock()
 	var m runtime.MemStats

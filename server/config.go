@@ -26,6 +26,12 @@ type Config struct {
 	NoReusePort bool
 	// AuthToken, when set, must be presented by every session's OPEN.
 	AuthToken string
+	// RESP is the address of the Redis-protocol listener, served by the
+	// same loops; empty turns it off.
+	RESP string
+	// RequirePass, when set, must be given with AUTH (or HELLO's AUTH) on
+	// every RESP connection before other commands.
+	RequirePass string
 	// Limits bound batches, keys and values. Default wire.DefaultLimits.
 	Limits wire.Limits
 	// MaxResponse bounds the response bytes one batch may produce; results

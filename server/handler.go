@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -39,6 +40,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		h.s.log.Error("cannot serve connection", "remote", c.RemoteAddr(), "err", err)
 		return nil, gnet.Close
 	}
+	if h.s.respPort != 0 && localPort(c) == h.s.respPort {
+		l.openRESP(c)
+		return nil, gnet.None
+	}
 	sess := session.New(h.s.cfg.AuthToken != "")
 	if h.s.cfg.AuthToken == "" {
 		sess.Opened(h.s.nextSession.Add(1))
@@ -49,19 +54,37 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
-	if cs, ok := c.Context().(*conn); ok {
-		cs.closed = true // pending completions for it are dropped
-		cs.l.stats.conns.Add(-1)
-		if err != nil {
-			h.s.log.Debug("connection closed", "remote", c.RemoteAddr(), "err", err)
-		}
+	switch x := c.Context().(type) {
+	case *conn:
+		x.closed = true // pending completions for it are dropped
+		x.l.stats.conns.Add(-1)
+	case *respConn:
+		x.closed = true
+		x.l.stats.conns.Add(-1)
+		x.l.stats.respConns.Add(-1)
+	}
+	if err != nil {
+		h.s.log.Debug("connection closed", "remote", c.RemoteAddr(), "err", err)
 	}
 	return gnet.None
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
-	cs := c.Context().(*conn)
-	return cs.l.traffic(cs)
+	switch x := c.Context().(type) {
+	case *conn:
+		return x.l.traffic(x)
+	case *respConn:
+		return x.l.respTraffic(x)
+	}
+	return gnet.Close
+}
+
+// localPort is the port c was accepted on.
+func localPort(c gnet.Conn) int {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }
 
 // gnetLogger sends gnet's log lines to slog.

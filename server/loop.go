@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -29,28 +30,37 @@ type loop struct {
 	ops     wire.OpReader
 	win     [window]ahead // decoded operations of the batch running
 	value   []byte        // read buffer, reused
+	rd      *resp.Reader  // parses the RESP connections' commands
+	rwin    []parsed      // the RESP commands parsed and not yet run
+	rargs   [][]byte      // their arguments
 	scratch [16]byte
 	stats   loopStats
 }
 
-// pendingRef names the client operation a store operation answers.
+// pendingRef names the client operation a store operation answers: a
+// native connection's serial, or the command a RESP connection waits on.
 type pendingRef struct {
 	c      *conn
 	serial uint64
+	r      *respConn
 }
+
+// respOpIndex is the RESP commands' slot in loopStats.ops.
+const respOpIndex = 6
 
 // loopStats are counters the admin page reads; the loop adds once per batch.
 type loopStats struct {
-	ops      [6]atomic.Uint64 // by wire.Op: READ..APPEND, then control
-	batches  atomic.Uint64
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
-	errors   atomic.Uint64
-	rejected atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
-	pending  atomic.Uint64
-	held     atomic.Uint64 // turns a connection was held back by MaxPendingIO
-	conns    atomic.Int64
-	_        [64]byte
+	ops       [7]atomic.Uint64 // by wire.Op: READ..APPEND, then control, then RESP commands
+	batches   atomic.Uint64
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	errors    atomic.Uint64
+	rejected  atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
+	pending   atomic.Uint64
+	held      atomic.Uint64 // turns a connection was held back by MaxPendingIO
+	conns     atomic.Int64
+	respConns atomic.Int64
+	_         [64]byte
 }
 
 func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
@@ -58,7 +68,8 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), value: make([]byte, 0, 4096)}
+	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), value: make([]byte, 0, 4096),
+		rd: resp.NewReader(s.respLimits())}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
@@ -189,6 +200,10 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
+	if ref.r != nil {
+		l.respCompleted(ref.r, c)
+		return
+	}
 	if ref.c.closed {
 		return
 	}

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 )
 
@@ -22,9 +24,13 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	st    *store.Store
-	addr  string      // host:port actually listened on
-	proto string      // gnet's "tcp://host:port"
-	eng   gnet.Engine // set by OnBoot, before booted is closed
+	addr  string // host:port actually listened on
+	proto string // gnet's "tcp://host:port"
+	// respAddr is the RESP listener's host:port ("" when off) and respPort
+	// its port, which tells the loops a RESP connection from a native one.
+	respAddr string
+	respPort int
+	eng      gnet.Engine // set by OnBoot, before booted is closed
 
 	view        atomic.Uint64
 	nextSession atomic.Uint64
@@ -34,10 +40,11 @@ type Server struct {
 		loops map[gnet.EventLoop]*loop
 		list  []*loop
 	}
-	booted chan struct{}
-	done   chan error // gnet.Run's result
-	admin  *adminServer
-	closed atomic.Bool
+	started time.Time
+	booted  chan struct{}
+	done    chan error // gnet.Run's result
+	admin   *adminServer
+	closed  atomic.Bool
 }
 
 // Start opens the store, starts the event loops and the admin listener, and
@@ -53,20 +60,30 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.Store)
-	if err != nil {
+	s := &Server{cfg: cfg, log: log, addr: addr, proto: "tcp://" + addr, started: time.Now(),
+		booted: make(chan struct{}), done: make(chan error, 1)}
+	listeners := []string{s.proto}
+	if cfg.RESP != "" {
+		if s.respAddr, s.respPort, err = resolvePort(cfg.RESP); err != nil {
+			return nil, err
+		}
+		if s.respAddr == addr {
+			return nil, fmt.Errorf("server: the RESP listener %s is the data listener", s.respAddr)
+		}
+		listeners = append(listeners, "tcp://"+s.respAddr)
+	}
+	if s.st, err = store.Open(cfg.Store); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, st: st, addr: addr, proto: "tcp://" + addr,
-		booted: make(chan struct{}), done: make(chan error, 1)}
+	st := s.st
 	s.view.Store(1)
 	s.mu.loops = make(map[gnet.EventLoop]*loop)
-	go func() { s.done <- gnet.Run(&handler{s: s}, s.proto, s.gnetOptions()...) }()
+	go func() { s.done <- gnet.Rotate(&handler{s: s}, listeners, s.gnetOptions()...) }()
 	select {
 	case <-s.booted:
 	case err := <-s.done:
 		st.Close()
-		return nil, fmt.Errorf("server: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("server: listen on %s: %w", strings.Join(listeners, ", "), err)
 	}
 	if cfg.Admin != "" {
 		if s.admin, err = startAdmin(s, cfg.Admin); err != nil {
@@ -74,7 +91,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
-	log.Info("fleetkv serving", "addr", addr, "admin", s.AdminAddr(), "loops", cfg.Loops,
+	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
 	return s, nil
 }
@@ -110,6 +127,28 @@ func resolveListen(listen string) (string, error) {
 	}
 	defer l.Close()
 	return net.JoinHostPort(host, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
+}
+
+// resolvePort is resolveListen that also returns the port.
+func resolvePort(listen string) (string, int, error) {
+	addr, err := resolveListen(listen)
+	if err != nil {
+		return "", 0, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return addr, p, nil
+}
+
+// RESPAddr returns the Redis-protocol address, or "" when it is off.
+func (s *Server) RESPAddr() string { return s.respAddr }
+
+// respLimits are the RESP reader's limits: a bulk may hold the largest key
+// or value the server takes.
+func (s *Server) respLimits() resp.Limits {
+	lim := resp.DefaultLimits
+	lim.MaxBulk = max(s.cfg.Limits.MaxKey, s.cfg.Limits.MaxValue)
+	return lim
 }
 
 // Addr returns the data address the server listens on.

@@ -23,6 +23,7 @@ import (
 
 type serverFlags struct {
 	listen, admin, dir, authToken string
+	resp, requirePass             string
 	io                            string
 	segmentSize                   sizeFlag
 	loops, maxPendingIO, ioDepth  int
@@ -44,8 +45,9 @@ func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
 		Use:   "server",
 		Short: "Run a fleetkv server until SIGINT or SIGTERM",
 		Long: `Run a fleetkv server: one event loop per core by default, each pinned to
-its core, serving the binary batched protocol on --listen and admin HTTP
-(/healthz, /stats, /debug/pprof/) on --admin.
+its core, serving the binary batched protocol on --listen, the Redis
+protocol (RESP2: redis-cli, redis-benchmark, go-redis) on --resp when set,
+and admin HTTP (/healthz, /stats, /debug/pprof/) on --admin.
 
 The newest part of the log (--memory) is kept in memory; older pages are
 flushed to segment files under DIR/log (O_DIRECT, through io_uring or a
@@ -63,6 +65,8 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core")
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
 	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
+	fl.StringVar(&f.resp, "resp", "", "Redis-protocol address host:port, served by the same loops; empty turns it off")
+	fl.StringVar(&f.requirePass, "requirepass", os.Getenv("FLEETKV_REQUIREPASS"), "password RESP clients must give with AUTH (default $FLEETKV_REQUIREPASS)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
 	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
@@ -120,7 +124,7 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	return server.Config{
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
-		AuthToken: f.authToken, MaxPendingIO: f.maxPendingIO,
+		AuthToken: f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
@@ -140,10 +144,11 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	}
 	defer dev.Close()
 	cfg.Store.Log.Device = dev
-	log.Info("configuration", "listen", cfg.Listen, "admin", cfg.Admin, "dir", f.dir, "loops", cfg.Loops,
+	log.Info("configuration", "listen", cfg.Listen, "resp", cfg.RESP, "admin", cfg.Admin, "dir", f.dir, "loops", cfg.Loops,
 		"memory", formatSize(uint64(f.memory)), "page_size", formatSize(uint64(f.pageSize)),
 		"segment_size", formatSize(uint64(f.segmentSize)), "io", dev.Engine(),
-		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "")
+		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "",
+		"requirepass", cfg.RequirePass != "")
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err

@@ -1,0 +1,647 @@
+package server
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/resp"
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// command is one RESP command. A command either answers at once (reply) or
+// runs store operations in steps: prepare checks its arguments and sets up
+// the connection's respOp, issue starts step op.i's store operation, and
+// take consumes that step's outcome (at once, or when a pending operation
+// completes), appends to the reply and says whether another step follows.
+type command struct {
+	name    string // lower case, as Redis names it in errors
+	arity   int    // Redis's convention: n exactly n arguments, -n at least n (the name counts)
+	noAuth  bool   // allowed before AUTH
+	reply   func(l *loop, r *respConn, args [][]byte) []byte
+	prepare func(l *loop, r *respConn) bool // false: it appended the reply, no steps
+	issue   func(l *loop, op *respOp) (store.Status, []byte, error)
+	take    func(l *loop, r *respConn, st store.Status, v []byte, err error) (more bool)
+}
+
+func (c *command) arityOK(n int) bool {
+	if c.arity >= 0 {
+		return n == c.arity
+	}
+	return n >= -c.arity
+}
+
+// commands holds every command by name; byLen the same by name length, for
+// lookup.
+var (
+	commands = map[string]*command{}
+	byLen    [16][]*command
+)
+
+func init() {
+	for _, c := range []*command{
+		{name: "ping", arity: -1, reply: cmdPing},
+		{name: "echo", arity: 2, reply: func(_ *loop, r *respConn, a [][]byte) []byte { return resp.AppendBulk(r.out, a[1]) }},
+		{name: "quit", arity: -1, noAuth: true, reply: cmdQuit},
+		{name: "hello", arity: -1, noAuth: true, reply: cmdHello},
+		{name: "auth", arity: -2, noAuth: true, reply: cmdAuth},
+		{name: "client", arity: -2, reply: cmdClient},
+		{name: "select", arity: 2, reply: cmdSelect},
+		{name: "command", arity: -1, reply: cmdCommand},
+		{name: "info", arity: -1, reply: cmdInfo},
+		{name: "config", arity: -2, reply: cmdConfig},
+		{name: "dbsize", arity: 1, reply: cmdDBSize},
+		{name: "flushall", arity: -1, reply: notSupported("FLUSHALL cannot drop every key at once yet")},
+		{name: "flushdb", arity: -1, reply: notSupported("FLUSHDB cannot drop every key at once yet")},
+		{name: "save", arity: 1, reply: notSupported("SAVE needs checkpoints, which fleetkv does not take yet")},
+		{name: "bgsave", arity: -1, reply: notSupported("BGSAVE needs checkpoints, which fleetkv does not take yet")},
+		{name: "waitaof", arity: 4, reply: func(_ *loop, r *respConn, _ [][]byte) []byte {
+			return resp.AppendError(r.out, "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.")
+		}},
+		{name: "get", arity: 2, issue: readKey(1), take: takeGet},
+		{name: "set", arity: -3, prepare: prepareSet, issue: issueSet, take: takeSet},
+		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},
+		{name: "getdel", arity: 2, issue: issueGetDel, take: takeGetDel},
+		{name: "del", arity: -2, issue: issueDel, take: takeDel},
+		{name: "unlink", arity: -2, issue: issueDel, take: takeDel},
+		{name: "exists", arity: -2, issue: readEach, take: takeExists},
+		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet},
+		{name: "mset", arity: -3, prepare: prepareMSet, issue: issueMSet, take: takeMSet},
+		{name: "incr", arity: 2, prepare: prepareIncr(1, false), issue: issueIncr, take: takeIncr},
+		{name: "decr", arity: 2, prepare: prepareIncr(-1, false), issue: issueIncr, take: takeIncr},
+		{name: "incrby", arity: 3, prepare: prepareIncr(1, true), issue: issueIncr, take: takeIncr},
+		{name: "decrby", arity: 3, prepare: prepareIncr(-1, true), issue: issueIncr, take: takeIncr},
+		{name: "append", arity: 3, issue: issueAppend, take: takeAppend},
+		{name: "strlen", arity: 2, issue: readKey(1), take: takeStrlen},
+		{name: "type", arity: 2, issue: readKey(1), take: takeType},
+	} {
+		commands[c.name] = c
+		byLen[len(c.name)] = append(byLen[len(c.name)], c)
+	}
+}
+
+// lookup finds a command by name, in any case: a scan of the few commands
+// of the name's length.
+func lookup(name []byte) *command {
+	if len(name) >= len(byLen) {
+		return nil
+	}
+next:
+	for _, c := range byLen[len(name)] {
+		for i, b := range name {
+			if b >= 'A' && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != c.name[i] {
+				continue next
+			}
+		}
+		return c
+	}
+	return nil
+}
+
+// errReply appends the reply for a store error.
+func errReply(b []byte, err error) []byte {
+	var msg string
+	switch {
+	case errors.Is(err, errNotInteger), errors.Is(err, errOverflow):
+		msg = err.Error()
+	case errors.Is(err, store.ErrKeyTooLarge):
+		msg = "ERR key too large"
+	case errors.Is(err, store.ErrEmptyKey):
+		msg = "ERR empty key"
+	case errors.Is(err, store.ErrRecordTooLarge):
+		msg = "ERR value too large"
+	case errors.Is(err, syscall.ENOSPC):
+		msg = "ERR device full: writes fail until space is freed"
+	case errors.Is(err, store.ErrCorrupt):
+		msg = "ERR record failed its check on the device: " + err.Error()
+	default:
+		var errno syscall.Errno
+		if errors.As(err, &errno) || errors.Is(err, hlog.ErrFlush) || errors.Is(err, io.ErrUnexpectedEOF) {
+			msg = "ERR device I/O error: " + err.Error()
+		} else {
+			msg = "ERR internal error: " + err.Error()
+		}
+	}
+	return resp.AppendError(b, sanitize(msg))
+}
+
+func notSupported(why string) func(*loop, *respConn, [][]byte) []byte {
+	return func(_ *loop, r *respConn, _ [][]byte) []byte {
+		return resp.AppendError(r.out, "ERR not supported by fleetkv: "+why)
+	}
+}
+
+// readArg reads the key in argument k.
+func (l *loop) readArg(op *respOp, k int) (store.Status, []byte, error) {
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.ReadHashed(op.args[k], op.hash(k), l.value[:0])
+	return st, l.value, err
+}
+
+// ---- connection and server commands
+
+func cmdPing(_ *loop, r *respConn, a [][]byte) []byte {
+	switch len(a) {
+	case 1:
+		return resp.AppendSimple(r.out, "PONG")
+	case 2:
+		return resp.AppendBulk(r.out, a[1])
+	}
+	return resp.AppendError(r.out, "ERR wrong number of arguments for 'ping' command")
+}
+
+func cmdQuit(_ *loop, r *respConn, _ [][]byte) []byte {
+	r.quit = true
+	return resp.AppendSimple(r.out, "OK")
+}
+
+// checkPass compares a password with --requirepass in constant time.
+func (l *loop) checkPass(user, pass []byte) bool {
+	want := l.s.cfg.RequirePass
+	return (user == nil || string(user) == "default") &&
+		subtle.ConstantTimeCompare(pass, []byte(want)) == 1
+}
+
+func cmdAuth(l *loop, r *respConn, a [][]byte) []byte {
+	if len(a) > 3 {
+		return resp.AppendError(r.out, "ERR syntax error")
+	}
+	if l.s.cfg.RequirePass == "" {
+		return resp.AppendError(r.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+	}
+	var user []byte
+	if len(a) == 3 {
+		user = a[1]
+	}
+	if !l.checkPass(user, a[len(a)-1]) {
+		return resp.AppendError(r.out, "WRONGPASS invalid username-password pair or user is disabled.")
+	}
+	r.authed = true
+	return resp.AppendSimple(r.out, "OK")
+}
+
+// cmdHello answers HELLO in RESP2 only: HELLO 3 gets NOPROTO, and clients
+// (go-redis v9 among them) go on in RESP2.
+func cmdHello(l *loop, r *respConn, a [][]byte) []byte {
+	if len(a) > 1 {
+		v, ok := resp.ParseInt(a[1])
+		if !ok {
+			return resp.AppendError(r.out, "ERR Protocol version is not an integer or out of range")
+		}
+		if v != 2 {
+			return resp.AppendError(r.out, "NOPROTO sorry, this protocol version is not supported")
+		}
+	}
+	var name []byte
+	for i := 2; i < len(a); i++ {
+		switch opt := strings.ToLower(string(a[i])); {
+		case opt == "auth" && i+2 < len(a):
+			if l.s.cfg.RequirePass != "" && !l.checkPass(a[i+1], a[i+2]) {
+				return resp.AppendError(r.out, "WRONGPASS invalid username-password pair or user is disabled.")
+			}
+			r.authed = true
+			i += 2
+		case opt == "setname" && i+1 < len(a):
+			name = a[i+1]
+			i++
+		default:
+			return resp.AppendError(r.out, "ERR Syntax error in HELLO option '"+sanitize(string(clip(a[i], 64)))+"'")
+		}
+	}
+	if !r.authed {
+		return resp.AppendError(r.out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	}
+	if name != nil {
+		r.name = append(r.name[:0], name...)
+	}
+	b := resp.AppendArray(r.out, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "fleetkv")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, redisVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, 2)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, int64(r.id))
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	return resp.AppendArray(b, 0)
+}
+
+// redisVersion is the Redis version whose commands fleetkv answers, for
+// clients that look at it.
+const redisVersion = "7.0.0"
+
+func cmdClient(_ *loop, r *respConn, a [][]byte) []byte {
+	sub := strings.ToLower(string(clip(a[1], 16)))
+	switch {
+	case sub == "setinfo" && len(a) == 4:
+		return resp.AppendSimple(r.out, "OK")
+	case sub == "setname" && len(a) == 3:
+		for _, c := range a[2] {
+			if c <= ' ' || c > '~' {
+				return resp.AppendError(r.out, "ERR Client names cannot contain spaces, newlines or special characters.")
+			}
+		}
+		r.name = append(r.name[:0], a[2]...)
+		return resp.AppendSimple(r.out, "OK")
+	case sub == "getname" && len(a) == 2:
+		if len(r.name) == 0 {
+			return resp.AppendNull(r.out)
+		}
+		return resp.AppendBulk(r.out, r.name)
+	case sub == "id" && len(a) == 2:
+		return resp.AppendInt(r.out, int64(r.id))
+	case sub == "setinfo" || sub == "setname" || sub == "getname" || sub == "id":
+		return resp.AppendError(r.out, "ERR wrong number of arguments for 'client|"+sub+"' command")
+	}
+	return resp.AppendError(r.out, "ERR unknown subcommand '"+sanitize(string(clip(a[1], 64)))+"'. Try CLIENT HELP.")
+}
+
+func cmdSelect(_ *loop, r *respConn, a [][]byte) []byte {
+	n, ok := resp.ParseInt(a[1])
+	switch {
+	case !ok:
+		return resp.AppendError(r.out, "ERR value is not an integer or out of range")
+	case n != 0:
+		return resp.AppendError(r.out, "ERR DB index is out of range")
+	}
+	return resp.AppendSimple(r.out, "OK")
+}
+
+// cmdCommand answers COMMAND COUNT with the size of the table and COMMAND
+// and COMMAND DOCS with an empty list (redis-cli asks for DOCS for its
+// hints and does without).
+func cmdCommand(_ *loop, r *respConn, a [][]byte) []byte {
+	if len(a) == 1 {
+		return resp.AppendArray(r.out, 0)
+	}
+	switch strings.ToLower(string(clip(a[1], 16))) {
+	case "count":
+		return resp.AppendInt(r.out, int64(len(commands)))
+	case "docs", "info":
+		return resp.AppendArray(r.out, 0)
+	}
+	return resp.AppendError(r.out, "ERR unknown subcommand '"+sanitize(string(clip(a[1], 64)))+"'. Try COMMAND HELP.")
+}
+
+// configValues are the parameters CONFIG GET answers: what clients and
+// redis-benchmark ask about, with fleetkv's true state.
+func (l *loop) configValues() map[string]string {
+	return map[string]string{
+		"save":        "",
+		"appendonly":  "no",
+		"databases":   "1",
+		"maxmemory":   fmt.Sprint(l.s.st.Log().Frames() * l.s.st.Log().PageSize()),
+		"port":        strconv.Itoa(l.s.respPort),
+		"requirepass": "",
+		"io-threads":  fmt.Sprint(l.s.cfg.Loops),
+	}
+}
+
+func cmdConfig(l *loop, r *respConn, a [][]byte) []byte {
+	if strings.ToLower(string(clip(a[1], 16))) != "get" {
+		return resp.AppendError(r.out, "ERR unknown subcommand '"+sanitize(string(clip(a[1], 64)))+"'. Try CONFIG HELP.")
+	}
+	if len(a) < 3 {
+		return resp.AppendError(r.out, "ERR wrong number of arguments for 'config|get' command")
+	}
+	vals := l.configValues()
+	var keys []string
+	for k := range vals {
+		for _, p := range a[2:] {
+			if ok, _ := path.Match(strings.ToLower(string(p)), k); ok {
+				keys = append(keys, k)
+				break
+			}
+		}
+	}
+	sort.Strings(keys)
+	b := resp.AppendArray(r.out, 2*len(keys))
+	for _, k := range keys {
+		b = resp.AppendBulkString(b, k)
+		b = resp.AppendBulkString(b, vals[k])
+	}
+	return b
+}
+
+// cmdDBSize answers with the number of keys the index holds an entry for;
+// a deleted key keeps its entry (and is counted) until compaction removes it.
+func cmdDBSize(l *loop, r *respConn, _ [][]byte) []byte {
+	return resp.AppendInt(r.out, l.s.st.Stats().Index.Entries)
+}
+
+// ---- data commands
+
+// readKey issues a read of argument k.
+func readKey(k int) func(*loop, *respOp) (store.Status, []byte, error) {
+	return func(l *loop, op *respOp) (store.Status, []byte, error) { return l.readArg(op, k) }
+}
+
+func takeGet(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	switch {
+	case err != nil:
+		r.out = errReply(r.out, err)
+	case st == store.NotFound:
+		r.out = resp.AppendNull(r.out)
+	default:
+		r.out = resp.AppendBulk(r.out, v)
+	}
+	return false
+}
+
+func takeStrlen(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	if err != nil {
+		r.out = errReply(r.out, err)
+	} else {
+		r.out = resp.AppendInt(r.out, int64(len(v)*btoi(st == store.OK)))
+	}
+	return false
+}
+
+func takeType(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
+	switch {
+	case err != nil:
+		r.out = errReply(r.out, err)
+	case st == store.NotFound:
+		r.out = resp.AppendSimple(r.out, "none")
+	default:
+		r.out = resp.AppendSimple(r.out, "string")
+	}
+	return false
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// prepareSet parses SET's options. Plain SET is a blind upsert; NX, XX and
+// GET make it a read-modify-write (setMerger), so that the condition and
+// the old value are those of the record it replaces.
+func prepareSet(_ *loop, r *respConn) bool {
+	op := &r.op
+	op.set.mode, op.set.get = setAlways, false
+	for _, a := range op.args[3:] {
+		switch strings.ToUpper(string(clip(a, 8))) {
+		case "NX":
+			if op.set.mode == setXX {
+				return syntaxError(r)
+			}
+			op.set.mode = setNX
+		case "XX":
+			if op.set.mode == setNX {
+				return syntaxError(r)
+			}
+			op.set.mode = setXX
+		case "GET":
+			op.set.get = true
+		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL":
+			r.out = resp.AppendError(r.out, "ERR not supported by fleetkv: keys do not expire (EX, PX, EXAT, PXAT, KEEPTTL)")
+			return false
+		default:
+			return syntaxError(r)
+		}
+	}
+	return true
+}
+
+func syntaxError(r *respConn) bool {
+	r.out = resp.AppendError(r.out, "ERR syntax error")
+	return false
+}
+
+func prepareSetNX(_ *loop, r *respConn) bool {
+	r.op.set.mode, r.op.set.get = setNX, false
+	return true
+}
+
+func issueSet(l *loop, op *respOp) (store.Status, []byte, error) {
+	if op.set.mode == setAlways && !op.set.get {
+		st, err := l.ss.UpsertHashed(op.args[1], op.hash(1), op.args[2])
+		return st, nil, err
+	}
+	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), op.args[2], &op.set)
+	return st, nil, err
+}
+
+func takeSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+	m := &r.op.set
+	switch {
+	case err != nil && !errors.Is(err, errSkip):
+		r.out = errReply(r.out, err)
+	case m.get && m.existed:
+		r.out = resp.AppendBulk(r.out, m.old)
+	case m.get || err != nil:
+		r.out = resp.AppendNull(r.out)
+	default:
+		r.out = resp.AppendSimple(r.out, "OK")
+	}
+	return false
+}
+
+func takeSetNX(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+	switch {
+	case errors.Is(err, errSkip):
+		r.out = resp.AppendInt(r.out, 0)
+	case err != nil:
+		r.out = errReply(r.out, err)
+	default:
+		r.out = resp.AppendInt(r.out, 1)
+	}
+	return false
+}
+
+// GETDEL reads the key, then deletes it: two operations, so a write to the
+// key by another connection between them is deleted unseen.
+func issueGetDel(l *loop, op *respOp) (store.Status, []byte, error) {
+	if op.i == 0 {
+		return l.readArg(op, 1)
+	}
+	st, err := l.ss.DeleteHashed(op.args[1], op.hash(1))
+	return st, nil, err
+}
+
+func takeGetDel(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	op := &r.op
+	switch {
+	case err != nil:
+		r.out = errReply(r.out, err)
+	case op.i == 0 && st == store.NotFound:
+		r.out = resp.AppendNull(r.out)
+	case op.i == 0:
+		op.set.old = append(op.set.old[:0], v...)
+		op.i = 1
+		return true
+	default:
+		r.out = resp.AppendBulk(r.out, op.set.old)
+	}
+	return false
+}
+
+// DEL and UNLINK read each key (to count the ones that exist) and delete
+// the ones found: step 2j reads key j, step 2j+1 deletes it.
+func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
+	k := 1 + op.i/2
+	if op.i%2 == 0 {
+		return l.readArg(op, k)
+	}
+	st, err := l.ss.DeleteHashed(op.args[k], op.hash(k))
+	return st, nil, err
+}
+
+func takeDel(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
+	op := &r.op
+	if err != nil {
+		r.out = errReply(r.out, err)
+		return false
+	}
+	switch {
+	case op.i%2 == 1:
+		op.i++
+	case st == store.OK:
+		op.n++
+		op.i++
+	default:
+		op.i += 2
+	}
+	if 1+op.i/2 < len(op.args) {
+		return true
+	}
+	r.out = resp.AppendInt(r.out, op.n)
+	return false
+}
+
+// readEach reads argument 1+op.i.
+func readEach(l *loop, op *respOp) (store.Status, []byte, error) { return l.readArg(op, 1+op.i) }
+
+func takeExists(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
+	op := &r.op
+	if err != nil {
+		r.out = errReply(r.out, err)
+		return false
+	}
+	if st == store.OK {
+		op.n++
+	}
+	if op.i++; 1+op.i < len(op.args) {
+		return true
+	}
+	r.out = resp.AppendInt(r.out, op.n)
+	return false
+}
+
+func prepareMGet(_ *loop, r *respConn) bool {
+	r.out = resp.AppendArray(r.out, len(r.op.args)-1)
+	return true
+}
+
+// takeMGet appends one element; a key that fails gets an error element.
+func takeMGet(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	op := &r.op
+	switch {
+	case err != nil:
+		r.out = errReply(r.out, err)
+	case st == store.NotFound:
+		r.out = resp.AppendNull(r.out)
+	default:
+		r.out = resp.AppendBulk(r.out, v)
+	}
+	op.i++
+	return 1+op.i < len(op.args)
+}
+
+// MSET upserts its pairs one after the other: unlike Redis's, it is not
+// atomic, and a failure leaves the pairs before it written.
+func prepareMSet(_ *loop, r *respConn) bool {
+	if len(r.op.args)%2 == 0 {
+		r.out = resp.AppendError(r.out, "ERR wrong number of arguments for 'mset' command")
+		return false
+	}
+	return true
+}
+
+func issueMSet(l *loop, op *respOp) (store.Status, []byte, error) {
+	k := 1 + 2*op.i
+	st, err := l.ss.UpsertHashed(op.args[k], op.hash(k), op.args[k+1])
+	return st, nil, err
+}
+
+func takeMSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+	op := &r.op
+	if err != nil {
+		r.out = errReply(r.out, err)
+		return false
+	}
+	if op.i++; 1+2*op.i < len(op.args) {
+		return true
+	}
+	r.out = resp.AppendSimple(r.out, "OK")
+	return false
+}
+
+// prepareIncr sets the counter's delta: sign times 1, or times the
+// command's argument.
+func prepareIncr(sign int64, byArg bool) func(*loop, *respConn) bool {
+	return func(_ *loop, r *respConn) bool {
+		d := int64(1)
+		if byArg {
+			var ok bool
+			if d, ok = resp.ParseInt(r.op.args[2]); !ok {
+				r.out = resp.AppendError(r.out, errNotInteger.Error())
+				return false
+			}
+			if sign < 0 && d == math.MinInt64 {
+				r.out = resp.AppendError(r.out, "ERR decrement would overflow")
+				return false
+			}
+		}
+		r.op.incr.delta = sign * d
+		return true
+	}
+}
+
+func issueIncr(l *loop, op *respOp) (store.Status, []byte, error) {
+	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), nil, &op.incr)
+	return st, nil, err
+}
+
+func takeIncr(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+	if err != nil {
+		r.out = errReply(r.out, err)
+	} else {
+		r.out = resp.AppendInt(r.out, r.op.incr.result)
+	}
+	return false
+}
+
+func issueAppend(l *loop, op *respOp) (store.Status, []byte, error) {
+	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), op.args[2], &op.app)
+	return st, nil, err
+}
+
+func takeAppend(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+	if err != nil {
+		r.out = errReply(r.out, err)
+	} else {
+		r.out = resp.AppendInt(r.out, int64(r.op.app.length))
+	}
+	return false
+}

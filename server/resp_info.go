@@ -1,0 +1,89 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fleetkv/fleetkv/resp"
+)
+
+// infoSections are INFO's sections in the order INFO prints them.
+var infoSections = []string{"server", "clients", "stats", "memory", "persistence", "keyspace"}
+
+// cmdInfo answers INFO [section ...] in Redis's "# Section" / "field:value"
+// text. "all", "everything" and "default" print every section.
+func cmdInfo(l *loop, r *respConn, a [][]byte) []byte {
+	want := map[string]bool{}
+	for _, s := range a[1:] {
+		want[strings.ToLower(string(clip(s, 32)))] = true
+	}
+	every := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	st := l.s.Stats()
+	var b strings.Builder
+	for _, sec := range infoSections {
+		if !every && !want[sec] {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		l.writeInfo(&b, sec, &st)
+	}
+	return resp.AppendBulkString(r.out, b.String())
+}
+
+func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
+	field := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
+	switch sec {
+	case "server":
+		b.WriteString("# Server\r\n")
+		field("redis_version", redisVersion)
+		field("fleetkv_version", Version)
+		field("redis_mode", "standalone")
+		field("process_id", os.Getpid())
+		field("tcp_port", l.s.respPort)
+		field("uptime_in_seconds", int64(time.Since(l.s.started).Seconds()))
+		field("event_loops", st.Loops)
+		field("view", st.View)
+	case "clients":
+		b.WriteString("# Clients\r\n")
+		field("connected_clients", st.Connections)
+		field("resp_clients", st.RESPConnections)
+	case "stats":
+		b.WriteString("# Stats\r\n")
+		field("total_commands_processed", st.Ops["resp"])
+		field("native_operations", st.Ops["read"]+st.Ops["upsert"]+st.Ops["delete"]+st.Ops["add"]+st.Ops["append"])
+		field("native_batches", st.Batches)
+		field("total_net_input_bytes", st.BytesIn)
+		field("total_net_output_bytes", st.BytesOut)
+		field("pending_operations", st.Pending)
+		field("held_back_turns", st.HeldBack)
+		field("errors", st.Errors)
+	case "memory":
+		lg := l.s.st.Log()
+		b.WriteString("# Memory\r\n")
+		field("used_memory", st.Memory.HeapSys+lg.Frames()*lg.PageSize())
+		field("used_memory_go_heap", st.Memory.HeapAlloc)
+		field("maxmemory", lg.Frames()*lg.PageSize())
+		field("log_tail", st.Store.Log.Tail)
+		field("log_head", st.Store.Log.Head)
+		field("log_read_only", st.Store.Log.ReadOnly)
+		field("log_flushed_until", st.Store.Log.FlushedUntil)
+		field("log_begin", st.Store.Log.Begin)
+		field("index_buckets", st.Store.Index.Buckets)
+		field("index_overflow_buckets", st.Store.Index.OverflowBuckets)
+	case "persistence":
+		b.WriteString("# Persistence\r\n")
+		field("loading", 0)
+		field("aof_enabled", 0)
+		field("rdb_changes_since_last_save", "n/a")
+		field("fleetkv_checkpoints", "none (not implemented yet)")
+	case "keyspace":
+		b.WriteString("# Keyspace\r\n")
+		if n := st.Store.Index.Entries; n > 0 {
+			field("db0", fmt.Sprintf("keys=%d,expires=0,avg_ttl=0", n))
+		}
+	}
+}
