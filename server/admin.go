@@ -14,7 +14,7 @@ import (
 	"github.com/fleetkv/fleetkv/store"
 )
 
-// adminServer serves /healthz, /stats and /debug/pprof/ on its own
+// adminServer serves /healthz, /stats, /metrics and /debug/pprof/ on its own
 // listener, apart from the data path.
 type adminServer struct {
 	addr string
@@ -40,6 +40,7 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.Stats())
 	})
+	mux.Handle("/metrics", metricsHandler(s))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -71,6 +72,8 @@ type Stats struct {
 	BytesIn         uint64           `json:"bytes_in"`
 	BytesOut        uint64           `json:"bytes_out"`
 	Store           store.Stats      `json:"store"`
+	LogMemory       uint64           `json:"log_memory"`   // in-memory log budget
+	IOInFlight      int              `json:"io_in_flight"` // device requests outstanding; 0 for devices that do not count them
 	Memory          MemStats         `json:"memory"`
 }
 
@@ -86,7 +89,11 @@ var opNames = [7]string{"read", "upsert", "delete", "add", "append", "control", 
 
 // Stats sums the loops' counters.
 func (s *Server) Stats() Stats {
-	st := Stats{View: s.View(), Ops: map[string]int64{}, Store: s.st.Stats()}
+	lg := s.st.Log()
+	st := Stats{View: s.View(), Ops: map[string]int64{}, Store: s.st.Stats(), LogMemory: lg.Frames() * lg.PageSize()}
+	if d, ok := lg.Device().(interface{ InFlight() int }); ok {
+		st.IOInFlight = d.InFlight()
+	}
 	s.mu.Lock()
 	st.Loops = len(s.mu.list)
 	for _, l := range s.mu.list {

@@ -68,6 +68,7 @@ type engine interface {
 	read(fd int, p []byte, off int64, cb Callback)
 	write(fd int, p []byte, off int64, cb Callback)
 	name() string
+	inFlight() int // requests submitted and not completed
 	close() error
 }
 
@@ -138,6 +139,10 @@ func newEngine(cfg FileConfig) (engine, error) {
 
 // Engine names the I/O engine in use: "uring" or "pread".
 func (d *FileDevice) Engine() string { return d.eng.name() }
+
+// InFlight returns how many reads and writes are submitted and not yet
+// completed: the device's queue depth as the process sees it.
+func (d *FileDevice) InFlight() int { return d.eng.inFlight() }
 
 // Dir returns the directory of the segment files.
 func (d *FileDevice) Dir() string { return d.cfg.Dir }

@@ -3,6 +3,7 @@ package ssd
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,7 @@ type preadEngine struct {
 	head    int
 	closing bool
 	wg      sync.WaitGroup
+	busy    atomic.Int64 // requests submitted and not yet completed
 }
 
 type preadReq struct {
@@ -68,7 +70,10 @@ func (e *preadEngine) write(fd int, p []byte, off int64, cb Callback) {
 	e.push(preadReq{write: true, fd: fd, p: p, off: off, cb: cb})
 }
 
+func (e *preadEngine) inFlight() int { return int(e.busy.Load()) }
+
 func (e *preadEngine) push(r preadReq) {
+	e.busy.Add(1)
 	e.mu.Lock()
 	e.reqs = append(e.reqs, r)
 	e.mu.Unlock()
@@ -101,6 +106,7 @@ func (e *preadEngine) work() {
 			return
 		}
 		n, err := transfer(r)
+		e.busy.Add(-1)
 		r.cb.IODone(n, err)
 	}
 }

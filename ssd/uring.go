@@ -23,4 +23,6 @@ func (e *uringEngine) read(fd int, p []byte, off int64, cb Callback) { e.r.Read(
 
 func (e *uringEngine) write(fd int, p []byte, off int64, cb Callback) { e.r.Write(fd, p, off, cb) }
 
+func (e *uringEngine) inFlight() int { return e.r.InFlight() }
+
 func (e *uringEngine) close() error { return e.r.Close() }

@@ -182,12 +182,21 @@ func (st *Store) maybeGrow() {
 type Stats struct {
 	Index     index.Stats
 	Log       hlog.Markers
+	Epoch     EpochStats
 	GrowError string `json:",omitempty"` // the last automatic growth's failure
 }
 
-// Stats returns the index shape and log markers.
+// EpochStats show how far the slowest session lags: Current - Safe epochs,
+// and the actions (page flushes, evictions, growth phases) waiting for it.
+type EpochStats struct {
+	Current, Safe  uint64
+	PendingActions int
+}
+
+// Stats returns the index shape, log markers and epoch state.
 func (st *Store) Stats() Stats {
-	s := Stats{Index: st.index.Stats(), Log: st.log.Markers()}
+	s := Stats{Index: st.index.Stats(), Log: st.log.Markers(), Epoch: EpochStats{
+		Current: st.epochs.Current(), Safe: st.epochs.Safe(), PendingActions: st.epochs.Pending()}}
 	if e := st.growErr.Load(); e != nil {
 		s.GrowError = (*e).Error()
 	}

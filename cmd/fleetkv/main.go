@@ -6,8 +6,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -15,16 +17,46 @@ var version = "dev"
 
 func main() {
 	root := &cobra.Command{
-		Use:           "fleetkv",
-		Short:         "fleetkv: a FASTER/Shadowfax-style key-value server",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "fleetkv",
+		Short: "fleetkv: a FASTER/Shadowfax-style key-value server",
+		Long: `fleetkv: a FASTER/Shadowfax-style key-value server.
+
+Every flag can also be set with an environment variable FLEETKV_<FLAG>, the
+flag's name in upper case with dashes as underscores (FLEETKV_MAX_PENDING_IO
+for --max-pending-io); a flag given on the command line wins.`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return flagsFromEnv(cmd, os.LookupEnv) },
 	}
 	root.AddCommand(serverCmd(), loadgenCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "fleetkv:", err)
 		os.Exit(2)
 	}
+}
+
+// flagsFromEnv sets every flag of cmd not given on the command line from
+// FLEETKV_<FLAG> when that is set.
+func flagsFromEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
+	var err error
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if err != nil || fl.Changed {
+			return
+		}
+		name := envName(fl.Name)
+		if v, ok := lookup(name); ok {
+			if e := cmd.Flags().Set(fl.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// envName is the environment variable of a flag: --max-pending-io is
+// FLEETKV_MAX_PENDING_IO.
+func envName(flag string) string {
+	return "FLEETKV_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 func versionCmd() *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/bits"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
@@ -32,7 +34,7 @@ type serverFlags struct {
 	mutable                       float64
 	indexBits                     uint
 	maxBatch, maxKey, maxValue    sizeFlag
-	logLevel                      string
+	logLevel, logFormat           string
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -80,6 +82,7 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.Var(&f.maxKey, "max-key", "largest key accepted")
 	fl.Var(&f.maxValue, "max-value", "largest value accepted")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
 	return cmd
 }
 
@@ -105,6 +108,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return server.Config{}, err
+	}
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return server.Config{}, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
 	}
 	if f.io != "" && f.io != ssd.IOUring && f.io != ssd.IOPread {
 		return server.Config{}, fmt.Errorf("--io %q: want uring or pread", f.io)
@@ -136,19 +142,15 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(f.logLevel)
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	log := newLogger(cmd.ErrOrStderr(), f.logLevel, f.logFormat)
+	log.Info("configuration", configAttrs(cmd)...)
 	dev, err := openLogDevice(f, log)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
 	cfg.Store.Log.Device = dev
-	log.Info("configuration", "listen", cfg.Listen, "resp", cfg.RESP, "admin", cfg.Admin, "dir", f.dir, "loops", cfg.Loops,
-		"memory", formatSize(uint64(f.memory)), "page_size", formatSize(uint64(f.pageSize)),
-		"segment_size", formatSize(uint64(f.segmentSize)), "io", dev.Engine(),
-		"mutable_fraction", f.mutable, "index_bits", f.indexBits, "auth", cfg.AuthToken != "",
-		"requirepass", cfg.RequirePass != "")
+	log.Info("log device", "dir", dev.Dir(), "io", dev.Engine(), "version", server.Version)
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err
@@ -161,6 +163,35 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	defer cancel()
 	return srv.Shutdown(ctx)
 }
+
+// newLogger returns the server's slog logger; level and format are valid.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	lv, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// configAttrs lists every flag's value, with secrets shown only as set or
+// not, for the configuration line logged once at start.
+func configAttrs(cmd *cobra.Command) []any {
+	var attrs []any
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "help" {
+			return
+		}
+		v := fl.Value.String()
+		if secretFlags[fl.Name] {
+			v = map[bool]string{true: "(set)", false: "(not set)"}[v != ""]
+		}
+		attrs = append(attrs, fl.Name, v)
+	})
+	return attrs
+}
+
+var secretFlags = map[string]bool{"auth-token": true, "requirepass": true}
 
 func parseLevel(s string) (slog.Level, error) {
 	var level slog.Level

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--segment-size", "64KiB"},
 		{"--segment-size", "1MiB", "--page-size", "4MiB"},
 		{"--max-batch", "0"},
+		{"--log-format", "xml"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
 			_, err := f.config()
@@ -69,3 +71,29 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 type nopWriter struct{}
 
 func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestFlagsFromEnvironment: FLEETKV_<FLAG> sets a flag the command line did
+// not give; the command line wins; a bad value is an error naming the
+// variable.
+func TestFlagsFromEnvironment(t *testing.T) {
+	env := map[string]string{"FLEETKV_MAX_PENDING_IO": "77", "FLEETKV_LOOPS": "3", "FLEETKV_RESP": "127.0.0.1:6379"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	var got serverFlags
+	cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error { got = f; return nil })
+	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c, lookup) }
+	cmd.SetArgs([]string{"--loops", "2"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.maxPendingIO != 77 || got.loops != 2 || got.resp != "127.0.0.1:6379" {
+		t.Errorf("max-pending-io %d (want 77), loops %d (want 2, the command line's), resp %q", got.maxPendingIO, got.loops, got.resp)
+	}
+	env["FLEETKV_MEMORY"] = "lots"
+	cmd = newServerCmd(func(*cobra.Command, serverFlags) error { return nil })
+	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c, lookup) }
+	cmd.SetArgs(nil)
+	cmd.SetErr(new(nopWriter))
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "FLEETKV_MEMORY") {
+		t.Errorf("bad FLEETKV_MEMORY: %v, want an error naming it", err)
+	}
+}

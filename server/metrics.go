@@ -1,0 +1,98 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics exports the server's counters to Prometheus. It reads them when
+// scraped (Server.Stats, the loops' atomic counters), so the request path
+// pays nothing for it.
+type metrics struct {
+	s *Server
+
+	ops, batches, rejected, errors, pending, held *prometheus.Desc
+	bytes, conns, view, logAddr, logMemory        *prometheus.Desc
+	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
+	epoch, epochActions, loops                    *prometheus.Desc
+}
+
+func newMetrics(s *Server) *metrics {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("fleetkv_"+name, help, labels, nil)
+	}
+	return &metrics{s: s,
+		ops:          d("operations_total", "Operations executed: native protocol by operation, RESP commands as op=\"resp\".", "op"),
+		batches:      d("batches_total", "Native request batches executed."),
+		rejected:     d("rejected_batches_total", "Native batches answered VIEW_CHANGED or RETRY_LATER."),
+		errors:       d("protocol_errors_total", "Connections closed for malformed input."),
+		pending:      d("pending_operations_total", "Operations that went to the device (a record below the log's head)."),
+		held:         d("held_back_turns_total", "Connection turns held back because the loop was at --max-pending-io."),
+		bytes:        d("network_bytes_total", "Request and response bytes.", "direction"),
+		conns:        d("connections", "Open client connections.", "protocol"),
+		view:         d("view", "The server's view number."),
+		logAddr:      d("log_address_bytes", "HybridLog markers, as log addresses.", "marker"),
+		logMemory:    d("log_memory_bytes", "In-memory log budget (--memory)."),
+		ioDepth:      d("io_in_flight", "Device reads and writes submitted and not completed."),
+		indexBuckets: d("index_buckets", "Hash index buckets.", "kind"),
+		indexEntries: d("index_entries", "Index entries created (deleted keys keep theirs until compaction)."),
+		epoch:        d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
+		epochActions: d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),
+		loops:        d("event_loops", "Event loops serving connections."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(m, ch) }
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.s.Stats()
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	for op, n := range st.Ops {
+		counter(m.ops, float64(n), op)
+	}
+	counter(m.batches, float64(st.Batches))
+	counter(m.rejected, float64(st.Rejected))
+	counter(m.errors, float64(st.Errors))
+	counter(m.pending, float64(st.Pending))
+	counter(m.held, float64(st.HeldBack))
+	counter(m.bytes, float64(st.BytesIn), "in")
+	counter(m.bytes, float64(st.BytesOut), "out")
+	gauge(m.conns, float64(st.Connections-st.RESPConnections), "native")
+	gauge(m.conns, float64(st.RESPConnections), "resp")
+	gauge(m.view, float64(st.View))
+	lg := st.Store.Log
+	for _, a := range []struct {
+		name string
+		v    uint64
+	}{{"begin", lg.Begin}, {"head", lg.Head}, {"flushed_until", lg.FlushedUntil},
+		{"safe_read_only", lg.SafeReadOnly}, {"read_only", lg.ReadOnly}, {"tail", lg.Tail}} {
+		gauge(m.logAddr, float64(a.v), a.name)
+	}
+	gauge(m.logMemory, float64(st.LogMemory))
+	gauge(m.ioDepth, float64(st.IOInFlight))
+	gauge(m.indexBuckets, float64(st.Store.Index.Buckets), "main")
+	gauge(m.indexBuckets, float64(st.Store.Index.OverflowBuckets), "overflow")
+	gauge(m.indexEntries, float64(st.Store.Index.Entries))
+	gauge(m.epoch, float64(st.Store.Epoch.Current), "current")
+	gauge(m.epoch, float64(st.Store.Epoch.Safe), "safe")
+	gauge(m.epochActions, float64(st.Store.Epoch.PendingActions))
+	gauge(m.loops, float64(st.Loops))
+}
+
+// metricsHandler serves /metrics: fleetkv's metrics, the Go runtime's and
+// the process's.
+func metricsHandler(s *Server) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newMetrics(s), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
