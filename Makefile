@@ -22,7 +22,7 @@ bin:
 # The main job: one server with the embedded defaults (one pinned loop per CPU,
 # 1 GiB in-memory log, data directory ./data) until Ctrl-C.
 run: bin
-	./$(BIN) server --dir $(DATA)
+	./$(BIN) server --dir $(DATA) --resp 127.0.0.1:6380
 
 # A server on free ports, a 10-second YCSB-B Zipf load against it, the report.
 demo: bin
@@ -69,6 +69,9 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./wire/
 	$(GO) test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) ./wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./resp/
+	$(GO) test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME) ./resp/
+	$(GO) test -run '^$$' -fuzz '^FuzzShortLength$$' -fuzztime $(FUZZTIME) ./resp/
 
 clean:
 	$(GO) clean -testcache

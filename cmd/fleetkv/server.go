@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type serverFlags struct {
 	indexBits                     uint
 	maxBatch, maxKey, maxValue    sizeFlag
 	logLevel, logFormat           string
+	mutexFraction, blockRate      int
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -83,6 +85,8 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.Var(&f.maxValue, "max-value", "largest value accepted")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
+	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
+	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
 }
 
@@ -108,6 +112,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return server.Config{}, err
+	}
+	if f.mutexFraction < 0 || f.blockRate < 0 {
+		return server.Config{}, errors.New("--mutex-profile-fraction and --block-profile-rate must be 0 or more")
 	}
 	if f.logFormat != "text" && f.logFormat != "json" {
 		return server.Config{}, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
@@ -143,6 +150,8 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 		return err
 	}
 	log := newLogger(cmd.ErrOrStderr(), f.logLevel, f.logFormat)
+	runtime.SetMutexProfileFraction(f.mutexFraction)
+	runtime.SetBlockProfileRate(f.blockRate)
 	log.Info("configuration", configAttrs(cmd)...)
 	dev, err := openLogDevice(f, log)
 	if err != nil {
