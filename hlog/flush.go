@@ -7,7 +7,9 @@ import (
 )
 
 // flushState writes read-only pages to the device and tracks which have
-// landed.
+// landed. Pages are sealed (their records' checksums written, checksum.go)
+// and handed to the device by the flusher goroutine, so that neither cost
+// lands on the worker whose epoch refresh ran the read-only action.
 //
 // Invariant: flushedUntil only passes page p once p's write completed and
 // every page before p has passed; pages may complete out of order.
@@ -17,8 +19,12 @@ type flushState struct {
 	l  *Log
 	mu struct {
 		sync.Mutex
-		issued uint64 // writes are issued for every page below this address
+		issued uint64 // writes are requested for every page below this address
+		handed uint64 // and handed to the device below this one (<= issued)
 	}
+	kick     chan struct{} // wakes the flusher; one pending wake is enough
+	stop     chan struct{}
+	stopped  chan struct{}
 	done     []atomic.Uint64 // per frame: 1 + the page whose write completed
 	cbs      []pageWrite     // per frame: the callback of its current page's write
 	firstErr atomic.Pointer[error]
@@ -33,29 +39,74 @@ func (w *pageWrite) IODone(n int, err error) { w.f.complete(w.page, n, err) }
 
 func (f *flushState) init(l *Log) {
 	f.l = l
-	f.mu.issued = FirstAddress
+	f.mu.issued, f.mu.handed = FirstAddress, FirstAddress
 	f.done = make([]atomic.Uint64, l.frames)
 	f.cbs = make([]pageWrite, l.frames)
 	for i := range f.cbs {
 		f.cbs[i].f = f
 	}
+	f.kick = make(chan struct{}, 1)
+	f.stop, f.stopped = make(chan struct{}), make(chan struct{})
+	go f.run()
 }
 
-// issueUntil starts device writes for every read-only page below target that
-// has not been issued yet. Completions may run before it returns.
+// issueUntil requests device writes for every read-only page below target;
+// the flusher goroutine seals and writes them. It never blocks.
 func (f *flushState) issueUntil(target uint64) {
-	l := f.l
 	f.mu.Lock()
-	from := f.mu.issued
-	if target > from {
+	if target > f.mu.issued {
 		f.mu.issued = target
 	}
 	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run is the flusher: it seals and writes the requested pages in order
+// until stop is closed.
+func (f *flushState) run() {
+	defer close(f.stopped)
+	for {
+		select {
+		case <-f.kick:
+		case <-f.stop:
+			return
+		}
+		for f.handOver() {
+		}
+	}
+}
+
+// handOver seals and writes the pages requested since the last call; false
+// when there were none.
+func (f *flushState) handOver() bool {
+	l := f.l
+	f.mu.Lock()
+	from, target := f.mu.handed, f.mu.issued
+	f.mu.handed = target
+	f.mu.Unlock()
 	for p := from >> l.pageBits; p < target>>l.pageBits; p++ {
+		page := l.frameBytes(p)
+		first := uint64(0)
+		if p == 0 {
+			first = FirstAddress
+		}
+		sealPage(page, first)
 		cb := &f.cbs[p%l.frames]
 		cb.page = p
-		l.dev.WriteAsync(l.frameBytes(p), p<<l.pageBits, cb)
+		l.dev.WriteAsync(page, p<<l.pageBits, cb)
 	}
+	return target > from
+}
+
+// close stops the flusher once it has handed over everything requested.
+func (f *flushState) close() {
+	for f.handOver() {
+	}
+	close(f.stop)
+	<-f.stopped
 }
 
 // complete records one page write and advances flushedUntil over every page

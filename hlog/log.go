@@ -173,10 +173,12 @@ func (l *Log) Close() error {
 	deadline := time.Now().Add(closeWait)
 	for !l.flush.settled() {
 		if time.Now().After(deadline) {
+			l.flush.close()
 			return fmt.Errorf("hlog: close: page writes still in flight after %v; frames not freed", closeWait)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	l.flush.close()
 	mem := l.mem
 	l.mem = nil
 	return manual.Free(mem)

@@ -254,10 +254,10 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		ps.finish(p, 0, ps.corrupt(p, "impossible record header %#x (key %d, value %d of %d)", uint64(h), kl, vl, vc), nil)
 		return
 	}
-	need := hlog.PrefixSize + kl
-	if kl == p.keyLen {
-		need += vl
-	}
+	// The whole record (up to its used value) is read before any of it is
+	// trusted, so that its checksum covers the key and the chain link a walk
+	// follows as well as the value it returns.
+	need := hlog.PrefixSize + kl + vl
 	if len(rec) < need {
 		if len(p.buf)-p.bufOff >= need { // the buffer had room: the device read short
 			ps.finish(p, 0, fmt.Errorf("store: reading record at %d: %d of %d bytes: %w",
@@ -265,6 +265,10 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 			return
 		}
 		ps.readAt(p, p.addr, need)
+		return
+	}
+	if !hlog.VerifyRecord(rec[:need]) {
+		ps.finish(p, 0, ps.corrupt(p, "record checksum %#x does not match its content", hlog.StoredChecksum(rec)), nil)
 		return
 	}
 	if kl != p.keyLen || !bytes.Equal(rec[hlog.PrefixSize:hlog.PrefixSize+kl], p.key()) {

@@ -1,0 +1,103 @@
+package hlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// ErrTorn reports where a device scan found bytes that are not a sealed
+// record: the end of what was written, a page that was torn by a power
+// loss, or garbled bytes. Everything before the scan's end address is valid.
+var ErrTorn = errors.New("hlog: log ends in bytes that are not a sealed record")
+
+// ScanDevice reads the pages holding [from, to) from dev, in address order,
+// and calls fn with every sealed record's address and bytes (prefix, key
+// and used value; valid only during the call), skipping fillers and
+// abandoned records. from must be a record boundary. It stops at the first
+// record that does not hold together or whose checksum fails, and returns
+// the address where the valid log ends: to when everything held, with a
+// nil error; otherwise that record's address and an error wrapping ErrTorn
+// that says what was found. An error from fn or the device stops the scan
+// and is returned as it is.
+func ScanDevice(dev ssd.Device, pageBits uint, from, to uint64, fn func(addr uint64, rec []byte) error) (uint64, error) {
+	pageSize := uint64(1) << pageBits
+	buf := ssd.AlignedBuffer(int(pageSize))
+	addr := from
+	for addr < to {
+		page := addr >> pageBits
+		if err := readSync(dev, buf, page<<pageBits); err != nil {
+			return addr, fmt.Errorf("hlog: reading page %d: %w", page, err)
+		}
+		end := min(to, (page+1)<<pageBits)
+		next, err := scanPage(buf, page<<pageBits, addr, end, fn)
+		if err != nil {
+			return next, err
+		}
+		addr = next
+	}
+	return addr, nil
+}
+
+// scanPage walks the records of one page image (base is its first address)
+// from addr to end.
+func scanPage(buf []byte, base, addr, end uint64, fn func(uint64, []byte) error) (uint64, error) {
+	torn := func(format string, a ...any) (uint64, error) {
+		return addr, fmt.Errorf("%w: at %d: %s", ErrTorn, addr, fmt.Sprintf(format, a...))
+	}
+	for addr < end {
+		off := addr - base
+		if off+8 > uint64(len(buf)) {
+			return torn("a record cannot start %d bytes before the page's end", uint64(len(buf))-off)
+		}
+		h := Header(binary.LittleEndian.Uint64(buf[off:]))
+		if h.Filler() {
+			if h.Prev() == 0 || off+h.Prev() > uint64(len(buf)) {
+				return torn("filler of %d bytes", h.Prev())
+			}
+			addr += h.Prev()
+			continue
+		}
+		if !h.Final() || off+PrefixSize > uint64(len(buf)) {
+			return torn("header %#x", uint64(h))
+		}
+		_, kl, vc, vl, _ := DecodePrefix(buf[off:])
+		size := RecordSize(kl, vc)
+		if vl > vc || off+size > uint64(len(buf)) || h.Prev() >= addr {
+			return torn("record header %#x (key %d, value %d of %d)", uint64(h), kl, vl, vc)
+		}
+		rec := buf[off : off+PrefixSize+uint64(kl+vl)]
+		if !VerifyRecord(rec) {
+			return torn("checksum %#x does not match the record", StoredChecksum(rec))
+		}
+		if !h.Invalid() {
+			if err := fn(addr, rec); err != nil {
+				return addr, err
+			}
+		}
+		addr += size
+	}
+	return addr, nil
+}
+
+// readSync reads len(p) bytes at off and waits for them.
+func readSync(dev ssd.Device, p []byte, off uint64) error {
+	done := make(scanWait, 1)
+	dev.ReadAsync(p, off, done)
+	r := <-done
+	if r.err == nil && r.n != len(p) {
+		return fmt.Errorf("short read of %d bytes of %d", r.n, len(p))
+	}
+	return r.err
+}
+
+type scanResult struct {
+	n   int
+	err error
+}
+
+type scanWait chan scanResult
+
+func (w scanWait) IODone(n int, err error) { w <- scanResult{n, err} }
