@@ -186,6 +186,9 @@ func (l *Log) Close() error {
 
 const closeWait = 10 * time.Second
 
+// PageBits returns log2 of the page size.
+func (l *Log) PageBits() uint { return l.pageBits }
+
 // PageSize returns the page size in bytes; no record is larger.
 func (l *Log) PageSize() uint64 { return l.pageSize }
 

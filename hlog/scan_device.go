@@ -28,7 +28,7 @@ func ScanDevice(dev ssd.Device, pageBits uint, from, to uint64, fn func(addr uin
 	addr := from
 	for addr < to {
 		page := addr >> pageBits
-		if err := readSync(dev, buf, page<<pageBits); err != nil {
+		if err := ReadPage(dev, buf, page<<pageBits); err != nil {
 			return addr, fmt.Errorf("hlog: reading page %d: %w", page, err)
 		}
 		end := min(to, (page+1)<<pageBits)
@@ -82,15 +82,31 @@ func scanPage(buf []byte, base, addr, end uint64, fn func(uint64, []byte) error)
 	return addr, nil
 }
 
-// readSync reads len(p) bytes at off and waits for them.
-func readSync(dev ssd.Device, p []byte, off uint64) error {
+// ReadPage reads len(p) bytes at off (aligned for the device) and waits
+// for them.
+func ReadPage(dev ssd.Device, p []byte, off uint64) error {
+	return syncIO(p, off, dev.ReadAsync)
+}
+
+// WritePage writes p at off (aligned for the device) and waits for it; it
+// does not sync.
+func WritePage(dev ssd.Device, p []byte, off uint64) error {
+	return syncIO(p, off, dev.WriteAsync)
+}
+
+func syncIO(p []byte, off uint64, op func([]byte, uint64, ssd.Callback)) error {
 	done := make(scanWait, 1)
-	dev.ReadAsync(p, off, done)
+	op(p, off, done)
 	r := <-done
 	if r.err == nil && r.n != len(p) {
-		return fmt.Errorf("short read of %d bytes of %d", r.n, len(p))
+		return fmt.Errorf("hlog: %d of %d bytes transferred at %d", r.n, len(p), off)
 	}
 	return r.err
+}
+
+// PutFiller writes the header of a filler of size bytes at the start of b.
+func PutFiller(b []byte, size uint64) {
+	binary.LittleEndian.PutUint64(b, uint64(fillerHeader(size)))
 }
 
 type scanResult struct {

@@ -173,6 +173,8 @@ func TestPendingRMWIsNotOvertaken(t *testing.T) {
 func TestGarbledDeviceBytesAreNeverServed(t *testing.T) {
 	const n = 600
 	st, s, fd := faultyStore(t, n)
+	damageExpected.Store(true)
+	defer damageExpected.Store(false)
 	dev := fd.Inner()
 	cold := st.Log().Head()
 	// Every 512 bytes of the flushed log, one byte becomes 0xff: inside a

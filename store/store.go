@@ -82,8 +82,12 @@ type Store struct {
 	log    *hlog.Log
 	index  *index.Index
 
-	growing   atomic.Bool  // a growth runs; it owns grower
-	grower    *epoch.Guard // the slot growth uses, reserved so sessions cannot take it
+	growing atomic.Bool  // a growth runs; it owns grower
+	grower  *epoch.Guard // the slot growth uses, reserved so sessions cannot take it
+	ckpt    struct {
+		sync.Mutex              // one checkpoint at a time
+		g          *epoch.Guard // the slot checkpoints use, reserved like grower's
+	}
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth
@@ -95,12 +99,15 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 1)} // +1: the grower
+	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 2)} // +2: the grower, the checkpointer
 	grower, err := st.epochs.Acquire()
 	if err != nil {
 		return nil, err
 	}
 	st.grower = grower
+	if st.ckpt.g, err = st.epochs.Acquire(); err != nil {
+		return nil, err
+	}
 	l, err := hlog.New(cfg.Log, st.epochs)
 	if err != nil {
 		return nil, err
@@ -122,6 +129,7 @@ func (st *Store) Close() error {
 	}
 	st.bg.Wait()
 	st.grower.Release()
+	st.ckpt.g.Release()
 	st.index.Close()
 	return st.log.Close()
 }

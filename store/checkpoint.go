@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// Checkpoint describes a durable state of the store: the log from Begin to
+// End is on the device (synced), and every record below End was linked
+// into its hash chain under an index of at most IndexBits bits. The
+// caller records it (with the page size, which fixes the address layout)
+// and hands it back to Recover.
+type Checkpoint struct {
+	Begin, End uint64
+	IndexBits  uint
+	PageBits   uint
+}
+
+// Checkpoint makes everything the store holds now durable: a fold-over of
+// the log (the tail page is closed and every page below it flushed), then a
+// device sync. Sessions keep running; what they do meanwhile lands after
+// End and is in the next checkpoint. Safe from any goroutine that is not a
+// session's owner in the middle of an operation; one runs at a time. Like
+// every wait on the epoch, it needs each session to refresh or be suspended:
+// a session that stays protected while idle holds it up until ctx ends.
+func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	st.ckpt.Lock()
+	defer st.ckpt.Unlock()
+	end, err := st.log.FoldOver(ctx, st.ckpt.g)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
+	}
+	if err := st.log.Device().Sync(); err != nil {
+		return Checkpoint{}, fmt.Errorf("store: checkpoint: sync: %w", err)
+	}
+	return Checkpoint{Begin: st.log.Begin(), End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits()}, nil
+}
+
+// linkBits bounds the index size records have been linked under so far:
+// the table's bits, one more while it grows into a table twice as large.
+func (st *Store) linkBits() uint {
+	s := st.index.Stats()
+	if s.Growing {
+		return s.Bits + 1
+	}
+	return s.Bits
+}
+
+// RecoveryStats say what Recover found.
+type RecoveryStats struct {
+	Records    int    // records replayed into the index
+	End        uint64 // where the valid log ends (the checkpoint's End unless cut)
+	Start      uint64 // where the recovered store appends its first record
+	Cut        bool   // the log was damaged before the checkpoint's end
+	CutReason  string // what was found where it was cut
+	IndexBits  uint   // the index the store opened with
+	PagesTotal uint64 // pages scanned
+}
+
+// Recover opens a store over cfg.Log.Device, which holds the log of
+// checkpoint c: it scans the log from c.Begin to c.End, verifying every
+// record's checksum, and points the index at each key's newest record. The
+// index gets at least c.IndexBits bits, since a record's chain link was made
+// under that size and a smaller table could merge two chains into one that
+// reaches only one of them. A record that does not hold together before
+// c.End cuts the log there: what follows is lost, and RecoveryStats says so.
+// The recovered store appends from the page after the valid end.
+func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
+	var rs RecoveryStats
+	if c.PageBits != 0 && cfg.Log.PageBits != 0 && c.PageBits != cfg.Log.PageBits {
+		return nil, rs, fmt.Errorf("store: recover: the log was written with %d-byte pages, not %d",
+			uint64(1)<<c.PageBits, uint64(1)<<cfg.Log.PageBits)
+	}
+	if c.PageBits != 0 {
+		cfg.Log.PageBits = c.PageBits
+	}
+	cfg.IndexBits = max(cfg.IndexBits, c.IndexBits)
+	st, err := Open(cfg)
+	if err != nil {
+		return nil, rs, err
+	}
+	rs.IndexBits = st.index.Bits()
+	if err := st.replay(c, &rs); err != nil {
+		st.Close()
+		return nil, rs, err
+	}
+	return st, rs, nil
+}
+
+// replay rebuilds the index from the device and restarts the log after it.
+func (st *Store) replay(c Checkpoint, rs *RecoveryStats) error {
+	if c.End <= hlog.FirstAddress {
+		rs.End, rs.Start = hlog.FirstAddress, hlog.FirstAddress
+		return nil // an empty checkpoint: the store is new
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	pageBits := st.log.PageBits()
+	if err := s.begin(); err != nil {
+		return err
+	}
+	end, scanErr := hlog.ScanDevice(st.log.Device(), pageBits, c.Begin, c.End, func(addr uint64, rec []byte) error {
+		_, kl, _, _, _ := hlog.DecodePrefix(rec)
+		slot, e := s.findOrCreate(Hash(rec[hlog.PrefixSize : hlog.PrefixSize+kl]))
+		if !slot.CompareAndSwap(e, addr) {
+			return fmt.Errorf("store: recover: index entry for the record at %d changed under the replay", addr)
+		}
+		rs.Records++
+		s.end() // refreshes now and then: index growth and log actions go on
+		return s.begin()
+	})
+	s.end()
+	switch {
+	case errors.Is(scanErr, hlog.ErrTorn):
+		rs.Cut, rs.CutReason = true, scanErr.Error()
+	case scanErr != nil:
+		return fmt.Errorf("store: recover: %w", scanErr)
+	}
+	rs.End = end
+	rs.PagesTotal = (end - c.Begin + st.log.PageSize() - 1) >> pageBits
+	rs.Start = (end + st.log.PageSize() - 1) &^ (st.log.PageSize() - 1)
+	if rs.Start != end {
+		// A cut inside a page: cover the rest of the page with a filler, so
+		// that the next recovery's scan passes it to the records after it.
+		if err := closeDevicePage(st.log.Device(), pageBits, end); err != nil {
+			return fmt.Errorf("store: recover: closing the cut page: %w", err)
+		}
+	}
+	return st.log.Restart(c.Begin, rs.Start)
+}
+
+// closeDevicePage rewrites the page holding end with a filler from end to
+// the page's end, and syncs it.
+func closeDevicePage(dev ssd.Device, pageBits uint, end uint64) error {
+	size := uint64(1) << pageBits
+	base := end &^ (size - 1)
+	buf := ssd.AlignedBuffer(int(size))
+	if err := hlog.ReadPage(dev, buf, base); err != nil {
+		return err
+	}
+	hlog.PutFiller(buf[end-base:], size-(end-base))
+	if err := hlog.WritePage(dev, buf, base); err != nil {
+		return err
+	}
+	return dev.Sync()
+}
