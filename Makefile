@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability crash-test lint fuzz clean
 
 all: build
 
@@ -55,6 +55,15 @@ bench-server:
 # and pread, beside fio's random-read IOPS on the same file system.
 bench-ssd:
 	./scripts/bench-ssd.sh $(SECS)
+
+# kill -9 cycles against a real server process (make test runs 3).
+CYCLES ?= 200
+crash-test:
+	CYCLES=$(CYCLES) $(GO) test -count=1 -timeout 0 -run TestKillNineKeepsCommittedPrefixes -v ./internal/crashtest/
+
+# Checkpoint duration, throughput during checkpoints, recovery time.
+bench-durability:
+	./scripts/bench-durability.sh
 
 # The Redis protocol front and redis-server, driven by redis-benchmark (REQUESTS per run).
 bench-resp:

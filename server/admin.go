@@ -14,7 +14,8 @@ import (
 	"github.com/fleetkv/fleetkv/store"
 )
 
-// adminServer serves /healthz, /stats, /metrics and /debug/pprof/ on its own
+// adminServer serves /healthz, /stats, /metrics, /checkpoint (POST) and
+// /debug/pprof/ on its own
 // listener, apart from the data path.
 type adminServer struct {
 	addr string
@@ -41,6 +42,19 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		_ = enc.Encode(s.Stats())
 	})
 	mux.Handle("/metrics", metricsHandler(s))
+	mux.HandleFunc("/checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST to take a checkpoint", http.StatusMethodNotAllowed)
+			return
+		}
+		m, err := s.Checkpoint(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m)
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -74,7 +88,19 @@ type Stats struct {
 	Store           store.Stats      `json:"store"`
 	LogMemory       uint64           `json:"log_memory"`   // in-memory log budget
 	IOInFlight      int              `json:"io_in_flight"` // device requests outstanding; 0 for devices that do not count them
+	Checkpoint      CheckpointStats  `json:"checkpoint"`
 	Memory          MemStats         `json:"memory"`
+}
+
+// CheckpointStats say how durable the server is: checkpoints taken since
+// start and their total time, and the newest one (Seq 0: none yet).
+type CheckpointStats struct {
+	Enabled    bool      `json:"enabled"`
+	Taken      uint64    `json:"taken"`
+	TotalNanos uint64    `json:"total_nanos"`
+	Seq        uint64    `json:"seq"`
+	End        uint64    `json:"end"`
+	Time       time.Time `json:"time"`
 }
 
 // MemStats is the part of the Go runtime's memory statistics worth watching.
@@ -111,6 +137,11 @@ func (s *Server) Stats() Stats {
 		st.RESPConnections += l.stats.respConns.Load()
 	}
 	s.mu.Unlock()
+	st.Checkpoint = CheckpointStats{Enabled: s.dur != nil, Taken: s.stats.checkpoints.Load(), TotalNanos: s.stats.checkpointNanos.Load()}
+	if s.dur != nil {
+		last := s.dur.latest()
+		st.Checkpoint.Seq, st.Checkpoint.End, st.Checkpoint.Time = last.Seq, last.Store.End, last.Time
+	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	st.Memory = MemStats{HeapAlloc: m.HeapAlloc, HeapSys: m.HeapSys, NumGC: m.NumGC, Goroutines: runtime.NumGoroutine()}

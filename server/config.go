@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
+	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -43,6 +45,14 @@ type Config struct {
 	MaxPendingIO int
 	// Store configures the store the server opens.
 	Store store.Config
+	// Checkpoints, when set, is where the server records checkpoints: at
+	// start it recovers the newest one (store.Recover over Store.Log.Device,
+	// which must then hold that log), it takes one every CheckpointInterval
+	// and when it shuts down. Nil: no durability.
+	Checkpoints *checkpoint.Dir
+	// CheckpointInterval is the time between periodic checkpoints. Default
+	// 5 s; negative: only on demand and at shutdown.
+	CheckpointInterval time.Duration
 }
 
 const defaultMaxResponse = 64 << 20
@@ -62,6 +72,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxPendingIO == 0 {
 		c.MaxPendingIO = 4096
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = 5 * time.Second
 	}
 	switch {
 	case c.Loops < 1 || c.Loops > 1024:

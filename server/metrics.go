@@ -18,6 +18,7 @@ type metrics struct {
 	bytes, conns, view, logAddr, logMemory        *prometheus.Desc
 	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
 	epoch, epochActions, loops                    *prometheus.Desc
+	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -42,6 +43,10 @@ func newMetrics(s *Server) *metrics {
 		epoch:        d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
 		epochActions: d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),
 		loops:        d("event_loops", "Event loops serving connections."),
+		ckptTaken:    d("checkpoints_total", "Checkpoints taken since the server started."),
+		ckptSeconds:  d("checkpoint_seconds_total", "Time spent taking them."),
+		ckptEnd:      d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
+		ckptTime:     d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
 	}
 }
 
@@ -87,6 +92,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.epoch, float64(st.Store.Epoch.Safe), "safe")
 	gauge(m.epochActions, float64(st.Store.Epoch.PendingActions))
 	gauge(m.loops, float64(st.Loops))
+	counter(m.ckptTaken, float64(st.Checkpoint.Taken))
+	counter(m.ckptSeconds, float64(st.Checkpoint.TotalNanos)/1e9)
+	gauge(m.ckptEnd, float64(st.Checkpoint.End))
+	var ts float64
+	if st.Checkpoint.Seq != 0 {
+		ts = float64(st.Checkpoint.Time.UnixNano()) / 1e9
+	}
+	gauge(m.ckptTime, ts)
 }
 
 // metricsHandler serves /metrics: fleetkv's metrics, the Go runtime's and

@@ -61,11 +61,9 @@ func init() {
 		{name: "dbsize", arity: 1, reply: cmdDBSize},
 		{name: "flushall", arity: -1, reply: notSupported("FLUSHALL cannot drop every key at once yet")},
 		{name: "flushdb", arity: -1, reply: notSupported("FLUSHDB cannot drop every key at once yet")},
-		{name: "save", arity: 1, reply: notSupported("SAVE needs checkpoints, which fleetkv does not take yet")},
-		{name: "bgsave", arity: -1, reply: notSupported("BGSAVE needs checkpoints, which fleetkv does not take yet")},
-		{name: "waitaof", arity: 4, reply: func(_ *loop, r *respConn, _ [][]byte) []byte {
-			return resp.AppendError(r.out, "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.")
-		}},
+		{name: "save", arity: 1, reply: cmdSave},
+		{name: "bgsave", arity: -1, reply: cmdBGSave},
+		{name: "waitaof", arity: 4, reply: cmdWaitAOF},
 		{name: "get", arity: 2, issue: readKey(1), take: takeGet},
 		{name: "set", arity: -3, prepare: prepareSet, issue: issueSet, take: takeSet},
 		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},

@@ -81,8 +81,13 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 		b.WriteString("# Persistence\r\n")
 		field("loading", 0)
 		field("aof_enabled", 0)
-		field("rdb_changes_since_last_save", "n/a")
-		field("fleetkv_checkpoints", "none (not implemented yet)")
+		field("checkpoints_enabled", btoi(st.Checkpoint.Enabled))
+		field("checkpoints_taken", st.Checkpoint.Taken)
+		field("last_checkpoint_seq", st.Checkpoint.Seq)
+		field("last_checkpoint_end", st.Checkpoint.End)
+		if st.Checkpoint.Seq != 0 {
+			field("rdb_last_save_time", st.Checkpoint.Time.Unix())
+		}
 	case "keyspace":
 		b.WriteString("# Keyspace\r\n")
 		if n := st.Store.Index.Entries; n > 0 {

@@ -41,10 +41,15 @@ type Server struct {
 		list  []*loop
 	}
 	started time.Time
-	booted  chan struct{}
-	done    chan error // gnet.Run's result
-	admin   *adminServer
-	closed  atomic.Bool
+	dur     *durability // nil without a checkpoint directory
+	stats   struct {
+		checkpoints     atomic.Uint64
+		checkpointNanos atomic.Uint64
+	}
+	booted chan struct{}
+	done   chan error // gnet.Run's result
+	admin  *adminServer
+	closed atomic.Bool
 }
 
 // Start opens the store, starts the event loops and the admin listener, and
@@ -72,7 +77,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		listeners = append(listeners, "tcp://"+s.respAddr)
 	}
-	if s.st, err = store.Open(cfg.Store); err != nil {
+	if s.st, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	st := s.st
@@ -90,6 +95,9 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 			s.Shutdown(context.Background())
 			return nil, err
 		}
+	}
+	if s.dur != nil {
+		s.dur.start(cfg.CheckpointInterval)
 	}
 	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
@@ -193,6 +201,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	case <-ctx.Done():
 		return errors.Join(append(errs, ctx.Err())...)
+	}
+	if s.dur != nil {
+		if err := s.dur.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: final checkpoint: %w", err))
+		}
 	}
 	s.mu.Lock()
 	for _, l := range s.mu.list {

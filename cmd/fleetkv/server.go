@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/ssd"
@@ -37,6 +38,7 @@ type serverFlags struct {
 	maxBatch, maxKey, maxValue    sizeFlag
 	logLevel, logFormat           string
 	mutexFraction, blockRate      int
+	checkpointInterval            time.Duration
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -56,8 +58,11 @@ and admin HTTP (/healthz, /stats, /debug/pprof/) on --admin.
 The newest part of the log (--memory) is kept in memory; older pages are
 flushed to segment files under DIR/log (O_DIRECT, through io_uring or a
 pread/pwrite pool, --io) and reads of them complete asynchronously on the
-loop that issued them. Recovery is not built yet: a restart starts an empty
-store, and log files left in DIR/log by an earlier run are deleted at start.`,
+loop that issued them. Every --checkpoint-interval, at shutdown and on
+demand (POST /checkpoint on the admin listener, RESP SAVE), the server makes
+everything it holds durable and records the checkpoint under
+DIR/checkpoints; a server started on that directory recovers the newest
+checkpoint. Writes after the last checkpoint are lost by a crash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
 	}
@@ -85,6 +90,7 @@ store, and log files left in DIR/log by an earlier run are deleted at start.`,
 	fl.Var(&f.maxValue, "max-value", "largest value accepted")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
+	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "time between checkpoints (also taken at shutdown, on POST /checkpoint and on RESP SAVE); 0 turns the periodic ones off")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
@@ -113,6 +119,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if _, err := parseLevel(f.logLevel); err != nil {
 		return server.Config{}, err
 	}
+	if f.checkpointInterval < 0 {
+		return server.Config{}, errors.New("--checkpoint-interval must be 0 (off) or positive")
+	}
 	if f.mutexFraction < 0 || f.blockRate < 0 {
 		return server.Config{}, errors.New("--mutex-profile-fraction and --block-profile-rate must be 0 or more")
 	}
@@ -137,7 +146,8 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	return server.Config{
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
-		AuthToken: f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		CheckpointInterval: checkpointInterval(f.checkpointInterval),
+		AuthToken:          f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
@@ -153,10 +163,15 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	runtime.SetMutexProfileFraction(f.mutexFraction)
 	runtime.SetBlockProfileRate(f.blockRate)
 	log.Info("configuration", configAttrs(cmd)...)
-	dev, err := openLogDevice(f, log)
+	ckpts, err := checkpoint.Open(f.dir)
 	if err != nil {
 		return err
 	}
+	dev, err := openLogDevice(f, log, ckpts)
+	if err != nil {
+		return err
+	}
+	cfg.Checkpoints = ckpts
 	defer dev.Close()
 	cfg.Store.Log.Device = dev
 	log.Info("log device", "dir", dev.Dir(), "io", dev.Engine(), "version", server.Version)
@@ -202,6 +217,14 @@ func configAttrs(cmd *cobra.Command) []any {
 
 var secretFlags = map[string]bool{"auth-token": true, "requirepass": true}
 
+// checkpointInterval maps the flag's 0 (off) to the server's negative.
+func checkpointInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s)); err != nil {
@@ -210,13 +233,18 @@ func parseLevel(s string) (slog.Level, error) {
 	return level, nil
 }
 
-// openLogDevice opens the segment files under DIR/log, deleting what an
-// earlier run left there (nothing recovers it yet).
-func openLogDevice(f serverFlags, log *slog.Logger) (*ssd.FileDevice, error) {
+// openLogDevice opens the segment files under DIR/log. They are kept when
+// DIR/checkpoints records a checkpoint (the server recovers it); a log
+// without one holds nothing durable and is deleted.
+func openLogDevice(f serverFlags, log *slog.Logger, ckpts *checkpoint.Dir) (*ssd.FileDevice, error) {
 	dir := filepath.Join(f.dir, "log")
+	_, recovering, err := ckpts.Latest()
+	if err != nil {
+		return nil, fmt.Errorf("--dir: %w", err)
+	}
 	old, _ := filepath.Glob(filepath.Join(dir, "log.*"))
-	if len(old) > 0 {
-		log.Warn("deleting the log of an earlier run: recovery is not built yet", "dir", dir, "files", len(old))
+	if len(old) > 0 && !recovering {
+		log.Warn("deleting a log that no checkpoint covers", "dir", dir, "files", len(old))
 		for _, p := range old {
 			if err := os.Remove(p); err != nil {
 				return nil, fmt.Errorf("--dir: %w", err)

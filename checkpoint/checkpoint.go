@@ -1,0 +1,161 @@
+// Package checkpoint keeps the metadata of a store's checkpoints in a data
+// directory: one small JSON file per checkpoint, written so that a crash at
+// any moment leaves either the complete new file or none (temporary file,
+// fsync, rename, fsync of the directory). At start, Latest finds the newest
+// complete checkpoint, so a restart needs no token: the server recovers
+// whatever the directory says is durable.
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// Meta is one checkpoint's file.
+type Meta struct {
+	Seq   uint64           `json:"seq"` // 1, 2, ... in the order they were taken
+	Time  time.Time        `json:"time"`
+	Store store.Checkpoint `json:"store"`
+}
+
+// Dir is a directory of checkpoint files.
+type Dir struct{ path string }
+
+// Open returns the checkpoint directory under dataDir, creating it.
+func Open(dataDir string) (*Dir, error) {
+	p := filepath.Join(dataDir, "checkpoints")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return &Dir{path: p}, nil
+}
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
+
+const prefix, suffix = "ckpt-", ".json"
+
+func (d *Dir) file(seq uint64) string {
+	return filepath.Join(d.path, fmt.Sprintf("%s%016d%s", prefix, seq, suffix))
+}
+
+// Save writes m durably, then deletes all but the keep newest files.
+func (d *Dir) Save(m Meta, keep int) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	final := d.file(m.Seq)
+	tmp := final + ".tmp"
+	if err := writeSynced(tmp, b); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := syncDir(d.path); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return d.prune(keep)
+}
+
+func writeSynced(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// seqs lists the sequence numbers of the complete files, oldest first.
+func (d *Dir) seqs() ([]uint64, error) {
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	var out []uint64
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, prefix) || !strings.HasSuffix(n, suffix) {
+			continue // temporary files of an interrupted Save among them
+		}
+		var seq uint64
+		if _, err := fmt.Sscanf(strings.TrimSuffix(strings.TrimPrefix(n, prefix), suffix), "%d", &seq); err == nil {
+			out = append(out, seq)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+// Latest returns the newest checkpoint; ok is false when there is none. A
+// file that does not parse is an error, not skipped: it was renamed into
+// place complete, so damage there is damage to the data directory.
+func (d *Dir) Latest() (m Meta, ok bool, err error) {
+	seqs, err := d.seqs()
+	if err != nil || len(seqs) == 0 {
+		return Meta{}, false, err
+	}
+	b, err := os.ReadFile(d.file(seqs[len(seqs)-1]))
+	if err != nil {
+		return Meta{}, false, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Meta{}, false, fmt.Errorf("checkpoint: %s: %w", d.file(seqs[len(seqs)-1]), err)
+	}
+	if m.Seq != seqs[len(seqs)-1] || m.Store.End == 0 {
+		return Meta{}, false, fmt.Errorf("checkpoint: %s: inconsistent content", d.file(m.Seq))
+	}
+	return m, true, nil
+}
+
+// Clear deletes every checkpoint file (a data directory whose log is being
+// discarded).
+func (d *Dir) Clear() error {
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.Remove(filepath.Join(d.path, e.Name())))
+	}
+	return errors.Join(append(errs, syncDir(d.path))...)
+}
+
+func (d *Dir) prune(keep int) error {
+	seqs, err := d.seqs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := 0; i+keep < len(seqs); i++ {
+		errs = append(errs, os.Remove(d.file(seqs[i])))
+	}
+	return errors.Join(errs...)
+}
