@@ -101,6 +101,8 @@ type CheckpointStats struct {
 	Seq        uint64    `json:"seq"`
 	End        uint64    `json:"end"`
 	Time       time.Time `json:"time"`
+	// Recovered is what the recovery at start found; nil for a new store.
+	Recovered *store.RecoveryStats `json:"recovered,omitempty"`
 }
 
 // MemStats is the part of the Go runtime's memory statistics worth watching.
@@ -141,6 +143,7 @@ func (s *Server) Stats() Stats {
 	if s.dur != nil {
 		last := s.dur.latest()
 		st.Checkpoint.Seq, st.Checkpoint.End, st.Checkpoint.Time = last.Seq, last.Store.End, last.Time
+		st.Checkpoint.Recovered = s.dur.recovered
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

@@ -20,8 +20,10 @@ type durability struct {
 	dir  *checkpoint.Dir
 	mu   sync.Mutex // one checkpoint at a time; guards last
 	last checkpoint.Meta
-	stop chan struct{}
-	done chan struct{}
+	// recovered is what the recovery at start found; nil for a new store.
+	recovered *store.RecoveryStats
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // keepCheckpoints is how many checkpoint files the directory keeps.
@@ -48,6 +50,7 @@ func (s *Server) openStore() (*store.Store, error) {
 		return nil, fmt.Errorf("server: recover checkpoint %d: %w", meta.Seq, err)
 	}
 	s.dur.last = meta
+	s.dur.recovered = &rs
 	log := s.log.Info
 	if rs.Cut {
 		log = s.log.Error

@@ -204,6 +204,20 @@ func (d *FileDevice) openSegment(i uint64, create bool) (int, error) {
 			unix.Close(fd)
 			return -1, fmt.Errorf("ssd: preallocate %s (%d bytes): %w", path, d.cfg.SegmentSize, err)
 		}
+		return fd, nil
+	}
+	// An existing segment written with another segment size would map
+	// addresses to the wrong files. A shorter one is a truncated tail: its
+	// missing end reads as zeros, which recovery treats as the log's end.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("ssd: stat %s: %w", path, err)
+	}
+	if uint64(st.Size) > d.cfg.SegmentSize {
+		unix.Close(fd)
+		return -1, fmt.Errorf("ssd: %s is %d bytes, more than the segment size %d: open the log with the segment size it was written with",
+			path, st.Size, d.cfg.SegmentSize)
 	}
 	return fd, nil
 }
