@@ -8,9 +8,11 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/ssd"
 )
 
 var (
@@ -313,23 +316,43 @@ func (w *worker) run(ops int, touched map[string]bool) {
 }
 
 // runSingle is fully deterministic: one session, with index growth driven
-// from the same goroutine at seeded points.
+// from the same goroutine at seeded points, and checkpoints and recoveries:
+// now and then a checkpoint, and now and then a crash (a power loss that
+// tears unsynced writes, on the crashable device) and a recovery of the
+// last checkpoint, after which the oracle is what it was at that checkpoint.
 func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)) {
 	cfg := mc.cfg
 	cfg.NoAutoGrow = true
-	st := mc.open(t, cfg)
+	cfg.Log.Device = openDevice(t, mc.device)
+	st := openTest(t, cfg)
 	w := newWorker(t, st, seed, 0, mc, fail)
 	touched := map[string]bool{}
+	var ck *Checkpoint
+	var ckOracle map[string][]byte
+	checkpoints, recoveries := 0, 0
 	for i := 0; i < *opsFlag; i++ {
 		k := w.key()
 		touched[k] = true
 		w.step()
-		if w.rng.IntN(2000) == 0 && st.index.Bits() < mc.cfg.MaxIndexBits {
+		switch {
+		case w.rng.IntN(2000) == 0 && st.index.Bits() < mc.cfg.MaxIndexBits:
 			w.s.CompletePending(true)
 			w.s.Suspend()
 			if err := st.GrowIndex(); err != nil {
 				fail("GrowIndex: %v", err)
 			}
+		case w.rng.IntN(1500) == 0:
+			w.s.CompletePending(true)
+			w.s.Suspend()
+			c, err := st.Checkpoint(context.Background())
+			if err != nil {
+				fail("Checkpoint: %v", err)
+			}
+			ck, ckOracle = &c, maps.Clone(w.oracle)
+			checkpoints++
+		case ck != nil && w.rng.IntN(3000) == 0:
+			st = w.crashAndRecover(cfg, *ck, ckOracle)
+			recoveries++
 		}
 	}
 	w.s.CompletePending(true)
@@ -337,8 +360,36 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 		touched[k] = true
 	}
 	w.verifyAll(touched)
-	t.Logf("single: %+v", st.Stats())
+	t.Logf("single: %d checkpoints, %d recoveries, %+v", checkpoints, recoveries, st.Stats())
 	w.s.Close()
+}
+
+// crashAndRecover closes the worker's store, loses or tears what the
+// device had not synced (on the crashable device), recovers checkpoint c
+// and points the worker at the recovered store, with the oracle it had
+// when c was taken.
+func (w *worker) crashAndRecover(cfg Config, c Checkpoint, oracle map[string][]byte) *Store {
+	w.s.CompletePending(true)
+	w.s.Close()
+	w.st.Close()
+	if cd, ok := cfg.Log.Device.(*ssd.CrashDevice); ok {
+		cd.PowerLoss(ssd.TearUnsynced, w.rng)
+	}
+	st, rs, err := Recover(cfg, c)
+	if err != nil {
+		w.fail("Recover(%+v): %v", c, err)
+	}
+	if rs.Cut || rs.End != c.End {
+		w.fail("recovery of %+v cut the log: %+v", c, rs)
+	}
+	w.t.Cleanup(func() { st.Close() })
+	s, err := st.NewSession()
+	if err != nil {
+		w.fail("NewSession: %v", err)
+	}
+	s.SetCompletion(w.completed)
+	w.st, w.s, w.oracle = st, s, maps.Clone(oracle)
+	return st
 }
 
 // runDisjoint runs workers on disjoint key sets, each against its own oracle,
