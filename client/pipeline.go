@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"time"
 
@@ -123,6 +124,46 @@ func (s *Session) Wait() error {
 	return nil
 }
 
+// Durable returns the session's commit point: every operation with a serial
+// up to it is durable (a checkpoint covers it), none after it is promised.
+// It moves when the session reads responses (Wait, WaitDurable, flushes).
+// Serials start again at 1 on each connection, and so does the commit point.
+func (s *Session) Durable() uint64 { return s.durable }
+
+// LastSerial returns the serial of the last operation queued (0: none on
+// this connection).
+func (s *Session) LastSerial() uint64 { return s.serial - 1 }
+
+// WaitDurable flushes, waits for every result, and returns once the server
+// reports every operation queued so far durable: after its next checkpoint
+// (every --checkpoint-interval, or one asked for through the admin API or a
+// RESP SAVE). Cancelling ctx interrupts the wait by dropping the
+// connection (the std transport; see Config.Transport); the error then
+// joins ctx's with ErrUnknownOutcome, as the commit point of that
+// connection is lost with it.
+func (s *Session) WaitDurable(ctx context.Context) error {
+	if err := s.Wait(); err != nil {
+		return err
+	}
+	target := s.serial - 1
+	if s.durable >= target {
+		return nil
+	}
+	nc := s.nc
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for s.durable < target {
+		err := s.receive()
+		if s.nc == nil { // lost: the commit point of that connection is gone
+			err = errors.Join(ctxErr(ctx), ErrUnknownOutcome)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Outstanding returns how many operations are queued, in flight or pending.
 func (s *Session) Outstanding() int {
 	n := len(s.pending)
@@ -146,6 +187,9 @@ func (s *Session) receive() error {
 		return s.results(h, body)
 	case wire.BatchViewChanged, wire.BatchRetryLater:
 		return s.reissue(h)
+	case wire.BatchCommit:
+		s.durable = max(s.durable, h.Serial)
+		return nil
 	}
 	return s.failed(&ServerError{Code: h.Code, Msg: string(body)})
 }

@@ -97,7 +97,8 @@ type Session struct {
 	rbuf     []byte              // received bytes: rbuf[rpos:rend] unparsed
 	rpos     int
 	rend     int
-	err      error // sticky: the session can no longer work
+	durable  uint64 // the server's commit point: operations up to it are durable
+	err      error  // sticky: the session can no longer work
 	backoff  time.Duration
 }
 
@@ -145,7 +146,7 @@ func (s *Session) connect(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	s.nc, s.rpos, s.rend, s.serial = nc, 0, 0, 1
+	s.nc, s.rpos, s.rend, s.serial, s.durable = nc, 0, 0, 1, 0
 	b, start := wire.BeginBatch(nil)
 	b = wire.AppendOp(b, wire.OpOpen, nil, []byte(s.cfg.AuthToken))
 	wire.FinishRequest(b, start, wire.RequestHeader{Flags: wire.FlagControl, Count: 1})

@@ -311,6 +311,9 @@ func TestScanDeviceStopsAtDamage(t *testing.T) {
 		g.Refresh()
 	}
 	g.Release()
+	for !l.flush.settled() { // the flusher may still be writing requested pages
+		time.Sleep(time.Millisecond)
+	}
 	flushed := l.FlushedUntil()
 	scan := func(to uint64) (int, uint64, error) {
 		i := 0

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/store"
@@ -16,10 +19,13 @@ import (
 // Checkpoints run on their own goroutines, never on a loop: a loop that
 // waited for one would hold the epoch the checkpoint waits for.
 type durability struct {
-	s    *Server
-	dir  *checkpoint.Dir
-	mu   sync.Mutex // one checkpoint at a time; guards last
-	last checkpoint.Meta
+	s   *Server
+	dir *checkpoint.Dir
+	mu  sync.Mutex // one checkpoint at a time
+	// last is the newest recorded checkpoint. An atomic pointer, not under
+	// mu: loops read it (INFO, /stats) and must never wait for a checkpoint,
+	// which waits for them.
+	last atomic.Pointer[checkpoint.Meta]
 	// recovered is what the recovery at start found; nil for a new store.
 	recovered *store.RecoveryStats
 	stop      chan struct{}
@@ -49,7 +55,7 @@ func (s *Server) openStore() (*store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: recover checkpoint %d: %w", meta.Seq, err)
 	}
-	s.dur.last = meta
+	s.dur.last.Store(&meta)
 	s.dur.recovered = &rs
 	log := s.log.Info
 	if rs.Cut {
@@ -88,26 +94,35 @@ func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t0 := time.Now()
+	// Each loop passes its CPR point before the fold-over: the operations
+	// its sessions ran before it have their records below the tail the
+	// checkpoint then folds over.
+	if err := d.s.onEveryLoop(ctx, (*loop).markCPR); err != nil {
+		return checkpoint.Meta{}, err
+	}
 	c, err := d.s.st.Checkpoint(ctx)
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
-	m := checkpoint.Meta{Seq: d.last.Seq + 1, Time: time.Now().UTC(), Store: c}
+	m := checkpoint.Meta{Seq: d.latest().Seq + 1, Time: time.Now().UTC(), Store: c}
 	if err := d.dir.Save(m, keepCheckpoints); err != nil {
 		return checkpoint.Meta{}, err
 	}
-	d.last = m
+	d.last.Store(&m)
+	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
 	d.s.stats.checkpoints.Add(1)
 	d.s.stats.checkpointNanos.Add(uint64(time.Since(t0)))
 	d.s.log.Debug("checkpoint", "seq", m.Seq, "end", c.End, "took", time.Since(t0))
 	return m, nil
 }
 
-// latest returns the newest recorded checkpoint.
+// latest returns the newest recorded checkpoint (Seq 0: none). It never
+// waits.
 func (d *durability) latest() checkpoint.Meta {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.last
+	if m := d.last.Load(); m != nil {
+		return *m
+	}
+	return checkpoint.Meta{}
 }
 
 // close stops the periodic checkpoints and takes the last one; the loops
@@ -129,3 +144,51 @@ func (s *Server) Checkpoint(ctx context.Context) (checkpoint.Meta, error) {
 }
 
 var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data directory)")
+
+// onEveryLoop runs fn on every loop (through its task queue) and waits for
+// all of them. A loop that no longer runs (shutdown) is skipped.
+func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
+	s.mu.Lock()
+	loops := append([]*loop(nil), s.mu.list...)
+	s.mu.Unlock()
+	done := make(chan struct{}, len(loops))
+	n := 0
+	for _, l := range loops {
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			fn(l)
+			done <- struct{}{}
+			return nil
+		}))
+		if err == nil {
+			n++
+		}
+	}
+	for ; n > 0; n-- {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// markCPR reads every session's CPR point.
+func (l *loop) markCPR() {
+	for cs := range l.conns {
+		cs.cpr = cs.sess.CPRPoint()
+	}
+}
+
+// commitCPR tells every session that took part in the checkpoint how far
+// it is durable.
+func (l *loop) commitCPR() {
+	l.view = l.s.view.Load()
+	for cs := range l.conns {
+		if cs.cpr > cs.committed && !cs.closed {
+			cs.committed = cs.cpr
+			cs.sess.Commit(l.view, cs.cpr)
+			l.write(cs)
+		}
+	}
+}

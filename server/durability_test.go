@@ -203,3 +203,47 @@ func TestDamagedLogIsCutAndTheServerStarts(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitPointsReachTheSession: a session learns, after a checkpoint,
+// the serial up to which its operations are durable; WaitDurable returns
+// once a checkpoint covers everything it queued, and not before.
+func TestCommitPointsReachTheSession(t *testing.T) {
+	s, dev := durableServer(t, t.TempDir())
+	defer shutdown(t, s, dev)
+	cs, err := client.Dial(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	put := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := cs.Upsert(fmt.Appendf(nil, "c%d", i), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put(100)
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err = cs.WaitDurable(short)
+	cancel()
+	if err == nil || cs.Durable() != 0 {
+		t.Fatalf("WaitDurable without a checkpoint: %v, commit point %d", err, cs.Durable())
+	}
+	// The cancelled wait dropped the connection; the session reconnects and
+	// its serials (and commit point) start again.
+	put(50)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := s.Checkpoint(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cs.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cs.Durable() < cs.LastSerial() || cs.LastSerial() != 50 {
+		t.Fatalf("commit point %d, last serial %d (want 50)", cs.Durable(), cs.LastSerial())
+	}
+}

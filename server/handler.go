@@ -32,6 +32,9 @@ type conn struct {
 	dirty   bool // completions appended while another connection ran
 	stalled bool // in its loop's stalled list
 	more    bool // input left over when its turn ended
+	// cpr is the session's CPR point read for the checkpoint being taken;
+	// committed the last serial the client was told is durable.
+	cpr, committed uint64
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
@@ -48,7 +51,9 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if h.s.cfg.AuthToken == "" {
 		sess.Opened(h.s.nextSession.Add(1))
 	}
-	c.SetContext(&conn{c: c, l: l, sess: sess})
+	cs := &conn{c: c, l: l, sess: sess}
+	c.SetContext(cs)
+	l.conns[cs] = struct{}{}
 	l.stats.conns.Add(1)
 	return nil, gnet.None
 }
@@ -57,6 +62,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *conn:
 		x.closed = true // pending completions for it are dropped
+		delete(x.l.conns, x)
 		x.l.stats.conns.Add(-1)
 	case *respConn:
 		x.closed = true

@@ -23,9 +23,10 @@ type loop struct {
 	ss      *store.Session
 	view    uint64
 	pending map[uint64]pendingRef
-	dirty   []*conn // connections with completions to write
-	polling bool    // a poll of pending operations is scheduled
-	stalled []*conn // connections with unread input held back by MaxPendingIO
+	conns   map[*conn]struct{} // the loop's native connections
+	dirty   []*conn            // connections with completions to write
+	polling bool               // a poll of pending operations is scheduled
+	stalled []*conn            // connections with unread input held back by MaxPendingIO
 	pollFn  gnet.RunnableFunc
 	ops     wire.OpReader
 	win     [window]ahead // decoded operations of the batch running
@@ -68,8 +69,9 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), value: make([]byte, 0, 4096),
-		rd: resp.NewReader(s.respLimits())}
+	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), conns: make(map[*conn]struct{}),
+		value: make([]byte, 0, 4096),
+		rd:    resp.NewReader(s.respLimits())}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)

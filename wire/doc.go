@@ -54,6 +54,9 @@
 //	3 ERROR      first serial of the bad   a UTF-8 message naming the
 //	             batch                     problem; code says which; the
 //	                                       server closes the connection
+//	4 COMMIT     durable through here      empty; unsolicited, after a
+//	                                       checkpoint: every operation of the
+//	                                       session up to serial is durable
 //
 //	result:     status u8 | payload
 //	  0 OK         len uv | bytes   (a READ's value, a control op's answer;

@@ -56,8 +56,10 @@ func ParseResponseHeader(b []byte, lim Limits) (ResponseHeader, error) {
 		Serial: binary.LittleEndian.Uint64(b[24:]),
 	}
 	switch {
-	case h.Status > BatchError:
+	case h.Status > BatchCommit:
 		return h, errStatus
+	case h.Status == BatchCommit && (h.Length != 0 || h.Count != 0):
+		return h, errCount
 	case binary.LittleEndian.Uint32(b[12:]) != 0:
 		return h, errReserved
 	case uint64(h.Length) > uint64(lim.MaxBatch):
@@ -66,6 +68,14 @@ func ParseResponseHeader(b []byte, lim Limits) (ResponseHeader, error) {
 		return h, errCount
 	}
 	return h, nil
+}
+
+// AppendCommit appends a COMMIT batch: the session's operations up to
+// serial are durable.
+func AppendCommit(dst []byte, view, serial uint64) []byte {
+	dst, start := BeginBatch(dst)
+	FinishResponse(dst, start, ResponseHeader{Status: BatchCommit, View: view, Serial: serial})
+	return dst
 }
 
 // AppendResult appends the result of one request operation. payload is sent

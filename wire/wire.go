@@ -72,6 +72,10 @@ const (
 	BatchViewChanged BatchStatus = 1
 	BatchRetryLater  BatchStatus = 2
 	BatchError       BatchStatus = 3
+	// BatchCommit is unsolicited: every operation of the session with a
+	// serial up to the header's serial is durable, none after it is
+	// promised. Empty body.
+	BatchCommit BatchStatus = 4
 )
 
 // Status is one result's status.
