@@ -44,10 +44,10 @@ func (s *Server) openStore() (*store.Store, error) {
 	}
 	s.dur = &durability{s: s, dir: dir, stop: make(chan struct{}), done: make(chan struct{})}
 	meta, ok, err := dir.Latest()
-	if err != nil || !ok {
-		if err != nil {
-			return nil, err
-		}
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return store.Open(s.cfg.Store)
 	}
 	t0 := time.Now()
