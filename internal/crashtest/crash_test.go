@@ -203,7 +203,9 @@ func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Durat
 // committed ops, then makes that prefix the session's history.
 func verify(t *testing.T, cycle int, srv *server, sessions []*session) {
 	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: srv.resp})
+	// Most keys are on the device by now, and a RESP connection has one
+	// device read in flight at a time: a long pipeline takes seconds.
+	rc := redis.NewClient(&redis.Options{Addr: srv.resp, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	defer rc.Close()
 	ctx := context.Background()
 	for _, s := range sessions {
