@@ -17,7 +17,7 @@ build: bin
 	$(GO) build $(PKGS)
 
 bin:
-	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/fleetkv
+	$(GO) build -ldflags "-X github.com/fleetkv/fleetkv/server.Version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/fleetkv
 
 # The main job: one server with the embedded defaults (one pinned loop per CPU,
 # 1 GiB in-memory log, data directory ./data) until Ctrl-C.

@@ -83,24 +83,10 @@ func scanPage(buf []byte, base, addr, end uint64, fn func(uint64, []byte) error)
 }
 
 // ReadPage reads len(p) bytes at off (aligned for the device) and waits
-// for them. Past the end of what the device holds (a truncated segment
-// file) the page reads as zeros.
+// for them. Bytes the device never had (the missing end of a truncated
+// segment file) read as zeros, as the Device contract says.
 func ReadPage(dev ssd.Device, p []byte, off uint64) error {
-	done := make(scanWait, 1)
-	dev.ReadAsync(p, off, done)
-	r := <-done
-	if r.err != nil || r.n == len(p) {
-		return r.err
-	}
-	// A short read: the file ends inside the page. Read the rest (aligned)
-	// to tell the end of the file from a partial transfer.
-	a := uint64(dev.Alignment())
-	got := uint64(r.n) / a * a
-	if got == 0 { // less than one aligned unit: the file ends there
-		clear(p[r.n:])
-		return nil
-	}
-	return ReadPage(dev, p[got:], off+got)
+	return syncIO(p, off, dev.ReadAsync)
 }
 
 // WritePage writes p at off (aligned for the device) and waits for it; it

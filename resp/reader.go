@@ -2,7 +2,6 @@ package resp
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 )
 
@@ -113,7 +112,7 @@ func (r *Reader) longLength(in []byte, at int, tooBig error) (v int64, next int,
 		}
 		return 0, 0, nil
 	}
-	v, ok := parseInt(in[at+1 : cr])
+	v, ok := ParseInt(in[at+1 : cr])
 	if !ok {
 		if in[at] == '*' {
 			return 0, 0, errMultibulkLen
@@ -144,9 +143,10 @@ func shortLength(in []byte, at int) (int64, int, bool) {
 	return v, i + 2, true
 }
 
-// parseInt parses a decimal int64 the way Redis's string2ll does: an
-// optional '-', digits, no leading zeros, no '+', no spaces.
-func parseInt(b []byte) (int64, bool) {
+// ParseInt parses a decimal int64 the way Redis's string2ll does, for
+// lengths and commands' integer arguments: an optional '-', digits, no
+// leading zeros, no '+', no spaces.
+func ParseInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
@@ -183,9 +183,6 @@ func parseInt(b []byte) (int64, bool) {
 	return int64(u), true
 }
 
-// ParseInt parses a decimal int64 argument by Redis's rules.
-func ParseInt(b []byte) (int64, bool) { return parseInt(b) }
-
 // inlineCommand parses one line of space-separated arguments, with Redis's
 // quoting rules.
 func (r *Reader) inlineCommand(in []byte) ([][]byte, int, error) {
@@ -215,8 +212,6 @@ func (r *Reader) inlineCommand(in []byte) ([][]byte, int, error) {
 	return r.args, nl + 1, nil
 }
 
-var errUnbalanced = errors.New("unbalanced")
-
 // splitArgs splits line as Redis's sdssplitargs does: arguments separated
 // by spaces; "double quotes" with \n \r \t \b \a \\ \" and \xHH escapes;
 // 'single quotes' with \' ; a closing quote must be followed by a space or
@@ -237,7 +232,7 @@ func (r *Reader) splitArgs(line []byte) error {
 		start := len(r.inline)
 		next, err := r.scanArg(line, i)
 		if err != nil {
-			return errQuotes
+			return err
 		}
 		r.args = append(r.args, r.inline[start:len(r.inline):len(r.inline)])
 		i = next
@@ -261,7 +256,7 @@ func (r *Reader) scanArg(line []byte, i int) (int, error) {
 				r.inline = append(r.inline, unescape(line[i]))
 			case c == '"':
 				if i+1 < len(line) && !isSpace(line[i+1]) {
-					return 0, errUnbalanced
+					return 0, errQuotes
 				}
 				return i + 1, nil
 			default:
@@ -274,7 +269,7 @@ func (r *Reader) scanArg(line []byte, i int) (int, error) {
 				r.inline = append(r.inline, '\'')
 			case c == '\'':
 				if i+1 < len(line) && !isSpace(line[i+1]) {
-					return 0, errUnbalanced
+					return 0, errQuotes
 				}
 				return i + 1, nil
 			default:
@@ -291,7 +286,7 @@ func (r *Reader) scanArg(line []byte, i int) (int, error) {
 		}
 	}
 	if inDouble || inSingle {
-		return 0, errUnbalanced
+		return 0, errQuotes
 	}
 	return i, nil
 }

@@ -26,7 +26,7 @@ go build -o "$BIN" ./cmd/fleetkv
 spid=""
 cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 port=$(free_port); admin=$(free_port)
 # start WHAT: starts the server and reports how long it took to serve.
 start() {

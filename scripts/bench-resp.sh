@@ -24,9 +24,7 @@ fi
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 wait_port() { for _ in $(seq 50); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
 

@@ -25,7 +25,7 @@ go build -o "$BIN" ./cmd/fleetkv
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
 pending() { curl -s "127.0.0.1:$1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending_ops"])'; }
 

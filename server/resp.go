@@ -20,13 +20,16 @@ import (
 // the commands without a reorder buffer, at the price of one device read in
 // flight per RESP connection; the native protocol keeps many.
 type respConn struct {
-	c       gnet.Conn
-	l       *loop
-	id      uint64
-	authed  bool
-	closed  bool
-	quit    bool   // QUIT: close once the replies are written
-	waiting bool   // op is pending in the store
+	c      gnet.Conn
+	l      *loop
+	id     uint64
+	authed bool
+	closed bool
+	quit   bool // QUIT: close once the replies are written
+	// waiting: the running command waits for a store operation (an entry
+	// in l.pending names r) or for a checkpoint (respAfterCheckpoint's
+	// goroutine); exactly that completion clears it and queues r again.
+	waiting bool
 	name    []byte // CLIENT SETNAME
 	op      respOp
 	out     []byte

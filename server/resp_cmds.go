@@ -134,6 +134,12 @@ func errReply(b []byte, err error) []byte {
 	return resp.AppendError(b, sanitize(msg))
 }
 
+// failed appends the reply for a store error and ends the command.
+func (r *respConn) failed(err error) bool {
+	r.out = errReply(r.out, err)
+	return false
+}
+
 func notSupported(why string) func(*loop, *respConn, [][]byte) []byte {
 	return func(_ *loop, r *respConn, _ [][]byte) []byte {
 		return resp.AppendError(r.out, "ERR not supported by fleetkv: "+why)
@@ -508,8 +514,7 @@ func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
 func takeDel(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
 	op := &r.op
 	if err != nil {
-		r.out = errReply(r.out, err)
-		return false
+		return r.failed(err)
 	}
 	switch {
 	case op.i%2 == 1:
@@ -533,8 +538,7 @@ func readEach(l *loop, op *respOp) (store.Status, []byte, error) { return l.read
 func takeExists(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
 	op := &r.op
 	if err != nil {
-		r.out = errReply(r.out, err)
-		return false
+		return r.failed(err)
 	}
 	if st == store.OK {
 		op.n++
@@ -585,8 +589,7 @@ func issueMSet(l *loop, op *respOp) (store.Status, []byte, error) {
 func takeMSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	op := &r.op
 	if err != nil {
-		r.out = errReply(r.out, err)
-		return false
+		return r.failed(err)
 	}
 	if op.i++; 1+2*op.i < len(op.args) {
 		return true

@@ -2,9 +2,16 @@ package server
 
 import "runtime/debug"
 
-// Version is the module version, or the VCS revision the binary was built
-// from ("+dirty" when the tree had changes), as INFO and logs report it.
-var Version = buildVersion()
+// Version is what `fleetkv version`, INFO and the logs report: set at link
+// time (make bin: -X github.com/fleetkv/fleetkv/server.Version=...), else
+// the module version or the VCS revision the binary was built from.
+var Version string
+
+func init() {
+	if Version == "" {
+		Version = buildVersion()
+	}
+}
 
 func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()

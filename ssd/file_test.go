@@ -3,6 +3,7 @@ package ssd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -180,6 +181,42 @@ func TestAlignedBuffer(t *testing.T) {
 		b := AlignedBuffer(n)
 		if len(b) != n || cap(b) != n || (n > 0 && addrOf(b)%SectorSize != 0) {
 			t.Fatalf("AlignedBuffer(%d): len %d cap %d addr %#x", n, len(b), cap(b), addrOf(b))
+		}
+	}
+}
+
+// TestTruncatedSegmentReadsAsZeros: a read that reaches past the end of a
+// truncated segment file returns its whole length, the bytes the file still
+// has, then zeros (the Device contract for bytes never written), through
+// either engine, whether the file ends on a sector boundary or not.
+func TestTruncatedSegmentReadsAsZeros(t *testing.T) {
+	for _, io := range engines {
+		for _, cut := range []int64{3 * SectorSize, 3*SectorSize + 1000, 0} {
+			t.Run(fmt.Sprintf("%s/%d", io, cut), func(t *testing.T) {
+				dir := t.TempDir()
+				d := openTestFile(t, dir, io)
+				const size = 8 * SectorSize
+				want := pattern(size, 7)
+				w := newWaiter()
+				d.WriteAsync(want, 0, w)
+				if _, err := w.wait(); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(filepath.Join(dir, segmentName(0)), cut); err != nil {
+					t.Fatal(err)
+				}
+				got := pattern(size, 9) // not zeros, so that zero-filling shows
+				r := newWaiter()
+				d.ReadAsync(got, 0, r)
+				n, err := r.wait()
+				if err != nil || n != size {
+					t.Fatalf("read %d of %d: %v", n, size, err)
+				}
+				if !bytes.Equal(got[:cut], want[:cut]) || !bytes.Equal(got[cut:], make([]byte, size-cut)) {
+					t.Fatal("want the file's bytes, then zeros")
+				}
+				d.Close()
+			})
 		}
 	}
 }

@@ -10,10 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/fleetkv/fleetkv/server"
+)
 
 func main() {
 	root := &cobra.Command{
@@ -65,7 +64,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "fleetkv", version)
+			fmt.Fprintln(cmd.OutOrStdout(), "fleetkv", server.Version)
 		},
 	}
 }
