@@ -108,8 +108,11 @@ type CrashDevice struct {
 		async   bool // queue I/O and complete it on the worker
 		paused  bool // queue I/O and let the worker complete none of it
 		closed  bool
-		rng     *rand.Rand // completion order; tears when PowerLoss gets none
-		stats   CrashStats
+		// released is where Release cut the log; reads below fail. It
+		// survives PowerLoss, as a deleted file stays deleted.
+		released uint64
+		rng      *rand.Rand // completion order; tears when PowerLoss gets none
+		stats    CrashStats
 	}
 }
 
@@ -193,6 +196,9 @@ func (d *CrashDevice) executeLocked(op crashOp) (int, error) {
 	case d.mu.closed:
 		st.Failed++
 		return 0, ErrClosed
+	case !op.write && op.off < d.mu.released:
+		st.Failed++
+		return 0, ErrReleased
 	case op.write:
 		d.mu.current.write(op.p, op.off)
 		if len(op.p) > 0 {
@@ -380,6 +386,22 @@ func splitAtSectors(w crashWrite, sector int) []crashWrite {
 	return pieces
 }
 
+// Release implements Device: blocks wholly below off leave both images.
+func (d *CrashDevice) Release(off uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mu.closed {
+		return ErrClosed
+	}
+	if off <= d.mu.released {
+		return nil
+	}
+	d.mu.released = off
+	d.mu.durable.drop(off)
+	d.mu.current.drop(off)
+	return nil
+}
+
 // Close implements Device. Queued I/O completes with ErrClosed. The images
 // stay: PowerLoss reopens the device.
 func (d *CrashDevice) Close() error {
@@ -438,6 +460,16 @@ func (m *crashImage) write(p []byte, off uint64) {
 		}
 		copy(b[in:], p[lo:hi])
 	})
+}
+
+// drop forgets the blocks wholly below off.
+func (m *crashImage) drop(off uint64) {
+	for blk := range m.blocks {
+		if (blk+1)<<crashBlockBits <= off {
+			delete(m.blocks, blk)
+			delete(m.owned, blk)
+		}
+	}
 }
 
 // read fills p from the image at off; unwritten bytes read as zeros.

@@ -26,12 +26,21 @@ type Device interface {
 	// after a power loss, such bytes read back as written. It blocks, so it
 	// belongs off the request path.
 	Sync() error
+	// Release gives back the space of everything below off, which the log
+	// no longer needs (compaction moved its begin past it and a checkpoint
+	// recorded that). A device may keep bytes below off (a file device
+	// frees whole segments only), but reads below off fail with
+	// ErrReleased from then on. Releasing less than before does nothing.
+	Release(off uint64) error
 	// Close releases the device. I/O issued after Close fails with ErrClosed.
 	Close() error
 }
 
 // ErrClosed is reported for I/O on a closed device.
 var ErrClosed = errors.New("ssd: device closed")
+
+// ErrReleased is reported for a read below the point the device released.
+var ErrReleased = errors.New("ssd: read below the released start of the log")
 
 // ErrMisaligned is reported for I/O that breaks the device's alignment rule.
 var ErrMisaligned = errors.New("ssd: misaligned I/O")

@@ -245,6 +245,9 @@ func (f *FaultyDevice) Sync() error {
 	return f.inner.Sync()
 }
 
+// Release implements Device: the inner device's.
+func (f *FaultyDevice) Release(off uint64) error { return f.inner.Release(off) }
+
 // Close implements Device: it closes the inner device.
 func (f *FaultyDevice) Close() error { return f.inner.Close() }
 

@@ -23,18 +23,21 @@ import (
 // through an engine: io_uring where the kernel allows it, else a pool of
 // pread/pwrite workers.
 //
-// Invariant: segs only grows, and a segment's file stays open until Close;
-// a reader that loaded segs may use any fd in it without a lock.
+// Invariant: a segment leaves segs only in Release, under gate held
+// exclusively; its file stays open while an I/O holds a reference to it
+// (taken under gate held shared, dropped when the I/O completes), so a
+// descriptor is never closed, and its number reused, under an I/O.
 // Invariant: a segment is in segs only once its file is fully preallocated.
 // Invariant: the engine receives I/O only under gate held shared with closed
 // false, so Close (gate held exclusively) never races a submission.
 type FileDevice struct {
-	cfg    FileConfig
-	eng    engine
-	segs   atomic.Pointer[[]int] // fd by segment index, -1 where none yet
-	gate   sync.RWMutex          // submitters hold it shared; Close exclusively
-	closed bool                  // under gate
-	mu     struct {
+	cfg      FileConfig
+	eng      engine
+	segs     atomic.Pointer[[]*segment] // by segment index, nil where none
+	released atomic.Uint64              // reads below fail with ErrReleased
+	gate     sync.RWMutex               // submitters hold it shared; Close and Release exclusively
+	closed   bool                       // under gate
+	mu       struct {
 		sync.Mutex
 		creating map[uint64]*segWait // segments being created
 	}
@@ -114,7 +117,7 @@ func OpenFile(cfg FileConfig) (*FileDevice, error) {
 	}
 	d.segs.Store(&segs)
 	if d.eng, err = newEngine(cfg); err != nil {
-		closeFDs(segs)
+		closeSegments(segs)
 		return nil, err
 	}
 	return d, nil
@@ -153,7 +156,7 @@ func (d *FileDevice) Alignment() int { return SectorSize }
 func segmentName(i uint64) string { return fmt.Sprintf("log.%08d", i) }
 
 // openExisting opens the segment files already in the directory.
-func (d *FileDevice) openExisting() ([]int, error) {
+func (d *FileDevice) openExisting() ([]*segment, error) {
 	ents, err := os.ReadDir(d.cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("ssd: %w", err)
@@ -167,17 +170,17 @@ func (d *FileDevice) openExisting() ([]int, error) {
 		}
 	}
 	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
-	var segs []int
+	var segs []*segment
 	for _, i := range idx {
 		fd, err := d.openSegment(i, false)
 		if err != nil {
-			closeFDs(segs)
+			closeSegments(segs)
 			return nil, err
 		}
 		for uint64(len(segs)) < i {
-			segs = append(segs, -1)
+			segs = append(segs, nil)
 		}
-		segs = append(segs, fd)
+		segs = append(segs, &segment{fd: fd})
 	}
 	return segs, nil
 }
@@ -222,21 +225,68 @@ func (d *FileDevice) openSegment(i uint64, create bool) (int, error) {
 	return fd, nil
 }
 
-func closeFDs(fds []int) {
-	for _, fd := range fds {
-		if fd >= 0 {
-			unix.Close(fd)
+func closeSegments(segs []*segment) {
+	for _, sg := range segs {
+		if sg != nil {
+			sg.close()
 		}
 	}
 }
 
-// fd returns segment i's descriptor, or -1 when it does not exist yet.
-func (d *FileDevice) fd(i uint64) int {
+// segment is one open segment file and the I/Os that use it.
+type segment struct {
+	fd      int
+	refs    atomic.Int64 // I/Os issued on fd and not completed
+	retired atomic.Bool  // released: close fd once refs is 0
+	closed  atomic.Bool
+}
+
+func (sg *segment) close() {
+	if sg.closed.CompareAndSwap(false, true) {
+		unix.Close(sg.fd)
+	}
+}
+
+// retire closes the file once no I/O uses it. Whichever of retire and the
+// last unref sees both conditions closes it (both check after their store).
+func (sg *segment) retire() {
+	sg.retired.Store(true)
+	if sg.refs.Load() == 0 {
+		sg.close()
+	}
+}
+
+func (sg *segment) unref() {
+	if sg.refs.Add(-1) == 0 && sg.retired.Load() {
+		sg.close()
+	}
+}
+
+// segmentIO is an I/O's reference to its segment, dropped when it completes.
+type segmentIO struct {
+	sg *segment
+	cb Callback
+}
+
+var segmentIOs = sync.Pool{New: func() any { return new(segmentIO) }}
+
+// IODone implements Callback.
+func (w *segmentIO) IODone(n int, err error) {
+	sg, cb := w.sg, w.cb
+	*w = segmentIO{}
+	segmentIOs.Put(w)
+	cb.IODone(n, err)
+	sg.unref()
+}
+
+// segment returns segment i, or nil when it does not exist (yet, or any
+// more).
+func (d *FileDevice) segment(i uint64) *segment {
 	segs := *d.segs.Load()
 	if i < uint64(len(segs)) {
 		return segs[i]
 	}
-	return -1
+	return nil
 }
 
 // WriteAsync implements Device. A write to a segment that does not exist
@@ -255,8 +305,12 @@ func (d *FileDevice) ReadAsync(p []byte, off uint64, cb Callback) {
 // split checks an I/O and cuts it at segment boundaries (log pages never
 // cross one, but a speculative record read may).
 func (d *FileDevice) split(p []byte, off uint64, cb Callback, write bool) {
-	if !aligned(p, off) {
+	switch {
+	case !aligned(p, off):
 		cb.IODone(0, ErrMisaligned)
+		return
+	case !write && off < d.released.Load():
+		cb.IODone(0, ErrReleased)
 		return
 	}
 	seg, in := off/d.cfg.SegmentSize, off%d.cfg.SegmentSize
@@ -289,16 +343,20 @@ func (d *FileDevice) issue(seg uint64, p []byte, off int64, cb Callback, write b
 		cb.IODone(0, ErrClosed)
 		return
 	}
-	fd := d.fd(seg)
-	switch {
-	case fd >= 0 && write:
-		d.eng.write(fd, p, off, cb)
-	case fd >= 0:
-		d.eng.read(fd, p, off, cb)
+	sg := d.segment(seg)
+	if sg != nil {
+		sg.refs.Add(1)
+		w := segmentIOs.Get().(*segmentIO)
+		w.sg, w.cb = sg, cb
+		if write {
+			d.eng.write(sg.fd, p, off, w)
+		} else {
+			d.eng.read(sg.fd, p, off, w)
+		}
 	}
 	d.gate.RUnlock()
 	switch {
-	case fd >= 0:
+	case sg != nil:
 	case !write:
 		clear(p)
 		cb.IODone(len(p), nil)
@@ -322,7 +380,7 @@ type segWait struct {
 // with its descriptor.
 func (d *FileDevice) createThen(seg uint64, then func(error)) {
 	d.mu.Lock()
-	if fd := d.fd(seg); fd >= 0 {
+	if d.segment(seg) != nil {
 		d.mu.Unlock()
 		then(nil)
 		return
@@ -368,12 +426,9 @@ func (d *FileDevice) publish(seg uint64, fd int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := *d.segs.Load()
-	segs := make([]int, max(uint64(len(old)), seg+1))
+	segs := make([]*segment, max(uint64(len(old)), seg+1))
 	copy(segs, old)
-	for i := len(old); i < len(segs); i++ {
-		segs[i] = -1
-	}
-	segs[seg] = fd
+	segs[seg] = &segment{fd: fd}
 	d.segs.Store(&segs)
 }
 
@@ -385,9 +440,9 @@ func (d *FileDevice) Sync() error {
 		return ErrClosed
 	}
 	var errs []error
-	for _, fd := range *d.segs.Load() {
-		if fd >= 0 {
-			if err := unix.Fdatasync(fd); err != nil {
+	for _, sg := range *d.segs.Load() {
+		if sg != nil {
+			if err := unix.Fdatasync(sg.fd); err != nil {
 				errs = append(errs, fmt.Errorf("ssd: fdatasync: %w", err))
 			}
 		}
@@ -407,8 +462,52 @@ func (d *FileDevice) Close() error {
 	d.closed = true
 	d.gate.Unlock()
 	err := d.eng.close()
-	closeFDs(*d.segs.Load())
+	closeSegments(*d.segs.Load())
 	return err
+}
+
+// Release implements Device: it deletes the segment files wholly below
+// off. A file's descriptor is closed when the last I/O still using it
+// completes (a read issued before the release).
+func (d *FileDevice) Release(off uint64) error {
+	for {
+		old := d.released.Load()
+		if off <= old || d.released.CompareAndSwap(old, off) {
+			break
+		}
+	}
+	below := off / d.cfg.SegmentSize
+	d.gate.Lock()
+	if d.closed {
+		d.gate.Unlock()
+		return ErrClosed
+	}
+	d.mu.Lock()
+	segs := append([]*segment(nil), *d.segs.Load()...)
+	var gone []uint64
+	for i := uint64(0); i < below && i < uint64(len(segs)); i++ {
+		if segs[i] != nil {
+			gone = append(gone, i)
+		}
+	}
+	retired := make([]*segment, len(gone))
+	for j, i := range gone {
+		retired[j], segs[i] = segs[i], nil
+	}
+	d.segs.Store(&segs)
+	d.mu.Unlock()
+	d.gate.Unlock()
+	var errs []error
+	for j, i := range gone {
+		if err := os.Remove(filepath.Join(d.cfg.Dir, segmentName(i))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("ssd: release: %w", err))
+		}
+		retired[j].retire()
+	}
+	if len(gone) > 0 {
+		d.log.Info("released log segments", "below", off, "segments", len(gone))
+	}
+	return errors.Join(errs...)
 }
 
 // join completes one caller's I/O that was split into several.

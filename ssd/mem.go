@@ -13,8 +13,9 @@ const memBlockBits = 20
 type MemDevice struct {
 	mu struct {
 		sync.Mutex
-		blocks map[uint64][]byte
-		closed bool
+		blocks   map[uint64][]byte
+		released uint64 // reads below fail with ErrReleased
+		closed   bool
 	}
 }
 
@@ -43,8 +44,11 @@ func (d *MemDevice) ReadAsync(p []byte, off uint64, cb Callback) {
 func (d *MemDevice) transfer(p []byte, off uint64, write bool) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.mu.closed {
+	switch {
+	case d.mu.closed:
 		return 0, ErrClosed
+	case !write && off < d.mu.released:
+		return 0, ErrReleased
 	}
 	done := 0
 	for done < len(p) {
@@ -76,6 +80,25 @@ func (d *MemDevice) Sync() error {
 	defer d.mu.Unlock()
 	if d.mu.closed {
 		return ErrClosed
+	}
+	return nil
+}
+
+// Release implements Device: it frees the blocks wholly below off.
+func (d *MemDevice) Release(off uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mu.closed {
+		return ErrClosed
+	}
+	if off <= d.mu.released {
+		return nil
+	}
+	d.mu.released = off
+	for blk := range d.mu.blocks {
+		if (blk+1)<<memBlockBits <= off {
+			delete(d.mu.blocks, blk)
+		}
 	}
 	return nil
 }
