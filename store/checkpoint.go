@@ -30,6 +30,10 @@ type Checkpoint struct {
 func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	st.ckpt.Lock()
 	defer st.ckpt.Unlock()
+	// Begin is read before the fold-over: a compaction moves it only after
+	// copying the live records below it to the tail, so they are then
+	// below the tail the fold-over makes durable.
+	begin := st.log.Begin()
 	end, err := st.log.FoldOver(ctx, st.ckpt.g)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
@@ -37,7 +41,7 @@ func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err := st.log.Device().Sync(); err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: sync: %w", err)
 	}
-	return Checkpoint{Begin: st.log.Begin(), End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits()}, nil
+	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits()}, nil
 }
 
 // linkBits bounds the index size records have been linked under so far:

@@ -315,8 +315,9 @@ func (w *worker) run(ops int, touched map[string]bool) {
 	}
 }
 
-// runSingle is fully deterministic: one session, with index growth driven
-// from the same goroutine at seeded points, and checkpoints and recoveries:
+// runSingle is fully deterministic: one session, with index growth and
+// compactions driven from the same goroutine at seeded points, and
+// checkpoints and recoveries:
 // now and then a checkpoint, and now and then a crash (a power loss that
 // tears unsynced writes, on the crashable device) and a recovery of the
 // last checkpoint, after which the oracle is what it was at that checkpoint.
@@ -329,7 +330,7 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 	touched := map[string]bool{}
 	var ck *Checkpoint
 	var ckOracle map[string][]byte
-	checkpoints, recoveries := 0, 0
+	checkpoints, recoveries, compactions := 0, 0, 0
 	for i := 0; i < *opsFlag; i++ {
 		k := w.key()
 		touched[k] = true
@@ -350,9 +351,24 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 			}
 			ck, ckOracle = &c, maps.Clone(w.oracle)
 			checkpoints++
+			// The space below the checkpoint's begin is never read again:
+			// a crash recovers this checkpoint or a later one.
+			if err := st.Release(c.Begin); err != nil {
+				fail("Release(%d): %v", c.Begin, err)
+			}
 		case ck != nil && w.rng.IntN(3000) == 0:
 			st = w.crashAndRecover(cfg, *ck, ckOracle)
 			recoveries++
+		case w.rng.IntN(1000) == 0:
+			w.s.CompletePending(true)
+			w.s.Suspend()
+			cs, err := st.Compact(context.Background(), st.Log().Head())
+			if err != nil {
+				fail("Compact: %v", err)
+			}
+			if cs.Until > cs.Begin {
+				compactions++
+			}
 		}
 	}
 	w.s.CompletePending(true)
@@ -360,7 +376,7 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 		touched[k] = true
 	}
 	w.verifyAll(touched)
-	t.Logf("single: %d checkpoints, %d recoveries, %+v", checkpoints, recoveries, st.Stats())
+	t.Logf("single: %d checkpoints, %d recoveries, %d compactions, %+v", checkpoints, recoveries, compactions, st.Stats())
 	w.s.Close()
 }
 
@@ -410,8 +426,9 @@ func runDisjoint(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...an
 			ws[i].s.Suspend()
 		}(i)
 	}
+	stop := compactDuring(st, fail)
 	growDuring(t, st, &wg, fail)
-	t.Logf("disjoint: %+v", st.Stats())
+	t.Logf("disjoint: %d compactions, %+v", stop(), st.Stats())
 	for i, w := range ws {
 		w.verifyAll(touched[i])
 		w.s.Close()
@@ -437,6 +454,40 @@ func growDuring(t *testing.T, st *Store, wg *sync.WaitGroup, fail func(string, .
 		if err := st.GrowIndex(); err != nil && err.Error() != "index: growth already in progress" {
 			fail("GrowIndex: %v", err)
 		}
+	}
+}
+
+// compactDuring compacts everything on the device and releases its space,
+// back to back, while the workers run (racing their upserts, deletes and
+// RMWs of the same keys). stop ends it and returns how many compactions
+// moved the log's begin.
+func compactDuring(st *Store, fail func(string, ...any)) (stop func() int) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	n := 0
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			cs, err := st.Compact(context.Background(), st.Log().Head())
+			if err == nil {
+				err = st.Release(cs.Until)
+			}
+			if err != nil {
+				fail("Compact: %v", err)
+			}
+			if cs.Until > cs.Begin {
+				n++
+			}
+		}
+	}()
+	return func() int {
+		close(quit)
+		<-done
+		return n
 	}
 }
 
@@ -523,8 +574,9 @@ func runShared(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 			s.Suspend()
 		}(i)
 	}
+	stop := compactDuring(st, fail)
 	growDuring(t, st, &wg, fail)
-	t.Logf("shared: %+v", st.Stats())
+	t.Logf("shared: %d compactions, %+v", stop(), st.Stats())
 	if n := torn.Load(); n != 0 {
 		fail("%d torn values or failed operations on shared keys", n)
 	}

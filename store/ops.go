@@ -32,7 +32,7 @@ func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, 
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	v, st, err := s.read(key, h, dst)
+	v, st, err := s.read(key, h, dst, nil)
 	s.end()
 	return v, st, err
 }
@@ -148,7 +148,9 @@ func (s *Session) checkRecord(addr uint64, r hlog.Record) {
 	}
 }
 
-func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error) {
+// read runs one read. p is the pending record when a pending read starts
+// over (pendingSet.restart), nil for a new operation.
+func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp) ([]byte, Status, error) {
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
 		return dst, NotFound, nil
@@ -162,11 +164,12 @@ func (s *Session) read(key []byte, h uint64, dst []byte) ([]byte, Status, error)
 		}
 		return v, OK, nil
 	}
-	if addr < l.Begin() {
+	begin := l.Begin()
+	if addr < begin {
 		return dst, NotFound, nil
 	}
-	p := s.pend.newOp(OpRead, h, key, nil, nil)
-	p.entryAddr = e.Address()
+	p = s.pend.reuse(p, OpRead, h, key, nil, nil)
+	p.entryAddr, p.begin = e.Address(), begin
 	s.pend.startRead(p, addr)
 	return dst, Pending, nil
 }

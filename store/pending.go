@@ -28,6 +28,7 @@ type pendingOp struct {
 	keyLen    int
 	data      []byte // key, then input
 	entryAddr uint64 // the chain head when the first read was issued (RMW: retry if it moved; read: copy to tail only if it did not)
+	begin     uint64 // the log's begin when the chain head was read: a chain that goes below it ends
 	addr      uint64 // the record being read
 	buf       []byte // device read buffer
 	bufOff    int    // where addr starts in buf
@@ -240,6 +241,12 @@ func (ps *pendingSet) runRetries() int {
 // continueRead examines the record a read brought in: the key's record ends
 // the search, another key's record sends it down the chain.
 func (ps *pendingSet) continueRead(p *pendingOp) {
+	if p.addr < ps.s.st.log.Begin() {
+		// Compaction moved begin past the record while it was read: its
+		// bytes may be gone, and the key's live record is at the tail.
+		ps.restart(p)
+		return
+	}
 	if p.ioErr != nil {
 		ps.finish(p, 0, fmt.Errorf("store: reading record at %d: %w", p.addr, p.ioErr), nil)
 		return
@@ -285,11 +292,30 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 
 // follow continues the search at the previous record of the chain.
 func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
-	if prev < ps.s.st.log.Begin() {
-		ps.found(p, nil, false)
-		return
+	switch begin := ps.s.st.log.Begin(); {
+	case prev >= begin:
+		ps.startRead(p, prev)
+	case begin == p.begin:
+		ps.found(p, nil, false) // the chain ends: the key has no record
+	default:
+		ps.restart(p) // begin moved: the rest of the chain may be at the tail
 	}
-	ps.startRead(p, prev)
+}
+
+// restart runs p again from the index, after a compaction moved the log's
+// begin past the chain it was following.
+func (ps *pendingSet) restart(p *pendingOp) {
+	var v []byte
+	var st Status
+	var err error
+	if p.kind == OpRead {
+		v, st, err = ps.s.read(p.key(), p.hash, nil, p)
+	} else {
+		st, err = ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p)
+	}
+	if st != Pending || err != nil {
+		ps.finish(p, st, err, v)
+	}
 }
 
 // found ends the device search: value is the key's live value, or the key

@@ -33,9 +33,10 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		return Pending, nil
 	case found:
 		return s.rmwCopy(slot, e, key, input, m, r.Value(), !r.Header().Tombstone())
-	case addr >= l.Begin():
+	}
+	if begin := l.Begin(); addr >= begin {
 		p = s.pend.reuse(p, OpRMW, h, key, input, m)
-		p.entryAddr = e.Address()
+		p.entryAddr, p.begin = e.Address(), begin
 		s.pend.startRead(p, addr)
 		return Pending, nil
 	}

@@ -88,6 +88,10 @@ type Store struct {
 		sync.Mutex              // one checkpoint at a time
 		g          *epoch.Guard // the slot checkpoints use, reserved like grower's
 	}
+	compact struct {
+		sync.Mutex          // one compaction (or garbage estimate) at a time
+		s          *Session // on a slot reserved like grower's
+	}
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth
@@ -99,7 +103,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 2)} // +2: the grower, the checkpointer
+	st := &Store{cfg: cfg, epochs: epoch.New(cfg.MaxSessions + 3)} // +3: the grower, the checkpointer, the compactor
 	grower, err := st.epochs.Acquire()
 	if err != nil {
 		return nil, err
@@ -108,6 +112,12 @@ func Open(cfg Config) (*Store, error) {
 	if st.ckpt.g, err = st.epochs.Acquire(); err != nil {
 		return nil, err
 	}
+	cg, err := st.epochs.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	st.compact.s = &Session{st: st, g: cg}
+	st.compact.s.pend.init(st.compact.s)
 	l, err := hlog.New(cfg.Log, st.epochs)
 	if err != nil {
 		return nil, err
@@ -128,8 +138,11 @@ func (st *Store) Close() error {
 		return ErrClosed
 	}
 	st.bg.Wait()
+	st.compact.Lock() // a compaction still running ends first (cancel its context)
+	defer st.compact.Unlock()
 	st.grower.Release()
 	st.ckpt.g.Release()
+	st.compact.s.g.Release()
 	st.index.Close()
 	return st.log.Close()
 }

@@ -1,0 +1,95 @@
+package hlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// What compaction needs from the log: move its begin past records that were
+// copied to the tail or are dead, and read single records off the device.
+
+// ShiftBegin makes to the log's begin once every worker protected now has
+// refreshed, and returns then (or when ctx ends; the shift still happens).
+// Records below to are no longer part of the log: a chain that reaches
+// below begin ends there. The wait is what makes the shift safe: an
+// operation that loaded an index entry before the caller re-linked the
+// live records it is dropping finishes, with the old begin, before the new
+// one shows. to must be a page boundary at or below head. The caller holds
+// no protected guard.
+func (l *Log) ShiftBegin(ctx context.Context, to uint64) error {
+	switch {
+	case to <= l.begin.Load():
+		return nil
+	case to&l.pageMask != 0 || to > l.head.Load():
+		return fmt.Errorf("hlog: begin %d is not a page boundary at or below head %d", to, l.head.Load())
+	}
+	done := make(chan struct{})
+	l.epochs.Bump(func() {
+		maxStore(&l.begin, to)
+		l.checkMarkers()
+		close(done)
+	})
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Microsecond):
+			l.epochs.Drain() // idle workers do not refresh
+		}
+	}
+}
+
+// ReadRecord reads the record at addr from dev and checks it: a sealed,
+// complete record whose checksum matches. It returns the record's prefix,
+// key and used value, in buf when buf is large enough (and aligned for the
+// device), else in a new buffer, which it also returns for reuse.
+func ReadRecord(dev ssd.Device, addr uint64, buf []byte) (rec, newBuf []byte, err error) {
+	al := uint64(max(dev.Alignment(), 1))
+	start := addr / al * al
+	size := uint64(PrefixSize + 1<<10)
+	for tries := 0; tries < 2; tries++ {
+		end := (addr + size + al - 1) / al * al
+		if uint64(cap(buf)) < end-start {
+			buf = ssd.AlignedBuffer(int(max(end-start, 4<<10)))
+		}
+		if err := ReadPage(dev, buf[:end-start], start); err != nil {
+			return nil, buf, err
+		}
+		b := buf[addr-start : end-start]
+		h, kl, vc, vl, _ := DecodePrefix(b)
+		if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= addr || vl > vc || kl == 0 {
+			return nil, buf, fmt.Errorf("%w: record header %#x at %d (key %d, value %d of %d)", ErrCorrupt, uint64(h), addr, kl, vl, vc)
+		}
+		need := uint64(PrefixSize + kl + vl)
+		if need <= uint64(len(b)) {
+			if !VerifyRecord(b[:need]) {
+				return nil, buf, fmt.Errorf("%w: record at %d: checksum %#x does not match", ErrCorrupt, addr, StoredChecksum(b))
+			}
+			return b[:need], buf, nil
+		}
+		size = need
+	}
+	return nil, buf, fmt.Errorf("%w: record at %d grew between two reads", ErrCorrupt, addr)
+}
+
+// SampleRecords reads len(buf) bytes of the log at base, a page start, and
+// calls fn with every sealed record that lies whole inside them (from
+// FirstAddress on the first page), as
+// ScanDevice does. It stops without an error at the first record that runs
+// past buf or does not hold together: it is a sample, not a scan.
+func SampleRecords(dev ssd.Device, base uint64, buf []byte, fn func(addr uint64, rec []byte) error) error {
+	if err := ReadPage(dev, buf, base); err != nil {
+		return err
+	}
+	_, err := scanPage(buf, base, max(base, FirstAddress), base+uint64(len(buf)), fn)
+	if errors.Is(err, ErrTorn) {
+		return nil
+	}
+	return err
+}
