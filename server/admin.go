@@ -9,14 +9,15 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/fleetkv/fleetkv/store"
 )
 
-// adminServer serves /healthz, /stats, /metrics, /checkpoint (POST) and
-// /debug/pprof/ on its own
-// listener, apart from the data path.
+// adminServer serves /healthz, /stats, /metrics, /checkpoint (POST),
+// /compact (POST) and /debug/pprof/ on its own listener, apart from the
+// data path.
 type adminServer struct {
 	addr string
 	srv  *http.Server
@@ -55,6 +56,27 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(m)
 	})
+	mux.HandleFunc("/compact", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST to compact the log (until=ADDRESS: up to there; default everything on the device)", http.StatusMethodNotAllowed)
+			return
+		}
+		var until uint64
+		if v := r.URL.Query().Get("until"); v != "" {
+			var err error
+			if until, err = strconv.ParseUint(v, 10, 64); err != nil {
+				http.Error(w, fmt.Sprintf("until=%q: not a log address", v), http.StatusBadRequest)
+				return
+			}
+		}
+		cs, err := s.Compact(r.Context(), until)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(cs)
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -89,6 +111,7 @@ type Stats struct {
 	LogMemory       uint64           `json:"log_memory"`   // in-memory log budget
 	IOInFlight      int              `json:"io_in_flight"` // device requests outstanding; 0 for devices that do not count them
 	Checkpoint      CheckpointStats  `json:"checkpoint"`
+	Compaction      CompactionStats  `json:"compaction"`
 	Memory          MemStats         `json:"memory"`
 }
 
@@ -145,6 +168,7 @@ func (s *Server) Stats() Stats {
 		st.Checkpoint.Seq, st.Checkpoint.End, st.Checkpoint.Time = last.Seq, last.Store.End, last.Time
 		st.Checkpoint.Recovered = s.dur.recovered
 	}
+	st.Compaction = s.comp.stats()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	st.Memory = MemStats{HeapAlloc: m.HeapAlloc, HeapSys: m.HeapSys, NumGC: m.NumGC, Goroutines: runtime.NumGoroutine()}

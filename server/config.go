@@ -53,6 +53,15 @@ type Config struct {
 	// CheckpointInterval is the time between periodic checkpoints. Default
 	// 5 s; negative: only on demand and at shutdown.
 	CheckpointInterval time.Duration
+	// CompactInterval is the time between garbage estimates. Default 10 s;
+	// negative: compaction only on demand.
+	CompactInterval time.Duration
+	// CompactThreshold is the dead share of the log on the device at which
+	// a compaction starts. Default 0.5; negative: only on demand.
+	CompactThreshold float64
+	// CompactChunk is how many bytes of the oldest log one automatic
+	// compaction covers. Default 1 GiB.
+	CompactChunk uint64
 }
 
 const defaultMaxResponse = 64 << 20
@@ -76,6 +85,15 @@ func (c *Config) fill() error {
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 5 * time.Second
 	}
+	if c.CompactInterval == 0 {
+		c.CompactInterval = 10 * time.Second
+	}
+	if c.CompactThreshold == 0 {
+		c.CompactThreshold = 0.5
+	}
+	if c.CompactChunk == 0 {
+		c.CompactChunk = 1 << 30
+	}
 	switch {
 	case c.Loops < 1 || c.Loops > 1024:
 		return fmt.Errorf("server: %d loops outside 1..1024", c.Loops)
@@ -83,6 +101,8 @@ func (c *Config) fill() error {
 		return fmt.Errorf("server: limits %+v must be positive", c.Limits)
 	case c.MaxPendingIO < 1:
 		return fmt.Errorf("server: max pending I/O %d must be positive", c.MaxPendingIO)
+	case c.CompactThreshold > 1:
+		return fmt.Errorf("server: compaction threshold %v above 1", c.CompactThreshold)
 	case c.MaxResponse < wire.HeaderSize:
 		return fmt.Errorf("server: max response %d too small", c.MaxResponse)
 	}

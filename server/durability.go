@@ -57,6 +57,9 @@ func (s *Server) openStore() (*store.Store, error) {
 	}
 	s.dur.last.Store(&meta)
 	s.dur.recovered = &rs
+	if err := st.Release(meta.Store.Begin); err != nil { // a crash came between a checkpoint and its release
+		s.log.Warn("releasing the compacted log", "below", meta.Store.Begin, "err", err)
+	}
 	log := s.log.Info
 	if rs.Cut {
 		log = s.log.Error
@@ -110,6 +113,11 @@ func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 	}
 	d.last.Store(&m)
 	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
+	// The newest checkpoint is the one a restart recovers: the log below
+	// its begin is not needed any more.
+	if err := d.s.st.Release(c.Begin); err != nil {
+		d.s.log.Warn("releasing the compacted log", "below", c.Begin, "err", err)
+	}
 	d.s.stats.checkpoints.Add(1)
 	d.s.stats.checkpointNanos.Add(uint64(time.Since(t0)))
 	d.s.log.Debug("checkpoint", "seq", m.Seq, "end", c.End, "took", time.Since(t0))

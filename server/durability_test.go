@@ -20,6 +20,12 @@ import (
 // directory in dir; the caller shuts it down.
 func durableServer(t *testing.T, dir string) (*Server, *ssd.FileDevice) {
 	t.Helper()
+	return durableServerWith(t, dir, nil)
+}
+
+// durableServerWith is durableServer with tune applied to its config.
+func durableServerWith(t *testing.T, dir string, tune func(*Config)) (*Server, *ssd.FileDevice) {
+	t.Helper()
 	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir + "/log", SegmentSize: 1 << 20, Buffered: true})
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +38,9 @@ func durableServer(t *testing.T, dir string) (*Server, *ssd.FileDevice) {
 		Checkpoints: ck, CheckpointInterval: -1}
 	cfg.Store.IndexBits = 10
 	cfg.Store.Log = hlog.Config{PageBits: 14, MemoryBytes: 8 << 14, Device: dev}
+	if tune != nil {
+		tune(&cfg)
+	}
 	s, err := Start(cfg, quietLog())
 	if err != nil {
 		dev.Close()

@@ -19,6 +19,8 @@ type metrics struct {
 	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
 	epoch, epochActions, loops                    *prometheus.Desc
 	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
+	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
+	garbage                                       *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -47,6 +49,11 @@ func newMetrics(s *Server) *metrics {
 		ckptSeconds:  d("checkpoint_seconds_total", "Time spent taking them."),
 		ckptEnd:      d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
 		ckptTime:     d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
+		compRuns:     d("compactions_total", "Log compactions that moved the log's begin."),
+		compRecords:  d("compaction_records_total", "Records compactions scanned, and those they copied to the tail (still live).", "kind"),
+		compBytes:    d("compaction_bytes_total", "Bytes compactions scanned, and those they copied to the tail.", "kind"),
+		compSeconds:  d("compaction_seconds_total", "Time spent compacting."),
+		garbage:      d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
 	}
 }
 
@@ -100,6 +107,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ts = float64(st.Checkpoint.Time.UnixNano()) / 1e9
 	}
 	gauge(m.ckptTime, ts)
+	cs := st.Compaction
+	counter(m.compRuns, float64(cs.Runs))
+	counter(m.compRecords, float64(cs.Records), "scanned")
+	counter(m.compRecords, float64(cs.Copied), "copied")
+	counter(m.compBytes, float64(cs.ScannedBytes), "scanned")
+	counter(m.compBytes, float64(cs.CopiedBytes), "copied")
+	counter(m.compSeconds, float64(cs.TotalNanos)/1e9)
+	gauge(m.garbage, cs.Garbage)
 }
 
 // metricsHandler serves /metrics: fleetkv's metrics, the Go runtime's and

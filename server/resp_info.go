@@ -88,6 +88,10 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 		if st.Checkpoint.Seq != 0 {
 			field("rdb_last_save_time", st.Checkpoint.Time.Unix())
 		}
+		field("compactions", st.Compaction.Runs)
+		field("compaction_records_scanned", st.Compaction.Records)
+		field("compaction_records_copied", st.Compaction.Copied)
+		field("log_garbage_estimate", fmt.Sprintf("%.3f", st.Compaction.Garbage))
 	case "keyspace":
 		b.WriteString("# Keyspace\r\n")
 		if n := st.Store.Index.Entries; n > 0 {

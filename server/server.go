@@ -42,6 +42,7 @@ type Server struct {
 	}
 	started time.Time
 	dur     *durability // nil without a checkpoint directory
+	comp    *compaction
 	stats   struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
@@ -81,6 +82,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	st := s.st
+	s.comp = newCompaction(s)
 	s.view.Store(1)
 	s.mu.loops = make(map[gnet.EventLoop]*loop)
 	go func() { s.done <- gnet.Rotate(&handler{s: s}, listeners, s.gnetOptions()...) }()
@@ -99,6 +101,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if s.dur != nil {
 		s.dur.start(cfg.CheckpointInterval)
 	}
+	s.comp.start(cfg.CompactInterval, cfg.CompactThreshold, cfg.CompactChunk)
 	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
 	return s, nil
@@ -191,6 +194,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.admin != nil {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
+	s.comp.close()
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {

@@ -39,6 +39,9 @@ type serverFlags struct {
 	logLevel, logFormat           string
 	mutexFraction, blockRate      int
 	checkpointInterval            time.Duration
+	compactInterval               time.Duration
+	compactThreshold              float64
+	compactChunk                  sizeFlag
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -46,7 +49,7 @@ func serverCmd() *cobra.Command { return newServerCmd(runServer) }
 // newServerCmd builds the server command around run, which gets the parsed
 // flags (tests pass a run that only validates them).
 func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
-	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
+	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, compactChunk: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a fleetkv server until SIGINT or SIGTERM",
@@ -62,7 +65,14 @@ loop that issued them. Every --checkpoint-interval, at shutdown and on
 demand (POST /checkpoint on the admin listener, RESP SAVE), the server makes
 everything it holds durable and records the checkpoint under
 DIR/checkpoints; a server started on that directory recovers the newest
-checkpoint. Writes after the last checkpoint are lost by a crash.`,
+checkpoint. Writes after the last checkpoint are lost by a crash.
+
+Updated and deleted keys leave dead records in the log. Every
+--compact-interval the server estimates the dead share of the log on the
+device; at --compact-threshold it compacts the oldest --compact-chunk (live
+records are copied to the tail, the log's begin moves past the rest), and
+the segment files below the new begin are deleted after the next checkpoint.
+POST /compact compacts everything on the device now.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
 	}
@@ -91,6 +101,9 @@ checkpoint. Writes after the last checkpoint are lost by a crash.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
 	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "time between checkpoints (also taken at shutdown, on POST /checkpoint and on RESP SAVE); 0 turns the periodic ones off")
+	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
+	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
+	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
@@ -122,6 +135,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if f.checkpointInterval < 0 {
 		return server.Config{}, errors.New("--checkpoint-interval must be 0 (off) or positive")
 	}
+	if f.compactInterval < 0 || !(f.compactThreshold >= 0 && f.compactThreshold <= 1) || f.compactChunk < f.pageSize {
+		return server.Config{}, errors.New("--compact-interval must be 0 (off) or positive, --compact-threshold in [0, 1] (0: off), --compact-chunk at least --page-size")
+	}
 	if f.mutexFraction < 0 || f.blockRate < 0 {
 		return server.Config{}, errors.New("--mutex-profile-fraction and --block-profile-rate must be 0 or more")
 	}
@@ -147,7 +163,9 @@ func (f serverFlags) config() (server.Config, error) {
 	return server.Config{
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
-		AuthToken:          f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
+		CompactThreshold: compactThreshold(f.compactThreshold),
+		AuthToken:        f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
@@ -217,7 +235,16 @@ func configAttrs(cmd *cobra.Command) []any {
 
 var secretFlags = map[string]bool{"auth-token": true, "requirepass": true}
 
-// checkpointInterval maps the flag's 0 (off) to the server's negative.
+// compactThreshold maps the flag's 0 (off) to the server's negative.
+func compactThreshold(t float64) float64 {
+	if t == 0 {
+		return -1
+	}
+	return t
+}
+
+// checkpointInterval maps an interval flag's 0 (off) to the server's
+// negative.
 func checkpointInterval(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1

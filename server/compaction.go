@@ -1,0 +1,154 @@
+package server
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// compaction runs the server's log compactions on a goroutine of its own,
+// never on a loop (a compaction waits for every loop's epoch): every
+// CompactInterval it estimates the dead share of the log on the device
+// and, at CompactThreshold or above, compacts the oldest CompactChunk
+// bytes; and on demand (POST /compact). The device space below the new
+// begin is released once a checkpoint has recorded that begin
+// (durability.take), or at once without checkpoints.
+type compaction struct {
+	s       *Server
+	mu      sync.Mutex // one pass at a time; guards rng
+	rng     *rand.Rand
+	garbage atomic.Uint64 // math.Float64bits of the last estimate
+	last    atomic.Pointer[store.CompactStats]
+	totals  struct {
+		runs, records, copied, scanned, copiedBytes, nanos atomic.Uint64
+	}
+	stop   context.CancelFunc
+	ctx    context.Context
+	done   chan struct{}
+	closed atomic.Bool
+}
+
+// garbageSample is how much of the log a garbage estimate reads: the
+// first 64 KiB of 16 random pages on the device.
+const (
+	garbagePages  = 16
+	garbageSample = 64 << 10
+)
+
+func newCompaction(s *Server) *compaction {
+	c := &compaction{s: s, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), done: make(chan struct{})}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	return c
+}
+
+// start runs the periodic check.
+func (c *compaction) start(every time.Duration, threshold float64, chunk uint64) {
+	if every <= 0 || threshold <= 0 {
+		close(c.done)
+		return
+	}
+	go func() {
+		defer close(c.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := c.check(threshold, chunk); err != nil && c.ctx.Err() == nil {
+				c.s.log.Error("compaction failed", "err", err)
+			}
+		}
+	}()
+}
+
+// check estimates the garbage and compacts when it is high.
+func (c *compaction) check(threshold float64, chunk uint64) error {
+	c.mu.Lock()
+	g, err := c.s.st.Garbage(c.ctx, garbagePages, garbageSample, c.rng)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.garbage.Store(math.Float64bits(g))
+	if g < threshold {
+		return nil
+	}
+	_, err = c.run(c.ctx, c.s.st.Log().Begin()+chunk)
+	return err
+}
+
+// run compacts the log up to until (at most the head) and counts it.
+func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t0 := time.Now()
+	cs, err := c.s.st.Compact(ctx, until)
+	if err != nil {
+		return cs, err
+	}
+	if cs.Until == cs.Begin {
+		return cs, nil
+	}
+	took := time.Since(t0)
+	c.totals.runs.Add(1)
+	c.totals.records.Add(uint64(cs.Records))
+	c.totals.copied.Add(uint64(cs.Copied))
+	c.totals.scanned.Add(cs.ScannedBytes)
+	c.totals.copiedBytes.Add(cs.CopiedBytes)
+	c.totals.nanos.Add(uint64(took))
+	c.last.Store(&cs)
+	c.s.log.Info("compacted", "from", cs.Begin, "to", cs.Until, "records", cs.Records, "copied", cs.Copied,
+		"scanned_bytes", cs.ScannedBytes, "copied_bytes", cs.CopiedBytes, "took", took)
+	if c.s.dur == nil { // nothing to recover: the space is free now
+		err = c.s.st.Release(cs.Until)
+	}
+	return cs, err
+}
+
+// close stops the periodic check and waits for a pass that runs.
+func (c *compaction) close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.stop()
+	<-c.done
+	c.mu.Lock() // an on-demand pass ends (its context is the request's)
+	c.mu.Unlock()
+}
+
+// Compact compacts the log up to until (0: everything on the device) now.
+func (s *Server) Compact(ctx context.Context, until uint64) (store.CompactStats, error) {
+	if until == 0 {
+		until = s.st.Log().Head()
+	}
+	return s.comp.run(ctx, until)
+}
+
+// CompactionStats say what compaction did since the server started.
+type CompactionStats struct {
+	Runs         uint64  `json:"runs"`
+	Records      uint64  `json:"records_scanned"`
+	Copied       uint64  `json:"records_copied"`
+	ScannedBytes uint64  `json:"scanned_bytes"`
+	CopiedBytes  uint64  `json:"copied_bytes"`
+	TotalNanos   uint64  `json:"total_nanos"`
+	Garbage      float64 `json:"garbage_estimate"` // dead share of the log on the device, last estimated
+	// Last is the newest compaction that moved the log's begin.
+	Last *store.CompactStats `json:"last,omitempty"`
+}
+
+func (c *compaction) stats() CompactionStats {
+	return CompactionStats{
+		Runs: c.totals.runs.Load(), Records: c.totals.records.Load(), Copied: c.totals.copied.Load(),
+		ScannedBytes: c.totals.scanned.Load(), CopiedBytes: c.totals.copiedBytes.Load(),
+		TotalNanos: c.totals.nanos.Load(), Garbage: math.Float64frombits(c.garbage.Load()), Last: c.last.Load(),
+	}
+}
