@@ -1,14 +1,16 @@
 // Package crashtest kills a real fleetkv server process with SIGKILL at
-// random moments while several sessions write to it, restarts it on the same
-// data directory, and checks what came back: every write acknowledged
-// before a checkpoint that completed is there, every session's state is the
-// result of a prefix of its operations (no holes), and no deleted key is
-// back. CYCLES (default 3) sets the number of kill/restart cycles; `make
+// random moments while several sessions overwrite and delete their keys
+// and checkpoints and compactions run (automatic ones, and POST /compact
+// racing the writers), restarts it on the same data directory, and checks
+// what came back: every write acknowledged before a checkpoint that
+// completed is there, every session's state is the result of a prefix of
+// its operations (no holes), and no deleted key is back. CYCLES (default 3) sets the number of kill/restart cycles; `make
 // crash-test CYCLES=200` runs many.
 package crashtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,27 +27,57 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// op is one session operation: set writes key "s<session>:<i>" (a new key
-// each time), del deletes the key of an earlier set.
+// op is one session operation on key k of its session: a set to the value
+// numbered val, or a delete (val -1).
 type op struct {
-	del bool
-	i   int // the set this op writes or deletes
+	k, val int
 }
 
-// opsPerCycle bounds what a session writes between two kills, so that a
-// long run's verification (every key, every cycle) stays fast.
+// keysPerSession is each session's key space: keys are overwritten and
+// deleted again and again, so the log fills with dead records for
+// compaction, and verification reads a bounded number of keys.
+const keysPerSession = 1000
+
+// opsPerCycle bounds what a session writes between two kills.
 const opsPerCycle = 3000
 
-// session is one writer's history across the cycles.
+// session is one writer's history since the last verification: base is
+// the state it verified (the value number per key, -1: absent), ops what
+// it issued since.
 type session struct {
 	id        int
+	base      []int
+	next      int // the next value number
 	ops       []op
 	acked     int // ops acknowledged so far
 	committed int // ops acknowledged before a checkpoint that completed
 }
 
-func (s *session) key(i int) string   { return fmt.Sprintf("s%d:%d", s.id, i) }
-func (s *session) value(i int) string { return fmt.Sprintf("v%d.%d", s.id, i) }
+func newSession(id int) *session {
+	s := &session{id: id, base: make([]int, keysPerSession)}
+	for i := range s.base {
+		s.base[i] = -1
+	}
+	return s
+}
+
+func (s *session) key(k int) string { return fmt.Sprintf("s%d:%d", s.id, k) }
+
+// value is value number v of the session: its own name and number, padded
+// to a size that varies, so that some updates fit in place and others
+// append.
+func (s *session) value(v int) string {
+	return fmt.Sprintf("v%d.%d.%s", s.id, v, strings.Repeat("p", v%200))
+}
+
+// parse returns the value number of a value the session wrote, or false.
+func (s *session) parse(v string) (int, bool) {
+	var id, n int
+	if _, err := fmt.Sscanf(v, "v%d.%d.", &id, &n); err != nil || id != s.id || s.value(n) != v {
+		return 0, false
+	}
+	return n, true
+}
 
 func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	cycles := 3
@@ -65,7 +98,7 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 3))
 	sessions := make([]*session, 4)
 	for i := range sessions {
-		sessions[i] = &session{id: i}
+		sessions[i] = newSession(i)
 	}
 	for c := 0; c < cycles; c++ {
 		srv := startServer(t, bin, dir)
@@ -74,7 +107,30 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	}
 	srv := startServer(t, bin, dir)
 	verify(t, cycles, srv, sessions)
+	// The log's begin survives restarts through the checkpoints: past its
+	// first address, compactions moved it and recoveries started there.
+	begin := logBegin(t, srv)
+	t.Logf("log begin after %d cycles: %d", cycles, begin)
+	if cycles >= 3 && begin <= 64 {
+		t.Errorf("no compaction moved the log's begin in %d cycles", cycles)
+	}
 	srv.kill()
+}
+
+// logBegin reads the log's begin address from the server's /stats.
+func logBegin(t *testing.T, srv *server) uint64 {
+	resp, err := http.Get("http://" + srv.admin + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Store struct{ Log struct{ Begin uint64 } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Store.Log.Begin
 }
 
 type server struct {
@@ -100,8 +156,9 @@ func startServer(t *testing.T, bin, dir string) *server {
 	t.Helper()
 	s := &server{resp: freePort(t), admin: freePort(t)}
 	s.cmd = exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--resp", s.resp, "--admin", s.admin,
-		"--dir", dir, "--memory", "16MiB", "--page-size", "256KiB", "--segment-size", "4MiB",
-		"--checkpoint-interval", "150ms", "--loops", "2", "--pin=false", "--log-level", "warn")
+		"--dir", dir, "--memory", "1MiB", "--page-size", "256KiB", "--segment-size", "1MiB",
+		"--checkpoint-interval", "150ms", "--compact-interval", "100ms", "--compact-threshold", "0.2",
+		"--compact-chunk", "1MiB", "--loops", "2", "--pin=false", "--log-level", "warn")
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,16 +199,18 @@ func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Durat
 				mu.Lock()
 				n := s.acked
 				mu.Unlock()
-				o := op{i: n}
-				if n > 0 && rng.IntN(5) == 0 {
-					o = op{del: true, i: rng.IntN(n)}
+				o := op{k: rng.IntN(keysPerSession), val: s.next}
+				if rng.IntN(5) == 0 {
+					o.val = -1
+				} else {
+					s.next++
 				}
 				s.ops = append(s.ops[:n], o)
 				var err error
-				if o.del {
-					err = rc.Del(ctx, s.key(o.i)).Err()
+				if o.val < 0 {
+					err = rc.Del(ctx, s.key(o.k)).Err()
 				} else {
-					err = rc.Set(ctx, s.key(o.i), s.value(o.i), 0).Err()
+					err = rc.Set(ctx, s.key(o.k), s.value(o.val), 0).Err()
 				}
 				if err != nil {
 					return // killed: the op's outcome is unknown, and it is the last one
@@ -165,6 +224,7 @@ func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Durat
 	wg.Add(1)
 	go func() { // checkpoints: what was acked before one starts is committed when it ends
 		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, 99))
 		for {
 			select {
 			case <-stop:
@@ -177,6 +237,11 @@ func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Durat
 				acked[i] = s.acked
 			}
 			mu.Unlock()
+			if rng.IntN(4) == 0 { // and compactions, racing the writers
+				if resp, err := http.Post("http://"+srv.admin+"/compact", "", nil); err == nil {
+					resp.Body.Close()
+				}
+			}
 			resp, err := http.Post("http://"+srv.admin+"/checkpoint", "", nil)
 			if err != nil {
 				return
@@ -198,61 +263,82 @@ func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Durat
 	wg.Wait()
 }
 
-// verify reads every key each session ever wrote and checks that the
-// state is that of a prefix of the session's ops at least as long as its
-// committed ops, then makes that prefix the session's history.
+// verify reads every key of every session (one connection per session,
+// in parallel) and checks that each session's state is that of a prefix of
+// its ops at least as long as its committed ops; that state becomes its
+// base, and its ops start over.
 func verify(t *testing.T, cycle int, srv *server, sessions []*session) {
 	t.Helper()
-	// Most keys are on the device by now, and a RESP connection has one
-	// device read in flight at a time: a long pipeline takes seconds.
-	rc := redis.NewClient(&redis.Options{Addr: srv.resp, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
-	defer rc.Close()
-	ctx := context.Background()
-	for _, s := range sessions {
-		sets := len(s.ops) // keys are named by op index: del ops name keys too
-		present := make([]bool, sets)
-		p := rc.Pipeline()
-		cmds := make([]*redis.StringCmd, sets)
-		for i := range cmds {
-			cmds[i] = p.Get(ctx, s.key(i))
+	var wg sync.WaitGroup
+	errs := make([]error, len(sessions))
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = verifySession(t, cycle, srv, s)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
-			t.Fatalf("cycle %d: reading session %d: %v", cycle, s.id, err)
-		}
-		for i, c := range cmds {
-			switch v, err := c.Result(); {
-			case err == redis.Nil:
-			case err != nil:
-				t.Fatalf("cycle %d: %s: %v", cycle, s.key(i), err)
-			case v != s.value(i):
-				t.Fatalf("cycle %d: %s = %q, want %q", cycle, s.key(i), v, s.value(i))
-			default:
-				present[i] = true
-			}
-		}
-		n := prefixLength(s, present)
-		if n < 0 {
-			t.Fatalf("cycle %d: session %d: the recovered keys %v match no prefix of its %d ops of which %d were committed",
-				cycle, s.id, summary(present), len(s.ops), s.committed)
-		}
-		if s.id == 0 {
-			t.Logf("cycle %d: session 0 recovered %d of %d ops (%d committed)", cycle, n, len(s.ops), s.committed)
-		}
-		s.ops, s.acked, s.committed = s.ops[:n], n, n
 	}
 }
 
+func verifySession(t *testing.T, cycle int, srv *server, s *session) error {
+	// A RESP connection has one device read in flight at a time: a
+	// pipeline of cold reads takes a while.
+	rc := redis.NewClient(&redis.Options{Addr: srv.resp, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
+	defer rc.Close()
+	ctx := context.Background()
+	p := rc.Pipeline()
+	cmds := make([]*redis.StringCmd, keysPerSession)
+	for k := range cmds {
+		cmds[k] = p.Get(ctx, s.key(k))
+	}
+	if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+		return fmt.Errorf("cycle %d: reading session %d: %v", cycle, s.id, err)
+	}
+	seen := make([]int, keysPerSession)
+	for k, c := range cmds {
+		v, err := c.Result()
+		switch {
+		case err == redis.Nil:
+			seen[k] = -1
+		case err != nil:
+			return fmt.Errorf("cycle %d: %s: %v", cycle, s.key(k), err)
+		default:
+			n, ok := s.parse(v)
+			if !ok {
+				return fmt.Errorf("cycle %d: %s = %q: not a value this session wrote", cycle, s.key(k), v)
+			}
+			seen[k] = n
+		}
+	}
+	n := prefixLength(s, seen)
+	if n < 0 {
+		return fmt.Errorf("cycle %d: session %d: the recovered keys match no prefix of its %d ops of which %d were committed (a lost write or a deleted key back)",
+			cycle, s.id, len(s.ops), s.committed)
+	}
+	if s.id == 0 {
+		t.Logf("cycle %d: session 0 recovered %d of %d ops (%d committed)", cycle, n, len(s.ops), s.committed)
+	}
+	s.base, s.ops, s.acked, s.committed = seen, nil, 0, 0
+	return nil
+}
+
 // prefixLength returns the longest n >= committed such that applying
-// ops[:n] gives present, or -1. It counts the keys where the state after
-// ops[:n] differs from present while n grows, so it is linear.
-func prefixLength(s *session, present []bool) int {
-	state := make([]bool, len(present))
+// ops[:n] to base gives seen, or -1. It counts the keys where the state
+// differs from seen while n grows, so it is linear.
+func prefixLength(s *session, seen []int) int {
+	state := append([]int(nil), s.base...)
 	for _, o := range s.ops[:s.committed] {
-		state[o.i] = !o.del
+		state[o.k] = o.val
 	}
 	diff := 0
-	for i := range state {
-		if state[i] != present[i] {
+	for k := range state {
+		if state[k] != seen[k] {
 			diff++
 		}
 	}
@@ -265,9 +351,9 @@ func prefixLength(s *session, present []bool) int {
 			return best
 		}
 		o := s.ops[n]
-		before := state[o.i] != present[o.i]
-		state[o.i] = !o.del
-		if after := state[o.i] != present[o.i]; after != before {
+		before := state[o.k] != seen[o.k]
+		state[o.k] = o.val
+		if after := state[o.k] != seen[o.k]; after != before {
 			if after {
 				diff++
 			} else {
@@ -275,14 +361,4 @@ func prefixLength(s *session, present []bool) int {
 			}
 		}
 	}
-}
-
-func summary(present []bool) string {
-	n := 0
-	for _, p := range present {
-		if p {
-			n++
-		}
-	}
-	return fmt.Sprintf("%d of %d", n, len(present))
 }
