@@ -24,6 +24,13 @@ type Meta struct {
 	Seq   uint64           `json:"seq"` // 1, 2, ... in the order they were taken
 	Time  time.Time        `json:"time"`
 	Store store.Checkpoint `json:"store"`
+	// Sessions maps a native session's id to its commit point: its
+	// operations up to that serial are in this checkpoint. A client that
+	// resumes the session after a restart is told it.
+	Sessions map[uint64]uint64 `json:"sessions,omitempty"`
+	// NextSession is the highest session id given out so far: ids after a
+	// restart start above it, so a resumed id is never given to another.
+	NextSession uint64 `json:"next_session,omitempty"`
 }
 
 // Dir is a directory of checkpoint files.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -68,7 +69,7 @@ func (s *Session) newBatch() *batch {
 	}
 	b.buf, _ = wire.BeginBatch(b.buf[:0])
 	b.ops = b.ops[:0]
-	b.first = s.serial
+	b.first, b.control = s.serial, false
 	return b
 }
 
@@ -103,7 +104,11 @@ func (s *Session) Flush() error {
 
 // send writes b with the session's view and puts it in flight.
 func (s *Session) send(b *batch) error {
-	wire.FinishRequest(b.buf, 0, wire.RequestHeader{Count: uint32(len(b.ops)), View: s.view, Serial: b.first})
+	var flags uint8
+	if b.control {
+		flags = wire.FlagControl
+	}
+	wire.FinishRequest(b.buf, 0, wire.RequestHeader{Flags: flags, Count: uint32(len(b.ops)), View: s.view, Serial: b.first})
 	s.inflight = append(s.inflight, b)
 	if _, err := s.nc.Write(b.buf); err != nil {
 		return s.lost(err)
@@ -134,10 +139,10 @@ func (s *Session) Durable() uint64 { return s.durable }
 // this connection).
 func (s *Session) LastSerial() uint64 { return s.serial - 1 }
 
-// WaitDurable flushes, waits for every result, and returns once the server
-// reports every operation queued so far durable: after its next checkpoint
-// (every --checkpoint-interval, or one asked for through the admin API or a
-// RESP SAVE). Cancelling ctx interrupts the wait by dropping the
+// WaitDurable flushes, waits for every result, asks the server for a
+// checkpoint (a CHECKPOINT control operation, which joins one that is about
+// to start) and returns once the server reports every operation queued so
+// far durable. Cancelling ctx interrupts the wait by dropping the
 // connection (the std transport; see Config.Transport); the error then
 // joins ctx's with ErrUnknownOutcome, as the commit point of that
 // connection is lost with it.
@@ -149,10 +154,17 @@ func (s *Session) WaitDurable(ctx context.Context) error {
 	if s.durable >= target {
 		return nil
 	}
+	var asked error
+	if err := s.sendControl(wire.OpCheckpoint, func(r Result) { asked = r.Err }); err != nil {
+		return err
+	}
 	nc := s.nc
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for s.durable < target {
+		if asked != nil {
+			return fmt.Errorf("client: asking for a checkpoint: %w", asked)
+		}
 		err := s.receive()
 		if s.nc == nil { // lost: the commit point of that connection is gone
 			err = errors.Join(ctxErr(ctx), ErrUnknownOutcome)
@@ -162,6 +174,18 @@ func (s *Session) WaitDurable(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sendControl sends a control batch of one operation, answered to cb.
+func (s *Session) sendControl(op wire.Op, cb Callback) error {
+	if s.nc == nil { // lost: what it had done is unknown
+		return ErrUnknownOutcome
+	}
+	b := s.newBatch()
+	b.control = true
+	b.buf = wire.AppendOp(b.buf, op, nil, nil)
+	b.ops = append(b.ops, opRec{serial: s.serial, cb: cb})
+	return s.send(b)
 }
 
 // Outstanding returns how many operations are queued, in flight or pending.

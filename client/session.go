@@ -20,6 +20,13 @@ type Config struct {
 	DialTimeout time.Duration // default 5 s
 	Transport   string        // TransportStd (default) or TransportNetpoll
 	Limits      wire.Limits   // bounds on what the server may send; default 128 MiB batches, 64 KiB keys, 16 MiB values
+	// Resume, when not 0, is the id of a session to resume instead of
+	// opening a new one: the server answers the serial up to which that
+	// session's operations were executed (ResumedAt), after a restart its
+	// commit point in the recovered checkpoint, and the session's serials
+	// go on after it. The caller re-issues its operations after that point.
+	// Only the first connection resumes; a reconnect opens a new session.
+	Resume uint64
 }
 
 func (c *Config) fill() error {
@@ -78,9 +85,10 @@ type opRec struct {
 // batch is one request batch: its encoded bytes (kept for re-issue) and
 // the callbacks of its operations.
 type batch struct {
-	buf   []byte
-	first uint64
-	ops   []opRec
+	buf     []byte
+	first   uint64
+	ops     []opRec
+	control bool // a control batch: its operations take no serials
 }
 
 // Session is a pipelined session with one server. All its methods must be
@@ -98,6 +106,7 @@ type Session struct {
 	rpos     int
 	rend     int
 	durable  uint64 // the server's commit point: operations up to it are durable
+	resumed  uint64 // where a resumed session went on (0: a new session)
 	err      error  // sticky: the session can no longer work
 	backoff  time.Duration
 }
@@ -126,6 +135,11 @@ func DialContext(ctx context.Context, cfg Config) (*Session, error) {
 // ID returns the session id the server gave.
 func (s *Session) ID() uint64 { return s.id }
 
+// ResumedAt returns, for a session dialled with Config.Resume, the serial
+// up to which the resumed session's operations had been executed (after a
+// restart: were durable); its next operation gets the serial after it.
+func (s *Session) ResumedAt() uint64 { return s.resumed }
+
 // View returns the view the session sends with its batches.
 func (s *Session) View() uint64 { return s.view }
 
@@ -147,8 +161,12 @@ func (s *Session) connect(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	s.nc, s.rpos, s.rend, s.serial, s.durable = nc, 0, 0, 1, 0
+	var resume []byte
+	if s.cfg.Resume != 0 && s.id == 0 {
+		resume = binary.LittleEndian.AppendUint64(nil, s.cfg.Resume)
+	}
 	b, start := wire.BeginBatch(nil)
-	b = wire.AppendOp(b, wire.OpOpen, nil, []byte(s.cfg.AuthToken))
+	b = wire.AppendOp(b, wire.OpOpen, resume, []byte(s.cfg.AuthToken))
 	wire.FinishRequest(b, start, wire.RequestHeader{Flags: wire.FlagControl, Count: 1})
 	_ = nc.SetDeadline(deadline)
 	defer nc.SetDeadline(time.Time{})
@@ -167,12 +185,17 @@ func (s *Session) connect(ctx context.Context) error {
 	var r wire.ResultReader
 	r.Reset(h, body, s.cfg.Limits)
 	res, ok, err := r.Next()
-	if err != nil || !ok || res.Status != wire.StatusOK || len(res.Value) != 16 {
+	if err != nil || !ok || res.Status != wire.StatusOK || len(res.Value) != 32 {
 		nc.Close()
 		return fmt.Errorf("client: open session: unexpected answer %+v (%v)", res, err)
 	}
 	s.id = binary.LittleEndian.Uint64(res.Value)
 	s.view = binary.LittleEndian.Uint64(res.Value[8:])
+	if resume != nil {
+		s.resumed = binary.LittleEndian.Uint64(res.Value[16:])
+		s.serial = s.resumed + 1
+		s.durable = binary.LittleEndian.Uint64(res.Value[24:])
+	}
 	return nil
 }
 

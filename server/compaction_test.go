@@ -23,7 +23,9 @@ import (
 // after a restart on the directory.
 func TestCompactionDeletesSegmentsAndSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	tune := func(c *Config) { c.CompactInterval, c.CompactThreshold, c.CompactChunk = 20*time.Millisecond, 0.3, 1 << 20 }
+	tune := func(c *Config) {
+		c.CompactInterval, c.CompactThreshold, c.CompactChunk = 20*time.Millisecond, 0.3, 1<<20
+	}
 	s, dev := durableServerWith(t, dir, tune)
 	c, err := client.New(client.Config{Addr: s.Addr()})
 	if err != nil {

@@ -22,14 +22,22 @@ type durability struct {
 	s   *Server
 	dir *checkpoint.Dir
 	mu  sync.Mutex // one checkpoint at a time
+	// queued is true from a request (wire CHECKPOINT) until the checkpoint
+	// it started holds mu: requests meanwhile are covered by that one,
+	// later ones start another.
+	queued atomic.Bool
 	// last is the newest recorded checkpoint. An atomic pointer, not under
 	// mu: loops read it (INFO, /stats) and must never wait for a checkpoint,
 	// which waits for them.
 	last atomic.Pointer[checkpoint.Meta]
 	// recovered is what the recovery at start found; nil for a new store.
 	recovered *store.RecoveryStats
-	stop      chan struct{}
-	done      chan struct{}
+	// stopped is set, under mu, once the loops have stopped (the final
+	// checkpoint): take then reads their sessions directly instead of
+	// through their task queues, and requests take none.
+	stopped bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // keepCheckpoints is how many checkpoint files the directory keeps.
@@ -38,6 +46,7 @@ const keepCheckpoints = 3
 // openStore opens the server's store: recovered from the newest checkpoint
 // when the directory has one, new otherwise.
 func (s *Server) openStore() (*store.Store, error) {
+	s.sessions = newSessionTable(nil)
 	dir := s.cfg.Checkpoints
 	if dir == nil {
 		return store.Open(s.cfg.Store)
@@ -57,6 +66,8 @@ func (s *Server) openStore() (*store.Store, error) {
 	}
 	s.dur.last.Store(&meta)
 	s.dur.recovered = &rs
+	s.sessions = newSessionTable(meta.Sessions)
+	s.nextSession.Store(meta.NextSession)
 	if err := st.Release(meta.Store.Begin); err != nil { // a crash came between a checkpoint and its release
 		s.log.Warn("releasing the compacted log", "below", meta.Store.Begin, "err", err)
 	}
@@ -92,25 +103,52 @@ func (d *durability) start(every time.Duration) {
 	}()
 }
 
+// request starts a checkpoint on its own goroutine, unless one that has
+// not read the loops' CPR points yet is queued. Loops call it; it never
+// waits.
+func (d *durability) request() {
+	if !d.queued.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.queued.Store(false)
+		if d.stopped {
+			return // the final checkpoint is taken (or being taken)
+		}
+		if _, err := d.takeLocked(context.Background()); err != nil {
+			d.s.log.Error("requested checkpoint failed", "err", err)
+		}
+	}()
+}
+
 // take makes everything the store holds durable and records it.
 func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.takeLocked(ctx)
+}
+
+func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	t0 := time.Now()
 	// Each loop passes its CPR point before the fold-over: the operations
 	// its sessions ran before it have their records below the tail the
 	// checkpoint then folds over.
-	if err := d.s.onEveryLoop(ctx, (*loop).markCPR); err != nil {
+	cprs, err := d.markCPR(ctx)
+	if err != nil {
 		return checkpoint.Meta{}, err
 	}
 	c, err := d.s.st.Checkpoint(ctx)
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
-	m := checkpoint.Meta{Seq: d.latest().Seq + 1, Time: time.Now().UTC(), Store: c}
+	m := checkpoint.Meta{Seq: d.latest().Seq + 1, Time: time.Now().UTC(), Store: c,
+		Sessions: d.s.sessions.points(cprs), NextSession: d.s.nextSession.Load()}
 	if err := d.dir.Save(m, keepCheckpoints); err != nil {
 		return checkpoint.Meta{}, err
 	}
+	d.s.sessions.recorded(m.Sessions)
 	d.last.Store(&m)
 	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
 	// The newest checkpoint is the one a restart recovers: the log below
@@ -122,6 +160,30 @@ func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 	d.s.stats.checkpointNanos.Add(uint64(time.Since(t0)))
 	d.s.log.Debug("checkpoint", "seq", m.Seq, "end", c.End, "took", time.Since(t0))
 	return m, nil
+}
+
+// markCPR has every loop read its sessions' CPR points and returns them by
+// session id: those of its connections, and those of connections that
+// closed since the last checkpoint.
+func (d *durability) markCPR(ctx context.Context) (map[uint64]uint64, error) {
+	if d.stopped {
+		d.s.mu.Lock()
+		for _, l := range d.s.mu.list {
+			l.markCPR()
+		}
+		d.s.mu.Unlock()
+	} else if err := d.s.onEveryLoop(ctx, (*loop).markCPR); err != nil {
+		return nil, err
+	}
+	cprs := map[uint64]uint64{}
+	d.s.mu.Lock()
+	for _, l := range d.s.mu.list {
+		for _, p := range l.cprs { // the loop's task queue ordered its write before this read
+			cprs[p.id] = max(cprs[p.id], p.cpr)
+		}
+	}
+	d.s.mu.Unlock()
+	return cprs, nil
 }
 
 // latest returns the newest recorded checkpoint (Seq 0: none). It never
@@ -138,7 +200,10 @@ func (d *durability) latest() checkpoint.Meta {
 func (d *durability) close(ctx context.Context) error {
 	close(d.stop)
 	<-d.done
-	_, err := d.take(ctx)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	_, err := d.takeLocked(ctx)
 	return err
 }
 
@@ -181,12 +246,21 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 	return nil
 }
 
-// markCPR reads every session's CPR point.
+// markCPR reads every session's CPR point, and lists them in cprs with
+// those of the sessions that closed since the last call.
 func (l *loop) markCPR() {
+	l.cprs = append(l.cprs[:0], l.closedCPR...)
+	l.closedCPR = l.closedCPR[:0]
 	for cs := range l.conns {
 		cs.cpr = cs.sess.CPRPoint()
+		if cs.sess.ID != 0 && cs.cpr > 0 {
+			l.cprs = append(l.cprs, sessionCPR{cs.sess.ID, cs.cpr})
+		}
 	}
 }
+
+// sessionCPR is a session's CPR point, read for a checkpoint.
+type sessionCPR struct{ id, cpr uint64 }
 
 // commitCPR tells every session that took part in the checkpoint how far
 // it is durable.

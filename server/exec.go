@@ -56,9 +56,9 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 		a := &l.win[i&(window-1)]
 		counts[opIndex(a.op.Op)]++
 		if a.op.Op == wire.OpOpen {
-			if !l.open(cs, a.op) {
+			if err := l.open(cs, a.op); err != nil {
 				l.countOps(&counts)
-				return l.fail(cs, &wire.Error{Code: wire.CodeAuth, Msg: "wrong auth token"}, h.Serial)
+				return l.fail(cs, err, h.Serial)
 			}
 			continue
 		}
@@ -124,20 +124,54 @@ func (l *loop) countOps(counts *[6]uint64) {
 	}
 }
 
-// open answers an OPEN: it checks the token and gives the session its id.
-// The answer is the session id and the view, 8 bytes each.
-func (l *loop) open(cs *conn, op wire.Operation) bool {
+// open answers an OPEN: it checks the token and gives the session its id,
+// or, when the OPEN's key is an 8-byte session id, resumes that session
+// (once per connection, before any data batch). The answer is four
+// 8-byte words: the session id, the view, the serial up to which the
+// session's operations were executed (the connection's serials go on
+// after it; 0 for a new session) and the one up to which they are durable.
+func (l *loop) open(cs *conn, op wire.Operation) *wire.Error {
 	token := l.s.cfg.AuthToken
 	if token != "" && subtle.ConstantTimeCompare(op.Value, []byte(token)) != 1 {
-		return false
+		return &wire.Error{Code: wire.CodeAuth, Msg: "wrong auth token"}
 	}
-	if !cs.sess.IsOpen() || cs.sess.ID == 0 {
+	var executed uint64
+	switch {
+	case len(op.Key) == 8:
+		if err := l.resume(cs, binary.LittleEndian.Uint64(op.Key)); err != nil {
+			return err
+		}
+		executed = cs.sess.Next() - 1
+	case len(op.Key) != 0:
+		return &wire.Error{Code: wire.CodeBadArgument, Msg: "OPEN's key is a session id to resume: 8 bytes"}
+	case !cs.sess.IsOpen() || cs.sess.ID == 0:
 		cs.sess.Opened(l.s.nextSession.Add(1))
+		l.s.sessions.opened(cs.sess.ID)
 	}
 	binary.LittleEndian.PutUint64(l.scratch[:8], cs.sess.ID)
 	binary.LittleEndian.PutUint64(l.scratch[8:], l.view)
-	cs.sess.Result(wire.StatusOK, l.scratch[:16], 0)
-	return true
+	binary.LittleEndian.PutUint64(l.scratch[16:], executed)
+	binary.LittleEndian.PutUint64(l.scratch[24:], cs.committed)
+	cs.sess.Result(wire.StatusOK, l.scratch[:32], 0)
+	return nil
+}
+
+// resume gives the connection session id's place: its serials go on after
+// the last operation the session executed.
+func (l *loop) resume(cs *conn, id uint64) *wire.Error {
+	if cs.sess.Next() != session.FirstSerial || id == 0 {
+		return &wire.Error{Code: wire.CodeBadArgument, Msg: "resume a session before any data batch, with a non-zero id"}
+	}
+	executed, durable, err := l.s.sessions.resume(id)
+	if err != nil {
+		return &wire.Error{Code: wire.CodeBadArgument, Msg: err.Error()}
+	}
+	if old := cs.sess.ID; old != 0 && old != id {
+		l.s.sessions.forget(old)
+	}
+	cs.sess.Resume(id, executed)
+	cs.committed, cs.cpr = durable, durable
+	return nil
 }
 
 // exec runs one data or control operation and appends its result.
@@ -171,6 +205,14 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpGetView:
 		binary.LittleEndian.PutUint64(l.scratch[:8], l.view)
 		cs.sess.Result(wire.StatusOK, l.scratch[:8], 0)
+		return
+	case wire.OpCheckpoint:
+		if l.s.dur == nil {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+			return
+		}
+		l.s.dur.request()
+		cs.sess.Result(wire.StatusOK, nil, 0)
 		return
 	}
 	if err == nil && st == store.Pending {

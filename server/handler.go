@@ -50,6 +50,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	sess := session.New(h.s.cfg.AuthToken != "")
 	if h.s.cfg.AuthToken == "" {
 		sess.Opened(h.s.nextSession.Add(1))
+		h.s.sessions.opened(sess.ID)
 	}
 	cs := &conn{c: c, l: l, sess: sess}
 	c.SetContext(cs)
@@ -63,6 +64,12 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *conn:
 		x.closed = true // pending completions for it are dropped
 		delete(x.l.conns, x)
+		if id := x.sess.ID; id != 0 {
+			h.s.sessions.closedAt(id, x.sess.Next()-1)
+			if cpr := x.sess.CPRPoint(); cpr > 0 {
+				x.l.closedCPR = append(x.l.closedCPR, sessionCPR{id, cpr})
+			}
+		}
 		x.l.stats.conns.Add(-1)
 	case *respConn:
 		x.closed = true

@@ -34,8 +34,11 @@ type loop struct {
 	rd      *resp.Reader  // parses the RESP connections' commands
 	rwin    []parsed      // the RESP commands parsed and not yet run
 	rargs   [][]byte      // their arguments
-	scratch [16]byte
+	scratch [32]byte
 	stats   loopStats
+	// cprs are the CPR points markCPR read for the checkpoint being taken;
+	// closedCPR those of connections closed since it last ran.
+	cprs, closedCPR []sessionCPR
 }
 
 // pendingRef names the client operation a store operation answers: a

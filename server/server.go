@@ -42,8 +42,10 @@ type Server struct {
 	}
 	started time.Time
 	dur     *durability // nil without a checkpoint directory
-	comp    *compaction
-	stats   struct {
+	// sessions says where native sessions stand, for OPEN with resume.
+	sessions *sessionTable
+	comp     *compaction
+	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
 	}

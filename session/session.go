@@ -50,6 +50,11 @@ func New(requireOpen bool) *Session {
 // Opened marks the session as authenticated under id.
 func (s *Session) Opened(id uint64) { s.ID, s.open = id, true }
 
+// Resume marks the session as authenticated under id, an existing
+// session whose operations up to serial executed were executed: the next
+// batch starts after it.
+func (s *Session) Resume(id, executed uint64) { s.ID, s.open, s.next = id, true, executed+1 }
+
 // IsOpen reports whether data batches may run.
 func (s *Session) IsOpen() bool { return s.open }
 

@@ -26,9 +26,17 @@
 //	4  ADD       8 bytes        add a little-endian int64 to key's value
 //	5  APPEND    yes            append value to key's value
 //	16 OPEN      auth token     open a session; key: 8-byte session id to
-//	                            resume, or empty for a new one
+//	                            resume, or empty for a new one; answers
+//	                            id u64 | view u64 | executed u64 | durable
+//	                            u64: a resumed session's operations up to
+//	                            executed ran (after a restart: up to its
+//	                            commit point) and its serials go on after
+//	                            it, durable is its commit point
 //	17 PING      payload        echo the payload
 //	18 GET_VIEW  -              return the server's view
+//	19 CHECKPOINT -             start a checkpoint (or queue one behind the
+//	                            one running); answered at once, the COMMIT
+//	                            batch follows when it is durable
 //
 // Flags: bit 0 marks a control batch (only codes >= 16), which the server
 // answers whatever the view; every other bit must be 0. Operation i of a

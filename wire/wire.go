@@ -24,13 +24,16 @@ const (
 	OpOpen    Op = 16
 	OpPing    Op = 17
 	OpGetView Op = 18
+	// OpCheckpoint asks for a checkpoint; the session's COMMIT batch says
+	// when its operations are durable.
+	OpCheckpoint Op = 19
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an
 // unknown code.
 func (o Op) hasValue() (has, ok bool) {
 	switch o {
-	case OpRead, OpDelete, OpGetView:
+	case OpRead, OpDelete, OpGetView, OpCheckpoint:
 		return false, true
 	case OpUpsert, OpAdd, OpAppend, OpOpen, OpPing:
 		return true, true
@@ -59,6 +62,8 @@ func (o Op) String() string {
 		return "PING"
 	case OpGetView:
 		return "GET_VIEW"
+	case OpCheckpoint:
+		return "CHECKPOINT"
 	}
 	return "OP?"
 }
