@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,6 +32,9 @@ type Meta struct {
 	// NextSession is the highest session id given out so far: ids after a
 	// restart start above it, so a resumed id is never given to another.
 	NextSession uint64 `json:"next_session,omitempty"`
+	// IndexSeq is the checkpoint whose index snapshot recovery loads
+	// (Store.IndexStart says where it began); 0: none.
+	IndexSeq uint64 `json:"index_seq,omitempty"`
 }
 
 // Dir is a directory of checkpoint files.
@@ -54,7 +58,50 @@ func (d *Dir) file(seq uint64) string {
 	return filepath.Join(d.path, fmt.Sprintf("%s%016d%s", prefix, seq, suffix))
 }
 
-// Save writes m durably, then deletes all but the keep newest files.
+const indexPrefix, indexSuffix = "index-", ".bin"
+
+func (d *Dir) indexFile(seq uint64) string {
+	return filepath.Join(d.path, fmt.Sprintf("%s%016d%s", indexPrefix, seq, indexSuffix))
+}
+
+// CreateIndex creates the file the index snapshot of checkpoint seq is
+// written to, under a temporary name.
+func (d *Dir) CreateIndex(seq uint64) (*os.File, error) {
+	f, err := os.OpenFile(d.indexFile(seq)+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return f, nil
+}
+
+// CommitIndex syncs and closes the snapshot f of checkpoint seq and gives
+// it its final name; the Save that records the checkpoint syncs the
+// directory. With a non-nil failed (the snapshot could not be written) it
+// removes the file instead and returns failed.
+func (d *Dir) CommitIndex(f *os.File, seq uint64, failed error) error {
+	if failed == nil {
+		failed = f.Sync()
+	}
+	if err := f.Close(); failed == nil {
+		failed = err
+	}
+	if failed != nil {
+		os.Remove(f.Name())
+		return failed
+	}
+	if err := os.Rename(f.Name(), d.indexFile(seq)); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// OpenIndex returns an opener of checkpoint seq's index snapshot.
+func (d *Dir) OpenIndex(seq uint64) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return os.Open(d.indexFile(seq)) }
+}
+
+// Save writes m durably, then deletes all but the keep newest files, and
+// the index snapshots older than the one m uses.
 func (d *Dir) Save(m Meta, keep int) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -71,7 +118,29 @@ func (d *Dir) Save(m Meta, keep int) error {
 	if err := syncDir(d.path); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return d.prune(keep)
+	return errors.Join(d.prune(keep), d.pruneIndexes(m.IndexSeq))
+}
+
+// pruneIndexes deletes the index snapshots (and temporary files of
+// snapshots) of checkpoints before seq; recovery only ever loads the
+// newest checkpoint's.
+func (d *Dir) pruneIndexes(seq uint64) error {
+	ents, err := os.ReadDir(d.path)
+	if err != nil || seq == 0 {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		n, ok := strings.CutPrefix(e.Name(), indexPrefix)
+		if !ok {
+			continue
+		}
+		var s uint64
+		if _, err := fmt.Sscanf(n[:min(len(n), 16)], "%d", &s); err == nil && s < seq {
+			errs = append(errs, os.Remove(filepath.Join(d.path, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func writeSynced(name string, b []byte) error {
@@ -100,7 +169,7 @@ func syncDir(path string) error {
 }
 
 // seqs lists the sequence numbers of the complete files, oldest first.
-func (d *Dir) seqs() ([]uint64, error) {
+func (d *Dir) seqs() ([]uint64, error) { // checkpoint files only
 	ents, err := os.ReadDir(d.path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)

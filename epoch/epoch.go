@@ -1,9 +1,11 @@
 package epoch
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // Invariant: current >= 1 and only increases; safe only increases.
@@ -198,6 +200,25 @@ func (m *Manager) tryDrain() {
 // Guard (a background task waiting on a deferred action); workers get the same
 // effect from Refresh.
 func (m *Manager) Drain() { m.tryDrain() }
+
+// Barrier returns once every worker protected when it was called has
+// refreshed (or left protection), or when ctx ends. It drains due actions
+// while it waits, since idle workers do not. Only a goroutine that holds no
+// protected Guard may call it.
+func (m *Manager) Barrier(ctx context.Context) error {
+	done := make(chan struct{})
+	m.Bump(func() { close(done) })
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Microsecond):
+			m.tryDrain()
+		}
+	}
+}
 
 // Pending reports how many deferred actions wait for their epoch.
 func (m *Manager) Pending() int { return int(m.pending.Load()) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/fleetkv/fleetkv/ssd"
 )
@@ -13,7 +12,7 @@ import (
 // copied to the tail or are dead, and read single records off the device.
 
 // ShiftBegin makes to the log's begin once every worker protected now has
-// refreshed, and returns then (or when ctx ends; the shift still happens).
+// refreshed, and returns then (or when ctx ends, without shifting).
 // Records below to are no longer part of the log: a chain that reaches
 // below begin ends there. The wait is what makes the shift safe: an
 // operation that loaded an index entry before the caller re-linked the
@@ -27,22 +26,12 @@ func (l *Log) ShiftBegin(ctx context.Context, to uint64) error {
 	case to&l.pageMask != 0 || to > l.head.Load():
 		return fmt.Errorf("hlog: begin %d is not a page boundary at or below head %d", to, l.head.Load())
 	}
-	done := make(chan struct{})
-	l.epochs.Bump(func() {
-		maxStore(&l.begin, to)
-		l.checkMarkers()
-		close(done)
-	})
-	for {
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Microsecond):
-			l.epochs.Drain() // idle workers do not refresh
-		}
+	if err := l.epochs.Barrier(ctx); err != nil {
+		return err
 	}
+	maxStore(&l.begin, to)
+	l.checkMarkers()
+	return nil
 }
 
 // ReadRecord reads the record at addr from dev and checks it: a sealed,

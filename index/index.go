@@ -145,9 +145,13 @@ func findIn(t *table, h, tag uint64) (Slot, Entry, bool) {
 
 // freeSlot returns an empty entry of h's chain, adding an overflow bucket
 // when the chain is full.
-func (t *table) freeSlot(h uint64) *atomic.Uint64 {
+func (t *table) freeSlot(h uint64) *atomic.Uint64 { return t.freeSlotIn(t.bucketFor(h)) }
+
+// freeSlotIn returns an empty entry of the chain starting at main bucket
+// first, adding an overflow bucket when the chain is full.
+func (t *table) freeSlotIn(first *bucket) *atomic.Uint64 {
 	for {
-		b := t.bucketFor(h)
+		b := first
 		for {
 			for i := 0; i < entriesPerBucket; i++ {
 				if b[i].Load() == 0 {

@@ -62,6 +62,10 @@ type Config struct {
 	// CompactChunk is how many bytes of the oldest log one automatic
 	// compaction covers. Default 1 GiB.
 	CompactChunk uint64
+	// NoIndexSnapshots turns off the index snapshots checkpoints take (when
+	// the log since the last one outgrows the index), so that recovery
+	// always replays, and verifies, the whole log from its begin.
+	NoIndexSnapshots bool
 }
 
 const defaultMaxResponse = 64 << 20

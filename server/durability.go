@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,9 +62,18 @@ func (s *Server) openStore() (*store.Store, error) {
 		return store.Open(s.cfg.Store)
 	}
 	t0 := time.Now()
-	st, rs, err := store.Recover(s.cfg.Store, meta.Store)
+	var open func() (io.ReadCloser, error)
+	if meta.IndexSeq != 0 {
+		open = dir.OpenIndex(meta.IndexSeq)
+	}
+	st, rs, err := store.RecoverWithIndex(s.cfg.Store, meta.Store, open)
 	if err != nil {
 		return nil, fmt.Errorf("server: recover checkpoint %d: %w", meta.Seq, err)
+	}
+	if rs.Cut || rs.IndexError != "" {
+		// The snapshot's entries may point past the cut, where the new log
+		// goes on: the next checkpoint takes a new one.
+		meta.IndexSeq, meta.Store.IndexStart = 0, 0
 	}
 	s.dur.last.Store(&meta)
 	s.dur.recovered = &rs
@@ -75,8 +86,12 @@ func (s *Server) openStore() (*store.Store, error) {
 	if rs.Cut {
 		log = s.log.Error
 	}
-	log("recovered", "checkpoint", meta.Seq, "taken", meta.Time, "records", rs.Records, "end", rs.End,
-		"checkpoint_end", meta.Store.End, "cut", rs.Cut, "cut_reason", rs.CutReason, "took", time.Since(t0))
+	log("recovered", "checkpoint", meta.Seq, "taken", meta.Time, "index_entries", rs.IndexEntries, "from", rs.From,
+		"records", rs.Records, "end", rs.End, "checkpoint_end", meta.Store.End, "cut", rs.Cut, "cut_reason", rs.CutReason,
+		"took", time.Since(t0))
+	if rs.IndexError != "" {
+		s.log.Warn("the index snapshot was not used: the whole log was replayed", "snapshot", meta.IndexSeq, "err", rs.IndexError)
+	}
 	return st, nil
 }
 
@@ -139,11 +154,13 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
-	c, err := d.s.st.Checkpoint(ctx)
+	last := d.latest()
+	seq := last.Seq + 1
+	c, indexSeq, err := d.checkpoint(ctx, seq, last)
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
-	m := checkpoint.Meta{Seq: d.latest().Seq + 1, Time: time.Now().UTC(), Store: c,
+	m := checkpoint.Meta{Seq: seq, Time: time.Now().UTC(), Store: c, IndexSeq: indexSeq,
 		Sessions: d.s.sessions.points(cprs), NextSession: d.s.nextSession.Load()}
 	if err := d.dir.Save(m, keepCheckpoints); err != nil {
 		return checkpoint.Meta{}, err
@@ -160,6 +177,37 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	d.s.stats.checkpointNanos.Add(uint64(time.Since(t0)))
 	d.s.log.Debug("checkpoint", "seq", m.Seq, "end", c.End, "took", time.Since(t0))
 	return m, nil
+}
+
+// checkpoint takes the store's checkpoint seq, with an index snapshot when
+// the log written since the start of the last one (what recovery would
+// replay) has grown past the snapshot's size (what recovery would load);
+// otherwise the checkpoint keeps using the last snapshot. It returns the
+// checkpoint and the seq of the snapshot it uses (0: none).
+func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint.Meta) (store.Checkpoint, uint64, error) {
+	st := d.s.st
+	entries := uint64(max(st.Stats().Index.Entries, 0))
+	from := max(last.Store.IndexStart, st.Log().Begin())
+	if d.s.cfg.NoIndexSnapshots || entries == 0 || (last.IndexSeq != 0 && st.Log().Tail()-from < 16*entries) {
+		c, err := st.Checkpoint(ctx)
+		if last.IndexSeq != 0 {
+			c.IndexStart = last.Store.IndexStart
+		}
+		return c, last.IndexSeq, err
+	}
+	f, err := d.dir.CreateIndex(seq)
+	if err != nil {
+		return store.Checkpoint{}, 0, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	c, err := st.CheckpointWithIndex(ctx, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err := d.dir.CommitIndex(f, seq, err); err != nil {
+		return store.Checkpoint{}, 0, err
+	}
+	return c, seq, nil
 }
 
 // markCPR has every loop read its sessions' CPR points and returns them by

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/ssd"
+	"github.com/fleetkv/fleetkv/store"
 )
 
 // durableServer starts a server over segment files and a checkpoint
@@ -119,14 +120,23 @@ func TestRestartRecoversTheCheckpoint(t *testing.T) {
 
 // TestDamagedLogIsCutAndTheServerStarts: the last segment truncated at a
 // random byte, or 4 KiB garbled at the start of the log's last page:
-// recovery cuts the log at the last record that holds together, the server
-// starts, every key it has reads back the value written, and it goes on
-// taking writes and checkpoints.
+// recovery (replaying the whole log: no index snapshots) cuts the log at
+// the last record that holds together, the server starts, every key it has
+// reads back the value written, and it goes on taking writes and
+// checkpoints. With an index snapshot, recovery replays only the log
+// after it: the garbled records before it are found when they are read,
+// and refused with an error, never served.
 func TestDamagedLogIsCutAndTheServerStarts(t *testing.T) {
-	for _, damage := range []string{"truncate", "garble"} {
+	for _, damage := range []string{"truncate", "garble", "garble-indexed"} {
 		t.Run(damage, func(t *testing.T) {
 			dir := t.TempDir()
-			s, dev := durableServer(t, dir)
+			indexed := damage == "garble-indexed"
+			if indexed { // the damaged records are read, and refused
+				store.ExpectDamage(true)
+				defer store.ExpectDamage(false)
+			}
+			tune := func(c *Config) { c.NoIndexSnapshots = !indexed }
+			s, dev := durableServerWith(t, dir, tune)
 			c, err := client.New(client.Config{Addr: s.Addr()})
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +166,7 @@ func TestDamagedLogIsCutAndTheServerStarts(t *testing.T) {
 				if err := os.Truncate(file, endOff-1-rng.Int64N(min(endOff-1, 3<<14))); err != nil {
 					t.Fatal(err)
 				}
-			case "garble":
+			default:
 				f, err := os.OpenFile(file, os.O_WRONLY, 0)
 				if err != nil {
 					t.Fatal(err)
@@ -170,19 +180,28 @@ func TestDamagedLogIsCutAndTheServerStarts(t *testing.T) {
 				}
 				f.Close()
 			}
-			s, dev = durableServer(t, dir)
+			s, dev = durableServerWith(t, dir, tune)
 			rec := s.Stats().Checkpoint.Recovered
-			if rec == nil || !rec.Cut || rec.End >= end {
+			switch {
+			case indexed && (rec == nil || rec.Cut || rec.IndexEntries == 0):
+				t.Fatalf("recovery %+v with an index snapshot", rec)
+			case !indexed && (rec == nil || !rec.Cut || rec.End >= end):
 				t.Fatalf("recovery %+v of a log damaged before %d", rec, end)
 			}
 			c, err = client.New(client.Config{Addr: s.Addr()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			found := 0
+			found, refused := 0, 0
 			for i := 0; i < n; i++ {
 				v, ok, err := c.Get(ctx, fmt.Appendf(nil, "k%d", i))
 				switch {
+				case err != nil && indexed:
+					refused++
+					c.Close() // the error closed the pooled session: start afresh
+					if c, err = client.New(client.Config{Addr: s.Addr()}); err != nil {
+						t.Fatal(err)
+					}
 				case err != nil:
 					t.Fatalf("k%d: %v", i, err)
 				case ok && !bytes.Equal(v, val(i)):
@@ -191,15 +210,15 @@ func TestDamagedLogIsCutAndTheServerStarts(t *testing.T) {
 					found++
 				}
 			}
-			if found == 0 || found == n {
-				t.Fatalf("%d of %d keys after a cut at %d of %d", found, n, rec.End, end)
+			if found == 0 || found == n || (indexed && found+refused != n) {
+				t.Fatalf("%d of %d keys read back, %d refused, after a cut at %d of %d", found, n, refused, rec.End, end)
 			}
 			if err := c.Set(ctx, []byte("after"), []byte("cut")); err != nil {
 				t.Fatal(err)
 			}
 			c.Close()
 			shutdown(t, s, dev)
-			s, dev = durableServer(t, dir) // a log recovered once, cut page and all, recovers again
+			s, dev = durableServerWith(t, dir, tune) // a log recovered once, cut page and all, recovers again
 			if rec := s.Stats().Checkpoint.Recovered; rec == nil || rec.Cut {
 				t.Fatalf("second recovery: %+v", rec)
 			}

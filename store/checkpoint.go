@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/ssd"
@@ -18,6 +19,11 @@ type Checkpoint struct {
 	Begin, End uint64
 	IndexBits  uint
 	PageBits   uint
+	// IndexStart, when not 0, is where the log stood when the index
+	// snapshot recovery may load began (see index_snapshot.go): recovery
+	// with it replays the log from there instead of from Begin. The
+	// snapshot may be an earlier checkpoint's.
+	IndexStart uint64 `json:",omitempty"`
 }
 
 // Checkpoint makes everything the store holds now durable: a fold-over of
@@ -28,12 +34,30 @@ type Checkpoint struct {
 // every wait on the epoch, it needs each session to refresh or be suspended:
 // a session that stays protected while idle holds it up until ctx ends.
 func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	return st.CheckpointWithIndex(ctx, nil)
+}
+
+// CheckpointWithIndex is Checkpoint that also writes a snapshot of the
+// index to index (when not nil) before the fold-over, and records where it
+// began in IndexStart. The caller makes the snapshot durable before it
+// records the checkpoint.
+func (st *Store) CheckpointWithIndex(ctx context.Context, index io.Writer) (Checkpoint, error) {
 	st.ckpt.Lock()
 	defer st.ckpt.Unlock()
 	// Begin is read before the fold-over: a compaction moves it only after
 	// copying the live records below it to the tail, so they are then
 	// below the tail the fold-over makes durable.
 	begin := st.log.Begin()
+	var indexStart uint64
+	if index != nil {
+		indexStart = st.log.Tail()
+		if err := st.epochs.Barrier(ctx); err != nil {
+			return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
+		}
+		if _, err := st.writeIndex(index); err != nil {
+			return Checkpoint{}, fmt.Errorf("store: checkpoint: index snapshot: %w", err)
+		}
+	}
 	end, err := st.log.FoldOver(ctx, st.ckpt.g)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
@@ -41,7 +65,7 @@ func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err := st.log.Device().Sync(); err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: sync: %w", err)
 	}
-	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits()}, nil
+	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits(), IndexStart: indexStart}, nil
 }
 
 // linkBits bounds the index size records have been linked under so far:
@@ -63,6 +87,12 @@ type RecoveryStats struct {
 	CutReason  string // what was found where it was cut
 	IndexBits  uint   // the index the store opened with
 	PagesTotal uint64 // pages scanned
+	// IndexEntries is how many entries an index snapshot gave (0: none was
+	// used, the whole log from Begin was replayed); IndexError why a
+	// snapshot offered was not used.
+	IndexEntries uint64 `json:",omitempty"`
+	IndexError   string `json:",omitempty"`
+	From         uint64 // where the replay started
 }
 
 // Recover opens a store over cfg.Log.Device, which holds the log of
@@ -88,15 +118,57 @@ func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 		return nil, rs, err
 	}
 	rs.IndexBits = st.index.Bits()
-	if err := st.replay(c, &rs); err != nil {
+	if err := st.replay(c, c.Begin, &rs); err != nil {
 		st.Close()
 		return nil, rs, err
 	}
 	return st, rs, nil
 }
 
-// replay rebuilds the index from the device and restarts the log after it.
-func (st *Store) replay(c Checkpoint, rs *RecoveryStats) error {
+// RecoverWithIndex is Recover that first loads the index snapshot that
+// c.IndexStart refers to (open returns its bytes; it is called twice, as
+// the snapshot is checked whole before any of it is used) and replays only
+// the log from c.IndexStart. A snapshot that fails its checks, or a log cut
+// before c.End (entries of the snapshot may point past the cut), falls
+// back to Recover; RecoveryStats says why.
+func RecoverWithIndex(cfg Config, c Checkpoint, open func() (io.ReadCloser, error)) (*Store, RecoveryStats, error) {
+	if c.IndexStart == 0 || open == nil {
+		return Recover(cfg, c)
+	}
+	var rs RecoveryStats
+	if c.PageBits != 0 && cfg.Log.PageBits != 0 && c.PageBits != cfg.Log.PageBits {
+		return Recover(cfg, c) // which reports the mismatch
+	}
+	if c.PageBits != 0 {
+		cfg.Log.PageBits = c.PageBits
+	}
+	cfg.IndexBits = max(cfg.IndexBits, c.IndexBits)
+	st, err := Open(cfg)
+	if err != nil {
+		return nil, rs, err
+	}
+	rs.IndexBits = st.index.Bits()
+	n, err := st.readIndex(open)
+	if err == nil {
+		rs.IndexEntries = n
+		err = st.replay(c, max(c.Begin, c.IndexStart), &rs)
+		if err == nil && rs.Cut {
+			err = fmt.Errorf("the log is cut at %d, before the checkpoint's end %d", rs.End, c.End)
+		}
+		if err == nil {
+			return st, rs, nil
+		}
+	}
+	st.Close()
+	st, full, ferr := Recover(cfg, c)
+	full.IndexError = err.Error()
+	return st, full, ferr
+}
+
+// replay links the records of the log from from to c.End into the index
+// and restarts the log after them.
+func (st *Store) replay(c Checkpoint, from uint64, rs *RecoveryStats) error {
+	rs.From = from
 	if c.End <= hlog.FirstAddress {
 		rs.End, rs.Start = hlog.FirstAddress, hlog.FirstAddress
 		return nil // an empty checkpoint: the store is new
@@ -110,7 +182,7 @@ func (st *Store) replay(c Checkpoint, rs *RecoveryStats) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
-	end, scanErr := hlog.ScanDevice(st.log.Device(), pageBits, c.Begin, c.End, func(addr uint64, rec []byte) error {
+	end, scanErr := hlog.ScanDevice(st.log.Device(), pageBits, from, c.End, func(addr uint64, rec []byte) error {
 		_, kl, _, _, _ := hlog.DecodePrefix(rec)
 		slot, e := s.findOrCreate(Hash(rec[hlog.PrefixSize : hlog.PrefixSize+kl]))
 		if !slot.CompareAndSwap(e, addr) {
@@ -128,7 +200,7 @@ func (st *Store) replay(c Checkpoint, rs *RecoveryStats) error {
 		return fmt.Errorf("store: recover: %w", scanErr)
 	}
 	rs.End = end
-	rs.PagesTotal = (end - c.Begin + st.log.PageSize() - 1) >> pageBits
+	rs.PagesTotal = (end - from + st.log.PageSize() - 1) >> pageBits
 	rs.Start = (end + st.log.PageSize() - 1) &^ (st.log.PageSize() - 1)
 	if rs.Start != end {
 		// A cut inside a page: cover the rest of the page with a filler, so

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"runtime"
@@ -330,6 +331,7 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 	touched := map[string]bool{}
 	var ck *Checkpoint
 	var ckOracle map[string][]byte
+	var ckIndex *bytes.Buffer
 	checkpoints, recoveries, compactions := 0, 0, 0
 	for i := 0; i < *opsFlag; i++ {
 		k := w.key()
@@ -345,11 +347,15 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 		case w.rng.IntN(1500) == 0:
 			w.s.CompletePending(true)
 			w.s.Suspend()
-			c, err := st.Checkpoint(context.Background())
+			var snap *bytes.Buffer
+			if w.rng.IntN(2) == 0 { // with an index snapshot: recovery replays only the log after it
+				snap = new(bytes.Buffer)
+			}
+			c, err := st.CheckpointWithIndex(context.Background(), writerOrNil(snap))
 			if err != nil {
 				fail("Checkpoint: %v", err)
 			}
-			ck, ckOracle = &c, maps.Clone(w.oracle)
+			ck, ckOracle, ckIndex = &c, maps.Clone(w.oracle), snap
 			checkpoints++
 			// The space below the checkpoint's begin is never read again:
 			// a crash recovers this checkpoint or a later one.
@@ -357,7 +363,7 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 				fail("Release(%d): %v", c.Begin, err)
 			}
 		case ck != nil && w.rng.IntN(3000) == 0:
-			st = w.crashAndRecover(cfg, *ck, ckOracle)
+			st = w.crashAndRecover(cfg, *ck, ckIndex, ckOracle)
 			recoveries++
 		case w.rng.IntN(1000) == 0:
 			w.s.CompletePending(true)
@@ -380,22 +386,34 @@ func runSingle(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...any)
 	w.s.Close()
 }
 
+// writerOrNil returns b as an io.Writer, or a nil one.
+func writerOrNil(b *bytes.Buffer) io.Writer {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
 // crashAndRecover closes the worker's store, loses or tears what the
 // device had not synced (on the crashable device), recovers checkpoint c
 // and points the worker at the recovered store, with the oracle it had
 // when c was taken.
-func (w *worker) crashAndRecover(cfg Config, c Checkpoint, oracle map[string][]byte) *Store {
+func (w *worker) crashAndRecover(cfg Config, c Checkpoint, snap *bytes.Buffer, oracle map[string][]byte) *Store {
 	w.s.CompletePending(true)
 	w.s.Close()
 	w.st.Close()
 	if cd, ok := cfg.Log.Device.(*ssd.CrashDevice); ok {
 		cd.PowerLoss(ssd.TearUnsynced, w.rng)
 	}
-	st, rs, err := Recover(cfg, c)
+	var open func() (io.ReadCloser, error)
+	if snap != nil {
+		open = snapshotOpener(snap.Bytes())
+	}
+	st, rs, err := RecoverWithIndex(cfg, c, open)
 	if err != nil {
 		w.fail("Recover(%+v): %v", c, err)
 	}
-	if rs.Cut || rs.End != c.End {
+	if rs.Cut || rs.End != c.End || rs.IndexError != "" || (snap != nil && rs.From != max(c.Begin, c.IndexStart)) {
 		w.fail("recovery of %+v cut the log: %+v", c, rs)
 	}
 	w.t.Cleanup(func() { st.Close() })

@@ -349,3 +349,8 @@ func (ps *pendingSet) corrupt(p *pendingOp, format string, args ...any) error {
 
 // damageExpected is set by tests that garble the device.
 var damageExpected atomic.Bool
+
+// ExpectDamage tells the invariants build (-tags invariants) that a test
+// damaged the device on purpose: a corrupt record is then reported as an
+// error, as in production, instead of panicking as a bug. Tests only.
+func ExpectDamage(on bool) { damageExpected.Store(on) }

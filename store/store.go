@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -192,7 +193,9 @@ func (st *Store) maybeGrow() {
 	go func() {
 		defer st.bg.Done()
 		defer st.growing.Store(false)
-		if err := st.index.Grow(st.grower); err != nil {
+		switch err := st.index.Grow(st.grower); {
+		case errors.Is(err, index.ErrGrowing): // an index snapshot holds growth off: retry soon
+		case err != nil:
 			st.growErr.Store(&err)
 			st.growAfter.Store(time.Now().Add(time.Minute).UnixNano())
 		}

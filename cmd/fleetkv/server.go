@@ -42,6 +42,7 @@ type serverFlags struct {
 	compactInterval               time.Duration
 	compactThreshold              float64
 	compactChunk                  sizeFlag
+	indexSnapshots                bool
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -65,7 +66,9 @@ loop that issued them. Every --checkpoint-interval, at shutdown and on
 demand (POST /checkpoint on the admin listener, RESP SAVE), the server makes
 everything it holds durable and records the checkpoint under
 DIR/checkpoints; a server started on that directory recovers the newest
-checkpoint. Writes after the last checkpoint are lost by a crash.
+checkpoint (loading the index snapshot it refers to, and replaying only
+the log written after it). Writes after the last checkpoint are lost by a
+crash.
 
 Updated and deleted keys leave dead records in the log. Every
 --compact-interval the server estimates the dead share of the log on the
@@ -104,6 +107,7 @@ POST /compact compacts everything on the device now.`,
 	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
 	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
+	fl.BoolVar(&f.indexSnapshots, "index-snapshots", true, "checkpoints also write a snapshot of the index (when the log since the last one outgrows it), so that recovery replays only the log after it")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
@@ -164,8 +168,8 @@ func (f serverFlags) config() (server.Config, error) {
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
 		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
-		CompactThreshold: compactThreshold(f.compactThreshold),
-		AuthToken:        f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		CompactThreshold: compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
+		AuthToken: f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
