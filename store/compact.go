@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fleetkv/fleetkv/hlog"
 )
@@ -58,6 +60,9 @@ func (st *Store) Compact(ctx context.Context, until uint64) (CompactStats, error
 		return c.stats, nil
 	}
 	_, err := hlog.ScanDevice(l.Device(), l.PageBits(), c.stats.Begin, c.stats.Until, c.record)
+	if err == nil {
+		err = c.flush()
+	}
 	c.s.Suspend()
 	if err != nil {
 		return c.stats, fmt.Errorf("store: compact [%d, %d): %w", c.stats.Begin, c.stats.Until, err)
@@ -76,17 +81,39 @@ func (st *Store) Release(begin uint64) error {
 	return st.log.Device().Release(min(begin, st.log.Begin()) &^ (st.log.PageSize() - 1))
 }
 
-// compactor is one compaction's state.
+// compactor is one compaction's state. Scanned records are judged in
+// batches: the in-memory part of each chain walk under protection, one
+// record after the other, then the device parts of the walks in parallel
+// (a walk reads one record per step and the device serves many at once),
+// then the live ones are copied.
 type compactor struct {
 	st    *Store
 	ctx   context.Context
 	s     *Session // the store's compaction session
-	buf   []byte   // device reads of chain records
+	arena []byte   // the batch's record bytes
+	batch []candidate
+	reads atomic.Int64 // device reads of chain records
 	stats CompactStats
 }
 
-// record decides one scanned record: copied when it is its key's newest
-// and not a tombstone, dropped otherwise.
+// candidate is a scanned record waiting for its verdict.
+type candidate struct {
+	addr   uint64
+	off, n int    // its bytes: arena[off:off+n]
+	entry  uint64 // the chain head it was judged under
+	walk   uint64 // where the chain walk goes on on the device; 0: it ended in memory
+	live   bool
+	err    error
+}
+
+// Batching and parallelism of the judging.
+const (
+	compactBatchBytes = 1 << 20
+	compactBatchLen   = 4096
+	compactWalkers    = 32 // device walks in flight
+)
+
+// record queues one scanned record; tombstones are dropped at once.
 func (c *compactor) record(addr uint64, rec []byte) error {
 	h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 	c.stats.Records++
@@ -94,61 +121,139 @@ func (c *compactor) record(addr uint64, rec []byte) error {
 	if h.Tombstone() {
 		return nil
 	}
-	key, value := rec[hlog.PrefixSize:hlog.PrefixSize+kl], rec[hlog.PrefixSize+kl:]
-	hash := Hash(key)
-	for {
-		if err := c.ctx.Err(); err != nil {
-			return err
-		}
-		live, entry, err := c.newest(key, hash, addr)
-		if err != nil || !live {
-			return err
-		}
-		switch err := c.copy(key, hash, value, entry); err {
-		case nil:
-			c.stats.Copied++
-			c.stats.CopiedBytes += hlog.RecordSize(kl, vl)
-			return nil
-		case errCASLost:
-			c.stats.CopiesLost++ // a write of the key came first: judge again
-		default:
-			return err
-		}
+	c.batch = append(c.batch, candidate{addr: addr, off: len(c.arena), n: len(rec)})
+	c.arena = append(c.arena, rec...)
+	if len(c.arena) >= compactBatchBytes || len(c.batch) >= compactBatchLen {
+		return c.flush()
 	}
+	return nil
 }
 
-// newest reports whether the record of key at addr is the newest in its
-// chain, and the chain's head it found that under. The part of the chain
-// in memory is walked under protection; the part on the device with
-// synchronous reads, unprotected (records below head stay on the device
-// and never change).
-func (c *compactor) newest(key []byte, hash, addr uint64) (bool, uint64, error) {
+func (c *compactor) rec(k *candidate) (key, value []byte) {
+	rec := c.arena[k.off : k.off+k.n]
+	_, kl, _, _, _ := hlog.DecodePrefix(rec)
+	return rec[hlog.PrefixSize : hlog.PrefixSize+kl], rec[hlog.PrefixSize+kl:]
+}
+
+// flush judges the batch and copies its live records to the tail. A copy
+// that a write of its key overtook is judged again, alone.
+func (c *compactor) flush() error {
+	defer func() { c.batch, c.arena = c.batch[:0], c.arena[:0] }()
+	if err := c.judge(c.batch); err != nil {
+		return err
+	}
+	for i := range c.batch {
+		k := &c.batch[i]
+		for k.live {
+			key, value := c.rec(k)
+			switch err := c.copy(key, Hash(key), value, k.entry); err {
+			case nil:
+				c.stats.Copied++
+				c.stats.CopiedBytes += hlog.RecordSize(len(key), len(value))
+				k.live = false
+			case errCASLost:
+				c.stats.CopiesLost++ // a write of the key came first: judge again
+				if err := c.judge(c.batch[i : i+1]); err != nil {
+					return err
+				}
+			default:
+				return err
+			}
+		}
+	}
+	return c.ctx.Err()
+}
+
+// judge decides for each candidate whether it is the newest record of its
+// key's chain, and under which chain head (live and entry).
+func (c *compactor) judge(batch []candidate) error {
+	var walks []int
+	for i := range batch {
+		if err := c.judgeInMemory(&batch[i]); err != nil {
+			return err
+		}
+		if batch[i].walk != 0 {
+			walks = append(walks, i)
+		}
+	}
+	c.s.Suspend()
+	c.walkDevice(batch, walks)
+	c.stats.ChainReads = int(c.reads.Load())
+	for _, i := range walks {
+		if batch[i].err != nil {
+			return batch[i].err
+		}
+	}
+	return nil
+}
+
+// judgeInMemory walks the part of k's chain above k that is in memory,
+// under protection: it ends at a newer record of k's key (dead), at k
+// (live), below k (not in the chain: dead), or below head, where k.walk
+// says the device part starts.
+func (c *compactor) judgeInMemory(k *candidate) error {
 	s, l := c.s, c.st.log
+	k.live, k.walk, k.err = false, 0, nil
+	key, _ := c.rec(k)
 	if err := s.begin(); err != nil {
-		return false, 0, err
+		return err
 	}
-	_, e, ok := c.st.index.Find(s.g, hash)
+	defer s.end()
+	_, e, ok := c.st.index.Find(s.g, Hash(key))
 	if !ok {
-		s.end()
-		return false, 0, nil
+		return nil
 	}
-	entry := e.Address()
-	a, _, found := s.trace(key, entry, max(l.Head(), addr+1))
-	s.end()
-	s.Suspend()
-	for !found && a > addr {
-		var rec []byte
-		var err error
-		rec, c.buf, err = hlog.ReadRecord(l.Device(), a, c.buf)
-		c.stats.ChainReads++
+	k.entry = e.Address()
+	a, _, found := s.trace(key, k.entry, max(l.Head(), k.addr+1))
+	switch {
+	case found || a < k.addr:
+	case a == k.addr:
+		k.live = true
+	default:
+		k.walk = a
+	}
+	return nil
+}
+
+// walkDevice finishes the chain walks of batch[walks] on the device,
+// compactWalkers at a time, unprotected: records below head stay on the
+// device and never change.
+func (c *compactor) walkDevice(batch []candidate, walks []int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(compactWalkers, len(walks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for j := int(next.Add(1)) - 1; j < len(walks); j = int(next.Add(1)) - 1 {
+				k := &batch[walks[j]]
+				key, _ := c.rec(k)
+				k.live, buf, k.err = c.walk(key, k.walk, k.addr, buf)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// walk follows key's chain on the device from a down to addr: live when
+// it reaches addr without meeting a newer record of key.
+func (c *compactor) walk(key []byte, a, addr uint64, buf []byte) (bool, []byte, error) {
+	dev := c.st.log.Device()
+	for a > addr {
+		rec, nb, err := hlog.ReadRecord(dev, a, buf)
+		buf = nb
+		c.reads.Add(1)
 		if err != nil {
-			return false, 0, err
+			return false, buf, err
 		}
 		h, kl, _, _, _ := hlog.DecodePrefix(rec)
-		found = bytes.Equal(rec[hlog.PrefixSize:hlog.PrefixSize+kl], key)
+		if bytes.Equal(rec[hlog.PrefixSize:hlog.PrefixSize+kl], key) {
+			return false, buf, nil
+		}
 		a = h.Prev()
 	}
-	return !found && a == addr, entry, nil
+	return a == addr, buf, nil
 }
 
 // copy appends value as key's newest record, linked in front of entry,
@@ -203,31 +308,36 @@ func (st *Store) Garbage(ctx context.Context, pages, sample int, rng *rand.Rand)
 	buf := ioBuffer(sample, al)
 	c := &compactor{st: st, ctx: ctx, s: st.compact.s}
 	var dead, total uint64
-	judge := func(addr uint64, rec []byte) error {
+	collect := func(addr uint64, rec []byte) error {
 		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 		size := hlog.RecordSize(kl, vl)
 		total += size
-		live := false
-		if !h.Tombstone() {
-			var err error
-			live, _, err = c.newest(rec[hlog.PrefixSize:hlog.PrefixSize+kl], Hash(rec[hlog.PrefixSize:hlog.PrefixSize+kl]), addr)
-			if err != nil {
-				return err
-			}
-		}
-		if !live {
+		if h.Tombstone() {
 			dead += size
+			return nil
 		}
-		return ctx.Err()
+		c.batch = append(c.batch, candidate{addr: addr, off: len(c.arena), n: len(rec)})
+		c.arena = append(c.arena, rec...)
+		return nil
 	}
 	for i := 0; i < pages; i++ {
 		p := first + rng.Uint64N(last-first)
-		if err := hlog.SampleRecords(l.Device(), p<<l.PageBits(), buf, judge); err != nil {
+		if err := hlog.SampleRecords(l.Device(), p<<l.PageBits(), buf, collect); err != nil {
 			c.s.Suspend()
 			return 0, err
 		}
 	}
+	err := c.judge(c.batch)
 	c.s.Suspend()
+	if err != nil {
+		return 0, err
+	}
+	for i := range c.batch {
+		if k := &c.batch[i]; !k.live {
+			key, value := c.rec(k)
+			dead += hlog.RecordSize(len(key), len(value))
+		}
+	}
 	if total == 0 {
 		return 0, nil
 	}
