@@ -3,7 +3,8 @@
 # checkpoints are taken against without, and recovery time after a clean
 # shutdown and after kill -9, for a log of about LOG_GIB GiB.
 #
-# A server on CPU 0 (--loops 1, --memory MEMORY, periodic checkpoints off)
+# A server on CPU 0 (--loops 1, --memory MEMORY, periodic checkpoints and
+# automatic compaction off; index snapshots on, as by default)
 # is loaded with KEYS keys of 256-byte values (a ~1.1 GiB log for 4 M keys);
 # the load generator runs on CPU 1.
 #   1. POST /checkpoint right after the load (the whole in-memory log to
@@ -32,7 +33,7 @@ port=$(free_port); admin=$(free_port)
 start() {
   t0=$(date +%s.%N)
   taskset -c 0 "$BIN" server --listen 127.0.0.1:$port --admin 127.0.0.1:$admin --loops 1 --dir "$WORK/data" \
-    --memory "$MEMORY" --checkpoint-interval 0 --log-level info >/dev/null 2>>"$WORK/server.log" &
+    --memory "$MEMORY" --checkpoint-interval 0 --compact-threshold 0 --log-level info >/dev/null 2>>"$WORK/server.log" &
   spid=$!
   until curl -sf "127.0.0.1:$admin/healthz" >/dev/null; do sleep 0.02; done
   echo "$1: $(python3 -c "import time; print(f'{time.time()-$t0:.2f}')") s to serving" | tee -a "$OUT"

@@ -88,6 +88,12 @@ fio --name=seqread --filename="$WORK/fio.dat" --size=2G --rw=read --bs=1M --iode
 python3 -c "import json; j=json.load(open('$WORK/fio.json'))['jobs'][0]['read']; print(f'  {j[\"bw_bytes\"]/2**20:.0f} MiB/s')" | tee -a "$OUT"
 rm -f "$WORK/fio.dat"
 
+echo "peer: the device's random read rate (fio, O_DIRECT, 4 KiB reads, QD 32, 2 GiB file, 20 s): what chain reads cost compaction" | tee -a "$OUT"
+fio --name=randread --filename="$WORK/fio.dat" --size=2G --rw=randread --bs=4k --iodepth=32 --ioengine=io_uring \
+  --direct=1 --runtime=20 --time_based --output-format=json > "$WORK/fio.json" 2>/dev/null
+python3 -c "import json; j=json.load(open('$WORK/fio.json'))['jobs'][0]['read']; print(f'  {j[\"iops\"]:.0f} IOPS')" | tee -a "$OUT"
+rm -f "$WORK/fio.dat"
+
 echo "peer: redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) loading an RDB of as many keys (256-byte random hex values, redis-cli --pipe)" | tee -a "$OUT"
 rport=$(free_port)
 mkdir -p "$WORK/redis"
