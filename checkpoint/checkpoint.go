@@ -29,8 +29,9 @@ type Meta struct {
 	// operations up to that serial are in this checkpoint. A client that
 	// resumes the session after a restart is told it.
 	Sessions map[uint64]uint64 `json:"sessions,omitempty"`
-	// NextSession is the highest session id given out so far: ids after a
-	// restart start above it, so a resumed id is never given to another.
+	// NextSession is the highest session id given out when the checkpoint
+	// was taken: a restarted server gives out ids a whole range above it,
+	// so that the ids given out after the checkpoint are not given again.
 	NextSession uint64 `json:"next_session,omitempty"`
 	// IndexSeq is the checkpoint whose index snapshot recovery loads
 	// (Store.IndexStart says where it began); 0: none.

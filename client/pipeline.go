@@ -132,7 +132,9 @@ func (s *Session) Wait() error {
 // Durable returns the session's commit point: every operation with a serial
 // up to it is durable (a checkpoint covers it), none after it is promised.
 // It moves when the session reads responses (Wait, WaitDurable, flushes).
-// Serials start again at 1 on each connection, and so does the commit point.
+// Serials start again at 1 on each new connection, and so does the commit
+// point; a resumed session (Config.Resume) goes on from where the server
+// says it stood.
 func (s *Session) Durable() uint64 { return s.durable }
 
 // LastSerial returns the serial of the last operation queued (0: none on

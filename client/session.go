@@ -185,7 +185,7 @@ func (s *Session) connect(ctx context.Context) error {
 	var r wire.ResultReader
 	r.Reset(h, body, s.cfg.Limits)
 	res, ok, err := r.Next()
-	if err != nil || !ok || res.Status != wire.StatusOK || len(res.Value) != 32 {
+	if err != nil || !ok || res.Status != wire.StatusOK || (len(res.Value) != 32 && (len(res.Value) != 16 || resume != nil)) {
 		nc.Close()
 		return fmt.Errorf("client: open session: unexpected answer %+v (%v)", res, err)
 	}

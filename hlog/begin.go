@@ -11,8 +11,9 @@ import (
 // What compaction needs from the log: move its begin past records that were
 // copied to the tail or are dead, and read single records off the device.
 
-// ShiftBegin makes to the log's begin once every worker protected now has
-// refreshed, and returns then (or when ctx ends, without shifting).
+// ShiftBegin moves the log's begin to address to, once every worker
+// protected now has refreshed, and returns then (or when ctx ends,
+// without moving it).
 // Records below to are no longer part of the log: a chain that reaches
 // below begin ends there. The wait is what makes the shift safe: an
 // operation that loaded an index entry before the caller re-linked the

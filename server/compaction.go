@@ -29,7 +29,7 @@ type compaction struct {
 	}
 	stop   context.CancelFunc
 	ctx    context.Context
-	done   chan struct{}
+	done   chan struct{} // closed when the periodic goroutine ends (at once if none started)
 	closed atomic.Bool
 }
 
@@ -41,7 +41,7 @@ const (
 )
 
 func newCompaction(s *Server) *compaction {
-	c := &compaction{s: s, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), done: make(chan struct{})}
+	c := &compaction{s: s, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)), done: closedChan()}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c
 }
@@ -49,9 +49,9 @@ func newCompaction(s *Server) *compaction {
 // start runs the periodic check.
 func (c *compaction) start(every time.Duration, threshold float64, chunk uint64) {
 	if every <= 0 || threshold <= 0 {
-		close(c.done)
 		return
 	}
+	c.done = make(chan struct{})
 	go func() {
 		defer close(c.done)
 		t := time.NewTicker(every)
@@ -113,6 +113,14 @@ func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats,
 	return cs, err
 }
 
+// closedChan returns a closed channel: a done channel of a goroutine that
+// was never started.
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
 // close stops the periodic check and waits for a pass that runs.
 func (c *compaction) close() {
 	if c.closed.Swap(true) {
@@ -129,6 +137,9 @@ func (s *Server) Compact(ctx context.Context, until uint64) (store.CompactStats,
 	if until == 0 {
 		until = s.st.Log().Head()
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.comp.ctx, cancel)() // shutdown cancels it too
 	return s.comp.run(ctx, until)
 }
 

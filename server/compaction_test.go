@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 )
 
@@ -108,5 +112,44 @@ func post(t *testing.T, s *Server, path string, out any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		t.Fatalf("POST %s: %v", path, err)
+	}
+}
+
+// TestStartFailureDoesNotHang: a server whose admin listener cannot bind
+// stops what it started (loops, checkpoints, compaction) and returns the
+// error.
+func TestStartFailureDoesNotHang(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir + "/log", SegmentSize: 1 << 20, Buffered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ck, err := checkpoint.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Listen: "127.0.0.1:0", Admin: taken.Addr().String(), Loops: 1, NoPin: true, Checkpoints: ck}
+	cfg.Store.Log = hlog.Config{PageBits: 14, MemoryBytes: 8 << 14, Device: dev}
+	done := make(chan error, 1)
+	go func() {
+		s, err := Start(cfg, quietLog())
+		if s != nil {
+			s.Shutdown(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Start on a taken admin address succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start hung after the admin listener failed")
 	}
 }

@@ -65,9 +65,13 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		x.closed = true // pending completions for it are dropped
 		delete(x.l.conns, x)
 		if id := x.sess.ID; id != 0 {
-			h.s.sessions.closedAt(id, x.sess.Next()-1)
-			if cpr := x.sess.CPRPoint(); cpr > 0 {
-				x.l.closedCPR = append(x.l.closedCPR, sessionCPR{id, cpr})
+			// A pending operation of the closed connection may still be
+			// completing: a resumed session goes on before the oldest one
+			// (and re-issues it), never after it.
+			cpr := x.sess.CPRPoint()
+			h.s.sessions.closedAt(id, cpr)
+			if cpr > 0 && h.s.dur != nil {
+				x.l.closedSession(id, cpr)
 			}
 		}
 		x.l.stats.conns.Add(-1)

@@ -197,6 +197,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
 	s.comp.close()
+	if s.dur != nil {
+		s.dur.halt()
+	}
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {

@@ -25,6 +25,11 @@ type sessionTable struct {
 	durable map[uint64]uint64
 }
 
+// sessionIDGap is how far above the recovered checkpoint's highest id a
+// restarted server gives out ids: more sessions than this opening between
+// two checkpoints before a crash could reuse an id.
+const sessionIDGap = 1 << 32
+
 // maxSessionPoints bounds the closed and durable tables: past it the
 // lowest (oldest) ids are forgotten, and those sessions can no longer be
 // resumed.
@@ -109,9 +114,10 @@ func (t *sessionTable) recorded(m map[uint64]uint64) {
 	t.mu.Unlock()
 }
 
-// trim forgets the lowest ids of m past maxSessionPoints.
+// trim forgets the lowest ids of m down to maxSessionPoints, once m has
+// an eighth more (so that the sort is paid once per many closes).
 func trim(m map[uint64]uint64) {
-	if len(m) <= maxSessionPoints {
+	if len(m) <= maxSessionPoints+maxSessionPoints/8 {
 		return
 	}
 	ids := slices.Sorted(maps.Keys(m))

@@ -64,7 +64,12 @@ func TestSessionResumesAtItsCommitPoint(t *testing.T) {
 		t.Fatalf("resumed after the crash: id %d at %d, durable %d; want %d at %d", b.ID(), b.ResumedAt(), b.Durable(), a.ID(), commit)
 	}
 	expect(t, b, 0, 10, "v1") // the writes after the commit point are gone
-	set(b, 2, 0, 10)          // re-issued after it
+	// A new session after the restart gets an id far above the recorded
+	// ones: ids given out after the checkpoint are never given again.
+	if n := dialSession(t, client.Config{Addr: s2.Addr()}); n.ID() <= sessionIDGap {
+		t.Fatalf("new session id %d after a restart, want above %d", n.ID(), uint64(sessionIDGap))
+	}
+	set(b, 2, 0, 10) // re-issued after it
 	if b.LastSerial() != commit+10+10 {
 		t.Fatalf("last serial %d after 10 reads and 10 writes from %d", b.LastSerial(), commit)
 	}

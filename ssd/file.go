@@ -357,6 +357,8 @@ func (d *FileDevice) issue(seg uint64, p []byte, off int64, cb Callback, write b
 	d.gate.RUnlock()
 	switch {
 	case sg != nil:
+	case !write && seg*d.cfg.SegmentSize+uint64(off) < d.released.Load():
+		cb.IODone(0, ErrReleased) // Release ran after split checked
 	case !write:
 		clear(p)
 		cb.IODone(len(p), nil)

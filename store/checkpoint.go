@@ -118,7 +118,11 @@ func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 		return nil, rs, err
 	}
 	rs.IndexBits = st.index.Bits()
-	if err := st.replay(c, c.Begin, &rs); err != nil {
+	err = st.replay(c, c.Begin, &rs)
+	if err == nil {
+		err = st.restart(c, &rs)
+	}
+	if err != nil {
 		st.Close()
 		return nil, rs, err
 	}
@@ -153,7 +157,12 @@ func RecoverWithIndex(cfg Config, c Checkpoint, open func() (io.ReadCloser, erro
 		rs.IndexEntries = n
 		err = st.replay(c, max(c.Begin, c.IndexStart), &rs)
 		if err == nil && rs.Cut {
+			// Nothing was written yet: the full replay cuts the log where
+			// the damage starts, which may be below the snapshot's start.
 			err = fmt.Errorf("the log is cut at %d, before the checkpoint's end %d", rs.End, c.End)
+		}
+		if err == nil {
+			err = st.restart(c, &rs)
 		}
 		if err == nil {
 			return st, rs, nil
@@ -166,9 +175,11 @@ func RecoverWithIndex(cfg Config, c Checkpoint, open func() (io.ReadCloser, erro
 }
 
 // replay links the records of the log from from to c.End into the index
-// and restarts the log after them.
+// and says where the valid log ends. It writes nothing to the device.
 func (st *Store) replay(c Checkpoint, from uint64, rs *RecoveryStats) error {
 	rs.From = from
+	st.replaying.Store(true)
+	defer st.replaying.Store(false)
 	if c.End <= hlog.FirstAddress {
 		rs.End, rs.Start = hlog.FirstAddress, hlog.FirstAddress
 		return nil // an empty checkpoint: the store is new
@@ -202,6 +213,16 @@ func (st *Store) replay(c Checkpoint, from uint64, rs *RecoveryStats) error {
 	rs.End = end
 	rs.PagesTotal = (end - from + st.log.PageSize() - 1) >> pageBits
 	rs.Start = (end + st.log.PageSize() - 1) &^ (st.log.PageSize() - 1)
+	return nil
+}
+
+// restart starts the log after the end replay found: a cut inside a page
+// is covered with a filler first.
+func (st *Store) restart(c Checkpoint, rs *RecoveryStats) error {
+	if c.End <= hlog.FirstAddress {
+		return nil // an empty checkpoint: the store is new
+	}
+	end, pageBits := rs.End, st.log.PageBits()
 	if rs.Start != end {
 		// A cut inside a page: cover the rest of the page with a filler, so
 		// that the next recovery's scan passes it to the records after it.

@@ -139,6 +139,7 @@ func (c *compactor) rec(k *candidate) (key, value []byte) {
 // that a write of its key overtook is judged again, alone.
 func (c *compactor) flush() error {
 	defer func() { c.batch, c.arena = c.batch[:0], c.arena[:0] }()
+	defer c.s.Suspend() // the next page is read from the device unprotected
 	if err := c.judge(c.batch); err != nil {
 		return err
 	}
@@ -264,27 +265,13 @@ func (c *compactor) copy(key []byte, hash uint64, value []byte, entry uint64) er
 		if err := s.begin(); err != nil {
 			return err
 		}
-		err := c.copyOnce(key, hash, value, entry)
+		err := s.appendIfChainIs(key, hash, value, entry)
 		s.end()
 		if err != errRetryTail {
 			return err
 		}
 		s.waitForTail(spins)
 	}
-}
-
-func (c *compactor) copyOnce(key []byte, hash uint64, value []byte, entry uint64) error {
-	s := c.s
-	slot, e, ok := c.st.index.Find(s.g, hash)
-	if !ok || e.Address() != entry {
-		return errCASLost
-	}
-	addr, r, err := s.allocRecord(key, len(value))
-	if err != nil {
-		return err
-	}
-	copy(r.Init(key, len(value), len(value)), value)
-	return s.install(slot, e, addr, r, false)
 }
 
 // Garbage estimates the share of the log's bytes on the device that are

@@ -118,3 +118,58 @@ func TestRecoverWithIndexSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// devWriteSync writes p at off and waits.
+func devWriteSync(dev ssd.Device, p []byte, off uint64) (int, error) {
+	done := make(doneChan, 1)
+	dev.WriteAsync(p, off, done)
+	return len(p), <-done
+}
+
+// TestSnapshotRecoveryCutFallsBack: a checkpoint that reuses an earlier
+// one's index snapshot (as the server does between snapshots), over a log
+// damaged after the snapshot's start: the snapshot's entries may point
+// past the damage, so recovery falls back to the full replay, which cuts
+// the log there; nothing was written before it did.
+func TestSnapshotRecoveryCutFallsBack(t *testing.T) {
+	dev := ssd.NewCrashDevice(512)
+	cfg := Config{IndexBits: 6, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}}
+	st, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	churn(t, s, model{}, rng, "k", 300, 2000)
+	s.Suspend()
+	var snap bytes.Buffer
+	first, err := st.CheckpointWithIndex(context.Background(), &snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	churn(t, s, model{}, rng, "k", 300, 2000)
+	s.Suspend()
+	ck, err := st.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.IndexStart = first.IndexStart
+	s.Close()
+	st.Close()
+	cutAt := (first.End + ck.End) / 2 &^ 4095 // a page start: a record begins there
+	if _, err := devWriteSync(dev, make([]byte, 512), cutAt); err != nil {
+		t.Fatal(err)
+	}
+	dev.Sync()
+	st, rs, err := RecoverWithIndex(cfg, ck, snapshotOpener(snap.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if !rs.Cut || rs.End > cutAt || rs.IndexError == "" || rs.IndexEntries != 0 || rs.From != ck.Begin {
+		t.Fatalf("recovery of a log zeroed at %d, after the snapshot's start %d: %+v", cutAt, first.IndexStart, rs)
+	}
+}

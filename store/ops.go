@@ -179,16 +179,25 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp) ([]byte, 
 // (no newer record of the key can exist then: a record below head is never
 // updated in place). Failing to copy changes nothing: it is an optimisation.
 func (s *Session) copyToTail(p *pendingOp, value []byte) {
-	slot, e, ok := s.st.index.Find(s.g, p.hash)
-	if !ok || e.Address() != p.entryAddr {
-		return
+	// A full tail or a lost CAS (someone wrote the key meanwhile) skips it.
+	_ = s.appendIfChainIs(p.key(), p.hash, value, p.entryAddr)
+}
+
+// appendIfChainIs appends value as key's newest record, linked in front of
+// the chain head entry, if h's index entry still points to entry: the
+// chain is then what the caller judged it to be. errCASLost when it is
+// not (or stops being so before the record is installed).
+func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, entry uint64) error {
+	slot, e, ok := s.st.index.Find(s.g, h)
+	if !ok || e.Address() != entry {
+		return errCASLost
 	}
-	addr, r, err := s.allocRecord(p.key(), len(value))
+	addr, r, err := s.allocRecord(key, len(value))
 	if err != nil {
-		return // the tail waits for a frame: skip rather than wait
+		return err
 	}
-	copy(r.Init(p.key(), len(value), len(value)), value)
-	_ = s.install(slot, e, addr, r, false) // a lost CAS: someone wrote the key meanwhile
+	copy(r.Init(key, len(value), len(value)), value)
+	return s.install(slot, e, addr, r, false)
 }
 
 func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {

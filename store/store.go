@@ -93,6 +93,11 @@ type Store struct {
 		sync.Mutex          // one compaction (or garbage estimate) at a time
 		s          *Session // on a slot reserved like grower's
 	}
+	// replaying is set while recovery replays the log: the log has not
+	// restarted yet, so its head does not say which records are in memory,
+	// and a growth (which reads in-memory records to split chains) must
+	// wait until it has.
+	replaying atomic.Bool
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth
@@ -139,7 +144,7 @@ func (st *Store) Close() error {
 		return ErrClosed
 	}
 	st.bg.Wait()
-	st.compact.Lock() // a compaction still running ends first (cancel its context)
+	st.compact.Lock() // a compaction still running ends first: callers cancel its context before
 	defer st.compact.Unlock()
 	st.grower.Release()
 	st.ckpt.g.Release()
@@ -179,7 +184,7 @@ func (st *Store) GrowIndex() error {
 // failed growth (no memory for the new table) it waits a minute before it
 // tries again.
 func (st *Store) maybeGrow() {
-	if st.cfg.NoAutoGrow || st.growing.Load() || st.closed.Load() {
+	if st.cfg.NoAutoGrow || st.growing.Load() || st.closed.Load() || st.replaying.Load() {
 		return
 	}
 	if st.index.LoadFactor() < growLoadFactor || st.index.Bits() >= st.cfg.MaxIndexBits ||
@@ -195,6 +200,7 @@ func (st *Store) maybeGrow() {
 		defer st.growing.Store(false)
 		switch err := st.index.Grow(st.grower); {
 		case errors.Is(err, index.ErrGrowing): // an index snapshot holds growth off: retry soon
+			st.growAfter.Store(time.Now().Add(10 * time.Millisecond).UnixNano())
 		case err != nil:
 			st.growErr.Store(&err)
 			st.growAfter.Store(time.Now().Add(time.Minute).UnixNano())

@@ -107,7 +107,7 @@ POST /compact compacts everything on the device now.`,
 	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
 	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
-	fl.BoolVar(&f.indexSnapshots, "index-snapshots", true, "checkpoints also write a snapshot of the index (when the log since the last one outgrows it), so that recovery replays only the log after it")
+	fl.BoolVar(&f.indexSnapshots, "index-snapshots", true, "checkpoints also write a snapshot of the index (when the log since the last one has grown to four times its size), so that recovery replays only the log after it")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
