@@ -21,13 +21,8 @@ SECS=${1:-10}
 KEYS=${KEYS:-4000000}
 MEMORY=${MEMORY:-256MiB}
 OUT=${BENCH_OUT:-bench-durability.out}
-WORK=$(mktemp -d "${DIR:-$PWD}/bench-dur.XXXXXX")
-BIN=$WORK/fleetkv
-go build -o "$BIN" ./cmd/fleetkv
-spid=""
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 . scripts/lib.sh
+setup_work bench-dur
 port=$(free_port); admin=$(free_port)
 # start WHAT: starts the server and reports how long it took to serve.
 start() {
@@ -36,7 +31,7 @@ start() {
     --memory "$MEMORY" --checkpoint-interval 0 --compact-threshold 0 --log-level info >/dev/null 2>>"$WORK/server.log" &
   spid=$!
   until curl -sf "127.0.0.1:$admin/healthz" >/dev/null; do sleep 0.02; done
-  echo "$1: $(python3 -c "import time; print(f'{time.time()-$t0:.2f}')") s to serving" | tee -a "$OUT"
+  echo "$1: $(elapsed "$t0") s to serving" | tee -a "$OUT"
 }
 ckpt() { curl -sf -XPOST -o /dev/null -w '%{time_total}' "127.0.0.1:$admin/checkpoint"; }
 ycsb() {

@@ -19,15 +19,9 @@ KEYS=${KEYS:-4000000}
 PASSES=${PASSES:-3}
 MEMORY=${MEMORY:-256MiB}
 OUT=${BENCH_OUT:-bench-recovery.out}
-WORK=$(mktemp -d "${DIR:-$PWD}/bench-rec.XXXXXX")
-BIN=$WORK/fleetkv
-go build -o "$BIN" ./cmd/fleetkv
-spid=""
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 . scripts/lib.sh
+setup_work bench-rec
 port=$(free_port); admin=$(free_port)
-elapsed() { python3 -c "import time; print(f'{time.time()-$1:.2f}')"; }
 # start SNAPSHOTS WHAT: starts the server and reports how long it took to serve.
 start() {
   t0=$(date +%s.%N)

@@ -104,6 +104,25 @@ type RecoveryStats struct {
 // c.End cuts the log there: what follows is lost, and RecoveryStats says so.
 // The recovered store appends from the page after the valid end.
 func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
+	st, rs, err := openForRecovery(cfg, c)
+	if err != nil {
+		return nil, rs, err
+	}
+	err = st.replay(c, c.Begin, &rs)
+	if err == nil {
+		err = st.restart(c, &rs)
+	}
+	if err != nil {
+		st.Close()
+		return nil, rs, err
+	}
+	return st, rs, nil
+}
+
+// openForRecovery opens the empty store checkpoint c's log is recovered
+// into: the checkpoint's page size, an index at least as large as the one
+// its records were linked under.
+func openForRecovery(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 	var rs RecoveryStats
 	if c.PageBits != 0 && cfg.Log.PageBits != 0 && c.PageBits != cfg.Log.PageBits {
 		return nil, rs, fmt.Errorf("store: recover: the log was written with %d-byte pages, not %d",
@@ -118,14 +137,6 @@ func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 		return nil, rs, err
 	}
 	rs.IndexBits = st.index.Bits()
-	err = st.replay(c, c.Begin, &rs)
-	if err == nil {
-		err = st.restart(c, &rs)
-	}
-	if err != nil {
-		st.Close()
-		return nil, rs, err
-	}
 	return st, rs, nil
 }
 
@@ -139,19 +150,10 @@ func RecoverWithIndex(cfg Config, c Checkpoint, open func() (io.ReadCloser, erro
 	if c.IndexStart == 0 || open == nil {
 		return Recover(cfg, c)
 	}
-	var rs RecoveryStats
-	if c.PageBits != 0 && cfg.Log.PageBits != 0 && c.PageBits != cfg.Log.PageBits {
-		return Recover(cfg, c) // which reports the mismatch
-	}
-	if c.PageBits != 0 {
-		cfg.Log.PageBits = c.PageBits
-	}
-	cfg.IndexBits = max(cfg.IndexBits, c.IndexBits)
-	st, err := Open(cfg)
+	st, rs, err := openForRecovery(cfg, c)
 	if err != nil {
 		return nil, rs, err
 	}
-	rs.IndexBits = st.index.Bits()
 	n, err := st.readIndex(open)
 	if err == nil {
 		rs.IndexEntries = n
