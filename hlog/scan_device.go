@@ -22,23 +22,51 @@ var ErrTorn = errors.New("hlog: log ends in bytes that are not a sealed record")
 // nil error; otherwise that record's address and an error wrapping ErrTorn
 // that says what was found. An error from fn or the device stops the scan
 // and is returned as it is.
+//
+// The next page is read while the current one is scanned (two page
+// buffers), so the device and fn overlap.
 func ScanDevice(dev ssd.Device, pageBits uint, from, to uint64, fn func(addr uint64, rec []byte) error) (uint64, error) {
+	if from >= to {
+		return from, nil
+	}
 	pageSize := uint64(1) << pageBits
-	buf := ssd.AlignedBuffer(int(pageSize))
+	cur, ahead := ssd.AlignedBuffer(int(pageSize)), ssd.AlignedBuffer(int(pageSize))
+	last := (to - 1) >> pageBits
+	pending := startRead(dev, cur, from>>pageBits<<pageBits)
 	addr := from
-	for addr < to {
-		page := addr >> pageBits
-		if err := ReadPage(dev, buf, page<<pageBits); err != nil {
+	for page := from >> pageBits; ; page++ {
+		if err := pending.wait(len(cur), page<<pageBits); err != nil {
 			return addr, fmt.Errorf("hlog: reading page %d: %w", page, err)
 		}
-		end := min(to, (page+1)<<pageBits)
-		next, err := scanPage(buf, page<<pageBits, addr, end, fn)
-		if err != nil {
+		if page < last {
+			pending = startRead(dev, ahead, (page+1)<<pageBits)
+		}
+		next, err := scanPage(cur, page<<pageBits, addr, min(to, (page+1)<<pageBits), fn)
+		if err != nil || page == last {
+			if page < last {
+				pending.wait(len(ahead), 0) // the buffer must not be reused under the device
+			}
 			return next, err
 		}
 		addr = next
+		cur, ahead = ahead, cur
 	}
-	return addr, nil
+}
+
+// startRead issues a read of len(p) bytes at off and returns what to wait on.
+func startRead(dev ssd.Device, p []byte, off uint64) scanWait {
+	done := make(scanWait, 1)
+	dev.ReadAsync(p, off, done)
+	return done
+}
+
+// wait returns the outcome of the read started by startRead of n bytes.
+func (w scanWait) wait(n int, off uint64) error {
+	r := <-w
+	if r.err == nil && r.n != n {
+		return fmt.Errorf("hlog: %d of %d bytes transferred at %d", r.n, n, off)
+	}
+	return r.err
 }
 
 // scanPage walks the records of one page image (base is its first address)
@@ -98,11 +126,7 @@ func WritePage(dev ssd.Device, p []byte, off uint64) error {
 func syncIO(p []byte, off uint64, op func([]byte, uint64, ssd.Callback)) error {
 	done := make(scanWait, 1)
 	op(p, off, done)
-	r := <-done
-	if r.err == nil && r.n != len(p) {
-		return fmt.Errorf("hlog: %d of %d bytes transferred at %d", r.n, len(p), off)
-	}
-	return r.err
+	return done.wait(len(p), off)
 }
 
 // PutFiller writes the header of a filler of size bytes at the start of b.
