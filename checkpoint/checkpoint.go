@@ -30,8 +30,8 @@ type Meta struct {
 	// resumes the session after a restart is told it.
 	Sessions map[uint64]uint64 `json:"sessions,omitempty"`
 	// NextSession is the highest session id given out when the checkpoint
-	// was taken: a restarted server gives out ids a whole range above it,
-	// so that the ids given out after the checkpoint are not given again.
+	// was taken. (Ids carry the server's incarnation in their high 32 bits,
+	// so those given out after the checkpoint are not given again.)
 	NextSession uint64 `json:"next_session,omitempty"`
 	// IndexSeq is the checkpoint whose index snapshot recovery loads
 	// (Store.IndexStart says where it began); 0: none.
@@ -99,6 +99,30 @@ func (d *Dir) CommitIndex(f *os.File, seq uint64, failed error) error {
 // OpenIndex returns an opener of checkpoint seq's index snapshot.
 func (d *Dir) OpenIndex(seq uint64) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return os.Open(d.indexFile(seq)) }
+}
+
+// NextIncarnation counts this start of the server in the directory (the
+// file "incarnation", replaced durably) and returns the new count: a number
+// no earlier start got, crashed or not, for ids that must never repeat.
+func (d *Dir) NextIncarnation() (uint64, error) {
+	name := filepath.Join(d.path, "incarnation")
+	var n uint64
+	switch b, err := os.ReadFile(name); {
+	case err == nil:
+		if _, err := fmt.Sscanf(string(b), "%d", &n); err != nil {
+			return 0, fmt.Errorf("checkpoint: %s: %q is not a count", name, b)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	n++
+	if err := writeSynced(name+".tmp", fmt.Appendf(nil, "%d\n", n)); err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	return n, syncDir(d.path)
 }
 
 // Save writes m durably, then deletes all but the keep newest files, and

@@ -34,8 +34,6 @@ type durability struct {
 	last atomic.Pointer[checkpoint.Meta]
 	// recovered is what the recovery at start found; nil for a new store.
 	recovered *store.RecoveryStats
-	// carry holds the CPR points read for checkpoints that failed; under mu.
-	carry map[uint64]uint64
 	// stopped is set, under mu, once the loops have stopped (the final
 	// checkpoint): take then reads their sessions directly instead of
 	// through their task queues, and requests take none.
@@ -60,6 +58,14 @@ func (s *Server) openStore() (*store.Store, error) {
 	if dir == nil {
 		return store.Open(s.cfg.Store)
 	}
+	// Session ids carry this start's incarnation in their high bits: ids
+	// given out by a run that crashed before any checkpoint recorded them
+	// are never given out again.
+	inc, err := dir.NextIncarnation()
+	if err != nil {
+		return nil, err
+	}
+	s.nextSession.Store(inc << 32)
 	s.dur = &durability{s: s, dir: dir, stop: make(chan struct{}), done: closedChan()}
 	s.dur.ctx, s.dur.cancel = context.WithCancel(context.Background())
 	meta, ok, err := dir.Latest()
@@ -88,7 +94,7 @@ func (s *Server) openStore() (*store.Store, error) {
 	s.sessions = newSessionTable(meta.Sessions)
 	// Ids given out after the checkpoint and before the crash are not in
 	// it: start a whole id range above, so none is given out twice.
-	s.nextSession.Store(meta.NextSession + sessionIDGap)
+	s.nextSession.Store(max(meta.NextSession, s.nextSession.Load()))
 	if err := st.Release(meta.Store.Begin); err != nil { // a crash came between a checkpoint and its release
 		s.log.Warn("releasing the compacted log", "below", meta.Store.Begin, "err", err)
 	}
@@ -164,13 +170,6 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
-	// The points of a checkpoint that failed are still true: closed
-	// sessions' points were handed over once, so carry them until one is
-	// recorded.
-	for id, p := range d.carry {
-		cprs[id] = max(cprs[id], p)
-	}
-	d.carry = cprs
 	last := d.latest()
 	seq := last.Seq + 1
 	c, indexSeq, err := d.checkpoint(ctx, seq, last)
@@ -183,7 +182,6 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 		return checkpoint.Meta{}, err
 	}
 	d.s.sessions.recorded(m.Sessions)
-	d.carry = nil
 	d.last.Store(&m)
 	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
 	// The newest checkpoint is the one a restart recovers: the log below
@@ -338,8 +336,10 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 // markCPR reads every session's CPR point, and lists them in cprs with
 // those of the sessions that closed since the last call.
 func (l *loop) markCPR() {
+	// Closed sessions' points stay listed until a checkpoint that read them
+	// is recorded (commitCPR drops them): one that fails must not lose them.
 	l.cprs = append(l.cprs[:0], l.closedCPR...)
-	l.closedCPR = l.closedCPR[:0]
+	l.closedRead = len(l.closedCPR)
 	for cs := range l.conns {
 		cs.cpr = cs.sess.CPRPoint()
 		if cs.sess.ID != 0 && cs.cpr > 0 {
@@ -351,12 +351,29 @@ func (l *loop) markCPR() {
 // sessionCPR is a session's CPR point, read for a checkpoint.
 type sessionCPR struct{ id, cpr uint64 }
 
+// sessionGone records where a closed connection's session stands, once
+// none of its operations is pending any more (until then its id stays
+// busy: a resumed session must not re-issue an operation that is still
+// going to take effect).
+func (l *loop) sessionGone(cs *conn) {
+	id := cs.sess.ID
+	if id == 0 {
+		return
+	}
+	executed := cs.sess.Next() - 1
+	l.s.sessions.closedAt(id, executed)
+	if executed > 0 && l.s.dur != nil {
+		l.closedSession(id, executed)
+	}
+}
+
 // closedSession lists a closed connection's CPR point for the next
 // checkpoint; without checkpoints for long, the oldest are forgotten.
 func (l *loop) closedSession(id, cpr uint64) {
 	if len(l.closedCPR) >= maxSessionPoints {
-		n := copy(l.closedCPR, l.closedCPR[len(l.closedCPR)/2:])
-		l.closedCPR = l.closedCPR[:n]
+		drop := len(l.closedCPR) / 2
+		l.closedCPR = l.closedCPR[:copy(l.closedCPR, l.closedCPR[drop:])]
+		l.closedRead = max(0, l.closedRead-drop)
 	}
 	l.closedCPR = append(l.closedCPR, sessionCPR{id, cpr})
 }
@@ -364,6 +381,8 @@ func (l *loop) closedSession(id, cpr uint64) {
 // commitCPR tells every session that took part in the checkpoint how far
 // it is durable.
 func (l *loop) commitCPR() {
+	l.closedCPR = l.closedCPR[:copy(l.closedCPR, l.closedCPR[l.closedRead:])]
+	l.closedRead = 0
 	l.view = l.s.view.Load()
 	for cs := range l.conns {
 		if cs.cpr > cs.committed && !cs.closed {

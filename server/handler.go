@@ -64,15 +64,8 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *conn:
 		x.closed = true // pending completions for it are dropped
 		delete(x.l.conns, x)
-		if id := x.sess.ID; id != 0 {
-			// A pending operation of the closed connection may still be
-			// completing: a resumed session goes on before the oldest one
-			// (and re-issues it), never after it.
-			cpr := x.sess.CPRPoint()
-			h.s.sessions.closedAt(id, cpr)
-			if cpr > 0 && h.s.dur != nil {
-				x.l.closedSession(id, cpr)
-			}
+		if x.sess.Pending() == 0 { // else once its last pending operation completes
+			x.l.sessionGone(x)
 		}
 		x.l.stats.conns.Add(-1)
 	case *respConn:

@@ -37,8 +37,10 @@ type loop struct {
 	scratch [32]byte
 	stats   loopStats
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
-	// closedCPR those of connections closed since it last ran.
+	// closedCPR those of connections closed since the last recorded
+	// checkpoint, of which the first closedRead were read into cprs.
 	cprs, closedCPR []sessionCPR
+	closedRead      int
 }
 
 // pendingRef names the client operation a store operation answers: a
@@ -210,6 +212,9 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	if ref.c.closed {
+		if ref.c.sess.Forget(ref.serial) == 0 {
+			l.sessionGone(ref.c)
+		}
 		return
 	}
 	st, payload, code := resultOf(c.Status, c.Err, c.Value)

@@ -193,6 +193,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	s.comp.stop() // an on-demand compaction ends now: the admin handler running it returns
 	if s.admin != nil {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}

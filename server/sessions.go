@@ -25,11 +25,6 @@ type sessionTable struct {
 	durable map[uint64]uint64
 }
 
-// sessionIDGap is how far above the recovered checkpoint's highest id a
-// restarted server gives out ids: more sessions than this opening between
-// two checkpoints before a crash could reuse an id.
-const sessionIDGap = 1 << 32
-
 // maxSessionPoints bounds the closed and durable tables: past it the
 // lowest (oldest) ids are forgotten, and those sessions can no longer be
 // resumed.

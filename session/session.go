@@ -93,6 +93,13 @@ const FirstSerial = 1
 // Next returns the serial the next data batch must start at.
 func (s *Session) Next() uint64 { return s.next }
 
+// Forget drops the pending operation serial without answering it (its
+// connection is gone) and returns how many are still pending.
+func (s *Session) Forget(serial uint64) int {
+	delete(s.pending, serial)
+	return len(s.pending)
+}
+
 // AddPending records that the operation with serial went pending.
 func (s *Session) AddPending(serial uint64) { s.pending[serial] = struct{}{} }
 

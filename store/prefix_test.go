@@ -62,6 +62,11 @@ func (p *prefixSession) apply(state [][]byte, o prefixOp) {
 
 func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-chan struct{}) {
 	defer s.Suspend()
+	s.SetCompletion(func(c Completion) {
+		if c.Err != nil {
+			t.Errorf("session %d: pending %v: %v", p.id, c.Kind, c.Err)
+		}
+	})
 	state := make([][]byte, prefixKeys)
 	copy(state, p.base)
 	for n := 0; ; n++ {
