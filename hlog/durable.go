@@ -53,12 +53,20 @@ func (l *Log) closeTailPage(ctx context.Context, g *epoch.Guard) (uint64, error)
 	g.Protect()
 	defer g.Unprotect()
 	for spins := 0; ; spins++ {
+		// The fence goes up to the end before the padding goes in: every
+		// record past the end is appended after it, so an operation that
+		// follows such an append (in its session) updates nothing below the
+		// end in place, and the checkpoint has no hole.
+		end := (l.tail.Load() + l.pageMask) &^ l.pageMask
+		maxStore(&l.fence, end)
 		t := l.tail.Load()
-		off := t & l.pageMask
-		if off == 0 {
-			return t, nil
+		switch {
+		case t > end:
+			continue // the tail crossed into the next page meanwhile
+		case t == end:
+			return end, nil
 		}
-		size := l.pageSize - off
+		size := end - t
 		addr, err := l.Allocate(size)
 		switch {
 		case errors.Is(err, ErrRetryLater):
@@ -75,7 +83,7 @@ func (l *Log) closeTailPage(ctx context.Context, g *epoch.Guard) (uint64, error)
 		}
 		l.Abandon(addr, size)
 		if addr == t {
-			return t + size, nil
+			return end, nil
 		}
 		// Another worker allocated first and our bytes went to the next
 		// page: they are skipped like any abandoned allocation; try again.

@@ -120,6 +120,11 @@ type Log struct {
 	safeHead     paddedUint64
 	begin        paddedUint64
 	flushedUntil paddedUint64
+	// fence is where a fold-over is closing the log: no record below it is
+	// updated in place from then on, although readOnly (which must stay
+	// below the tail, and which the flush follows) reaches it only once the
+	// tail page is padded. MutableFrom is the higher of the two.
+	fence paddedUint64
 
 	roActionQueued   atomic.Bool   // an action that publishes safeReadOnly = roTarget is registered
 	roTarget         atomic.Uint64 // what the queued readOnly action publishes
@@ -206,6 +211,10 @@ func (l *Log) Tail() uint64 { return l.tail.Load() }
 
 // ReadOnly returns the start of the mutable region.
 func (l *Log) ReadOnly() uint64 { return l.readOnly.Load() }
+
+// MutableFrom returns the lowest address a worker may update in place now:
+// the read-only marker, or a fold-over's fence above it.
+func (l *Log) MutableFrom() uint64 { return max(l.readOnly.Load(), l.fence.Load()) }
 
 // SafeReadOnly returns the address below which every worker knows the log is
 // read-only: the end of the fuzzy region.

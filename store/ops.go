@@ -215,7 +215,7 @@ func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {
 // whose value then wins, as it would had that write finished first.
 func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
 	slot, e := s.findOrCreate(h)
-	if _, r, found := s.trace(key, e.Address(), s.st.log.ReadOnly()); found && r.ValueCap() >= len(value) {
+	if _, r, found := s.trace(key, e.Address(), s.st.log.MutableFrom()); found && r.ValueCap() >= len(value) {
 		hdr, ok := r.Lock()
 		if !ok {
 			return 0, errCASLost // sealed: a newer copy exists
@@ -248,7 +248,7 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	if !ok || e.Address() == 0 {
 		return NotFound, nil
 	}
-	ro := l.ReadOnly()
+	ro := l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), l.Head())
 	switch {
 	case found && addr >= ro:

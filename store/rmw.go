@@ -20,7 +20,7 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	l := s.st.log
 	slot, e := s.findOrCreate(h)
-	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.ReadOnly()
+	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case found && addr >= ro:
