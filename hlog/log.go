@@ -16,6 +16,10 @@ import (
 // Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
 // marker only moves forward (checked by checkMarkers under -tags invariants).
 // Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
+// Invariant: fence only rises, to the end of the tail page, and only before
+// a fold-over pads that page (closeTailPage); workers update in place only
+// at or above MutableFrom = max(readOnly, fence), so nothing below a
+// fold-over's end changes in place once a record past it exists.
 // Invariant: the frame of page p holds page p from the moment p is opened
 // until safeHead passes the end of p; a worker reads an address only after
 // seeing it >= head inside the epoch it reads it in.

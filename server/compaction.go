@@ -48,25 +48,38 @@ func newCompaction(s *Server) *compaction {
 
 // start runs the periodic check.
 func (c *compaction) start(every time.Duration, threshold float64, chunk uint64) {
-	if every <= 0 || threshold <= 0 {
+	if threshold <= 0 {
 		return
 	}
-	c.done = make(chan struct{})
+	c.done = periodically(c.ctx, every, func() {
+		if err := c.check(threshold, chunk); err != nil && c.ctx.Err() == nil {
+			c.s.log.Error("compaction failed", "err", err)
+		}
+	})
+}
+
+// periodically runs fn every d on a goroutine of its own until ctx ends,
+// and returns a channel closed once that goroutine has returned (at once
+// when d <= 0: none is started).
+func periodically(ctx context.Context, d time.Duration, fn func()) chan struct{} {
+	if d <= 0 {
+		return closedChan()
+	}
+	done := make(chan struct{})
 	go func() {
-		defer close(c.done)
-		t := time.NewTicker(every)
+		defer close(done)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
-			case <-c.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
-			}
-			if err := c.check(threshold, chunk); err != nil && c.ctx.Err() == nil {
-				c.s.log.Error("compaction failed", "err", err)
+				fn()
 			}
 		}
 	}()
+	return done
 }
 
 // check estimates the garbage and compacts when it is high.

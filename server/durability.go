@@ -43,7 +43,6 @@ type durability struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	haltOnce sync.Once
-	stop     chan struct{}
 	done     chan struct{} // closed when the periodic goroutine ends (at once if none started)
 }
 
@@ -66,7 +65,7 @@ func (s *Server) openStore() (*store.Store, error) {
 		return nil, err
 	}
 	s.nextSession.Store(inc << 32)
-	s.dur = &durability{s: s, dir: dir, stop: make(chan struct{}), done: closedChan()}
+	s.dur = &durability{s: s, dir: dir, done: closedChan()}
 	s.dur.ctx, s.dur.cancel = context.WithCancel(context.Background())
 	meta, ok, err := dir.Latest()
 	switch {
@@ -113,25 +112,11 @@ func (s *Server) openStore() (*store.Store, error) {
 
 // start runs the periodic checkpoints.
 func (d *durability) start(every time.Duration) {
-	if every <= 0 {
-		return
-	}
-	d.done = make(chan struct{})
-	go func() {
-		defer close(d.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-d.stop:
-				return
-			case <-t.C:
-				if _, err := d.take(d.ctx); err != nil && d.ctx.Err() == nil {
-					d.s.log.Error("periodic checkpoint failed", "err", err)
-				}
-			}
+	d.done = periodically(d.ctx, every, func() {
+		if _, err := d.take(d.ctx); err != nil && d.ctx.Err() == nil {
+			d.s.log.Error("periodic checkpoint failed", "err", err)
 		}
-	}()
+	})
 }
 
 // request starts a checkpoint on its own goroutine, unless one that has
@@ -289,7 +274,6 @@ func (d *durability) close(ctx context.Context) error {
 func (d *durability) halt() {
 	d.haltOnce.Do(func() {
 		d.cancel()
-		close(d.stop)
 		<-d.done
 	})
 }

@@ -121,12 +121,17 @@ func (c *compactor) record(addr uint64, rec []byte) error {
 	if h.Tombstone() {
 		return nil
 	}
-	c.batch = append(c.batch, candidate{addr: addr, off: len(c.arena), n: len(rec)})
-	c.arena = append(c.arena, rec...)
+	c.add(addr, rec)
 	if len(c.arena) >= compactBatchBytes || len(c.batch) >= compactBatchLen {
 		return c.flush()
 	}
 	return nil
+}
+
+// add queues a copy of the record at addr for judging.
+func (c *compactor) add(addr uint64, rec []byte) {
+	c.batch = append(c.batch, candidate{addr: addr, off: len(c.arena), n: len(rec)})
+	c.arena = append(c.arena, rec...)
 }
 
 func (c *compactor) rec(k *candidate) (key, value []byte) {
@@ -303,8 +308,7 @@ func (st *Store) Garbage(ctx context.Context, pages, sample int, rng *rand.Rand)
 			dead += size
 			return nil
 		}
-		c.batch = append(c.batch, candidate{addr: addr, off: len(c.arena), n: len(rec)})
-		c.arena = append(c.arena, rec...)
+		c.add(addr, rec)
 		return nil
 	}
 	for i := 0; i < pages; i++ {
