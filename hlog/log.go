@@ -16,10 +16,11 @@ import (
 // Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
 // marker only moves forward (checked by checkMarkers under -tags invariants).
 // Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
-// Invariant: fence only rises, to the end of the tail page, and only before
-// a fold-over pads that page (closeTailPage); workers update in place only
+// Invariant: fence only rises, and only to a tail: the end of the tail page
+// before a fold-over pads it (closeTailPage), or the tail a checkpoint read
+// while every writer was paused (RaiseFence); workers update in place only
 // at or above MutableFrom = max(readOnly, fence), so nothing below a
-// fold-over's end changes in place once a record past it exists.
+// checkpoint's end changes in place once a record past it exists.
 // Invariant: the frame of page p holds page p from the moment p is opened
 // until safeHead passes the end of p; a worker reads an address only after
 // seeing it >= head inside the epoch it reads it in.
@@ -124,7 +125,7 @@ type Log struct {
 	safeHead     paddedUint64
 	begin        paddedUint64
 	flushedUntil paddedUint64
-	// fence is where a fold-over is closing the log: no record below it is
+	// fence is where a checkpoint ends the log: no record below it is
 	// updated in place from then on, although readOnly (which must stay
 	// below the tail, and which the flush follows) reaches it only once the
 	// tail page is padded. MutableFrom is the higher of the two.
@@ -219,6 +220,13 @@ func (l *Log) ReadOnly() uint64 { return l.readOnly.Load() }
 // MutableFrom returns the lowest address a worker may update in place now:
 // the read-only marker, or a fold-over's fence above it.
 func (l *Log) MutableFrom() uint64 { return max(l.readOnly.Load(), l.fence.Load()) }
+
+// RaiseFence makes every record below at read-only for the workers' next
+// operations: at must be the tail, read while no worker was inside an
+// operation (a worker that read MutableFrom before could otherwise still
+// update below it). A checkpoint that ends at at calls it before the workers
+// go on.
+func (l *Log) RaiseFence(at uint64) { maxStore(&l.fence, at) }
 
 // SafeReadOnly returns the address below which every worker knows the log is
 // read-only: the end of the fuzzy region.

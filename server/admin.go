@@ -118,9 +118,12 @@ type Stats struct {
 // CheckpointStats say how durable the server is: checkpoints taken since
 // start and their total time, and the newest one (Seq 0: none yet).
 type CheckpointStats struct {
-	Enabled    bool      `json:"enabled"`
-	Taken      uint64    `json:"taken"`
-	TotalNanos uint64    `json:"total_nanos"`
+	Enabled    bool   `json:"enabled"`
+	Taken      uint64 `json:"taken"`
+	TotalNanos uint64 `json:"total_nanos"`
+	// PauseNanos is the time the loops spent stopped, all checkpoints
+	// together: each stops them from its first loop's stop to its end.
+	PauseNanos uint64    `json:"pause_nanos"`
 	Seq        uint64    `json:"seq"`
 	End        uint64    `json:"end"`
 	Time       time.Time `json:"time"`
@@ -162,7 +165,8 @@ func (s *Server) Stats() Stats {
 		st.RESPConnections += l.stats.respConns.Load()
 	}
 	s.mu.Unlock()
-	st.Checkpoint = CheckpointStats{Enabled: s.dur != nil, Taken: s.stats.checkpoints.Load(), TotalNanos: s.stats.checkpointNanos.Load()}
+	st.Checkpoint = CheckpointStats{Enabled: s.dur != nil, Taken: s.stats.checkpoints.Load(), TotalNanos: s.stats.checkpointNanos.Load(),
+		PauseNanos: s.stats.pauseNanos.Load()}
 	if s.dur != nil {
 		last := s.dur.latest()
 		st.Checkpoint.Seq, st.Checkpoint.End, st.Checkpoint.Time = last.Seq, last.Store.End, last.Time

@@ -139,8 +139,12 @@ func (d *durability) request() {
 	}()
 }
 
-// take makes everything the store holds durable and records it.
+// take makes everything the store holds durable and records it. Shutdown
+// (halt) ends it too: it waits for the loops, which stop then.
 func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.ctx, cancel)()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.takeLocked(ctx)
@@ -148,19 +152,13 @@ func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 
 func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	t0 := time.Now()
-	// Each loop passes its CPR point before the fold-over: the operations
-	// its sessions ran before it have their records below the tail the
-	// checkpoint then folds over.
-	cprs, err := d.markCPR(ctx)
-	if err != nil {
-		return checkpoint.Meta{}, err
-	}
 	last := d.latest()
 	seq := last.Seq + 1
 	c, indexSeq, err := d.checkpoint(ctx, seq, last)
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
+	cprs := d.cprPoints()
 	m := checkpoint.Meta{Seq: seq, Time: time.Now().UTC(), Store: c, IndexSeq: indexSeq,
 		Sessions: d.s.sessions.points(cprs), NextSession: d.s.nextSession.Load()}
 	if err := d.dir.Save(m, keepCheckpoints); err != nil {
@@ -168,7 +166,7 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	}
 	d.s.sessions.recorded(m.Sessions)
 	d.last.Store(&m)
-	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
+	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR, nil) // tell the sessions
 	// The newest checkpoint is the one a restart recovers: the log below
 	// its begin is not needed any more.
 	if err := d.s.st.Release(c.Begin); err != nil {
@@ -188,14 +186,15 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 // (0: none).
 func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint.Meta) (store.Checkpoint, uint64, error) {
 	st := d.s.st
+	o := store.CheckpointOptions{Pause: d.pause}
 	entries := uint64(max(st.Stats().Index.Entries, 0))
 	from := max(last.Store.IndexStart, st.Log().Begin())
 	if d.s.cfg.NoIndexSnapshots {
-		c, err := st.Checkpoint(ctx)
+		c, err := st.CheckpointWith(ctx, o)
 		return c, 0, err
 	}
 	if entries == 0 || (last.IndexSeq != 0 && st.Log().Tail()-from < snapshotEvery*16*entries) {
-		c, err := st.Checkpoint(ctx)
+		c, err := st.CheckpointWith(ctx, o)
 		if last.IndexSeq != 0 {
 			c.IndexStart = last.Store.IndexStart
 		}
@@ -206,7 +205,8 @@ func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint
 		return store.Checkpoint{}, 0, err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	c, err := st.CheckpointWithIndex(ctx, w)
+	o.Index = w
+	c, err := st.CheckpointWith(ctx, o)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -223,28 +223,51 @@ func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint
 // second): at 1, every checkpoint wrote one and took 0.34-0.55 s.
 const snapshotEvery = 4
 
-// markCPR has every loop read its sessions' CPR points and returns them by
-// session id: those of its connections, and those of connections that
-// closed since the last checkpoint.
-func (d *durability) markCPR(ctx context.Context) (map[uint64]uint64, error) {
+// pause is the store's Pause for a checkpoint: every loop completes its
+// pending operations, reads its sessions' CPR points (markCPR) and waits,
+// suspended, until the checkpoint has chosen its end. The loops' sessions
+// thereby pass their CPR points together: no operation after one (they
+// may have been updated in place) runs before the end is read. After the
+// loops stopped (shutdown) the points are read from here.
+func (d *durability) pause(ctx context.Context, atStop func()) error {
 	if d.stopped {
 		d.s.mu.Lock()
 		for _, l := range d.s.mu.list {
+			l.quiesce() // the loop's goroutine is gone: its session is ours
 			l.markCPR()
 		}
 		d.s.mu.Unlock()
-	} else if err := d.s.onEveryLoop(ctx, (*loop).markCPR); err != nil {
-		return nil, err
+		atStop()
+		return nil
 	}
+	release := make(chan struct{})
+	defer close(release)
+	t0 := time.Now()
+	err := d.s.onEveryLoop(ctx, func(l *loop) {
+		l.quiesce()
+		l.markCPR()
+	}, release)
+	if err != nil {
+		return err
+	}
+	atStop()
+	d.s.stats.pauseNanos.Add(uint64(time.Since(t0)))
+	return nil
+}
+
+// cprPoints returns the CPR points the loops read in the last pause, by
+// session id: those of their connections, and those of connections that
+// closed since the last checkpoint.
+func (d *durability) cprPoints() map[uint64]uint64 {
 	cprs := map[uint64]uint64{}
 	d.s.mu.Lock()
 	for _, l := range d.s.mu.list {
-		for _, p := range l.cprs { // the loop's task queue ordered its write before this read
+		for _, p := range l.cprs { // the pause ordered the loop's write before this read
 			cprs[p.id] = max(cprs[p.id], p.cpr)
 		}
 	}
 	d.s.mu.Unlock()
-	return cprs, nil
+	return cprs
 }
 
 // latest returns the newest recorded checkpoint (Seq 0: none). It never
@@ -290,8 +313,10 @@ func (s *Server) Checkpoint(ctx context.Context) (checkpoint.Meta, error) {
 var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data directory)")
 
 // onEveryLoop runs fn on every loop (through its task queue) and waits for
-// all of them. A loop that no longer runs (shutdown) is skipped.
-func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
+// all of them. A loop that no longer runs (shutdown) is skipped. With hold
+// not nil, each loop then waits (its session suspended) until hold is
+// closed, which the caller must do whatever onEveryLoop returns.
+func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan struct{}) error {
 	s.mu.Lock()
 	loops := append([]*loop(nil), s.mu.list...)
 	s.mu.Unlock()
@@ -301,6 +326,10 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			fn(l)
 			done <- struct{}{}
+			if hold != nil {
+				l.ss.Suspend()
+				<-hold
+			}
 			return nil
 		}))
 		if err == nil {
@@ -315,6 +344,19 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 		}
 	}
 	return nil
+}
+
+// quiesce completes every pending operation of the loop, waiting for the
+// device, and writes what they answer: its sessions' CPR points are then
+// everything they issued.
+func (l *loop) quiesce() {
+	l.view = l.s.view.Load()
+	for l.ss.PendingCount() > 0 {
+		l.ss.CompletePending(true)
+	}
+	l.flushDirty()
+	l.ss.Suspend()
+	l.resumeStalled()
 }
 
 // markCPR reads every session's CPR point, and lists them in cprs with

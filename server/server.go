@@ -48,6 +48,7 @@ type Server struct {
 	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
+		pauseNanos      atomic.Uint64 // loops stopped for checkpoints' CPR points
 	}
 	booted chan struct{}
 	done   chan error // gnet.Run's result

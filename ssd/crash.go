@@ -349,17 +349,51 @@ func (d *CrashDevice) PowerLoss(mode LossMode, rng *rand.Rand) {
 // tearLocked applies to the durable image what TearUnsynced keeps of the
 // unsynced writes, and makes the result the current image.
 func (d *CrashDevice) tearLocked(rng *rand.Rand) {
+	tear(&d.mu.durable, d.mu.unsynced, d.sector, rng)
+	d.mu.current = d.mu.durable.share()
+	d.mu.unsynced = nil
+}
+
+// tear writes into img what TearUnsynced keeps of unsynced: of each
+// write, none, all or a prefix of its sectors, in a random order.
+func tear(img *crashImage, unsynced []crashWrite, sector int, rng *rand.Rand) {
 	var kept []crashWrite
-	for _, w := range d.mu.unsynced {
-		pieces := splitAtSectors(w, d.sector)
+	for _, w := range unsynced {
+		pieces := splitAtSectors(w, sector)
 		kept = append(kept, pieces[:survivingPieces(len(pieces), rng)]...)
 	}
 	rng.Shuffle(len(kept), func(i, j int) { kept[i], kept[j] = kept[j], kept[i] })
 	for _, w := range kept {
-		d.mu.durable.write(w.data, w.off)
+		img.write(w.data, w.off)
 	}
-	d.mu.current = d.mu.durable.share()
-	d.mu.unsynced = nil
+}
+
+// Fork returns a new device holding what a power loss now would leave, as
+// PowerLoss with mode and rng would (nil: the device's own source), and
+// leaves this one as it is: a crash image of a device that goes on being
+// used. The new device is open and as asynchronous as this one.
+func (d *CrashDevice) Fork(mode LossMode, rng *rand.Rand) *CrashDevice {
+	nd := NewCrashDevice(d.align)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch mode {
+	case LoseUnsynced:
+		nd.mu.durable = d.mu.durable.share()
+	case TearUnsynced:
+		if rng == nil {
+			rng = d.mu.rng
+		}
+		nd.mu.durable = d.mu.durable.share()
+		tear(&nd.mu.durable, d.mu.unsynced, d.sector, rng)
+	case KeepUnsynced:
+		nd.mu.durable = d.mu.current.share()
+	default:
+		panic(fmt.Sprintf("ssd: unknown %v", mode))
+	}
+	nd.mu.current = nd.mu.durable.share()
+	nd.mu.released = d.mu.released
+	nd.mu.async = d.mu.async
+	return nd
 }
 
 // survivingPieces picks how many of a write's n pieces survive: none, all,

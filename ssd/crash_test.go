@@ -596,3 +596,53 @@ func TestCrashDevicePowerLossRejectsUnknownMode(t *testing.T) {
 	}()
 	d.PowerLoss(LossMode(7), nil)
 }
+
+// TestCrashDeviceFork: a fork holds what a power loss would leave (synced
+// data; unsynced writes dropped, kept or torn as asked) and is a device of
+// its own: writes to either do not reach the other, and the original still
+// has its unsynced writes.
+func TestCrashDeviceFork(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	d := NewCrashDevice(512)
+	a := randBytes(rng, 8192)
+	mustWrite(t, d, a, 0)
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	b := randBytes(rng, 4096)
+	mustWrite(t, d, b, 8192)
+	lost, kept := d.Fork(LoseUnsynced, nil), d.Fork(KeepUnsynced, nil)
+	if got := mustRead(t, lost, 8192, 0); !bytes.Equal(got, a) {
+		t.Fatal("fork lost synced data")
+	}
+	if got := mustRead(t, lost, 4096, 8192); !bytes.Equal(got, make([]byte, 4096)) {
+		t.Fatal("LoseUnsynced fork kept an unsynced write")
+	}
+	if got := mustRead(t, kept, 4096, 8192); !bytes.Equal(got, b) {
+		t.Fatal("KeepUnsynced fork lost an unsynced write")
+	}
+	torn := d.Fork(TearUnsynced, rng)
+	got := mustRead(t, torn, 4096, 8192)
+	n := 0
+	for n < len(got) && got[n] == b[n] {
+		n++
+	}
+	if n%512 != 0 && n != len(got) || !bytes.Equal(got[n/512*512:], make([]byte, len(got)-n/512*512)) {
+		t.Fatalf("TearUnsynced fork: %d bytes of the write, then not zeros", n)
+	}
+	c := randBytes(rng, 512)
+	mustWrite(t, lost, c, 0)
+	if got := mustRead(t, d, 512, 0); !bytes.Equal(got, a[:512]) {
+		t.Fatal("a write to the fork reached the original")
+	}
+	mustWrite(t, d, c, 512)
+	if got := mustRead(t, lost, 512, 512); !bytes.Equal(got, a[512:1024]) {
+		t.Fatal("a write to the original reached the fork")
+	}
+	if got := mustRead(t, d, 4096, 8192); !bytes.Equal(got, b) {
+		t.Fatal("forking changed the original's unsynced write")
+	}
+	if st := d.Stats(); st.PowerLosses != 0 || st.Unsynced != 2 {
+		t.Fatalf("original after forks: %+v", st)
+	}
+}

@@ -34,14 +34,43 @@ type Checkpoint struct {
 // every wait on the epoch, it needs each session to refresh or be suspended:
 // a session that stays protected while idle holds it up until ctx ends.
 func (st *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	return st.CheckpointWithIndex(ctx, nil)
+	return st.CheckpointWith(ctx, CheckpointOptions{})
 }
 
-// CheckpointWithIndex is Checkpoint that also writes a snapshot of the
-// index to index (when not nil) before the fold-over, and records where it
-// began in IndexStart. The caller makes the snapshot durable before it
-// records the checkpoint.
+// CheckpointWithIndex is Checkpoint with an index snapshot written to index
+// (see CheckpointOptions.Index).
 func (st *Store) CheckpointWithIndex(ctx context.Context, index io.Writer) (Checkpoint, error) {
+	return st.CheckpointWith(ctx, CheckpointOptions{Index: index})
+}
+
+// CheckpointOptions shape a checkpoint.
+type CheckpointOptions struct {
+	// Index, when not nil, receives a snapshot of the index, written before
+	// the checkpoint's end is chosen; the checkpoint records where it began
+	// in IndexStart. The caller makes the snapshot durable before it
+	// records the checkpoint.
+	Index io.Writer
+	// Pause, when not nil, makes the checkpoint exact: it ends at the tail
+	// read while every writing session is stopped between two operations
+	// with none pending, so each session's operations up to its stop are
+	// in it and none after. Without Pause the checkpoint ends where the
+	// fold-over closes the log, and holds whatever the sessions did until
+	// then too: at least every operation completed when it started.
+	Pause Pause
+}
+
+// Pause stops every session that writes to the store (Compact's need not:
+// its copies change no key's value) at a point between two of its
+// operations where none of its operations is pending, keeps them there
+// while it calls atStop, then lets them go on. What each session had
+// issued when it stopped is its CPR point. It returns an error, without
+// calling atStop, when it could not stop them all (ctx ended).
+type Pause func(ctx context.Context, atStop func()) error
+
+// CheckpointWith takes a checkpoint as o says: the index snapshot, then the
+// end (the paused tail, or the fold-over's), then the fold-over and a
+// device sync that make everything below the end durable.
+func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Checkpoint, error) {
 	st.ckpt.Lock()
 	defer st.ckpt.Unlock()
 	// Begin is read before the fold-over: a compaction moves it only after
@@ -49,21 +78,38 @@ func (st *Store) CheckpointWithIndex(ctx context.Context, index io.Writer) (Chec
 	// below the tail the fold-over makes durable.
 	begin := st.log.Begin()
 	var indexStart uint64
-	if index != nil {
+	if o.Index != nil {
 		indexStart = st.log.Tail()
 		if err := st.epochs.Barrier(ctx); err != nil {
 			return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
 		}
-		if _, err := st.writeIndex(index); err != nil {
+		if _, err := st.writeIndex(o.Index); err != nil {
 			return Checkpoint{}, fmt.Errorf("store: checkpoint: index snapshot: %w", err)
 		}
 	}
-	end, err := st.log.FoldOver(ctx, st.ckpt.g)
+	var end uint64
+	if o.Pause != nil {
+		// The snapshot's entries point below the tail as it was when the
+		// export ended, so below this end too. Raising the fence before
+		// the writers go on keeps the records below the end as they are
+		// now: the writers' next updates of them go to the tail.
+		err := o.Pause(ctx, func() {
+			end = st.log.Tail()
+			st.log.RaiseFence(end)
+		})
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
+		}
+	}
+	folded, err := st.log.FoldOver(ctx, st.ckpt.g)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
 	}
 	if err := st.log.Device().Sync(); err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: sync: %w", err)
+	}
+	if end == 0 {
+		end = folded
 	}
 	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits(), IndexStart: indexStart}, nil
 }

@@ -16,13 +16,17 @@ import (
 )
 
 // The prefix property, in process: several sessions write their own keys
-// while checkpoints (half of them with an index snapshot) and compactions
-// run at random moments; then a power loss tears what was not synced and
-// the last checkpoint is recovered. Each session's recovered keys must be
-// the state after a prefix of its operations, with no holes, at least as
-// long as what it had completed when the checkpoint began and at most
-// what it had issued when it ended. Deleted keys never come back. Several
-// rounds: after each recovery the sessions go on from what came back.
+// (their RMWs stay pending across later operations and checkpoints) while
+// checkpoints (half of them with an index snapshot) and compactions run at
+// random moments, some compactions concurrently with the checkpoints; then
+// a power loss tears what was not synced and the last checkpoint is
+// recovered. In the rounds whose checkpoints pause the sessions, each
+// session's recovered keys must be exactly the state after the operations
+// it had issued when it stopped (its CPR point); in the others, the state
+// after a prefix of its operations with no holes, at least as long as what
+// it had completed when the checkpoint began and at most what it had
+// issued when it ended. Deleted keys never come back. After each recovery
+// the sessions go on from what came back.
 
 // prefixOp is one operation of a prefix session: a set of key k to value
 // number v (appended to by an RMW when app), or a delete (v < 0).
@@ -36,6 +40,7 @@ type prefixSession struct {
 	base [][]byte   // the state the round started from, by key (nil: absent)
 	ops  []prefixOp // issued this round
 	done atomic.Int64
+	cpr  atomic.Int64 // operations issued when the last pause stopped it
 }
 
 const prefixKeys = 150
@@ -60,8 +65,13 @@ func (p *prefixSession) apply(state [][]byte, o prefixOp) {
 	}
 }
 
-func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-chan struct{}) {
+// run issues operations until stop. With waitRMW each RMW completes before
+// the next operation: a checkpoint that does not pause the sessions may
+// hold operations issued after one pending across it, and not it.
+func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-chan struct{}, pz *pauser, waitRMW bool) {
+	defer pz.exit()
 	defer s.Suspend()
+	defer s.CompletePending(true)
 	s.SetCompletion(func(c Completion) {
 		if c.Err != nil {
 			t.Errorf("session %d: pending %v: %v", p.id, c.Kind, c.Err)
@@ -75,6 +85,7 @@ func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-cha
 			return
 		default:
 		}
+		pz.at(s, func() { p.cpr.Store(p.done.Load()) })
 		o := prefixOp{k: rng.IntN(prefixKeys), v: n}
 		var err error
 		switch r := rng.IntN(10); {
@@ -84,7 +95,9 @@ func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-cha
 		case r < 3 && len(state[o.k]) < 400:
 			o.app = true
 			_, err = s.RMW(p.key(o.k), p.value(o.v), Append{})
-			s.CompletePending(true)
+			if waitRMW {
+				s.CompletePending(true)
+			}
 		default:
 			_, err = s.Upsert(p.key(o.k), p.value(o.v))
 		}
@@ -95,7 +108,70 @@ func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-cha
 		p.apply(state, o)
 		p.ops = append(p.ops, o)
 		p.done.Add(1)
+		s.CompletePending(false)
 	}
+}
+
+// pauser is the prefix test's Pause: the sessions check it between their
+// operations and stop there, with nothing pending, while it is wanted.
+type pauser struct {
+	want    atomic.Bool
+	mu      sync.Mutex
+	cond    sync.Cond
+	live    int // sessions running
+	stopped int // sessions stopped at the pause
+	gen     int // pauses ended
+}
+
+func newPauser(live int) *pauser {
+	pz := &pauser{live: live}
+	pz.cond.L = &pz.mu
+	return pz
+}
+
+// pause implements Pause. It returns a while after the sessions go on, so
+// that they run operations before the checkpoint's fold-over (which an
+// exact checkpoint must leave out).
+func (pz *pauser) pause(_ context.Context, atStop func()) error {
+	pz.mu.Lock()
+	pz.want.Store(true)
+	for pz.stopped < pz.live {
+		pz.cond.Wait()
+	}
+	atStop()
+	pz.want.Store(false)
+	pz.stopped = 0
+	pz.gen++
+	pz.cond.Broadcast()
+	pz.mu.Unlock()
+	time.Sleep(time.Millisecond)
+	return nil
+}
+
+// at stops the session while a pause is wanted: it completes what it has
+// pending, calls mark, and waits, suspended, for the pause to end.
+func (pz *pauser) at(s *Session, mark func()) {
+	if !pz.want.Load() {
+		return
+	}
+	s.CompletePending(true)
+	mark()
+	s.Suspend()
+	pz.mu.Lock()
+	defer pz.mu.Unlock()
+	pz.stopped++
+	pz.cond.Broadcast()
+	for g := pz.gen; pz.gen == g; {
+		pz.cond.Wait()
+	}
+}
+
+// exit says a session stopped running.
+func (pz *pauser) exit() {
+	pz.mu.Lock()
+	pz.live--
+	pz.cond.Broadcast()
+	pz.mu.Unlock()
 }
 
 // match returns the n in [lo, hi] such that the ops up to n from base give
@@ -149,18 +225,39 @@ func TestRecoveredSessionsArePrefixes(t *testing.T) {
 func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashDevice, sessions []*prefixSession, rng *rand.Rand) *Store {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	pz := newPauser(len(sessions))
+	exact := round%2 == 0
 	for _, p := range sessions {
 		s, err := st.NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.ops, p.done = nil, atomic.Int64{}
+		p.ops, p.done, p.cpr = nil, atomic.Int64{}, atomic.Int64{}
 		wg.Add(1)
 		go func(seed uint64) {
 			defer wg.Done()
 			defer s.Close()
-			p.run(t, s, rand.New(rand.NewPCG(seed, uint64(p.id))), stop)
+			p.run(t, s, rand.New(rand.NewPCG(seed, uint64(p.id))), stop, pz, !exact)
 		}(rng.Uint64())
+	}
+	var compactions sync.WaitGroup
+	if rng.IntN(2) == 0 {
+		compactions.Add(1)
+		crng := rand.New(rand.NewPCG(rng.Uint64(), 2))
+		go func() {
+			defer compactions.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Duration(1+crng.IntN(3)) * time.Millisecond):
+				}
+				if _, err := st.Compact(context.Background(), st.Log().Head()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
 	}
 	var ck Checkpoint
 	var snap *bytes.Buffer
@@ -175,22 +272,33 @@ func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashD
 		for j, p := range sessions {
 			lo[j] = int(p.done.Load())
 		}
-		snap = nil
+		o := CheckpointOptions{}
 		if i%2 == 0 {
 			snap = new(bytes.Buffer)
+			o.Index = snap
 		}
-		c, err := st.CheckpointWithIndex(context.Background(), writerOrNil(snap))
+		if exact {
+			o.Pause = pz.pause
+		}
+		c, err := st.CheckpointWith(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if o.Index == nil {
+			snap = nil
+		}
 		for j, p := range sessions {
 			hi[j] = int(p.done.Load()) + 1 // the op running when it ended may be in
+			if exact {
+				lo[j], hi[j] = int(p.cpr.Load()), int(p.cpr.Load())
+			}
 		}
 		ck = c
 	}
 	time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
 	close(stop)
 	wg.Wait()
+	compactions.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -225,7 +333,7 @@ func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashD
 			t.Fatalf("round %d: session %d: the recovered keys are the state after no prefix of its %d ops in [%d, %d] (a lost write, a hole, or a deleted key back)",
 				round, p.id, len(p.ops), lo[j], hi[j])
 		}
-		t.Logf("round %d: session %d recovered %d of %d ops (checkpoint window [%d, %d])", round, p.id, n, len(p.ops), lo[j], hi[j])
+		t.Logf("round %d: session %d recovered %d of %d ops (checkpoint window [%d, %d], exact %v)", round, p.id, n, len(p.ops), lo[j], hi[j], exact)
 		p.base = got
 	}
 	return st
