@@ -346,28 +346,27 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan st
 	return nil
 }
 
-// quiesce completes every pending operation of the loop, waiting for the
-// device, and writes what they answer: its sessions' CPR points are then
-// everything they issued.
+// quiesce completes every pending write of the loop (RMWs), waiting for
+// the device, and writes what they answer: every operation its sessions
+// issued has then taken effect (pending reads change nothing).
 func (l *loop) quiesce() {
 	l.view = l.s.view.Load()
-	for l.ss.PendingCount() > 0 {
-		l.ss.CompletePending(true)
-	}
+	l.ss.CompleteWrites()
 	l.flushDirty()
 	l.ss.Suspend()
 	l.resumeStalled()
 }
 
 // markCPR reads every session's CPR point, and lists them in cprs with
-// those of the sessions that closed since the last call.
+// those of the sessions that closed since the last call. Only after
+// quiesce: a session's CPR point is then the last operation it issued.
 func (l *loop) markCPR() {
 	// Closed sessions' points stay listed until a checkpoint that read them
 	// is recorded (commitCPR drops them): one that fails must not lose them.
 	l.cprs = append(l.cprs[:0], l.closedCPR...)
 	l.closedRead = len(l.closedCPR)
 	for cs := range l.conns {
-		cs.cpr = cs.sess.CPRPoint()
+		cs.cpr = cs.sess.Next() - 1
 		if cs.sess.ID != 0 && cs.cpr > 0 {
 			l.cprs = append(l.cprs, sessionCPR{cs.sess.ID, cs.cpr})
 		}

@@ -165,18 +165,6 @@ func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
 	s.out = wire.AppendErrorBatch(s.out, code, view, serial, msg)
 }
 
-// CPRPoint returns the serial up to which every operation of the session
-// has taken its effect (its record, if it writes one, is in the log): the
-// last executed serial, or just before the oldest still pending. A
-// checkpoint that starts after the loop read it covers those operations.
-func (s *Session) CPRPoint() uint64 {
-	p := s.next - 1
-	for serial := range s.pending {
-		p = min(p, serial-1)
-	}
-	return p
-}
-
 // Commit appends a COMMIT batch: the operations up to serial are durable.
 func (s *Session) Commit(view, serial uint64) {
 	s.EndResponse(view)

@@ -52,8 +52,8 @@ type CheckpointOptions struct {
 	Index io.Writer
 	// Pause, when not nil, makes the checkpoint exact: it ends at the tail
 	// read while every writing session is stopped between two operations
-	// with none pending, so each session's operations up to its stop are
-	// in it and none after. Without Pause the checkpoint ends where the
+	// with no write pending, so each session's operations up to its stop
+	// are in it and none after. Without Pause the checkpoint ends where the
 	// fold-over closes the log, and holds whatever the sessions did until
 	// then too: at least every operation completed when it started.
 	Pause Pause
@@ -61,8 +61,9 @@ type CheckpointOptions struct {
 
 // Pause stops every session that writes to the store (Compact's need not:
 // its copies change no key's value) at a point between two of its
-// operations where none of its operations is pending, keeps them there
-// while it calls atStop, then lets them go on. What each session had
+// operations where none of its writes is pending (Session.CompleteWrites;
+// reads may be), keeps them there while it calls atStop, then lets them go
+// on. What each session had
 // issued when it stopped is its CPR point. It returns an error, without
 // calling atStop, when it could not stop them all (ctx ended).
 type Pause func(ctx context.Context, atStop func()) error

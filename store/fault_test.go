@@ -166,6 +166,47 @@ func TestPendingRMWIsNotOvertaken(t *testing.T) {
 	}
 }
 
+// TestCompleteWritesLeavesReads: CompleteWrites returns once the pending
+// RMWs have taken effect, whatever reads are still pending; those complete
+// later.
+func TestCompleteWritesLeavesReads(t *testing.T) {
+	_, s, _ := faultyStore(t, 400)
+	done := map[uint64]Completion{}
+	s.SetCompletion(func(c Completion) { done[c.Serial] = c })
+	var reads, rmws []uint64
+	for i := range 20 {
+		if _, st, err := s.Read(faultKey(2*i), nil); err != nil || st != Pending {
+			t.Fatalf("read of a cold key: %v %v, want Pending", st, err)
+		}
+		reads = append(reads, s.Serial())
+		if st, err := s.RMW(faultKey(2*i+1), []byte("+a"), Append{}); err != nil || st != Pending {
+			t.Fatalf("append to a cold key: %v %v, want Pending", st, err)
+		}
+		rmws = append(rmws, s.Serial())
+	}
+	s.CompleteWrites()
+	for _, serial := range rmws {
+		if c, ok := done[serial]; !ok || c.Err != nil {
+			t.Fatalf("RMW %d after CompleteWrites: done %v, %+v", serial, ok, c)
+		}
+	}
+	if n := s.PendingCount(); n > len(reads) {
+		t.Fatalf("%d operations pending after CompleteWrites, only %d reads were issued", n, len(reads))
+	}
+	s.CompletePending(true)
+	for _, serial := range reads {
+		if c, ok := done[serial]; !ok || c.Err != nil || c.Status != OK {
+			t.Fatalf("read %d: done %v, %+v", serial, ok, c)
+		}
+	}
+	for i := range 20 {
+		v, status, err := completeRead(t, s, faultKey(2*i+1))
+		if want := string(faultValue(2*i+1, 0)) + "+a"; err != nil || status != OK || string(v) != want {
+			t.Fatalf("%s = %q %v %v, want %q", faultKey(2*i+1), v, status, err, want)
+		}
+	}
+}
+
 // TestGarbledDeviceBytesAreNeverServed flips bytes in the values of flushed
 // records on the device: a read of such a record fails with ErrCorrupt (the
 // record's checksum, written when its page was flushed, no longer holds);

@@ -174,26 +174,40 @@ func (ps *pendingSet) finish(p *pendingOp, st Status, err error, value []byte) {
 // operations are still pending. Called from inside the completion callback it
 // does nothing (the outer call continues).
 func (s *Session) CompletePending(wait bool) int {
+	s.advance(wait, func(ps *pendingSet) bool { return ps.count > 0 })
+	return s.pend.count
+}
+
+// CompleteWrites is CompletePending(true) that returns once no pending
+// operation writes (RMWs): reads may still be pending. A session's
+// operations up to the last it issued have then all taken effect (a read
+// changes nothing), which is what a checkpoint's CPR point needs.
+func (s *Session) CompleteWrites() {
+	s.advance(true, func(ps *pendingSet) bool { return len(ps.rmws) > 0 })
+}
+
+// advance runs CompletePending's rounds while left says operations it
+// waits for are left.
+func (s *Session) advance(wait bool, left func(*pendingSet) bool) {
 	if s.pend.running {
-		return s.pend.count
+		return
 	}
 	s.pend.running = true
 	defer func() { s.pend.running = false }()
-	for spins := 0; s.pend.count > 0; spins++ {
+	for spins := 0; left(&s.pend); spins++ {
 		if !s.protected {
 			s.g.Protect()
 			s.protected = true
 		}
 		s.g.Refresh()
 		progressed := s.pend.continueReads() + s.pend.runRetries()
-		if !wait || s.pend.count == 0 {
+		if !wait || !left(&s.pend) {
 			break
 		}
 		if progressed == 0 {
 			s.pend.await(spins)
 		}
 	}
-	return s.pend.count
 }
 
 // await waits for progress: for a read to complete when only reads are

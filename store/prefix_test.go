@@ -113,7 +113,7 @@ func (p *prefixSession) run(t *testing.T, s *Session, rng *rand.Rand, stop <-cha
 }
 
 // pauser is the prefix test's Pause: the sessions check it between their
-// operations and stop there, with nothing pending, while it is wanted.
+// operations and stop there, with no write pending, while it is wanted.
 type pauser struct {
 	want    atomic.Bool
 	mu      sync.Mutex
@@ -148,13 +148,13 @@ func (pz *pauser) pause(_ context.Context, atStop func()) error {
 	return nil
 }
 
-// at stops the session while a pause is wanted: it completes what it has
-// pending, calls mark, and waits, suspended, for the pause to end.
+// at stops the session while a pause is wanted: it completes its pending
+// writes, calls mark, and waits, suspended, for the pause to end.
 func (pz *pauser) at(s *Session, mark func()) {
 	if !pz.want.Load() {
 		return
 	}
-	s.CompletePending(true)
+	s.CompleteWrites()
 	mark()
 	s.Suspend()
 	pz.mu.Lock()
