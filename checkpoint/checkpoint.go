@@ -59,27 +59,35 @@ func (d *Dir) file(seq uint64) string {
 	return filepath.Join(d.path, fmt.Sprintf("%s%016d%s", prefix, seq, suffix))
 }
 
-const indexPrefix, indexSuffix = "index-", ".bin"
+// Kind names a checkpoint's side file: an index snapshot, or a log
+// snapshot (the in-memory log of a snapshot checkpoint).
+type Kind string
 
-func (d *Dir) indexFile(seq uint64) string {
-	return filepath.Join(d.path, fmt.Sprintf("%s%016d%s", indexPrefix, seq, indexSuffix))
+// The side files' kinds, also their names' prefixes.
+const (
+	Index       Kind = "index-"
+	LogSnapshot Kind = "log-"
+)
+
+func (d *Dir) sideFile(k Kind, seq uint64) string {
+	return filepath.Join(d.path, fmt.Sprintf("%s%016d.bin", k, seq))
 }
 
-// CreateIndex creates the file the index snapshot of checkpoint seq is
-// written to, under a temporary name.
-func (d *Dir) CreateIndex(seq uint64) (*os.File, error) {
-	f, err := os.OpenFile(d.indexFile(seq)+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// Create creates the side file of kind k of checkpoint seq, under a
+// temporary name.
+func (d *Dir) Create(k Kind, seq uint64) (*os.File, error) {
+	f, err := os.OpenFile(d.sideFile(k, seq)+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return f, nil
 }
 
-// CommitIndex syncs and closes the snapshot f of checkpoint seq and gives
-// it its final name; the Save that records the checkpoint syncs the
-// directory. With a non-nil failed (the snapshot could not be written) it
+// Commit syncs and closes f, the side file of kind k of checkpoint seq,
+// and gives it its final name; the Save that records the checkpoint syncs
+// the directory. With a non-nil failed (the file could not be written) it
 // removes the file instead and returns failed.
-func (d *Dir) CommitIndex(f *os.File, seq uint64, failed error) error {
+func (d *Dir) Commit(f *os.File, k Kind, seq uint64, failed error) error {
 	if failed == nil {
 		failed = f.Sync()
 	}
@@ -90,15 +98,15 @@ func (d *Dir) CommitIndex(f *os.File, seq uint64, failed error) error {
 		os.Remove(f.Name())
 		return failed
 	}
-	if err := os.Rename(f.Name(), d.indexFile(seq)); err != nil {
+	if err := os.Rename(f.Name(), d.sideFile(k, seq)); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil
 }
 
-// OpenIndex returns an opener of checkpoint seq's index snapshot.
-func (d *Dir) OpenIndex(seq uint64) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) { return os.Open(d.indexFile(seq)) }
+// Opener returns an opener of the side file of kind k of checkpoint seq.
+func (d *Dir) Opener(k Kind, seq uint64) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return os.Open(d.sideFile(k, seq)) }
 }
 
 // NextIncarnation counts this start of the server in the directory (the
@@ -125,8 +133,9 @@ func (d *Dir) NextIncarnation() (uint64, error) {
 	return n, syncDir(d.path)
 }
 
-// Save writes m durably, then deletes all but the keep newest files, and
-// the index snapshots older than the one m uses.
+// Save writes m durably, then deletes all but the keep newest files, the
+// index snapshots older than the one m uses and the log snapshots older
+// than m: recovery only ever uses the newest checkpoint's.
 func (d *Dir) Save(m Meta, keep int) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -143,20 +152,19 @@ func (d *Dir) Save(m Meta, keep int) error {
 	if err := syncDir(d.path); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return errors.Join(d.prune(keep), d.pruneIndexes(m.IndexSeq))
+	return errors.Join(d.prune(keep), d.pruneSide(Index, m.IndexSeq), d.pruneSide(LogSnapshot, m.Seq))
 }
 
-// pruneIndexes deletes the index snapshots (and temporary files of
-// snapshots) of checkpoints before seq; recovery only ever loads the
-// newest checkpoint's.
-func (d *Dir) pruneIndexes(seq uint64) error {
+// pruneSide deletes the side files of kind k (and their temporary files)
+// of checkpoints before seq.
+func (d *Dir) pruneSide(k Kind, seq uint64) error {
 	ents, err := os.ReadDir(d.path)
 	if err != nil || seq == 0 {
 		return err
 	}
 	var errs []error
 	for _, e := range ents {
-		n, ok := strings.CutPrefix(e.Name(), indexPrefix)
+		n, ok := strings.CutPrefix(e.Name(), string(k))
 		if !ok {
 			continue
 		}

@@ -48,3 +48,55 @@ func TestSaveLatestPrune(t *testing.T) {
 		t.Fatal("Clear left a checkpoint")
 	}
 }
+
+// TestSideFiles: a side file is readable under its final name only once
+// committed; a failed one is removed; Save keeps the index snapshot the
+// checkpoint uses and its own log snapshot, and deletes older ones.
+func TestSideFiles(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(k Kind, seq uint64, failed error) {
+		t.Helper()
+		f, err := d.Create(k, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(string(k)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Commit(f, k, seq, failed); err != failed {
+			t.Fatalf("commit: %v, want %v", err, failed)
+		}
+	}
+	exists := func(k Kind, seq uint64) bool {
+		f, err := d.Opener(k, seq)()
+		if err == nil {
+			f.Close()
+		}
+		return err == nil
+	}
+	write(Index, 1, nil)
+	write(LogSnapshot, 1, nil)
+	write(LogSnapshot, 2, nil)
+	write(LogSnapshot, 3, os.ErrDeadlineExceeded)
+	if !exists(Index, 1) || !exists(LogSnapshot, 2) || exists(LogSnapshot, 3) {
+		t.Fatal("committed side files missing, or a failed one kept")
+	}
+	if ents, _ := os.ReadDir(d.Path()); len(ents) != 3 {
+		t.Fatalf("%d files after a failed side file, want 3", len(ents))
+	}
+	if err := d.Save(Meta{Seq: 2, IndexSeq: 1}, 3); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(Index, 1) || exists(LogSnapshot, 1) || !exists(LogSnapshot, 2) {
+		t.Fatal("Save pruned the side files checkpoint 2 uses, or kept an older log snapshot")
+	}
+	if err := d.Save(Meta{Seq: 3, IndexSeq: 3}, 3); err != nil {
+		t.Fatal(err)
+	}
+	if exists(Index, 1) || exists(LogSnapshot, 2) {
+		t.Fatal("side files older than checkpoint 3's kept")
+	}
+}

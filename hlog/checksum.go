@@ -43,6 +43,17 @@ func VerifyRecord(b []byte) bool {
 	return ok && sum == StoredChecksum(b)
 }
 
+// SealCopy writes the checksum of every record into a private copy of the
+// page at base (its first len(page) bytes), as a flush would: a log
+// snapshot's pages must pass the same checks when recovery reads them.
+func SealCopy(page []byte, base uint64) {
+	first := uint64(0)
+	if base == 0 {
+		first = FirstAddress
+	}
+	sealPage(page, first)
+}
+
 // sealPage writes the checksum of every record in page, a frame's bytes
 // below safeReadOnly, whose first record is at offset first (FirstAddress
 // on page 0, else 0). It stops at a malformed size, which ScanMemory and

@@ -1,6 +1,7 @@
 package hlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -16,11 +17,18 @@ import (
 // Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
 // marker only moves forward (checked by checkMarkers under -tags invariants).
 // Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
-// Invariant: fence only rises, and only to a tail: the end of the tail page
-// before a fold-over pads it (closeTailPage), or the tail a checkpoint read
-// while every writer was paused (RaiseFence); workers update in place only
-// at or above MutableFrom = max(readOnly, fence), so nothing below a
-// checkpoint's end changes in place once a record past it exists.
+// Invariant: fence rises only to a tail: the end of the tail page before a
+// fold-over pads it (closeTailPage), or the tail a checkpoint read while
+// every writer was paused (RaiseFence); workers update in place only at or
+// above MutableFrom = max(readOnly, fence), so nothing below a checkpoint's
+// end changes in place once a record past it exists. It falls back only
+// when a snapshot checkpoint has copied the records below it (LowerFence).
+// Invariant: quiet <= fence, and no worker is updating a record below quiet
+// in place: RaiseFence sets it while every writer is paused, and
+// LowerFence lowers it an epoch barrier before it lowers the fence, so a
+// worker that read it high has finished before any in-place update below
+// it starts. RMWs copy records in [safeReadOnly, quiet) at once
+// (FuzzyFrom).
 // Invariant: the frame of page p holds page p from the moment p is opened
 // until safeHead passes the end of p; a worker reads an address only after
 // seeing it >= head inside the epoch it reads it in.
@@ -130,6 +138,7 @@ type Log struct {
 	// below the tail, and which the flush follows) reaches it only once the
 	// tail page is padded. MutableFrom is the higher of the two.
 	fence paddedUint64
+	quiet paddedUint64 // see the invariant at the top
 
 	roActionQueued   atomic.Bool   // an action that publishes safeReadOnly = roTarget is registered
 	roTarget         atomic.Uint64 // what the queued readOnly action publishes
@@ -225,8 +234,34 @@ func (l *Log) MutableFrom() uint64 { return max(l.readOnly.Load(), l.fence.Load(
 // operations: at must be the tail, read while no worker was inside an
 // operation (a worker that read MutableFrom before could otherwise still
 // update below it). A checkpoint that ends at at calls it before the workers
-// go on.
-func (l *Log) RaiseFence(at uint64) { maxStore(&l.fence, at) }
+// go on. It returns the marks as they were, for LowerFence.
+func (l *Log) RaiseFence(at uint64) Fence {
+	was := Fence{fence: l.fence.Load(), quiet: l.quiet.Load()}
+	maxStore(&l.fence, at)
+	maxStore(&l.quiet, at)
+	return was
+}
+
+// Fence is the fence as RaiseFence found it.
+type Fence struct{ fence, quiet uint64 }
+
+// LowerFence puts the fence back where RaiseFence found it (was): the
+// records below it may be updated in place again. Only once nothing needs
+// them as they were at the fence (a snapshot has copied them), and with no
+// fold-over since RaiseFence.
+func (l *Log) LowerFence(ctx context.Context, was Fence) error {
+	l.quiet.Store(was.quiet)
+	if err := l.epochs.Barrier(ctx); err != nil {
+		return err // the fence stays up: nothing is updated in place below it
+	}
+	l.fence.Store(was.fence)
+	return nil
+}
+
+// FuzzyFrom returns the lowest address that a worker may be updating in
+// place right now: below it (and below MutableFrom) a record can be copied
+// as it is.
+func (l *Log) FuzzyFrom() uint64 { return max(l.safeReadOnly.Load(), l.quiet.Load()) }
 
 // SafeReadOnly returns the address below which every worker knows the log is
 // read-only: the end of the fuzzy region.
@@ -274,6 +309,20 @@ func (l *Log) frameOffset(addr uint64) uint64 {
 func (l *Log) frameBytes(p uint64) []byte {
 	off := p % l.frames << l.pageBits
 	return l.mem[off : off+l.pageSize]
+}
+
+// CopyMemory copies len(dst) bytes at addr, which must lie in one page,
+// from the page's frame, and reports whether the page was still in memory
+// (head's page or above: head is a page boundary but for the first page,
+// whose frame holds it all). The caller holds epoch protection, and nothing
+// may change those bytes meanwhile.
+func (l *Log) CopyMemory(dst []byte, addr uint64) bool {
+	if addr>>l.pageBits < l.head.Load()>>l.pageBits {
+		return false
+	}
+	off := addr & l.pageMask
+	copy(dst, l.frameBytes(addr >> l.pageBits)[off:off+uint64(len(dst))])
+	return true
 }
 
 // Markers is a snapshot of the log's addresses, for stats and tests.

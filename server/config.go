@@ -66,6 +66,12 @@ type Config struct {
 	// the log since the last one outgrows the index), so that recovery
 	// always replays, and verifies, the whole log from its begin.
 	NoIndexSnapshots bool
+	// SnapshotCheckpoints makes the periodic and requested checkpoints log
+	// snapshots (the in-memory log is written to a file under the
+	// checkpoint directory, and stays mutable) instead of fold-overs (it is
+	// flushed to the log and made read-only). The one at shutdown is a
+	// fold-over either way: nothing is updated after it.
+	SnapshotCheckpoints bool
 }
 
 const defaultMaxResponse = 64 << 20

@@ -77,7 +77,10 @@ func (s *Server) openStore() (*store.Store, error) {
 	t0 := time.Now()
 	var open func() (io.ReadCloser, error)
 	if meta.IndexSeq != 0 && !s.cfg.NoIndexSnapshots {
-		open = dir.OpenIndex(meta.IndexSeq)
+		open = dir.Opener(checkpoint.Index, meta.IndexSeq)
+	}
+	if err := store.RestoreSnapshot(s.cfg.Store.Log.Device, meta.Store, dir.Opener(checkpoint.LogSnapshot, meta.Seq)); err != nil {
+		return nil, fmt.Errorf("server: recover checkpoint %d: %w", meta.Seq, err)
 	}
 	st, rs, err := store.RecoverWithIndex(s.cfg.Store, meta.Store, open)
 	if err != nil {
@@ -182,11 +185,23 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 // the log written since the start of the last one (what recovery would
 // replay) has grown past snapshotEvery times the snapshot's size (what
 // recovery would load); otherwise the checkpoint keeps using the last
-// snapshot. It returns the checkpoint and the seq of the snapshot it uses
-// (0: none).
+// snapshot. It returns the checkpoint and the seq of the index snapshot it
+// uses (0: none). With SnapshotCheckpoints (but at shutdown) it is a log
+// snapshot.
 func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint.Meta) (store.Checkpoint, uint64, error) {
-	st := d.s.st
 	o := store.CheckpointOptions{Pause: d.pause}
+	if d.s.cfg.SnapshotCheckpoints && !d.stopped {
+		return d.sideFile(checkpoint.LogSnapshot, seq, &o.Snapshot, func() (store.Checkpoint, uint64, error) {
+			return d.checkpointIndex(ctx, seq, last, o)
+		})
+	}
+	return d.checkpointIndex(ctx, seq, last, o)
+}
+
+// checkpointIndex takes the checkpoint o describes, with an index snapshot
+// or not (see checkpoint).
+func (d *durability) checkpointIndex(ctx context.Context, seq uint64, last checkpoint.Meta, o store.CheckpointOptions) (store.Checkpoint, uint64, error) {
+	st := d.s.st
 	entries := uint64(max(st.Stats().Index.Entries, 0))
 	from := max(last.Store.IndexStart, st.Log().Begin())
 	if d.s.cfg.NoIndexSnapshots {
@@ -200,20 +215,29 @@ func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint
 		}
 		return c, last.IndexSeq, err
 	}
-	f, err := d.dir.CreateIndex(seq)
+	return d.sideFile(checkpoint.Index, seq, &o.Index, func() (store.Checkpoint, uint64, error) {
+		c, err := st.CheckpointWith(ctx, o)
+		return c, seq, err
+	})
+}
+
+// sideFile runs take with *w writing to a new side file of kind k of
+// checkpoint seq, which it makes durable, or removes if take fails.
+func (d *durability) sideFile(k checkpoint.Kind, seq uint64, w *io.Writer, take func() (store.Checkpoint, uint64, error)) (store.Checkpoint, uint64, error) {
+	f, err := d.dir.Create(k, seq)
 	if err != nil {
 		return store.Checkpoint{}, 0, err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	o.Index = w
-	c, err := st.CheckpointWith(ctx, o)
+	bw := bufio.NewWriterSize(f, 1<<20)
+	*w = bw
+	c, indexSeq, err := take()
 	if err == nil {
-		err = w.Flush()
+		err = bw.Flush()
 	}
-	if err := d.dir.CommitIndex(f, seq, err); err != nil {
+	if err := d.dir.Commit(f, k, seq, err); err != nil {
 		return store.Checkpoint{}, 0, err
 	}
-	return c, seq, nil
+	return c, indexSeq, nil
 }
 
 // snapshotEvery trades checkpoint cost for recovery time: a snapshot

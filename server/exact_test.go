@@ -22,14 +22,20 @@ import (
 // would leave it, and a second server recovers that. Each session resumed
 // there is told its commit point T, and its keys hold exactly the state
 // after its first T operations: none of those missing, none after them in.
+// With fold-over checkpoints and with log snapshots.
 func TestCommitPointsAreExact(t *testing.T) {
+	t.Run("fold-over", func(t *testing.T) { testCommitPointsAreExact(t, false) })
+	t.Run("snapshot", func(t *testing.T) { testCommitPointsAreExact(t, true) })
+}
+
+func testCommitPointsAreExact(t *testing.T, snapshots bool) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	dev := ssd.NewCrashDevice(512)
 	dev.SetAsync(true)
 	dir, crashed := t.TempDir(), t.TempDir()
-	s1 := exactServer(t, dir, dev)
+	s1 := exactServer(t, dir, dev, snapshots)
 	writers := make([]*exactWriter, 3)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -66,8 +72,11 @@ func TestCommitPointsAreExact(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2 := exactServer(t, crashed, fork)
+	s2 := exactServer(t, crashed, fork, snapshots)
 	defer s2.Shutdown(ctx)
+	if got := s2.dur.latest().Store; got.Snapshot != snapshots {
+		t.Fatalf("recovered checkpoint %+v: a log snapshot %v, want %v", got, got.Snapshot, snapshots)
+	}
 	for _, w := range writers {
 		cs := dialSession(t, client.Config{Addr: s2.Addr(), Resume: w.cs.ID()})
 		T := cs.ResumedAt()
@@ -93,14 +102,16 @@ func TestCommitPointsAreExact(t *testing.T) {
 }
 
 // exactServer starts a server with 2 loops over dev, with a small log
-// memory, taking checkpoints only when asked.
-func exactServer(t *testing.T, dir string, dev *ssd.CrashDevice) *Server {
+// memory, taking checkpoints (log snapshots with snapshots) only when
+// asked.
+func exactServer(t *testing.T, dir string, dev *ssd.CrashDevice, snapshots bool) *Server {
 	t.Helper()
 	ck, err := checkpoint.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, NoPin: true, Checkpoints: ck, CheckpointInterval: -1}
+	cfg := Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, NoPin: true, Checkpoints: ck, CheckpointInterval: -1,
+		SnapshotCheckpoints: snapshots}
 	cfg.Store.IndexBits = 8
 	cfg.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}
 	s, err := Start(cfg, quietLog())

@@ -24,6 +24,11 @@ type Checkpoint struct {
 	// with it replays the log from there instead of from Begin. The
 	// snapshot may be an earlier checkpoint's.
 	IndexStart uint64 `json:",omitempty"`
+	// Snapshot says the log from SnapshotStart to End is in a log snapshot
+	// (see log_snapshot.go), not on the device: RestoreSnapshot must write
+	// it back before recovery.
+	Snapshot      bool   `json:",omitempty"`
+	SnapshotStart uint64 `json:",omitempty"`
 }
 
 // Checkpoint makes everything the store holds now durable: a fold-over of
@@ -57,6 +62,12 @@ type CheckpointOptions struct {
 	// fold-over closes the log, and holds whatever the sessions did until
 	// then too: at least every operation completed when it started.
 	Pause Pause
+	// Snapshot, when not nil, makes the checkpoint a snapshot instead of a
+	// fold-over (see log_snapshot.go): the log not flushed yet, up to the
+	// end, is written to Snapshot, and the records in memory stay mutable
+	// once it is. Needs Pause. The caller makes the snapshot durable before
+	// it records the checkpoint.
+	Snapshot io.Writer
 }
 
 // Pause stops every session that writes to the store (Compact's need not:
@@ -88,31 +99,63 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 			return Checkpoint{}, fmt.Errorf("store: checkpoint: index snapshot: %w", err)
 		}
 	}
-	var end uint64
-	if o.Pause != nil {
-		// The snapshot's entries point below the tail as it was when the
-		// export ended, so below this end too. Raising the fence before
-		// the writers go on keeps the records below the end as they are
-		// now: the writers' next updates of them go to the tail.
-		err := o.Pause(ctx, func() {
-			end = st.log.Tail()
-			st.log.RaiseFence(end)
-		})
-		if err != nil {
-			return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
+	if o.Pause == nil {
+		if o.Snapshot != nil {
+			return Checkpoint{}, errors.New("store: checkpoint: a snapshot needs a pause")
 		}
+		end, err := st.foldOver(ctx)
+		return st.checkpointAt(begin, end, indexStart), err
 	}
-	folded, err := st.log.FoldOver(ctx, st.ckpt.g)
+	// The snapshot's entries point below the tail as it was when the
+	// export ended, so below this end too. Raising the fence before the
+	// writers go on keeps the records below the end as they are now: the
+	// writers' next updates of them go to the tail.
+	var end, flushed uint64
+	var was hlog.Fence
+	err := o.Pause(ctx, func() {
+		end = st.log.Tail()
+		flushed = st.log.FlushedUntil()
+		was = st.log.RaiseFence(end)
+	})
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("store: checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
+	}
+	c := st.checkpointAt(begin, end, indexStart)
+	if o.Snapshot == nil {
+		_, err := st.foldOver(ctx)
+		return c, err
+	}
+	c.Snapshot, c.SnapshotStart = true, flushed&^(st.log.PageSize()-1)
+	err = st.writeSnapshot(ctx, o.Snapshot, c.SnapshotStart, end)
+	if err != nil {
+		err = fmt.Errorf("store: checkpoint: log snapshot: %w", err)
+	} else if err = st.log.Device().Sync(); err != nil { // the pages below the snapshot
+		err = fmt.Errorf("store: checkpoint: sync: %w", err)
+	}
+	// The records below the end are copied (or the checkpoint failed, and
+	// nothing needs them as they were).
+	if lerr := st.log.LowerFence(ctx, was); err == nil && lerr != nil {
+		err = fmt.Errorf("store: checkpoint: %w", lerr)
+	}
+	return c, err
+}
+
+// foldOver makes the log durable up to the end of its tail page and returns
+// that end.
+func (st *Store) foldOver(ctx context.Context) (uint64, error) {
+	end, err := st.log.FoldOver(ctx, st.ckpt.g)
+	if err != nil {
+		return 0, fmt.Errorf("store: checkpoint: %w", err)
 	}
 	if err := st.log.Device().Sync(); err != nil {
-		return Checkpoint{}, fmt.Errorf("store: checkpoint: sync: %w", err)
+		return 0, fmt.Errorf("store: checkpoint: sync: %w", err)
 	}
-	if end == 0 {
-		end = folded
-	}
-	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits(), IndexStart: indexStart}, nil
+	return end, nil
+}
+
+// checkpointAt describes the checkpoint from begin to end.
+func (st *Store) checkpointAt(begin, end, indexStart uint64) Checkpoint {
+	return Checkpoint{Begin: begin, End: end, IndexBits: st.linkBits(), PageBits: st.log.PageBits(), IndexStart: indexStart}
 }
 
 // linkBits bounds the index size records have been linked under so far:

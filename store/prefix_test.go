@@ -17,7 +17,8 @@ import (
 
 // The prefix property, in process: several sessions write their own keys
 // (their RMWs stay pending across later operations and checkpoints) while
-// checkpoints (half of them with an index snapshot) and compactions run at
+// checkpoints (half of them with an index snapshot; in the rounds that pause
+// the sessions, half of them log snapshots) and compactions run at
 // random moments, some compactions concurrently with the checkpoints; then
 // a power loss tears what was not synced and the last checkpoint is
 // recovered. In the rounds whose checkpoints pause the sessions, each
@@ -260,7 +261,7 @@ func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashD
 		}()
 	}
 	var ck Checkpoint
-	var snap *bytes.Buffer
+	var snap, logSnap *bytes.Buffer
 	lo, hi := make([]int, len(sessions)), make([]int, len(sessions))
 	for i := range 3 + rng.IntN(4) {
 		time.Sleep(time.Duration(1+rng.IntN(15)) * time.Millisecond)
@@ -277,8 +278,13 @@ func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashD
 			snap = new(bytes.Buffer)
 			o.Index = snap
 		}
+		logSnap = nil
 		if exact {
 			o.Pause = pz.pause
+			if rng.IntN(2) == 0 {
+				logSnap = new(bytes.Buffer)
+				o.Snapshot = logSnap
+			}
 		}
 		c, err := st.CheckpointWith(context.Background(), o)
 		if err != nil {
@@ -307,6 +313,12 @@ func prefixRound(t *testing.T, round int, st *Store, cfg Config, dev *ssd.CrashD
 	var open func() (io.ReadCloser, error)
 	if snap != nil {
 		open = snapshotOpener(snap.Bytes())
+	}
+	if logSnap != nil {
+		t.Logf("round %d: the checkpoint recovered is a log snapshot of [%d, %d)", round, ck.SnapshotStart, ck.End)
+		if err := RestoreSnapshot(dev, ck, snapshotOpener(logSnap.Bytes())); err != nil {
+			t.Fatalf("round %d: restoring the log snapshot of %+v: %v", round, ck, err)
+		}
 	}
 	st, rs, err := RecoverWithIndex(cfg, ck, open)
 	if err != nil || rs.Cut || rs.IndexError != "" {

@@ -20,12 +20,12 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	l := s.st.log
 	slot, e := s.findOrCreate(h)
-	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.MutableFrom()
+	head, fuzzy, ro := l.Head(), l.FuzzyFrom(), l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case found && addr >= ro:
 		return s.rmwMutable(slot, e, r, key, input, m)
-	case found && addr >= safeRO:
+	case found && addr >= fuzzy:
 		// Another worker may still update this record in place: a copy
 		// made now could lose its update. Retry once everyone has seen
 		// that the region is read-only.

@@ -43,6 +43,7 @@ type serverFlags struct {
 	compactThreshold              float64
 	compactChunk                  sizeFlag
 	indexSnapshots                bool
+	checkpointMode                string
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -64,8 +65,9 @@ flushed to segment files under DIR/log (O_DIRECT, through io_uring or a
 pread/pwrite pool, --io) and reads of them complete asynchronously on the
 loop that issued them. Every --checkpoint-interval, at shutdown and on
 demand (POST /checkpoint on the admin listener, RESP SAVE), the server makes
-everything it holds durable and records the checkpoint under
-DIR/checkpoints; a server started on that directory recovers the newest
+everything it holds durable (a fold-over, or with --checkpoint-mode snapshot
+a copy of the in-memory log under DIR/checkpoints) and records the
+checkpoint under DIR/checkpoints; a server started on that directory recovers the newest
 checkpoint (loading the index snapshot it refers to, and replaying only
 the log written after it). Writes after the last checkpoint are lost by a
 crash.
@@ -107,6 +109,7 @@ POST /compact compacts everything on the device now.`,
 	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
 	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
+	fl.StringVar(&f.checkpointMode, "checkpoint-mode", "fold-over", "fold-over: a checkpoint flushes the in-memory log and makes it read-only (updates after it append); snapshot: it writes the in-memory log to a file under DIR/checkpoints and keeps it mutable")
 	fl.BoolVar(&f.indexSnapshots, "index-snapshots", true, "checkpoints also write a snapshot of the index (when the log since the last one has grown to four times its size), so that recovery replays only the log after it")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
@@ -142,6 +145,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if f.compactInterval < 0 || !(f.compactThreshold >= 0 && f.compactThreshold <= 1) || f.compactChunk < f.pageSize {
 		return server.Config{}, errors.New("--compact-interval must be 0 (off) or positive, --compact-threshold in [0, 1] (0: off), --compact-chunk at least --page-size")
 	}
+	if f.checkpointMode != "fold-over" && f.checkpointMode != "snapshot" {
+		return server.Config{}, fmt.Errorf("--checkpoint-mode %q: want fold-over or snapshot", f.checkpointMode)
+	}
 	if f.mutexFraction < 0 || f.blockRate < 0 {
 		return server.Config{}, errors.New("--mutex-profile-fraction and --block-profile-rate must be 0 or more")
 	}
@@ -169,7 +175,8 @@ func (f serverFlags) config() (server.Config, error) {
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
 		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
 		CompactThreshold: compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
-		AuthToken: f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		SnapshotCheckpoints: f.checkpointMode == "snapshot",
+		AuthToken:           f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},

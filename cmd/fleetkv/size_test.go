@@ -46,6 +46,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--segment-size", "1MiB", "--page-size", "4MiB"},
 		{"--max-batch", "0"},
 		{"--log-format", "xml"},
+		{"--checkpoint-mode", "fsync"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
 			_, err := f.config()
@@ -62,7 +63,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		_, err := f.config()
 		return err
 	})
-	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2"})
+	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot"})
 	if err := ok.Execute(); err != nil {
 		t.Errorf("good flags rejected: %v", err)
 	}

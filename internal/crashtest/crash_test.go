@@ -4,8 +4,10 @@
 // racing the writers), restarts it on the same data directory, and checks
 // what came back: every write acknowledged before a checkpoint that
 // completed is there, every session's state is the result of a prefix of
-// its operations (no holes), and no deleted key is back. CYCLES (default 3) sets the number of kill/restart cycles; `make
-// crash-test CYCLES=200` runs many.
+// its operations (no holes), and no deleted key is back. Checkpoints are
+// fold-overs in one cycle, log snapshots in the next. CYCLES (default 3)
+// sets the number of kill/restart cycles; `make crash-test CYCLES=200` runs
+// many.
 package crashtest
 
 import (
@@ -101,11 +103,11 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 		sessions[i] = newSession(i)
 	}
 	for c := 0; c < cycles; c++ {
-		srv := startServer(t, bin, dir)
+		srv := startServer(t, bin, dir, checkpointModes[c%2])
 		verify(t, c, srv, sessions)
 		runUntilKilled(t, srv, sessions, time.Duration(50+rng.IntN(400))*time.Millisecond, rng.Uint64())
 	}
-	srv := startServer(t, bin, dir)
+	srv := startServer(t, bin, dir, checkpointModes[0])
 	verify(t, cycles, srv, sessions)
 	// The log's begin survives restarts through the checkpoints: past its
 	// first address, compactions moved it and recoveries started there.
@@ -116,6 +118,10 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	}
 	srv.kill()
 }
+
+// checkpointModes alternate from one cycle to the next: each recovery
+// starts from a checkpoint of the other mode.
+var checkpointModes = [2]string{"fold-over", "snapshot"}
 
 // logBegin reads the log's begin address from the server's /stats.
 func logBegin(t *testing.T, srv *server) uint64 {
@@ -152,12 +158,12 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startServer(t *testing.T, bin, dir string) *server {
+func startServer(t *testing.T, bin, dir, mode string) *server {
 	t.Helper()
 	s := &server{resp: freePort(t), admin: freePort(t)}
 	s.cmd = exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--resp", s.resp, "--admin", s.admin,
 		"--dir", dir, "--memory", "1MiB", "--page-size", "256KiB", "--segment-size", "1MiB",
-		"--checkpoint-interval", "150ms", "--compact-interval", "100ms", "--compact-threshold", "0.2",
+		"--checkpoint-interval", "150ms", "--checkpoint-mode", mode, "--compact-interval", "100ms", "--compact-threshold", "0.2",
 		"--compact-chunk", "1MiB", "--loops", "2", "--pin=false", "--log-level", "warn")
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {
