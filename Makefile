@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-recovery crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery crash-test lint fuzz clean
 
 all: build
 
@@ -64,6 +64,10 @@ crash-test:
 # Checkpoint duration, throughput during checkpoints, recovery time.
 bench-durability:
 	./scripts/bench-durability.sh
+
+# Fold-over against log-snapshot checkpoints under a Zipf YCSB-A, alternated.
+bench-checkpoint-modes:
+	./scripts/bench-checkpoint-modes.sh
 
 # Recovery of a ~1 and a ~4.4 GiB log (index snapshots on and off), compaction, with fio and redis-server as peers.
 bench-recovery:

@@ -32,6 +32,9 @@ type durability struct {
 	// mu: loops read it (INFO, /stats) and must never wait for a checkpoint,
 	// which waits for them.
 	last atomic.Pointer[checkpoint.Meta]
+	// idle is changes() as the newest checkpoint read it when it started:
+	// a periodic checkpoint that finds it unchanged is not taken.
+	idle atomic.Uint64
 	// recovered is what the recovery at start found; nil for a new store.
 	recovered *store.RecoveryStats
 	// stopped is set, under mu, once the loops have stopped (the final
@@ -113,13 +116,32 @@ func (s *Server) openStore() (*store.Store, error) {
 	return st, nil
 }
 
-// start runs the periodic checkpoints.
+// start runs the periodic checkpoints; one finds nothing to do when
+// nothing changed since the last.
 func (d *durability) start(every time.Duration) {
 	d.done = periodically(d.ctx, every, func() {
+		if d.idle.Load() == d.s.changes() {
+			return
+		}
 		if _, err := d.take(d.ctx); err != nil && d.ctx.Err() == nil {
 			d.s.log.Error("periodic checkpoint failed", "err", err)
 		}
 	})
+}
+
+// changes sums what moves when the store may have changed: the loops'
+// operations but native reads (RESP commands all count), the log's tail
+// (read copies, compaction's copies) and its begin (compaction).
+func (s *Server) changes() uint64 {
+	n := s.st.Log().Tail() + s.st.Log().Begin()
+	s.mu.Lock()
+	for _, l := range s.mu.list {
+		for i := 1; i < len(l.stats.ops); i++ {
+			n += l.stats.ops[i].Load()
+		}
+	}
+	s.mu.Unlock()
+	return n
 }
 
 // request starts a checkpoint on its own goroutine, unless one that has
@@ -155,6 +177,7 @@ func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
 
 func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	t0 := time.Now()
+	changes := d.s.changes() // before: what changes meanwhile makes the next one run
 	last := d.latest()
 	seq := last.Seq + 1
 	c, indexSeq, err := d.checkpoint(ctx, seq, last)
@@ -169,6 +192,7 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	}
 	d.s.sessions.recorded(m.Sessions)
 	d.last.Store(&m)
+	d.idle.Store(changes)
 	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR, nil) // tell the sessions
 	// The newest checkpoint is the one a restart recovers: the log below
 	// its begin is not needed any more.

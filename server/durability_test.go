@@ -275,3 +275,44 @@ func TestCommitPointsReachTheSession(t *testing.T) {
 		t.Fatalf("commit point %d after the second checkpoint, want 150", cs.Durable())
 	}
 }
+
+// TestPeriodicCheckpointsSkipIdle: periodic checkpoints stop once nothing
+// changes (after the one that records the last change), and start again
+// with the next write.
+func TestPeriodicCheckpointsSkipIdle(t *testing.T) {
+	dir := t.TempDir()
+	s, dev := durableServerWith(t, dir, func(c *Config) { c.CheckpointInterval = 5 * time.Millisecond })
+	defer shutdown(t, s, dev)
+	cs := dialSession(t, client.Config{Addr: s.Addr()})
+	write := func() {
+		t.Helper()
+		if err := cs.Upsert([]byte("k"), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	taken := func() uint64 { return s.stats.checkpoints.Load() }
+	deadline := time.Now().Add(5 * time.Second)
+	for prev := uint64(0); ; {
+		time.Sleep(60 * time.Millisecond) // a dozen intervals
+		n := taken()
+		if n > 0 && n == prev {
+			break // idle: none taken for a dozen intervals
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("periodic checkpoints still taken while idle: %d, then %d", prev, n)
+		}
+		prev = n
+	}
+	before := taken()
+	write()
+	for taken() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no periodic checkpoint after a write")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
