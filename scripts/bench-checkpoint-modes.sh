@@ -36,7 +36,7 @@ ckpt() { curl -sf -XPOST -o /dev/null -w '%{time_total}' "127.0.0.1:$admin/check
 stat() { curl -s 127.0.0.1:$admin/stats | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 
 : > "$OUT"
-echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
+echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
 # modes KEYS: loads KEYS keys into a fresh data directory, then runs each
 # mode twice.
 modes() {

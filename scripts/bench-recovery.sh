@@ -55,7 +55,7 @@ restarts() {
 }
 
 : > "$OUT"
-echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
+echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
 echo "$KEYS keys x 256-byte values, --memory $MEMORY" | tee -a "$OUT"
 for snap in true false; do
   rm -rf "$WORK/data"; : > "$WORK/server.log"

@@ -29,7 +29,7 @@ wait_port() { for _ in $(seq 50); do redis-cli -p "$1" ping >/dev/null 2>&1 && r
 row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
 
 : > "$OUT"
-echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ), $(redis-benchmark --version)" | tee -a "$OUT"
+echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $(redis-benchmark --version)" | tee -a "$OUT"
 row "server" "command" "pipeline" "requests/s" "p50 / p99 ms" "server CPU %" "server ns/request"
 row "---" "---" "---" "---" "---" "---" "---"
 
@@ -60,7 +60,7 @@ taskset -c 0 "$BIN" server --listen 127.0.0.1:0 --admin "" --resp 127.0.0.1:$por
   --dir "$WORK/data" --memory 1GiB --log-level warn &
 pids+=($!); fpid=$!
 wait_port $port
-run "fleetkv $(git rev-parse --short HEAD)" $port $fpid
+run "fleetkv $(git describe --always --dirty)" $port $fpid
 kill $fpid; wait $fpid 2>/dev/null || true
 
 port=$(free_port)

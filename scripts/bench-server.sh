@@ -26,7 +26,7 @@ trap cleanup EXIT
 . scripts/lib.sh
 
 row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
-echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ)" | tee -a "$OUT"
+echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ)" | tee -a "$OUT"
 row "server" "workload" "keys" "pipeline" "ops/s" "p50 / p99 / p99.9 us" "server CPU %" "server ns/op" "client ns/op"
 row "---" "---" "---" "---" "---" "---" "---" "---" "---"
 

@@ -30,7 +30,7 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$OUT"; }
 pending() { curl -s "127.0.0.1:$1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending_ops"])'; }
 
 : > "$OUT"
-echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
+echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')" | tee -a "$OUT"
 echo "$KEYS keys x 256-byte values, --memory $MEMORY" | tee -a "$OUT"
 row "engine" "workload" "ops/s" "p50 / p99 / p99.9 us" "errors" "log tail / memory" "device reads/s"
 row "---" "---" "---" "---" "---" "---" "---"
