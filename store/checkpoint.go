@@ -60,7 +60,9 @@ type CheckpointOptions struct {
 	// with no write pending, so each session's operations up to its stop
 	// are in it and none after. Without Pause the checkpoint ends where the
 	// fold-over closes the log, and holds whatever the sessions did until
-	// then too: at least every operation completed when it started.
+	// then too: at least every operation completed when it started (and an
+	// RMW pending across it may be missing while later operations of its
+	// session are in).
 	Pause Pause
 	// Snapshot, when not nil, makes the checkpoint a snapshot instead of a
 	// fold-over (see log_snapshot.go): the log not flushed yet, up to the
@@ -192,7 +194,9 @@ type RecoveryStats struct {
 // under that size and a smaller table could merge two chains into one that
 // reaches only one of them. A record that does not hold together before
 // c.End cuts the log there: what follows is lost, and RecoveryStats says so.
-// The recovered store appends from the page after the valid end.
+// The recovered store appends from the page after the valid end. For a
+// snapshot checkpoint (c.Snapshot), RestoreSnapshot must have written the
+// log snapshot back to the device first.
 func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 	st, rs, err := openForRecovery(cfg, c)
 	if err != nil {
