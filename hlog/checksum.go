@@ -45,20 +45,23 @@ func VerifyRecord(b []byte) bool {
 
 // SealCopy writes the checksum of every record into a private copy of the
 // page at base (its first len(page) bytes), as a flush would: a log
-// snapshot's pages must pass the same checks when recovery reads them.
+// snapshot's pages must pass the same checks when recovery reads them. A
+// record copied while a worker held it (to seal it: its bytes do not
+// change) loses the lock flag in the copy.
 func SealCopy(page []byte, base uint64) {
 	first := uint64(0)
 	if base == 0 {
 		first = FirstAddress
 	}
-	sealPage(page, first)
+	sealPage(page, first, true)
 }
 
 // sealPage writes the checksum of every record in page, a frame's bytes
-// below safeReadOnly, whose first record is at offset first (FirstAddress
-// on page 0, else 0). It stops at a malformed size, which ScanMemory and
-// recovery report; the page is written as it is.
-func sealPage(page []byte, first uint64) {
+// below safeReadOnly (or, with unlock, a private copy), whose first record
+// is at offset first (FirstAddress on page 0, else 0). It stops at a
+// malformed size, which ScanMemory and recovery report; the page is
+// written as it is.
+func sealPage(page []byte, first uint64, unlock bool) {
 	for off := first; off+8 <= uint64(len(page)); {
 		h := Header(binary.LittleEndian.Uint64(page[off:]))
 		if h.Filler() {
@@ -75,6 +78,9 @@ func sealPage(page []byte, first uint64) {
 		size := RecordSize(kl, vc)
 		if off+size > uint64(len(page)) {
 			return
+		}
+		if unlock && h.Locked() {
+			binary.LittleEndian.PutUint64(page[off:], uint64(h&^FlagLocked))
 		}
 		if sum, ok := Checksum(page[off : off+size]); ok {
 			// Atomically, as in-memory readers load word 2 atomically

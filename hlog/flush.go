@@ -93,7 +93,7 @@ func (f *flushState) handOver() bool {
 		if p == 0 {
 			first = FirstAddress
 		}
-		sealPage(page, first)
+		sealPage(page, first, false)
 		cb := &f.cbs[p%l.frames]
 		cb.page = p
 		l.dev.WriteAsync(page, p<<l.pageBits, cb)

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/fleetkv/fleetkv/epoch"
+	"github.com/fleetkv/fleetkv/internal/invariants"
 	"github.com/fleetkv/fleetkv/internal/manual"
 	"github.com/fleetkv/fleetkv/internal/prefetch"
 	"github.com/fleetkv/fleetkv/ssd"
@@ -22,7 +23,8 @@ import (
 // every writer was paused (RaiseFence); workers update in place only at or
 // above MutableFrom = max(readOnly, fence), so nothing below a checkpoint's
 // end changes in place once a record past it exists. It falls back only
-// when a snapshot checkpoint has copied the records below it (LowerFence).
+// at the end of a snapshot checkpoint (LowerFence), which has copied the
+// records below it or failed.
 // Invariant: quiet <= fence, and no worker is updating a record below quiet
 // in place: RaiseFence sets it while every writer is paused, and
 // LowerFence lowers it an epoch barrier before it lowers the fence, so a
@@ -227,7 +229,7 @@ func (l *Log) Tail() uint64 { return l.tail.Load() }
 func (l *Log) ReadOnly() uint64 { return l.readOnly.Load() }
 
 // MutableFrom returns the lowest address a worker may update in place now:
-// the read-only marker, or a fold-over's fence above it.
+// the read-only marker, or a checkpoint's fence above it.
 func (l *Log) MutableFrom() uint64 { return max(l.readOnly.Load(), l.fence.Load()) }
 
 // RaiseFence makes every record below at read-only for the workers' next
@@ -237,9 +239,18 @@ func (l *Log) MutableFrom() uint64 { return max(l.readOnly.Load(), l.fence.Load(
 // go on. It returns the marks as they were, for LowerFence.
 func (l *Log) RaiseFence(at uint64) Fence {
 	was := Fence{fence: l.fence.Load(), quiet: l.quiet.Load()}
-	maxStore(&l.fence, at)
+	maxStore(&l.fence, at) // fence first: quiet <= fence throughout
 	maxStore(&l.quiet, at)
+	l.checkFence()
 	return was
+}
+
+// checkFence checks, under -tags invariants, that quiet <= fence. Only
+// RaiseFence and LowerFence (one checkpoint at a time) change them.
+func (l *Log) checkFence() {
+	if q, f := l.quiet.Load(), l.fence.Load(); invariants.Enabled && q > f {
+		invariants.Fail("quiet %d above the fence %d", q, f)
+	}
 }
 
 // Fence is the fence as RaiseFence found it.
@@ -248,13 +259,18 @@ type Fence struct{ fence, quiet uint64 }
 // LowerFence puts the fence back where RaiseFence found it (was): the
 // records below it may be updated in place again. Only once nothing needs
 // them as they were at the fence (a snapshot has copied them), and with no
-// fold-over since RaiseFence.
+// fold-over since RaiseFence. The RMWs that copied a record below quiet
+// sealed it (store/rmw.go), so a worker that found it before the copy was
+// installed does not update it in place now; blind writes that appended
+// meanwhile need no seal (an in-place write that lands on the old record
+// is ordered before them).
 func (l *Log) LowerFence(ctx context.Context, was Fence) error {
 	l.quiet.Store(was.quiet)
 	if err := l.epochs.Barrier(ctx); err != nil {
 		return err // the fence stays up: nothing is updated in place below it
 	}
 	l.fence.Store(was.fence)
+	l.checkFence()
 	return nil
 }
 

@@ -272,8 +272,8 @@ func (d *durability) sideFile(k checkpoint.Kind, seq uint64, w *io.Writer, take 
 const snapshotEvery = 4
 
 // pause is the store's Pause for a checkpoint: every loop completes its
-// pending operations, reads its sessions' CPR points (markCPR) and waits,
-// suspended, until the checkpoint has chosen its end. The loops' sessions
+// pending writes (reads may stay pending), reads its sessions' CPR points
+// (markCPR) and waits, suspended, until the checkpoint has chosen its end. The loops' sessions
 // thereby pass their CPR points together: no operation after one (they
 // may have been updated in place) runs before the end is read. After the
 // loops stopped (shutdown) the points are read from here.
@@ -289,7 +289,12 @@ func (d *durability) pause(ctx context.Context, atStop func()) error {
 		return nil
 	}
 	release := make(chan struct{})
-	defer close(release)
+	defer func() {
+		close(release)
+		d.s.mu.Lock()
+		d.s.mu.hold = nil
+		d.s.mu.Unlock()
+	}()
 	t0 := time.Now()
 	err := d.s.onEveryLoop(ctx, func(l *loop) {
 		l.quiesce()
@@ -363,10 +368,14 @@ var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data director
 // onEveryLoop runs fn on every loop (through its task queue) and waits for
 // all of them. A loop that no longer runs (shutdown) is skipped. With hold
 // not nil, each loop then waits (its session suspended) until hold is
-// closed, which the caller must do whatever onEveryLoop returns.
+// closed, and so does a loop created meanwhile before it serves; the caller
+// must close hold whatever onEveryLoop returns, then clear s.mu.hold.
 func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan struct{}) error {
 	s.mu.Lock()
 	loops := append([]*loop(nil), s.mu.list...)
+	if hold != nil {
+		s.mu.hold = hold // loops created from now on wait too (loopFor)
+	}
 	s.mu.Unlock()
 	done := make(chan struct{}, len(loops))
 	n := 0

@@ -308,7 +308,12 @@ func TestPeriodicCheckpointsSkipIdle(t *testing.T) {
 		prev = n
 	}
 	before := taken()
+	time.Sleep(100 * time.Millisecond)
+	if n := taken(); n != before {
+		t.Fatalf("%d periodic checkpoints while idle", n-before)
+	}
 	write()
+	deadline = time.Now().Add(5 * time.Second)
 	for taken() == before {
 		if time.Now().After(deadline) {
 			t.Fatal("no periodic checkpoint after a write")

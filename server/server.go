@@ -39,6 +39,9 @@ type Server struct {
 		sync.Mutex
 		loops map[gnet.EventLoop]*loop
 		list  []*loop
+		// hold is closed when the checkpoint pause in progress ends (nil:
+		// none): a loop created meanwhile waits for it before it serves.
+		hold <-chan struct{}
 	}
 	started time.Time
 	dur     *durability // nil without a checkpoint directory
@@ -199,13 +202,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	s.comp.stop() // an on-demand compaction ends now: the admin handler running it returns
+	if s.dur != nil {
+		s.dur.halt() // so do checkpoints (POST /checkpoint's too)
+	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
 	s.comp.close()
-	if s.dur != nil {
-		s.dur.halt()
-	}
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {
@@ -237,16 +240,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // loop's goroutine.
 func (s *Server) loopFor(el gnet.EventLoop) (*loop, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if l, ok := s.mu.loops[el]; ok {
+		s.mu.Unlock()
 		return l, nil
 	}
 	l, err := newLoop(s, el, len(s.mu.list))
 	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
 	s.mu.loops[el] = l
 	s.mu.list = append(s.mu.list, l)
+	hold := s.mu.hold
+	s.mu.Unlock()
+	if hold != nil {
+		// The loops a checkpoint's pause stopped wait for its end, and a
+		// loop it did not know of must not run an operation before then
+		// either.
+		<-hold
+	}
 	return l, nil
 }
 

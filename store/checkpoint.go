@@ -135,8 +135,9 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 		err = fmt.Errorf("store: checkpoint: sync: %w", err)
 	}
 	// The records below the end are copied (or the checkpoint failed, and
-	// nothing needs them as they were).
-	if lerr := st.log.LowerFence(ctx, was); err == nil && lerr != nil {
+	// nothing needs them as they were). Even when ctx ended: a fence left
+	// up would keep the hot records from being updated in place for good.
+	if lerr := st.log.LowerFence(context.WithoutCancel(ctx), was); err == nil && lerr != nil {
 		err = fmt.Errorf("store: checkpoint: %w", lerr)
 	}
 	return c, err

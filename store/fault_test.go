@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -166,19 +168,59 @@ func TestPendingRMWIsNotOvertaken(t *testing.T) {
 	}
 }
 
+// heldReads is a device that holds back the reads issued while hold is
+// set, until release.
+type heldReads struct {
+	ssd.Device
+	hold atomic.Bool
+	mu   sync.Mutex
+	held []func()
+}
+
+func (d *heldReads) ReadAsync(p []byte, off uint64, cb ssd.Callback) {
+	if d.hold.Load() {
+		d.mu.Lock()
+		d.held = append(d.held, func() { d.Device.ReadAsync(p, off, cb) })
+		d.mu.Unlock()
+		return
+	}
+	d.Device.ReadAsync(p, off, cb)
+}
+
+func (d *heldReads) release() {
+	d.mu.Lock()
+	held := d.held
+	d.held = nil
+	d.mu.Unlock()
+	for _, read := range held {
+		read()
+	}
+}
+
 // TestCompleteWritesLeavesReads: CompleteWrites returns once the pending
-// RMWs have taken effect, whatever reads are still pending; those complete
-// later.
+// RMWs have taken effect, while reads the device holds back are still
+// pending; those complete later.
 func TestCompleteWritesLeavesReads(t *testing.T) {
-	_, s, _ := faultyStore(t, 400)
+	dev := &heldReads{Device: ssd.NewMemDevice()}
+	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}})
+	s := newSession(t, st)
+	for i := range 400 {
+		if _, err := s.Upsert(faultKey(i), faultValue(i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	done := map[uint64]Completion{}
 	s.SetCompletion(func(c Completion) { done[c.Serial] = c })
 	var reads, rmws []uint64
+	dev.hold.Store(true)
 	for i := range 20 {
 		if _, st, err := s.Read(faultKey(2*i), nil); err != nil || st != Pending {
 			t.Fatalf("read of a cold key: %v %v, want Pending", st, err)
 		}
 		reads = append(reads, s.Serial())
+	}
+	dev.hold.Store(false)
+	for i := range 20 {
 		if st, err := s.RMW(faultKey(2*i+1), []byte("+a"), Append{}); err != nil || st != Pending {
 			t.Fatalf("append to a cold key: %v %v, want Pending", st, err)
 		}
@@ -190,9 +232,10 @@ func TestCompleteWritesLeavesReads(t *testing.T) {
 			t.Fatalf("RMW %d after CompleteWrites: done %v, %+v", serial, ok, c)
 		}
 	}
-	if n := s.PendingCount(); n > len(reads) {
-		t.Fatalf("%d operations pending after CompleteWrites, only %d reads were issued", n, len(reads))
+	if n := s.PendingCount(); n != len(reads) {
+		t.Fatalf("%d operations pending after CompleteWrites, want the %d held reads", n, len(reads))
 	}
+	dev.release()
 	s.CompletePending(true)
 	for _, serial := range reads {
 		if c, ok := done[serial]; !ok || c.Err != nil || c.Status != OK {

@@ -89,3 +89,45 @@ func TestLogSnapshotCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestRMWCopyBelowQuietSeals: while a paused checkpoint's fence is up, an
+// RMW of a record below it copies the record at once and seals it, so
+// that once the fence is down again nobody updates the old record in
+// place (an update there would miss the copy); the copy is updated in
+// place then.
+func TestRMWCopyBelowQuietSeals(t *testing.T) {
+	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 64 << 12}})
+	s := newSession(t, st)
+	key := []byte("counter")
+	l := st.Log()
+	old := l.Tail() // where the RMW's record goes
+	if _, err := s.RMW(key, []byte("a"), Append{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Suspend()
+	if old < l.SafeReadOnly() || old < l.MutableFrom() {
+		t.Fatalf("record at %d not mutable (safe read-only %d, mutable from %d)", old, l.SafeReadOnly(), l.MutableFrom())
+	}
+	was := l.RaiseFence(l.Tail())
+	if status, err := s.RMW(key, []byte("b"), Append{}); err != nil || status != OK {
+		t.Fatalf("RMW below the fence: %v %v, want OK at once", status, err)
+	}
+	s.Suspend()
+	if !l.Record(old).Header().Sealed() {
+		t.Fatal("the record an RMW copied below the fence is not sealed")
+	}
+	if err := l.LowerFence(context.Background(), was); err != nil {
+		t.Fatal(err)
+	}
+	tail := l.Tail()
+	if _, err := s.RMW(key, []byte("c"), Append{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Suspend()
+	if l.Tail() != tail {
+		t.Fatal("the copy was not updated in place once the fence was down")
+	}
+	if v, status := syncRead(t, s, key); status != OK || string(v) != "abc" {
+		t.Fatalf("%s = %q %v, want abc", key, v, status)
+	}
+}

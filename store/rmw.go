@@ -24,13 +24,19 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case found && addr >= ro:
-		return s.rmwMutable(slot, e, r, key, input, m)
+		return s.rmwMutable(slot, e, r, key, input, m, true)
 	case found && addr >= fuzzy:
 		// Another worker may still update this record in place: a copy
 		// made now could lose its update. Retry once everyone has seen
 		// that the region is read-only.
 		s.pend.startRetry(s.pend.reuse(p, OpRMW, h, key, input, m))
 		return Pending, nil
+	case found && addr >= l.SafeReadOnly():
+		// Below a fence no one updates in place now, but a snapshot
+		// checkpoint lowers it again: the copy seals the record, so that a
+		// worker that found it before the copy was installed does not
+		// update it in place then (its update would miss the copy).
+		return s.rmwMutable(slot, e, r, key, input, m, false)
 	case found:
 		return s.rmwCopy(slot, e, key, input, m, r.Value(), !r.Header().Tombstone())
 	}
@@ -43,32 +49,18 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	return s.rmwCopy(slot, e, key, input, m, nil, false)
 }
 
-// rmwMutable merges in place when the result fits the record; otherwise it
-// copies the merged value to the tail while holding the record, and seals it.
-func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key, input []byte, m Merger) (Status, error) {
+// rmwMutable merges in place when inPlace and the result fits the record;
+// otherwise it copies the merged value to the tail while holding the record,
+// and seals it.
+func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key, input []byte, m Merger, inPlace bool) (Status, error) {
 	hdr, ok := r.Lock()
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists; start over
 	}
 	v := r.Value()
-	if hdr.Tombstone() {
-		if n := m.InitialSize(input); n <= cap(v) {
-			if err := m.Initial(v[:n], input); err != nil {
-				r.Unlock(hdr, len(v)) // still deleted: a failed merge changes nothing
-				return 0, err
-			}
-			r.Unlock(hdr&^hlog.FlagTombstone, n)
-			return OK, nil
-		}
-	} else {
-		n, fits, err := m.InPlace(v, input)
-		switch {
-		case err != nil:
-			r.Unlock(hdr, len(v))
-			return 0, err
-		case fits:
-			r.Unlock(hdr, n)
-			return OK, nil
+	if inPlace {
+		if done, err := mergeInPlace(r, hdr, v, input, m); done {
+			return OK, err
 		}
 	}
 	st, err := s.rmwCopy(slot, e, key, input, m, v, !hdr.Tombstone())
@@ -77,6 +69,35 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	}
 	r.Unlock(hdr, len(v))
 	return st, err
+}
+
+// mergeInPlace merges input into r, which the caller locked (its header
+// was hdr, its value is v), when the result fits, and unlocks it. It
+// reports whether it is done: merged, or failed with err; otherwise r is
+// still locked and the caller copies it.
+func mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, m Merger) (bool, error) {
+	if hdr.Tombstone() {
+		n := m.InitialSize(input)
+		if n > cap(v) {
+			return false, nil
+		}
+		if err := m.Initial(v[:n], input); err != nil {
+			r.Unlock(hdr, len(v)) // still deleted: a failed merge changes nothing
+			return true, err
+		}
+		r.Unlock(hdr&^hlog.FlagTombstone, n)
+		return true, nil
+	}
+	n, fits, err := m.InPlace(v, input)
+	switch {
+	case err != nil:
+		r.Unlock(hdr, len(v))
+		return true, err
+	case fits:
+		r.Unlock(hdr, n)
+		return true, nil
+	}
+	return false, nil
 }
 
 // rmwCopy writes the merged (or initial) value as a new record at the tail.

@@ -119,8 +119,9 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	srv.kill()
 }
 
-// checkpointModes alternate from one cycle to the next: each recovery
-// starts from a checkpoint of the other mode.
+// checkpointModes alternate from one cycle to the next: a recovery mostly
+// starts from a checkpoint of the other mode (of its own when the cycle
+// before was killed before its first checkpoint).
 var checkpointModes = [2]string{"fold-over", "snapshot"}
 
 // logBegin reads the log's begin address from the server's /stats.
