@@ -273,10 +273,10 @@ const snapshotEvery = 4
 
 // pause is the store's Pause for a checkpoint: every loop completes its
 // pending writes (reads may stay pending), reads its sessions' CPR points
-// (markCPR) and waits, suspended, until the checkpoint has chosen its end. The loops' sessions
-// thereby pass their CPR points together: no operation after one (they
-// may have been updated in place) runs before the end is read. After the
-// loops stopped (shutdown) the points are read from here.
+// (markCPR) and waits, suspended, until the checkpoint has chosen its end.
+// The loops' sessions thereby pass their CPR points together: no operation
+// after one runs before the end is read. After the loops stopped
+// (shutdown) the points are read from here.
 func (d *durability) pause(ctx context.Context, atStop func()) error {
 	if d.stopped {
 		d.s.mu.Lock()
@@ -426,6 +426,15 @@ func (l *loop) markCPR() {
 		cs.cpr = cs.sess.Next() - 1
 		if cs.sess.ID != 0 && cs.cpr > 0 {
 			l.cprs = append(l.cprs, sessionCPR{cs.sess.ID, cs.cpr})
+		}
+	}
+	// A closed connection whose reads are still pending (quiesce left no
+	// write pending) is at its last operation too: were it left out until
+	// they complete, a crash meanwhile would tell its resumed session an
+	// older commit point, and the client would issue writes twice.
+	for cs := range l.closing {
+		if cs.sess.ID != 0 && cs.sess.Next() > 1 {
+			l.cprs = append(l.cprs, sessionCPR{cs.sess.ID, cs.sess.Next() - 1})
 		}
 	}
 }

@@ -64,8 +64,10 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *conn:
 		x.closed = true // pending completions for it are dropped
 		delete(x.l.conns, x)
-		if x.sess.Pending() == 0 { // else once its last pending operation completes
+		if x.sess.Pending() == 0 {
 			x.l.sessionGone(x)
+		} else {
+			x.l.closing[x] = struct{}{} // sessionGone once its last pending operation completes
 		}
 		x.l.stats.conns.Add(-1)
 	case *respConn:

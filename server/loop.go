@@ -24,6 +24,7 @@ type loop struct {
 	view    uint64
 	pending map[uint64]pendingRef
 	conns   map[*conn]struct{} // the loop's native connections
+	closing map[*conn]struct{} // closed native connections with operations still pending
 	dirty   []*conn            // connections with completions to write
 	polling bool               // a poll of pending operations is scheduled
 	stalled []*conn            // connections with unread input held back by MaxPendingIO
@@ -75,8 +76,9 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), conns: make(map[*conn]struct{}),
-		value: make([]byte, 0, 4096),
-		rd:    resp.NewReader(s.respLimits())}
+		closing: make(map[*conn]struct{}),
+		value:   make([]byte, 0, 4096),
+		rd:      resp.NewReader(s.respLimits())}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
@@ -213,6 +215,7 @@ func (l *loop) completed(c store.Completion) {
 	}
 	if ref.c.closed {
 		if ref.c.sess.Forget(ref.serial) == 0 {
+			delete(l.closing, ref.c)
 			l.sessionGone(ref.c)
 		}
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/session"
 )
 
 // TestSessionResumesAtItsCommitPoint: a session writes, waits until its
@@ -148,5 +150,29 @@ func copyDir(t *testing.T, src, dst string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMarkCPRCountsClosingConnections: a connection closed while its reads
+// are still pending is listed at its last operation by the next
+// checkpoint's markCPR (after quiesce no write is pending), not left out
+// until the reads complete; a closed one that completed is listed once
+// from closedCPR.
+func TestMarkCPRCountsClosingConnections(t *testing.T) {
+	l := &loop{conns: map[*conn]struct{}{}, closing: map[*conn]struct{}{}}
+	open, closing := &conn{sess: session.New(false)}, &conn{sess: session.New(false), closed: true}
+	open.sess.Resume(7, 10)
+	closing.sess.Resume(8, 20)
+	closing.sess.AddPending(19) // a read
+	l.conns[open] = struct{}{}
+	l.closing[closing] = struct{}{}
+	l.closedSession(9, 30)
+	l.markCPR()
+	got := map[uint64]uint64{}
+	for _, p := range l.cprs {
+		got[p.id] = p.cpr
+	}
+	if want := map[uint64]uint64{7: 10, 8: 20, 9: 30}; !maps.Equal(got, want) {
+		t.Fatalf("CPR points %v, want %v", got, want)
 	}
 }
