@@ -61,7 +61,7 @@ for round in 1 2; do
   echo "YCSB-A uniform with a checkpoint every second: $(ycsb) (ops/s, errors)" | tee -a "$OUT"
   kill $cl 2>/dev/null || true; wait $cl 2>/dev/null || true
   echo "  checkpoint durations meanwhile (s): $(tr '\n' ' ' < "$WORK/ckpt-times")" | tee -a "$OUT"
-  curl -s 127.0.0.1:$admin/stats | python3 -c 'import json,sys; c=json.load(sys.stdin)["checkpoint"]; print("  loops paused for CPR points: %.3f ms per checkpoint (%d checkpoints since start, %.1f ms in all)" % (c["pause_nanos"]/max(c["taken"],1)/1e6, c["taken"], c["pause_nanos"]/1e6))' | tee -a "$OUT"
+  curl -s 127.0.0.1:$admin/stats | python3 -c 'import json,sys; c=json.load(sys.stdin)["checkpoint"]; print("  loops stood still for CPR points: %.3f ms per checkpoint (%d checkpoints since start, %.1f ms in all)" % (c["pause_nanos"]/max(c["taken"],1)/1e6, c["taken"], c["pause_nanos"]/1e6))' | tee -a "$OUT"
 done
 tail=$(curl -s 127.0.0.1:$admin/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["Log"]["Tail"])')
 kill $spid; wait $spid 2>/dev/null || true

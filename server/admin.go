@@ -121,8 +121,10 @@ type CheckpointStats struct {
 	Enabled    bool   `json:"enabled"`
 	Taken      uint64 `json:"taken"`
 	TotalNanos uint64 `json:"total_nanos"`
-	// PauseNanos is the time the loops spent stopped, all checkpoints
-	// together: each stops them from its first loop's stop to its end.
+	// PauseNanos is the time the loops stood still for checkpoints' CPR
+	// points, summed over loops and checkpoints: each loop from its stop
+	// (it then completes its pending writes and reads its points) until
+	// every loop has stopped and the end is read.
 	PauseNanos uint64    `json:"pause_nanos"`
 	Seq        uint64    `json:"seq"`
 	End        uint64    `json:"end"`

@@ -295,7 +295,6 @@ func (d *durability) pause(ctx context.Context, atStop func()) error {
 		d.s.mu.hold = nil
 		d.s.mu.Unlock()
 	}()
-	t0 := time.Now()
 	err := d.s.onEveryLoop(ctx, func(l *loop) {
 		l.quiesce()
 		l.markCPR()
@@ -304,7 +303,6 @@ func (d *durability) pause(ctx context.Context, atStop func()) error {
 		return err
 	}
 	atStop()
-	d.s.stats.pauseNanos.Add(uint64(time.Since(t0)))
 	return nil
 }
 
@@ -369,7 +367,9 @@ var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data director
 // all of them. A loop that no longer runs (shutdown) is skipped. With hold
 // not nil, each loop then waits (its session suspended) until hold is
 // closed, and so does a loop created meanwhile before it serves; the caller
-// must close hold whatever onEveryLoop returns, then clear s.mu.hold.
+// must close hold whatever onEveryLoop returns, then clear s.mu.hold. The
+// time each loop stood still then (fn and the wait) adds to the pause
+// statistic.
 func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan struct{}) error {
 	s.mu.Lock()
 	loops := append([]*loop(nil), s.mu.list...)
@@ -381,11 +381,13 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan st
 	n := 0
 	for _, l := range loops {
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			t0 := time.Now()
 			fn(l)
 			done <- struct{}{}
 			if hold != nil {
 				l.ss.Suspend()
 				<-hold
+				s.stats.pauseNanos.Add(uint64(time.Since(t0)))
 			}
 			return nil
 		}))

@@ -48,7 +48,7 @@ func newMetrics(s *Server) *metrics {
 		loops:        d("event_loops", "Event loops serving connections."),
 		ckptTaken:    d("checkpoints_total", "Checkpoints taken since the server started."),
 		ckptSeconds:  d("checkpoint_seconds_total", "Time spent taking them."),
-		ckptPause:    d("checkpoint_pause_seconds_total", "Time the event loops spent stopped for checkpoints' CPR points."),
+		ckptPause:    d("checkpoint_pause_seconds_total", "Time the event loops stood still for checkpoints' CPR points, summed over loops."),
 		ckptEnd:      d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
 		ckptTime:     d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
 		compRuns:     d("compactions_total", "Log compactions that moved the log's begin."),
