@@ -4,7 +4,8 @@
 // racing the writers), restarts it on the same data directory, and checks
 // what came back: every write acknowledged before a checkpoint that
 // completed is there, every session's state is the result of a prefix of
-// its operations (no holes), and no deleted key is back. Checkpoints are
+// its operations (no holes), and no deleted key is back. Native sessions
+// beside them check commit points exactly (native_test.go). Checkpoints are
 // fold-overs in one cycle, log snapshots in the next. CYCLES (default 3)
 // sets the number of kill/restart cycles; `make crash-test CYCLES=200` runs
 // many.
@@ -102,13 +103,16 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 	for i := range sessions {
 		sessions[i] = newSession(i)
 	}
+	natives := []*nativeSession{newNativeSession(0), newNativeSession(1)}
 	for c := 0; c < cycles; c++ {
 		srv := startServer(t, bin, dir, checkpointModes[c%2])
 		verify(t, c, srv, sessions)
-		runUntilKilled(t, srv, sessions, time.Duration(50+rng.IntN(400))*time.Millisecond, rng.Uint64())
+		verifyNative(t, c, srv, natives)
+		runUntilKilled(t, srv, sessions, natives, time.Duration(50+rng.IntN(400))*time.Millisecond, rng.Uint64())
 	}
 	srv := startServer(t, bin, dir, checkpointModes[0])
 	verify(t, cycles, srv, sessions)
+	verifyNative(t, cycles, srv, natives)
 	// The log's begin survives restarts through the checkpoints: past its
 	// first address, compactions moved it and recoveries started there.
 	begin := logBegin(t, srv)
@@ -141,8 +145,8 @@ func logBegin(t *testing.T, srv *server) uint64 {
 }
 
 type server struct {
-	cmd         *exec.Cmd
-	resp, admin string
+	cmd                 *exec.Cmd
+	native, resp, admin string
 }
 
 func (s *server) kill() {
@@ -161,8 +165,8 @@ func freePort(t *testing.T) string {
 
 func startServer(t *testing.T, bin, dir, mode string) *server {
 	t.Helper()
-	s := &server{resp: freePort(t), admin: freePort(t)}
-	s.cmd = exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--resp", s.resp, "--admin", s.admin,
+	s := &server{native: freePort(t), resp: freePort(t), admin: freePort(t)}
+	s.cmd = exec.Command(bin, "server", "--listen", s.native, "--resp", s.resp, "--admin", s.admin,
 		"--dir", dir, "--memory", "1MiB", "--page-size", "256KiB", "--segment-size", "1MiB",
 		"--checkpoint-interval", "150ms", "--checkpoint-mode", mode, "--compact-interval", "100ms", "--compact-threshold", "0.2",
 		"--compact-chunk", "1MiB", "--loops", "2", "--pin=false", "--log-level", "warn")
@@ -185,10 +189,17 @@ func startServer(t *testing.T, bin, dir, mode string) *server {
 
 // runUntilKilled writes from every session and checkpoints now and then
 // until the server is killed after d.
-func runUntilKilled(t *testing.T, srv *server, sessions []*session, d time.Duration, seed uint64) {
+func runUntilKilled(t *testing.T, srv *server, sessions []*session, natives []*nativeSession, d time.Duration, seed uint64) {
 	var mu sync.Mutex // guards acked and committed
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	for _, s := range natives {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(rand.New(rand.NewPCG(seed, 100+uint64(s.id))), nativeOpsPerCycle)
+		}()
+	}
 	for _, s := range sessions {
 		wg.Add(1)
 		go func() {
@@ -289,6 +300,20 @@ func verify(t *testing.T, cycle int, srv *server, sessions []*session) {
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// verifyNative checks every native session (see native_test.go).
+func verifyNative(t *testing.T, cycle int, srv *server, natives []*nativeSession) {
+	t.Helper()
+	for _, s := range natives {
+		line, err := s.check(cycle, srv.native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.id == 0 {
+			t.Logf("cycle %d: %s", cycle, line)
 		}
 	}
 }
