@@ -193,7 +193,7 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 	d.s.sessions.recorded(m.Sessions)
 	d.last.Store(&m)
 	d.idle.Store(changes)
-	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR, nil) // tell the sessions
+	_ = d.s.onEveryLoop(ctx, (*loop).commitCPR) // tell the sessions
 	// The newest checkpoint is the one a restart recovers: the log below
 	// its begin is not needed any more.
 	if err := d.s.st.Release(c.Begin); err != nil {
@@ -271,41 +271,6 @@ func (d *durability) sideFile(k checkpoint.Kind, seq uint64, w *io.Writer, take 
 // second): at 1, every checkpoint wrote one and took 0.34-0.55 s.
 const snapshotEvery = 4
 
-// pause is the store's Pause for a checkpoint: every loop completes its
-// pending writes (reads may stay pending), reads its sessions' CPR points
-// (markCPR) and waits, suspended, until the checkpoint has chosen its end.
-// The loops' sessions thereby pass their CPR points together: no operation
-// after one runs before the end is read. After the loops stopped
-// (shutdown) the points are read from here.
-func (d *durability) pause(ctx context.Context, atStop func()) error {
-	if d.stopped {
-		d.s.mu.Lock()
-		for _, l := range d.s.mu.list {
-			l.quiesce() // the loop's goroutine is gone: its session is ours
-			l.markCPR()
-		}
-		d.s.mu.Unlock()
-		atStop()
-		return nil
-	}
-	release := make(chan struct{})
-	defer func() {
-		close(release)
-		d.s.mu.Lock()
-		d.s.mu.hold = nil
-		d.s.mu.Unlock()
-	}()
-	err := d.s.onEveryLoop(ctx, func(l *loop) {
-		l.quiesce()
-		l.markCPR()
-	}, release)
-	if err != nil {
-		return err
-	}
-	atStop()
-	return nil
-}
-
 // cprPoints returns the CPR points the loops read in the last pause, by
 // session id: those of their connections, and those of connections that
 // closed since the last checkpoint.
@@ -364,31 +329,17 @@ func (s *Server) Checkpoint(ctx context.Context) (checkpoint.Meta, error) {
 var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data directory)")
 
 // onEveryLoop runs fn on every loop (through its task queue) and waits for
-// all of them. A loop that no longer runs (shutdown) is skipped. With hold
-// not nil, each loop then waits (its session suspended) until hold is
-// closed, and so does a loop created meanwhile before it serves; the caller
-// must close hold whatever onEveryLoop returns, then clear s.mu.hold. The
-// time each loop stood still then (fn and the wait) adds to the pause
-// statistic.
-func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop), hold <-chan struct{}) error {
+// all of them. A loop that no longer runs (shutdown) is skipped.
+func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 	s.mu.Lock()
 	loops := append([]*loop(nil), s.mu.list...)
-	if hold != nil {
-		s.mu.hold = hold // loops created from now on wait too (loopFor)
-	}
 	s.mu.Unlock()
 	done := make(chan struct{}, len(loops))
 	n := 0
 	for _, l := range loops {
 		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			t0 := time.Now()
 			fn(l)
 			done <- struct{}{}
-			if hold != nil {
-				l.ss.Suspend()
-				<-hold
-				s.stats.pauseNanos.Add(uint64(time.Since(t0)))
-			}
 			return nil
 		}))
 		if err == nil {
