@@ -238,18 +238,22 @@ func (ps *pendingSet) continueReads() int {
 }
 
 // runRetries re-runs every RMW that waited for the fuzzy region; those that
-// must wait again are queued on the other slice of the pair.
+// must wait again are queued on the other slice of the pair. It returns
+// how many finished: a round where every retry waits again is no progress,
+// and a waiting CompletePending then yields the core (await).
 func (ps *pendingSet) runRetries() int {
 	batch := ps.retry
 	ps.retry = ps.spareR[:0]
+	finished := 0
 	for _, p := range batch {
 		if st, err := ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p); st != Pending || err != nil {
 			ps.finish(p, st, err, nil)
+			finished++
 		}
 	}
 	clear(batch)
 	ps.spareR = batch[:0]
-	return len(batch)
+	return finished
 }
 
 // continueRead examines the record a read brought in: the key's record ends
