@@ -30,7 +30,7 @@ import (
 // LowerFence lowers it an epoch barrier before it lowers the fence, so a
 // worker that read it high has finished before any in-place update below
 // it starts. RMWs copy records in [safeReadOnly, quiet) at once
-// (FuzzyFrom).
+// (Quiet).
 // Invariant: the frame of page p holds page p from the moment p is opened
 // until safeHead passes the end of p; a worker reads an address only after
 // seeing it >= head inside the epoch it reads it in.
@@ -274,10 +274,11 @@ func (l *Log) LowerFence(ctx context.Context, was Fence) error {
 	return nil
 }
 
-// FuzzyFrom returns the lowest address that a worker may be updating in
-// place right now: below it (and below MutableFrom) a record can be copied
-// as it is.
-func (l *Log) FuzzyFrom() uint64 { return max(l.safeReadOnly.Load(), l.quiet.Load()) }
+// Quiet returns the quiet mark: no worker is updating a record below it in
+// place. A worker may be updating one in place at or above the higher of
+// it and SafeReadOnly (below MutableFrom: the fuzzy region); below that a
+// record can be copied as it is.
+func (l *Log) Quiet() uint64 { return l.quiet.Load() }
 
 // SafeReadOnly returns the address below which every worker knows the log is
 // read-only: the end of the fuzzy region.

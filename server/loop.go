@@ -24,10 +24,14 @@ type loop struct {
 	view    uint64
 	pending map[uint64]pendingRef
 	conns   map[*conn]struct{} // the loop's native connections
-	closing map[*conn]struct{} // closed native connections with operations still pending
-	dirty   []*conn            // connections with completions to write
-	polling bool               // a poll of pending operations is scheduled
-	stalled []*conn            // connections with unread input held back by MaxPendingIO
+	// closing holds the closed native connections with operations still
+	// pending. Invariant: cs is in closing iff cs.closed and
+	// cs.sess.Pending() > 0; OnClose adds it, completed drops it with its
+	// last operation (and calls sessionGone).
+	closing map[*conn]struct{}
+	dirty   []*conn // connections with completions to write
+	polling bool    // a poll of pending operations is scheduled
+	stalled []*conn // connections with unread input held back by MaxPendingIO
 	pollFn  gnet.RunnableFunc
 	ops     wire.OpReader
 	win     [window]ahead // decoded operations of the batch running

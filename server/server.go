@@ -51,7 +51,7 @@ type Server struct {
 	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
-		pauseNanos      atomic.Uint64 // loops stopped for checkpoints' CPR points
+		pauseNanos      atomic.Uint64 // time loops stood still for CPR points, summed over loops (pause.go)
 	}
 	booted chan struct{}
 	done   chan error // gnet.Run's result

@@ -20,18 +20,18 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	l := s.st.log
 	slot, e := s.findOrCreate(h)
-	head, fuzzy, ro := l.Head(), l.FuzzyFrom(), l.MutableFrom()
+	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case found && addr >= ro:
 		return s.rmwMutable(slot, e, r, key, input, m, true)
-	case found && addr >= fuzzy:
+	case found && addr >= max(safeRO, quiet):
 		// Another worker may still update this record in place: a copy
 		// made now could lose its update. Retry once everyone has seen
 		// that the region is read-only.
 		s.pend.startRetry(s.pend.reuse(p, OpRMW, h, key, input, m))
 		return Pending, nil
-	case found && addr >= l.SafeReadOnly():
+	case found && addr >= safeRO:
 		// Below a fence no one updates in place now, but a snapshot
 		// checkpoint lowers it again: the copy seals the record, so that a
 		// worker that found it before the copy was installed does not
