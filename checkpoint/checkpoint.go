@@ -17,14 +17,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/store"
 )
 
 // Meta is one checkpoint's file.
 type Meta struct {
-	Seq   uint64           `json:"seq"` // 1, 2, ... in the order they were taken
-	Time  time.Time        `json:"time"`
-	Store store.Checkpoint `json:"store"`
+	Seq uint64 `json:"seq"` // 1, 2, ... in the order they were taken
+	// Format is the key-hash format the store's index and log were filed
+	// under (keyhash.Format); Save records the running one. A checkpoint
+	// without it was written before slots (format 0).
+	Format int              `json:"format"`
+	Time   time.Time        `json:"time"`
+	Store  store.Checkpoint `json:"store"`
 	// Sessions maps a native session's id to its commit point: its
 	// operations up to that serial are in this checkpoint. A client that
 	// resumes the session after a restart is told it.
@@ -36,6 +41,21 @@ type Meta struct {
 	// IndexSeq is the checkpoint whose index snapshot recovery loads
 	// (Store.IndexStart says where it began); 0: none.
 	IndexSeq uint64 `json:"index_seq,omitempty"`
+}
+
+// ErrFormat is returned by Latest for a directory written with another
+// key-hash format: its index and log file keys under other hashes.
+var ErrFormat = errors.New("checkpoint: data directory in another format")
+
+// formatName describes key-hash format f.
+func formatName(f int) string {
+	switch f {
+	case 0:
+		return "go-metro hash, before slots"
+	case 1:
+		return "Redis Cluster slot in the top 14 bits, go-metro below"
+	}
+	return "unknown"
 }
 
 // Dir is a directory of checkpoint files.
@@ -137,6 +157,7 @@ func (d *Dir) NextIncarnation() (uint64, error) {
 // index snapshots older than the one m uses and the log snapshots older
 // than m: recovery only ever uses the newest checkpoint's.
 func (d *Dir) Save(m Meta, keep int) error {
+	m.Format = keyhash.Format
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -239,6 +260,11 @@ func (d *Dir) Latest() (m Meta, ok bool, err error) {
 	}
 	if m.Seq != seqs[len(seqs)-1] || m.Store.End == 0 {
 		return Meta{}, false, fmt.Errorf("checkpoint: %s: inconsistent content", d.file(m.Seq))
+	}
+	if m.Format != keyhash.Format {
+		return Meta{}, false, fmt.Errorf("%w: %s was written with key-hash format %d (%s); this build reads format %d (%s): "+
+			"start on an empty directory and load the data again", ErrFormat, d.file(m.Seq),
+			m.Format, formatName(m.Format), keyhash.Format, formatName(keyhash.Format))
 	}
 	return m, true, nil
 }

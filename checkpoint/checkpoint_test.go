@@ -1,11 +1,14 @@
 package checkpoint
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/store"
 )
 
@@ -98,5 +101,28 @@ func TestSideFiles(t *testing.T) {
 	}
 	if exists(Index, 1) || exists(LogSnapshot, 2) {
 		t.Fatal("side files older than checkpoint 3's kept")
+	}
+}
+
+// TestOldFormatRefused: a checkpoint written before slots (no format) is
+// refused with a message that names both formats; one Save wrote is read.
+func TestOldFormatRefused(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"seq": 3, "time": "2026-11-01T00:00:00Z", "store": {"begin": 64, "end": 1048576}}`
+	if err := os.WriteFile(d.file(3), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = d.Latest()
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "format 0") || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("Latest of a format-0 directory: %v", err)
+	}
+	if err := d.Save(Meta{Seq: 4, Store: store.Checkpoint{Begin: 64, End: 2 << 20}}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := d.Latest(); !ok || err != nil || m.Format != keyhash.Format {
+		t.Fatalf("Latest after Save = %+v %v %v", m, ok, err)
 	}
 }

@@ -9,9 +9,10 @@
 //
 // bucket = hash >> (64-k). One interval of the 64-bit hash space is therefore
 // one contiguous run of buckets, and growing the table to 2^(k+1) buckets
-// splits bucket i into buckets 2i and 2i+1. Keys are hashed with go-metro and a
-// fixed seed (HashKey): hashes are persisted and shared between servers, so
-// they must never depend on the process.
+// splits bucket i into buckets 2i and 2i+1. Keys are hashed by keyhash.Hash,
+// whose top 14 bits are the key's Redis Cluster slot: a slot range is a run
+// of buckets too. The index takes hashes from its callers and never hashes a
+// key itself.
 //
 // The package owns the bucket layout, the tentative two-phase insert and the
 // epoch-driven growth. It must never block a worker on a lock, and never

@@ -9,7 +9,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/loadgen/keydist"
 )
 
@@ -159,7 +159,7 @@ func (t *thread) pick(j int) (uint64, uint8) {
 // session j of this thread there.
 func (t *thread) session(k uint64, j int) *client.Session {
 	binary.LittleEndian.PutUint64(t.key, k+t.cfg.KeyOffset)
-	srv, _ := bits.Mul64(index.HashKey(t.key), uint64(len(t.sessions)))
+	srv, _ := bits.Mul64(keyhash.Hash(t.key), uint64(len(t.sessions)))
 	return t.sessions[srv][j]
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/session"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
@@ -90,7 +91,7 @@ var _ [window - bucketAhead - 1]struct{}
 // ahead is one decoded operation waiting in the loop's window.
 type ahead struct {
 	op wire.Operation // Key and Value point into the batch body
-	h  uint64         // store.Hash(op.Key) for data operations
+	h  uint64         // keyhash.Hash(op.Key) for data operations
 }
 
 // decodeAhead decodes operation n of the batch into the window and prefetches
@@ -103,7 +104,7 @@ func (l *loop) decodeAhead(n int) bool {
 	a := &l.win[n&(window-1)]
 	a.op, a.h = op, 0
 	if !op.Op.Control() {
-		a.h = store.Hash(op.Key)
+		a.h = keyhash.Hash(op.Key)
 		l.ss.PrefetchBucket(a.h)
 	}
 	return true

@@ -5,6 +5,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -155,7 +156,7 @@ func (l *loop) respParse(in []byte) (int, error) {
 		l.rargs = append(l.rargs, args...)
 		p.last = len(l.rargs)
 		if p.cmd != nil && p.cmd.issue != nil && len(args) > 1 {
-			p.h = store.Hash(args[1])
+			p.h = keyhash.Hash(args[1])
 			l.ss.PrefetchBucket(p.h)
 		}
 		l.rwin = append(l.rwin, p)
@@ -215,7 +216,7 @@ func (op *respOp) hash(k int) uint64 {
 	if k == 1 && op.h != 0 {
 		return op.h
 	}
-	return store.Hash(op.args[k])
+	return keyhash.Hash(op.args[k])
 }
 
 // respCommand runs cmd (nil when args[0] names no command); h is the hash

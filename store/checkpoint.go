@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -292,7 +293,7 @@ func (st *Store) replay(c Checkpoint, from uint64, rs *RecoveryStats) error {
 	}
 	end, scanErr := hlog.ScanDevice(st.log.Device(), pageBits, from, c.End, func(addr uint64, rec []byte) error {
 		_, kl, _, _, _ := hlog.DecodePrefix(rec)
-		slot, e := s.findOrCreate(Hash(rec[hlog.PrefixSize : hlog.PrefixSize+kl]))
+		slot, e := s.findOrCreate(keyhash.Hash(rec[hlog.PrefixSize : hlog.PrefixSize+kl]))
 		if !slot.CompareAndSwap(e, addr) {
 			return fmt.Errorf("store: recover: index entry for the record at %d changed under the replay", addr)
 		}

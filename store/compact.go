@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // Compaction is lookup-based: it scans the oldest part of the log on the
@@ -152,7 +153,7 @@ func (c *compactor) flush() error {
 		k := &c.batch[i]
 		for k.live {
 			key, value := c.rec(k)
-			switch err := c.copy(key, Hash(key), value, k.entry); err {
+			switch err := c.copy(key, keyhash.Hash(key), value, k.entry); err {
 			case nil:
 				c.stats.Copied++
 				c.stats.CopiedBytes += hlog.RecordSize(len(key), len(value))
@@ -205,7 +206,7 @@ func (c *compactor) judgeInMemory(k *candidate) error {
 		return err
 	}
 	defer s.end()
-	_, e, ok := c.st.index.Find(s.g, Hash(key))
+	_, e, ok := c.st.index.Find(s.g, keyhash.Hash(key))
 	if !ok {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
 	"github.com/fleetkv/fleetkv/internal/invariants"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // Internal outcomes that make an operation start over from the index.
@@ -20,10 +21,10 @@ var (
 // NotFound. When the record has left memory it returns Pending and the value
 // arrives through the completion callback.
 func (s *Session) Read(key, dst []byte) ([]byte, Status, error) {
-	return s.ReadHashed(key, Hash(key), dst)
+	return s.ReadHashed(key, keyhash.Hash(key), dst)
 }
 
-// ReadHashed is Read with key's hash, h == Hash(key), already computed.
+// ReadHashed is Read with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
@@ -39,10 +40,10 @@ func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, 
 
 // Upsert sets key to value.
 func (s *Session) Upsert(key, value []byte) (Status, error) {
-	return s.UpsertHashed(key, Hash(key), value)
+	return s.UpsertHashed(key, keyhash.Hash(key), value)
 }
 
-// UpsertHashed is Upsert with key's hash, h == Hash(key), already computed.
+// UpsertHashed is Upsert with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
@@ -63,10 +64,10 @@ func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, erro
 // is absent). It returns Pending when the current value must be read from the
 // device or the record sits in the fuzzy region.
 func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
-	return s.RMWHashed(key, Hash(key), input, m)
+	return s.RMWHashed(key, keyhash.Hash(key), input, m)
 }
 
-// RMWHashed is RMW with key's hash, h == Hash(key), already computed.
+// RMWHashed is RMW with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
@@ -84,10 +85,10 @@ func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Statu
 // without reading the device; a key whose newest record is on the device is
 // deleted blindly and reported OK.
 func (s *Session) Delete(key []byte) (Status, error) {
-	return s.DeleteHashed(key, Hash(key))
+	return s.DeleteHashed(key, keyhash.Hash(key))
 }
 
-// DeleteHashed is Delete with key's hash, h == Hash(key), already computed.
+// DeleteHashed is Delete with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) DeleteHashed(key []byte, h uint64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err

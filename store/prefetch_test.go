@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // TestHashedOperationsWithPrefetch runs the batched executor's pattern
@@ -31,7 +32,7 @@ func TestHashedOperationsWithPrefetch(t *testing.T) {
 			var hs [8]uint64
 			for i := 0; i < perWorker+4; i++ {
 				if i < perWorker {
-					hs[i%8] = Hash(key(i))
+					hs[i%8] = keyhash.Hash(key(i))
 					s.PrefetchBucket(hs[i%8])
 				}
 				j := i - 4
@@ -79,7 +80,7 @@ func TestHashedOperationsWithPrefetch(t *testing.T) {
 			case j%5 != 0 && (status != OK || !bytes.Equal(got, want)):
 				t.Fatalf("%s = %v %q, want %q", k, status, got, want)
 			}
-			if v, st2, err := s.ReadHashed(k, Hash(k), nil); err == nil && st2 == OK && !bytes.Equal(v, got) {
+			if v, st2, err := s.ReadHashed(k, keyhash.Hash(k), nil); err == nil && st2 == OK && !bytes.Equal(v, got) {
 				t.Fatalf("ReadHashed(%s) = %q, Read = %q", k, v, got)
 			}
 		}

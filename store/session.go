@@ -6,6 +6,7 @@ import (
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/index"
 	"github.com/fleetkv/fleetkv/internal/invariants"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // Status is the outcome of an operation that did not fail.
@@ -197,16 +198,11 @@ func (s *Session) checkKey(key []byte) error {
 // caller's hash: a wrong one would file the key under another bucket, so
 // the invariants build checks it.
 func (s *Session) checkKeyHash(key []byte, h uint64) error {
-	if invariants.Enabled && len(key) > 0 && h != Hash(key) {
-		invariants.Fail("hash %#x passed for key %q, which hashes to %#x", h, key, Hash(key))
+	if invariants.Enabled && len(key) > 0 && h != keyhash.Hash(key) {
+		invariants.Fail("hash %#x passed for key %q, which hashes to %#x", h, key, keyhash.Hash(key))
 	}
 	return s.checkKey(key)
 }
-
-// Hash returns the hash the store files key under (index.HashKey). Batched
-// callers compute it once, prefetch with it, and pass it to the *Hashed
-// operations.
-func Hash(key []byte) uint64 { return index.HashKey(key) }
 
 // PrefetchBucket asks the CPU to bring the index bucket of hash h into
 // cache: the first stage of a batched executor, a few operations ahead.

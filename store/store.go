@@ -10,6 +10,7 @@ import (
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // Config sets up a Store. The zero value is a usable in-memory store.
@@ -162,7 +163,7 @@ func (st *Store) Step(addr uint64) (hash, prev uint64, inMemory bool) {
 		return 0, 0, false
 	}
 	r := st.log.Record(addr)
-	return index.HashKey(r.Key()), r.Header().Prev(), true
+	return keyhash.Hash(r.Key()), r.Header().Prev(), true
 }
 
 // GrowIndex doubles the index now, while sessions keep working, and returns

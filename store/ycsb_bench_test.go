@@ -29,6 +29,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/loadgen/keydist"
 )
 
@@ -469,7 +470,7 @@ func (f *batchedSession) doBatch(ops []uint64) {
 func (f *batchedSession) stage(j int, x uint64) {
 	w := j & (batchWindow - 1)
 	binary.LittleEndian.PutUint64(f.keys[w][:], x&(1<<56-1))
-	f.h[w] = Hash(f.keys[w][:])
+	f.h[w] = keyhash.Hash(f.keys[w][:])
 	f.s.PrefetchBucket(f.h[w])
 }
 
