@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"context"
+	"maps"
+	"sync"
+)
+
+// Mem is an in-memory Metadata for tests and simulations: one process's
+// map, registrations and applied views. Registrations last until Expire.
+type Mem struct {
+	mu      sync.Mutex
+	rev     int64
+	m       *Map
+	mapRev  int64
+	live    map[ServerID]Server
+	applied map[ServerID]uint64
+	watch   []chan struct{}
+	down    bool
+}
+
+// NewMem returns an empty in-memory metadata store.
+func NewMem() *Mem {
+	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}}
+}
+
+var _ Metadata = (*Mem)(nil)
+
+// ErrUnavailable is what a Mem that is down answers (SetDown).
+var ErrUnavailable = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "cluster: metadata store unavailable" }
+
+// SetDown makes every call fail with ErrUnavailable (down) or work again.
+func (s *Mem) SetDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *Mem) Load(context.Context) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return State{}, ErrUnavailable
+	}
+	return State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied)}, nil
+}
+
+func (s *Mem) SwapMap(_ context.Context, prev int64, m *Map) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return 0, ErrUnavailable
+	}
+	if prev != s.mapRev {
+		return 0, ErrConflict
+	}
+	s.m = m
+	s.mapRev = s.changedLocked()
+	return s.mapRev, nil
+}
+
+func (s *Mem) Register(_ context.Context, srv Server) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return ErrUnavailable
+	}
+	s.live[srv.ID] = srv
+	s.changedLocked()
+	return nil
+}
+
+// Expire drops server id's registration, as a lease that ran out would.
+func (s *Mem) Expire(id ServerID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, id)
+	s.changedLocked()
+}
+
+func (s *Mem) ReportApplied(_ context.Context, id ServerID, view uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return ErrUnavailable
+	}
+	if view > s.applied[id] {
+		s.applied[id] = view
+		s.changedLocked()
+	}
+	return nil
+}
+
+// Changes returns a channel signalled after every change from now on.
+func (s *Mem) Changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := make(chan struct{}, 1)
+	s.watch = append(s.watch, c)
+	return c
+}
+
+func (s *Mem) changedLocked() int64 {
+	s.rev++
+	for _, c := range s.watch {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return s.rev
+}
+
+func (s *Mem) Close() error { return nil }

@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+)
+
+// State is one consistent read of a cluster's metadata.
+type State struct {
+	// Map is the slot map (nil before init) and MapRevision the revision
+	// it was stored at, which a SwapMap of a map made from it names.
+	Map         *Map
+	MapRevision int64
+	// Live holds the servers whose registration is alive.
+	Live map[ServerID]Server
+	// Applied holds the newest view each server reported as applied.
+	Applied map[ServerID]uint64
+}
+
+// Metadata is where a cluster's map, registrations and applied views live:
+// etcd in production (package cluster/etcdmeta), Mem in tests.
+// Implementations are safe from any goroutine.
+type Metadata interface {
+	// Load reads the whole state at one revision.
+	Load(ctx context.Context) (State, error)
+	// SwapMap stores m if the map is still at revision prev (0: no map
+	// yet) and returns its new revision; ErrConflict when it moved.
+	SwapMap(ctx context.Context, prev int64, m *Map) (int64, error)
+	// Register records s as alive until ctx ends or the process stops
+	// renewing it (a lease).
+	Register(ctx context.Context, s Server) error
+	// ReportApplied records that server id serves under view (views only
+	// grow: a lower one than recorded changes nothing).
+	ReportApplied(ctx context.Context, id ServerID, view uint64) error
+	// Changes is signalled (coalesced) after any change of the state.
+	Changes() <-chan struct{}
+	Close() error
+}
+
+// ErrConflict is SwapMap's answer when the map changed since it was read.
+var ErrConflict = errors.New("cluster: the slot map changed meanwhile; read it again")
+
+// Change reads the map, lets change make a new one from it and stores that
+// with a compare-and-swap, again from a fresh read when another change got
+// there first (up to tries times). change returns nil for "nothing to do".
+func Change(ctx context.Context, md Metadata, tries int, change func(State) (*Map, error)) (*Map, error) {
+	for range tries {
+		st, err := md.Load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m, err := change(st)
+		if err != nil || m == nil {
+			return st.Map, err
+		}
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
+		switch _, err := md.SwapMap(ctx, st.MapRevision, m); {
+		case err == nil:
+			return m, nil
+		case !errors.Is(err, ErrConflict):
+			return nil, err
+		}
+	}
+	return nil, ErrConflict
+}
