@@ -35,6 +35,11 @@ var opErrors = func() (t [256]*OpError) {
 // ErrNotInt64 is the OpError of an Incr on a value that is not 8 bytes.
 var ErrNotInt64 error = opErrors[wire.CodeNotInt64]
 
+// ErrNotOwner is the OpError of an operation sent to a server that does
+// not serve its key's slot. A Session reports it; a cluster client
+// re-routes the operation instead.
+var ErrNotOwner error = opErrors[wire.CodeNotOwner]
+
 // ServerError is the server's ERROR batch: it closed the connection after
 // it. Operations of the batch it names and of later batches did not run.
 type ServerError struct {

@@ -102,6 +102,7 @@ type Stats struct {
 	Ops             map[string]int64 `json:"ops"`
 	Batches         uint64           `json:"batches"`
 	Rejected        uint64           `json:"rejected_batches"`
+	NotOwner        uint64           `json:"not_owner_ops"` // operations refused for a slot not served here
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
 	HeldBack        uint64           `json:"held_back"` // connection turns held back by MaxPendingIO
@@ -113,6 +114,28 @@ type Stats struct {
 	Checkpoint      CheckpointStats  `json:"checkpoint"`
 	Compaction      CompactionStats  `json:"compaction"`
 	Memory          MemStats         `json:"memory"`
+	Cluster         ClusterStats     `json:"cluster"`
+}
+
+// ClusterStats say where the server stands in its cluster.
+type ClusterStats struct {
+	Cluster string `json:"cluster,omitempty"` // "" outside any cluster
+	Server  string `json:"server,omitempty"`
+	View    uint64 `json:"view"`
+	Epoch   uint64 `json:"map_epoch"`     // of the map the loops route by
+	Owned   int    `json:"owned_slots"`   // assigned to the server by that map
+	Serving int    `json:"serving_slots"` // served now (owned and handed over)
+}
+
+// clusterStats describes the routing the loops take.
+func (s *Server) clusterStats() ClusterStats {
+	r := s.route.Load()
+	cs := ClusterStats{View: r.View, Serving: r.Serving.Count(), Owned: r.Serving.Count()}
+	if r.Map != nil {
+		cs.Cluster, cs.Server, cs.Epoch = r.Map.Cluster, string(s.cfg.ServerID), r.Map.Epoch
+		cs.Owned = r.Map.Owned(s.cfg.ServerID).Count()
+	}
+	return cs
 }
 
 // CheckpointStats say how durable the server is: checkpoints taken since
@@ -158,6 +181,7 @@ func (s *Server) Stats() Stats {
 		}
 		st.Batches += l.stats.batches.Load()
 		st.Rejected += l.stats.rejected.Load()
+		st.NotOwner += l.stats.notOwner.Load()
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()
 		st.HeldBack += l.stats.held.Load()
@@ -175,6 +199,7 @@ func (s *Server) Stats() Stats {
 		st.Checkpoint.Recovered = s.dur.recovered
 	}
 	st.Compaction = s.comp.stats()
+	st.Cluster = s.clusterStats()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	st.Memory = MemStats{HeapAlloc: m.HeapAlloc, HeapSys: m.HeapSys, NumGC: m.NumGC, Goroutines: runtime.NumGoroutine()}

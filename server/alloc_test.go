@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/session"
@@ -75,12 +76,11 @@ func handLoop(t *testing.T) *loop {
 	if err := srv.cfg.fill(); err != nil {
 		t.Fatal(err)
 	}
-	srv.view.Store(1)
+	srv.route.Store(cluster.Standalone(1))
 	l, err := newLoop(srv, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.view = 1
 	t.Cleanup(func() {
 		l.close()
 		st.Close()

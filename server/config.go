@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/checkpoint"
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -72,6 +73,11 @@ type Config struct {
 	// flushed to the log and made read-only). The one at shutdown is a
 	// fold-over either way: nothing is updated after it.
 	SnapshotCheckpoints bool
+	// ServerID is the server's id in its cluster ("" outside any).
+	ServerID cluster.ServerID
+	// Routing is what the loops route by from the start (a cluster
+	// member's persisted routing); nil: every slot, view 1.
+	Routing *cluster.Routing
 }
 
 const defaultMaxResponse = 64 << 20

@@ -360,7 +360,7 @@ func (s *Server) onEveryLoop(ctx context.Context, fn func(*loop)) error {
 // the device, and writes what they answer: every operation its sessions
 // issued has then taken effect (pending reads change nothing).
 func (l *loop) quiesce() {
-	l.view = l.s.view.Load()
+	l.turn()
 	l.ss.CompleteWrites()
 	l.flushDirty()
 	l.ss.Suspend()
@@ -427,11 +427,11 @@ func (l *loop) closedSession(id, cpr uint64) {
 func (l *loop) commitCPR() {
 	l.closedCPR = l.closedCPR[:copy(l.closedCPR, l.closedCPR[l.closedRead:])]
 	l.closedRead = 0
-	l.view = l.s.view.Load()
+	l.turn()
 	for cs := range l.conns {
 		if cs.cpr > cs.committed && !cs.closed {
 			cs.committed = cs.cpr
-			cs.sess.Commit(l.view, cs.cpr)
+			cs.sess.Commit(l.rt.View, cs.cpr)
 			l.write(cs)
 		}
 	}

@@ -3,14 +3,10 @@ package server
 import (
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/session"
 	"github.com/fleetkv/fleetkv/store"
@@ -20,14 +16,14 @@ import (
 // runBatch executes one validated request batch, or rejects it whole.
 func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action {
 	l.stats.batches.Add(1)
-	switch cs.sess.Check(h, l.view) {
+	switch cs.sess.Check(h, l.rt.View) {
 	case session.ViewChanged:
 		l.stats.rejected.Add(1)
-		cs.sess.Reject(wire.BatchViewChanged, l.view, h.Serial)
+		cs.sess.Reject(wire.BatchViewChanged, l.rt.View, h.Serial)
 		return gnet.None
 	case session.RetryLater:
 		l.stats.rejected.Add(1)
-		cs.sess.Reject(wire.BatchRetryLater, l.view, h.Serial)
+		cs.sess.Reject(wire.BatchRetryLater, l.rt.View, h.Serial)
 		return gnet.None
 	case session.BadSerial:
 		return l.fail(cs, &wire.Error{Code: wire.CodeBadSerial,
@@ -68,7 +64,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)
 	}
-	cs.sess.EndResponse(l.view)
+	cs.sess.EndResponse(l.rt.View)
 	l.countOps(&counts)
 	return gnet.None
 }
@@ -150,7 +146,7 @@ func (l *loop) open(cs *conn, op wire.Operation) *wire.Error {
 		l.s.sessions.opened(cs.sess.ID)
 	}
 	binary.LittleEndian.PutUint64(l.scratch[:8], cs.sess.ID)
-	binary.LittleEndian.PutUint64(l.scratch[8:], l.view)
+	binary.LittleEndian.PutUint64(l.scratch[8:], l.rt.View)
 	binary.LittleEndian.PutUint64(l.scratch[16:], executed)
 	binary.LittleEndian.PutUint64(l.scratch[24:], cs.committed)
 	cs.sess.Result(wire.StatusOK, l.scratch[:32], 0)
@@ -182,31 +178,43 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	var payload []byte
 	switch op.Op {
 	case wire.OpRead:
-		l.value, st, err = l.ss.ReadHashed(op.Key, h, l.value[:0])
-		if st == store.OK && cs.sess.ResponseLen()+len(l.value) > l.s.cfg.MaxResponse {
+		st, payload, err = l.read(op.Key, h)
+		if st == store.OK && err == nil && cs.sess.ResponseLen()+len(payload) > l.s.cfg.MaxResponse {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeTooLarge)
 			return
 		}
-		payload = l.value
 	case wire.OpUpsert:
-		st, err = l.ss.UpsertHashed(op.Key, h, op.Value)
+		st, err = l.upsert(op.Key, h, op.Value)
 	case wire.OpDelete:
-		st, err = l.ss.DeleteHashed(op.Key, h)
+		st, err = l.delete(op.Key, h)
 	case wire.OpAdd:
 		if len(op.Value) != 8 {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, err = l.ss.RMWHashed(op.Key, h, op.Value, store.Int64Add{})
+		st, err = l.rmw(op.Key, h, op.Value, store.Int64Add{})
 	case wire.OpAppend:
-		st, err = l.ss.RMWHashed(op.Key, h, op.Value, store.Append{})
+		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
+	default:
+		l.control(cs, op)
+		return
+	}
+	if err == nil && st == store.Pending {
+		l.await(pendingRef{kind: pendingNative, c: cs, serial: serial})
+		cs.sess.AddPending(serial)
+	}
+	rs, p, code := resultOf(st, err, payload)
+	cs.sess.Result(rs, p, code)
+}
+
+// control answers a control operation other than OPEN.
+func (l *loop) control(cs *conn, op wire.Operation) {
+	switch op.Op {
 	case wire.OpPing:
 		cs.sess.Result(wire.StatusOK, op.Value, 0)
-		return
 	case wire.OpGetView:
-		binary.LittleEndian.PutUint64(l.scratch[:8], l.view)
+		binary.LittleEndian.PutUint64(l.scratch[:8], l.rt.View)
 		cs.sess.Result(wire.StatusOK, l.scratch[:8], 0)
-		return
 	case wire.OpCheckpoint:
 		if l.s.dur == nil {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
@@ -214,21 +222,15 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		}
 		l.s.dur.request()
 		cs.sess.Result(wire.StatusOK, nil, 0)
-		return
+	default:
+		cs.sess.Result(wire.StatusError, nil, wire.CodeUnknownOp)
 	}
-	if err == nil && st == store.Pending {
-		l.pending[l.ss.Serial()] = pendingRef{c: cs, serial: serial}
-		cs.sess.AddPending(serial)
-		l.stats.pending.Add(1)
-	}
-	rs, p, code := resultOf(st, err, payload)
-	cs.sess.Result(rs, p, code)
 }
 
 // resultOf maps a store outcome to a wire result.
 func resultOf(st store.Status, err error, value []byte) (wire.Status, []byte, wire.Code) {
 	if err != nil {
-		return wire.StatusError, nil, codeOf(err)
+		return wire.StatusError, nil, classify(err).code
 	}
 	switch st {
 	case store.NotFound:
@@ -237,26 +239,4 @@ func resultOf(st store.Status, err error, value []byte) (wire.Status, []byte, wi
 		return wire.StatusPending, nil, 0
 	}
 	return wire.StatusOK, value, 0
-}
-
-func codeOf(err error) wire.Code {
-	switch {
-	case errors.Is(err, store.ErrNotInt64):
-		return wire.CodeNotInt64
-	case errors.Is(err, store.ErrRecordTooLarge):
-		return wire.CodeRecordTooBig
-	case errors.Is(err, store.ErrKeyTooLarge):
-		return wire.CodeTooLarge
-	case errors.Is(err, store.ErrEmptyKey):
-		return wire.CodeBadArgument
-	case errors.Is(err, syscall.ENOSPC):
-		return wire.CodeNoSpace
-	case errors.Is(err, store.ErrCorrupt):
-		return wire.CodeCorrupt
-	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) || errors.Is(err, hlog.ErrFlush) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return wire.CodeIO
-	}
-	return wire.CodeInternal
 }

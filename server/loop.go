@@ -7,21 +7,24 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
-// loop is one event loop's state: its store session (its epoch slot), its
-// copy of the view, and the map from its store session's pending serials to
+// loop is one event loop's state: its store session (its epoch slot), the
+// routing it serves by this turn, and the map from its store session's pending serials to
 // the client operations waiting for them. Everything but stats is touched
 // only by the loop's goroutine.
 type loop struct {
-	s       *Server
-	el      gnet.EventLoop
-	idx     int
-	ss      *store.Session
-	view    uint64
+	s   *Server
+	el  gnet.EventLoop
+	idx int
+	ss  *store.Session
+	// rt is the routing of the turn running, read once at its start
+	// (turn): the view and the owned slots never change within a turn.
+	rt      *cluster.Routing
 	pending map[uint64]pendingRef
 	conns   map[*conn]struct{} // the loop's native connections
 	// closing holds the closed native connections with operations still
@@ -40,20 +43,14 @@ type loop struct {
 	rwin    []parsed      // the RESP commands parsed and not yet run
 	rargs   [][]byte      // their arguments
 	scratch [32]byte
-	stats   loopStats
+	// notOwned is the slot of the last operation the gateway refused.
+	notOwned uint16
+	stats    loopStats
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
 	// closedCPR those of connections closed since the last recorded
 	// checkpoint, of which the first closedRead were read into cprs.
 	cprs, closedCPR []sessionCPR
 	closedRead      int
-}
-
-// pendingRef names the client operation a store operation answers: a
-// native connection's serial, or the command a RESP connection waits on.
-type pendingRef struct {
-	c      *conn
-	serial uint64
-	r      *respConn
 }
 
 // respOpIndex is the RESP commands' slot in loopStats.ops.
@@ -67,6 +64,7 @@ type loopStats struct {
 	bytesOut  atomic.Uint64
 	errors    atomic.Uint64
 	rejected  atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
+	notOwner  atomic.Uint64 // operations refused for a slot not served here
 	pending   atomic.Uint64
 	held      atomic.Uint64 // turns a connection was held back by MaxPendingIO
 	conns     atomic.Int64
@@ -79,7 +77,7 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{s: s, el: el, idx: idx, ss: ss, pending: make(map[uint64]pendingRef), conns: make(map[*conn]struct{}),
+	l := &loop{s: s, el: el, idx: idx, ss: ss, rt: s.route.Load(), pending: make(map[uint64]pendingRef), conns: make(map[*conn]struct{}),
 		closing: make(map[*conn]struct{}),
 		value:   make([]byte, 0, 4096),
 		rd:      resp.NewReader(s.respLimits())}
@@ -94,6 +92,10 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	return l, nil
 }
 
+// turn takes the server's routing for the turn that starts. Every entry
+// from gnet (traffic, a queued task) calls it first.
+func (l *loop) turn() { l.rt = l.s.route.Load() }
+
 // close releases the loop's store session. Only after the loops stopped.
 func (l *loop) close() error { return l.ss.Close() }
 
@@ -105,7 +107,7 @@ func (l *loop) close() error { return l.ss.Close() }
 // pending go on being served, so clients of in-memory keys do not queue
 // behind clients of cold ones.
 func (l *loop) traffic(cs *conn) gnet.Action {
-	l.view = l.s.view.Load()
+	l.turn()
 	if l.holdBack(cs) {
 		return gnet.None
 	}
@@ -127,7 +129,7 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 	if action == gnet.None && cs.c.OutboundBuffered() > l.s.cfg.MaxResponse {
 		// The client sends but does not read: stop before its responses
 		// exhaust memory.
-		cs.sess.Fail(wire.CodeTooLarge, l.view, cs.sess.Next(), "client does not read its responses")
+		cs.sess.Fail(wire.CodeTooLarge, l.rt.View, cs.sess.Next(), "client does not read its responses")
 		l.write(cs)
 		return gnet.Close
 	}
@@ -180,7 +182,7 @@ func (l *loop) fail(cs *conn, err error, serial uint64) gnet.Action {
 	if we, ok := err.(*wire.Error); ok {
 		code = we.Code
 	}
-	cs.sess.Fail(code, l.view, serial, err.Error())
+	cs.sess.Fail(code, l.rt.View, serial, err.Error())
 	l.stats.errors.Add(1)
 	l.write(cs)
 	return gnet.Close
@@ -188,7 +190,7 @@ func (l *loop) fail(cs *conn, err error, serial uint64) gnet.Action {
 
 // write sends the connection's finished responses.
 func (l *loop) write(cs *conn) {
-	out := cs.sess.TakeOutput(l.view)
+	out := cs.sess.TakeOutput(l.rt.View)
 	if len(out) == 0 || cs.closed {
 		return
 	}
@@ -213,7 +215,7 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
-	if ref.r != nil {
+	if ref.kind == pendingRESP {
 		l.respCompleted(ref.r, c)
 		return
 	}
@@ -257,7 +259,7 @@ func (l *loop) schedulePoll() {
 // poll runs on the loop: woken by a device completion (wake) or a timer.
 func (l *loop) poll(context.Context) error {
 	l.polling = false
-	l.view = l.s.view.Load()
+	l.turn()
 	l.advancePending()
 	l.flushDirty()
 	l.ss.Suspend()

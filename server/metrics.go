@@ -21,7 +21,7 @@ type metrics struct {
 	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
 	ckptPause                                     *prometheus.Desc
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
-	garbage                                       *prometheus.Desc
+	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -56,6 +56,9 @@ func newMetrics(s *Server) *metrics {
 		compBytes:    d("compaction_bytes_total", "Bytes compactions scanned, and those they copied to the tail.", "kind"),
 		compSeconds:  d("compaction_seconds_total", "Time spent compacting."),
 		garbage:      d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
+		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
+		clusterInfo:  d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
+		slots:        d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
 	}
 }
 
@@ -118,6 +121,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.compBytes, float64(cs.CopiedBytes), "copied")
 	counter(m.compSeconds, float64(cs.TotalNanos)/1e9)
 	gauge(m.garbage, cs.Garbage)
+	counter(m.notOwner, float64(st.NotOwner))
+	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)
+	gauge(m.slots, float64(st.Cluster.Owned), "owned")
+	gauge(m.slots, float64(st.Cluster.Serving), "serving")
 }
 
 // metricsHandler serves /metrics: fleetkv's metrics, the Go runtime's and

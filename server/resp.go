@@ -72,7 +72,7 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 	if r.waiting {
 		return gnet.None // its completion queues it again
 	}
-	l.view = l.s.view.Load()
+	l.turn()
 	in, _ := r.c.Peek(-1)
 	used, ran, action := 0, 0, gnet.None
 	for ran < turnOps && !r.waiting && !r.quit && action == gnet.None {
@@ -265,8 +265,7 @@ func (l *loop) respSteps(r *respConn) {
 // the connection waits.
 func (l *loop) respWait(r *respConn) {
 	r.waiting = true
-	l.pending[l.ss.Serial()] = pendingRef{r: r}
-	l.stats.pending.Add(1)
+	l.await(pendingRef{kind: pendingRESP, r: r})
 	size := 0
 	for _, a := range r.op.args {
 		size += len(a)

@@ -4,15 +4,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -107,36 +104,17 @@ next:
 	return nil
 }
 
-// errReply appends the reply for a store error.
-func errReply(b []byte, err error) []byte {
-	var msg string
+// errReply appends the reply for an error of the gateway (or of a RESP
+// merger) and ends the command.
+func (r *respConn) failed(err error) bool {
 	switch {
 	case errors.Is(err, errNotInteger), errors.Is(err, errOverflow):
-		msg = err.Error()
-	case errors.Is(err, store.ErrKeyTooLarge):
-		msg = "ERR key too large"
-	case errors.Is(err, store.ErrEmptyKey):
-		msg = "ERR empty key"
-	case errors.Is(err, store.ErrRecordTooLarge):
-		msg = "ERR value too large"
-	case errors.Is(err, syscall.ENOSPC):
-		msg = "ERR device full: writes fail until space is freed"
-	case errors.Is(err, store.ErrCorrupt):
-		msg = "ERR record failed its check on the device: " + err.Error()
+		r.out = resp.AppendError(r.out, err.Error())
+	case errors.Is(err, errNotOwner):
+		r.out = r.l.respNotOwner(r.out)
 	default:
-		var errno syscall.Errno
-		if errors.As(err, &errno) || errors.Is(err, hlog.ErrFlush) || errors.Is(err, io.ErrUnexpectedEOF) {
-			msg = "ERR device I/O error: " + err.Error()
-		} else {
-			msg = "ERR internal error: " + err.Error()
-		}
+		r.out = resp.AppendError(r.out, sanitize(classify(err).msg))
 	}
-	return resp.AppendError(b, sanitize(msg))
-}
-
-// failed appends the reply for a store error and ends the command.
-func (r *respConn) failed(err error) bool {
-	r.out = errReply(r.out, err)
 	return false
 }
 
@@ -148,10 +126,7 @@ func notSupported(why string) func(*loop, *respConn, [][]byte) []byte {
 
 // readArg reads the key in argument k.
 func (l *loop) readArg(op *respOp, k int) (store.Status, []byte, error) {
-	var st store.Status
-	var err error
-	l.value, st, err = l.ss.ReadHashed(op.args[k], op.hash(k), l.value[:0])
-	return st, l.value, err
+	return l.read(op.args[k], op.hash(k))
 }
 
 // ---- connection and server commands
@@ -360,7 +335,7 @@ func readKey(k int) func(*loop, *respOp) (store.Status, []byte, error) {
 func takeGet(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
 	switch {
 	case err != nil:
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	case st == store.NotFound:
 		r.out = resp.AppendNull(r.out)
 	default:
@@ -371,7 +346,7 @@ func takeGet(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
 
 func takeStrlen(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
 	if err != nil {
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	} else {
 		r.out = resp.AppendInt(r.out, int64(len(v)*btoi(st == store.OK)))
 	}
@@ -381,7 +356,7 @@ func takeStrlen(_ *loop, r *respConn, st store.Status, v []byte, err error) bool
 func takeType(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
 	switch {
 	case err != nil:
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	case st == store.NotFound:
 		r.out = resp.AppendSimple(r.out, "none")
 	default:
@@ -439,10 +414,10 @@ func prepareSetNX(_ *loop, r *respConn) bool {
 
 func issueSet(l *loop, op *respOp) (store.Status, []byte, error) {
 	if op.set.mode == setAlways && !op.set.get {
-		st, err := l.ss.UpsertHashed(op.args[1], op.hash(1), op.args[2])
+		st, err := l.upsert(op.args[1], op.hash(1), op.args[2])
 		return st, nil, err
 	}
-	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), op.args[2], &op.set)
+	st, err := l.rmw(op.args[1], op.hash(1), op.args[2], &op.set)
 	return st, nil, err
 }
 
@@ -450,7 +425,7 @@ func takeSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	m := &r.op.set
 	switch {
 	case err != nil && !errors.Is(err, errSkip):
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	case m.get && m.existed:
 		r.out = resp.AppendBulk(r.out, m.old)
 	case m.get || err != nil:
@@ -466,7 +441,7 @@ func takeSetNX(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	case errors.Is(err, errSkip):
 		r.out = resp.AppendInt(r.out, 0)
 	case err != nil:
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	default:
 		r.out = resp.AppendInt(r.out, 1)
 	}
@@ -479,7 +454,7 @@ func issueGetDel(l *loop, op *respOp) (store.Status, []byte, error) {
 	if op.i == 0 {
 		return l.readArg(op, 1)
 	}
-	st, err := l.ss.DeleteHashed(op.args[1], op.hash(1))
+	st, err := l.delete(op.args[1], op.hash(1))
 	return st, nil, err
 }
 
@@ -487,7 +462,7 @@ func takeGetDel(_ *loop, r *respConn, st store.Status, v []byte, err error) bool
 	op := &r.op
 	switch {
 	case err != nil:
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	case op.i == 0 && st == store.NotFound:
 		r.out = resp.AppendNull(r.out)
 	case op.i == 0:
@@ -507,7 +482,7 @@ func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
 	if op.i%2 == 0 {
 		return l.readArg(op, k)
 	}
-	st, err := l.ss.DeleteHashed(op.args[k], op.hash(k))
+	st, err := l.delete(op.args[k], op.hash(k))
 	return st, nil, err
 }
 
@@ -560,7 +535,7 @@ func takeMGet(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
 	op := &r.op
 	switch {
 	case err != nil:
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	case st == store.NotFound:
 		r.out = resp.AppendNull(r.out)
 	default:
@@ -582,7 +557,7 @@ func prepareMSet(_ *loop, r *respConn) bool {
 
 func issueMSet(l *loop, op *respOp) (store.Status, []byte, error) {
 	k := 1 + 2*op.i
-	st, err := l.ss.UpsertHashed(op.args[k], op.hash(k), op.args[k+1])
+	st, err := l.upsert(op.args[k], op.hash(k), op.args[k+1])
 	return st, nil, err
 }
 
@@ -620,13 +595,13 @@ func prepareIncr(sign int64, byArg bool) func(*loop, *respConn) bool {
 }
 
 func issueIncr(l *loop, op *respOp) (store.Status, []byte, error) {
-	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), nil, &op.incr)
+	st, err := l.rmw(op.args[1], op.hash(1), nil, &op.incr)
 	return st, nil, err
 }
 
 func takeIncr(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	if err != nil {
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	} else {
 		r.out = resp.AppendInt(r.out, r.op.incr.result)
 	}
@@ -634,13 +609,13 @@ func takeIncr(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 }
 
 func issueAppend(l *loop, op *respOp) (store.Status, []byte, error) {
-	st, err := l.ss.RMWHashed(op.args[1], op.hash(1), op.args[2], &op.app)
+	st, err := l.rmw(op.args[1], op.hash(1), op.args[2], &op.app)
 	return st, nil, err
 }
 
 func takeAppend(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	if err != nil {
-		r.out = errReply(r.out, err)
+		r.failed(err)
 	} else {
 		r.out = resp.AppendInt(r.out, int64(r.op.app.length))
 	}

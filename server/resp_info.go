@@ -10,7 +10,7 @@ import (
 )
 
 // infoSections are INFO's sections in the order INFO prints them.
-var infoSections = []string{"server", "clients", "stats", "memory", "persistence", "keyspace"}
+var infoSections = []string{"server", "clients", "stats", "memory", "persistence", "cluster", "keyspace"}
 
 // cmdInfo answers INFO [section ...] in Redis's "# Section" / "field:value"
 // text. "all", "everything" and "default" print every section.
@@ -92,6 +92,18 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 		field("compaction_records_scanned", st.Compaction.Records)
 		field("compaction_records_copied", st.Compaction.Copied)
 		field("log_garbage_estimate", fmt.Sprintf("%.3f", st.Compaction.Garbage))
+	case "cluster":
+		b.WriteString("# Cluster\r\n")
+		field("cluster_enabled", btoi(st.Cluster.Cluster != ""))
+		if st.Cluster.Cluster != "" {
+			field("cluster_name", st.Cluster.Cluster)
+			field("cluster_server_id", st.Cluster.Server)
+			field("cluster_map_epoch", st.Cluster.Epoch)
+		}
+		field("cluster_view", st.Cluster.View)
+		field("cluster_owned_slots", st.Cluster.Owned)
+		field("cluster_serving_slots", st.Cluster.Serving)
+		field("cluster_not_owner_ops", st.NotOwner)
 	case "keyspace":
 		b.WriteString("# Keyspace\r\n")
 		if n := st.Store.Index.Entries; n > 0 {

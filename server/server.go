@@ -14,6 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -32,7 +33,9 @@ type Server struct {
 	respPort int
 	eng      gnet.Engine // set by OnBoot, before booted is closed
 
-	view        atomic.Uint64
+	// route is what the loops route by: the view, the slots served and
+	// the cluster's map. Each loop reads it once per turn (loop.turn).
+	route       atomic.Pointer[cluster.Routing]
 	nextSession atomic.Uint64
 
 	mu struct {
@@ -93,7 +96,11 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	st := s.st
 	s.comp = newCompaction(s)
-	s.view.Store(1)
+	if cfg.Routing != nil {
+		s.route.Store(cfg.Routing)
+	} else {
+		s.route.Store(cluster.Standalone(1))
+	}
 	s.mu.loops = make(map[gnet.EventLoop]*loop)
 	go func() { s.done <- gnet.Rotate(&handler{s: s}, listeners, s.gnetOptions()...) }()
 	select {
@@ -187,12 +194,34 @@ func (s *Server) AdminAddr() string {
 func (s *Server) Store() *store.Store { return s.st }
 
 // View returns the server's current view number.
-func (s *Server) View() uint64 { return s.view.Load() }
+func (s *Server) View() uint64 { return s.route.Load().View }
 
-// BumpView increments the view: every loop takes the new view before the
-// next batch it executes, and batches sent with an older one are answered
-// VIEW_CHANGED.
-func (s *Server) BumpView() uint64 { return s.view.Add(1) }
+// Routing returns the routing the loops take at their next turn.
+func (s *Server) Routing() *cluster.Routing { return s.route.Load() }
+
+// BumpView installs the current routing again under the next view: batches
+// sent with an older one are answered VIEW_CHANGED. It returns the new view.
+func (s *Server) BumpView() uint64 {
+	for {
+		old := s.route.Load()
+		next := *old
+		next.View++
+		if s.route.CompareAndSwap(old, &next) {
+			return next.View
+		}
+	}
+}
+
+// Install makes r what the loops route by, each from its next turn on, and
+// returns once every running loop has taken it (or ctx ends): from then on
+// no loop serves a slot that r does not. Views must not go back.
+func (s *Server) Install(ctx context.Context, r *cluster.Routing) error {
+	if old := s.route.Load(); r.View < old.View {
+		return fmt.Errorf("server: routing view %d is older than the installed %d", r.View, old.View)
+	}
+	s.route.Store(r)
+	return s.onEveryLoop(ctx, func(l *loop) { l.turn() })
+}
 
 // Shutdown stops accepting, lets the loops finish the batches they hold,
 // closes every connection and the store. It is safe to call more than once.

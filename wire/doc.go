@@ -71,7 +71,8 @@
 //	                                 empty for writes)
 //	  1 NOT_FOUND  -
 //	  2 PENDING    -                (its completion comes later, by serial)
-//	  3 ERROR      code u8
+//	  3 ERROR      code u8          (14 NOT_OWNER: the server does not
+//	                                 serve the key's slot; re-route it)
 //	completion: 0x80|status u8 | serial uv | payload as above
 //
 // A result entry answers the request operations in order; a completion

@@ -115,6 +115,10 @@ const (
 	CodeIO           Code = 11 // the device failed reading or writing the log
 	CodeNoSpace      Code = 12 // the device is full: the log takes no new pages
 	CodeCorrupt      Code = 13 // the device returned a record that cannot be valid
+	// CodeNotOwner: the server does not serve the key's slot under its
+	// current view; the client refreshes its slot map and re-issues the
+	// operation to the owner. A client with a current map never sees it.
+	CodeNotOwner Code = 14
 )
 
 func (c Code) String() string {
@@ -147,6 +151,8 @@ func (c Code) String() string {
 		return "device full"
 	case CodeCorrupt:
 		return "corrupt record on the device"
+	case CodeNotOwner:
+		return "not the owner of the key's slot"
 	}
 	return "code?"
 }

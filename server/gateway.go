@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"syscall"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// The data-operation gateway: every data operation of both fronts (native
+// batches and RESP commands) reaches the store through these methods, on
+// the loop's goroutine. Each checks that the loop serves the key's slot
+// under the turn's routing (one load), runs the store operation with the
+// hash the caller computed (h == keyhash.Hash(key)), and, when it goes
+// pending, the caller registers what waits for it with await.
+//
+// Invariant: an operation on a slot that l.rt does not serve reaches no
+// store: it fails alone with errNotOwner (and l.notOwned names its slot).
+
+// errNotOwner is the gateway's refusal of a key whose slot the loop does
+// not serve; l.notOwned holds the slot.
+var errNotOwner = errors.New("server: the key's slot is not served here")
+
+// serves reports whether the turn's routing serves h's slot, and records
+// the slot for the front's reply when it does not.
+func (l *loop) serves(h uint64) bool {
+	s := keyhash.SlotOf(h)
+	if l.rt.Serving.Has(s) {
+		return true
+	}
+	l.notOwned = s
+	l.stats.notOwner.Add(1)
+	return false
+}
+
+// read reads key into the loop's value buffer; the value is valid until the
+// next read.
+func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
+	if !l.serves(h) {
+		return 0, nil, errNotOwner
+	}
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+	return st, l.value, err
+}
+
+func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) {
+	if !l.serves(h) {
+		return 0, errNotOwner
+	}
+	return l.ss.UpsertHashed(key, h, value)
+}
+
+func (l *loop) delete(key []byte, h uint64) (store.Status, error) {
+	if !l.serves(h) {
+		return 0, errNotOwner
+	}
+	return l.ss.DeleteHashed(key, h)
+}
+
+func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
+	if !l.serves(h) {
+		return 0, errNotOwner
+	}
+	return l.ss.RMWHashed(key, h, input, m)
+}
+
+// pendingKind says which front waits for a pending store operation.
+type pendingKind uint8
+
+const (
+	pendingNative pendingKind = iota + 1 // a native connection's operation (c, serial)
+	pendingRESP                          // a RESP connection's running command (r)
+)
+
+// pendingRef names the client operation a pending store operation answers.
+type pendingRef struct {
+	kind   pendingKind
+	c      *conn
+	serial uint64
+	r      *respConn
+}
+
+// await registers ref as waiting for the store operation the gateway just
+// answered Pending.
+func (l *loop) await(ref pendingRef) {
+	l.pending[l.ss.Serial()] = ref
+	l.stats.pending.Add(1)
+}
+
+// failure is a store error as both fronts report it: the native result
+// code and the RESP error line.
+type failure struct {
+	code wire.Code
+	msg  string
+}
+
+// classify maps an error of the gateway to what the fronts report. A RESP
+// reply for errNotOwner is MOVED, built from the routing (respNotOwner).
+func classify(err error) failure {
+	switch {
+	case errors.Is(err, errNotOwner):
+		return failure{wire.CodeNotOwner, "ERR the key's slot is not served here"}
+	case errors.Is(err, store.ErrNotInt64):
+		return failure{wire.CodeNotInt64, "ERR value is not an 8-byte integer"}
+	case errors.Is(err, store.ErrRecordTooLarge):
+		return failure{wire.CodeRecordTooBig, "ERR value too large"}
+	case errors.Is(err, store.ErrKeyTooLarge):
+		return failure{wire.CodeTooLarge, "ERR key too large"}
+	case errors.Is(err, store.ErrEmptyKey):
+		return failure{wire.CodeBadArgument, "ERR empty key"}
+	case errors.Is(err, syscall.ENOSPC):
+		return failure{wire.CodeNoSpace, "ERR device full: writes fail until space is freed"}
+	case errors.Is(err, store.ErrCorrupt):
+		return failure{wire.CodeCorrupt, "ERR record failed its check on the device: " + err.Error()}
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) || errors.Is(err, hlog.ErrFlush) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return failure{wire.CodeIO, "ERR device I/O error: " + err.Error()}
+	}
+	return failure{wire.CodeInternal, "ERR internal error: " + err.Error()}
+}
