@@ -10,15 +10,18 @@ import (
 
 // Client is the synchronous API: every call sends one operation and waits
 // for its result. It is safe from any goroutine; each call borrows a
-// session from a pool, so concurrent calls pipeline on separate sessions.
+// Cluster (routed sessions to the servers) from a pool, so concurrent calls
+// pipeline on separate sessions. Against a single server it routes every
+// key there; against a cluster, by the slot map the servers give.
 type Client struct {
 	cfg    Config
 	mu     sync.Mutex
-	idle   []*Session
+	idle   []*Cluster
 	closed bool
 }
 
-// New returns a client for the server at cfg.Addr. It dials lazily.
+// New returns a client for the server or cluster at cfg.Addr (and
+// cfg.Seeds). It dials lazily.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -41,7 +44,7 @@ func (c *Client) Close() error {
 
 // Get returns key's value, or found == false.
 func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool, err error) {
-	err = c.do(ctx, func(s *Session, cb Callback) error { return s.Read(key, cb) }, func(r Result) {
+	err = c.do(ctx, func(s *Cluster, cb Callback) error { return s.Read(key, cb) }, func(r Result) {
 		found = r.Status == OK
 		value = append([]byte(nil), r.Value...)
 	})
@@ -50,12 +53,12 @@ func (c *Client) Get(ctx context.Context, key []byte) (value []byte, found bool,
 
 // Set sets key to value.
 func (c *Client) Set(ctx context.Context, key, value []byte) error {
-	return c.do(ctx, func(s *Session, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
+	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
 }
 
 // Delete deletes key; existed is false when the server knew it was absent.
 func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err error) {
-	err = c.do(ctx, func(s *Session, cb Callback) error { return s.Delete(key, cb) }, func(r Result) {
+	err = c.do(ctx, func(s *Cluster, cb Callback) error { return s.Delete(key, cb) }, func(r Result) {
 		existed = r.Status == OK
 	})
 	return existed, err
@@ -64,7 +67,7 @@ func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err erro
 // Incr adds delta to the int64 at key and returns the new value.
 func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
 	var v int64
-	err := c.do(ctx, func(s *Session, cb Callback) error {
+	err := c.do(ctx, func(s *Cluster, cb Callback) error {
 		if err := s.Add(key, delta, cb); err != nil {
 			return err
 		}
@@ -77,8 +80,8 @@ func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, erro
 	return v, err
 }
 
-// do queues an operation on a pooled session and waits for it within ctx.
-func (c *Client) do(ctx context.Context, queue func(*Session, Callback) error, onResult func(Result)) error {
+// do queues an operation on a pooled Cluster and waits for it within ctx.
+func (c *Client) do(ctx context.Context, queue func(*Cluster, Callback) error, onResult func(Result)) error {
 	s, err := c.get(ctx)
 	if err != nil {
 		return err
@@ -99,30 +102,18 @@ func (c *Client) do(ctx context.Context, queue func(*Session, Callback) error, o
 		c.put(s)
 		return err
 	}
-	if err := s.ensureConn(ctx); err != nil {
-		c.put(s)
-		return err
-	}
-	deadline, _ := ctx.Deadline()
-	nc := s.nc // the AfterFunc must not read s.nc, which a reconnect replaces
-	_ = nc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	err = s.Wait()
-	stop()
+	err = s.waitWithin(ctx)
 	if err == nil {
 		err = opErr
 	}
 	if ctxErr := ctxErr(ctx); ctxErr != nil && err != nil {
 		err = errors.Join(ctxErr, err)
 	}
-	if s.nc != nil {
-		_ = s.nc.SetDeadline(time.Time{})
-	}
 	c.put(s)
 	return err
 }
 
-func (c *Client) get(ctx context.Context) (*Session, error) {
+func (c *Client) get(ctx context.Context) (*Cluster, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -135,18 +126,16 @@ func (c *Client) get(ctx context.Context) (*Session, error) {
 		return s, nil
 	}
 	c.mu.Unlock()
-	return DialContext(ctx, c.cfg)
+	return DialCluster(ctx, c.cfg)
 }
 
-// put returns a session to the pool, dropping one that failed or lost its
-// connection (the next call dials afresh).
-func (c *Client) put(s *Session) {
+// put returns a Cluster to the pool, dropping one whose sessions failed
+// (the next call dials afresh).
+func (c *Client) put(s *Cluster) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || s.err != nil || s.nc == nil {
-		if s.nc != nil {
-			s.nc.Close()
-		}
+	if c.closed || !s.healthy() {
+		s.abandon()
 		return
 	}
 	c.idle = append(c.idle, s)

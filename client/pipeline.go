@@ -30,9 +30,11 @@ func (s *Session) Delete(key []byte, cb Callback) error {
 // starts at 0). The callback's Result has no value; read it back if needed.
 func (s *Session) Add(key []byte, delta int64, cb Callback) error {
 	var d [8]byte
-	binary.LittleEndian.PutUint64(d[:], uint64(delta))
+	putInt64(d[:], delta)
 	return s.add(wire.OpAdd, key, d[:], cb)
 }
+
+func putInt64(b []byte, v int64) { binary.LittleEndian.PutUint64(b, uint64(v)) }
 
 // Append queues appending value to key's value.
 func (s *Session) Append(key, value []byte, cb Callback) error {
@@ -54,8 +56,9 @@ func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
 	if s.cur == nil {
 		s.cur = s.newBatch()
 	}
+	off := uint32(len(s.cur.buf))
 	s.cur.buf = wire.AppendOp(s.cur.buf, op, key, value)
-	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, cb: cb})
+	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, cb: cb})
 	s.serial++
 	return nil
 }
@@ -254,6 +257,10 @@ func (s *Session) results(h wire.ResponseHeader, body []byte) error {
 			s.pending[op.serial] = op.cb
 			continue
 		}
+		if res.Status == wire.StatusError && res.Code == wire.CodeNotOwner && s.misrouted != nil {
+			s.reroute(b, op)
+			continue
+		}
 		deliver(op.cb, res)
 	}
 	if b != nil {
@@ -264,6 +271,20 @@ func (s *Session) results(h wire.ResponseHeader, body []byte) error {
 		s.recycle(b)
 	}
 	return nil
+}
+
+// reroute hands an operation the server refused with NOT_OWNER to
+// misrouted, decoded from its batch.
+func (s *Session) reroute(b *batch, op opRec) {
+	var r wire.OpReader
+	rest := b.buf[op.off:]
+	r.Reset(wire.RequestHeader{Count: 1, Length: uint32(len(rest))}, rest, s.cfg.Limits)
+	o, ok, err := r.Next()
+	if !ok || err != nil { // the session encoded it: cannot happen
+		deliver(op.cb, wire.Result{Status: wire.StatusError, Code: wire.CodeNotOwner})
+		return
+	}
+	s.misrouted(o.Op, o.Key, o.Value, op.cb)
 }
 
 // popInflight drops the oldest in-flight batch, keeping the slice's memory.
@@ -309,6 +330,9 @@ func (s *Session) reissue(h wire.ResponseHeader) error {
 	if h.Status == wire.BatchViewChanged {
 		s.view = max(s.view, h.View)
 		s.backoff = 0
+		if s.viewChanged != nil {
+			s.viewChanged()
+		}
 	} else {
 		s.backoff = min(max(2*s.backoff, time.Millisecond), 100*time.Millisecond)
 		time.Sleep(s.backoff)

@@ -27,6 +27,13 @@ type Config struct {
 	// go on after it. The caller re-issues its operations after that point.
 	// Only the first connection resumes; a reconnect opens a new session.
 	Resume uint64
+	// Seeds are more servers a Cluster may fetch the slot map from when
+	// Addr does not answer.
+	Seeds []string
+	// RerouteTimeout bounds how long a Cluster retries an operation whose
+	// slot's owner does not serve it yet (a handover in progress) before
+	// failing it with ErrNotOwner. Default 10 s.
+	RerouteTimeout time.Duration
 }
 
 func (c *Config) fill() error {
@@ -44,6 +51,9 @@ func (c *Config) fill() error {
 	}
 	if c.Transport == "" {
 		c.Transport = TransportStd
+	}
+	if c.RerouteTimeout == 0 {
+		c.RerouteTimeout = 10 * time.Second
 	}
 	if c.Transport != TransportStd && c.Transport != TransportNetpoll {
 		return fmt.Errorf("client: unknown transport %q (want %s or %s)", c.Transport, TransportStd, TransportNetpoll)
@@ -79,6 +89,7 @@ type Callback func(Result)
 
 type opRec struct {
 	serial uint64
+	off    uint32 // where the operation starts in its batch's buf
 	cb     Callback
 }
 
@@ -109,6 +120,13 @@ type Session struct {
 	resumed  uint64 // where a resumed session went on (0: a new session)
 	err      error  // sticky: the session can no longer work
 	backoff  time.Duration
+	// misrouted, when set, takes an operation the server refused with
+	// NOT_OWNER instead of its callback, with its key and value (valid
+	// during the call): a Cluster re-routes it.
+	misrouted func(op wire.Op, key, value []byte, cb Callback)
+	// viewChanged, when set, is called when the server answers
+	// VIEW_CHANGED: ownership changed, and a Cluster refreshes its map.
+	viewChanged func()
 }
 
 // Dial connects a session and opens it on the server.

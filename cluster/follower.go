@@ -133,3 +133,18 @@ func (f *Follower) same(want *Routing) bool {
 	cur := f.installed
 	return cur != nil && cur.View == want.View && *cur.Serving == *want.Serving && cur.Map != nil && cur.Map.Epoch == want.Map.Epoch
 }
+
+// Snapshot is what a server tells clients about the cluster (the
+// CLUSTER_MAP operation): a standalone server serves every slot under
+// View; a member gives the map it routes by.
+type Snapshot struct {
+	Standalone bool     `json:"standalone,omitempty"`
+	View       uint64   `json:"view"`
+	Self       ServerID `json:"self,omitempty"`
+	Map        *Map     `json:"map,omitempty"`
+}
+
+// SnapshotOf returns the snapshot of routing r on server self.
+func SnapshotOf(r *Routing, self ServerID) Snapshot {
+	return Snapshot{Standalone: r.Map == nil, View: r.View, Self: self, Map: r.Map}
+}

@@ -17,7 +17,7 @@ var workloads = map[string][3]int{
 
 // Config describes one load run.
 type Config struct {
-	Servers    []string      // host:port of each server; keys are split among them by hash range
+	Servers    []string      // host:port of servers to fetch the slot map from (any of a cluster's, or the one server)
 	AuthToken  string        // sent with every session's OPEN
 	Workload   string        // load, ycsb-a, ycsb-b, ycsb-c or ycsb-f
 	Dist       string        // uniform or zipf
@@ -34,6 +34,9 @@ type Config struct {
 	Verify     bool          // check every read against what the run wrote
 	Seed       uint64
 	Transport  string // client transport: std (default) or netpoll
+	// NoRoute sends through plain sessions to Servers[0] instead of
+	// routed Clusters (the baseline of the routing's cost).
+	NoRoute bool
 }
 
 func (c *Config) fill() error {
@@ -77,7 +80,9 @@ func (c *Config) fill() error {
 		return errors.New("loadgen: give a duration or an operation count")
 	case c.Workload == "ycsb-f" && c.ValueSize != 8:
 		return errors.New("loadgen: ycsb-f adds to 8-byte integers: use --value-size 8 (and load with it)")
-	case c.Verify && c.Keys < uint64(c.Threads*c.Sessions*len(c.Servers)):
+	case c.NoRoute && len(c.Servers) > 1:
+		return errors.New("loadgen: without routing, give one server")
+	case c.Verify && c.Keys < uint64(c.Threads*c.Sessions):
 		return errors.New("loadgen: verify needs at least one key per session")
 	}
 	return nil

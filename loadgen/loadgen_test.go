@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/server/servertest"
 )
@@ -107,5 +108,46 @@ func TestProgressAndConfigErrors(t *testing.T) {
 		if _, err := Run(context.Background(), bad, nil); err == nil {
 			t.Errorf("config %+v accepted", bad)
 		}
+	}
+}
+
+// TestRoutedRunOverTwoServers: with two servers sharing the slots, a
+// verified run reaches both through one address, with no re-routing, and a
+// plain-session run is refused two servers.
+func TestRoutedRunOverTwoServers(t *testing.T) {
+	ca, cb := servertest.Config(), servertest.Config()
+	ca.ServerID, cb.ServerID = "a", "b"
+	a, b := servertest.Start(t, ca), servertest.Start(t, cb)
+	m, err := cluster.NewMap("test", []cluster.Server{{ID: "a", Native: a.Addr()}, {ID: "b", Native: b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, s := range map[cluster.ServerID]*server.Server{"a": a, "b": b} {
+		if err := s.Install(context.Background(), &cluster.Routing{View: 1, Serving: m.Serving(id, nil), Map: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := Config{Servers: []string{b.Addr()}, Keys: 4000, ValueSize: 16, Threads: 2, Sessions: 2,
+		BatchBytes: 2 << 10, Verify: true, Seed: 3}
+	load := base
+	load.Workload = "load"
+	if rep, err := Run(context.Background(), load, nil); err != nil || rep.Errors != 0 {
+		t.Fatalf("load: %+v %v", rep, err)
+	}
+	run := base
+	run.Workload, run.Ops = "ycsb-a", 20000
+	rep, err := Run(context.Background(), run, nil)
+	if err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 || !rep.Routed || rep.Rerouted != 0 {
+		t.Fatalf("routed run: %+v %v", rep, err)
+	}
+	for _, s := range []*server.Server{a, b} {
+		if st := s.Stats(); st.Ops["upsert"] < 1000 || st.NotOwner != 0 {
+			t.Fatalf("server %s: %d upserts, %d refused", s.Addr(), st.Ops["upsert"], st.NotOwner)
+		}
+	}
+	plain := run
+	plain.NoRoute, plain.Servers = true, []string{a.Addr(), b.Addr()}
+	if _, err := Run(context.Background(), plain, nil); err == nil {
+		t.Fatal("plain sessions to two servers accepted")
 	}
 }

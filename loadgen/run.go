@@ -32,6 +32,10 @@ type Report struct {
 	P99us          float64 `json:"p99_us"`
 	P999us         float64 `json:"p999_us"`
 	MaxUs          float64 `json:"max_us"`
+	Routed         bool    `json:"routed"`            // through Clusters (by slot), not plain sessions
+	MapFetches     uint64  `json:"map_fetches"`       // slot maps the Clusters fetched
+	Rerouted       uint64  `json:"rerouted_ops"`      // operations refused NOT_OWNER and re-issued
+	ViewChanges    uint64  `json:"view_changed_seen"` // VIEW_CHANGED answers the Clusters saw
 }
 
 // Run executes one load run. It prints a progress line per second to
@@ -144,9 +148,13 @@ func report(cfg Config, threads []*thread, warmup time.Duration) Report {
 	h := newHist()
 	r := Report{Workload: cfg.Workload, Dist: cfg.Dist, Keys: cfg.Keys, ValueSize: cfg.ValueSize,
 		Threads: cfg.Threads, Sessions: cfg.Sessions, BatchBytes: cfg.BatchBytes, InFlight: cfg.InFlight,
-		Transport: cfg.Transport}
+		Transport: cfg.Transport, Routed: !cfg.NoRoute}
 	var last int64
 	for _, t := range threads {
+		rs := t.routeStats()
+		r.MapFetches += rs.Fetches
+		r.Rerouted += rs.Rerouted
+		r.ViewChanges += rs.ViewMoves
 		h.Merge(t.hist)
 		r.Ops += t.measured
 		r.Errors += t.errs.Load()

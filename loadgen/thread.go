@@ -1,15 +1,14 @@
 package loadgen
 
 import (
+	"context"
 	"encoding/binary"
-	"math/bits"
 	"sync/atomic"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/loadgen/keydist"
 )
 
@@ -40,7 +39,7 @@ type thread struct {
 	drawn     []uint64 // for costly generators: a precomputed cycle of draws
 	next      int
 	rng       *keydist.Rand
-	sessions  [][]*client.Session // [server][session]
+	sessions  []pipe // the thread's sessions: routed Clusters, or plain Sessions with NoRoute
 	slots     []slot
 	mask      uint64
 	seq       uint64
@@ -85,7 +84,7 @@ func newThread(id int, cfg *Config, base time.Time, measure time.Duration, inter
 	}
 	perBatch := cfg.BatchBytes/16 + 1
 	n := 1
-	for n < perBatch*(cfg.InFlight+2)*cfg.Sessions*len(cfg.Servers) {
+	for n < perBatch*(cfg.InFlight+2)*cfg.Sessions*len(cfg.Servers) { // the servers of a cluster: at least those given
 		n <<= 1
 	}
 	t.slots, t.mask = make([]slot, n), uint64(n-1)
@@ -98,28 +97,54 @@ func newThread(id int, cfg *Config, base time.Time, measure time.Duration, inter
 
 func newHist() *hdr.Histogram { return hdr.New(1, 60_000_000, 3) } // 1 µs .. 60 s
 
+// pipe is what a thread sends operations through: a routed
+// client.Cluster, or a client.Session to one server.
+type pipe interface {
+	Read(key []byte, cb client.Callback) error
+	Upsert(key, value []byte, cb client.Callback) error
+	Add(key []byte, delta int64, cb client.Callback) error
+	Wait() error
+	Close() error
+}
+
 func (t *thread) connect() error {
-	t.sessions = make([][]*client.Session, len(t.cfg.Servers))
-	for i, addr := range t.cfg.Servers {
-		for j := 0; j < t.cfg.Sessions; j++ {
-			s, err := client.Dial(client.Config{Addr: addr, AuthToken: t.cfg.AuthToken,
-				BatchBytes: t.cfg.BatchBytes, InFlight: t.cfg.InFlight, Transport: t.cfg.Transport})
-			if err != nil {
-				t.close()
-				return err
-			}
-			t.sessions[i] = append(t.sessions[i], s)
+	ccfg := client.Config{Addr: t.cfg.Servers[0], Seeds: t.cfg.Servers[1:], AuthToken: t.cfg.AuthToken,
+		BatchBytes: t.cfg.BatchBytes, InFlight: t.cfg.InFlight, Transport: t.cfg.Transport}
+	for range t.cfg.Sessions {
+		var p pipe
+		var err error
+		if t.cfg.NoRoute {
+			p, err = client.Dial(ccfg)
+		} else {
+			p, err = client.DialCluster(context.Background(), ccfg)
 		}
+		if err != nil {
+			t.close()
+			return err
+		}
+		t.sessions = append(t.sessions, p)
 	}
 	return nil
 }
 
 func (t *thread) close() {
-	for _, ss := range t.sessions {
-		for _, s := range ss {
-			s.Close()
+	for _, s := range t.sessions {
+		s.Close()
+	}
+}
+
+// routeStats sums what the thread's Clusters counted.
+func (t *thread) routeStats() client.ClusterStats {
+	var st client.ClusterStats
+	for _, s := range t.sessions {
+		if c, ok := s.(*client.Cluster); ok {
+			cs := c.Stats()
+			st.Fetches += cs.Fetches
+			st.Rerouted += cs.Rerouted
+			st.ViewMoves += cs.ViewMoves
 		}
 	}
+	return st
 }
 
 // drawCycle is how many precomputed draws a thread replays (16 MiB, about
@@ -155,12 +180,11 @@ func (t *thread) pick(j int) (uint64, uint8) {
 	return k, kindAdd
 }
 
-// session returns the session for key k: the server owning k's hash range,
-// session j of this thread there.
-func (t *thread) session(k uint64, j int) *client.Session {
+// session returns session j for key k, with the key encoded in t.key:
+// a Cluster routes it to the server owning its slot.
+func (t *thread) session(k uint64, j int) pipe {
 	binary.LittleEndian.PutUint64(t.key, k+t.cfg.KeyOffset)
-	srv, _ := bits.Mul64(keyhash.Hash(t.key), uint64(len(t.sessions)))
-	return t.sessions[srv][j]
+	return t.sessions[j]
 }
 
 // issue queues one operation on key k.
@@ -201,11 +225,9 @@ func (t *thread) issue(k uint64, kind uint8, j int) error {
 
 // waitAll completes every outstanding operation of the thread.
 func (t *thread) waitAll() error {
-	for _, ss := range t.sessions {
-		for _, s := range ss {
-			if err := s.Wait(); err != nil {
-				return err
-			}
+	for _, s := range t.sessions {
+		if err := s.Wait(); err != nil {
+			return err
 		}
 	}
 	return nil

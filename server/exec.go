@@ -215,6 +215,8 @@ func (l *loop) control(cs *conn, op wire.Operation) {
 	case wire.OpGetView:
 		binary.LittleEndian.PutUint64(l.scratch[:8], l.rt.View)
 		cs.sess.Result(wire.StatusOK, l.scratch[:8], 0)
+	case wire.OpClusterMap:
+		cs.sess.Result(wire.StatusOK, l.s.mapJSON(l.rt), 0)
 	case wire.OpCheckpoint:
 		if l.s.dur == nil {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +36,10 @@ type Server struct {
 
 	// route is what the loops route by: the view, the slots served and
 	// the cluster's map. Each loop reads it once per turn (loop.turn).
-	route       atomic.Pointer[cluster.Routing]
+	route atomic.Pointer[cluster.Routing]
+	// mapCache is the JSON the CLUSTER_MAP operation answers, for the
+	// routing it was made from.
+	mapCache    atomic.Pointer[encodedMap]
 	nextSession atomic.Uint64
 
 	mu struct {
@@ -210,6 +214,25 @@ func (s *Server) BumpView() uint64 {
 			return next.View
 		}
 	}
+}
+
+// encodedMap is a routing's cluster.Snapshot in JSON.
+type encodedMap struct {
+	r *cluster.Routing
+	b []byte
+}
+
+// mapJSON returns the JSON of r's snapshot, encoded once per routing.
+func (s *Server) mapJSON(r *cluster.Routing) []byte {
+	if c := s.mapCache.Load(); c != nil && c.r == r {
+		return c.b
+	}
+	b, err := json.Marshal(cluster.SnapshotOf(r, s.cfg.ServerID))
+	if err != nil {
+		panic(fmt.Sprintf("server: encode the slot map: %v", err)) // plain data: cannot fail
+	}
+	s.mapCache.Store(&encodedMap{r, b})
+	return b
 }
 
 // Install makes r what the loops route by, each from its next turn on, and

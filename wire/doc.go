@@ -37,6 +37,9 @@
 //	19 CHECKPOINT -             start a checkpoint (or queue one behind the
 //	                            one running); answered at once, the COMMIT
 //	                            batch follows when it is durable
+//	20 CLUSTER_MAP -            return the slot map the server routes by:
+//	                            JSON of cluster.Snapshot (standalone, view,
+//	                            map of slot ranges, servers, views)
 //
 // Flags: bit 0 marks a control batch (only codes >= 16), which the server
 // answers whatever the view; every other bit must be 0. Operation i of a

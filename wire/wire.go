@@ -27,13 +27,17 @@ const (
 	// OpCheckpoint asks for a checkpoint; the session's COMMIT batch says
 	// when its operations are durable.
 	OpCheckpoint Op = 19
+	// OpClusterMap asks for the slot map the server routes by (JSON,
+	// cluster.Snapshot), so clients route without reaching the metadata
+	// store.
+	OpClusterMap Op = 20
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an
 // unknown code.
 func (o Op) hasValue() (has, ok bool) {
 	switch o {
-	case OpRead, OpDelete, OpGetView, OpCheckpoint:
+	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
 		return false, true
 	case OpUpsert, OpAdd, OpAppend, OpOpen, OpPing:
 		return true, true
@@ -64,6 +68,8 @@ func (o Op) String() string {
 		return "GET_VIEW"
 	case OpCheckpoint:
 		return "CHECKPOINT"
+	case OpClusterMap:
+		return "CLUSTER_MAP"
 	}
 	return "OP?"
 }

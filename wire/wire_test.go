@@ -12,7 +12,7 @@ type testOp struct {
 	key, value []byte
 }
 
-var allOps = []Op{OpRead, OpUpsert, OpDelete, OpAdd, OpAppend, OpOpen, OpPing, OpGetView, OpCheckpoint}
+var allOps = []Op{OpRead, OpUpsert, OpDelete, OpAdd, OpAppend, OpOpen, OpPing, OpGetView, OpCheckpoint, OpClusterMap}
 
 func randomOps(rng *rand.Rand, n int, control bool) []testOp {
 	ops := make([]testOp, n)

@@ -23,6 +23,7 @@ func loadgenCmd() *cobra.Command {
 		batch     sizeFlag = 32 << 10
 		keys, ops uint64
 		valueSize sizeFlag = 8
+		route     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "loadgen",
@@ -36,6 +37,7 @@ A progress line per second goes to stderr, the report to stdout, and with
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Servers = splitList(servers)
+			cfg.NoRoute = !route
 			cfg.BatchBytes, cfg.Keys, cfg.Ops, cfg.ValueSize = int(batch), keys, ops, int(valueSize)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -57,7 +59,8 @@ A progress line per second goes to stderr, the report to stdout, and with
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&servers, "servers", "127.0.0.1:7400", "comma-separated server addresses")
+	fl.StringVar(&servers, "servers", "127.0.0.1:7400", "comma-separated server addresses: any servers of the cluster (the slot map is fetched from the first that answers and operations are routed by it), or the one server")
+	fl.BoolVar(&route, "route", true, "route operations by slot through the cluster's map (false: plain sessions to the one server given, the routing's baseline)")
 	fl.StringVar(&cfg.Workload, "workload", "ycsb-b", "load, ycsb-a, ycsb-b, ycsb-c or ycsb-f")
 	fl.StringVar(&cfg.Dist, "dist", "zipf", "key distribution: uniform or zipf (YCSB's scrambled Zipfian, theta 0.99)")
 	fl.Uint64Var(&keys, "keys", 1_000_000, "number of keys")
@@ -96,4 +99,8 @@ latency    p50 %.0fus  p99 %.0fus  p99.9 %.0fus  max %.0fus
 errors     %d (verify failures %d)
 `, r.Workload, r.Dist, r.Keys, r.ValueSize, r.Threads, r.Sessions, r.BatchBytes, r.InFlight, r.Transport,
 		r.Ops, r.Seconds, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.MaxUs, r.Errors, r.VerifyFailures)
+	if r.Routed {
+		fmt.Fprintf(cmd.OutOrStdout(), "routing    by slot: %d map fetches, %d operations re-routed, %d VIEW_CHANGED\n",
+			r.MapFetches, r.Rerouted, r.ViewChanges)
+	}
 }

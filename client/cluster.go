@@ -1,0 +1,476 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Cluster is one client thread's routed access to a fleetkv cluster, or to
+// a single server: one Session per server it sends to, each operation
+// routed by its key's slot (keyhash.Slot) through the slot map a server
+// gave it (CLUSTER_MAP, from the server's watched copy: no access to the
+// metadata store is needed). When a server answers VIEW_CHANGED or refuses
+// operations with NOT_OWNER, the Cluster waits for every batch it has in
+// flight, fetches the map again and re-issues the refused operations to
+// their owners in the order they were issued, so operations on one key
+// keep their order. A slot being handed over is retried with a growing
+// pause for up to Config.RerouteTimeout, then its operations fail with
+// ErrNotOwner.
+//
+// Like Session, its methods must be called by one goroutine at a time, and
+// callbacks run on that goroutine.
+type Cluster struct {
+	cfg     Config
+	members map[string]*member // by native address
+	owner   [cluster.Slots]*member
+	single  *member // a standalone server: every slot
+	epoch   uint64  // of the map routed by (0: standalone or none)
+	stale   bool    // a server answered VIEW_CHANGED since the last fetch
+	retry   []retryOp
+	spare   []retryOp
+	arenas  [2][]byte // copies of the refused operations' keys and values
+	arena   int       // the arena retry's copies go to
+	stuck   time.Time // since when refused operations have made no progress
+	stats   ClusterStats
+	err     error
+}
+
+// ClusterStats count what a Cluster did besides sending operations.
+type ClusterStats struct {
+	Fetches   uint64 // slot maps fetched
+	Rerouted  uint64 // operations refused (NOT_OWNER) and re-issued
+	ViewMoves uint64 // VIEW_CHANGED answers seen
+}
+
+type member struct {
+	addr string
+	sess *Session
+}
+
+type retryOp struct {
+	op         wire.Op
+	key, value []byte // in one of the arenas
+	cb         Callback
+}
+
+// DialCluster fetches the slot map from the server at cfg.Addr (or, if it
+// cannot, from one of cfg.Seeds) and returns a Cluster routing by it.
+func DialCluster(ctx context.Context, cfg Config) (*Cluster, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, members: map[string]*member{}}
+	if err := c.refresh(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Read queues a read of key. The key is copied; cb gets the value.
+func (c *Cluster) Read(key []byte, cb Callback) error { return c.add(wire.OpRead, key, nil, cb) }
+
+// Upsert queues setting key to value (both copied).
+func (c *Cluster) Upsert(key, value []byte, cb Callback) error {
+	return c.add(wire.OpUpsert, key, value, cb)
+}
+
+// Delete queues deleting key.
+func (c *Cluster) Delete(key []byte, cb Callback) error { return c.add(wire.OpDelete, key, nil, cb) }
+
+// Add queues adding delta to the little-endian int64 at key.
+func (c *Cluster) Add(key []byte, delta int64, cb Callback) error {
+	var d [8]byte
+	putInt64(d[:], delta)
+	return c.add(wire.OpAdd, key, d[:], cb)
+}
+
+// Append queues appending value to key's value.
+func (c *Cluster) Append(key, value []byte, cb Callback) error {
+	return c.add(wire.OpAppend, key, value, cb)
+}
+
+func (c *Cluster) add(op wire.Op, key, value []byte, cb Callback) error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.retry) > 0 || c.stale {
+		if err := c.reroute(); err != nil {
+			return err
+		}
+	}
+	return c.send(op, key, value, cb)
+}
+
+// send queues an operation on the session of its key's owner. An
+// operation whose slot has no owner fails with ErrNotOwner.
+func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback) error {
+	m := c.single
+	if m == nil {
+		if m = c.owner[keyhash.Slot(key)]; m == nil {
+			if cb != nil {
+				cb(Result{Err: ErrNotOwner})
+			}
+			return nil
+		}
+	}
+	s, err := c.session(context.Background(), m)
+	if err != nil {
+		return err
+	}
+	return s.add(op, key, value, cb)
+}
+
+// session returns m's session, dialling it when there is none or it
+// stopped.
+func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
+	if m.sess != nil && m.sess.err == nil {
+		return m.sess, nil
+	}
+	cfg := c.cfg
+	cfg.Addr, cfg.Resume = m.addr, 0
+	s, err := DialContext(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.misrouted = c.misrouted
+	s.viewChanged = func() { c.stale = true; c.stats.ViewMoves++ }
+	m.sess = s
+	return s, nil
+}
+
+// misrouted takes an operation a server refused with NOT_OWNER: a copy of
+// it waits in retry for reroute.
+func (c *Cluster) misrouted(op wire.Op, key, value []byte, cb Callback) {
+	a := c.arenas[c.arena]
+	n := len(a)
+	a = append(append(a, key...), value...)
+	c.arenas[c.arena] = a
+	c.retry = append(c.retry, retryOp{op: op, key: a[n : n+len(key) : n+len(key)], value: a[n+len(key) : len(a) : len(a)], cb: cb})
+	c.stats.Rerouted++
+}
+
+// Flush sends every session's batch being built.
+func (c *Cluster) Flush() error {
+	for _, m := range c.members {
+		if m.sess != nil && m.sess.err == nil {
+			if err := m.sess.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Wait flushes and returns once every queued operation has its result,
+// re-routed ones included.
+func (c *Cluster) Wait() error {
+	for {
+		for _, m := range c.members {
+			if m.sess != nil && m.sess.err == nil {
+				if err := m.sess.Wait(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(c.retry) == 0 && !c.stale {
+			return nil
+		}
+		if err := c.reroute(); err != nil {
+			return err
+		}
+	}
+}
+
+// Close waits for every operation and closes the sessions.
+func (c *Cluster) Close() error {
+	err := c.Wait()
+	for _, m := range c.members {
+		if m.sess != nil {
+			err = errors.Join(err, closeErr(m.sess.Close()))
+		}
+	}
+	if c.err == nil {
+		c.err = ErrClosed
+	}
+	return err
+}
+
+func closeErr(err error) error {
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Stats returns what the Cluster counted.
+func (c *Cluster) Stats() ClusterStats { return c.stats }
+
+// Outstanding returns how many operations are queued, in flight, pending
+// or waiting to be re-routed.
+func (c *Cluster) Outstanding() int {
+	n := len(c.retry)
+	for _, m := range c.members {
+		if m.sess != nil {
+			n += m.sess.Outstanding()
+		}
+	}
+	return n
+}
+
+// waitWithin is Wait bounded by ctx: its deadline is every connection's,
+// and its cancellation breaks them (their operations then fail with
+// ErrUnknownOutcome).
+func (c *Cluster) waitWithin(ctx context.Context) error {
+	deadline, _ := ctx.Deadline()
+	var conns []net.Conn // the AfterFunc must not read m.sess.nc, which a reconnect replaces
+	for _, m := range c.members {
+		if m.sess != nil && m.sess.nc != nil {
+			conns = append(conns, m.sess.nc)
+			_ = m.sess.nc.SetDeadline(deadline)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() {
+		for _, nc := range conns {
+			_ = nc.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	err := c.Wait()
+	stop()
+	for _, m := range c.members {
+		if m.sess != nil && m.sess.nc != nil {
+			_ = m.sess.nc.SetDeadline(time.Time{})
+		}
+	}
+	return err
+}
+
+// healthy reports whether every session can go on being used.
+func (c *Cluster) healthy() bool {
+	if c.err != nil {
+		return false
+	}
+	for _, m := range c.members {
+		if m.sess != nil && (m.sess.err != nil || m.sess.nc == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// abandon closes every connection without waiting.
+func (c *Cluster) abandon() {
+	for _, m := range c.members {
+		if m.sess != nil && m.sess.nc != nil {
+			m.sess.nc.Close()
+			m.sess.nc = nil
+		}
+	}
+	c.err = ErrClosed
+}
+
+// reroute re-issues the refused operations after fetching the map again:
+// first every session's batches in flight are answered (so that every
+// refusal of an operation issued before is known, and re-issued before any
+// later operation on its key), then the map is fetched and the operations
+// are sent to their owners in the order they were refused.
+func (c *Cluster) reroute() error {
+	for len(c.retry) > 0 || c.stale {
+		if err := c.drain(); err != nil {
+			return err
+		}
+		before := c.epoch
+		if err := c.refresh(context.Background()); err != nil {
+			return err
+		}
+		if len(c.retry) == 0 {
+			continue
+		}
+		if err := c.pace(before); err != nil {
+			return err
+		}
+		q := c.retry
+		c.retry, c.spare = c.spare[:0], nil
+		c.arena ^= 1
+		c.arenas[c.arena] = c.arenas[c.arena][:0]
+		for i := range q {
+			if err := c.send(q[i].op, q[i].key, q[i].value, q[i].cb); err != nil {
+				return err
+			}
+			q[i] = retryOp{}
+		}
+		c.spare = q[:0]
+	}
+	return nil
+}
+
+// pace waits before re-issuing when the map did not change (the new owner
+// has not taken the slot over yet), and gives up after RerouteTimeout.
+func (c *Cluster) pace(before uint64) error {
+	if c.epoch != before || c.single != nil {
+		c.stuck = time.Time{}
+		return nil
+	}
+	now := time.Now()
+	if c.stuck.IsZero() {
+		c.stuck = now
+	}
+	if now.Sub(c.stuck) > c.cfg.RerouteTimeout {
+		for _, r := range c.retry {
+			if r.cb != nil {
+				r.cb(Result{Err: ErrNotOwner})
+			}
+		}
+		c.retry = c.retry[:0]
+		c.stuck = time.Time{}
+		return nil
+	}
+	time.Sleep(min(time.Millisecond<<min(now.Sub(c.stuck)/(10*time.Millisecond), 6), 64*time.Millisecond))
+	return nil
+}
+
+// drain flushes every session and reads answers until none has a batch in
+// flight (operations answered PENDING may still complete later: they run
+// on their owner).
+func (c *Cluster) drain() error {
+	for _, m := range c.members {
+		s := m.sess
+		if s == nil || s.err != nil {
+			continue
+		}
+		if err := s.Flush(); err != nil {
+			return err
+		}
+		for len(s.inflight) > 0 {
+			if err := s.receive(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refresh fetches the slot map from the first server that answers (the
+// members first, then cfg.Addr and cfg.Seeds) and routes by it; a map older
+// than the one routed by is passed over.
+func (c *Cluster) refresh(ctx context.Context) error {
+	c.stale = false
+	var errs []error
+	stale := false
+	tried := map[string]bool{}
+	for _, addr := range c.sources() {
+		if tried[addr] {
+			continue
+		}
+		tried[addr] = true
+		snap, err := c.fetch(ctx, addr)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case snap.Map != nil && snap.Map.Epoch < c.epoch:
+			stale = true // a server that has not caught up: ask another
+		default:
+			c.stats.Fetches++
+			return c.apply(addr, snap)
+		}
+	}
+	if stale {
+		return nil // every server that answered is behind the map routed by
+	}
+	return fmt.Errorf("client: no server gave the slot map: %w", errors.Join(errs...))
+}
+
+// sources lists where the map may be fetched, connected members first.
+func (c *Cluster) sources() []string {
+	var out []string
+	for addr, m := range c.members {
+		if m.sess != nil && m.sess.err == nil {
+			out = append(out, addr)
+		}
+	}
+	out = append(out, c.cfg.Addr)
+	return append(out, c.cfg.Seeds...)
+}
+
+// fetch asks the server at addr for its slot map.
+func (c *Cluster) fetch(ctx context.Context, addr string) (cluster.Snapshot, error) {
+	m := c.member(addr)
+	s, err := c.session(ctx, m)
+	if err == nil {
+		err = s.ensureConn(ctx)
+	}
+	if err != nil {
+		return cluster.Snapshot{}, err
+	}
+	var snap cluster.Snapshot
+	var answer error
+	done := false
+	err = s.sendControl(wire.OpClusterMap, func(r Result) {
+		done = true
+		if answer = r.Err; answer == nil {
+			answer = json.Unmarshal(r.Value, &snap)
+		}
+	})
+	for err == nil && !done {
+		err = s.receive()
+		if s.nc == nil && !done { // lost; its callback ran with ErrUnknownOutcome
+			break
+		}
+	}
+	if err == nil {
+		err = answer
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return snap, fmt.Errorf("client: slot map from %s: %w", addr, err)
+	}
+	return snap, nil
+}
+
+func (c *Cluster) member(addr string) *member {
+	m, ok := c.members[addr]
+	if !ok {
+		m = &member{addr: addr}
+		c.members[addr] = m
+	}
+	return m
+}
+
+// apply routes by snap, which the server at from gave.
+func (c *Cluster) apply(from string, snap cluster.Snapshot) error {
+	if snap.Standalone {
+		c.single, c.epoch = c.member(from), 0
+		return nil
+	}
+	m := snap.Map
+	if m == nil {
+		return fmt.Errorf("client: %s gave no slot map", from)
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("client: slot map from %s: %w", from, err)
+	}
+	c.single = nil
+	c.owner = [cluster.Slots]*member{}
+	for _, a := range m.Ranges {
+		srv := m.Servers[a.Owner]
+		if srv.Native == "" {
+			continue
+		}
+		mb := c.member(srv.Native)
+		for s := int(a.First); s <= int(a.Last); s++ {
+			c.owner[s] = mb
+		}
+	}
+	c.epoch = m.Epoch
+	return nil
+}
