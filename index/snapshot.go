@@ -46,3 +46,27 @@ func (ix *Index) Import(bits uint, bucket uint64, e Entry) error {
 	ix.entries.Add(1)
 	return nil
 }
+
+// ExportRange is Export over the buckets that hold hashes in [lo, hi]
+// only: one contiguous run of buckets (the high-bit layout), so a slot
+// range costs its share of the table. Entries of hashes outside the range
+// that share those buckets are passed too: the caller filters by key.
+func (ix *Index) ExportRange(lo, hi uint64, fn func(e Entry) error) error {
+	ix.growMu.Lock()
+	defer ix.growMu.Unlock()
+	t := ix.state.Load().cur
+	for i := BucketOf(lo, t.bits); i <= BucketOf(hi, t.bits); i++ {
+		for b := &t.buckets[i]; b != nil; b = t.next(b) {
+			for j := 0; j < entriesPerBucket; j++ {
+				e := Entry(b[j].Load())
+				if !e.Used() || e.tentative() || e.Address() == 0 {
+					continue
+				}
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

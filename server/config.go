@@ -52,13 +52,13 @@ type Config struct {
 	// and when it shuts down. Nil: no durability.
 	Checkpoints *checkpoint.Dir
 	// CheckpointInterval is the time between periodic checkpoints. Default
-	// 5 s; negative: only on demand and at shutdown.
+	// 5 s; Off: only on demand and at shutdown.
 	CheckpointInterval time.Duration
 	// CompactInterval is the time between garbage estimates. Default 10 s;
-	// negative: compaction only on demand.
+	// Off: compaction only on demand.
 	CompactInterval time.Duration
 	// CompactThreshold is the dead share of the log on the device at which
-	// a compaction starts. Default 0.5; negative: only on demand.
+	// a compaction starts. Default 0.5; Off: only on demand.
 	CompactThreshold float64
 	// CompactChunk is how many bytes of the oldest log one automatic
 	// compaction covers. Default 1 GiB.
@@ -79,6 +79,12 @@ type Config struct {
 	// member's persisted routing); nil: every slot, view 1.
 	Routing *cluster.Routing
 }
+
+// Off turns off what a field whose zero value means its default would do
+// (CheckpointInterval, CompactInterval, CompactThreshold): any negative
+// value does. Command-line flags say off with 0, and the flag parsing maps
+// that to Off (fleetkv server --help).
+const Off = -1
 
 const defaultMaxResponse = 64 << 20
 

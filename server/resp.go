@@ -233,8 +233,18 @@ func (l *loop) respCommand(r *respConn, cmd *command, args [][]byte, h uint64) {
 		r.out = resp.AppendError(r.out, "NOAUTH Authentication required.")
 		return
 	}
+	if cmd.keyStep != 0 && !l.sameSlot(args, cmd.keyStep) {
+		r.out = resp.AppendError(r.out, "CROSSSLOT Keys in request don't hash to the same slot")
+		return
+	}
 	if cmd.reply != nil {
 		r.out = cmd.reply(l, r, args)
+		return
+	}
+	if len(args) > 1 && !l.serves(h) {
+		// Refused whole before any reply is begun (MGET's array); the
+		// gateway checks every operation again.
+		r.out = l.respNotOwner(r.out)
 		return
 	}
 	r.op.reset(cmd, args, h)

@@ -27,6 +27,9 @@ type command struct {
 	prepare func(l *loop, r *respConn) bool // false: it appended the reply, no steps
 	issue   func(l *loop, op *respOp) (store.Status, []byte, error)
 	take    func(l *loop, r *respConn, st store.Status, v []byte, err error) (more bool)
+	// keyStep marks a command of several keys: every keyStep-th argument
+	// from the first is a key. In a cluster they must share a slot.
+	keyStep int
 }
 
 func (c *command) arityOK(n int) bool {
@@ -61,15 +64,18 @@ func init() {
 		{name: "save", arity: 1, reply: cmdSave},
 		{name: "bgsave", arity: -1, reply: cmdBGSave},
 		{name: "waitaof", arity: 4, reply: cmdWaitAOF},
+		{name: "cluster", arity: -2, reply: cmdCluster},
+		{name: "readonly", arity: 1, reply: cmdReadOnly},
+		{name: "readwrite", arity: 1, reply: cmdReadOnly},
 		{name: "get", arity: 2, issue: readKey(1), take: takeGet},
 		{name: "set", arity: -3, prepare: prepareSet, issue: issueSet, take: takeSet},
 		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},
 		{name: "getdel", arity: 2, issue: issueGetDel, take: takeGetDel},
-		{name: "del", arity: -2, issue: issueDel, take: takeDel},
-		{name: "unlink", arity: -2, issue: issueDel, take: takeDel},
-		{name: "exists", arity: -2, issue: readEach, take: takeExists},
-		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet},
-		{name: "mset", arity: -3, prepare: prepareMSet, issue: issueMSet, take: takeMSet},
+		{name: "del", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
+		{name: "unlink", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
+		{name: "exists", arity: -2, issue: readEach, take: takeExists, keyStep: 1},
+		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet, keyStep: 1},
+		{name: "mset", arity: -3, prepare: prepareMSet, issue: issueMSet, take: takeMSet, keyStep: 2},
 		{name: "incr", arity: 2, prepare: prepareIncr(1, false), issue: issueIncr, take: takeIncr},
 		{name: "decr", arity: 2, prepare: prepareIncr(-1, false), issue: issueIncr, take: takeIncr},
 		{name: "incrby", arity: 3, prepare: prepareIncr(1, true), issue: issueIncr, take: takeIncr},
@@ -215,7 +221,7 @@ func cmdHello(l *loop, r *respConn, a [][]byte) []byte {
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, int64(r.id))
 	b = resp.AppendBulkString(b, "mode")
-	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, redisMode(l))
 	b = resp.AppendBulkString(b, "role")
 	b = resp.AppendBulkString(b, "master")
 	b = resp.AppendBulkString(b, "modules")
@@ -263,20 +269,75 @@ func cmdSelect(_ *loop, r *respConn, a [][]byte) []byte {
 	return resp.AppendSimple(r.out, "OK")
 }
 
-// cmdCommand answers COMMAND COUNT with the size of the table and COMMAND
-// and COMMAND DOCS with an empty list (redis-cli asks for DOCS for its
-// hints and does without).
+// cmdCommand answers COMMAND (every command's info), COMMAND INFO name...,
+// COMMAND COUNT, and COMMAND DOCS with an empty list (redis-cli asks for
+// DOCS for its hints and does without). Cluster clients (go-redis) read
+// the key positions from the info.
 func cmdCommand(_ *loop, r *respConn, a [][]byte) []byte {
 	if len(a) == 1 {
-		return resp.AppendArray(r.out, 0)
+		names := make([]string, 0, len(commands))
+		for name := range commands {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		b := resp.AppendArray(r.out, len(names))
+		for _, name := range names {
+			b = commands[name].appendInfo(b)
+		}
+		return b
 	}
 	switch strings.ToLower(string(clip(a[1], 16))) {
 	case "count":
 		return resp.AppendInt(r.out, int64(len(commands)))
-	case "docs", "info":
+	case "docs":
 		return resp.AppendArray(r.out, 0)
+	case "info":
+		b := resp.AppendArray(r.out, len(a)-2)
+		for _, name := range a[2:] {
+			if c := lookup(name); c != nil {
+				b = c.appendInfo(b)
+			} else {
+				b = resp.AppendNull(b)
+			}
+		}
+		return b
 	}
 	return resp.AppendError(r.out, "ERR unknown subcommand '"+sanitize(string(clip(a[1], 64)))+"'. Try COMMAND HELP.")
+}
+
+// readOnly names the commands that only read.
+var readOnly = map[string]bool{"get": true, "strlen": true, "type": true, "exists": true, "mget": true}
+
+// appendInfo appends the command's COMMAND reply in Redis 7's form: name,
+// arity, flags, first key, last key, step, then empty ACL categories,
+// tips, key specifications and subcommands.
+func (c *command) appendInfo(b []byte) []byte {
+	b = resp.AppendArray(b, 10)
+	b = resp.AppendBulkString(b, c.name)
+	b = resp.AppendInt(b, int64(c.arity))
+	var first, last, step int64
+	switch {
+	case c.issue == nil:
+		b = resp.AppendArray(b, 1)
+		b = resp.AppendSimple(b, "fast")
+	case readOnly[c.name]:
+		b = resp.AppendArray(b, 1)
+		b = resp.AppendSimple(b, "readonly")
+	default:
+		b = resp.AppendArray(b, 1)
+		b = resp.AppendSimple(b, "write")
+	}
+	if c.issue != nil {
+		first, last, step = 1, 1, 1
+		if c.keyStep != 0 {
+			last, step = -1, int64(c.keyStep)
+		}
+	}
+	b = resp.AppendInt(resp.AppendInt(resp.AppendInt(b, first), last), step)
+	for range 4 {
+		b = resp.AppendArray(b, 0)
+	}
+	return b
 }
 
 // configValues are the parameters CONFIG GET answers: what clients and

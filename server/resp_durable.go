@@ -83,6 +83,16 @@ func waitAOFReply(b []byte, local int64) []byte {
 // is positive) on another goroutine, and back on the loop appends finish's
 // reply and lets r go on.
 func (l *loop) respAfterCheckpoint(r *respConn, timeout time.Duration, finish func([]byte, error) []byte) {
+	l.respAside(r, timeout, func(ctx context.Context) error {
+		_, err := l.s.Checkpoint(ctx)
+		return err
+	}, finish)
+}
+
+// respAside parks r, runs job (within timeout when it is positive) on
+// another goroutine, and back on the loop appends finish's reply and lets
+// r go on. job must not touch the loop's state.
+func (l *loop) respAside(r *respConn, timeout time.Duration, job func(context.Context) error, finish func([]byte, error) []byte) {
 	r.waiting = true
 	go func() {
 		ctx := context.Background()
@@ -91,7 +101,7 @@ func (l *loop) respAfterCheckpoint(r *respConn, timeout time.Duration, finish fu
 			ctx, cancel = context.WithTimeout(ctx, timeout)
 			defer cancel()
 		}
-		_, err := l.s.Checkpoint(ctx)
+		err := job(ctx)
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			r.waiting = false
 			if r.closed {

@@ -41,7 +41,7 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 		b.WriteString("# Server\r\n")
 		field("redis_version", redisVersion)
 		field("fleetkv_version", Version)
-		field("redis_mode", "standalone")
+		field("redis_mode", redisMode(l))
 		field("process_id", os.Getpid())
 		field("tcp_port", l.s.respPort)
 		field("uptime_in_seconds", int64(time.Since(l.s.started).Seconds()))

@@ -194,6 +194,9 @@ func (s *Server) AdminAddr() string {
 	return s.admin.addr
 }
 
+// Loops returns how many event loops the server runs.
+func (s *Server) Loops() int { return s.cfg.Loops }
+
 // Store returns the server's store, for stats and tests.
 func (s *Server) Store() *store.Store { return s.st }
 

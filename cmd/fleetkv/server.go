@@ -9,7 +9,6 @@ import (
 	"math/bits"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -17,8 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/fleetkv/fleetkv/checkpoint"
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/node"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
@@ -44,6 +44,9 @@ type serverFlags struct {
 	compactChunk                  sizeFlag
 	indexSnapshots                bool
 	checkpointMode                string
+	cluster, serverID, advertise  string
+	meta                          string
+	metaTimeout                   time.Duration
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -111,6 +114,11 @@ POST /compact compacts everything on the device now.`,
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
 	fl.StringVar(&f.checkpointMode, "checkpoint-mode", "fold-over", "fold-over: a checkpoint flushes the in-memory log and makes it read-only (updates after it append); snapshot: it writes the in-memory log to a file under DIR/checkpoints and keeps it mutable")
 	fl.BoolVar(&f.indexSnapshots, "index-snapshots", true, "checkpoints also write a snapshot of the index (when the log since the last one has grown to four times its size), so that recovery replays only the log after it")
+	fl.StringVar(&f.cluster, "cluster", "", "name of the cluster to join (with --meta); empty: a standalone server owning every slot")
+	fl.StringVar(&f.meta, "meta", "", "the metadata store's client endpoints, host:port,... (fleetkv meta members or any etcd cluster)")
+	fl.StringVar(&f.serverID, "server-id", "", "this server's id in the cluster (default: the one recorded under DIR/cluster, or a new one)")
+	fl.StringVar(&f.advertise, "advertise-host", "", "host other servers and clients reach this one at, when it listens on 0.0.0.0")
+	fl.DurationVar(&f.metaTimeout, "meta-timeout", 2*time.Second, "bound on each call to the metadata store (the data path never waits for it)")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
 	return cmd
@@ -184,37 +192,45 @@ func (f serverFlags) config() (server.Config, error) {
 }
 
 func runServer(cmd *cobra.Command, f serverFlags) error {
-	cfg, err := f.config()
+	cfg, err := f.nodeConfig()
 	if err != nil {
 		return err
 	}
 	log := newLogger(cmd.ErrOrStderr(), f.logLevel, f.logFormat)
+	cfg.Log = log
 	runtime.SetMutexProfileFraction(f.mutexFraction)
 	runtime.SetBlockProfileRate(f.blockRate)
 	log.Info("configuration", configAttrs(cmd)...)
-	ckpts, err := checkpoint.Open(f.dir)
+	n, err := node.Start(cmd.Context(), cfg)
 	if err != nil {
 		return err
 	}
-	dev, err := openLogDevice(f, log, ckpts)
-	if err != nil {
-		return err
-	}
-	cfg.Checkpoints = ckpts
-	defer dev.Close()
-	cfg.Store.Log.Device = dev
-	log.Info("log device", "dir", dev.Dir(), "io", dev.Engine(), "version", server.Version)
-	srv, err := server.Start(cfg, log)
-	if err != nil {
-		return err
-	}
+	log.Info("data directory", "dir", f.dir, "version", server.Version, "cluster", f.cluster, "server_id", n.ID())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return n.Shutdown(ctx)
+}
+
+// nodeConfig validates the flags and turns them into a node configuration.
+func (f serverFlags) nodeConfig() (node.Config, error) {
+	scfg, err := f.config()
+	if err != nil {
+		return node.Config{}, err
+	}
+	if (f.cluster == "") != (f.meta == "") {
+		return node.Config{}, errors.New("--cluster and --meta go together: a cluster member needs the metadata store")
+	}
+	if f.metaTimeout <= 0 {
+		return node.Config{}, errors.New("--meta-timeout must be positive")
+	}
+	return node.Config{Dir: f.dir, Server: scfg,
+		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
+		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
+			AdvertiseHost: f.advertise, Timeout: f.metaTimeout}}, nil
 }
 
 // newLogger returns the server's slog logger; level and format are valid.
@@ -246,19 +262,18 @@ func configAttrs(cmd *cobra.Command) []any {
 
 var secretFlags = map[string]bool{"auth-token": true, "requirepass": true}
 
-// compactThreshold maps the flag's 0 (off) to the server's negative.
+// compactThreshold maps the flag's 0 (off) to server.Off.
 func compactThreshold(t float64) float64 {
 	if t == 0 {
-		return -1
+		return server.Off
 	}
 	return t
 }
 
-// checkpointInterval maps an interval flag's 0 (off) to the server's
-// negative.
+// checkpointInterval maps an interval flag's 0 (off) to server.Off.
 func checkpointInterval(d time.Duration) time.Duration {
 	if d == 0 {
-		return -1
+		return server.Off
 	}
 	return d
 }
@@ -269,30 +284,4 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return level, nil
-}
-
-// openLogDevice opens the segment files under DIR/log. They are kept when
-// DIR/checkpoints records a checkpoint (the server recovers it); a log
-// without one holds nothing durable and is deleted.
-func openLogDevice(f serverFlags, log *slog.Logger, ckpts *checkpoint.Dir) (*ssd.FileDevice, error) {
-	dir := filepath.Join(f.dir, "log")
-	_, recovering, err := ckpts.Latest()
-	if err != nil {
-		return nil, fmt.Errorf("--dir: %w", err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "log.*"))
-	if len(old) > 0 && !recovering {
-		log.Warn("deleting a log that no checkpoint covers", "dir", dir, "files", len(old))
-		for _, p := range old {
-			if err := os.Remove(p); err != nil {
-				return nil, fmt.Errorf("--dir: %w", err)
-			}
-		}
-	}
-	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir, SegmentSize: uint64(f.segmentSize), IO: f.io, Log: log,
-		RingEntries: uint32(f.ioDepth), Workers: f.ioDepth})
-	if err != nil {
-		return nil, fmt.Errorf("--dir: %w", err)
-	}
-	return dev, nil
 }

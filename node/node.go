@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/fleetkv/fleetkv/checkpoint"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// Config configures one process.
+type Config struct {
+	// Dir is the data directory: the log under Dir/log, checkpoints under
+	// Dir/checkpoints, a member's id and routing under Dir/cluster.
+	Dir string
+	// Server configures the server; Start sets its Checkpoints, its log
+	// device and, in a cluster, its ServerID and Routing.
+	Server server.Config
+	// Device configures the log's segment files.
+	Device DeviceConfig
+	// Cluster makes the process a member of a cluster; a zero Name: a
+	// standalone server.
+	Cluster ClusterConfig
+	Log     *slog.Logger
+}
+
+// DeviceConfig configures the segment files under Dir/log.
+type DeviceConfig struct {
+	SegmentSize uint64 // a power of two; default 1 GiB
+	IO          string // ssd.IOUring or ssd.IOPread; "": io_uring where it works
+	Depth       int    // io_uring entries or pread workers; 0: the engine's default
+}
+
+// Node is one running process. Its methods are safe from any goroutine.
+type Node struct {
+	cfg    Config
+	dev    *ssd.FileDevice
+	srv    *server.Server
+	member *member // nil for a standalone server
+}
+
+// Start opens the data directory, starts the server and, in a cluster,
+// joins it.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Device.SegmentSize == 0 {
+		cfg.Device.SegmentSize = 1 << 30
+	}
+	n := &Node{cfg: cfg}
+	ckpts, err := checkpoint.Open(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if n.dev, err = openLogDevice(cfg, ckpts); err != nil {
+		return nil, err
+	}
+	scfg := cfg.Server
+	scfg.Checkpoints = ckpts
+	scfg.Store.Log.Device = n.dev
+	if cfg.Cluster.Name != "" {
+		if n.member, err = prepareMember(ctx, cfg, &scfg); err != nil {
+			n.dev.Close()
+			return nil, err
+		}
+	}
+	if n.srv, err = server.Start(scfg, cfg.Log); err != nil {
+		n.closeMember()
+		n.dev.Close()
+		return nil, err
+	}
+	if n.member != nil {
+		n.member.start(n.srv)
+	}
+	return n, nil
+}
+
+// Server returns the node's server.
+func (n *Node) Server() *server.Server { return n.srv }
+
+// ID returns the node's server id in its cluster ("" when standalone).
+func (n *Node) ID() cluster.ServerID {
+	if n.member == nil {
+		return ""
+	}
+	return n.member.id
+}
+
+// Shutdown leaves the cluster (the registration lapses; the slots stay
+// assigned), stops the server and closes the device.
+func (n *Node) Shutdown(ctx context.Context) error {
+	errs := []error{n.closeMember(), n.srv.Shutdown(ctx)}
+	return errors.Join(append(errs, n.dev.Close())...)
+}
+
+func (n *Node) closeMember() error {
+	if n.member == nil {
+		return nil
+	}
+	return n.member.close()
+}
+
+// openLogDevice opens the segment files under Dir/log. They are kept when
+// the checkpoint directory records a checkpoint (the server recovers it); a
+// log without one holds nothing durable and is deleted.
+func openLogDevice(cfg Config, ckpts *checkpoint.Dir) (*ssd.FileDevice, error) {
+	dir := filepath.Join(cfg.Dir, "log")
+	_, recovering, err := ckpts.Latest()
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.Dir, err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "log.*"))
+	if len(old) > 0 && !recovering {
+		cfg.Log.Warn("deleting a log that no checkpoint covers", "dir", dir, "files", len(old))
+		for _, p := range old {
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("data directory %s: %w", cfg.Dir, err)
+			}
+		}
+	}
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: dir, SegmentSize: cfg.Device.SegmentSize, IO: cfg.Device.IO, Log: cfg.Log,
+		RingEntries: uint32(cfg.Device.Depth), Workers: cfg.Device.Depth})
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.Dir, err)
+	}
+	return dev, nil
+}
