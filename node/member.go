@@ -53,7 +53,7 @@ type member struct {
 // prepareMember resolves the member's id, restores the routing it
 // persisted and connects to the metadata store; it sets the server's id and
 // first routing in scfg.
-func prepareMember(ctx context.Context, cfg Config, scfg *server.Config) (*member, error) {
+func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	cc := cfg.Cluster
 	m := &member{name: cc.Name, log: cfg.Log.With("cluster", cc.Name), timeout: cc.Timeout, adv: cc.AdvertiseHost,
 		file: routingFile{dir: clusterDir(cfg.Dir)}}
@@ -69,7 +69,7 @@ func prepareMember(ctx context.Context, cfg Config, scfg *server.Config) (*membe
 		return nil, err
 	}
 	if m.md = cc.Metadata; m.md == nil {
-		if m.md, err = dialMeta(ctx, cc.Meta, m.timeout); err != nil {
+		if m.md, err = dialMeta(cc.Name, cc.Meta, m.timeout, m.log); err != nil {
 			return nil, err
 		}
 		m.ownsMD = true

@@ -47,7 +47,7 @@ type Node struct {
 
 // Start opens the data directory, starts the server and, in a cluster,
 // joins it.
-func Start(ctx context.Context, cfg Config) (*Node, error) {
+func Start(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -66,7 +66,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	scfg.Checkpoints = ckpts
 	scfg.Store.Log.Device = n.dev
 	if cfg.Cluster.Name != "" {
-		if n.member, err = prepareMember(ctx, cfg, &scfg); err != nil {
+		if n.member, err = prepareMember(cfg, &scfg); err != nil {
 			n.dev.Close()
 			return nil, err
 		}

@@ -25,7 +25,7 @@ func testConfig(dir string, md cluster.Metadata, id cluster.ServerID) Config {
 
 func startNode(t *testing.T, cfg Config) *Node {
 	t.Helper()
-	n, err := Start(context.Background(), cfg)
+	n, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestMemberRestartsWithoutTheStore(t *testing.T) {
 	ctx := context.Background()
 	md := cluster.NewMem()
 	dir := t.TempDir()
-	a, err := Start(ctx, testConfig(dir, md, "a"))
+	a, err := Start(testConfig(dir, md, "a"))
 	if err != nil {
 		t.Fatal(err)
 	}

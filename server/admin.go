@@ -12,12 +12,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/store"
 )
 
 // adminServer serves /healthz, /stats, /metrics, /checkpoint (POST),
-// /compact (POST) and /debug/pprof/ on its own listener, apart from the
-// data path.
+// /compact (POST), /cluster/keys (live keys of slots) and /debug/pprof/ on
+// its own listener, apart from the data path.
 type adminServer struct {
 	addr string
 	srv  *http.Server
@@ -77,6 +79,15 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(cs)
 	})
+	mux.HandleFunc("/cluster/keys", func(w http.ResponseWriter, r *http.Request) {
+		n, err := s.countKeys(r.Context(), r.URL.Query().Get("slots"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int64{"keys": n})
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -92,6 +103,28 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 }
 
 func (a *adminServer) shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+
+// countKeys counts the live keys of the slots ("0-99,200"; every slot
+// when empty) that the store holds, served here or not
+// (GET /cluster/keys?slots=...).
+func (s *Server) countKeys(ctx context.Context, slots string) (int64, error) {
+	rs := []cluster.Range{{First: 0, Last: cluster.Slots - 1}}
+	if slots != "" {
+		var err error
+		if rs, err = cluster.ParseRanges(slots); err != nil {
+			return 0, err
+		}
+	}
+	total := int64(0)
+	for _, r := range rs {
+		n, err := s.st.CountKeys(ctx, keyhash.FirstHash(r.First), keyhash.LastHash(r.Last))
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
 
 // Stats is the admin page's JSON.
 type Stats struct {

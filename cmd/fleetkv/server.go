@@ -201,7 +201,7 @@ func runServer(cmd *cobra.Command, f serverFlags) error {
 	runtime.SetMutexProfileFraction(f.mutexFraction)
 	runtime.SetBlockProfileRate(f.blockRate)
 	log.Info("configuration", configAttrs(cmd)...)
-	n, err := node.Start(cmd.Context(), cfg)
+	n, err := node.Start(cfg)
 	if err != nil {
 		return err
 	}

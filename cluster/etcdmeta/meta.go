@@ -1,0 +1,306 @@
+package etcdmeta
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+// Store is a cluster's metadata in etcd. Its methods are safe from any
+// goroutine.
+type Store struct {
+	cli    *clientv3.Client
+	prefix string
+	log    *slog.Logger
+	ttl    int64
+
+	mu struct {
+		sync.Mutex
+		lease   clientv3.LeaseID // 0: none alive
+		watches []chan struct{}
+	}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var _ cluster.Metadata = (*Store)(nil)
+
+// Config says how to reach etcd.
+type Config struct {
+	Endpoints   []string      // host:port of etcd's client URLs
+	Cluster     string        // the cluster's name: its keys' prefix
+	DialTimeout time.Duration // default 5 s
+	LeaseTTL    time.Duration // registrations lapse this long after the process stops renewing them; default 5 s
+	Log         *slog.Logger
+}
+
+// Dial connects to etcd. It does not wait for etcd to answer: calls fail
+// (within their contexts) while it is unreachable, and the client keeps
+// trying its endpoints.
+func Dial(cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 || cfg.Cluster == "" {
+		return nil, errors.New("etcdmeta: give etcd's endpoints and the cluster's name")
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout,
+		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcdmeta: %w", err)
+	}
+	s := &Store{cli: cli, prefix: "/fleetkv/" + cfg.Cluster + "/", log: cfg.Log, ttl: max(int64(cfg.LeaseTTL/time.Second), 1),
+		done: make(chan struct{})}
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	go s.watch(ctx)
+	return s, nil
+}
+
+func (s *Store) key(parts ...string) string { return s.prefix + strings.Join(parts, "/") }
+
+// Load reads the whole prefix at one revision.
+func (s *Store) Load(ctx context.Context) (cluster.State, error) {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return cluster.State{}, fmt.Errorf("etcdmeta: load: %w", err)
+	}
+	st := cluster.State{Live: map[cluster.ServerID]cluster.Server{}, Applied: map[cluster.ServerID]uint64{}}
+	for _, kv := range resp.Kvs {
+		name := strings.TrimPrefix(string(kv.Key), s.prefix)
+		kind, id, _ := strings.Cut(name, "/")
+		switch kind {
+		case "map":
+			var m cluster.Map
+			if err := json.Unmarshal(kv.Value, &m); err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			st.Map, st.MapRevision = &m, kv.ModRevision
+		case "servers":
+			var srv cluster.Server
+			if err := json.Unmarshal(kv.Value, &srv); err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			st.Live[cluster.ServerID(id)] = srv
+		case "applied":
+			v, err := strconv.ParseUint(string(kv.Value), 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			st.Applied[cluster.ServerID(id)] = v
+		}
+	}
+	return st, nil
+}
+
+// SwapMap stores m if the map key's ModRevision is still prev.
+func (s *Store) SwapMap(ctx context.Context, prev int64, m *cluster.Map) (int64, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	k := s.key("map")
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", prev)).Then(clientv3.OpPut(k, string(b))).Commit()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("etcdmeta: swap the map: %w", err)
+	case !resp.Succeeded:
+		return 0, cluster.ErrConflict
+	}
+	return resp.Header.Revision, nil
+}
+
+// Register records srv under the store's lease, granting one (kept alive
+// until Close) when none is alive.
+func (s *Store) Register(ctx context.Context, srv cluster.Server) error {
+	lease, err := s.lease(ctx)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(srv)
+	if _, err := s.cli.Put(ctx, s.key("servers", string(srv.ID)), string(b), clientv3.WithLease(lease)); err != nil {
+		s.dropLease(lease)
+		return fmt.Errorf("etcdmeta: register %s: %w", srv.ID, err)
+	}
+	return nil
+}
+
+// lease returns the live lease, granting one and keeping it alive.
+func (s *Store) lease(ctx context.Context) (clientv3.LeaseID, error) {
+	s.mu.Lock()
+	id := s.mu.lease
+	s.mu.Unlock()
+	if id != 0 {
+		return id, nil
+	}
+	g, err := s.cli.Grant(ctx, s.ttl)
+	if err != nil {
+		return 0, fmt.Errorf("etcdmeta: lease: %w", err)
+	}
+	ka, err := s.cli.KeepAlive(context.Background(), g.ID)
+	if err != nil {
+		return 0, fmt.Errorf("etcdmeta: keep the lease alive: %w", err)
+	}
+	s.mu.Lock()
+	s.mu.lease = g.ID
+	s.mu.Unlock()
+	go func() {
+		for range ka { // drained until the lease is lost or revoked
+		}
+		s.dropLease(g.ID)
+	}()
+	return g.ID, nil
+}
+
+// dropLease forgets lease id: the next Register grants a new one.
+func (s *Store) dropLease(id clientv3.LeaseID) {
+	s.mu.Lock()
+	if s.mu.lease == id {
+		s.mu.lease = 0
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// ReportApplied records view for id when it is newer than the recorded one.
+func (s *Store) ReportApplied(ctx context.Context, id cluster.ServerID, view uint64) error {
+	k := s.key("applied", string(id))
+	for {
+		resp, err := s.cli.Get(ctx, k)
+		if err != nil {
+			return fmt.Errorf("etcdmeta: report applied: %w", err)
+		}
+		rev := int64(0)
+		if len(resp.Kvs) == 1 {
+			rev = resp.Kvs[0].ModRevision
+			if old, err := strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64); err == nil && old >= view {
+				return nil
+			}
+		}
+		t, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+			Then(clientv3.OpPut(k, strconv.FormatUint(view, 10))).Commit()
+		if err != nil {
+			return fmt.Errorf("etcdmeta: report applied: %w", err)
+		}
+		if t.Succeeded {
+			return nil
+		}
+	}
+}
+
+// Changes returns a channel signalled after every change under the prefix
+// (and after the registration's lease is lost).
+func (s *Store) Changes() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.mu.watches = append(s.mu.watches, c)
+	s.mu.Unlock()
+	return c
+}
+
+func (s *Store) signal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.mu.watches {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch signals every change under the prefix until ctx ends, watching
+// again whenever a watch ends (etcd restarted, compacted).
+func (s *Store) watch(ctx context.Context) {
+	defer close(s.done)
+	for ctx.Err() == nil {
+		wc := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.prefix, clientv3.WithPrefix())
+		for resp := range wc {
+			if resp.Err() != nil {
+				break
+			}
+			s.signal()
+		}
+		s.signal() // something may have changed unseen
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops watching, revokes the registration's lease (its servers
+// entry goes at once) and closes the client.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	s.mu.Lock()
+	lease := s.mu.lease
+	s.mu.Unlock()
+	if lease != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = s.cli.Revoke(ctx, lease)
+		cancel()
+	}
+	return s.cli.Close()
+}
+
+// SetToken records the cluster's admin token (its SHA-256) unless one is
+// set already; an empty token changes nothing.
+func (s *Store) SetToken(ctx context.Context, token string) error {
+	if token == "" {
+		return nil
+	}
+	k := s.key("token")
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, hashToken(token))).Commit()
+	if err != nil {
+		return fmt.Errorf("etcdmeta: set the token: %w", err)
+	}
+	if !resp.Succeeded {
+		return s.CheckToken(ctx, token)
+	}
+	return nil
+}
+
+// ErrToken is returned for a missing or wrong admin token.
+var ErrToken = errors.New("etcdmeta: the cluster's admin token is required (--token or FLEETKV_CLUSTER_TOKEN) and the one given is wrong or missing")
+
+// CheckToken returns nil when the cluster has no token or token is it.
+func (s *Store) CheckToken(ctx context.Context, token string) error {
+	resp, err := s.cli.Get(ctx, s.key("token"))
+	if err != nil {
+		return fmt.Errorf("etcdmeta: read the token: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	if subtle.ConstantTimeCompare(resp.Kvs[0].Value, []byte(hashToken(token))) != 1 {
+		return ErrToken
+	}
+	return nil
+}
+
+func hashToken(t string) string {
+	sum := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(sum[:])
+}

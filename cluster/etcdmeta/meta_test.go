@@ -1,0 +1,128 @@
+package etcdmeta
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startMember(t *testing.T) *Member {
+	t.Helper()
+	m, err := StartMember(MemberConfig{Dir: t.TempDir(), Client: "127.0.0.1:0", Peer: freePort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+func dial(t *testing.T, endpoints []string, name string) *Store {
+	t.Helper()
+	s, err := Dial(Config{Endpoints: endpoints, Cluster: name, LeaseTTL: 2 * time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// conformance runs what every cluster.Metadata must do.
+func conformance(t *testing.T, md cluster.Metadata) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	changes := md.Changes()
+	st, err := md.Load(ctx)
+	if err != nil || st.Map != nil || st.MapRevision != 0 {
+		t.Fatalf("empty store: %+v %v", st, err)
+	}
+	srv := cluster.Server{ID: "a", Native: "127.0.0.1:1", Loops: 2}
+	if err := md.Register(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := cluster.NewMap("c", []cluster.Server{srv})
+	rev, err := md.SwapMap(ctx, 0, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapMap(ctx, 0, m); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("a swap from a stale revision: %v", err)
+	}
+	if err := md.ReportApplied(ctx, "a", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.ReportApplied(ctx, "a", 2); err != nil { // older: ignored
+		t.Fatal(err)
+	}
+	st, err = md.Load(ctx)
+	if err != nil || st.MapRevision != rev || st.Map.Epoch != 1 || st.Live["a"] != srv || st.Applied["a"] != 3 {
+		t.Fatalf("after the writes: %+v %v", st, err)
+	}
+	select {
+	case <-changes:
+	case <-ctx.Done():
+		t.Fatal("no change was signalled")
+	}
+	next, _ := st.Map.Assign([]cluster.Range{{First: 0, Last: 9}}, "a", st.Applied)
+	if next != nil {
+		t.Fatal("assigning a's own slots changed the map")
+	}
+}
+
+func TestConformanceMem(t *testing.T) { conformance(t, cluster.NewMem()) }
+
+func TestConformanceEtcd(t *testing.T) {
+	m := startMember(t)
+	s := dial(t, []string{m.ClientAddr()}, "c")
+	defer s.Close()
+	conformance(t, s)
+}
+
+// TestRegistrationLapses: a closed store's registration goes at once (its
+// lease is revoked); the token, once set, is required.
+func TestRegistrationLapsesAndToken(t *testing.T) {
+	ctx := context.Background()
+	m := startMember(t)
+	a, b := dial(t, []string{m.ClientAddr()}, "c"), dial(t, []string{m.ClientAddr()}, "c")
+	defer b.Close()
+	if err := a.Register(ctx, cluster.Server{ID: "a", Native: "x:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.Load(ctx); len(st.Live) != 1 {
+		t.Fatalf("live %v", st.Live)
+	}
+	a.Close()
+	if st, _ := b.Load(ctx); len(st.Live) != 0 {
+		t.Fatalf("a closed store's registration stays: %v", st.Live)
+	}
+	if err := b.CheckToken(ctx, "anything"); err != nil {
+		t.Fatalf("no token set, yet refused: %v", err)
+	}
+	if err := b.SetToken(ctx, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CheckToken(ctx, "wrong"); !errors.Is(err, ErrToken) {
+		t.Fatalf("wrong token: %v", err)
+	}
+	if err := b.SetToken(ctx, "other"); !errors.Is(err, ErrToken) {
+		t.Fatalf("replacing the token: %v", err)
+	}
+	if err := b.CheckToken(ctx, "secret"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,226 @@
+package clusterctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+// LocalConfig configures a cluster of real processes on loopback: Metas
+// `fleetkv meta` members (an etcd cluster) and Servers `fleetkv server`
+// processes, all of the binary Bin, their data and logs under Dir.
+type LocalConfig struct {
+	Bin        string
+	Dir        string
+	Name       string // the cluster's name; default "local"
+	Servers    int
+	Metas      int      // default 1; 3 tolerate the loss of one
+	PortBase   int      // 0: free ports; else server i listens on PortBase+10i (native), +1 (RESP), +2 (admin), meta j on PortBase+1000+10j (client), +1 (peer)
+	ServerArgs []string // more flags for every server
+	Token      string   // the cluster's admin token, recorded by Init
+}
+
+// Proc is one process of a Local cluster.
+type Proc struct {
+	Name string   // meta-0, s1, ...
+	Dir  string   // its data directory
+	Log  string   // its stderr and stdout
+	Args []string // its command line after the binary
+	// A server's addresses, or a meta member's client (Native) and peer
+	// (Admin) addresses.
+	Native, RESP, Admin string
+	cmd                 *exec.Cmd
+	done                chan struct{}
+}
+
+// Local is a running cluster of processes. Its methods are not safe for
+// concurrent use.
+type Local struct {
+	cfg     LocalConfig
+	Metas   []*Proc
+	Servers []*Proc
+}
+
+// MetaEndpoints returns the meta members' client addresses.
+func (l *Local) MetaEndpoints() []string {
+	var out []string
+	for _, m := range l.Metas {
+		out = append(out, m.Native)
+	}
+	return out
+}
+
+// StartLocal starts the meta members, then the servers, and returns once
+// every server has registered (check with wait).
+func StartLocal(ctx context.Context, cfg LocalConfig, md func([]string) (cluster.Metadata, error)) (*Local, error) {
+	if cfg.Name == "" {
+		cfg.Name = "local"
+	}
+	if cfg.Metas == 0 {
+		cfg.Metas = 1
+	}
+	if cfg.Servers < 1 {
+		return nil, errors.New("clusterctl: a local cluster needs at least one server")
+	}
+	l := &Local{cfg: cfg}
+	if err := l.plan(); err != nil {
+		return nil, err
+	}
+	for _, p := range append(append([]*Proc(nil), l.Metas...), l.Servers...) {
+		if err := l.Start(p); err != nil {
+			l.Stop()
+			return nil, err
+		}
+	}
+	store, err := md(l.MetaEndpoints())
+	if err != nil {
+		l.Stop()
+		return nil, err
+	}
+	defer store.Close()
+	a := Admin{MD: store}
+	if _, err := a.waitLive(ctx, cfg.Servers, 60*time.Second); err != nil {
+		l.Stop()
+		return nil, fmt.Errorf("clusterctl: servers did not register (logs under %s): %w", cfg.Dir, err)
+	}
+	return l, nil
+}
+
+// plan gives every process its name, directory, ports and arguments.
+func (l *Local) plan() error {
+	cfg := l.cfg
+	port := func(i int) (string, error) {
+		if cfg.PortBase != 0 {
+			return "127.0.0.1:" + strconv.Itoa(cfg.PortBase+i), nil
+		}
+		return freePort()
+	}
+	var initial []string
+	for j := range cfg.Metas {
+		p := &Proc{Name: fmt.Sprintf("meta-%d", j), Dir: filepath.Join(cfg.Dir, fmt.Sprintf("meta-%d", j))}
+		var err error
+		if p.Native, err = port(1000 + 10*j); err != nil {
+			return err
+		}
+		if p.Admin, err = port(1000 + 10*j + 1); err != nil {
+			return err
+		}
+		initial = append(initial, p.Name+"=http://"+p.Admin)
+		l.Metas = append(l.Metas, p)
+	}
+	for _, p := range l.Metas {
+		p.Args = []string{"meta", "--name", p.Name, "--dir", p.Dir, "--client", p.Native, "--peer", p.Admin,
+			"--initial-cluster", strings.Join(initial, ",")}
+	}
+	meta := strings.Join(l.MetaEndpoints(), ",")
+	for i := range cfg.Servers {
+		p := &Proc{Name: fmt.Sprintf("s%d", i+1)}
+		p.Dir = filepath.Join(cfg.Dir, p.Name)
+		for k, dst := range []*string{&p.Native, &p.RESP, &p.Admin} {
+			a, err := port(10*i + k)
+			if err != nil {
+				return err
+			}
+			*dst = a
+		}
+		p.Args = append([]string{"server", "--cluster", cfg.Name, "--meta", meta, "--server-id", p.Name, "--dir", p.Dir,
+			"--listen", p.Native, "--resp", p.RESP, "--admin", p.Admin}, cfg.ServerArgs...)
+		l.Servers = append(l.Servers, p)
+	}
+	return nil
+}
+
+// freePort returns a loopback address whose port was free a moment ago.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// Start starts p (again, after Kill), its output appended to p.Log.
+func (l *Local) Start(p *Proc) error {
+	if err := os.MkdirAll(l.cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	p.Log = filepath.Join(l.cfg.Dir, p.Name+".log")
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(l.cfg.Bin, p.Args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "FLEETKV_AUTH_TOKEN=", "FLEETKV_REQUIREPASS=")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("clusterctl: start %s: %w", p.Name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return nil
+}
+
+// Running reports whether p's process has not exited.
+func (p *Proc) Running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID returns p's process id (0 when not started).
+func (p *Proc) PID() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Kill ends p at once (SIGKILL) and waits for it.
+func (l *Local) Kill(p *Proc) { l.signal(p, syscall.SIGKILL, 0) }
+
+// Terminate asks p to stop (SIGTERM) and waits up to timeout, then kills it.
+func (l *Local) Terminate(p *Proc, timeout time.Duration) { l.signal(p, syscall.SIGTERM, timeout) }
+
+func (l *Local) signal(p *Proc, sig syscall.Signal, timeout time.Duration) {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	if timeout > 0 {
+		select {
+		case <-p.done:
+			return
+		case <-time.After(timeout):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	<-p.done
+}
+
+// Stop stops the servers, then the meta members, each by its PID.
+func (l *Local) Stop() {
+	for _, p := range l.Servers {
+		l.Terminate(p, 30*time.Second)
+	}
+	for _, p := range l.Metas {
+		l.Terminate(p, 10*time.Second)
+	}
+}

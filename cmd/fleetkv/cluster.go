@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/cluster/etcdmeta"
+	"github.com/fleetkv/fleetkv/clusterctl"
+)
+
+// clusterFlags are the flags every cluster subcommand shares.
+type clusterFlags struct {
+	name, meta, token string
+	timeout           time.Duration
+}
+
+func (f *clusterFlags) register(cmd *cobra.Command) {
+	fl := cmd.PersistentFlags()
+	fl.StringVar(&f.name, "cluster", "local", "the cluster's name")
+	fl.StringVar(&f.meta, "meta", "127.0.0.1:2379", "the metadata store's client endpoints, host:port,...")
+	fl.StringVar(&f.token, "cluster-token", "", "the cluster's admin token, required by every change once set (init sets it; env FLEETKV_CLUSTER_TOKEN)")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on the whole command")
+}
+
+// admin opens the metadata store and returns an Admin over it.
+func (f *clusterFlags) admin() (*clusterctl.Admin, func(), error) {
+	st, err := etcdmeta.Dial(etcdmeta.Config{Endpoints: splitList(f.meta), Cluster: f.name,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &clusterctl.Admin{MD: st, Tokens: st, Token: f.token}, func() { st.Close() }, nil
+}
+
+func clusterCmd() *cobra.Command {
+	f := &clusterFlags{}
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Create, inspect and change a cluster's slot map; run a local cluster",
+		Long: `Operate a fleetkv cluster through its metadata store (--meta, --cluster).
+
+Ownership is by Redis Cluster slot: CRC16 of the key (or its {tag}) mod
+16384. The slot map in the metadata store gives ranges of slots to servers;
+every server watches it and serves exactly its slots, each under a view
+number that grows whenever its slots change (stale clients are told).`,
+	}
+	f.register(cmd)
+	cmd.AddCommand(clusterInitCmd(f), clusterStatusCmd(f), clusterAssignCmd(f), clusterLocalCmd(f))
+	return cmd
+}
+
+func clusterInitCmd(f *clusterFlags) *cobra.Command {
+	var want int
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the slot map: every slot spread evenly over the registered servers",
+		Long: `Create the cluster's slot map once: the 16384 slots are spread evenly, in
+ranges, over the servers registered now (waiting up to --wait for --servers
+of them), in the order of their ids. With --cluster-token the token is
+recorded and every later change requires it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			a, closeMD, err := f.admin()
+			if err != nil {
+				return err
+			}
+			defer closeMD()
+			m, err := a.Init(ctx, f.name, want, wait)
+			if err != nil {
+				return err
+			}
+			printMap(cmd.OutOrStdout(), m)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&want, "servers", 1, "wait until this many servers have registered")
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Second, "how long to wait for them")
+	return cmd
+}
+
+func printMap(w io.Writer, m *cluster.Map) {
+	fmt.Fprintf(w, "cluster %s, map epoch %d\n", m.Cluster, m.Epoch)
+	for _, id := range m.ServerIDs() {
+		owned := m.Owned(id)
+		var rs []string
+		for _, r := range owned.Ranges() {
+			rs = append(rs, r.String())
+		}
+		fmt.Fprintf(w, "  %-12s view %-4d %5d slots  %s  (native %s, resp %s)\n", id, m.Views[id], owned.Count(),
+			strings.Join(rs, ","), m.Servers[id].Native, dashIfEmpty(m.Servers[id].RESP))
+	}
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func clusterStatusCmd(f *clusterFlags) *cobra.Command {
+	var asJSON bool
+	var sample time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the servers, their slot ranges, views, index entries and ops/s",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			a, closeMD, err := f.admin()
+			if err != nil {
+				return err
+			}
+			defer closeMD()
+			st, err := a.Status(ctx, f.name, sample)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			st.WriteTable(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&sample, "sample", time.Second, "ops/s are counted over this long")
+	return cmd
+}
+
+func clusterAssignCmd(f *clusterFlags) *cobra.Command {
+	var slots, to string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "assign --slots A-B[,C...] --to ID",
+		Short: "Give empty slots to a server",
+		Long: `Give slots to a server. Only empty slots may be assigned (their owners are
+asked over their admin endpoints); moving slots with data is migration's
+job. The previous owner stops serving them first: the new owner takes them
+once the previous one reports the view without them, and the command waits
+for that (--wait).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := cluster.ParseRanges(slots)
+			if err != nil {
+				return err
+			}
+			if to == "" {
+				return fmt.Errorf("--to: the server to give the slots to")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			a, closeMD, err := f.admin()
+			if err != nil {
+				return err
+			}
+			defer closeMD()
+			m, err := a.Assign(ctx, rs, cluster.ServerID(to))
+			if err != nil {
+				return err
+			}
+			printMap(cmd.OutOrStdout(), m)
+			if wait > 0 {
+				return a.WaitServing(ctx, m, wait)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&slots, "slots", "", "slots and ranges, e.g. 0-99,200")
+	cmd.Flags().StringVar(&to, "to", "", "the server id to give them to")
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Second, "wait this long for the previous owners to hand the slots over (0: do not wait)")
+	return cmd
+}
+
+func clusterLocalCmd(f *clusterFlags) *cobra.Command {
+	var dir, memory string
+	var portBase, metas int
+	cmd := &cobra.Command{
+		Use:   "local N",
+		Short: "Run a cluster of N servers and a metadata store on this machine until Ctrl-C",
+		Long: `Start one fleetkv meta member (or --metas of them) and N fleetkv servers as
+processes on loopback, their data and logs under --dir, create the slot map
+and print how to reach them; stop them all on Ctrl-C.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var n int
+			if _, err := fmt.Sscanf(args[0], "%d", &n); err != nil || n < 1 || n > 64 {
+				return fmt.Errorf("N = %q: want a number of servers, 1..64", args[0])
+			}
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "fleetkv-local-"); err != nil {
+					return err
+				}
+			}
+			cfg := clusterctl.LocalConfig{Bin: bin, Dir: dir, Name: f.name, Servers: n, Metas: metas, PortBase: portBase,
+				ServerArgs: []string{"--memory", memory, "--segment-size", "64MiB"}, Token: f.token}
+			return runLocal(cmd, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "where the processes keep their data and logs (default: a new temporary directory)")
+	cmd.Flags().IntVar(&portBase, "port-base", 0, "server i listens on BASE+10i (native), +1 (RESP), +2 (admin); the meta members on BASE+1000+10j; 0: free ports")
+	cmd.Flags().IntVar(&metas, "metas", 1, "metadata store members (3 tolerate the loss of one)")
+	cmd.Flags().StringVar(&memory, "memory", "256MiB", "each server's in-memory log budget")
+	return cmd
+}
+
+// runLocal starts a local cluster, creates its map, prints how to reach
+// it, and stops it on SIGINT or SIGTERM.
+func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig) error {
+	ctx := cmd.Context()
+	dialMD := func(endpoints []string) (cluster.Metadata, error) {
+		return etcdmeta.Dial(etcdmeta.Config{Endpoints: endpoints, Cluster: cfg.Name, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	l, err := clusterctl.StartLocal(ctx, cfg, dialMD)
+	if err != nil {
+		return err
+	}
+	defer l.Stop()
+	st, err := etcdmeta.Dial(etcdmeta.Config{Endpoints: l.MetaEndpoints(), Cluster: cfg.Name, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	a := &clusterctl.Admin{MD: st, Tokens: st, Token: cfg.Token}
+	m, err := a.Init(ctx, cfg.Name, cfg.Servers, 30*time.Second)
+	if err == nil {
+		err = a.WaitServing(ctx, m, 30*time.Second)
+	}
+	st.Close()
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "fleetkv cluster %q: %d servers, metadata store at %s (data and logs under %s)\n\n", cfg.Name, cfg.Servers,
+		strings.Join(l.MetaEndpoints(), ","), cfg.Dir)
+	printMap(out, m)
+	first := l.Servers[0]
+	bin := filepath.Base(cfg.Bin)
+	fmt.Fprintf(out, `
+Try:
+  %[1]s loadgen --servers %[2]s --workload load --keys 1000000
+  %[1]s loadgen --servers %[2]s --workload ycsb-b --dist zipf --keys 1000000 --duration 10s --verify
+  redis-cli -c -p %[3]s set greeting hello
+  redis-benchmark --cluster -p %[3]s -t set,get -P 64 -q
+  %[1]s cluster status --meta %[4]s --cluster %[5]s
+
+Ctrl-C stops every process.
+`, bin, first.Native, portOf(first.RESP), strings.Join(l.MetaEndpoints(), ","), cfg.Name)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	fmt.Fprintln(out, "stopping the cluster...")
+	return nil
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
