@@ -99,11 +99,22 @@ func StartLocal(ctx context.Context, cfg LocalConfig, md func([]string) (cluster
 // plan gives every process its name, directory, ports and arguments.
 func (l *Local) plan() error {
 	cfg := l.cfg
+	var held []net.Listener // free ports stay taken until every one is chosen
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
 	port := func(i int) (string, error) {
 		if cfg.PortBase != 0 {
 			return "127.0.0.1:" + strconv.Itoa(cfg.PortBase+i), nil
 		}
-		return freePort()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		held = append(held, ln)
+		return ln.Addr().String(), nil
 	}
 	var initial []string
 	for j := range cfg.Metas {
@@ -138,16 +149,6 @@ func (l *Local) plan() error {
 		l.Servers = append(l.Servers, p)
 	}
 	return nil
-}
-
-// freePort returns a loopback address whose port was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Start starts p (again, after Kill), its output appended to p.Log.

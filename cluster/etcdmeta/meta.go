@@ -304,3 +304,20 @@ func hashToken(t string) string {
 	sum := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(sum[:])
 }
+
+// Leader returns the client endpoint of the member that leads the etcd
+// cluster now.
+func (s *Store) Leader(ctx context.Context) (string, error) {
+	var errs []error
+	for _, ep := range s.cli.Endpoints() {
+		st, err := s.cli.Status(ctx, ep)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st.Leader != 0 && st.Leader == st.Header.MemberId {
+			return ep, nil
+		}
+	}
+	return "", fmt.Errorf("etcdmeta: no member leads: %w", errors.Join(errs...))
+}
