@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster crash-test lint fuzz clean
 
 all: build
 
@@ -76,6 +76,11 @@ bench-recovery:
 # The Redis protocol front and redis-server, driven by redis-benchmark (REQUESTS per run).
 bench-resp:
 	./scripts/bench-resp.sh $(REQUESTS)
+
+# The routed client's cost on one server, and three fleetkv servers beside
+# three redis-server processes in cluster mode (redis-benchmark --cluster).
+bench-cluster:
+	./scripts/bench-cluster.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -32,15 +32,18 @@ type Cluster struct {
 	members map[string]*member // by native address
 	owner   [cluster.Slots]*member
 	single  *member // a standalone server: every slot
-	epoch   uint64  // of the map routed by (0: standalone or none)
-	stale   bool    // a server answered VIEW_CHANGED since the last fetch
-	retry   []retryOp
-	spare   []retryOp
-	arenas  [2][]byte // copies of the refused operations' keys and values
-	arena   int       // the arena retry's copies go to
-	stuck   time.Time // since when refused operations have made no progress
-	stats   ClusterStats
-	err     error
+	// direct is single's session while nothing waits to be re-routed:
+	// operations go straight to it (the common case of one server).
+	direct *Session
+	epoch  uint64 // of the map routed by (0: standalone or none)
+	stale  bool   // a server answered VIEW_CHANGED since the last fetch
+	retry  []retryOp
+	spare  []retryOp
+	arenas [2][]byte // copies of the refused operations' keys and values
+	arena  int       // the arena retry's copies go to
+	stuck  time.Time // since when refused operations have made no progress
+	stats  ClusterStats
+	err    error
 }
 
 // ClusterStats count what a Cluster did besides sending operations.
@@ -99,6 +102,14 @@ func (c *Cluster) Append(key, value []byte, cb Callback) error {
 }
 
 func (c *Cluster) add(op wire.Op, key, value []byte, cb Callback) error {
+	if s := c.direct; s != nil && s.err == nil {
+		return s.add(op, key, value, cb)
+	}
+	return c.addRouted(op, key, value, cb)
+}
+
+// addRouted is add through the routing table, after any re-routing due.
+func (c *Cluster) addRouted(op wire.Op, key, value []byte, cb Callback) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -142,14 +153,16 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 		return nil, err
 	}
 	s.misrouted = c.misrouted
-	s.viewChanged = func() { c.stale = true; c.stats.ViewMoves++ }
+	s.viewChanged = func() { c.stale, c.direct = true, nil; c.stats.ViewMoves++ }
 	m.sess = s
+	c.setDirect()
 	return s, nil
 }
 
 // misrouted takes an operation a server refused with NOT_OWNER: a copy of
 // it waits in retry for reroute.
 func (c *Cluster) misrouted(op wire.Op, key, value []byte, cb Callback) {
+	c.direct = nil
 	a := c.arenas[c.arena]
 	n := len(a)
 	a = append(append(a, key...), value...)
@@ -201,6 +214,7 @@ func (c *Cluster) Close() error {
 	if c.err == nil {
 		c.err = ErrClosed
 	}
+	c.direct = nil
 	return err
 }
 
@@ -274,7 +288,7 @@ func (c *Cluster) abandon() {
 			m.sess.nc = nil
 		}
 	}
-	c.err = ErrClosed
+	c.err, c.direct = ErrClosed, nil
 }
 
 // reroute re-issues the refused operations after fetching the map again:
@@ -309,7 +323,17 @@ func (c *Cluster) reroute() error {
 		}
 		c.spare = q[:0]
 	}
+	c.setDirect()
 	return nil
+}
+
+// setDirect lets operations skip routing when one standalone server takes
+// them all and nothing waits to be re-routed.
+func (c *Cluster) setDirect() {
+	c.direct = nil
+	if m := c.single; m != nil && m.sess != nil && m.sess.err == nil && len(c.retry) == 0 && !c.stale {
+		c.direct = m.sess
+	}
 }
 
 // pace waits before re-issuing when the map did not change (the new owner
@@ -448,8 +472,10 @@ func (c *Cluster) member(addr string) *member {
 
 // apply routes by snap, which the server at from gave.
 func (c *Cluster) apply(from string, snap cluster.Snapshot) error {
+	c.direct = nil
 	if snap.Standalone {
 		c.single, c.epoch = c.member(from), 0
+		c.setDirect()
 		return nil
 	}
 	m := snap.Map

@@ -1,0 +1,108 @@
+package clusterctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+// tokens is a Tokens over one token, as etcdmeta keeps it.
+type tokens struct{ set string }
+
+var errToken = errors.New("wrong token")
+
+func (t *tokens) SetToken(_ context.Context, tok string) error {
+	if t.set == "" {
+		t.set = tok
+		return nil
+	}
+	return t.CheckToken(context.Background(), tok)
+}
+
+func (t *tokens) CheckToken(_ context.Context, tok string) error {
+	if t.set != "" && tok != t.set {
+		return errToken
+	}
+	return nil
+}
+
+// fakeAdmin answers /cluster/keys with keys for slots listing slot 7.
+func fakeAdmin(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		for _, part := range strings.Split(r.URL.Query().Get("slots"), ",") {
+			rs, _ := cluster.ParseRanges(part)
+			if len(rs) == 1 && rs[0].First <= 7 && rs[0].Last >= 7 {
+				n = 3
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]int{"keys": n})
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestInitAndAssign: init spreads the slots over the registered servers
+// and records the token; assign needs the token, refuses slots with keys,
+// adds a registered server to the map, and moves empty slots.
+func TestInitAndAssign(t *testing.T) {
+	ctx := context.Background()
+	md := cluster.NewMem()
+	admin := fakeAdmin(t)
+	for _, id := range []cluster.ServerID{"a", "b"} {
+		if err := md.Register(ctx, cluster.Server{ID: id, Native: string(id) + ":1", Admin: admin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok := &tokens{}
+	a := &Admin{MD: md, Tokens: tok, Token: "secret"}
+	m, err := a.Init(ctx, "c", 2, time.Second)
+	if err != nil || len(m.Ranges) != 2 || tok.set != "secret" {
+		t.Fatalf("init: %+v %v (token %q)", m, err, tok.set)
+	}
+	if _, err := a.Init(ctx, "c", 2, time.Second); err == nil {
+		t.Fatal("a second init")
+	}
+	wrong := &Admin{MD: md, Tokens: tok, Token: "guess"}
+	if _, err := wrong.Assign(ctx, []cluster.Range{{First: 0, Last: 5}}, "b"); !errors.Is(err, errToken) {
+		t.Fatalf("assign with a wrong token: %v", err)
+	}
+	if _, err := a.Assign(ctx, []cluster.Range{{First: 0, Last: 10}}, "b"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("assign of slots with keys: %v", err)
+	}
+	if err := md.Register(ctx, cluster.Server{ID: "c", Native: "c:1", Admin: admin}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = a.Assign(ctx, []cluster.Range{{First: 0, Last: 5}}, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := m.Owner(3); o.Owner != "c" || o.From != "a" || m.Views["a"] != 2 || m.Views["c"] != 2 {
+		t.Fatalf("after assign: %+v views %v", o, m.Views)
+	}
+	if err := a.WaitServing(ctx, m, 50*time.Millisecond); err == nil {
+		t.Fatal("served before a applied its new view")
+	}
+	if err := md.ReportApplied(ctx, "a", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitServing(ctx, m, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.Status(ctx, "c", time.Millisecond)
+	if err != nil || len(st.Servers) != 3 || st.Servers[2].Slots != 6 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	var b strings.Builder
+	st.WriteTable(&b)
+	if !strings.Contains(b.String(), "0-5") {
+		t.Fatalf("status table:\n%s", b.String())
+	}
+}
