@@ -88,12 +88,42 @@ func StartLocal(ctx context.Context, cfg LocalConfig, md func([]string) (cluster
 		return nil, err
 	}
 	defer store.Close()
-	a := Admin{MD: store}
-	if _, err := a.waitLive(ctx, cfg.Servers, 60*time.Second); err != nil {
+	if err := l.waitRegistered(ctx, store, 60*time.Second); err != nil {
 		l.Stop()
-		return nil, fmt.Errorf("clusterctl: servers did not register (logs under %s): %w", cfg.Dir, err)
+		return nil, err
 	}
 	return l, nil
+}
+
+// waitRegistered waits until every server has registered, failing at once
+// when a process exits.
+func (l *Local) waitRegistered(ctx context.Context, md cluster.Metadata, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		for _, p := range append(append([]*Proc(nil), l.Metas...), l.Servers...) {
+			if !p.Running() {
+				b, _ := os.ReadFile(p.Log)
+				return fmt.Errorf("clusterctl: %s exited; the end of %s:\n%s", p.Name, p.Log, lastLines(string(b), 5))
+			}
+		}
+		st, err := md.Load(ctx)
+		if err == nil && len(st.Live) >= len(l.Servers) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("clusterctl: %d of %d servers registered within %v (logs under %s): %v", len(st.Live), len(l.Servers), wait, l.cfg.Dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // plan gives every process its name, directory, ports and arguments.

@@ -214,8 +214,16 @@ and print how to reach them; stop them all on Ctrl-C.`,
 					return err
 				}
 			}
+			mem, err := parseSize(memory)
+			if err != nil {
+				return fmt.Errorf("--memory: %w", err)
+			}
+			page := uint64(32 << 20) // the server's default, or an eighth of a small budget
+			for page > 1<<20 && page*8 > mem {
+				page /= 2
+			}
 			cfg := clusterctl.LocalConfig{Bin: bin, Dir: dir, Name: f.name, Servers: n, Metas: metas, PortBase: portBase,
-				ServerArgs: []string{"--memory", memory, "--segment-size", "64MiB"}, Token: f.token}
+				ServerArgs: []string{"--memory", memory, "--page-size", formatSize(page), "--segment-size", "64MiB"}, Token: f.token}
 			return runLocal(cmd, cfg)
 		},
 	}
