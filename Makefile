@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster sim crash-test lint fuzz clean
 
 all: build
 
@@ -28,11 +28,13 @@ run: bin
 demo: bin
 	./scripts/demo.sh $(BIN)
 
-# Correctness: vet, then every package with the invariants build tag, then the
-# concurrent packages again under the race detector.
+# Correctness: vet, then every package with the invariants build tag (the
+# cluster tests start real fleetkv meta and server processes), then the
+# concurrent packages again under the race detector. The ownership
+# simulation runs 40 seeds here; make sim SEEDS=N runs more.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/ ./cluster/etcdmeta/ ./node/ ./clusterctl/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)
@@ -81,6 +83,12 @@ bench-resp:
 # three redis-server processes in cluster mode (redis-benchmark --cluster).
 bench-cluster:
 	./scripts/bench-cluster.sh
+
+# The ownership simulation over more seeds (go test ./cluster -run
+# TestOwnershipSimulation -seed N replays one).
+SEEDS ?= 1000
+sim:
+	$(GO) test -count=1 -timeout 0 -run TestOwnershipSimulation ./cluster/ -seeds $(SEEDS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
