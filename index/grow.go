@@ -118,7 +118,7 @@ func (ix *Index) splitEntry(newT *table, i uint64, e Entry) {
 			}
 			break
 		}
-		if k := (h >> newBit) & 1; heads[k] == 0 {
+		if k := (bucketHash(h) >> newBit) & 1; heads[k] == 0 {
 			heads[k] = addr
 		}
 		addr = prev

@@ -1,6 +1,29 @@
 package index
 
-// BucketOf returns the bucket of hash h in a table of 2^bits buckets: its
-// high bits. Hashes come from keyhash.Hash, whose high bits are the key's
-// slot, so one slot range is one contiguous run of buckets.
-func BucketOf(h uint64, bits uint) uint64 { return h >> (64 - bits) }
+// The index's view of a key hash (package keyhash: the key's slot in the
+// top 14 bits, go-metro bits below). A bucket is chosen by the slot's top
+// groupBits bits, its slot group, then by the go-metro bits right under the
+// slot:
+//
+//	hash:         | group 6 | slot's low 8 | go-metro 50: ... | tag 14 |
+//	bucketHash:   | group 6 | go-metro 50 ... | 0 x 8 |
+//	bucket:       the top k bits of bucketHash
+//
+// A range of slot groups is therefore one contiguous run of buckets (a
+// migration scans only those), and growing the table to 2^(k+1) buckets
+// splits bucket i into 2i and 2i+1. The slot's low bits are left out on
+// purpose: keys that share a {tag} share a slot, and a slot alone would own
+// only 2^(k-14) buckets, so a tag with many keys (redis-benchmark --cluster
+// puts a client's every key in one slot) would pile up in a few chains; in
+// a group they spread over 2^(k-6).
+const (
+	slotBits  = 14
+	groupBits = 6
+)
+
+func bucketHash(h uint64) uint64 {
+	return h&^(1<<(64-groupBits)-1) | (h<<slotBits)>>groupBits
+}
+
+// BucketOf returns the bucket of hash h in a table of 2^bits buckets.
+func BucketOf(h uint64, bits uint) uint64 { return bucketHash(h) >> (64 - bits) }

@@ -307,3 +307,28 @@ func BenchmarkFindHit(b *testing.B) {
 		}
 	}
 }
+
+// TestSlotGroupsAreBucketRuns: every hash of a slot group lies in one run of
+// buckets, and the keys of one slot spread over the group's buckets (a
+// {tag} with many keys does not pile into a few chains).
+func TestSlotGroupsAreBucketRuns(t *testing.T) {
+	const bits = 20
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100 {
+		slot := uint16(rng.IntN(keyhash.Slots))
+		group := uint64(slot) >> (slotBits - groupBits)
+		first, last := group<<(bits-groupBits), (group+1)<<(bits-groupBits)-1
+		seen := map[uint64]bool{}
+		for range 2000 {
+			h := keyhash.FirstHash(slot) | rng.Uint64()&(keyhash.LastHash(0))
+			b := BucketOf(h, bits)
+			if b < first || b > last {
+				t.Fatalf("slot %d: hash %#x in bucket %d, outside its group's run %d..%d", slot, h, b, first, last)
+			}
+			seen[b] = true
+		}
+		if len(seen) < 1800 {
+			t.Fatalf("2000 keys of slot %d fill only %d buckets", slot, len(seen))
+		}
+	}
+}

@@ -32,7 +32,7 @@ func newTable(bits uint) (*table, error) {
 
 func (t *table) free() { manual.Free(t.mem) }
 
-func (t *table) bucketFor(h uint64) *bucket { return &t.buckets[h>>(64-t.bits)] }
+func (t *table) bucketFor(h uint64) *bucket { return &t.buckets[BucketOf(h, t.bits)] }
 
 // next returns b's overflow bucket, or nil.
 func (t *table) next(b *bucket) *bucket {

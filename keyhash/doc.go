@@ -9,8 +9,10 @@
 // mod 16384. Redis Cluster clients therefore route to fleetkv unchanged, and
 // keys sharing a tag share a slot. The low 50 bits come from go-metro over the
 // whole key with a fixed seed, so keys of one tag still spread over the index.
-// The index takes its bucket from the hash's high bits, so one slot range is
-// one contiguous run of buckets, and its tag from the low bits.
+// The index takes its bucket from the hash's high bits (the slot's top 6
+// bits, then the go-metro bits: a range of slot groups is one run of
+// buckets, and a slot's keys still spread over many) and its tag from the
+// low bits.
 //
 // Hashes are persisted (index snapshots, logs replayed into an index) and
 // shared between servers and clients: they must never depend on the

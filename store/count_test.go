@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/fleetkv/fleetkv/keyhash"
 )
@@ -45,5 +47,37 @@ func TestCountKeys(t *testing.T) {
 		if w := want(r[0], r[1]); got != w || (r == [2]uint16{someSlot, someSlot} && w == 0) {
 			t.Fatalf("slots %d-%d hold %d live keys, counted %d", r[0], r[1], w, got)
 		}
+	}
+}
+
+// TestIndexGrowsWhereKeysCrowd: keys of a third of the slots (a server's
+// share) fill a third of the buckets; the index doubles once overflow
+// buckets pile up there, before the average load factor says so.
+func TestIndexGrowsWhereKeysCrowd(t *testing.T) {
+	st := openTest(t, Config{IndexBits: 10})
+	s := newSession(t, st)
+	n := 0
+	for i := 0; n < 3000; i++ {
+		k := []byte(fmt.Sprint("crowd-", i))
+		if keyhash.Slot(k) >= keyhash.Slots/3 {
+			continue
+		}
+		if _, err := s.Upsert(k, k); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if lf := st.index.LoadFactor(); lf >= growLoadFactor {
+		t.Fatalf("load factor %.1f: the average alone would grow the index", lf)
+	}
+	s.Suspend()
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Stats().Index.Bits == 10 || st.Stats().Index.Growing {
+		if time.Now().After(deadline) {
+			t.Fatalf("the index did not grow: %+v", st.Stats().Index)
+		}
+		s.Upsert([]byte("crowd-poke"), nil) // growth is checked as sessions refresh
+		s.Suspend()
+		time.Sleep(time.Millisecond)
 	}
 }

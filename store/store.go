@@ -188,8 +188,7 @@ func (st *Store) maybeGrow() {
 	if st.cfg.NoAutoGrow || st.growing.Load() || st.closed.Load() || st.replaying.Load() {
 		return
 	}
-	if st.index.LoadFactor() < growLoadFactor || st.index.Bits() >= st.cfg.MaxIndexBits ||
-		time.Now().UnixNano() < st.growAfter.Load() {
+	if !st.indexFull() || st.index.Bits() >= st.cfg.MaxIndexBits || time.Now().UnixNano() < st.growAfter.Load() {
 		return
 	}
 	if !st.growing.CompareAndSwap(false, true) {
@@ -207,6 +206,21 @@ func (st *Store) maybeGrow() {
 			st.growAfter.Store(time.Now().Add(time.Minute).UnixNano())
 		}
 	}()
+}
+
+// indexFull reports whether the index should double: on average more than
+// growLoadFactor entries per bucket, or crowded where keys are. Buckets come
+// from the hash's high bits, its slot, so a server that owns a third of the
+// slots fills a third of its buckets (and keys sharing a {tag} share a
+// slot's buckets): when overflow buckets pass an eighth of the main ones,
+// the index doubles too, as long as it has fewer buckets than entries (a
+// bound on the memory a few crowded slots can claim).
+func (st *Store) indexFull() bool {
+	if st.index.LoadFactor() >= growLoadFactor {
+		return true
+	}
+	s := st.index.Stats()
+	return s.OverflowBuckets > s.Buckets/8 && int64(s.Buckets) < s.Entries
 }
 
 // Stats is a snapshot of the store's shape.
