@@ -34,14 +34,18 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on the whole command")
 }
 
-// admin opens the metadata store and returns an Admin over it.
-func (f *clusterFlags) admin() (*clusterctl.Admin, func(), error) {
+// withAdmin opens the metadata store and runs fn with an Admin over it,
+// within --timeout.
+func (f *clusterFlags) withAdmin(cmd *cobra.Command, fn func(context.Context, *clusterctl.Admin) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
 	st, err := etcdmeta.Dial(etcdmeta.Config{Endpoints: splitList(f.meta), Cluster: f.name,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return &clusterctl.Admin{MD: st, Tokens: st, Token: f.token}, func() { st.Close() }, nil
+	defer st.Close()
+	return fn(ctx, &clusterctl.Admin{MD: st, Tokens: st, Token: f.token})
 }
 
 func clusterCmd() *cobra.Command {
@@ -73,19 +77,13 @@ of them), in the order of their ids. With --cluster-token the token is
 recorded and every later change requires it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			a, closeMD, err := f.admin()
-			if err != nil {
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				m, err := a.Init(ctx, f.name, want, wait)
+				if err == nil {
+					printMap(cmd.OutOrStdout(), m)
+				}
 				return err
-			}
-			defer closeMD()
-			m, err := a.Init(ctx, f.name, want, wait)
-			if err != nil {
-				return err
-			}
-			printMap(cmd.OutOrStdout(), m)
-			return nil
+			})
 		},
 	}
 	cmd.Flags().IntVar(&want, "servers", 1, "wait until this many servers have registered")
@@ -121,24 +119,19 @@ func clusterStatusCmd(f *clusterFlags) *cobra.Command {
 		Short: "Show the servers, their slot ranges, views, index entries and ops/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			a, closeMD, err := f.admin()
-			if err != nil {
-				return err
-			}
-			defer closeMD()
-			st, err := a.Status(ctx, f.name, sample)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
-			}
-			st.WriteTable(cmd.OutOrStdout())
-			return nil
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				st, err := a.Status(ctx, f.name, sample)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(st)
+				}
+				st.WriteTable(cmd.OutOrStdout())
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -166,22 +159,17 @@ for that (--wait).`,
 			if to == "" {
 				return fmt.Errorf("--to: the server to give the slots to")
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			a, closeMD, err := f.admin()
-			if err != nil {
-				return err
-			}
-			defer closeMD()
-			m, err := a.Assign(ctx, rs, cluster.ServerID(to))
-			if err != nil {
-				return err
-			}
-			printMap(cmd.OutOrStdout(), m)
-			if wait > 0 {
-				return a.WaitServing(ctx, m, wait)
-			}
-			return nil
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				m, err := a.Assign(ctx, rs, cluster.ServerID(to))
+				if err != nil {
+					return err
+				}
+				printMap(cmd.OutOrStdout(), m)
+				if wait > 0 {
+					return a.WaitServing(ctx, m, wait)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&slots, "slots", "", "slots and ranges, e.g. 0-99,200")
