@@ -28,6 +28,9 @@ type LocalConfig struct {
 	PortBase   int      // 0: free ports; else server i listens on PortBase+10i (native), +1 (RESP), +2 (admin), meta j on PortBase+1000+10j (client), +1 (peer)
 	ServerArgs []string // more flags for every server
 	Token      string   // the cluster's admin token, recorded by Init
+	// ExternalMeta, when set, lists the client endpoints of an etcd
+	// cluster run elsewhere: no meta member is started.
+	ExternalMeta []string
 }
 
 // Proc is one process of a Local cluster.
@@ -53,6 +56,9 @@ type Local struct {
 
 // MetaEndpoints returns the meta members' client addresses.
 func (l *Local) MetaEndpoints() []string {
+	if len(l.cfg.ExternalMeta) > 0 {
+		return l.cfg.ExternalMeta
+	}
 	var out []string
 	for _, m := range l.Metas {
 		out = append(out, m.Native)
@@ -66,7 +72,10 @@ func StartLocal(ctx context.Context, cfg LocalConfig, md func([]string) (cluster
 	if cfg.Name == "" {
 		cfg.Name = "local"
 	}
-	if cfg.Metas == 0 {
+	switch {
+	case len(cfg.ExternalMeta) > 0:
+		cfg.Metas = 0
+	case cfg.Metas == 0:
 		cfg.Metas = 1
 	}
 	if cfg.Servers < 1 {
