@@ -27,6 +27,13 @@ import (
 //
 // Like Session, its methods must be called by one goroutine at a time, and
 // callbacks run on that goroutine.
+//
+// Invariant: between two map fetches every operation on a key goes to one
+// session (the owner the map names), and a fetch happens only after every
+// session's batches in flight are answered (drain). So a key's operations
+// in flight are always in one session, in order, their refusals arrive in
+// that order, and retry holds them in that order ahead of any later
+// operation (add re-routes retry before it sends anything new).
 type Cluster struct {
 	cfg     Config
 	members map[string]*member // by native address

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -187,14 +187,11 @@ func (a *Admin) getJSON(ctx context.Context, url string, v any) error {
 }
 
 func rangesString(rs []cluster.Range) string {
-	s := ""
-	for i, r := range slices.Clone(rs) {
-		if i > 0 {
-			s += ","
-		}
-		s += r.String()
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.String()
 	}
-	return s
+	return strings.Join(parts, ",")
 }
 
 // WaitServing waits until every handover of m is complete (each previous

@@ -74,10 +74,9 @@ func (a *Admin) Status(ctx context.Context, name string, sample time.Duration) (
 			ss.Slots, ss.Ranges = owned.Count(), rangesString(owned.Ranges())
 		}
 	}
-	for id, s := range st.Live {
+	for _, s := range st.Live {
 		ss := add(s)
 		ss.Native, ss.RESP, ss.Admin, ss.Live = s.Native, s.RESP, s.Admin, true
-		ss.Applied = st.Applied[id]
 	}
 	for id, ss := range byID {
 		ss.Applied = st.Applied[id]

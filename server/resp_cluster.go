@@ -68,6 +68,10 @@ var clusterSubcommands = []string{
 	"COUNTKEYSINSLOT <slot>", "HELP", "INFO", "KEYSLOT <key>", "MYID", "NODES", "SHARDS", "SLOTS",
 }
 
+// clusterArity is each CLUSTER subcommand's argument count, CLUSTER and the
+// subcommand included.
+var clusterArity = map[string]int{"info": 2, "myid": 2, "nodes": 2, "shards": 2, "slots": 2, "keyslot": 3, "countkeysinslot": 3}
+
 func cmdCluster(l *loop, r *respConn, a [][]byte) []byte {
 	sub := strings.ToLower(string(clip(a[1], 24)))
 	if sub == "help" {
@@ -81,8 +85,7 @@ func cmdCluster(l *loop, r *respConn, a [][]byte) []byte {
 	if m == nil {
 		return resp.AppendError(r.out, errClusterDisabled)
 	}
-	arity := map[string]int{"info": 2, "myid": 2, "nodes": 2, "shards": 2, "slots": 2, "keyslot": 3, "countkeysinslot": 3}
-	n, ok := arity[sub]
+	n, ok := clusterArity[sub]
 	switch {
 	case !ok:
 		return resp.AppendError(r.out, "ERR unknown subcommand '"+sanitize(string(clip(a[1], 64)))+"'. Try CLUSTER HELP.")
