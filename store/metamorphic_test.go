@@ -130,10 +130,11 @@ type worker struct {
 }
 
 type expectation struct {
-	key   string
-	kind  OpKind
-	found bool
-	value []byte
+	key    string
+	kind   OpKind
+	update bool // an Update: found and value are its status and returned value
+	found  bool
+	value  []byte
 }
 
 func newWorker(t testing.TB, st *Store, seed uint64, id int, mc mmConfig, fail func(string, ...any)) *worker {
@@ -144,7 +145,11 @@ func newWorker(t testing.TB, st *Store, seed uint64, id int, mc mmConfig, fail f
 	w := &worker{
 		t: t, s: s, st: st, rng: rand.New(rand.NewPCG(seed, uint64(id)+1)), mc: mc,
 		prefix: fmt.Sprintf("w%d/", id), oracle: map[string][]byte{},
-		waiting: map[uint64]expectation{}, pending: map[string]bool{}, fail: fail,
+		waiting: map[uint64]expectation{}, pending: map[string]bool{},
+	}
+	w.fail = func(format string, args ...any) {
+		s.Suspend() // a failed worker must not hold back the others' epochs
+		fail(format, args...)
 	}
 	s.SetCompletion(w.completed)
 	return w
@@ -160,7 +165,7 @@ func (w *worker) completed(c Completion) {
 	if c.Err != nil || c.Kind != exp.kind {
 		w.fail("pending %v on %q completed as %v with %v", exp.kind, exp.key, c.Kind, c.Err)
 	}
-	if exp.kind != OpRead {
+	if exp.kind != OpRead && !exp.update {
 		return
 	}
 	if (c.Status == OK) != exp.found || (exp.found && !bytes.Equal(c.Value, exp.value)) {
@@ -201,10 +206,12 @@ func (w *worker) step() {
 	switch r := w.rng.IntN(100); {
 	case r < 40:
 		w.read(k, kb)
-	case r < 65:
+	case r < 60:
 		w.write(k, kb)
-	case r < 85:
+	case r < 75:
 		w.rmw(k, kb)
+	case r < 87:
+		w.update(k, kb)
 	default:
 		st, err := w.s.Delete(kb)
 		_, had := w.oracle[k]
@@ -285,6 +292,67 @@ func (w *worker) rmw(k string, kb []byte) {
 func (w *worker) expect(k string, kind OpKind, found bool, value []byte) {
 	w.waiting[w.s.Serial()] = expectation{key: k, kind: kind, found: found, value: value}
 	w.pending[k] = true
+}
+
+// update runs a random conditional operation on k, with the merge its kind
+// of key takes, and checks (now or at its completion) what it reports.
+func (w *worker) update(k string, kb []byte) {
+	old, had := w.oracle[k]
+	u := Update{If: Cond(w.rng.IntN(4)), Want: Want(w.rng.IntN(3))}
+	var merged []byte
+	switch k[len(w.prefix)] {
+	case 'c':
+		d := w.rng.Int64N(100) - 50
+		u.Merge, u.Input = Int64Add{}, i64(d)
+		var cur int64
+		if had {
+			cur = int64(binary.LittleEndian.Uint64(old))
+		}
+		merged = i64(cur + d)
+	case 'a':
+		in := w.value(1 + w.rng.IntN(16))
+		if len(old)+len(in) > w.mc.maxValue {
+			w.write(k, kb)
+			return
+		}
+		u.Merge, u.Input = Append{}, in
+		merged = append(append([]byte(nil), old...), in...)
+	default:
+		u.Merge, u.Input = Replace{}, w.value(w.rng.IntN(w.mc.maxValue+1))
+		merged = u.Input
+	}
+	after, live := old, had
+	switch u.If.action(had) {
+	case actRemove:
+		after, live = nil, false
+	case actMerge:
+		after, live = merged, true
+	}
+	var ret []byte
+	switch {
+	case u.Want == WantOld && had:
+		ret = old
+	case u.Want == WantNew && live:
+		ret = after
+	}
+	v, st, err := w.s.Update(kb, u, w.buf[:0])
+	switch {
+	case err != nil:
+		w.fail("Update(%q, %+v): %v", k, u, err)
+	case st == Pending:
+		w.waiting[w.s.Serial()] = expectation{key: k, kind: OpRMW, update: true, found: had, value: append([]byte(nil), ret...)}
+		w.pending[k] = true
+	case (st == OK) != had || !bytes.Equal(v, ret):
+		w.fail("Update(%q, if %d want %d) = %v %q; oracle had=%v %q, expected %q", k, u.If, u.Want, st, v, had, old, ret)
+	}
+	if st != Pending {
+		w.buf = v
+	}
+	if live {
+		w.oracle[k] = after
+	} else {
+		delete(w.oracle, k)
+	}
 }
 
 // verifyAll reads back every key the worker ever touched.
@@ -447,6 +515,9 @@ func runDisjoint(t *testing.T, seed uint64, mc mmConfig, fail func(string, ...an
 	stop := compactDuring(st, fail)
 	growDuring(t, st, &wg, fail)
 	t.Logf("disjoint: %d compactions, %+v", stop(), st.Stats())
+	if t.Failed() {
+		return // a failed worker may have left operations half delivered
+	}
 	for i, w := range ws {
 		w.verifyAll(touched[i])
 		w.s.Close()

@@ -76,6 +76,9 @@ func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Statu
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
+	if invariants.Enabled && (s.res.update || s.res.dst != nil) {
+		invariants.Fail("a plain RMW runs with an Update's result %+v", s.res)
+	}
 	st, err := s.rmw(key, input, m, h, nil)
 	s.end()
 	return st, err

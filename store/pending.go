@@ -34,6 +34,7 @@ type pendingOp struct {
 	bufOff    int    // where addr starts in buf
 	n         int    // I/O result: bytes read
 	ioErr     error  // I/O result: error
+	upd       result // an RMW's Update: condition, wanted value, and the buffer it goes to
 }
 
 func (p *pendingOp) key() []byte   { return p.data[:p.keyLen] }
@@ -92,6 +93,8 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	ps.count++
 	if kind == OpRMW {
 		ps.rmws[h]++
+		r := &ps.s.res
+		p.upd = result{update: r.update, cond: r.cond, want: r.want, dst: p.upd.dst[:0]}
 	}
 	return p
 }
@@ -246,8 +249,7 @@ func (ps *pendingSet) runRetries() int {
 	ps.retry = ps.spareR[:0]
 	finished := 0
 	for _, p := range batch {
-		if st, err := ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p); st != Pending || err != nil {
-			ps.finish(p, st, err, nil)
+		if st, err := ps.rmw(p); ps.settle(p, st, err) {
 			finished++
 		}
 	}
@@ -323,17 +325,48 @@ func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
 // restart runs p again from the index, after a compaction moved the log's
 // begin past the chain it was following.
 func (ps *pendingSet) restart(p *pendingOp) {
-	var v []byte
-	var st Status
-	var err error
-	if p.kind == OpRead {
-		v, st, err = ps.s.read(p.key(), p.hash, nil, p)
-	} else {
-		st, err = ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p)
+	if p.kind != OpRead {
+		st, err := ps.rmw(p)
+		ps.settle(p, st, err)
+		return
 	}
-	if st != Pending || err != nil {
+	if v, st, err := ps.s.read(p.key(), p.hash, nil, p); st != Pending || err != nil {
 		ps.finish(p, st, err, v)
 	}
+}
+
+// rmw runs the pending RMW p again from the index.
+func (ps *pendingSet) rmw(p *pendingOp) (Status, error) {
+	ps.resume(p)
+	return ps.s.rmw(p.key(), p.input(), p.merger, p.hash, p)
+}
+
+// resume makes p's Update the session's running one (result's invariant).
+func (ps *pendingSet) resume(p *pendingOp) {
+	ps.s.res = p.upd
+	ps.s.res.dst = p.upd.dst[:0]
+	ps.s.res.out = ps.s.res.dst
+}
+
+// settle ends a run of the RMW p (resume came first): it delivers the
+// outcome when the RMW finished, reporting what the session's result
+// describes, and keeps p's value buffer for reuse; when it went pending
+// again it only ends the run. Either way the session's result is zero again.
+// It reports whether p finished.
+func (ps *pendingSet) settle(p *pendingOp, st Status, err error) bool {
+	r := &ps.s.res
+	if st == Pending && err == nil {
+		*r = result{}
+		return false
+	}
+	var v []byte
+	if err == nil {
+		st, v = r.status(), r.out
+	}
+	p.upd.dst = r.out[:0]
+	*r = result{}
+	ps.finish(p, st, err, v)
+	return true
 }
 
 // found ends the device search: value is the key's live value, or the key
@@ -350,9 +383,9 @@ func (ps *pendingSet) found(p *pendingOp, value []byte, live bool) {
 		}
 		return
 	}
-	if st, err := ps.s.continueRMW(p, value, live); st != Pending || err != nil {
-		ps.finish(p, st, err, nil)
-	}
+	ps.resume(p)
+	st, err := ps.s.continueRMW(p, value, live)
+	ps.settle(p, st, err)
 }
 
 // corrupt reports a record the device returned that cannot be valid. Under

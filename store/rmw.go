@@ -49,21 +49,39 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	return s.rmwCopy(slot, e, key, input, m, nil, false)
 }
 
-// rmwMutable merges in place when inPlace and the result fits the record;
-// otherwise it copies the merged value to the tail while holding the record,
-// and seals it.
+// rmwMutable decides on the record r, which it locks, and merges in place
+// when inPlace and the result fits the record; otherwise it writes the
+// merged value (or a tombstone) to the tail while holding the record, and
+// seals it.
 func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key, input []byte, m Merger, inPlace bool) (Status, error) {
 	hdr, ok := r.Lock()
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists; start over
 	}
 	v := r.Value()
-	if inPlace {
-		if done, err := mergeInPlace(r, hdr, v, input, m); done {
-			return OK, err
+	live := !hdr.Tombstone()
+	s.reportOld(live, v)
+	var st Status
+	var err error
+	switch s.res.cond.action(live) {
+	case actKeep:
+		s.reportNew(live, v)
+		r.Unlock(hdr, len(v))
+		return OK, nil
+	case actRemove:
+		if inPlace {
+			r.Unlock(hdr|hlog.FlagTombstone, 0)
+			return OK, nil
 		}
+		st, err = s.removeCopy(slot, e, key)
+	default:
+		if inPlace {
+			if done, err := s.mergeInPlace(r, hdr, v, input, m); done {
+				return OK, err
+			}
+		}
+		st, err = s.writeMerged(slot, e, key, input, m, v, live)
 	}
-	st, err := s.rmwCopy(slot, e, key, input, m, v, !hdr.Tombstone())
 	if err == nil {
 		hdr |= hlog.FlagSealed
 	}
@@ -74,36 +92,55 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 // mergeInPlace merges input into r, which the caller locked (its header
 // was hdr, its value is v), when the result fits, and unlocks it. It
 // reports whether it is done: merged, or failed with err; otherwise r is
-// still locked and the caller copies it.
-func mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, m Merger) (bool, error) {
+// still locked, unchanged, and the caller copies it.
+func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, m Merger) (bool, error) {
+	var n int
 	if hdr.Tombstone() {
-		n := m.InitialSize(input)
-		if n > cap(v) {
+		if n = m.InitialSize(input); n > cap(v) {
 			return false, nil
 		}
 		if err := m.Initial(v[:n], input); err != nil {
 			r.Unlock(hdr, len(v)) // still deleted: a failed merge changes nothing
 			return true, err
 		}
-		r.Unlock(hdr&^hlog.FlagTombstone, n)
-		return true, nil
+		hdr &^= hlog.FlagTombstone
+	} else {
+		var fits bool
+		var err error
+		n, fits, err = m.InPlace(v, input)
+		switch {
+		case err != nil:
+			r.Unlock(hdr, len(v))
+			return true, err
+		case !fits:
+			return false, nil
+		}
 	}
-	n, fits, err := m.InPlace(v, input)
-	switch {
-	case err != nil:
-		r.Unlock(hdr, len(v))
-		return true, err
-	case fits:
-		r.Unlock(hdr, n)
-		return true, nil
-	}
-	return false, nil
+	s.reportNew(true, v[:n])
+	r.Unlock(hdr, n)
+	return true, nil
 }
 
-// rmwCopy writes the merged (or initial) value as a new record at the tail.
-// old must stay unchanged meanwhile: it is read-only, or locked by the caller,
-// or a private copy read from the device.
+// rmwCopy decides on the key's value old (haveOld false: the key has none)
+// and writes the merged value, or a tombstone, as a new record at the tail.
+// old must stay unchanged meanwhile: it is read-only, or a private copy
+// read from the device.
 func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
+	s.reportOld(haveOld, old)
+	switch s.res.cond.action(haveOld) {
+	case actKeep:
+		s.reportNew(haveOld, old)
+		return OK, nil
+	case actRemove:
+		return s.removeCopy(slot, e, key)
+	}
+	return s.writeMerged(slot, e, key, input, m, old, haveOld)
+}
+
+// writeMerged writes the merged (or initial) value as a new record at the
+// tail. old must stay unchanged meanwhile: it is read-only, or locked by the
+// caller, or a private copy read from the device.
+func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
 	n := m.InitialSize(input)
 	if haveOld {
 		var err error
@@ -135,10 +172,21 @@ func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m M
 		s.st.log.Abandon(addr, hlog.RecordSize(len(key), capacity))
 		return 0, err
 	}
+	s.reportNew(true, dst)
 	if err := s.install(slot, e, addr, r, false); err != nil {
 		return 0, err
 	}
 	return OK, nil
+}
+
+// removeCopy appends a tombstone for key in front of e's chain.
+func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status, error) {
+	addr, r, err := s.allocRecord(key, 0)
+	if err != nil {
+		return 0, err
+	}
+	r.Init(key, 0, 0)
+	return OK, s.install(slot, e, addr, r, true)
 }
 
 // continueRMW finishes an RMW whose old value came from the device (haveOld

@@ -40,8 +40,8 @@ type Completion struct {
 	Kind   OpKind
 	Status Status // OK or NotFound when Err is nil
 	Err    error
-	// Value is a Read's value. It aliases session memory and is valid only
-	// during the callback.
+	// Value is a Read's value, or the value an Update wanted. It aliases
+	// session memory and is valid only during the callback.
 	Value []byte
 }
 
@@ -78,7 +78,8 @@ type Session struct {
 	version      uint8
 	onComplete   func(Completion)
 	pend         pendingSet
-	newEntries   int64 // index entries created since the last refresh
+	res          result // the running RMW's report (update.go)
+	newEntries   int64  // index entries created since the last refresh
 	closed       bool
 }
 

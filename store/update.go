@@ -1,0 +1,177 @@
+package store
+
+import (
+	"errors"
+
+	"github.com/fleetkv/fleetkv/keyhash"
+)
+
+// Conditional operations. An Update is one read-modify-write that looks at
+// the key's current value, decides from it what to write (merge, leave the
+// key alone, or delete it) and reports what it found: whether the key had a
+// live value, and the old or the new value when asked. It runs under RMW's
+// rules (in place in the mutable region, copy-on-write below it, pending
+// across device reads and the fuzzy region, behind the session's earlier
+// pending writes to the key), so the value it decides on is the value it
+// replaces: two sessions deleting one key, or creating it only if absent,
+// never both succeed.
+
+// Cond says when an Update writes.
+type Cond uint8
+
+const (
+	// Always merges the input into the key's value, creating the value
+	// when the key has none (a plain RMW).
+	Always Cond = iota
+	// IfAbsent creates the value only when the key has no live value.
+	IfAbsent
+	// IfPresent merges only into a live value.
+	IfPresent
+	// Remove deletes the key when it has a live value; Update.Merge is not
+	// used.
+	Remove
+)
+
+// Want says which value an Update returns.
+type Want uint8
+
+const (
+	// WantNone returns no value.
+	WantNone Want = iota
+	// WantOld returns the live value the key had, if it had one.
+	WantOld
+	// WantNew returns the live value the key has after the Update, if any.
+	WantNew
+)
+
+// An Update is a conditional read-modify-write (Session.Update).
+type Update struct {
+	If    Cond
+	Want  Want
+	Merge Merger // the merge (Replace for a conditional set); nil for Remove
+	Input []byte
+}
+
+// errNoMerger rejects an Update that would merge without a merger.
+var errNoMerger = errors.New("store: Update without a Merger")
+
+// action is what an Update does with the value it found.
+type action uint8
+
+const (
+	actMerge  action = iota // merge into the value, or create it
+	actKeep                 // leave the key as it is
+	actRemove               // delete the key
+)
+
+func (c Cond) action(live bool) action {
+	switch {
+	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !live:
+		return actKeep
+	case c == Remove:
+		return actRemove
+	}
+	return actMerge
+}
+
+// result is what the running RMW or Update reports. The rmw path sets it
+// every time it decides; a lost race that starts over decides again and
+// overwrites it, so it always describes the attempt that took effect.
+//
+// Invariant: zero outside a run of the rmw path; set at the entry of every
+// run of an Update (its first run and each continuation of a pending one)
+// and zeroed at its end; nothing between that entry and the run's end issues
+// another operation on the session.
+type result struct {
+	update bool // an Update (a plain RMW reports OK and no value)
+	cond   Cond
+	want   Want
+	live   bool   // the key had a live value
+	dst    []byte // where the wanted value goes (the caller's, or the pending op's buffer)
+	out    []byte // dst with the wanted value appended
+}
+
+// status is an Update's Status: OK when the key had a live value.
+func (r *result) status() Status {
+	if !r.update || r.live {
+		return OK
+	}
+	return NotFound
+}
+
+// reportOld records the value the key had (live false: none), before the
+// operation changes it.
+func (s *Session) reportOld(live bool, old []byte) {
+	r := &s.res
+	r.live = live
+	r.out = r.dst
+	if r.want == WantOld && live {
+		r.out = append(r.dst, old...)
+	}
+}
+
+// reportNew records the value the key has after the operation (live false:
+// none); reportOld came first.
+func (s *Session) reportNew(live bool, v []byte) {
+	if r := &s.res; r.want == WantNew && live {
+		r.out = append(r.dst, v...)
+	}
+}
+
+// Update runs u on key. It returns OK when key had a live value before it,
+// NotFound when it had none, and appends the value u.Want names to dst
+// (nothing when that value does not exist). When the key's record must be
+// read from the device, or sits in the fuzzy region, it returns Pending and
+// the completion carries the same Status and the value.
+func (s *Session) Update(key []byte, u Update, dst []byte) ([]byte, Status, error) {
+	return s.UpdateHashed(key, keyhash.Hash(key), u, dst)
+}
+
+// UpdateHashed is Update with key's hash, h == keyhash.Hash(key), already
+// computed.
+func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]byte, Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return dst, 0, err
+	}
+	if u.Merge == nil && u.If != Remove {
+		return dst, 0, errNoMerger
+	}
+	s.awaitRMW(h)
+	if err := s.begin(); err != nil {
+		return dst, 0, err
+	}
+	s.res = result{update: true, cond: u.If, want: u.Want, dst: dst, out: dst}
+	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
+	s.end()
+	out := s.res.out
+	if err == nil && st != Pending {
+		st = s.res.status()
+	} else {
+		out = dst
+	}
+	s.res = result{} // a plain RMW runs with the zero result
+	return out, st, err
+}
+
+// Replace is the merge of a conditional set: the new value is the input.
+type Replace struct{}
+
+// InitialSize implements Merger.
+func (Replace) InitialSize(input []byte) int { return len(input) }
+
+// Initial implements Merger.
+func (Replace) Initial(dst, input []byte) error { copy(dst, input); return nil }
+
+// MergedSize implements Merger.
+func (Replace) MergedSize(_, input []byte) (int, error) { return len(input), nil }
+
+// Merge implements Merger.
+func (Replace) Merge(dst, _, input []byte) error { copy(dst, input); return nil }
+
+// InPlace implements Merger.
+func (Replace) InPlace(v, input []byte) (int, bool, error) {
+	if len(input) > cap(v) {
+		return 0, false, nil
+	}
+	return copy(v[:len(input)], input), true, nil
+}

@@ -1,0 +1,322 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+)
+
+// syncUpdate runs u on key, completing it when it goes pending, and returns
+// its status and value.
+func syncUpdate(t testing.TB, s *Session, key []byte, u Update) ([]byte, Status) {
+	t.Helper()
+	v, st, err := s.Update(key, u, nil)
+	if err != nil {
+		t.Fatalf("Update(%q, %+v): %v", key, u, err)
+	}
+	if st != Pending {
+		return append([]byte(nil), v...), st
+	}
+	serial := s.Serial()
+	var got *Completion
+	prev := s.onComplete
+	s.SetCompletion(func(c Completion) {
+		if c.Serial == serial {
+			cc := c
+			cc.Value = append([]byte(nil), c.Value...)
+			got = &cc
+		} else if prev != nil {
+			prev(c)
+		}
+	})
+	defer s.SetCompletion(prev)
+	for got == nil {
+		if s.CompletePending(true) == 0 && got == nil {
+			t.Fatalf("Update(%q) pending but never completed", key)
+		}
+	}
+	if got.Err != nil {
+		t.Fatalf("Update(%q) completed with %v", key, got.Err)
+	}
+	return got.Value, got.Status
+}
+
+// region places a key's newest record: where an Update finds it decides
+// which path runs (in place, copy of a read-only record, device read).
+type region int
+
+const (
+	inMutable region = iota
+	inReadOnly
+	onDevice
+)
+
+func (r region) String() string { return [...]string{"mutable", "read-only", "device"}[r] }
+
+// updateStore is a small store whose log evicts quickly.
+func updateStore(t *testing.T) (*Store, *Session) {
+	st := openTest(t, Config{IndexBits: 6, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, MutableFraction: 0.5}})
+	return st, newSession(t, st)
+}
+
+// push writes filler records until the record at addr is in region r.
+func push(t *testing.T, st *Store, s *Session, addr uint64, r region) {
+	t.Helper()
+	for i := 0; ; i++ {
+		l := st.Log()
+		switch {
+		case r == inMutable && addr >= l.MutableFrom(),
+			r == inReadOnly && addr < l.SafeReadOnly() && addr >= l.Head(),
+			r == onDevice && addr < l.Head():
+			return
+		case r == inReadOnly && addr < l.Head():
+			t.Fatalf("record at %d left memory before it was read-only", addr)
+		case i > 100000:
+			t.Fatalf("record at %d never reached %v", addr, r)
+		}
+		mustStatus(t, OK)(s.Upsert(fmt.Appendf(nil, "filler%d", i), make([]byte, 64)))
+		s.CompletePending(true)
+	}
+}
+
+// place sets key to value (nil: deleted, as a tombstone) and moves its record
+// to region r.
+func place(t *testing.T, st *Store, s *Session, key, value []byte, r region) {
+	t.Helper()
+	addr := st.Log().Tail()
+	if value == nil {
+		mustStatus(t, OK)(s.Upsert(key, []byte("doomed")))
+		addr = st.Log().Tail()
+		if _, err := s.Delete(key); err != nil {
+			t.Fatal(err)
+		}
+		if st.Log().Tail() == addr { // deleted in place: make a tombstone record
+			addr = st.Log().Tail()
+			mustStatus(t, OK)(s.Upsert(key, []byte("x")))
+			push(t, st, s, addr, inReadOnly)
+			addr = st.Log().Tail()
+			mustStatus(t, OK)(s.Delete(key))
+		}
+	} else {
+		mustStatus(t, OK)(s.Upsert(key, value))
+	}
+	push(t, st, s, addr, r)
+}
+
+// TestUpdate runs every condition on a key that is live, deleted and never
+// written, with its newest record in each region, and checks the status, the
+// returned value and the key's value afterwards.
+func TestUpdate(t *testing.T) {
+	type state struct {
+		name  string
+		value []byte // nil: absent
+		tomb  bool   // absent through a tombstone rather than never written
+	}
+	states := []state{{"live", []byte("old-value"), false}, {"deleted", nil, true}, {"absent", nil, false}}
+	type tc struct {
+		name   string
+		u      Update
+		status func(live bool) Status
+		ret    func(old []byte) []byte                // the value returned, from the old value (nil: absent)
+		after  func(old []byte) (v []byte, live bool) // the key's value afterwards
+	}
+	existed := func(live bool) Status {
+		if live {
+			return OK
+		}
+		return NotFound
+	}
+	set := []byte("new")
+	none := func([]byte) []byte { return nil }
+	cases := []tc{
+		{"remove", Update{If: Remove}, existed, none,
+			func([]byte) ([]byte, bool) { return nil, false }},
+		{"remove-get", Update{If: Remove, Want: WantOld}, existed, func(o []byte) []byte { return o },
+			func([]byte) ([]byte, bool) { return nil, false }},
+		{"set-nx", Update{If: IfAbsent, Merge: Replace{}, Input: set}, existed, none,
+			func(o []byte) ([]byte, bool) {
+				if o != nil {
+					return o, true
+				}
+				return set, true
+			}},
+		{"set-xx-get", Update{If: IfPresent, Want: WantOld, Merge: Replace{}, Input: set}, existed, func(o []byte) []byte { return o },
+			func(o []byte) ([]byte, bool) {
+				if o == nil {
+					return nil, false
+				}
+				return set, true
+			}},
+		{"set-get-new", Update{If: Always, Want: WantNew, Merge: Replace{}, Input: set}, existed, func([]byte) []byte { return set },
+			func([]byte) ([]byte, bool) { return set, true }},
+		{"append-new", Update{Want: WantNew, Merge: Append{}, Input: []byte("+")}, existed,
+			func(o []byte) []byte { return append(append([]byte(nil), o...), '+') },
+			func(o []byte) ([]byte, bool) { return append(append([]byte(nil), o...), '+'), true }},
+	}
+	for _, c := range cases {
+		for _, s0 := range states {
+			for _, r := range []region{inMutable, inReadOnly, onDevice} {
+				if s0.value == nil && !s0.tomb && r != inMutable {
+					continue // a never-written key has no record to place
+				}
+				t.Run(fmt.Sprintf("%s/%s/%v", c.name, s0.name, r), func(t *testing.T) {
+					st, s := updateStore(t)
+					k := []byte("the-key")
+					if s0.value != nil || s0.tomb {
+						place(t, st, s, k, s0.value, r)
+					}
+					v, stt := syncUpdate(t, s, k, c.u)
+					live := s0.value != nil
+					if want := c.status(live); stt != want {
+						t.Errorf("status %v, want %v", stt, want)
+					}
+					if want := c.ret(s0.value); !bytes.Equal(v, want) {
+						t.Errorf("returned %q, want %q", v, want)
+					}
+					wantV, wantLive := c.after(s0.value)
+					got, gst := syncRead(t, s, k)
+					if (gst == OK) != wantLive || !bytes.Equal(got, wantV) {
+						t.Errorf("afterwards %v %q, want live=%v %q", gst, got, wantLive, wantV)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestUpdateReturnsItsOwnIncrement: the value an Always/WantNew add returns
+// is the one it produced, in place, copied and after a device read.
+func TestUpdateReturnsItsOwnIncrement(t *testing.T) {
+	for _, r := range []region{inMutable, inReadOnly, onDevice} {
+		t.Run(r.String(), func(t *testing.T) {
+			st, s := updateStore(t)
+			k := []byte("counter")
+			place(t, st, s, k, i64(41), r)
+			v, stt := syncUpdate(t, s, k, Update{Want: WantNew, Merge: Int64Add{}, Input: i64(1)})
+			if stt != OK || !bytes.Equal(v, i64(42)) {
+				t.Fatalf("got %v %v, want OK 42", stt, v)
+			}
+		})
+	}
+}
+
+// TestUpdateWithoutMerger is refused, except for Remove.
+func TestUpdateWithoutMerger(t *testing.T) {
+	_, s := updateStore(t)
+	if _, _, err := s.Update([]byte("k"), Update{If: IfAbsent}, nil); err == nil {
+		t.Fatal("an IfAbsent Update without a merger was accepted")
+	}
+	if _, st, err := s.Update([]byte("k"), Update{If: Remove}, nil); err != nil || st != NotFound {
+		t.Fatalf("Remove of an absent key: %v %v", st, err)
+	}
+}
+
+// TestUpdateOrderedBehindPendingUpdate: a session's Update on a key whose
+// earlier Update waits for the device takes effect after it.
+func TestUpdateOrderedBehindPendingUpdate(t *testing.T) {
+	st, s := updateStore(t)
+	k := []byte("k")
+	place(t, st, s, k, []byte("v0"), onDevice)
+	var got []Completion
+	s.SetCompletion(func(c Completion) {
+		c.Value = append([]byte(nil), c.Value...)
+		got = append(got, c)
+	})
+	_, st1, err := s.Update(k, Update{If: Remove, Want: WantOld}, nil)
+	if err != nil || st1 != Pending {
+		t.Fatalf("first Update: %v %v, want Pending", st1, err)
+	}
+	_, st2, err := s.Update(k, Update{If: IfAbsent, Merge: Replace{}, Input: []byte("v1")}, nil)
+	if err != nil || st2 != NotFound {
+		t.Fatalf("second Update: %v %v; want NotFound (the key was removed first)", st2, err)
+	}
+	if len(got) != 1 || got[0].Status != OK || string(got[0].Value) != "v0" {
+		t.Fatalf("completions %+v", got)
+	}
+	if v, _ := syncRead(t, s, k); string(v) != "v1" {
+		t.Fatalf("value %q, want v1", v)
+	}
+}
+
+// TestRemoveOnceUnderConcurrency: sessions racing to remove the same keys,
+// in memory and on the device, report each key removed exactly once; racing
+// to create them again, exactly one creation of each wins and its value is
+// the key's.
+func TestRemoveOnceUnderConcurrency(t *testing.T) {
+	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}})
+	const keys, workers = 1000, 4
+	s0 := newSession(t, st)
+	for i := range keys {
+		mustStatus(t, OK)(s0.Upsert(fmt.Appendf(nil, "key%d", i), make([]byte, 40)))
+	}
+	s0.CompletePending(true)
+	s0.Suspend()
+	if st.Log().Head() == hlog.FirstAddress {
+		t.Fatal("no record left memory")
+	}
+	removed := make([][keys]int, workers)
+	created := make([][keys]bool, workers)
+	var wg, removing sync.WaitGroup
+	removing.Add(workers)
+	for w := range workers {
+		s := newSession(t, st)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.Suspend()
+			race(s, uint64(w), keys, Update{If: Remove}, func(i int, c Completion) {
+				if c.Err == nil && c.Status == OK {
+					removed[w][i]++
+				}
+			})
+			s.Suspend() // the others may need this session's epoch to move on
+			removing.Done()
+			removing.Wait()
+			race(s, uint64(w), keys, Update{If: IfAbsent, Merge: Replace{}, Input: fmt.Appendf(nil, "w%d", w)}, func(i int, c Completion) {
+				created[w][i] = c.Err == nil && c.Status == NotFound
+			})
+		}()
+	}
+	wg.Wait()
+	for i := range keys {
+		n, winner := 0, -1
+		for w := range workers {
+			n += removed[w][i]
+			if created[w][i] {
+				if winner >= 0 {
+					t.Fatalf("key%d created by workers %d and %d", i, winner, w)
+				}
+				winner = w
+			}
+		}
+		if n != 1 {
+			t.Fatalf("key%d reported removed %d times", i, n)
+		}
+		if winner < 0 {
+			t.Fatalf("key%d: no creation won", i)
+		}
+		if v, _ := syncRead(t, s0, fmt.Appendf(nil, "key%d", i)); string(v) != fmt.Sprint("w", winner) {
+			t.Fatalf("key%d = %q, winner w%d", i, v, winner)
+		}
+	}
+}
+
+// race runs u on every key in a seeded order, handing each outcome to done.
+func race(s *Session, seed uint64, keys int, u Update, done func(int, Completion)) {
+	order := rand.New(rand.NewPCG(seed, 7)).Perm(keys)
+	serials := map[uint64]int{}
+	s.SetCompletion(func(c Completion) { done(serials[c.Serial], c) })
+	for _, i := range order {
+		_, st, err := s.Update(fmt.Appendf(nil, "key%d", i), u, nil)
+		if st == Pending && err == nil {
+			serials[s.Serial()] = i
+			continue
+		}
+		done(i, Completion{Status: st, Err: err})
+	}
+	s.CompletePending(true)
+}
