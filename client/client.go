@@ -56,7 +56,8 @@ func (c *Client) Set(ctx context.Context, key, value []byte) error {
 	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
 }
 
-// Delete deletes key; existed is false when the server knew it was absent.
+// Delete deletes key; existed reports whether it held a value (the server
+// reads a key that left memory to know).
 func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err error) {
 	err = c.do(ctx, func(s *Cluster, cb Callback) error { return s.Delete(key, cb) }, func(r Result) {
 		existed = r.Status == OK
@@ -64,15 +65,12 @@ func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err erro
 	return existed, err
 }
 
-// Incr adds delta to the int64 at key and returns the new value.
+// Incr adds delta to the int64 at key (an absent key counts as 0) and
+// returns the value this addition produced: one ADD, whose result carries
+// it, so other clients' additions never show in it.
 func (c *Client) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
 	var v int64
-	err := c.do(ctx, func(s *Cluster, cb Callback) error {
-		if err := s.Add(key, delta, cb); err != nil {
-			return err
-		}
-		return s.Read(key, cb)
-	}, func(r Result) {
+	err := c.do(ctx, func(s *Cluster, cb Callback) error { return s.Add(key, delta, cb) }, func(r Result) {
 		if len(r.Value) == 8 {
 			v = int64(binary.LittleEndian.Uint64(r.Value))
 		}

@@ -21,13 +21,15 @@ func (s *Session) Upsert(key, value []byte, cb Callback) error {
 	return s.add(wire.OpUpsert, key, value, cb)
 }
 
-// Delete queues deleting key.
+// Delete queues deleting key; the Result is OK when it held a value,
+// NotFound when it had none.
 func (s *Session) Delete(key []byte, cb Callback) error {
 	return s.add(wire.OpDelete, key, nil, cb)
 }
 
 // Add queues adding delta to the little-endian int64 at key (an absent key
-// starts at 0). The callback's Result has no value; read it back if needed.
+// starts at 0). The callback's Result carries the value this addition
+// produced (8 bytes, little-endian).
 func (s *Session) Add(key []byte, delta int64, cb Callback) error {
 	var d [8]byte
 	putInt64(d[:], delta)

@@ -76,8 +76,8 @@ const (
 	NotFound               // the key has no value
 )
 
-// Result is one operation's outcome. Value (a read's value) is valid only
-// during the callback.
+// Result is one operation's outcome. Value (a read's value, an add's new
+// value) is valid only during the callback.
 type Result struct {
 	Status Status
 	Value  []byte

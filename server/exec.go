@@ -186,13 +186,13 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpUpsert:
 		st, err = l.upsert(op.Key, h, op.Value)
 	case wire.OpDelete:
-		st, err = l.delete(op.Key, h)
+		st, _, err = l.update(op.Key, h, store.Update{If: store.Remove})
 	case wire.OpAdd:
 		if len(op.Value) != 8 {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, err = l.rmw(op.Key, h, op.Value, store.Int64Add{})
+		st, payload, err = l.update(op.Key, h, store.Update{Want: store.WantNew, Merge: store.Int64Add{}, Input: op.Value})
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
 	default:
@@ -200,10 +200,10 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		return
 	}
 	if err == nil && st == store.Pending {
-		l.await(pendingRef{kind: pendingNative, c: cs, serial: serial})
+		l.await(pendingRef{kind: pendingNative, c: cs, serial: serial, op: op.Op})
 		cs.sess.AddPending(serial)
 	}
-	rs, p, code := resultOf(st, err, payload)
+	rs, p, code := resultOf(op.Op, st, err, payload)
 	cs.sess.Result(rs, p, code)
 }
 
@@ -229,16 +229,19 @@ func (l *loop) control(cs *conn, op wire.Operation) {
 	}
 }
 
-// resultOf maps a store outcome to a wire result.
-func resultOf(st store.Status, err error, value []byte) (wire.Status, []byte, wire.Code) {
+// resultOf maps the store outcome of a native operation to its wire result.
+// DELETE's Update reports whether the key held a live value (OK) or not
+// (NOT_FOUND); ADD's reports the same, but ADD answers OK with the value it
+// produced either way.
+func resultOf(op wire.Op, st store.Status, err error, value []byte) (wire.Status, []byte, wire.Code) {
 	if err != nil {
 		return wire.StatusError, nil, classify(err).code
 	}
-	switch st {
-	case store.NotFound:
-		return wire.StatusNotFound, nil, 0
-	case store.Pending:
+	switch {
+	case st == store.Pending:
 		return wire.StatusPending, nil, 0
+	case st == store.NotFound && op != wire.OpAdd:
+		return wire.StatusNotFound, nil, 0
 	}
 	return wire.StatusOK, value, 0
 }

@@ -56,11 +56,16 @@ func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) 
 	return l.ss.UpsertHashed(key, h, value)
 }
 
-func (l *loop) delete(key []byte, h uint64) (store.Status, error) {
+// update runs a conditional operation; the value it wants lands in the
+// loop's value buffer, valid until the next read or update.
+func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
 	if !l.serves(h) {
-		return 0, errNotOwner
+		return 0, nil, errNotOwner
 	}
-	return l.ss.DeleteHashed(key, h)
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	return st, l.value, err
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
@@ -81,6 +86,7 @@ const (
 // pendingRef names the client operation a pending store operation answers.
 type pendingRef struct {
 	kind   pendingKind
+	op     wire.Op // a native operation's code
 	c      *conn
 	serial uint64
 	r      *respConn

@@ -226,7 +226,7 @@ func (l *loop) completed(c store.Completion) {
 		}
 		return
 	}
-	st, payload, code := resultOf(c.Status, c.Err, c.Value)
+	st, payload, code := resultOf(ref.op, c.Status, c.Err, c.Value)
 	ref.c.sess.Complete(ref.serial, st, payload, code)
 	if !ref.c.dirty {
 		ref.c.dirty = true

@@ -40,14 +40,14 @@ type respConn struct {
 // respOp is the command running on a connection: which step of it is next,
 // and what its steps have gathered.
 type respOp struct {
-	cmd  *command
-	args [][]byte
-	h    uint64 // hash of args[1], computed while parsing
-	i    int    // the step issued last (a key's index for multi-key commands)
-	n    int64  // DEL and EXISTS count what they found
-	set  setMerger
-	incr incrMerger
-	app  appendMerger
+	cmd   *command
+	args  [][]byte
+	h     uint64 // hash of args[1], computed while parsing
+	i     int    // the step issued last (a key's index for multi-key commands)
+	n     int64  // DEL and EXISTS count what they found
+	set   setOptions
+	delta [8]byte // INCR's delta, the decimalAdd input
+	app   appendMerger
 }
 
 func (l *loop) openRESP(c gnet.Conn) {
@@ -208,7 +208,6 @@ const maxKeptOut = 1 << 20
 // and app.
 func (op *respOp) reset(cmd *command, args [][]byte, h uint64) {
 	op.cmd, op.args, op.h, op.i, op.n = cmd, args, h, 0, 0
-	op.set.existed = false
 }
 
 // hash returns the hash of argument k.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -434,11 +435,11 @@ func btoi(b bool) int {
 }
 
 // prepareSet parses SET's options. Plain SET is a blind upsert; NX, XX and
-// GET make it a read-modify-write (setMerger), so that the condition and
-// the old value are those of the record it replaces.
+// GET make it a store Update (Replace under a condition), so that the
+// condition and the old value are those of the record it replaces.
 func prepareSet(_ *loop, r *respConn) bool {
 	op := &r.op
-	op.set.mode, op.set.get = setAlways, false
+	op.set = setOptions{}
 	for _, a := range op.args[3:] {
 		switch strings.ToUpper(string(clip(a, 8))) {
 		case "NX":
@@ -469,7 +470,7 @@ func syntaxError(r *respConn) bool {
 }
 
 func prepareSetNX(_ *loop, r *respConn) bool {
-	r.op.set.mode, r.op.set.get = setNX, false
+	r.op.set = setOptions{mode: setNX}
 	return true
 }
 
@@ -478,18 +479,25 @@ func issueSet(l *loop, op *respOp) (store.Status, []byte, error) {
 		st, err := l.upsert(op.args[1], op.hash(1), op.args[2])
 		return st, nil, err
 	}
-	st, err := l.rmw(op.args[1], op.hash(1), op.args[2], &op.set)
-	return st, nil, err
+	u := store.Update{If: op.set.mode.cond(), Merge: store.Replace{}, Input: op.args[2]}
+	if op.set.get {
+		u.Want = store.WantOld
+	}
+	return l.update(op.args[1], op.hash(1), u)
 }
 
-func takeSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
-	m := &r.op.set
+// takeSet replies to SET: with GET the old value (or nil), otherwise OK, or
+// nil when the condition kept the key. An Update reports OK when the key
+// existed; a plain SET's upsert reports OK.
+func takeSet(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	o := r.op.set
+	existed := st == store.OK
 	switch {
-	case err != nil && !errors.Is(err, errSkip):
+	case err != nil:
 		r.failed(err)
-	case m.get && m.existed:
-		r.out = resp.AppendBulk(r.out, m.old)
-	case m.get || err != nil:
+	case o.get && existed:
+		r.out = resp.AppendBulk(r.out, v)
+	case o.get || !o.mode.written(existed):
 		r.out = resp.AppendNull(r.out)
 	default:
 		r.out = resp.AppendSimple(r.out, "OK")
@@ -497,54 +505,28 @@ func takeSet(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	return false
 }
 
-func takeSetNX(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
-	switch {
-	case errors.Is(err, errSkip):
-		r.out = resp.AppendInt(r.out, 0)
-	case err != nil:
-		r.failed(err)
-	default:
-		r.out = resp.AppendInt(r.out, 1)
+func takeSetNX(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
+	if err != nil {
+		return r.failed(err)
 	}
+	r.out = resp.AppendInt(r.out, int64(btoi(st == store.NotFound)))
 	return false
 }
 
-// GETDEL reads the key, then deletes it: two operations, so a write to the
-// key by another connection between them is deleted unseen.
+// GETDEL removes the key and returns the value it removed, in one Update.
 func issueGetDel(l *loop, op *respOp) (store.Status, []byte, error) {
-	if op.i == 0 {
-		return l.readArg(op, 1)
-	}
-	st, err := l.delete(op.args[1], op.hash(1))
-	return st, nil, err
+	return l.update(op.args[1], op.hash(1), store.Update{If: store.Remove, Want: store.WantOld})
 }
 
-func takeGetDel(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
-	op := &r.op
-	switch {
-	case err != nil:
-		r.failed(err)
-	case op.i == 0 && st == store.NotFound:
-		r.out = resp.AppendNull(r.out)
-	case op.i == 0:
-		op.set.old = append(op.set.old[:0], v...)
-		op.i = 1
-		return true
-	default:
-		r.out = resp.AppendBulk(r.out, op.set.old)
-	}
-	return false
+// takeGetDel replies as GET does: the removed value, or nil.
+func takeGetDel(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	return takeGet(l, r, st, v, err)
 }
 
-// DEL and UNLINK read each key (to count the ones that exist) and delete
-// the ones found: step 2j reads key j, step 2j+1 deletes it.
+// DEL and UNLINK remove each key with an Update that reports whether it
+// held a live value: step j removes key j.
 func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
-	k := 1 + op.i/2
-	if op.i%2 == 0 {
-		return l.readArg(op, k)
-	}
-	st, err := l.delete(op.args[k], op.hash(k))
-	return st, nil, err
+	return l.update(op.args[1+op.i], op.hash(1+op.i), store.Update{If: store.Remove})
 }
 
 func takeDel(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
@@ -552,16 +534,10 @@ func takeDel(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
 	if err != nil {
 		return r.failed(err)
 	}
-	switch {
-	case op.i%2 == 1:
-		op.i++
-	case st == store.OK:
+	if st == store.OK {
 		op.n++
-		op.i++
-	default:
-		op.i += 2
 	}
-	if 1+op.i/2 < len(op.args) {
+	if op.i++; 1+op.i < len(op.args) {
 		return true
 	}
 	r.out = resp.AppendInt(r.out, op.n)
@@ -650,22 +626,25 @@ func prepareIncr(sign int64, byArg bool) func(*loop, *respConn) bool {
 				return false
 			}
 		}
-		r.op.incr.delta = sign * d
+		binary.LittleEndian.PutUint64(r.op.delta[:], uint64(sign*d))
 		return true
 	}
 }
 
+// issueIncr adds the delta and asks for the value it produced.
 func issueIncr(l *loop, op *respOp) (store.Status, []byte, error) {
-	st, err := l.rmw(op.args[1], op.hash(1), nil, &op.incr)
-	return st, nil, err
+	return l.update(op.args[1], op.hash(1), store.Update{Want: store.WantNew, Merge: decimalAdd{}, Input: op.delta[:]})
 }
 
-func takeIncr(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
+func takeIncr(_ *loop, r *respConn, _ store.Status, v []byte, err error) bool {
 	if err != nil {
-		r.failed(err)
-	} else {
-		r.out = resp.AppendInt(r.out, r.op.incr.result)
+		return r.failed(err)
 	}
+	n, ok := resp.ParseInt(v)
+	if !ok {
+		return r.failed(fmt.Errorf("server: counter update returned %q", clip(v, 32)))
+	}
+	r.out = resp.AppendInt(r.out, n)
 	return false
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 
@@ -8,16 +9,12 @@ import (
 	"github.com/fleetkv/fleetkv/store"
 )
 
-// The read-modify-writes behind RESP commands. Each is a field of the
-// connection's respOp and records what the command's reply needs (the new
-// counter, the old value, whether the key existed) while the store runs it,
-// at once or when a pending read completes. The store may call a merger
-// more than once for one operation (a lost race retries); the last call is
-// the one that took effect, and each call overwrites what the previous one
-// recorded.
-
-// errSkip aborts a conditional SET: the store keeps the key as it was.
-var errSkip = errors.New("condition not met")
+// The merges behind RESP commands that the store's built-in ones do not
+// cover. Conditions (NX, XX), what the key held (GETDEL, SET GET, DEL's
+// count) and the new value (INCR) come from the store's Update, which
+// decides and reports in the same operation that writes; a merger records
+// only what Update does not return (APPEND's new length, without copying
+// the value).
 
 var (
 	errNotInteger = errors.New("ERR value is not an integer or out of range")
@@ -33,98 +30,62 @@ const (
 	setXX             // only if present
 )
 
-// setMerger is SET with NX, XX or GET: it replaces the value, or leaves it
-// when the condition fails, and keeps a copy of the old value for GET.
-type setMerger struct {
-	mode    setMode
-	get     bool
-	existed bool
-	old     []byte // the old value when get; reused across commands
+// cond is the store condition of a SET mode.
+func (m setMode) cond() store.Cond {
+	switch m {
+	case setNX:
+		return store.IfAbsent
+	case setXX:
+		return store.IfPresent
+	}
+	return store.Always
 }
 
-var _ store.Merger = (*setMerger)(nil)
+// written reports whether SET with mode m wrote, given whether the key
+// existed.
+func (m setMode) written(existed bool) bool {
+	return m == setAlways || (m == setNX) != existed
+}
 
-func (m *setMerger) InitialSize(input []byte) int { return len(input) }
+// setOptions are SET's parsed options.
+type setOptions struct {
+	mode setMode
+	get  bool
+}
 
-func (m *setMerger) Initial(dst, input []byte) error {
-	m.existed = false
-	if m.mode == setXX {
-		return errSkip
-	}
-	copy(dst, input)
+// decimalAdd adds the little-endian int64 input to a counter kept as a
+// decimal string, as Redis does; an absent key counts as 0. It keeps no
+// state: the new value comes back through Update's WantNew.
+type decimalAdd struct{}
+
+var _ store.Merger = decimalAdd{}
+
+func (decimalAdd) InitialSize(input []byte) int { return decimalLen(deltaOf(input)) }
+
+func (decimalAdd) Initial(dst, input []byte) error {
+	strconv.AppendInt(dst[:0], deltaOf(input), 10)
 	return nil
 }
 
-func (m *setMerger) MergedSize(old, input []byte) (int, error) { return len(input), nil }
-
-func (m *setMerger) Merge(dst, old, input []byte) error {
-	m.seen(old)
-	if m.mode == setNX {
-		return errSkip
-	}
-	copy(dst, input)
-	return nil
-}
-
-func (m *setMerger) InPlace(v, input []byte) (int, bool, error) {
-	m.seen(v)
-	if m.mode == setNX {
-		return 0, false, errSkip
-	}
-	if len(input) > cap(v) {
-		return 0, false, nil
-	}
-	copy(v[:len(input)], input)
-	return len(input), true, nil
-}
-
-func (m *setMerger) seen(old []byte) {
-	m.existed = true
-	if m.get {
-		m.old = append(m.old[:0], old...)
-	}
-}
-
-// incrMerger adds delta to a counter kept as a decimal string, as Redis
-// does; an absent key counts as 0.
-type incrMerger struct {
-	delta  int64
-	result int64
-}
-
-var _ store.Merger = (*incrMerger)(nil)
-
-// counterCap is what a counter's record reserves: the longest int64.
-const counterCap = 20
-
-func (m *incrMerger) InitialSize([]byte) int { return decimalLen(m.delta) }
-
-func (m *incrMerger) Initial(dst, _ []byte) error {
-	m.result = m.delta
-	strconv.AppendInt(dst[:0], m.delta, 10)
-	return nil
-}
-
-func (m *incrMerger) MergedSize(old, _ []byte) (int, error) {
-	n, err := m.add(old)
+func (decimalAdd) MergedSize(old, input []byte) (int, error) {
+	n, err := addDecimal(old, input)
 	if err != nil {
 		return 0, err
 	}
 	return decimalLen(n), nil
 }
 
-func (m *incrMerger) Merge(dst, old, _ []byte) error {
-	n, err := m.add(old)
+func (decimalAdd) Merge(dst, old, input []byte) error {
+	n, err := addDecimal(old, input)
 	if err != nil {
 		return err
 	}
-	m.result = n
 	strconv.AppendInt(dst[:0], n, 10)
 	return nil
 }
 
-func (m *incrMerger) InPlace(v, _ []byte) (int, bool, error) {
-	n, err := m.add(v)
+func (decimalAdd) InPlace(v, input []byte) (int, bool, error) {
+	n, err := addDecimal(v, input)
 	if err != nil {
 		return 0, false, err
 	}
@@ -132,26 +93,32 @@ func (m *incrMerger) InPlace(v, _ []byte) (int, bool, error) {
 	if size > cap(v) {
 		return 0, false, nil
 	}
-	m.result = n
 	strconv.AppendInt(v[:0], n, 10)
 	return size, true, nil
 }
 
 // Reserve implements store.Reserver: room for any int64, so that a counter
 // is updated in place once its record is in the mutable region.
-func (m *incrMerger) Reserve(n int) int { return max(n, counterCap) }
+func (decimalAdd) Reserve(n int) int { return max(n, counterCap) }
 
-func (m *incrMerger) add(old []byte) (int64, error) {
+// deltaOf reads a decimalAdd input.
+func deltaOf(input []byte) int64 { return int64(binary.LittleEndian.Uint64(input)) }
+
+func addDecimal(old, input []byte) (int64, error) {
 	v, ok := resp.ParseInt(old)
 	if !ok {
 		return 0, errNotInteger
 	}
-	n := v + m.delta
-	if (m.delta > 0 && n < v) || (m.delta < 0 && n > v) {
+	d := deltaOf(input)
+	n := v + d
+	if (d > 0 && n < v) || (d < 0 && n > v) {
 		return 0, errOverflow
 	}
 	return n, nil
 }
+
+// counterCap is what a counter's record reserves: the longest int64.
+const counterCap = 20
 
 func decimalLen(n int64) int {
 	var b [counterCap]byte

@@ -1,5 +1,5 @@
-// Package store is the FASTER key-value store: Read, Upsert, RMW and Delete on
-// byte-slice keys and values, executed by sessions over the shared hash index
+// Package store is the FASTER key-value store: Read, Upsert, RMW, Delete and
+// the conditional Update (update.go) on byte-slice keys and values, executed by sessions over the shared hash index
 // (package index) and HybridLog (package hlog).
 //
 // Each worker owns one Session, which carries its epoch slot and a serial

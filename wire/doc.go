@@ -22,8 +22,11 @@
 //	code         value          meaning
 //	1  READ      -              read key
 //	2  UPSERT    yes            set key to value
-//	3  DELETE    -              delete key
+//	3  DELETE    -              delete key; OK when it held a value,
+//	                            NOT_FOUND when it had none
 //	4  ADD       8 bytes        add a little-endian int64 to key's value
+//	                            (absent: 0); OK carries the value this
+//	                            addition produced
 //	5  APPEND    yes            append value to key's value
 //	16 OPEN      auth token     open a session; key: 8-byte session id to
 //	                            resume, or empty for a new one; answers
@@ -70,8 +73,9 @@
 //	                                       session up to serial is durable
 //
 //	result:     status u8 | payload
-//	  0 OK         len uv | bytes   (a READ's value, a control op's answer;
-//	                                 empty for writes)
+//	  0 OK         len uv | bytes   (a READ's value, an ADD's new value, a
+//	                                 control op's answer; empty for other
+//	                                 writes)
 //	  1 NOT_FOUND  -
 //	  2 PENDING    -                (its completion comes later, by serial)
 //	  3 ERROR      code u8          (14 NOT_OWNER: the server does not

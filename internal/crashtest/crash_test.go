@@ -108,7 +108,11 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 		srv := startServer(t, bin, dir, checkpointModes[c%2])
 		verify(t, c, srv, sessions)
 		verifyNative(t, c, srv, natives)
-		runUntilKilled(t, srv, sessions, natives, time.Duration(50+rng.IntN(400))*time.Millisecond, rng.Uint64())
+		d := time.Duration(50+rng.IntN(400)) * time.Millisecond
+		if c == cycles-1 {
+			d = max(d, 400*time.Millisecond) // long enough for compactions to move the begin (checked below)
+		}
+		runUntilKilled(t, srv, sessions, natives, d, rng.Uint64())
 	}
 	srv := startServer(t, bin, dir, checkpointModes[0])
 	verify(t, cycles, srv, sessions)
