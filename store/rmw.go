@@ -60,10 +60,14 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	}
 	v := r.Value()
 	live := !hdr.Tombstone()
-	s.reportOld(live, v)
+	act := actMerge
+	if s.res.update {
+		s.reportOld(live, v)
+		act = s.res.cond.action(live)
+	}
 	var st Status
 	var err error
-	switch s.res.cond.action(live) {
+	switch act {
 	case actKeep:
 		s.reportNew(live, v)
 		r.Unlock(hdr, len(v))
@@ -126,13 +130,15 @@ func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, 
 // old must stay unchanged meanwhile: it is read-only, or a private copy
 // read from the device.
 func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
-	s.reportOld(haveOld, old)
-	switch s.res.cond.action(haveOld) {
-	case actKeep:
-		s.reportNew(haveOld, old)
-		return OK, nil
-	case actRemove:
-		return s.removeCopy(slot, e, key)
+	if s.res.update {
+		s.reportOld(haveOld, old)
+		switch s.res.cond.action(haveOld) {
+		case actKeep:
+			s.reportNew(haveOld, old)
+			return OK, nil
+		case actRemove:
+			return s.removeCopy(slot, e, key)
+		}
 	}
 	return s.writeMerged(slot, e, key, input, m, old, haveOld)
 }

@@ -100,7 +100,8 @@ func (r *result) status() Status {
 }
 
 // reportOld records the value the key had (live false: none), before the
-// operation changes it.
+// operation changes it. Only an Update calls it: a plain RMW reports nothing
+// and pays one test of res.update for it.
 func (s *Session) reportOld(live bool, old []byte) {
 	r := &s.res
 	r.live = live
