@@ -74,8 +74,10 @@ func (c *Config) fill() error {
 		return errors.New("loadgen: key count must be positive")
 	case c.ValueSize < 8:
 		return fmt.Errorf("loadgen: value size %d below 8 bytes", c.ValueSize)
-	case c.Threads < 1 || c.Sessions < 1 || c.InFlight < 1 || c.BatchBytes < 64:
-		return errors.New("loadgen: threads, sessions, in-flight and batch bytes must be positive")
+	case c.Threads < 1 || c.Sessions < 1 || c.InFlight < 1:
+		return errors.New("loadgen: threads, sessions and in-flight must be positive")
+	case c.BatchBytes < 64:
+		return fmt.Errorf("loadgen: batch size %d bytes: at least 64 (a header and one operation)", c.BatchBytes)
 	case c.Workload != "load" && c.Duration <= 0 && c.Ops == 0:
 		return errors.New("loadgen: give a duration or an operation count")
 	case c.Workload == "ycsb-f" && c.ValueSize != 8:

@@ -245,9 +245,11 @@ func (l *loop) flushDirty() {
 }
 
 // schedulePoll arranges for the loop to advance its pending operations again
-// soon when no traffic would wake it.
+// soon when neither traffic nor the device would wake it: only operations
+// that wait for the other loops' epochs need the timer. A device read's
+// completion wakes the loop itself (wake).
 func (l *loop) schedulePoll() {
-	if l.polling || l.ss.PendingCount() == 0 {
+	if l.polling || l.ss.Retrying() == 0 {
 		return
 	}
 	l.polling = true

@@ -317,6 +317,6 @@ func (s *Server) loopFor(el gnet.EventLoop) (*loop, error) {
 	return l, nil
 }
 
-// pollDelay is how long a loop with pending operations waits before it
-// advances them again when no traffic wakes it.
+// pollDelay is how long a loop with operations waiting for the epochs waits
+// before it advances them again when no traffic wakes it.
 const pollDelay = 50 * time.Microsecond

@@ -114,6 +114,12 @@ func (s *Session) Serial() uint64 { return s.serial }
 // PendingCount returns how many operations of the session are still pending.
 func (s *Session) PendingCount() int { return s.pend.count }
 
+// Retrying returns how many of the session's pending operations wait for the
+// other sessions' epochs (RMWs in the fuzzy region) rather than for the
+// device. No completion wakes the owner for them (SetWake): it must call
+// CompletePending again on its own while there are any.
+func (s *Session) Retrying() int { return len(s.pend.retry) }
+
 // Suspend leaves epoch protection; the next operation re-enters it.
 func (s *Session) Suspend() {
 	if s.protected {
