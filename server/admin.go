@@ -138,7 +138,8 @@ type Stats struct {
 	NotOwner        uint64           `json:"not_owner_ops"` // operations refused for a slot not served here
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
-	HeldBack        uint64           `json:"held_back"` // connection turns held back by MaxPendingIO
+	HeldBack        uint64           `json:"held_back"`           // connection turns held back by MaxPendingIO
+	RESPParallel    uint64           `json:"resp_parallel_reads"` // RESP device reads issued without stopping their connection
 	BytesIn         uint64           `json:"bytes_in"`
 	BytesOut        uint64           `json:"bytes_out"`
 	Store           store.Stats      `json:"store"`
@@ -218,6 +219,7 @@ func (s *Server) Stats() Stats {
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()
 		st.HeldBack += l.stats.held.Load()
+		st.RESPParallel += l.stats.respHoles.Load()
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.BytesOut += l.stats.bytesOut.Load()
 		st.Connections += l.stats.conns.Load()

@@ -24,7 +24,8 @@
 //	                 call, pending registration (await), error classification
 //	resp.go          RESP connections: parse window, run, park on the device
 //	resp_cmds.go     the RESP command table and the data commands
-//	resp_merge.go    RESP's read-modify-write mergers (SET NX/XX/GET, INCR, APPEND)
+//	resp_merge.go    RESP's mergers (SET modes, the decimal INCR, APPEND's length)
+//	resp_holes.go    cold reads of a RESP connection in parallel: reply holes filled in order
 //	resp_cluster.go  CLUSTER, MOVED/TRYAGAIN/CLUSTERDOWN, CROSSSLOT
 //	resp_durable.go  SAVE, BGSAVE, WAITAOF; respAside (work off the loop)
 //	resp_info.go     INFO

@@ -79,8 +79,9 @@ func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.St
 type pendingKind uint8
 
 const (
-	pendingNative pendingKind = iota + 1 // a native connection's operation (c, serial)
-	pendingRESP                          // a RESP connection's running command (r)
+	pendingNative   pendingKind = iota + 1 // a native connection's operation (c, serial)
+	pendingRESP                            // a RESP connection's running command (r)
+	pendingRESPHole                        // a read reply of a RESP connection that goes on meanwhile (r, hole)
 )
 
 // pendingRef names the client operation a pending store operation answers.
@@ -90,6 +91,7 @@ type pendingRef struct {
 	c      *conn
 	serial uint64
 	r      *respConn
+	hole   *respHole
 }
 
 // await registers ref as waiting for the store operation the gateway just

@@ -42,7 +42,11 @@ type loop struct {
 	rd      *resp.Reader  // parses the RESP connections' commands
 	rwin    []parsed      // the RESP commands parsed and not yet run
 	rargs   [][]byte      // their arguments
-	scratch [32]byte
+	// holePool and outPool keep the RESP connections' reply holes and
+	// output buffers for reuse (resp_holes.go).
+	holePool []*respHole
+	outPool  [][]byte
+	scratch  [32]byte
 	// notOwned is the slot of the last operation the gateway refused.
 	notOwned uint16
 	stats    loopStats
@@ -67,6 +71,7 @@ type loopStats struct {
 	notOwner  atomic.Uint64 // operations refused for a slot not served here
 	pending   atomic.Uint64
 	held      atomic.Uint64 // turns a connection was held back by MaxPendingIO
+	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
 	conns     atomic.Int64
 	respConns atomic.Int64
 	_         [64]byte
@@ -215,8 +220,12 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
-	if ref.kind == pendingRESP {
+	switch ref.kind {
+	case pendingRESP:
 		l.respCompleted(ref.r, c)
+		return
+	case pendingRESPHole:
+		l.respHoleCompleted(ref.r, ref.hole, c)
 		return
 	}
 	if ref.c.closed {

@@ -14,12 +14,13 @@ import (
 //
 // Commands run in order, on the loop's store session, as the native
 // protocol's operations do; their replies are appended to out and written
-// with one write per turn. A command whose store operation goes pending
-// (a cold record) stops the connection: its arguments are copied into op,
-// the rest of the input stays buffered, and the completion finishes the
-// command and queues the connection to go on. Replies so keep the order of
-// the commands without a reorder buffer, at the price of one device read in
-// flight per RESP connection; the native protocol keeps many.
+// with one write per turn. A read whose record is on the device leaves a
+// hole in the output and the connection goes on (resp_holes.go): the reads
+// of a pipeline and the keys of an MGET go to the device together. A write
+// whose store operation goes pending (a cold record) stops the connection:
+// its arguments are copied into op, the rest of the input stays buffered,
+// and the completion finishes the command and queues the connection to go
+// on. Replies keep the order of the commands either way.
 type respConn struct {
 	c      gnet.Conn
 	l      *loop
@@ -35,6 +36,10 @@ type respConn struct {
 	op      respOp
 	out     []byte
 	argBuf  []byte // backing of op.args while it waits
+	// holes are the read replies still to come, in order; ready is the
+	// output before the first (resp_holes.go).
+	holes []*respHole
+	ready []byte
 }
 
 // respOp is the command running on a connection: which step of it is next,
@@ -70,6 +75,7 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 		return gnet.Close
 	}
 	if r.waiting {
+		l.respWrite(r)   // replies that holes' completions made ready
 		return gnet.None // its completion queues it again
 	}
 	l.turn()
@@ -107,8 +113,9 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 	l.flushDirty()
 	l.ss.Suspend()
 	l.schedulePoll()
-	if r.quit {
-		return gnet.Close
+	if r.quit && len(r.holes) == 0 {
+		l.respWrite(r)    // what completions just made ready
+		return gnet.Close // QUIT's reply and every one before it are written
 	}
 	if action == gnet.None && r.c.OutboundBuffered() > l.s.cfg.MaxResponse {
 		return gnet.Close // the client sends but does not read
@@ -183,20 +190,21 @@ func (l *loop) respRunWindow(r *respConn) int {
 	return len(l.rwin)
 }
 
-// respWrite sends the replies r has gathered.
+// respWrite sends the replies r has ready: up to its first hole.
 func (l *loop) respWrite(r *respConn) {
-	if len(r.out) == 0 || r.closed {
-		r.out = r.out[:0]
+	out := r.pendingOutput()
+	if len(*out) == 0 || r.closed {
+		*out = (*out)[:0]
 		return
 	}
-	if _, err := r.c.Write(r.out); err != nil {
+	if _, err := r.c.Write(*out); err != nil {
 		l.s.log.Debug("write failed", "remote", r.c.RemoteAddr(), "err", err)
 	}
-	l.stats.bytesOut.Add(uint64(len(r.out)))
-	if cap(r.out) > maxKeptOut {
-		r.out = nil // a large reply does not pin its buffer
+	l.stats.bytesOut.Add(uint64(len(*out)))
+	if cap(*out) > maxKeptOut {
+		*out = nil // a large reply does not pin its buffer
 	} else {
-		r.out = r.out[:0]
+		*out = (*out)[:0]
 	}
 }
 
@@ -254,13 +262,22 @@ func (l *loop) respCommand(r *respConn, cmd *command, args [][]byte, h uint64) {
 }
 
 // respSteps issues the running command's store operations until one goes
-// pending or the command is done.
+// pending in a way that stops the connection, or the command is done. A
+// read step that goes pending leaves a hole for its reply and the command
+// goes on with its next key (resp_holes.go).
 func (l *loop) respSteps(r *respConn) {
 	op := &r.op
 	for {
 		st, v, err := op.cmd.issue(l, op)
 		if err == nil && st == store.Pending {
-			l.respWait(r)
+			if !l.canHole(r) {
+				l.respWait(r)
+				return
+			}
+			l.openHole(r)
+			if op.i++; 1+op.i < len(op.args) {
+				continue
+			}
 			return
 		}
 		if !op.cmd.take(l, r, st, v, err) {

@@ -28,6 +28,10 @@ type command struct {
 	prepare func(l *loop, r *respConn) bool // false: it appended the reply, no steps
 	issue   func(l *loop, op *respOp) (store.Status, []byte, error)
 	take    func(l *loop, r *respConn, st store.Status, v []byte, err error) (more bool)
+	// fill, for a command whose steps are reads of arguments 1, 2, ... (one
+	// reply element each), appends what take would for one step: such a
+	// step on the device leaves a hole filled by its completion.
+	fill func(l *loop, b []byte, st store.Status, v []byte, err error) []byte
 	// keyStep marks a command of several keys: every keyStep-th argument
 	// from the first is a key. In a cluster they must share a slot.
 	keyStep int
@@ -68,22 +72,22 @@ func init() {
 		{name: "cluster", arity: -2, reply: cmdCluster},
 		{name: "readonly", arity: 1, reply: cmdReadOnly},
 		{name: "readwrite", arity: 1, reply: cmdReadOnly},
-		{name: "get", arity: 2, issue: readKey(1), take: takeGet},
+		{name: "get", arity: 2, issue: readKey(1), take: takeGet, fill: fillBulk},
 		{name: "set", arity: -3, prepare: prepareSet, issue: issueSet, take: takeSet},
 		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},
 		{name: "getdel", arity: 2, issue: issueGetDel, take: takeGetDel},
 		{name: "del", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
 		{name: "unlink", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
 		{name: "exists", arity: -2, issue: readEach, take: takeExists, keyStep: 1},
-		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet, keyStep: 1},
+		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet, fill: fillBulk, keyStep: 1},
 		{name: "mset", arity: -3, prepare: prepareMSet, issue: issueMSet, take: takeMSet, keyStep: 2},
 		{name: "incr", arity: 2, prepare: prepareIncr(1, false), issue: issueIncr, take: takeIncr},
 		{name: "decr", arity: 2, prepare: prepareIncr(-1, false), issue: issueIncr, take: takeIncr},
 		{name: "incrby", arity: 3, prepare: prepareIncr(1, true), issue: issueIncr, take: takeIncr},
 		{name: "decrby", arity: 3, prepare: prepareIncr(-1, true), issue: issueIncr, take: takeIncr},
 		{name: "append", arity: 3, issue: issueAppend, take: takeAppend},
-		{name: "strlen", arity: 2, issue: readKey(1), take: takeStrlen},
-		{name: "type", arity: 2, issue: readKey(1), take: takeType},
+		{name: "strlen", arity: 2, issue: readKey(1), take: takeStrlen, fill: fillStrlen},
+		{name: "type", arity: 2, issue: readKey(1), take: takeType, fill: fillType},
 	} {
 		commands[c.name] = c
 		byLen[len(c.name)] = append(byLen[len(c.name)], c)
@@ -114,15 +118,19 @@ next:
 // errReply appends the reply for an error of the gateway (or of a RESP
 // merger) and ends the command.
 func (r *respConn) failed(err error) bool {
+	r.out = r.l.appendFailure(r.out, err)
+	return false
+}
+
+// appendFailure appends the error reply for err.
+func (l *loop) appendFailure(b []byte, err error) []byte {
 	switch {
 	case errors.Is(err, errNotInteger), errors.Is(err, errOverflow):
-		r.out = resp.AppendError(r.out, err.Error())
+		return resp.AppendError(b, err.Error())
 	case errors.Is(err, errNotOwner):
-		r.out = r.l.respNotOwner(r.out)
-	default:
-		r.out = resp.AppendError(r.out, sanitize(classify(err).msg))
+		return l.respNotOwner(b)
 	}
-	return false
+	return resp.AppendError(b, sanitize(classify(err).msg))
 }
 
 func notSupported(why string) func(*loop, *respConn, [][]byte) []byte {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -301,5 +302,80 @@ func TestRESPErrorTextsAreOneLine(t *testing.T) {
 	got := rawRESP(t, s.RESPAddr(), "*2\r\n$5\r\nno\r\nx\r\n$3\r\na\nb\r\n", 100)
 	if strings.Count(got, "\r\n") != 1 || !strings.HasPrefix(got, "-ERR unknown command 'no  x'") {
 		t.Errorf("reply %q", got)
+	}
+}
+
+// TestRESPColdReadsInParallel pipelines reads of cold keys (GET, MGET of
+// several, STRLEN, TYPE) with writes of the same keys between them, then
+// QUIT: the reads go to the device together without stopping the
+// connection, every reply comes in command order with the value the key had
+// when its command was sent, and QUIT closes only after the last reply.
+func TestRESPColdReadsInParallel(t *testing.T) {
+	s := startRESP(t, func(c *Config) {
+		c.Loops = 1
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+	})
+	rc := goRedis(t, s, nil)
+	ctx := context.Background()
+	const keys = 64
+	p := rc.Pipeline()
+	for k := range keys {
+		p.Set(ctx, fmt.Sprintf("cold-%d", k), fmt.Sprint("v", k), 0)
+	}
+	filler := strings.Repeat("f", 200)
+	for i := range 400 {
+		p.Set(ctx, fmt.Sprintf("filler-%d", i), filler, 0)
+	}
+	res(p.Exec(ctx)).ok(t)
+	before := s.Stats().RESPParallel
+
+	// One write of the whole pipeline, so the server sees every command
+	// while the first reads are still on the device.
+	var req bytes.Buffer
+	var want bytes.Buffer
+	cmd := func(reply string, args ...string) {
+		fmt.Fprintf(&req, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+		}
+		want.WriteString(reply)
+	}
+	bulk := func(v string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(v), v) }
+	for k := range keys {
+		key, v := fmt.Sprintf("cold-%d", k), fmt.Sprint("v", k)
+		switch k % 4 {
+		case 0:
+			cmd(bulk(v), "GET", key)
+			cmd("+OK\r\n", "SET", key, "new")
+			cmd(bulk("new"), "GET", key)
+		case 1:
+			cmd("*3\r\n"+bulk(v)+"$-1\r\n"+bulk(filler), "MGET", key, "absent", fmt.Sprintf("filler-%d", k))
+		case 2:
+			cmd(fmt.Sprintf(":%d\r\n", len(v)), "STRLEN", key)
+			cmd(":1\r\n", "DEL", key)
+			cmd("+none\r\n", "TYPE", key)
+		case 3:
+			cmd("+string\r\n", "TYPE", key)
+		}
+	}
+	cmd("+OK\r\n", "QUIT")
+	nc, err := net.Dial("tcp", s.RESPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(req.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(nc) // QUIT closes the connection after its reply
+	if err != nil {
+		t.Fatalf("reading the replies: %v (got %d of %d bytes)", err, len(got), want.Len())
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("replies differ from the commands' order and values:\ngot  %q\nwant %q", got, want.Bytes())
+	}
+	if s.Stats().RESPParallel == before {
+		t.Fatal("no read went to the device without stopping the connection")
 	}
 }
