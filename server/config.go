@@ -40,6 +40,12 @@ type Config struct {
 	// MaxResponse bounds the response bytes one batch may produce; results
 	// past it are answered with a TOO_LARGE error. Default 64 MiB.
 	MaxResponse int
+	// MaxInput bounds the unanswered input one connection may make the
+	// server buffer (a native client held back by MaxPendingIO, or sending
+	// faster than its turns run; a RESP client likewise, as Redis's
+	// client-query-buffer-limit): past it the connection gets an error and
+	// is closed. At least two of the largest batches. Default 256 MiB.
+	MaxInput int
 	// MaxPendingIO bounds each loop's operations waiting for the device:
 	// at the bound the loop stops reading new batches from its connections
 	// until completions bring it below. Default 4096.
@@ -88,6 +94,10 @@ const Off = -1
 
 const defaultMaxResponse = 64 << 20
 
+// defaultMaxInput is Config.MaxInput's default: room for a RESP command of
+// 15 bulks of the default largest size.
+const defaultMaxInput = 256 << 20
+
 func (c *Config) fill() error {
 	if c.Listen == "" {
 		return errors.New("server: no listen address")
@@ -97,6 +107,9 @@ func (c *Config) fill() error {
 	}
 	if c.Limits == (wire.Limits{}) {
 		c.Limits = wire.DefaultLimits
+	}
+	if c.MaxInput == 0 {
+		c.MaxInput = defaultMaxInput
 	}
 	if c.MaxResponse == 0 {
 		c.MaxResponse = defaultMaxResponse
@@ -125,6 +138,8 @@ func (c *Config) fill() error {
 		return fmt.Errorf("server: max pending I/O %d must be positive", c.MaxPendingIO)
 	case c.CompactThreshold > 1:
 		return fmt.Errorf("server: compaction threshold %v above 1", c.CompactThreshold)
+	case c.MaxInput < 2*(wire.HeaderSize+c.Limits.MaxBatch):
+		return fmt.Errorf("server: max input %d bytes: at least two batches of %d", c.MaxInput, c.Limits.MaxBatch)
 	case c.MaxResponse < wire.HeaderSize:
 		return fmt.Errorf("server: max response %d too small", c.MaxResponse)
 	}

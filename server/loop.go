@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,16 @@ func (l *loop) close() error { return l.ss.Close() }
 // behind clients of cold ones.
 func (l *loop) traffic(cs *conn) gnet.Action {
 	l.turn()
+	if n := cs.c.InboundBuffered(); n > l.s.cfg.MaxInput {
+		// Held back, or sending faster than its turns run: bound what it
+		// makes the server hold.
+		l.s.log.Warn("closing a client over the input limit", "remote", cs.c.RemoteAddr(), "bytes", n)
+		l.stats.errors.Add(1)
+		cs.sess.Fail(wire.CodeTooLarge, l.rt.View, cs.sess.Next(),
+			fmt.Sprintf("%d bytes of input buffered unanswered, over the server's limit of %d", n, l.s.cfg.MaxInput))
+		l.write(cs)
+		return gnet.Close
+	}
 	if l.holdBack(cs) {
 		return gnet.None
 	}

@@ -68,7 +68,7 @@ func (l *loop) openRESP(c gnet.Conn) {
 // goes on; each command's record is prefetched a few commands before it
 // runs, as the native protocol's batches are.
 func (l *loop) respTraffic(r *respConn) gnet.Action {
-	if r.c.InboundBuffered() > maxRESPInput {
+	if r.c.InboundBuffered() > l.s.cfg.MaxInput {
 		// A client that keeps sending while its commands wait, or faster
 		// than its turns run them: bound what it can make the server hold.
 		l.s.log.Warn("closing a RESP client over the input limit", "remote", r.c.RemoteAddr(), "bytes", r.c.InboundBuffered())
@@ -122,12 +122,6 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 	}
 	return action
 }
-
-// maxRESPInput bounds the unanswered input a RESP connection may buffer
-// (Redis's client-query-buffer-limit): room for a command of 15 bulks of the
-// default largest size, and a bound on what a client that does not wait for
-// its replies can make the server hold.
-const maxRESPInput = 256 << 20
 
 // parsed is a command of the window: its arguments are l.rargs[first:last],
 // it ends end bytes into the parsed input, h hashes its first key.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -481,5 +482,72 @@ func TestDeviceErrorFailsOnlyThatOperation(t *testing.T) {
 		if v, found, err := c.Get(context.Background(), fmt.Appendf(nil, "k%d", i)); err != nil || !found || !bytes.Equal(v, val(i)) {
 			t.Fatalf("after the fault: k%d = %q %v %v", i, v, found, err)
 		}
+	}
+}
+
+// TestHeldBackClientInputIsBounded: a native client held back by
+// MaxPendingIO (its reads wait on a stalled device) that keeps sending is
+// told its input is over the limit and closed, instead of making the server
+// buffer whatever it sends; other clients are served throughout.
+func TestHeldBackClientInputIsBounded(t *testing.T) {
+	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
+	const maxInput = 256 << 10
+	s := startTest(t, func(c *Config) {
+		c.Loops = 1
+		c.MaxPendingIO = 1
+		c.Limits = wire.DefaultLimits
+		c.Limits.MaxBatch = 64 << 10
+		c.MaxInput = maxInput
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+	})
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 500 {
+		if err := c.Set(ctx, fmt.Appendf(nil, "k%d", i), make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd.HoldReads()
+	errorsBefore := s.Stats().Errors
+	flood, err := client.Dial(client.Config{Addr: s.Addr(), BatchBytes: 16 << 10, InFlight: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	defer fd.ReleaseReads() // first: Close waits for the redialled session's reads
+	// Flood until an operation fails: the server's ERROR batch when the
+	// client reads it, or ErrUnknownOutcome when a write finds the
+	// connection closed first (the client then redials; the test stops).
+	var floodErr error
+	record := func(r client.Result) {
+		if r.Err != nil && floodErr == nil {
+			floodErr = r.Err
+		}
+	}
+	for sent := 0; floodErr == nil; sent += 4 { // code, key length, key
+		if sent > 64*maxInput {
+			t.Fatalf("%d bytes sent and no error: the input is not bounded", sent)
+		}
+		if err := flood.Read([]byte("k0"), record); err != nil && floodErr == nil { // k0 is on the device: held
+			floodErr = err
+		}
+	}
+	t.Logf("the flooding client got: %v", floodErr)
+	var se *client.ServerError
+	switch {
+	case errors.As(floodErr, &se) && se.Code == wire.CodeTooLarge && strings.Contains(se.Msg, "over the server's limit"):
+	case errors.Is(floodErr, client.ErrUnknownOutcome):
+	default:
+		t.Fatalf("flooding client got %v, want a TOO_LARGE error about its input, or its connection closed", floodErr)
+	}
+	if s.Stats().Errors == errorsBefore {
+		t.Fatal("the server counted no client error: the connection was not closed for its input")
+	}
+	if err := c.Set(ctx, []byte("after"), []byte("v")); err != nil {
+		t.Fatalf("another client after the flood: %v", err)
 	}
 }

@@ -67,7 +67,17 @@ type FaultyDevice struct {
 		limited   bool
 		spaceLeft uint64
 		stats     FaultStats
+		// holding parks reads in held until ReleaseReads (HoldReads).
+		holding bool
+		held    []heldRead
 	}
+}
+
+// heldRead is a read HoldReads parked.
+type heldRead struct {
+	p   []byte
+	off uint64
+	cb  Callback
 }
 
 // faultKind is what a rule applies to.
@@ -142,6 +152,27 @@ func (f *FaultyDevice) Clear() {
 	f.mu.limited, f.mu.spaceLeft = false, 0
 }
 
+// HoldReads parks every read issued from now on (after the fault rules
+// judged it) until ReleaseReads: a device that stalls, for tests of what
+// waits on it.
+func (f *FaultyDevice) HoldReads() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.holding = true
+}
+
+// ReleaseReads issues the parked reads to the inner device and stops
+// parking.
+func (f *FaultyDevice) ReleaseReads() {
+	f.mu.Lock()
+	held := f.mu.held
+	f.mu.holding, f.mu.held = false, nil
+	f.mu.Unlock()
+	for _, h := range held {
+		f.inner.ReadAsync(h.p, h.off, h.cb)
+	}
+}
+
 // Stats returns the counters of injected faults.
 func (f *FaultyDevice) Stats() FaultStats {
 	f.mu.Lock()
@@ -168,12 +199,17 @@ func (f *FaultyDevice) ReadAsync(p []byte, off uint64, cb Callback) {
 	if r != nil {
 		f.mu.stats.ReadFaults++
 	}
-	f.mu.Unlock()
-	if r != nil {
-		cb.IODone(0, r.Err)
-		return
+	hold := r == nil && f.mu.holding
+	if hold {
+		f.mu.held = append(f.mu.held, heldRead{p, off, cb})
 	}
-	f.inner.ReadAsync(p, off, cb)
+	f.mu.Unlock()
+	switch {
+	case r != nil:
+		cb.IODone(0, r.Err)
+	case !hold:
+		f.inner.ReadAsync(p, off, cb)
+	}
 }
 
 // WriteAsync implements Device.
