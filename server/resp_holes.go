@@ -101,9 +101,22 @@ func (l *loop) newHole() *respHole {
 	return &respHole{}
 }
 
+// Pooled holes and buffers: at most maxPooled of each, buffers of at most
+// maxPooledBuf bytes, so a burst of large replies pins no memory after it.
+const (
+	maxPooled    = 256
+	maxPooledBuf = 64 << 10
+)
+
 func (l *loop) freeHole(h *respHole) {
-	h.filled, h.fill, h.reply, h.after = false, nil, h.reply[:0], nil
-	l.holePool = append(l.holePool, h)
+	h.filled, h.fill, h.after = false, nil, nil
+	if cap(h.reply) > maxPooledBuf {
+		h.reply = nil
+	}
+	h.reply = h.reply[:0]
+	if len(l.holePool) < maxPooled {
+		l.holePool = append(l.holePool, h)
+	}
 }
 
 func (l *loop) newOut() []byte {
@@ -116,7 +129,7 @@ func (l *loop) newOut() []byte {
 }
 
 func (l *loop) freeOut(b []byte) {
-	if b != nil && cap(b) <= maxKeptOut {
+	if b != nil && cap(b) <= maxPooledBuf && len(l.outPool) < maxPooled {
 		l.outPool = append(l.outPool, b[:0])
 	}
 }
