@@ -37,6 +37,11 @@ type Config struct {
 	// NoRoute sends through plain sessions to Servers[0] instead of
 	// routed Clusters (the baseline of the routing's cost).
 	NoRoute bool
+	// ClosedLoop issues an operation only once the thread's previous one
+	// has its result: one operation in flight per thread, each timed from
+	// just before it is sent (redis-benchmark -P 1 -c 1's measure).
+	// InFlight and BatchBytes then do not matter.
+	ClosedLoop bool
 }
 
 func (c *Config) fill() error {

@@ -151,3 +151,28 @@ func TestRoutedRunOverTwoServers(t *testing.T) {
 		t.Fatal("plain sessions to two servers accepted")
 	}
 }
+
+// TestClosedLoop: with ClosedLoop every operation is its own batch (one in
+// flight per thread), the run verifies, and the report says so.
+func TestClosedLoop(t *testing.T) {
+	s := startServer(t)
+	cfg := Config{Servers: []string{s.Addr()}, Keys: 2000, ValueSize: 16, Threads: 2, Sessions: 1,
+		Verify: true, Dist: "uniform", Seed: 3, Workload: "load"}
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.Errors != 0 {
+		t.Fatalf("load: %+v %v", rep, err)
+	}
+	before := s.Stats()
+	cfg.Workload, cfg.Ops, cfg.ClosedLoop = "ycsb-a", 3000, true
+	rep, err := Run(context.Background(), cfg, nil)
+	if err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 || rep.Ops < 3000 || !rep.ClosedLoop {
+		t.Fatalf("closed loop: %+v %v", rep, err)
+	}
+	after := s.Stats()
+	ops := after.Ops["read"] + after.Ops["upsert"] - before.Ops["read"] - before.Ops["upsert"]
+	batches := int64(after.Batches - before.Batches)
+	// Every data operation came alone; the control batches (OPEN, the slot
+	// map) are the few extra.
+	if ops < 3000 || batches < ops || batches > ops+16 {
+		t.Fatalf("%d data operations in %d batches: not one operation per batch", ops, batches)
+	}
+}

@@ -22,6 +22,7 @@ type Report struct {
 	BatchBytes     int     `json:"batch_bytes"`
 	InFlight       int     `json:"in_flight"`
 	Transport      string  `json:"transport"`
+	ClosedLoop     bool    `json:"closed_loop"` // one operation in flight per thread
 	Seconds        float64 `json:"seconds"`
 	Ops            uint64  `json:"ops"`
 	OpsPerSec      float64 `json:"ops_per_sec"`
@@ -91,6 +92,11 @@ func (t *thread) run(ctx context.Context) error {
 		if err := t.issue(k, kind, j); err != nil {
 			return err
 		}
+		if t.cfg.ClosedLoop {
+			if err := t.sessions[j].Wait(); err != nil {
+				return err
+			}
+		}
 		if n&1023 != 0 {
 			continue
 		}
@@ -148,7 +154,7 @@ func report(cfg Config, threads []*thread, warmup time.Duration) Report {
 	h := newHist()
 	r := Report{Workload: cfg.Workload, Dist: cfg.Dist, Keys: cfg.Keys, ValueSize: cfg.ValueSize,
 		Threads: cfg.Threads, Sessions: cfg.Sessions, BatchBytes: cfg.BatchBytes, InFlight: cfg.InFlight,
-		Transport: cfg.Transport, Routed: !cfg.NoRoute}
+		Transport: cfg.Transport, ClosedLoop: cfg.ClosedLoop, Routed: !cfg.NoRoute}
 	var last int64
 	for _, t := range threads {
 		rs := t.routeStats()

@@ -74,6 +74,7 @@ A progress line per second goes to stderr, the report to stdout, and with
 	fl.Uint64Var(&ops, "ops", 0, "stop after this many measured operations (0: no limit)")
 	fl.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up not counted in the report")
 	fl.BoolVar(&cfg.Verify, "verify", false, "check every read against what the run wrote")
+	fl.BoolVar(&cfg.ClosedLoop, "closed-loop", false, "one operation in flight per thread: each waits for the previous one's result and is timed from its send (as redis-benchmark -P 1 -c 1); --in-flight and --batch-size do not apply")
 	fl.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")
 	fl.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
@@ -92,12 +93,16 @@ func splitList(s string) []string {
 }
 
 func printReport(cmd *cobra.Command, r loadgen.Report) {
+	inFlight := fmt.Sprintf("%d-byte batches, %d in flight", r.BatchBytes, r.InFlight)
+	if r.ClosedLoop {
+		inFlight = "closed loop (one operation in flight per thread)"
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), `workload   %s (%s keys, %d of them, %d-byte values)
-clients    %d threads x %d sessions, %d-byte batches, %d in flight, %s transport
+clients    %d threads x %d sessions, %s, %s transport
 ops        %d in %.2fs = %.0f ops/s
 latency    p50 %.0fus  p99 %.0fus  p99.9 %.0fus  max %.0fus
 errors     %d (verify failures %d)
-`, r.Workload, r.Dist, r.Keys, r.ValueSize, r.Threads, r.Sessions, r.BatchBytes, r.InFlight, r.Transport,
+`, r.Workload, r.Dist, r.Keys, r.ValueSize, r.Threads, r.Sessions, inFlight, r.Transport,
 		r.Ops, r.Seconds, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.MaxUs, r.Errors, r.VerifyFailures)
 	if r.Routed {
 		fmt.Fprintf(cmd.OutOrStdout(), "routing    by slot: %d map fetches, %d operations re-routed, %d VIEW_CHANGED\n",
