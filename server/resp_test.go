@@ -167,17 +167,9 @@ func TestRESPColdKeys(t *testing.T) {
 	rc := goRedis(t, s, nil)
 	ctx := context.Background()
 	const keys = 50
-	p := rc.Pipeline()
-	for k := 0; k < keys; k++ {
-		p.Set(ctx, fmt.Sprintf("cold-%d", k), k, 0)
-	}
-	filler := strings.Repeat("f", 200)
-	for i := 0; i < 400; i++ {
-		p.Set(ctx, fmt.Sprintf("filler-%d", i), filler, 0)
-	}
-	res(p.Exec(ctx)).ok(t)
+	filler := setCold(t, rc, keys, func(k int) any { return k })
 	before := s.Stats().Pending
-	p = rc.Pipeline()
+	p := rc.Pipeline()
 	var incrs []*redis.IntCmd
 	var gets []*redis.StringCmd
 	var mgets []*redis.SliceCmd
@@ -196,6 +188,23 @@ func TestRESPColdKeys(t *testing.T) {
 	if s.Stats().Pending == before {
 		t.Fatal("no command went pending: the test did not reach the device")
 	}
+}
+
+// setCold sets cold-0 .. cold-(keys-1) to value(k), then enough 200-byte
+// filler-N keys behind them to push them out of a small test log's memory,
+// and returns the filler value.
+func setCold(t *testing.T, rc *redis.Client, keys int, value func(int) any) string {
+	ctx := context.Background()
+	p := rc.Pipeline()
+	for k := range keys {
+		p.Set(ctx, fmt.Sprintf("cold-%d", k), value(k), 0)
+	}
+	filler := strings.Repeat("f", 200)
+	for i := range 400 {
+		p.Set(ctx, fmt.Sprintf("filler-%d", i), filler, 0)
+	}
+	res(p.Exec(ctx)).ok(t)
+	return filler
 }
 
 func TestRESPAuth(t *testing.T) {
@@ -316,17 +325,8 @@ func TestRESPColdReadsInParallel(t *testing.T) {
 		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
 	})
 	rc := goRedis(t, s, nil)
-	ctx := context.Background()
 	const keys = 64
-	p := rc.Pipeline()
-	for k := range keys {
-		p.Set(ctx, fmt.Sprintf("cold-%d", k), fmt.Sprint("v", k), 0)
-	}
-	filler := strings.Repeat("f", 200)
-	for i := range 400 {
-		p.Set(ctx, fmt.Sprintf("filler-%d", i), filler, 0)
-	}
-	res(p.Exec(ctx)).ok(t)
+	filler := setCold(t, rc, keys, func(k int) any { return fmt.Sprint("v", k) })
 	before := s.Stats().RESPParallel
 
 	// One write of the whole pipeline, so the server sees every command

@@ -43,6 +43,14 @@ func syncRead(t testing.TB, s *Session, key []byte) ([]byte, Status) {
 	if st != Pending {
 		return v, st
 	}
+	return awaitLast(t, s, fmt.Sprintf("Read(%q)", key))
+}
+
+// awaitLast completes the session's pending operations until the last one
+// issued (what) has its outcome, and returns that outcome's value (copied)
+// and status; other completions go to the session's callback.
+func awaitLast(t testing.TB, s *Session, what string) ([]byte, Status) {
+	t.Helper()
 	serial := s.Serial()
 	var got *Completion
 	prev := s.onComplete
@@ -58,11 +66,11 @@ func syncRead(t testing.TB, s *Session, key []byte) ([]byte, Status) {
 	defer s.SetCompletion(prev)
 	for got == nil {
 		if s.CompletePending(true) == 0 && got == nil {
-			t.Fatalf("Read(%q) pending but never completed", key)
+			t.Fatalf("%s pending but never completed", what)
 		}
 	}
 	if got.Err != nil {
-		t.Fatalf("Read(%q) completed with %v", key, got.Err)
+		t.Fatalf("%s completed with %v", what, got.Err)
 	}
 	return got.Value, got.Status
 }

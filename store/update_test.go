@@ -21,28 +21,7 @@ func syncUpdate(t testing.TB, s *Session, key []byte, u Update) ([]byte, Status)
 	if st != Pending {
 		return append([]byte(nil), v...), st
 	}
-	serial := s.Serial()
-	var got *Completion
-	prev := s.onComplete
-	s.SetCompletion(func(c Completion) {
-		if c.Serial == serial {
-			cc := c
-			cc.Value = append([]byte(nil), c.Value...)
-			got = &cc
-		} else if prev != nil {
-			prev(c)
-		}
-	})
-	defer s.SetCompletion(prev)
-	for got == nil {
-		if s.CompletePending(true) == 0 && got == nil {
-			t.Fatalf("Update(%q) pending but never completed", key)
-		}
-	}
-	if got.Err != nil {
-		t.Fatalf("Update(%q) completed with %v", key, got.Err)
-	}
-	return got.Value, got.Status
+	return awaitLast(t, s, fmt.Sprintf("Update(%q)", key))
 }
 
 // region places a key's newest record: where an Update finds it decides
