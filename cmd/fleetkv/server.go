@@ -36,6 +36,7 @@ type serverFlags struct {
 	mutable                       float64
 	indexBits                     uint
 	maxBatch, maxKey, maxValue    sizeFlag
+	maxInput                      sizeFlag
 	logLevel, logFormat           string
 	mutexFraction, blockRate      int
 	checkpointInterval            time.Duration
@@ -54,7 +55,7 @@ func serverCmd() *cobra.Command { return newServerCmd(runServer) }
 // newServerCmd builds the server command around run, which gets the parsed
 // flags (tests pass a run that only validates them).
 func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
-	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, compactChunk: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20}
+	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, compactChunk: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20, maxInput: 256 << 20}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a fleetkv server until SIGINT or SIGTERM",
@@ -106,6 +107,7 @@ POST /compact compacts everything on the device now.`,
 	fl.Var(&f.maxBatch, "max-batch", "largest request batch body accepted")
 	fl.Var(&f.maxKey, "max-key", "largest key accepted")
 	fl.Var(&f.maxValue, "max-value", "largest value accepted")
+	fl.Var(&f.maxInput, "max-input", "unanswered input one connection may make the server buffer (a client held back by --max-pending-io, or sending faster than it is served); past it the connection gets an error and is closed; at least two --max-batch")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
 	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "time between checkpoints (also taken at shutdown, on POST /checkpoint and on RESP SAVE); 0 turns the periodic ones off")
@@ -178,6 +180,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if f.maxKey > 1<<32 || f.maxValue > 1<<32 || f.maxBatch > 1<<32 {
 		return server.Config{}, errors.New("--max-key, --max-value and --max-batch must be at most 4GiB")
 	}
+	if f.maxInput > 1<<40 {
+		return server.Config{}, errors.New("--max-input must be at most 1TiB")
+	}
 	return server.Config{
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
@@ -185,7 +190,8 @@ func (f serverFlags) config() (server.Config, error) {
 		CompactThreshold: compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
 		AuthToken:           f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
-		Limits: wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
+		MaxInput: int(f.maxInput),
+		Limits:   wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
 			PageBits: uint(bits.TrailingZeros64(ps)), MemoryBytes: uint64(f.memory), MutableFraction: f.mutable}},
 	}, nil

@@ -47,6 +47,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--max-batch", "0"},
 		{"--log-format", "xml"},
 		{"--checkpoint-mode", "fsync"},
+		{"--max-input", "2TiB"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
 			_, err := f.config()
@@ -60,10 +61,13 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		}
 	}
 	ok := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
-		_, err := f.config()
+		cfg, err := f.config()
+		if err == nil && cfg.MaxInput != 64<<20 {
+			t.Errorf("--max-input 64MiB gave MaxInput %d", cfg.MaxInput)
+		}
 		return err
 	})
-	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot"})
+	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot", "--max-input", "64MiB"})
 	if err := ok.Execute(); err != nil {
 		t.Errorf("good flags rejected: %v", err)
 	}
