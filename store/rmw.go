@@ -19,7 +19,10 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	l := s.st.log
-	slot, e := s.findOrCreate(h)
+	slot, e, ok := s.entryFor(h)
+	if !ok {
+		return s.rmwCopy(slot, e, key, input, m, nil, false) // absent, and it cannot create: kept
+	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
@@ -91,6 +94,18 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	}
 	r.Unlock(hdr, len(v))
 	return st, err
+}
+
+// entryFor returns h's index entry for the running RMW, creating it only
+// when the operation may create the key: an Update that cannot (Remove,
+// IfPresent) of a key without an entry is decided without one (ok false),
+// so deletes of absent keys leave no empty entries behind.
+func (s *Session) entryFor(h uint64) (index.Slot, index.Entry, bool) {
+	if s.res.update && !s.res.cond.creates() {
+		return s.st.index.Find(s.g, h)
+	}
+	slot, e := s.findOrCreate(h)
+	return slot, e, true
 }
 
 // mergeInPlace merges input into r, which the caller locked (its header
@@ -200,8 +215,8 @@ func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status
 // in flight, the RMW starts over from the index.
 func (s *Session) continueRMW(p *pendingOp, old []byte, haveOld bool) (Status, error) {
 	for spins := 0; ; spins++ {
-		slot, e := s.findOrCreate(p.hash)
-		if e.Address() != p.entryAddr {
+		slot, e, ok := s.entryFor(p.hash)
+		if !ok || e.Address() != p.entryAddr {
 			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
 		}
 		st, err := s.rmwCopy(slot, e, p.key(), p.input(), p.merger, old, haveOld)

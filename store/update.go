@@ -64,6 +64,9 @@ const (
 	actRemove               // delete the key
 )
 
+// creates reports whether an Update under c may create an absent key.
+func (c Cond) creates() bool { return c == Always || c == IfAbsent }
+
 func (c Cond) action(live bool) action {
 	switch {
 	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !live:

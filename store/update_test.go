@@ -299,3 +299,30 @@ func race(s *Session, seed uint64, keys int, u Update, done func(int, Completion
 	}
 	s.CompletePending(true)
 }
+
+// TestUpdateOfAbsentKeyCreatesNoEntry: an Update that cannot create the key
+// (Remove, IfPresent) of a key the index has no entry for leaves the index
+// as it was; DEL or SET XX of absent keys must not grow it (DBSIZE counts
+// its entries).
+func TestUpdateOfAbsentKeyCreatesNoEntry(t *testing.T) {
+	st, s := updateStore(t)
+	for _, u := range []Update{{If: Remove}, {If: Remove, Want: WantOld}, {If: IfPresent, Merge: Replace{}, Input: []byte("v")}} {
+		for i := range 100 {
+			if _, stt := syncUpdate(t, s, fmt.Appendf(nil, "absent-%d", i), u); stt != NotFound {
+				t.Fatalf("%+v of an absent key: %v", u, stt)
+			}
+		}
+	}
+	s.Suspend()
+	s.st.index.CountEntries(s.newEntries)
+	s.newEntries = 0
+	if n := st.Stats().Index.Entries; n != 0 {
+		t.Fatalf("%d index entries after Updates of absent keys, want 0", n)
+	}
+	if _, stt := syncUpdate(t, s, []byte("absent-0"), Update{If: IfAbsent, Merge: Replace{}, Input: []byte("v")}); stt != NotFound {
+		t.Fatalf("IfAbsent of an absent key: %v", stt)
+	}
+	if v, _ := syncRead(t, s, []byte("absent-0")); string(v) != "v" {
+		t.Fatalf("IfAbsent wrote %q", v)
+	}
+}
