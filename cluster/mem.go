@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 )
 
@@ -15,13 +16,14 @@ type Mem struct {
 	mapRev  int64
 	live    map[ServerID]Server
 	applied map[ServerID]uint64
+	migs    map[MigrationID]Migration // with their revisions
 	watch   []chan struct{}
 	down    bool
 }
 
 // NewMem returns an empty in-memory metadata store.
 func NewMem() *Mem {
-	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}}
+	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}}
 }
 
 var _ Metadata = (*Mem)(nil)
@@ -46,7 +48,30 @@ func (s *Mem) Load(context.Context) (State, error) {
 	if s.down {
 		return State{}, ErrUnavailable
 	}
-	return State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied)}, nil
+	st := State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied)}
+	for _, id := range slices.Sorted(maps.Keys(s.migs)) {
+		st.Migrations = append(st.Migrations, s.migs[id])
+	}
+	return st, nil
+}
+
+func (s *Mem) SwapMigration(_ context.Context, w MigrationSwap) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return 0, ErrUnavailable
+	}
+	if s.migs[w.Migration.ID].Revision != w.Migration.Revision || w.Map != nil && w.MapRevision != s.mapRev {
+		return 0, ErrConflict
+	}
+	rev := s.changedLocked()
+	if w.Map != nil {
+		s.m, s.mapRev = w.Map, rev
+	}
+	rec := w.Migration
+	rec.Ranges, rec.Revision = slices.Clone(rec.Ranges), rev
+	s.migs[rec.ID] = rec
+	return rev, nil
 }
 
 func (s *Mem) SwapMap(_ context.Context, prev int64, m *Map) (int64, error) {

@@ -15,6 +15,9 @@ type State struct {
 	Live map[ServerID]Server
 	// Applied holds the newest view each server reported as applied.
 	Applied map[ServerID]uint64
+	// Migrations holds every migration record, final ones included, in
+	// the order of their ids, each with its revision.
+	Migrations []Migration
 }
 
 // Metadata is where a cluster's map, registrations and applied views live:
@@ -26,6 +29,10 @@ type Metadata interface {
 	// SwapMap stores m if the map is still at revision prev (0: no map
 	// yet) and returns its new revision; ErrConflict when it moved.
 	SwapMap(ctx context.Context, prev int64, m *Map) (int64, error)
+	// SwapMigration stores a migration record, and a map with it, in one
+	// transaction (MigrationSwap) and returns the new revision;
+	// ErrConflict when either moved.
+	SwapMigration(ctx context.Context, w MigrationSwap) (int64, error)
 	// Register records s as alive until ctx ends or the process stops
 	// renewing it (a lease).
 	Register(ctx context.Context, s Server) error
@@ -37,8 +44,9 @@ type Metadata interface {
 	Close() error
 }
 
-// ErrConflict is SwapMap's answer when the map changed since it was read.
-var ErrConflict = errors.New("cluster: the slot map changed meanwhile; read it again")
+// ErrConflict is SwapMap's and SwapMigration's answer when the map or the
+// record changed since it was read.
+var ErrConflict = errors.New("cluster: the slot map or migration changed meanwhile; read it again")
 
 // Change reads the map, lets change make a new one from it and stores that
 // with a compare-and-swap, again from a fresh read when another change got

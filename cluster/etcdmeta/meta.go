@@ -102,6 +102,13 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
 			}
 			st.Live[cluster.ServerID(id)] = srv
+		case "migrations":
+			var m cluster.Migration
+			if err := json.Unmarshal(kv.Value, &m); err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			m.Revision = kv.ModRevision
+			st.Migrations = append(st.Migrations, m) // keys sort by id (migrationKey)
 		case "applied":
 			v, err := strconv.ParseUint(string(kv.Value), 10, 64)
 			if err != nil {
@@ -128,6 +135,41 @@ func (s *Store) SwapMap(ctx context.Context, prev int64, m *cluster.Map) (int64,
 		return 0, cluster.ErrConflict
 	}
 	return resp.Header.Revision, nil
+}
+
+// SwapMigration stores w's record if its key's ModRevision is still
+// w.Migration.Revision (0: no such key), and w's map with it if the map
+// key's is still w.MapRevision, in one transaction.
+func (s *Store) SwapMigration(ctx context.Context, w cluster.MigrationSwap) (int64, error) {
+	rec, err := json.Marshal(w.Migration)
+	if err != nil {
+		return 0, err
+	}
+	mk := s.migrationKey(w.Migration.ID)
+	ifs := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(mk), "=", w.Migration.Revision)}
+	ops := []clientv3.Op{clientv3.OpPut(mk, string(rec))}
+	if w.Map != nil {
+		b, err := json.Marshal(w.Map)
+		if err != nil {
+			return 0, err
+		}
+		ifs = append(ifs, clientv3.Compare(clientv3.ModRevision(s.key("map")), "=", w.MapRevision))
+		ops = append(ops, clientv3.OpPut(s.key("map"), string(b)))
+	}
+	resp, err := s.cli.Txn(ctx).If(ifs...).Then(ops...).Commit()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("etcdmeta: swap migration %d: %w", w.Migration.ID, err)
+	case !resp.Succeeded:
+		return 0, cluster.ErrConflict
+	}
+	return resp.Header.Revision, nil
+}
+
+// migrationKey is the key of migration id's record: zero-padded, so that
+// keys sort as ids do.
+func (s *Store) migrationKey(id cluster.MigrationID) string {
+	return s.key("migrations", fmt.Sprintf("%020d", uint64(id)))
 }
 
 // Register records srv under the store's lease, granting one (kept alive

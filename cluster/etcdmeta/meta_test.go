@@ -82,6 +82,65 @@ func conformance(t *testing.T, md cluster.Metadata) {
 	if next != nil {
 		t.Fatal("assigning a's own slots changed the map")
 	}
+	migrationConformance(ctx, t, md)
+}
+
+// migrationConformance: a record is created once, swapped on its revision,
+// and swapped together with the map or not at all; records load in id
+// order.
+func migrationConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
+	st, err := md.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withB := st.Map.WithServer(cluster.Server{ID: "b", Native: "127.0.0.1:2"})
+	if _, err := md.SwapMap(ctx, st.MapRevision, withB); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = md.Load(ctx)
+	var recs []cluster.Migration
+	for i, r := range []cluster.Range{{First: 0, Last: 9}, {First: 10, Last: 10}} {
+		rec, err := cluster.NewMigration(st, "a", "b", []cluster.Range{r})
+		if err != nil || rec.ID != cluster.MigrationID(i+1) {
+			t.Fatalf("migration %d: %+v %v", i+1, rec, err)
+		}
+		if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); !errors.Is(err, cluster.ErrConflict) {
+			t.Fatalf("creating migration %d twice: %v", rec.ID, err)
+		}
+		st, _ = md.Load(ctx)
+		recs = st.Migrations
+	}
+	if len(recs) != 2 || recs[0].ID != 1 || recs[1].ID != 2 || recs[0].Revision == 0 || recs[0].Ranges[0].Last != 9 {
+		t.Fatalf("loaded %+v", recs)
+	}
+	if _, err := cluster.NewMigration(st, "a", "b", []cluster.Range{{First: 5, Last: 20}}); !errors.Is(err, cluster.ErrMigrating) {
+		t.Fatalf("overlapping a migration: %v", err)
+	}
+	moved, err := st.Map.Assign(recs[0].Ranges, "b", st.Applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := recs[0]
+	rec.Phase = cluster.PhaseTransfer
+	stale := cluster.MigrationSwap{Migration: rec, Map: moved, MapRevision: st.MapRevision - 1}
+	if _, err := md.SwapMigration(ctx, stale); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("a swap with a stale map: %v", err)
+	}
+	if now, _ := md.Load(ctx); now.Migrations[0].Phase != cluster.PhaseSample || now.MapRevision != st.MapRevision {
+		t.Fatalf("half of a failed swap stored: %+v", now)
+	}
+	rev, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec, Map: moved, MapRevision: st.MapRevision})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _ := md.Load(ctx)
+	if now.Migrations[0].Phase != cluster.PhaseTransfer || now.Migrations[0].Revision != rev || now.MapRevision != rev ||
+		now.Map.Epoch != moved.Epoch {
+		t.Fatalf("after the swap: %+v", now)
+	}
 }
 
 func TestConformanceMem(t *testing.T) { conformance(t, cluster.NewMem()) }

@@ -1,0 +1,185 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// MigrationID names a migration in its cluster; ids grow.
+type MigrationID uint64
+
+// Phase is where a migration stands. A migration goes Sample → Prepare →
+// Transfer → Move → Complete, or from any phase before Complete to
+// Cancelled (directly before Transfer; through Cancelling, which returns
+// what the target holds to the source, from Transfer on).
+//
+// Invariant: phases only grow (the order of the constants); Complete and
+// Cancelled are final.
+type Phase uint8
+
+const (
+	PhaseSample     Phase = iota + 1 // the source copies what clients touch in the ranges to its tail and remembers it as hot
+	PhasePrepare                     // the target drops what it held in the ranges, holds their operations and says so
+	PhaseTransfer                    // the map gives the ranges to the target; the source stops serving them and sends the hot records
+	PhaseMove                        // the target serves (operations on keys it lacks wait); the source streams the rest
+	PhaseComplete                    // the target has every record, durably; the source's copies are garbage
+	PhaseCancelling                  // the map gives the ranges back; the target ships what it holds back to the source
+	PhaseCancelled                   // the source holds every record again, durably, and serves
+)
+
+var phaseNames = [...]string{"", "sample", "prepare", "transfer", "move", "complete", "cancelling", "cancelled"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) && p != 0 {
+		return phaseNames[p]
+	}
+	return fmt.Sprintf("phase(%d)", uint8(p))
+}
+
+// Final reports whether nothing follows p.
+func (p Phase) Final() bool { return p == PhaseComplete || p == PhaseCancelled }
+
+// Migration is a migration's record in the metadata store. The source
+// changes it, one compare-and-swap on Revision per phase, before the phase
+// takes effect; the phases that move ownership change the map in the same
+// transaction (MigrationSwap).
+type Migration struct {
+	ID     MigrationID `json:"id"`
+	Source ServerID    `json:"source"`
+	Target ServerID    `json:"target"`
+	Ranges []Range     `json:"ranges"`
+	Phase  Phase       `json:"phase"`
+	// CancelRequested asks the source to cancel (an operator's cancel);
+	// it cancels unless the target already holds every record.
+	CancelRequested bool   `json:"cancel_requested,omitempty"`
+	Reason          string `json:"reason,omitempty"` // why it was cancelled
+	// Revision is the store's revision of the record when read (0: not
+	// stored yet). It is not part of the stored value.
+	Revision int64 `json:"-"`
+}
+
+// Slots returns the migration's slots as a set.
+func (m *Migration) Slots() *SlotSet {
+	var t SlotSet
+	for _, r := range m.Ranges {
+		t.Add(r)
+	}
+	return &t
+}
+
+func (m *Migration) String() string {
+	return fmt.Sprintf("migration %d %v %s→%s %s", m.ID, m.Ranges, m.Source, m.Target, m.Phase)
+}
+
+// MigrationSwap is one transaction of the metadata store: the migration
+// record stored if its revision is still Migration.Revision (0: no record
+// with its id yet), and with it, when Map is set, the map if it is still at
+// MapRevision. Either both are stored or neither.
+type MigrationSwap struct {
+	Migration   Migration
+	Map         *Map
+	MapRevision int64
+}
+
+// Errors of migrations.
+var (
+	ErrMigrating        = errors.New("cluster: slots already migrating")
+	ErrNotOwner         = errors.New("cluster: the source does not serve every slot to migrate")
+	ErrSameServer       = errors.New("cluster: a migration needs two servers")
+	ErrUnknownMigration = errors.New("cluster: no such migration")
+)
+
+// NewMigration returns the record that starts moving ranges from server
+// from to server to, in its first phase, to be stored with
+// Metadata.SwapMigration: from must own every slot and have completed its
+// handover, and no migration that is not final may hold any of them.
+func NewMigration(st State, from, to ServerID, ranges []Range) (Migration, error) {
+	switch {
+	case st.Map == nil:
+		return Migration{}, ErrNoMap
+	case from == to:
+		return Migration{}, ErrSameServer
+	case len(ranges) == 0:
+		return Migration{}, errNoSlots
+	}
+	for _, id := range []ServerID{from, to} {
+		if _, ok := st.Map.Servers[id]; !ok {
+			return Migration{}, fmt.Errorf("%w: %q", ErrUnknownServer, id)
+		}
+	}
+	m := Migration{Source: from, Target: to, Ranges: slices.Clone(ranges), Phase: PhaseSample}
+	for _, r := range ranges {
+		if !r.valid() {
+			return Migration{}, fmt.Errorf("cluster: slot range %v outside 0..%d", r, Slots-1)
+		}
+	}
+	serving := st.Map.Serving(from, st.Applied)
+	want := m.Slots()
+	for i := range want {
+		if want[i]&^serving[i] != 0 {
+			return Migration{}, fmt.Errorf("%w: %s, slots %v", ErrNotOwner, from, m.Ranges)
+		}
+	}
+	for _, o := range st.Migrations {
+		m.ID = max(m.ID, o.ID)
+		if !o.Phase.Final() && o.Slots().overlaps(want) {
+			return Migration{}, fmt.Errorf("%w: %v", ErrMigrating, &o)
+		}
+	}
+	m.ID++
+	return m, nil
+}
+
+// overlaps reports whether t and u share a slot.
+func (t *SlotSet) overlaps(u *SlotSet) bool {
+	for i := range t {
+		if t[i]&u[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Migrating returns the slots of the migrations in st that are not final.
+func (st State) Migrating() *SlotSet {
+	var t SlotSet
+	for i := range st.Migrations {
+		if m := &st.Migrations[i]; !m.Phase.Final() {
+			t.union(m.Slots())
+		}
+	}
+	return &t
+}
+
+// covers reports whether t holds every slot of u.
+func (t *SlotSet) covers(u *SlotSet) bool {
+	for i := range t {
+		if u[i]&^t[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *SlotSet) subtract(u *SlotSet) {
+	for i := range t {
+		t[i] &^= u[i]
+	}
+}
+
+func (t *SlotSet) union(u *SlotSet) {
+	for i := range t {
+		t[i] |= u[i]
+	}
+}
+
+// MigrationByID returns the migration with id in st.
+func (st State) MigrationByID(id MigrationID) (Migration, bool) {
+	for _, m := range st.Migrations {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Migration{}, false
+}
