@@ -30,8 +30,8 @@ demo: bin
 
 # Correctness: vet, then every package with the invariants build tag (the
 # cluster tests start real fleetkv meta and server processes), then the
-# concurrent packages again under the race detector. The ownership
-# simulation runs 40 seeds here; make sim SEEDS=N runs more.
+# concurrent packages again under the race detector. The ownership and
+# migration simulations run 40 seeds each here; make sim SEEDS=N runs more.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/ ./cluster/etcdmeta/ ./node/ ./clusterctl/
@@ -88,7 +88,7 @@ bench-cluster:
 # TestOwnershipSimulation -seed N replays one).
 SEEDS ?= 1000
 sim:
-	$(GO) test -count=1 -timeout 0 -run TestOwnershipSimulation ./cluster/ -seeds $(SEEDS)
+	$(GO) test -count=1 -timeout 0 -run 'TestOwnershipSimulation|TestMigrationSimulation' ./cluster/ -seeds $(SEEDS) -mig-seeds $(SEEDS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

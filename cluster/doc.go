@@ -24,6 +24,22 @@
 // data path never waits for the metadata store: a server that cannot reach
 // it keeps serving what it serves; only changes wait.
 //
+// Migration. A migration moves ranges of slots from a source to a target
+// while both serve (Migrator; the record is Migration, its phases Phase).
+// The source drives it and stores every phase in the metadata store before
+// acting on it; Transfer gives the ranges to the target in the map by the
+// handover above, in the same transaction, and a cancel after it gives them
+// back the same way. The target holds the ranges' operations from Prepare
+// until the hot records arrived, then only reads of keys it lacks until
+// every record was sent to it; what it is sent never replaces what it
+// holds. The source keeps its copies until the target has checkpointed
+// everything; a cancelled migration's target ships everything back, and
+// the source serves again once it has checkpointed it. Records are moved by
+// the server (tasks); the machine says when, and which records the loops
+// may take (Holds). TestMigrationSimulation drives both sides through lost,
+// duplicated and reordered messages, partitions, crashes at every step and
+// cancels, and checks one owner per slot and every acknowledged write.
+//
 // The package is pure: no sockets, no clock, no goroutines, no etcd. The
 // server glues it to its loops, the node package to etcd.
 package cluster
