@@ -322,7 +322,7 @@ func (w *worker) update(k string, kb []byte) {
 		merged = u.Input
 	}
 	after, live := old, had
-	switch u.If.action(had) {
+	switch u.If.action(had, false) {
 	case actRemove:
 		after, live = nil, false
 	case actMerge:

@@ -35,6 +35,7 @@ type pendingOp struct {
 	n         int    // I/O result: bytes read
 	ioErr     error  // I/O result: error
 	upd       result // an RMW's Update: condition, wanted value, and the buffer it goes to
+	hit       bool   // the device search ended at the key's record (at addr), not at the chain's end
 }
 
 func (p *pendingOp) key() []byte   { return p.data[:p.keyLen] }
@@ -87,14 +88,14 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	} else {
 		p = &pendingOp{s: ps.s}
 	}
-	p.kind, p.serial, p.hash, p.merger = kind, ps.s.serial, h, m
+	p.kind, p.serial, p.hash, p.merger, p.hit = kind, ps.s.serial, h, m, false
 	p.keyLen = len(key)
 	p.data = append(append(p.data[:0], key...), input...)
 	ps.count++
 	if kind == OpRMW {
 		ps.rmws[h]++
 		r := &ps.s.res
-		p.upd = result{update: r.update, cond: r.cond, want: r.want, dst: p.upd.dst[:0]}
+		p.upd = result{update: r.update, cond: r.cond, want: r.want, since: r.since, dst: p.upd.dst[:0]}
 	}
 	return p
 }
@@ -303,6 +304,7 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		ps.follow(p, h.Prev())
 		return
 	}
+	p.hit = true
 	if h.Tombstone() {
 		ps.found(p, nil, false)
 		return
@@ -384,6 +386,8 @@ func (ps *pendingSet) found(p *pendingOp, value []byte, live bool) {
 		return
 	}
 	ps.resume(p)
+	ps.s.res.recent = p.hit && p.addr >= p.upd.since
+	p.hit = false // a search the RMW starts again begins without a hit
 	st, err := ps.s.continueRMW(p, value, live)
 	ps.settle(p, st, err)
 }

@@ -24,7 +24,14 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		return s.rmwCopy(slot, e, key, input, m, nil, false) // absent, and it cannot create: kept
 	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
-	addr, r, found := s.trace(key, e.Address(), head)
+	addr, r, found := s.trace(key, e.Address(), max(head, s.res.since))
+	if s.res.cond == IfNoneSince {
+		// Only a record at or above since decides: the search stopped
+		// there, and below it the key counts as having none.
+		if s.res.recent = found; !found && addr < s.res.since {
+			return s.rmwCopy(slot, e, key, input, m, nil, false)
+		}
+	}
 	switch {
 	case found && addr >= ro:
 		return s.rmwMutable(slot, e, r, key, input, m, true)
@@ -66,7 +73,7 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	act := actMerge
 	if s.res.update {
 		s.reportOld(live, v)
-		act = s.res.cond.action(live)
+		act = s.res.cond.action(live, s.res.recent)
 	}
 	var st Status
 	var err error
@@ -147,7 +154,7 @@ func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, 
 func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
 	if s.res.update {
 		s.reportOld(haveOld, old)
-		switch s.res.cond.action(haveOld) {
+		switch s.res.cond.action(haveOld, s.res.recent) {
 		case actKeep:
 			s.reportNew(haveOld, old)
 			return OK, nil

@@ -30,6 +30,12 @@ const (
 	// Remove deletes the key when it has a live value; Update.Merge is not
 	// used.
 	Remove
+	// IfNoneSince creates the value unless the key has a record, live or
+	// deleted, at a log address at or above Update.Since: a record written
+	// since then is newer than the one being inserted and wins. A
+	// migration's target inserts the records it is sent so (Since is its
+	// log's tail when it started to take them).
+	IfNoneSince
 )
 
 // Want says which value an Update returns.
@@ -50,6 +56,7 @@ type Update struct {
 	Want  Want
 	Merge Merger // the merge (Replace for a conditional set); nil for Remove
 	Input []byte
+	Since uint64 // IfNoneSince: the log address from which a record wins
 }
 
 // errNoMerger rejects an Update that would merge without a merger.
@@ -65,11 +72,13 @@ const (
 )
 
 // creates reports whether an Update under c may create an absent key.
-func (c Cond) creates() bool { return c == Always || c == IfAbsent }
+func (c Cond) creates() bool { return c == Always || c == IfAbsent || c == IfNoneSince }
 
-func (c Cond) action(live bool) action {
+// action decides on the key's value; live: it has one, recent: it has a
+// record at or above the Update's Since.
+func (c Cond) action(live, recent bool) action {
 	switch {
-	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !live:
+	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !live, c == IfNoneSince && recent:
 		return actKeep
 	case c == Remove:
 		return actRemove
@@ -90,6 +99,8 @@ type result struct {
 	cond   Cond
 	want   Want
 	live   bool   // the key had a live value
+	since  uint64 // IfNoneSince: Update.Since
+	recent bool   // IfNoneSince: the key has a record at or above since (set before the decision)
 	dst    []byte // where the wanted value goes (the caller's, or the pending op's buffer)
 	out    []byte // dst with the wanted value appended
 }
@@ -144,7 +155,7 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]by
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	s.res = result{update: true, cond: u.If, want: u.Want, dst: dst, out: dst}
+	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, dst: dst, out: dst}
 	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
 	s.end()
 	out := s.res.out

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
 )
 
 // syncUpdate runs u on key, completing it when it goes pending, and returns
@@ -325,4 +327,94 @@ func TestUpdateOfAbsentKeyCreatesNoEntry(t *testing.T) {
 	if v, _ := syncRead(t, s, []byte("absent-0")); string(v) != "v" {
 		t.Fatalf("IfAbsent wrote %q", v)
 	}
+}
+
+// TestUpdateIfNoneSince: a record sent to a migration's target is inserted
+// unless the key has a record, live or deleted, at or above Since. Since is
+// put at the key's record (it wins), just after it (the sent record wins,
+// also when the key's record must be read from the device to learn where it
+// is) and at the tail.
+func TestUpdateIfNoneSince(t *testing.T) {
+	sent := []byte("sent-value")
+	type at int
+	const (
+		sinceAt    at = iota // Since at the record's address
+		sinceAfter           // Since one past it
+		sinceTail            // Since at the tail
+	)
+	for _, value := range [][]byte{[]byte("old-value"), nil} {
+		for _, r := range []region{inMutable, inReadOnly, onDevice} {
+			for _, where := range []at{sinceAt, sinceAfter, sinceTail} {
+				name := fmt.Sprintf("%s/%v/%d", map[bool]string{true: "live", false: "deleted"}[value != nil], r, where)
+				t.Run(name, func(t *testing.T) {
+					st, s := updateStore(t)
+					k := []byte("the-key")
+					mustStatus(t, OK)(s.Upsert(k, []byte("old-value")))
+					addr, ok := st.index.Peek(keyhash.Hash(k))
+					if !ok || !bytes.Equal(st.Log().Record(addr).Key(), k) {
+						t.Fatal("the key's record is not its chain's head")
+					}
+					if value == nil {
+						mustStatus(t, OK)(s.Delete(k)) // in place: the record becomes a tombstone
+					}
+					push(t, st, s, addr, r)
+					since := map[at]uint64{sinceAt: addr, sinceAfter: addr + 1, sinceTail: st.Log().Tail()}[where]
+					syncUpdate(t, s, k, Update{If: IfNoneSince, Since: since, Merge: Replace{}, Input: sent})
+					got, gst := syncRead(t, s, k)
+					wantV, wantLive := value, value != nil
+					if where != sinceAt {
+						wantV, wantLive = sent, true
+					}
+					if (gst == OK) != wantLive || !bytes.Equal(got, wantV) {
+						t.Errorf("afterwards %v %q, want live=%v %q", gst, got, wantLive, wantV)
+					}
+				})
+			}
+		}
+	}
+	t.Run("device/below-a-newer-record-of-another-key", func(t *testing.T) {
+		// The chain's head is another key's record above Since: the key's
+		// own record is read from the device and found below Since.
+		st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, MutableFraction: 0.5}})
+		s := newSession(t, st)
+		k := []byte("the-key")
+		bits := st.index.Bits()
+		c := collider(t, k, bits)
+		mustStatus(t, OK)(s.Upsert(k, []byte("old-value")))
+		since := st.Log().Tail()
+		mustStatus(t, OK)(s.Upsert(c, []byte("other")))
+		push(t, st, s, since, onDevice)
+		if st.index.Bits() != bits {
+			t.Fatalf("the index grew to %d bits: the keys no longer share a chain", st.index.Bits())
+		}
+		syncUpdate(t, s, k, Update{If: IfNoneSince, Since: since, Merge: Replace{}, Input: sent})
+		if got, gst := syncRead(t, s, k); gst != OK || !bytes.Equal(got, sent) {
+			t.Errorf("afterwards %v %q, want %q", gst, got, sent)
+		}
+		if got, gst := syncRead(t, s, c); gst != OK || string(got) != "other" {
+			t.Errorf("the other key: %v %q", gst, got)
+		}
+	})
+	t.Run("never-written", func(t *testing.T) {
+		st, s := updateStore(t)
+		syncUpdate(t, s, []byte("k"), Update{If: IfNoneSince, Since: st.Log().Tail(), Merge: Replace{}, Input: sent})
+		if got, gst := syncRead(t, s, []byte("k")); gst != OK || !bytes.Equal(got, sent) {
+			t.Errorf("afterwards %v %q", gst, got)
+		}
+	})
+}
+
+// collider returns a key whose hash has k's bucket (at bits) and tag: its
+// records share k's chain.
+func collider(t *testing.T, k []byte, bits uint) []byte {
+	t.Helper()
+	h := keyhash.Hash(k)
+	for i := range 1 << 26 {
+		c := fmt.Appendf(nil, "collider-%d", i)
+		if hc := keyhash.Hash(c); index.BucketOf(hc, bits) == index.BucketOf(h, bits) && hc&(1<<14-1) == h&(1<<14-1) {
+			return c
+		}
+	}
+	t.Fatal("no key shares the chain")
+	return nil
 }
