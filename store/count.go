@@ -10,53 +10,76 @@ import (
 )
 
 // CountKeys returns how many live keys hash into [lo, hi] (a slot range:
-// keyhash.FirstHash, LastHash). It walks every chain that starts in the
-// range's run of index buckets, newest record first: the first record met
-// of each key is its newest, counted unless it is a tombstone. Records on
-// the device are read from it, so it runs off the loops (it blocks for
-// I/O); operations going on meanwhile may or may not be counted. The
-// calling goroutine must not hold a protected Session.
+// keyhash.FirstHash, LastHash), by Scan: operations going on meanwhile may
+// or may not be counted. The calling goroutine must not hold a protected
+// Session.
 func (st *Store) CountKeys(ctx context.Context, lo, hi uint64) (int64, error) {
+	var n int64
+	err := st.Scan(ctx, lo, hi, func(_, _ []byte, live bool) error {
+		if live {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("store: count keys: %w", err)
+	}
+	return n, nil
+}
+
+// Scan calls fn with the newest record of every key that hashes into
+// [lo, hi] (a slot range: keyhash.FirstHash, LastHash): its key, its value
+// and whether it is live (false: deleted). It walks every chain that
+// starts in the range's run of index buckets, newest record first; records
+// on the device are read from it, so it runs off the loops (it blocks for
+// I/O). key and value are valid only during the call, and a value that
+// another session updates in place meanwhile may be torn: a migration scans
+// slots that no one serves. Operations going on meanwhile may or may not be
+// seen. fn runs under the store's epoch protection while the scan is in
+// memory: it must not block (copy what it keeps; send it after). An error
+// from fn ends the scan. The calling goroutine must not hold a protected
+// Session.
+func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []byte, live bool) error) error {
 	if st.closed.Load() {
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	var heads []uint64
 	if err := st.index.ExportRange(lo, hi, func(e index.Entry) error {
 		heads = append(heads, e.Address())
 		return nil
 	}); err != nil {
-		return 0, err
+		return err
 	}
 	s, err := st.NewSession()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer s.Close()
-	w := chainCounter{st: st, s: s, lo: lo, hi: hi, seen: map[string]bool{}}
+	w := chainScanner{st: st, s: s, lo: lo, hi: hi, seen: map[string]bool{}, fn: fn}
 	for _, a := range heads {
 		if err := ctx.Err(); err != nil {
-			return w.n, err
+			return err
 		}
 		if err := w.walk(a); err != nil {
-			return w.n, fmt.Errorf("store: count keys: %w", err)
+			return err
 		}
 	}
-	return w.n, nil
+	return nil
 }
 
-// chainCounter walks chains for CountKeys.
-type chainCounter struct {
+// chainScanner walks chains for Scan.
+type chainScanner struct {
 	st     *Store
 	s      *Session
 	lo, hi uint64
 	seen   map[string]bool // keys met in the chain being walked
 	buf    []byte
-	n      int64
+	fn     func(key, value []byte, live bool) error
 }
 
-// walk counts the keys of the chain from addr: its in-memory part under
+// walk visits the keys of the chain from addr: its in-memory part under
 // protection, then its device part.
-func (w *chainCounter) walk(addr uint64) error {
+func (w *chainScanner) walk(addr uint64) error {
 	clear(w.seen)
 	l := w.st.log
 	if err := w.s.begin(); err != nil {
@@ -65,7 +88,10 @@ func (w *chainCounter) walk(addr uint64) error {
 	for addr >= l.Head() && addr >= l.Begin() {
 		r := l.Record(addr)
 		h := r.Header()
-		w.met(r.Key(), h.Tombstone() || h.Invalid())
+		if err := w.met(r.Key(), r.Value(), h.Tombstone() || h.Invalid()); err != nil {
+			w.s.end()
+			return err
+		}
 		addr = h.Prev()
 	}
 	w.s.end()
@@ -77,21 +103,25 @@ func (w *chainCounter) walk(addr uint64) error {
 		if err != nil {
 			return err
 		}
-		h, kl, _, _, _ := hlog.DecodePrefix(rec)
-		w.met(rec[hlog.PrefixSize:hlog.PrefixSize+kl], h.Tombstone() || h.Invalid())
+		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
+		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h.Tombstone() || h.Invalid()); err != nil {
+			return err
+		}
 		addr = h.Prev()
 	}
 	return nil
 }
 
-// met counts key when it is in the range and not met before in the chain.
-func (w *chainCounter) met(key []byte, dead bool) {
+// met visits key when it is in the range and not met before in the chain.
+func (w *chainScanner) met(key, value []byte, dead bool) error {
 	h := keyhash.Hash(key)
 	if h < w.lo || h > w.hi || w.seen[string(key)] {
-		return
+		return nil
 	}
 	w.seen[string(key)] = true
-	if !dead {
-		w.n++
+	if dead {
+		value = nil
 	}
+	return w.fn(key, value, !dead)
 }

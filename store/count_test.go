@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -79,5 +80,48 @@ func TestIndexGrowsWhereKeysCrowd(t *testing.T) {
 		s.Upsert([]byte("crowd-poke"), nil) // growth is checked as sessions refresh
 		s.Suspend()
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestScan churns keys until most records are on the device, then scans
+// slot ranges: every live key of the range is visited once with its value,
+// a visited dead key is deleted in the model, and no key outside the range
+// is visited.
+func TestScan(t *testing.T) {
+	st := openTest(t, compactConfig(openDevice(t, "mem")))
+	s := newSession(t, st)
+	m := model{}
+	churn(t, s, m, rand.New(rand.NewPCG(5, 6)), "k", 400, 8000)
+	s.CompletePending(true)
+	s.Suspend()
+	for _, r := range [][2]uint16{{0, 4095}, {4096, 16383}, {0, 16383}} {
+		seen := map[string]bool{}
+		err := st.Scan(context.Background(), keyhash.FirstHash(r[0]), keyhash.LastHash(r[1]), func(key, value []byte, live bool) error {
+			k := string(key)
+			switch sl := keyhash.Slot(key); {
+			case sl < r[0] || sl > r[1]:
+				return fmt.Errorf("key %q of slot %d visited", k, sl)
+			case seen[k]:
+				return fmt.Errorf("key %q visited twice", k)
+			case live != (m[k] != nil) || live && string(value) != string(m[k]):
+				return fmt.Errorf("key %q visited as %v %q, the model has %q", k, live, value, m[k])
+			}
+			seen[k] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("slots %d-%d: %v", r[0], r[1], err)
+		}
+		for k, v := range m {
+			if sl := keyhash.Slot([]byte(k)); v != nil && sl >= r[0] && sl <= r[1] && !seen[k] {
+				t.Fatalf("slots %d-%d: live key %q not visited", r[0], r[1], k)
+			}
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := st.Scan(context.Background(), 0, ^uint64(0), func([]byte, []byte, bool) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("an error from fn: %v after %d calls", err, calls)
 	}
 }
