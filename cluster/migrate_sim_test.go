@@ -121,9 +121,11 @@ type migSim struct {
 	finals    []Migration
 	log       []string
 	faults    bool
-	faultRate int // per 1000 steps
-	crashRate int // per 1000 actions of a server
-	ckptRate  int // periodic checkpoints: tenths of 2 % of the steps
+	faultRate int      // per 1000 steps
+	crashRate int      // per 1000 actions of a server
+	focusMsg  MsgKind  // crash a side right after a message of this kind, often
+	focusTask TaskKind // or a task of this kind
+	ckptRate  int      // periodic checkpoints: tenths of 2 % of the steps
 	migrated  int
 	bad       error // a check that failed inside a step
 	reached   [PhaseCancelled + 1]int
@@ -136,6 +138,8 @@ func runMigSim(seed uint64, steps int) (*migSim, error) {
 	w.faultRate = []int{2, 10, 40}[w.rng.IntN(3)]
 	w.crashRate = []int{0, 10, 40}[w.rng.IntN(3)]
 	w.ckptRate = []int{1, 10}[w.rng.IntN(2)]
+	w.focusMsg = MsgKind(w.rng.IntN(int(MsgResend) + 1))
+	w.focusTask = TaskKind(w.rng.IntN(int(TaskDrop) + 1))
 	var members []Server
 	for i := range n {
 		id := ServerID(fmt.Sprintf("s%d", i))
@@ -285,6 +289,15 @@ func (w *migSim) maybeCrash(v *mserver) {
 	}
 }
 
+// focusCrash crashes one of a and b, often: right after the event the
+// seed focuses on.
+func (w *migSim) focusCrash(a, b *mserver) {
+	if v := []*mserver{a, b}[w.rng.IntN(2)]; w.faults && v != nil && v.up && w.rng.IntN(3) == 0 {
+		w.note("focused crash")
+		w.crashOrRestart(v)
+	}
+}
+
 func (w *migSim) crashOrRestart(v *mserver) {
 	if !v.up {
 		v.up = true
@@ -333,6 +346,9 @@ func (w *migSim) deliver() {
 		to.g.Step(msg)
 		w.note("%s→%s: %s of migration %d (inc %d, peer inc %d)", msg.From, msg.To, msg.Kind, msg.Migration.ID, msg.Inc, msg.PeerInc)
 		w.maybeCrash(to)
+		if msg.Kind == w.focusMsg {
+			w.focusCrash(to, w.server(msg.From))
+		}
 	}
 }
 
@@ -516,6 +532,9 @@ func (w *migSim) runTask(v *mserver) {
 		v.tasks = slices.Delete(v.tasks, i, i+1)
 		v.g.TaskDone(st.t, st.peerInc)
 		w.note("%s: %s of migration %d done (peer incarnation %d)", v.id, st.t.Kind, st.t.Migration, st.peerInc)
+		if st.t.Kind == w.focusTask {
+			w.focusCrash(v, w.server(st.t.Peer))
+		}
 	}
 	w.maybeCrash(v)
 	if p := w.server(st.t.Peer); p != nil {

@@ -148,7 +148,9 @@ type MigratorConfig struct {
 //
 // The source drives: it persists every phase before acting on it, and the
 // phases that move ownership change the map in the same transaction. The
-// target follows the record and the source's messages.
+// target follows the record and the source's messages. It remembers every
+// migration it took part in since the server started (a few hundred bytes
+// each); one it first sees final, it takes as cleaned up.
 //
 // Invariant (one owner): the map moves the ranges to the target only in
 // Map.Assign's handover, so the target serves them only after the source
