@@ -24,14 +24,12 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		return s.rmwCopy(slot, e, key, input, m, nil, false) // absent, and it cannot create: kept
 	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
-	addr, r, found := s.trace(key, e.Address(), max(head, s.res.since))
 	if s.res.cond == IfNoneSince {
-		// Only a record at or above since decides: the search stopped
-		// there, and below it the key counts as having none.
-		if s.res.recent = found; !found && addr < s.res.since {
-			return s.rmwCopy(slot, e, key, input, m, nil, false)
+		if st, done, err := s.rmwSince(slot, e, key, input, m, head); done {
+			return st, err
 		}
 	}
+	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case found && addr >= ro:
 		return s.rmwMutable(slot, e, r, key, input, m, true)
@@ -57,6 +55,28 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		return Pending, nil
 	}
 	return s.rmwCopy(slot, e, key, input, m, nil, false)
+}
+
+// rmwSince decides an IfNoneSince Update from memory when it can: a record
+// of the key at or above since (found above head) wins and the key is kept;
+// a chain that goes below since without one means the key has none since,
+// and the value is inserted. Otherwise (done false) the key's newest record
+// is on the device at or above since, and rmwOnce reads it: the search's
+// end decides (pendingSet.found).
+func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m Merger, head uint64) (st Status, done bool, err error) {
+	since := s.res.since
+	addr, r, found := s.trace(key, e.Address(), max(head, since))
+	switch {
+	case found:
+		s.res.recent = true
+		s.reportOld(!r.Header().Tombstone(), nil) // IfNoneSince returns no value
+		return OK, true, nil
+	case addr < since:
+		s.res.recent = false
+		st, err := s.rmwCopy(slot, e, key, input, m, nil, false)
+		return st, true, err
+	}
+	return 0, false, nil
 }
 
 // rmwMutable decides on the record r, which it locks, and merges in place

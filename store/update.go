@@ -34,7 +34,8 @@ const (
 	// deleted, at a log address at or above Update.Since: a record written
 	// since then is newer than the one being inserted and wins. A
 	// migration's target inserts the records it is sent so (Since is its
-	// log's tail when it started to take them).
+	// log's tail when it started to take them). It returns no value: Want
+	// is not used.
 	IfNoneSince
 )
 
