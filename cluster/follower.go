@@ -9,6 +9,31 @@ type Routing struct {
 	View    uint64
 	Serving *SlotSet
 	Map     *Map // nil for a server outside any cluster
+	// Misses, when set, are served slots whose records may not all have
+	// arrived (a migration's target, WithHolds): an operation that would
+	// decide from a key's absence there is answered as for a slot not
+	// served, and the client tries again.
+	Misses *SlotSet
+	// Accept names the migrations whose records the loops may insert,
+	// and for which slots.
+	Accept []Accepting
+}
+
+// WithHolds returns the routing the loops route by under a Migrator's
+// holds: r without the held slots, with h's Misses and Accept. The server
+// installs the two together, in one routing, so that no loop sees one
+// without the other.
+func (r *Routing) WithHolds(h *Holds) *Routing {
+	if h == nil {
+		return r
+	}
+	serving := *r.Serving
+	serving.subtract(h.Hold)
+	out := &Routing{View: r.View, Serving: &serving, Map: r.Map, Accept: h.Accept}
+	if misses := *h.Misses; misses != (SlotSet{}) {
+		out.Misses = &misses
+	}
+	return out
 }
 
 // Standalone returns the routing of a server outside any cluster: it

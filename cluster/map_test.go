@@ -108,3 +108,29 @@ func TestChangeRetriesConflicts(t *testing.T) {
 		t.Fatalf("Change with the store down: %v", err)
 	}
 }
+
+// TestRoutingWithHolds: the held slots leave Serving, Misses and Accept
+// come along, the routing it starts from is unchanged, and no holds change
+// nothing.
+func TestRoutingWithHolds(t *testing.T) {
+	r := &Routing{View: 3, Serving: AllSlots()}
+	h := Holds{Hold: &SlotSet{}, Misses: &SlotSet{}, Accept: []Accepting{{ID: 7, Slots: &SlotSet{}}}}
+	h.Hold.Add(Range{First: 10, Last: 19})
+	h.Misses.Add(Range{First: 20, Last: 29})
+	got := r.WithHolds(&h)
+	switch {
+	case got.View != 3 || got.Serving.Has(10) || got.Serving.Has(19) || !got.Serving.Has(20) || !got.Serving.Has(9):
+		t.Fatalf("serving %v", got.Serving.Ranges())
+	case got.Misses == nil || !got.Misses.Has(25) || got.Misses.Has(10) || len(got.Accept) != 1:
+		t.Fatalf("misses %v accept %v", got.Misses, got.Accept)
+	case !r.Serving.Has(10):
+		t.Fatal("WithHolds changed the routing it started from")
+	}
+	none := Holds{Hold: &SlotSet{}, Misses: &SlotSet{}}
+	if got := r.WithHolds(&none); got.Misses != nil || *got.Serving != *r.Serving {
+		t.Fatalf("empty holds: %+v", got)
+	}
+	if r.WithHolds(nil) != r {
+		t.Fatal("nil holds made a new routing")
+	}
+}

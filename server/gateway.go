@@ -20,6 +20,12 @@ import (
 //
 // Invariant: an operation on a slot that l.rt does not serve reaches no
 // store: it fails alone with errNotOwner (and l.notOwned names its slot).
+// Invariant: in a slot of l.rt.Misses (a migration's target before every
+// record arrived) no operation is answered from a key's absence: a read
+// that does not find its key, now or when its device read completes, and
+// every operation that decides from the key's value fail with errNotOwner
+// as well; blind writes go through (a record sent later does not replace
+// them).
 
 // errNotOwner is the gateway's refusal of a key whose slot the loop does
 // not serve; l.notOwned holds the slot.
@@ -37,6 +43,17 @@ func (l *loop) serves(h uint64) bool {
 	return false
 }
 
+// missing reports whether h's slot is one of l.rt.Misses, and records the
+// slot for the front's reply when it is.
+func (l *loop) missing(h uint64) bool {
+	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(h)) {
+		return false
+	}
+	l.notOwned = keyhash.SlotOf(h)
+	l.stats.notOwner.Add(1)
+	return true
+}
+
 // read reads key into the loop's value buffer; the value is valid until the
 // next read.
 func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
@@ -46,6 +63,14 @@ func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+	if st != store.OK && err == nil && l.rt.Misses != nil {
+		switch {
+		case st == store.NotFound && l.missing(h):
+			return 0, nil, errNotOwner
+		case st == store.Pending:
+			l.awaitMiss, l.awaitSlot = l.rt.Misses.Has(keyhash.SlotOf(h)), keyhash.SlotOf(h)
+		}
+	}
 	return st, l.value, err
 }
 
@@ -59,7 +84,7 @@ func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) 
 // update runs a conditional operation; the value it wants lands in the
 // loop's value buffer, valid until the next read or update.
 func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
-	if !l.serves(h) {
+	if !l.serves(h) || l.missing(h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
@@ -69,7 +94,7 @@ func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byt
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
-	if !l.serves(h) {
+	if !l.serves(h) || l.missing(h) {
 		return 0, errNotOwner
 	}
 	return l.ss.RMWHashed(key, h, input, m)
@@ -92,11 +117,18 @@ type pendingRef struct {
 	serial uint64
 	r      *respConn
 	hole   *respHole
+	// miss: a read in a slot of Routing.Misses; not finding its key, it
+	// fails with errNotOwner (for slot).
+	miss bool
+	slot uint16
 }
 
 // await registers ref as waiting for the store operation the gateway just
 // answered Pending.
 func (l *loop) await(ref pendingRef) {
+	if l.awaitMiss {
+		ref.miss, ref.slot, l.awaitMiss = true, l.awaitSlot, false
+	}
 	l.pending[l.ss.Serial()] = ref
 	l.stats.pending.Add(1)
 }

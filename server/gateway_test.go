@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
 )
 
@@ -77,5 +79,103 @@ func TestSlotsNotServedAreRefused(t *testing.T) {
 	}
 	if s.Stats().NotOwner < 3 {
 		t.Fatalf("not-owner count %d, want 3", s.Stats().NotOwner)
+	}
+}
+
+// TestMigrationHoldsAtTheGateway: under a routing with a migration's holds
+// (Routing.WithHolds), a held slot is not served (TRYAGAIN: this server
+// owns it), and in a slot whose records may not all have arrived (Misses)
+// a read that finds its key is answered, in memory or from the device,
+// while a read that does not, now or when its device read completes, and
+// every operation that decides from the key's value are refused on both
+// fronts; blind writes go through. Without the holds all are served.
+func TestMigrationHoldsAtTheGateway(t *testing.T) {
+	s := startRESP(t, func(c *Config) {
+		c.ServerID = "me"
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12} // 400 fillers push keys to the device
+	})
+	ctx := context.Background()
+	m, err := cluster.NewMap("test", []cluster.Server{{ID: "me", Native: s.Addr(), RESP: s.RESPAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots(), Map: m}
+	if err := s.Install(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	rc := goRedis(t, s, nil)
+	// {m}gone is deleted and, with {m}cold, pushed to the device.
+	res(rc.Set(ctx, "{m}gone", "x", 0).Result()).ok(t)
+	res(rc.Del(ctx, "{m}gone").Result()).ok(t)
+	res(rc.Set(ctx, "{m}cold", "cold-value", 0).Result()).ok(t)
+	p := rc.Pipeline()
+	for i := range 400 {
+		p.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0)
+	}
+	res(p.Exec(ctx)).ok(t)
+	res(rc.Set(ctx, "{m}here", "hot-value", 0).Result()).ok(t)
+
+	var holds cluster.Holds
+	holds.Hold, holds.Misses = &cluster.SlotSet{}, &cluster.SlotSet{}
+	mSlot, hSlot := keyhash.Slot([]byte("{m}x")), keyhash.Slot([]byte("{h}x"))
+	holds.Misses.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds.Hold.Add(cluster.Range{First: hSlot, Last: hSlot})
+	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	pending := s.Stats().Pending
+	tryAgain := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+			t.Errorf("%s: %v, want TRYAGAIN", what, err)
+		}
+	}
+	equal(t, "GET of a key that is here", res(rc.Get(ctx, "{m}here").Result()).ok(t), "hot-value")
+	equal(t, "GET of a cold key that is here", res(rc.Get(ctx, "{m}cold").Result()).ok(t), "cold-value")
+	tryAgain("GET of an absent key", rc.Get(ctx, "{m}absent").Err())
+	tryAgain("GET of a key deleted on the device", rc.Get(ctx, "{m}gone").Err())
+	if s.Stats().Pending == pending {
+		t.Error("no GET went to the device")
+	}
+	equal(t, "SET (blind)", res(rc.Set(ctx, "{m}new", "n", 0).Result()).ok(t), "OK")
+	tryAgain("DEL", rc.Del(ctx, "{m}here").Err())
+	tryAgain("INCR", rc.Incr(ctx, "{m}counter").Err())
+	tryAgain("SET NX", rc.SetNX(ctx, "{m}absent", "v", 0).Err())
+	tryAgain("GET of a held slot", rc.Get(ctx, "{h}held").Err())
+	tryAgain("SET in a held slot", rc.Set(ctx, "{h}held", "v", 0).Err())
+
+	sess, err := client.Dial(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	results := map[string]error{}
+	record := func(name string) func(client.Result) { return func(r client.Result) { results[name] = r.Err } }
+	_ = sess.Read([]byte("{m}here"), record("read here"))
+	_ = sess.Read([]byte("{m}absent"), record("read absent"))
+	_ = sess.Read([]byte("{m}gone"), record("read gone"))
+	_ = sess.Upsert([]byte("{m}new2"), []byte("v"), record("upsert"))
+	_ = sess.Delete([]byte("{m}here"), record("delete"))
+	_ = sess.Add([]byte("{m}counter"), 1, record("add"))
+	_ = sess.Upsert([]byte("{h}held"), []byte("v"), record("upsert held"))
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read absent": client.ErrNotOwner,
+		"read gone": client.ErrNotOwner, "delete": client.ErrNotOwner, "add": client.ErrNotOwner, "upsert held": client.ErrNotOwner} {
+		if got := results[name]; !errors.Is(got, want) && got != want {
+			t.Errorf("native %s: %v, want %v", name, got, want)
+		}
+	}
+
+	if err := s.Install(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Get(ctx, "{m}absent").Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("GET of an absent key without holds: %v", err)
+	}
+	equal(t, "DEL without holds", res(rc.Del(ctx, "{m}here").Result()).ok(t), int64(1))
+	if err := rc.Get(ctx, "{h}held").Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("a write to the held slot reached the store: GET = %v", err)
 	}
 }

@@ -50,7 +50,11 @@ type loop struct {
 	scratch  [32]byte
 	// notOwned is the slot of the last operation the gateway refused.
 	notOwned uint16
-	stats    loopStats
+	// awaitMiss: the read the gateway just answered Pending is in slot
+	// awaitSlot, one of Routing.Misses (await takes them).
+	awaitMiss bool
+	awaitSlot uint16
+	stats     loopStats
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
 	// closedCPR those of connections closed since the last recorded
 	// checkpoint, of which the first closedRead were read into cprs.
@@ -231,6 +235,10 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
+	if ref.miss && c.Err == nil && c.Status == store.NotFound {
+		c.Err, l.notOwned = errNotOwner, ref.slot // the key may not have arrived yet
+		l.stats.notOwner.Add(1)
+	}
 	switch ref.kind {
 	case pendingRESP:
 		l.respCompleted(ref.r, c)
