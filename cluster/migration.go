@@ -174,6 +174,22 @@ func (t *SlotSet) union(u *SlotSet) {
 	}
 }
 
+// NotMigrating returns ErrMigrating when a migration that is not final
+// holds a slot of rs: an assignment of its slots would change the map
+// behind it.
+func (st State) NotMigrating(rs []Range) error {
+	var t SlotSet
+	for _, r := range rs {
+		t.Add(r)
+	}
+	for i := range st.Migrations {
+		if m := &st.Migrations[i]; !m.Phase.Final() && m.Slots().overlaps(&t) {
+			return fmt.Errorf("%w: %v", ErrMigrating, m)
+		}
+	}
+	return nil
+}
+
 // MigrationByID returns the migration with id in st.
 func (st State) MigrationByID(id MigrationID) (Migration, bool) {
 	for _, m := range st.Migrations {

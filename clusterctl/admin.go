@@ -118,6 +118,9 @@ func (a *Admin) Assign(ctx context.Context, rs []cluster.Range, to cluster.Serve
 		return nil, err
 	}
 	return cluster.Change(ctx, a.MD, 5, func(st cluster.State) (*cluster.Map, error) {
+		if err := st.NotMigrating(rs); err != nil {
+			return nil, err
+		}
 		m := st.Map
 		if _, ok := m.Servers[to]; !ok {
 			live, ok := st.Live[to]

@@ -96,6 +96,18 @@ func TestInitAndAssign(t *testing.T) {
 	if err := a.WaitServing(ctx, m, time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Slots a migration holds are refused.
+	mst, _ := md.Load(ctx)
+	rec, err := cluster.NewMigration(mst, "b", "a", []cluster.Range{{First: 9000, Last: 9100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Assign(ctx, []cluster.Range{{First: 9050, Last: 9050}}, "c"); !errors.Is(err, cluster.ErrMigrating) {
+		t.Fatalf("assign of a migrating slot: %v", err)
+	}
 	st, err := a.Status(ctx, "c", time.Millisecond)
 	if err != nil || len(st.Servers) != 3 || st.Servers[2].Slots != 6 {
 		t.Fatalf("status: %+v %v", st, err)
