@@ -43,6 +43,15 @@ func (s *Session) Append(key, value []byte, cb Callback) error {
 	return s.add(wire.OpAppend, key, value, cb)
 }
 
+// Migrate queues storing a record that live migration id sends to this
+// server (wire.OpMigrate): moved to a target, or shipped back to a source.
+// A server that does not take the migration's records for the key's slot
+// answers ErrNotOwner.
+func (s *Session) Migrate(id uint64, kind wire.MigrateKind, key, value []byte, cb Callback) error {
+	s.migBuf = wire.AppendMigrateValue(s.migBuf[:0], id, kind, value)
+	return s.add(wire.OpMigrate, key, s.migBuf, cb)
+}
+
 func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
 	if s.err != nil {
 		return s.err

@@ -109,6 +109,7 @@ type Session struct {
 	nc       net.Conn
 	id, view uint64
 	serial   uint64 // the next operation's serial
+	migBuf   []byte // Migrate's value, copied into the batch by add
 	cur      *batch
 	inflight []*batch // sent, unanswered, oldest first
 	free     []*batch

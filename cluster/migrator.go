@@ -16,7 +16,9 @@ const (
 	TaskSample TaskKind = iota + 1
 	// TaskPrepare (target): drop every record held for the ranges, then
 	// checkpoint, so the target holds nothing of them that it did not get
-	// from this migration or from a client after it.
+	// from this migration or from a client after it. Its result (TaskDone)
+	// is the log's tail after the drop: the records sent are inserted
+	// unless the key has one from there on (Accepting.Since).
 	TaskPrepare
 	// TaskSendHot (source): send the hot records to the target, which
 	// inserts each unless it holds a record of the key already.
@@ -87,10 +89,13 @@ type Message struct {
 }
 
 // Accepting lets the loops insert the records of migration ID's data
-// tasks for Slots.
+// tasks for Slots. On the target, a record sent is inserted unless the key
+// has a record at or above Since (store.IfNoneSince); on the source, what
+// the target ships back is stored as it comes.
 type Accepting struct {
 	ID    MigrationID
 	Slots *SlotSet
+	Since uint64
 }
 
 // Holds is what the loops must apply besides their routing, and what the
@@ -234,8 +239,8 @@ func NewMigrator(cfg MigratorConfig, saved *Holds) *Migrator {
 	if saved != nil {
 		for _, rec := range saved.Save {
 			m := g.learn(rec, fromSaved)
-			if m != nil && m.role == target && saved.accepting(rec.ID) {
-				m.done[TaskPrepare] = 1 // dropped and checkpointed before it accepted
+			if a, ok := saved.accepting(rec.ID); ok && m != nil && m.role == target {
+				m.done[TaskPrepare] = max(a.Since, 1) // dropped and checkpointed before it accepted
 			}
 		}
 	}
@@ -379,15 +384,16 @@ func (g *Migrator) Persisted(rev int64, err error) {
 // and persisted.
 func (g *Migrator) HoldsInstalled(v uint64) { g.applied = max(g.applied, v) }
 
-// TaskDone reports that a task ended well; peerInc is the incarnation of
-// the peer that took its records (data tasks), else 0.
-func (g *Migrator) TaskDone(t Task, peerInc uint64) {
+// TaskDone reports that a task ended well with its result: for the data
+// tasks the incarnation of the peer that took their records, for
+// TaskPrepare the log's tail after the drop, else 0.
+func (g *Migrator) TaskDone(t Task, result uint64) {
 	m := g.migs[t.Migration]
 	if m == nil || !m.running[t.Kind] {
 		return // aborted, or from before a restart
 	}
 	delete(m.running, t.Kind)
-	m.done[t.Kind] = max(peerInc, 1)
+	m.done[t.Kind] = max(result, 1)
 	m.idle = 0
 }
 
@@ -653,7 +659,7 @@ func (g *Migrator) finishSource(m *mig) {
 			g.every(m, MsgPhase, 0)
 			return
 		}
-		if g.run(m, TaskCheckpoint) && g.installed(func(h *Holds) bool { return !h.accepting(m.rec.ID) }) {
+		if g.run(m, TaskCheckpoint) && g.installed(func(h *Holds) bool { _, ok := h.accepting(m.rec.ID); return !ok }) {
 			g.persist(m, PhaseCancelled, nil, "")
 		}
 	case PhaseCancelled:
@@ -679,13 +685,13 @@ func (g *Migrator) installed(ok func(*Holds) bool) bool {
 	return g.applied >= g.holds.Version && g.holds.Hold != nil && ok(&g.holds)
 }
 
-func (h *Holds) accepting(id MigrationID) bool {
+func (h *Holds) accepting(id MigrationID) (Accepting, bool) {
 	for _, a := range h.Accept {
 		if a.ID == id {
-			return true
+			return a, true
 		}
 	}
-	return false
+	return Accepting{}, false
 }
 
 // cancel takes m back to its source: before Transfer by recording it;
@@ -836,7 +842,11 @@ func (g *Migrator) computeHolds() Holds {
 			h.Hold.union(slots)
 		}
 		if g.accepts(m) {
-			h.Accept = append(h.Accept, Accepting{ID: id, Slots: slots})
+			a := Accepting{ID: id, Slots: slots}
+			if m.role == target {
+				a.Since = m.done[TaskPrepare]
+			}
+			h.Accept = append(h.Accept, a)
 		}
 		if !m.rec.Phase.Final() || m.done[TaskDrop] == 0 && g.dropsWhenFinal(m) {
 			rec := m.rec
@@ -852,7 +862,7 @@ func sameHolds(a, b *Holds) bool {
 		return false
 	}
 	for i := range a.Accept {
-		if a.Accept[i].ID != b.Accept[i].ID || *a.Accept[i].Slots != *b.Accept[i].Slots {
+		if a.Accept[i].ID != b.Accept[i].ID || a.Accept[i].Since != b.Accept[i].Since || *a.Accept[i].Slots != *b.Accept[i].Slots {
 			return false
 		}
 	}

@@ -106,8 +106,10 @@ func (l *loop) decodeAhead(n int) bool {
 	return true
 }
 
+// opIndex is an operation's counter: READ..APPEND, then one for the rest
+// (control operations and MIGRATE).
 func opIndex(o wire.Op) int {
-	if o.Control() {
+	if o.Control() || o == wire.OpMigrate {
 		return 5
 	}
 	return int(o) - 1
@@ -195,6 +197,8 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		st, payload, err = l.update(op.Key, h, store.Update{Want: store.WantNew, Merge: store.Int64Add{}, Input: op.Value})
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
+	case wire.OpMigrate:
+		st, err = l.migrate(op.Key, h, op.Value)
 	default:
 		l.control(cs, op)
 		return

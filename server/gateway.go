@@ -5,6 +5,7 @@ import (
 	"io"
 	"syscall"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/store"
@@ -20,6 +21,9 @@ import (
 //
 // Invariant: an operation on a slot that l.rt does not serve reaches no
 // store: it fails alone with errNotOwner (and l.notOwned names its slot).
+// MIGRATE, which carries a migration's records between servers, is checked
+// against l.rt.Accept instead: it reaches the store only for a migration
+// and slot the routing accepts.
 // Invariant: in a slot of l.rt.Misses (a migration's target before every
 // record arrived) no operation is answered from a key's absence: a read
 // that does not find its key, now or when its device read completes, and
@@ -100,6 +104,50 @@ func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.St
 	return l.ss.RMWHashed(key, h, input, m)
 }
 
+// errBadMigrate refuses a MIGRATE whose value cannot be parsed.
+var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | value")
+
+// migrate stores a record a migration sent (wire.OpMigrate) when the turn's
+// routing accepts that migration's records for the key's slot
+// (Routing.Accept): a moved record unless the key has one written since
+// the target prepared, a shipped-back record or deletion as it comes.
+func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, error) {
+	id, kind, value, ok := wire.ParseMigrateValue(v)
+	if !ok {
+		return 0, errBadMigrate
+	}
+	a, ok := l.accepting(cluster.MigrationID(id), keyhash.SlotOf(h))
+	if !ok {
+		l.notOwned = keyhash.SlotOf(h)
+		l.stats.notOwner.Add(1)
+		return 0, errNotOwner
+	}
+	var u store.Update
+	switch kind {
+	case wire.MigrateMoved:
+		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value}
+	case wire.MigrateShipped:
+		return l.ss.UpsertHashed(key, h, value)
+	default:
+		u = store.Update{If: store.Remove}
+	}
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	return st, err
+}
+
+// accepting returns the turn's routing's acceptance of migration id's
+// records for slot.
+func (l *loop) accepting(id cluster.MigrationID, slot uint16) (cluster.Accepting, bool) {
+	for _, a := range l.rt.Accept {
+		if a.ID == id && a.Slots.Has(slot) {
+			return a, true
+		}
+	}
+	return cluster.Accepting{}, false
+}
+
 // pendingKind says which front waits for a pending store operation.
 type pendingKind uint8
 
@@ -154,6 +202,8 @@ func classify(err error) failure {
 		return failure{wire.CodeTooLarge, "ERR key too large"}
 	case errors.Is(err, store.ErrEmptyKey):
 		return failure{wire.CodeBadArgument, "ERR empty key"}
+	case errors.Is(err, errBadMigrate):
+		return failure{wire.CodeBadArgument, "ERR " + err.Error()}
 	case errors.Is(err, syscall.ENOSPC):
 		return failure{wire.CodeNoSpace, "ERR device full: writes fail until space is freed"}
 	case errors.Is(err, store.ErrCorrupt):

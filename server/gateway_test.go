@@ -14,6 +14,7 @@ import (
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/wire"
 )
 
 // TestSlotsNotServedAreRefused: under a routing that gives one key's slot
@@ -177,5 +178,68 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	equal(t, "DEL without holds", res(rc.Del(ctx, "{m}here").Result()).ok(t), int64(1))
 	if err := rc.Get(ctx, "{h}held").Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("a write to the held slot reached the store: GET = %v", err)
+	}
+}
+
+// TestMigrateInserts: MIGRATE stores a moved record unless the key has one
+// written since the target prepared (one from before, garbage of an earlier
+// ownership, is replaced), a shipped-back record or deletion as it comes,
+// and is refused for a migration or slot the routing does not accept.
+func TestMigrateInserts(t *testing.T) {
+	s := startRESP(t, func(c *Config) { c.ServerID = "me" })
+	ctx := context.Background()
+	m, err := cluster.NewMap("test", []cluster.Server{{ID: "me", Native: s.Addr(), RESP: s.RESPAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots(), Map: m}
+	rc := goRedis(t, s, nil)
+	res(rc.Set(ctx, "{m}old", "stale", 0).Result()).ok(t)
+	since := s.Store().Log().Tail()
+	res(rc.Set(ctx, "{m}newer", "client", 0).Result()).ok(t)
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	accept := &cluster.SlotSet{}
+	accept.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Accept: []cluster.Accepting{{ID: 7, Slots: accept, Since: since}}}
+	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := client.Dial(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	errs := map[string]error{}
+	send := func(name string, id uint64, kind wire.MigrateKind, key, value string) {
+		if err := sess.Migrate(id, kind, []byte(key), []byte(value), func(r client.Result) { errs[name] = r.Err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("moved over a newer record", 7, wire.MigrateMoved, "{m}newer", "moved")
+	send("moved over garbage", 7, wire.MigrateMoved, "{m}old", "moved-old")
+	send("moved, new key", 7, wire.MigrateMoved, "{m}fresh", "f")
+	send("shipped", 7, wire.MigrateShipped, "{m}shipped", "s")
+	send("other migration", 8, wire.MigrateMoved, "{m}other", "x")
+	send("other slot", 7, wire.MigrateMoved, "{h}other", "x")
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	send("shipped deletion", 7, wire.MigrateShippedDeleted, "{m}fresh", "")
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]error{"moved over a newer record": nil, "moved over garbage": nil, "moved, new key": nil,
+		"shipped": nil, "shipped deletion": nil, "other migration": client.ErrNotOwner, "other slot": client.ErrNotOwner} {
+		if got := errs[name]; !errors.Is(got, want) && got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	for key, want := range map[string]string{"{m}newer": "client", "{m}old": "moved-old", "{m}shipped": "s"} {
+		equal(t, "GET "+key, res(rc.Get(ctx, key).Result()).ok(t), want)
+	}
+	for _, key := range []string{"{m}fresh", "{m}other", "{h}other"} {
+		if err := rc.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
+			t.Errorf("GET %s: %v, want nil", key, err)
+		}
 	}
 }

@@ -28,6 +28,12 @@
 //	                            (absent: 0); OK carries the value this
 //	                            addition produced
 //	5  APPEND    yes            append value to key's value
+//	6  MIGRATE   id u64 | kind  a record a live migration sends: u8 kind
+//	             u8 | value     0 moved (inserted unless the key has a
+//	                            record written since the target prepared),
+//	                            1 shipped back (stored), 2 shipped-back
+//	                            deletion; NOT_OWNER unless the server takes
+//	                            migration id's records for the key's slot
 //	16 OPEN      auth token     open a session; key: 8-byte session id to
 //	                            resume, or empty for a new one; answers
 //	                            id u64 | view u64 | executed u64 | durable

@@ -16,11 +16,14 @@ type Op uint8
 
 // Operation codes.
 const (
-	OpRead    Op = 1
-	OpUpsert  Op = 2
-	OpDelete  Op = 3
-	OpAdd     Op = 4
-	OpAppend  Op = 5
+	OpRead   Op = 1
+	OpUpsert Op = 2
+	OpDelete Op = 3
+	OpAdd    Op = 4
+	OpAppend Op = 5
+	// OpMigrate inserts a record a live migration sends between servers
+	// (AppendMigrateValue lays out its value).
+	OpMigrate Op = 6
 	OpOpen    Op = 16
 	OpPing    Op = 17
 	OpGetView Op = 18
@@ -39,7 +42,7 @@ func (o Op) hasValue() (has, ok bool) {
 	switch o {
 	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
 		return false, true
-	case OpUpsert, OpAdd, OpAppend, OpOpen, OpPing:
+	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing:
 		return true, true
 	}
 	return false, false
@@ -60,6 +63,8 @@ func (o Op) String() string {
 		return "ADD"
 	case OpAppend:
 		return "APPEND"
+	case OpMigrate:
+		return "MIGRATE"
 	case OpOpen:
 		return "OPEN"
 	case OpPing:
