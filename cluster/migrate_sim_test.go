@@ -29,9 +29,10 @@ var (
 // random times and write, delete and read 64 keys spread over the slots.
 //
 // After every step: no slot is served by two servers; a read returns the
-// last acknowledged write of its key while no crash could have lost it,
-// and never less than the newest version any checkpoint held; records only
-// take allowed phase steps. After the faults stop: every migration is
+// last acknowledged write of its key unless the server that acknowledged
+// it crashed before a checkpoint held it (its client was never told it
+// was durable: CPR), and never an older one than a write its server
+// checkpointed; records only take allowed phase steps. After the faults stop: every migration is
 // Complete or Cancelled, every key reads as above at its owner, and no
 // server holds a record of a slot it does not own.
 func TestMigrationSimulation(t *testing.T) {
@@ -115,7 +116,8 @@ type migSim struct {
 	gver      int
 	acked     [simKeys]int  // version of the last acknowledged write
 	exact     [simKeys]bool // no crash can have lost it
-	durable   [simKeys]int  // newest version a checkpoint held
+	durable   [simKeys]int  // newest version a checkpoint of the server that acknowledged it held
+	ackedBy   map[int]ServerID
 	phases    map[MigrationID]Phase
 	ranges    map[MigrationID][]Range
 	finals    []Migration
@@ -133,7 +135,7 @@ type migSim struct {
 
 func runMigSim(seed uint64, steps int) (*migSim, error) {
 	w := &migSim{rng: rand.New(rand.NewPCG(seed, seed^0x319)), md: NewMem(), cut: map[[2]ServerID]bool{},
-		phases: map[MigrationID]Phase{}, ranges: map[MigrationID][]Range{}, faults: true}
+		phases: map[MigrationID]Phase{}, ranges: map[MigrationID][]Range{}, ackedBy: map[int]ServerID{}, faults: true}
 	n := 2 + w.rng.IntN(2)
 	w.faultRate = []int{2, 10, 40}[w.rng.IntN(3)]
 	w.crashRate = []int{0, 10, 40}[w.rng.IntN(3)]
@@ -267,19 +269,13 @@ func (w *migSim) fault(v *mserver) {
 	}
 }
 
-// somewhere reports whether the last acknowledged version of k survives
-// somewhere: in a store that is up, or checkpointed. Then the migration
-// must not lose it.
-func (w *migSim) somewhere(k int) bool {
-	for _, v := range w.servers {
-		if r, ok := v.dur[k]; ok && r.ver == w.acked[k] {
-			return true
-		}
-		if r, ok := v.vol[k]; ok && v.up && r.ver == w.acked[k] {
-			return true
-		}
-	}
-	return w.acked[k] == 0
+// lostByCrash reports whether v's crash may lose the last acknowledged
+// write of k: v acknowledged it and no checkpoint of v holds it. Its
+// client was never told that it is durable (CPR), and a migration may then
+// lose it as a crash without one would: a target that crashed ships back
+// what it recovered.
+func (w *migSim) lostByCrash(v *mserver, k int) bool {
+	return w.ackedBy[w.acked[k]] == v.id && v.dur[k].ver != w.acked[k]
 }
 
 // maybeCrash crashes v right after it did something, at the seed's rate.
@@ -307,7 +303,7 @@ func (w *migSim) crashOrRestart(v *mserver) {
 	}
 	v.up = false
 	for k := range simKeys {
-		if w.exact[k] && !w.somewhere(k) {
+		if w.exact[k] && w.lostByCrash(v, k) {
 			w.exact[k] = false
 		}
 	}
@@ -613,7 +609,9 @@ func (w *migSim) insert(peer *mserver, t Task, k int, r version) bool {
 func (w *migSim) checkpoint(v *mserver) {
 	v.dur = maps.Clone(v.vol)
 	for k, r := range v.dur {
-		w.durable[k] = max(w.durable[k], r.ver)
+		if w.ackedBy[r.ver] == v.id { // committed by the server that acknowledged it
+			w.durable[k] = max(w.durable[k], r.ver)
+		}
 	}
 }
 
@@ -644,6 +642,7 @@ func (w *migSim) client() {
 		w.gver++
 		v.vol[k] = version{ver: w.gver, tomb: p == 0}
 		w.acked[k], w.exact[k] = w.gver, true
+		w.ackedBy[w.gver] = v.id
 	default:
 		r, found := v.vol[k]
 		if !found && l.h.Misses.Has(sl) {
