@@ -1,0 +1,134 @@
+// Package migrate runs the data tasks of a live migration
+// (cluster.Migrator's tasks) against a store: dropping the records of slot
+// ranges, and sending them to the peer as MIGRATE operations over a native
+// session. The node runs them off the loops; they block for I/O.
+//
+// Both work through a range a slot group at a time (the up to 256 slots
+// of it that share the index's buckets, keyhash and docs/cluster.md): each
+// bucket is walked once, and what they hold at once is one group's keys of
+// the range, not the range's.
+package migrate
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// groupSlots is the number of slots that share their index buckets.
+const groupSlots = 256
+
+// record is one key's newest record, copied out of a Scan.
+type record struct {
+	key, value []byte
+	live       bool
+}
+
+// eachChunk calls fn with the records of ranges, a slot group's share at a
+// time, in hash order; the slice is reused between calls.
+func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn func([]record) error) error {
+	var buf []record
+	for _, r := range ranges {
+		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
+			last := min(int(r.Last), (first/groupSlots+1)*groupSlots-1)
+			buf = buf[:0]
+			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, live bool) error {
+				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), live: live})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if len(buf) > 0 {
+				if err := fn(buf); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Drop deletes every live key of ranges from st (the garbage a migration
+// leaves, or what a target held of the ranges before it prepared) and
+// returns the log's tail after the last deletion: a record at or above it
+// was written after the drop. The caller checkpoints to make the drop
+// durable.
+func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64, error) {
+	s, err := st.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	var failed error
+	s.SetCompletion(func(c store.Completion) {
+		if c.Err != nil && failed == nil {
+			failed = c.Err
+		}
+	})
+	err = eachChunk(ctx, st, ranges, func(recs []record) error {
+		for _, r := range recs {
+			if !r.live {
+				continue
+			}
+			if _, err := s.Delete(r.key); err != nil {
+				return fmt.Errorf("migrate: drop: %w", err)
+			}
+		}
+		s.CompletePending(true)
+		s.Suspend()
+		return failed
+	})
+	if err != nil {
+		return 0, err
+	}
+	return st.Log().Tail(), nil
+}
+
+// Send sends the newest record of every key of ranges in st to the server
+// of sess as MIGRATE operations of migration id: live records as kind
+// (moved, or shipped back), deleted ones only when shipping back (as
+// deletions; a target that prepared holds nothing older). It waits for
+// the peer to answer each chunk and calls progress after it. A refusal
+// (the peer does not take the migration's records) ends it with
+// client.ErrNotOwner.
+func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, sess *client.Session, id cluster.MigrationID,
+	kind wire.MigrateKind, progress func(records int)) error {
+	var failed error
+	answer := func(r client.Result) {
+		if r.Err != nil && failed == nil {
+			failed = r.Err
+		}
+	}
+	return eachChunk(ctx, st, ranges, func(recs []record) error {
+		n := 0
+		for _, r := range recs {
+			k := kind
+			switch {
+			case !r.live && kind == wire.MigrateMoved:
+				continue
+			case !r.live:
+				k = wire.MigrateShippedDeleted
+			}
+			if err := sess.Migrate(uint64(id), k, r.key, r.value, answer); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := sess.Wait(); err != nil {
+			return err
+		}
+		if failed != nil {
+			return failed
+		}
+		if progress != nil {
+			progress(n)
+		}
+		return ctx.Err()
+	})
+}
