@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -36,14 +35,7 @@ var (
 // Complete or Cancelled, every key reads as above at its owner, and no
 // server holds a record of a slot it does not own.
 func TestMigrationSimulation(t *testing.T) {
-	seeds := make([]uint64, 0, *migSeeds)
-	if *migSeed != 0 {
-		seeds = append(seeds, *migSeed)
-	} else {
-		for i := range *migSeeds {
-			seeds = append(seeds, uint64(i+1))
-		}
-	}
+	seeds := seedsToRun(*migSeed, *migSeeds)
 	var done [PhaseCancelled + 1]int
 	reasons := map[string]int{}
 	var reached [PhaseCancelled + 1]int
@@ -691,26 +683,17 @@ func (w *migSim) check() error {
 	if w.bad != nil {
 		return w.bad
 	}
-	var seen SlotSet
-	owner := map[int]ServerID{}
+	var served servedBy
 	for _, v := range w.servers {
 		if !v.up {
 			continue
 		}
-		var union SlotSet
-		for _, l := range v.loops {
-			if l.r != nil {
-				union.union(l.r.Serving)
-			}
+		routings := make([]*Routing, len(v.loops))
+		for i, l := range v.loops {
+			routings[i] = l.r
 		}
-		for i, word := range union {
-			if both := seen[i] & word; both != 0 {
-				return fmt.Errorf("slot %d served by %s and %s", i*64+bits.TrailingZeros64(both), owner[i], v.id)
-			}
-			if word != 0 {
-				seen[i] |= word
-				owner[i] = v.id
-			}
+		if err := served.add(v.id, routings); err != nil {
+			return err
 		}
 	}
 	return nil

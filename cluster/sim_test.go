@@ -25,14 +25,7 @@ var (
 // once the faults stop, every assigned slot must be served by its owner
 // and by no one else.
 func TestOwnershipSimulation(t *testing.T) {
-	seeds := make([]uint64, 0, *simSeeds)
-	if *simSeed != 0 {
-		seeds = append(seeds, *simSeed)
-	} else {
-		for i := range *simSeeds {
-			seeds = append(seeds, uint64(i+1))
-		}
-	}
+	seeds := seedsToRun(*simSeed, *simSeeds)
 	for _, seed := range seeds {
 		if err := runSim(seed, 3000); err != nil {
 			t.Fatalf("seed %d: %v\nreplay: go test ./cluster -run TestOwnershipSimulation -seed %d -v", seed, err, seed)
@@ -110,6 +103,46 @@ func (s *sim) boot(v *simServer) *simServer {
 	}
 	v.switching = nil
 	return v
+}
+
+// seedsToRun returns the seeds a simulation runs: one, when it is set (a
+// replay), else 1..n.
+func seedsToRun(one uint64, n int) []uint64 {
+	if one != 0 {
+		return []uint64{one}
+	}
+	seeds := make([]uint64, n)
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	return seeds
+}
+
+// servedBy collects what servers' loops serve and finds a slot two serve.
+type servedBy struct {
+	seen  SlotSet
+	owner [Slots / 64]ServerID // a word of seen: the last server that set a bit in it
+}
+
+// add adds what server id's loops serve (nil: none installed); an error
+// names a slot that another server added serves too.
+func (s *servedBy) add(id ServerID, loops []*Routing) error {
+	var union SlotSet
+	for _, r := range loops {
+		if r != nil {
+			union.union(r.Serving)
+		}
+	}
+	for i, w := range union {
+		if both := s.seen[i] & w; both != 0 {
+			return fmt.Errorf("slot %d served by %s and %s (or another before it)", i*64+bits.TrailingZeros64(both), s.owner[i], id)
+		}
+		if w != 0 {
+			s.seen[i] |= w
+			s.owner[i] = id
+		}
+	}
+	return nil
 }
 
 func (s *sim) step(faults bool) {
@@ -247,28 +280,11 @@ func (s *sim) finishInstall(v *simServer) {
 
 // check fails when a slot is served by two servers.
 func (s *sim) check() error {
-	var seen SlotSet
-	owner := map[int]ServerID{} // a word of seen: the last server that set a bit in it
+	var served servedBy
 	for _, v := range s.servers {
-		if !v.up {
-			continue
-		}
-		var union SlotSet
-		for _, r := range v.loops {
-			if r != nil {
-				for i := range union {
-					union[i] |= r.Serving[i]
-				}
-			}
-		}
-		for i, w := range union {
-			if both := seen[i] & w; both != 0 {
-				sl := i*64 + bits.TrailingZeros64(both)
-				return fmt.Errorf("slot %d served by %s and %s (or another before it)", sl, owner[i], v.id)
-			}
-			if w != 0 {
-				seen[i] |= w
-				owner[i] = v.id
+		if v.up {
+			if err := served.add(v.id, v.loops); err != nil {
+				return err
 			}
 		}
 	}

@@ -15,15 +15,7 @@ import (
 // counts the live keys of slot ranges (a single slot, a run, every slot)
 // and compares with the model.
 func TestCountKeys(t *testing.T) {
-	st := openTest(t, compactConfig(openDevice(t, "mem")))
-	s := newSession(t, st)
-	m := model{}
-	churn(t, s, m, rand.New(rand.NewPCG(3, 4)), "k", 400, 8000)
-	s.CompletePending(true)
-	s.Suspend()
-	if st.Log().Head() <= st.Log().Begin() {
-		t.Fatal("nothing reached the device")
-	}
+	st, m := churned(t, 3)
 	want := func(first, last uint16) int64 {
 		n := int64(0)
 		for k, v := range m {
@@ -88,12 +80,7 @@ func TestIndexGrowsWhereKeysCrowd(t *testing.T) {
 // a visited dead key is deleted in the model, and no key outside the range
 // is visited.
 func TestScan(t *testing.T) {
-	st := openTest(t, compactConfig(openDevice(t, "mem")))
-	s := newSession(t, st)
-	m := model{}
-	churn(t, s, m, rand.New(rand.NewPCG(5, 6)), "k", 400, 8000)
-	s.CompletePending(true)
-	s.Suspend()
+	st, m := churned(t, 5)
 	for _, r := range [][2]uint16{{0, 4095}, {4096, 16383}, {0, 16383}} {
 		seen := map[string]bool{}
 		err := st.Scan(context.Background(), keyhash.FirstHash(r[0]), keyhash.LastHash(r[1]), func(key, value []byte, live bool) error {
@@ -124,4 +111,19 @@ func TestScan(t *testing.T) {
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("an error from fn: %v after %d calls", err, calls)
 	}
+}
+
+// churned returns a store whose 400 keys were churned (seeded) until most
+// of their records are on the device, and its model.
+func churned(t *testing.T, seed uint64) (*Store, model) {
+	st := openTest(t, compactConfig(openDevice(t, "mem")))
+	s := newSession(t, st)
+	m := model{}
+	churn(t, s, m, rand.New(rand.NewPCG(seed, seed+1)), "k", 400, 8000)
+	s.CompletePending(true)
+	s.Suspend()
+	if st.Log().Head() <= st.Log().Begin() {
+		t.Fatal("nothing reached the device")
+	}
+	return st, m
 }
