@@ -68,6 +68,7 @@ func keySlot(k int) uint16 { return uint16(k*(Slots/simKeys) + 7*k%13) }
 type version struct {
 	ver  int
 	tomb bool
+	at   int // where it was written: the sim's log address, one clock for every store
 }
 
 type simLoop struct {
@@ -110,11 +111,13 @@ type migSim struct {
 	exact     [simKeys]bool // no crash can have lost it
 	durable   [simKeys]int  // newest version a checkpoint of the server that acknowledged it held
 	ackedBy   map[int]ServerID
+	lastDel   [simKeys]int // version of the last acknowledged delete
 	phases    map[MigrationID]Phase
 	ranges    map[MigrationID][]Range
 	finals    []Migration
 	log       []string
 	faults    bool
+	clock     int      // the sim's log addresses
 	faultRate int      // per 1000 steps
 	crashRate int      // per 1000 actions of a server
 	focusMsg  MsgKind  // crash a side right after a message of this kind, often
@@ -541,13 +544,14 @@ func (w *migSim) work(v *mserver, st *simTask) (done, ok bool) {
 	switch t.Kind {
 	case TaskSample:
 		return true, true
-	case TaskPrepare, TaskDrop: // a key a step, then a checkpoint
+	case TaskPrepare, TaskDrop: // deletes a live key a step (a tombstone), then a checkpoint
 		for _, k := range slices.Sorted(maps.Keys(v.vol)) {
-			if inRanges(t.Ranges, keySlot(k)) {
-				delete(v.vol, k)
+			if inRanges(t.Ranges, keySlot(k)) && !v.vol[k].tomb {
+				w.put(v, k, version{tomb: true})
 				return false, true
 			}
 		}
+		st.peerInc = uint64(w.clock + 1) // the result: where the records written since begin
 		w.checkpoint(v)
 		return true, true
 	case TaskCheckpoint:
@@ -564,7 +568,10 @@ func (w *migSim) work(v *mserver, st *simTask) (done, ok bool) {
 		return false, false // the session broke with the restart
 	}
 	keys := slices.Sorted(maps.Keys(v.vol))
-	keys = slices.DeleteFunc(keys, func(k int) bool { return !inRanges(t.Ranges, keySlot(k)) })
+	keys = slices.DeleteFunc(keys, func(k int) bool {
+		r := v.vol[k]
+		return !inRanges(t.Ranges, keySlot(k)) || r.at < int(t.Since) || r.tomb && t.Kind != TaskShipBack
+	})
 	if t.Kind == TaskSendHot {
 		keys = slices.DeleteFunc(keys, func(int) bool { return w.rng.IntN(2) == 0 })
 		st.sent = 0
@@ -585,17 +592,25 @@ func (w *migSim) work(v *mserver, st *simTask) (done, ok bool) {
 
 // insert is the receiving loop's insert of a sent record: where its holds
 // accept the migration's slot; a moved record only where the key has no
-// record, a shipped-back one always.
+// record written since the target prepared, a shipped-back one always.
 func (w *migSim) insert(peer *mserver, t Task, k int, r version) bool {
 	l := peer.loops[w.rng.IntN(len(peer.loops))]
-	if !slices.ContainsFunc(l.h.Accept, func(a Accepting) bool { return a.ID == t.Migration && a.Slots.Has(keySlot(k)) }) {
+	i := slices.IndexFunc(l.h.Accept, func(a Accepting) bool { return a.ID == t.Migration && a.Slots.Has(keySlot(k)) })
+	if i < 0 {
 		return false
 	}
-	if _, ok := peer.vol[k]; ok && t.Kind != TaskShipBack {
+	if old, ok := peer.vol[k]; ok && old.at >= int(l.h.Accept[i].Since) && t.Kind != TaskShipBack {
 		return true
 	}
-	peer.vol[k] = r
+	w.put(peer, k, r)
 	return true
+}
+
+// put writes r as k's newest record in v's store, at the next address.
+func (w *migSim) put(v *mserver, k int, r version) {
+	w.clock++
+	r.at = w.clock
+	v.vol[k] = r
 }
 
 func (w *migSim) checkpoint(v *mserver) {
@@ -632,15 +647,18 @@ func (w *migSim) client() {
 	switch p := w.rng.IntN(10); {
 	case p < 4:
 		w.gver++
-		v.vol[k] = version{ver: w.gver, tomb: p == 0}
+		w.put(v, k, version{ver: w.gver, tomb: p == 0})
 		w.acked[k], w.exact[k] = w.gver, true
 		w.ackedBy[w.gver] = v.id
+		if p == 0 {
+			w.lastDel[k] = w.gver
+		}
 	default:
 		r, found := v.vol[k]
-		if !found && l.h.Misses.Has(sl) {
-			return // held until the record arrives
+		if (!found || r.tomb) && l.h.Misses.Has(sl) {
+			return // not found: held until the record arrives
 		}
-		if err := w.checkRead(k, r.ver); err != nil {
+		if err := w.checkRead(k, r, found); err != nil {
 			w.bad = fmt.Errorf("a read at %s: %w", v.id, err)
 		}
 	}
@@ -668,11 +686,22 @@ func (w *migSim) pickKey() int {
 	return w.rng.IntN(simKeys)
 }
 
-func (w *migSim) checkRead(k, ver int) error {
+// checkRead checks a read of k that found r (found false: no record). A
+// deleted key reads as absent whether its store holds a tombstone or
+// nothing: only a value read is compared by version.
+func (w *migSim) checkRead(k int, r version, found bool) error {
+	ver := 0
+	if found && !r.tomb {
+		ver = r.ver
+	}
+	want := w.acked[k]
+	if w.lastDel[k] == want {
+		want = 0 // deleted
+	}
 	switch {
-	case w.exact[k] && ver != w.acked[k]:
+	case w.exact[k] && ver != want:
 		return fmt.Errorf("key %d (slot %d) read version %d, last acknowledged %d", k, keySlot(k), ver, w.acked[k])
-	case ver < w.durable[k]:
+	case ver != 0 && ver < w.durable[k], ver == 0 && w.durable[k] > w.lastDel[k]:
 		return fmt.Errorf("key %d (slot %d) read version %d, a checkpoint held %d", k, keySlot(k), ver, w.durable[k])
 	}
 	return nil
@@ -753,13 +782,14 @@ func (w *migSim) settle() error {
 				return fmt.Errorf("after settling, %s does not serve slot %d freely", v.id, keySlot(k))
 			}
 		}
-		if err := w.checkRead(k, v.vol[k].ver); err != nil {
+		r, found := v.vol[k]
+		if err := w.checkRead(k, r, found); err != nil {
 			return fmt.Errorf("after settling: %w", err)
 		}
 	}
 	for _, v := range w.servers {
-		for k := range v.vol {
-			if a, _ := st.Map.Owner(keySlot(k)); a.Owner != v.id {
+		for k, r := range v.vol {
+			if a, _ := st.Map.Owner(keySlot(k)); a.Owner != v.id && !r.tomb {
 				return fmt.Errorf("after settling, %s holds key %d of slot %d, owned by %s", v.id, k, keySlot(k), a.Owner)
 			}
 		}

@@ -52,6 +52,10 @@ type Task struct {
 	Migration MigrationID
 	Ranges    []Range
 	Peer      ServerID // where the data tasks send
+	// Since (TaskShipBack): ship back only the records from this log
+	// address on, where the target prepared: what it has not written or
+	// taken since, its drop's deletions among it, stays the source's.
+	Since uint64
 }
 
 // MsgKind names a message between a migration's source and target.
@@ -111,6 +115,9 @@ type Holds struct {
 	Hold    *SlotSet
 	Misses  *SlotSet
 	Accept  []Accepting
+	// Prepared holds, for each migration this server is the target of,
+	// the log address it prepared at (TaskPrepare's result).
+	Prepared map[MigrationID]uint64
 	// Save are the records the server persists with the holds (the whole
 	// Holds) and gives back to NewMigrator at its next start.
 	Save []Migration
@@ -239,8 +246,8 @@ func NewMigrator(cfg MigratorConfig, saved *Holds) *Migrator {
 	if saved != nil {
 		for _, rec := range saved.Save {
 			m := g.learn(rec, fromSaved)
-			if a, ok := saved.accepting(rec.ID); ok && m != nil && m.role == target {
-				m.done[TaskPrepare] = max(a.Since, 1) // dropped and checkpointed before it accepted
+			if since := saved.Prepared[rec.ID]; since != 0 && m != nil && m.role == target {
+				m.done[TaskPrepare] = since // dropped and checkpointed before it answered Prepared
 			}
 		}
 	}
@@ -492,9 +499,12 @@ func (g *Migrator) stepTarget(m *mig, msg Message) {
 	}
 }
 
-// prepared reports whether the target has done what Prepared promises.
+// prepared reports whether the target has done what Prepared promises:
+// dropped, checkpointed, holding, and the address it prepared at persisted.
 func (g *Migrator) prepared(m *mig) bool {
-	return !m.refused && m.done[TaskPrepare] != 0 && g.installed(func(h *Holds) bool { return h.Hold.covers(m.rec.Slots()) })
+	return !m.refused && m.done[TaskPrepare] != 0 && g.installed(func(h *Holds) bool {
+		return h.Hold.covers(m.rec.Slots()) && h.Prepared[m.rec.ID] == m.done[TaskPrepare]
+	})
 }
 
 func (g *Migrator) reply(m *mig, kind MsgKind, peerInc uint64) {
@@ -523,7 +533,11 @@ func (g *Migrator) task(m *mig, k TaskKind) Task {
 	if k == TaskDrop {
 		rs = m.drop
 	}
-	return Task{Kind: k, Migration: m.rec.ID, Ranges: slices.Clone(rs), Peer: peer}
+	t := Task{Kind: k, Migration: m.rec.ID, Ranges: slices.Clone(rs), Peer: peer}
+	if k == TaskShipBack {
+		t.Since = m.done[TaskPrepare]
+	}
+	return t
 }
 
 // run starts task k unless it runs or is done; it reports whether k is
@@ -828,7 +842,7 @@ func (g *Migrator) accepts(m *mig) bool {
 
 // computeHolds derives the holds from every migration.
 func (g *Migrator) computeHolds() Holds {
-	h := Holds{Hold: &SlotSet{}, Misses: &SlotSet{}}
+	h := Holds{Hold: &SlotSet{}, Misses: &SlotSet{}, Prepared: map[MigrationID]uint64{}}
 	for _, id := range slices.Sorted(maps.Keys(g.migs)) {
 		m := g.migs[id]
 		slots := m.rec.Slots()
@@ -848,6 +862,9 @@ func (g *Migrator) computeHolds() Holds {
 			}
 			h.Accept = append(h.Accept, a)
 		}
+		if m.role == target && !m.rec.Phase.Final() && m.done[TaskPrepare] != 0 {
+			h.Prepared[id] = m.done[TaskPrepare]
+		}
 		if !m.rec.Phase.Final() || m.done[TaskDrop] == 0 && g.dropsWhenFinal(m) {
 			rec := m.rec
 			rec.Revision = 0
@@ -858,7 +875,8 @@ func (g *Migrator) computeHolds() Holds {
 }
 
 func sameHolds(a, b *Holds) bool {
-	if b.Hold == nil || *a.Hold != *b.Hold || *a.Misses != *b.Misses || len(a.Accept) != len(b.Accept) || len(a.Save) != len(b.Save) {
+	if b.Hold == nil || *a.Hold != *b.Hold || *a.Misses != *b.Misses || len(a.Accept) != len(b.Accept) || len(a.Save) != len(b.Save) ||
+		!maps.Equal(a.Prepared, b.Prepared) {
 		return false
 	}
 	for i := range a.Accept {

@@ -27,6 +27,7 @@ const groupSlots = 256
 type record struct {
 	key, value []byte
 	live       bool
+	addr       uint64
 }
 
 // eachChunk calls fn with the records of ranges, a slot group's share at a
@@ -37,8 +38,8 @@ func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn 
 		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
 			last := min(int(r.Last), (first/groupSlots+1)*groupSlots-1)
 			buf = buf[:0]
-			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, live bool) error {
-				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), live: live})
+			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, live bool, addr uint64) error {
+				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), live: live, addr: addr})
 				return nil
 			})
 			if err != nil {
@@ -90,15 +91,18 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 	return st.Log().Tail(), nil
 }
 
-// Send sends the newest record of every key of ranges in st to the server
-// of sess as MIGRATE operations of migration id: live records as kind
-// (moved, or shipped back), deleted ones only when shipping back (as
-// deletions; a target that prepared holds nothing older). It waits for
-// the peer to answer each chunk and calls progress after it. A refusal
-// (the peer does not take the migration's records) ends it with
+// Send sends the newest record of every key of ranges in st, from log
+// address since on, to the server of sess as MIGRATE operations of
+// migration id: live records as kind (moved, or shipped back), deleted ones
+// only when shipping back (as deletions; a target that prepared holds
+// nothing older). A source sends from 0; a cancelled migration's target
+// ships back from the Since it prepared at, so that what it had not
+// touched since, the deletions of its drop among it, stays the source's.
+// It waits for the peer to answer each chunk and calls progress after it.
+// A refusal (the peer does not take the migration's records) ends it with
 // client.ErrNotOwner.
-func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, sess *client.Session, id cluster.MigrationID,
-	kind wire.MigrateKind, progress func(records int)) error {
+func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since uint64, sess *client.Session,
+	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) error {
 	var failed error
 	answer := func(r client.Result) {
 		if r.Err != nil && failed == nil {
@@ -110,6 +114,8 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, sess *cl
 		for _, r := range recs {
 			k := kind
 			switch {
+			case r.addr < since:
+				continue
 			case !r.live && kind == wire.MigrateMoved:
 				continue
 			case !r.live:

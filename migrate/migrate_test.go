@@ -126,7 +126,7 @@ func TestDropSendShipBack(t *testing.T) {
 	do(t, dstSess, func(cb client.Callback) error { return dstSess.Upsert([]byte(written), []byte("target-write"), cb) })
 
 	sent := 0
-	if err := Send(ctx, src.Store(), ranges, dial(t, dst), 7, wire.MigrateMoved, func(k int) { sent += k }); err != nil {
+	if err := Send(ctx, src.Store(), ranges, 0, dial(t, dst), 7, wire.MigrateMoved, func(k int) { sent += k }); err != nil {
 		t.Fatal(err)
 	}
 	if sent == 0 {
@@ -162,11 +162,11 @@ func TestDropSendShipBack(t *testing.T) {
 		}
 	}
 	do(t, dstSess, func(cb client.Callback) error { return dstSess.Delete([]byte(gone), cb) })
-	if err := Send(ctx, dst.Store(), ranges, dial(t, src), 7, wire.MigrateShipped, nil); !errors.Is(err, client.ErrNotOwner) {
+	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); !errors.Is(err, client.ErrNotOwner) {
 		t.Fatalf("shipping back to a source that does not take it: %v", err)
 	}
 	accept(t, src, 7, ranges, 0)
-	if err := Send(ctx, dst.Store(), ranges, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
+	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := value(t, srcSess, written); v != "target-write" {
@@ -184,4 +184,42 @@ func dial(t *testing.T, s *server.Server) *client.Session {
 	}
 	t.Cleanup(func() { sess.Close() })
 	return sess
+}
+
+// TestShipBackLeavesTheDrop: a migration cancelled before anything moved
+// ships back nothing of what the target's drop deleted (its garbage of an
+// earlier ownership): the source's records of those keys stay.
+func TestShipBackLeavesTheDrop(t *testing.T) {
+	ctx := context.Background()
+	src, srcSess := start(t)
+	dst, dstSess := start(t)
+	ranges := []cluster.Range{{First: 0, Last: 16383}}
+	for i := range 200 {
+		k := []byte(fmt.Sprintf("k%d", i))
+		if err := srcSess.Upsert(k, []byte("source"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := dstSess.Upsert(k, []byte("stale"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srcSess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dstSess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	since, err := Drop(ctx, dst.Store(), ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(t, src, 7, ranges, 0)
+	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if v, ok := value(t, srcSess, fmt.Sprintf("k%d", i)); v != "source" {
+			t.Fatalf("k%d on the source after the ship-back: %q %v", i, v, ok)
+		}
+	}
 }

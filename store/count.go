@@ -15,7 +15,7 @@ import (
 // Session.
 func (st *Store) CountKeys(ctx context.Context, lo, hi uint64) (int64, error) {
 	var n int64
-	err := st.Scan(ctx, lo, hi, func(_, _ []byte, live bool) error {
+	err := st.Scan(ctx, lo, hi, func(_, _ []byte, live bool, _ uint64) error {
 		if live {
 			n++
 		}
@@ -28,8 +28,8 @@ func (st *Store) CountKeys(ctx context.Context, lo, hi uint64) (int64, error) {
 }
 
 // Scan calls fn with the newest record of every key that hashes into
-// [lo, hi] (a slot range: keyhash.FirstHash, LastHash): its key, its value
-// and whether it is live (false: deleted). It walks every chain that
+// [lo, hi] (a slot range: keyhash.FirstHash, LastHash): its key, its value,
+// whether it is live (false: deleted) and its log address. It walks every chain that
 // starts in the range's run of index buckets, newest record first; records
 // on the device are read from it, so it runs off the loops (it blocks for
 // I/O). key and value are valid only during the call, and a value that
@@ -39,7 +39,7 @@ func (st *Store) CountKeys(ctx context.Context, lo, hi uint64) (int64, error) {
 // memory: it must not block (copy what it keeps; send it after). An error
 // from fn ends the scan. The calling goroutine must not hold a protected
 // Session.
-func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []byte, live bool) error) error {
+func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []byte, live bool, addr uint64) error) error {
 	if st.closed.Load() {
 		return ErrClosed
 	}
@@ -74,7 +74,7 @@ type chainScanner struct {
 	lo, hi uint64
 	seen   map[string]bool // keys met in the chain being walked
 	buf    []byte
-	fn     func(key, value []byte, live bool) error
+	fn     func(key, value []byte, live bool, addr uint64) error
 }
 
 // walk visits the keys of the chain from addr: its in-memory part under
@@ -88,7 +88,7 @@ func (w *chainScanner) walk(addr uint64) error {
 	for addr >= l.Head() && addr >= l.Begin() {
 		r := l.Record(addr)
 		h := r.Header()
-		if err := w.met(r.Key(), r.Value(), h.Tombstone() || h.Invalid()); err != nil {
+		if err := w.met(r.Key(), r.Value(), h.Tombstone() || h.Invalid(), addr); err != nil {
 			w.s.end()
 			return err
 		}
@@ -105,7 +105,7 @@ func (w *chainScanner) walk(addr uint64) error {
 		}
 		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h.Tombstone() || h.Invalid()); err != nil {
+		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h.Tombstone() || h.Invalid(), addr); err != nil {
 			return err
 		}
 		addr = h.Prev()
@@ -114,7 +114,7 @@ func (w *chainScanner) walk(addr uint64) error {
 }
 
 // met visits key when it is in the range and not met before in the chain.
-func (w *chainScanner) met(key, value []byte, dead bool) error {
+func (w *chainScanner) met(key, value []byte, dead bool, addr uint64) error {
 	h := keyhash.Hash(key)
 	if h < w.lo || h > w.hi || w.seen[string(key)] {
 		return nil
@@ -123,5 +123,5 @@ func (w *chainScanner) met(key, value []byte, dead bool) error {
 	if dead {
 		value = nil
 	}
-	return w.fn(key, value, !dead)
+	return w.fn(key, value, !dead, addr)
 }
