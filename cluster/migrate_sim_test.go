@@ -347,13 +347,9 @@ func (w *migSim) poll(v *mserver) {
 	if !v.up || v.cutMeta {
 		return
 	}
-	st, err := w.md.Load(context.Background())
-	if err != nil {
-		return
+	if st, ok := readState(w.md, v.f); ok {
+		v.g.StepState(st)
 	}
-	v.f.StepMap(st.Map)
-	v.f.StepApplied(st.Applied)
-	v.g.StepState(st)
 }
 
 func (w *migSim) followerReady(v *mserver) {

@@ -84,10 +84,9 @@ type MigrationSwap struct {
 
 // Errors of migrations.
 var (
-	ErrMigrating        = errors.New("cluster: slots already migrating")
-	ErrNotOwner         = errors.New("cluster: the source does not serve every slot to migrate")
-	ErrSameServer       = errors.New("cluster: a migration needs two servers")
-	ErrUnknownMigration = errors.New("cluster: no such migration")
+	ErrMigrating  = errors.New("cluster: slots already migrating")
+	ErrNotOwner   = errors.New("cluster: the source does not serve every slot to migrate")
+	ErrSameServer = errors.New("cluster: a migration needs two servers")
 )
 
 // NewMigration returns the record that starts moving ranges from server
@@ -121,11 +120,11 @@ func NewMigration(st State, from, to ServerID, ranges []Range) (Migration, error
 			return Migration{}, fmt.Errorf("%w: %s, slots %v", ErrNotOwner, from, m.Ranges)
 		}
 	}
+	if err := st.NotMigrating(ranges); err != nil {
+		return Migration{}, err
+	}
 	for _, o := range st.Migrations {
 		m.ID = max(m.ID, o.ID)
-		if !o.Phase.Final() && o.Slots().overlaps(want) {
-			return Migration{}, fmt.Errorf("%w: %v", ErrMigrating, &o)
-		}
 	}
 	m.ID++
 	return m, nil
@@ -139,17 +138,6 @@ func (t *SlotSet) overlaps(u *SlotSet) bool {
 		}
 	}
 	return false
-}
-
-// Migrating returns the slots of the migrations in st that are not final.
-func (st State) Migrating() *SlotSet {
-	var t SlotSet
-	for i := range st.Migrations {
-		if m := &st.Migrations[i]; !m.Phase.Final() {
-			t.union(m.Slots())
-		}
-	}
-	return &t
 }
 
 // covers reports whether t holds every slot of u.

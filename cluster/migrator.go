@@ -421,14 +421,6 @@ func (g *Migrator) TaskProgress(t Task) {
 	}
 }
 
-// Migration returns this server's copy of migration id.
-func (g *Migrator) Migration(id MigrationID) (Migration, bool) {
-	if m := g.migs[id]; m != nil {
-		return m.rec, true
-	}
-	return Migration{}, false
-}
-
 // Step takes a message from a peer.
 func (g *Migrator) Step(msg Message) {
 	if msg.To != g.cfg.Self {

@@ -225,15 +225,21 @@ func (s *sim) commitOp() {
 }
 
 func (s *sim) poll(v *simServer) {
-	if !v.up || v.cut {
-		return
+	if v.up && !v.cut {
+		readState(s.md, v.f)
 	}
-	st, err := s.md.Load(context.Background())
+}
+
+// readState reads the metadata store and gives f its map and applied
+// views; ok is false when the store is down.
+func readState(md *Mem, f *Follower) (State, bool) {
+	st, err := md.Load(context.Background())
 	if err != nil {
-		return
+		return st, false
 	}
-	v.f.StepMap(st.Map)
-	v.f.StepApplied(st.Applied)
+	f.StepMap(st.Map)
+	f.StepApplied(st.Applied)
+	return st, true
 }
 
 func (s *sim) ready(v *simServer) {

@@ -72,7 +72,8 @@ func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
 		case st == store.NotFound && l.missing(h):
 			return 0, nil, errNotOwner
 		case st == store.Pending:
-			l.awaitMiss, l.awaitSlot = l.rt.Misses.Has(keyhash.SlotOf(h)), keyhash.SlotOf(h)
+			slot := keyhash.SlotOf(h)
+			l.awaitMiss, l.awaitSlot = l.rt.Misses.Has(slot), slot
 		}
 	}
 	return st, l.value, err
@@ -172,7 +173,9 @@ type pendingRef struct {
 }
 
 // await registers ref as waiting for the store operation the gateway just
-// answered Pending.
+// answered Pending. Every front calls it right after that answer, before
+// any other gateway call: l.awaitMiss, set by that read, is meant for this
+// ref alone.
 func (l *loop) await(ref pendingRef) {
 	if l.awaitMiss {
 		ref.miss, ref.slot, l.awaitMiss = true, l.awaitSlot, false
