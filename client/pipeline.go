@@ -192,14 +192,26 @@ func (s *Session) WaitDurable(ctx context.Context) error {
 	return nil
 }
 
+// Migrator sends msg to the server's migrator (wire.OpMigrator; an empty
+// msg only asks) and answers the server's incarnation to cb (Result.Value,
+// 8 bytes little-endian). Like every control operation it is not sent on a
+// connection opened after one was lost: it fails with ErrUnknownOutcome.
+func (s *Session) Migrator(msg []byte, cb Callback) error {
+	return s.sendControlValue(wire.OpMigrator, msg, cb)
+}
+
 // sendControl sends a control batch of one operation, answered to cb.
 func (s *Session) sendControl(op wire.Op, cb Callback) error {
+	return s.sendControlValue(op, nil, cb)
+}
+
+func (s *Session) sendControlValue(op wire.Op, value []byte, cb Callback) error {
 	if s.nc == nil { // lost: what it had done is unknown
 		return ErrUnknownOutcome
 	}
 	b := s.newBatch()
 	b.control = true
-	b.buf = wire.AppendOp(b.buf, op, nil, nil)
+	b.buf = wire.AppendOp(b.buf, op, nil, value)
 	b.ops = append(b.ops, opRec{serial: s.serial, cb: cb})
 	return s.send(b)
 }

@@ -11,6 +11,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/fleetkv/fleetkv/client"
@@ -101,15 +102,25 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 // It waits for the peer to answer each chunk and calls progress after it.
 // A refusal (the peer does not take the migration's records) ends it with
 // client.ErrNotOwner.
+//
+// It returns the incarnation of the peer that took every record. It asks
+// for it before the first record and after the last, on the same
+// connection: a session reconnects only after a lost connection failed an
+// operation (which fails Send), and a control operation is never sent on a
+// new one, so one answer for both means one run of the peer took them all.
 func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since uint64, sess *client.Session,
-	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) error {
+	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) (uint64, error) {
+	first, err := Incarnation(sess)
+	if err != nil {
+		return 0, err
+	}
 	var failed error
 	answer := func(r client.Result) {
 		if r.Err != nil && failed == nil {
 			failed = r.Err
 		}
 	}
-	return eachChunk(ctx, st, ranges, func(recs []record) error {
+	err = eachChunk(ctx, st, ranges, func(recs []record) error {
 		n := 0
 		for _, r := range recs {
 			k := kind
@@ -137,4 +148,36 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 		}
 		return ctx.Err()
 	})
+	if err != nil {
+		return 0, err
+	}
+	last, err := Incarnation(sess)
+	if err == nil && last != first {
+		err = fmt.Errorf("migrate: the peer restarted while it took the records (incarnation %d, then %d)", first, last)
+	}
+	return last, err
+}
+
+// Incarnation asks the server of sess for its incarnation (a MIGRATOR
+// operation without a message).
+func Incarnation(sess *client.Session) (uint64, error) {
+	var inc uint64
+	var failed error
+	err := sess.Migrator(nil, func(r client.Result) {
+		switch {
+		case r.Err != nil:
+			failed = r.Err
+		case len(r.Value) != 8:
+			failed = fmt.Errorf("migrate: the peer answered an incarnation of %d bytes", len(r.Value))
+		default:
+			inc = binary.LittleEndian.Uint64(r.Value)
+		}
+	})
+	if err == nil {
+		err = sess.Wait()
+	}
+	if err == nil {
+		err = failed
+	}
+	return inc, err
 }

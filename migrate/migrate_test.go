@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/client"
@@ -16,8 +17,12 @@ import (
 	"github.com/fleetkv/fleetkv/wire"
 )
 
+// incarnations numbers the servers the tests start.
+var incarnations atomic.Uint64
+
 func start(t *testing.T) (*server.Server, *client.Session) {
 	cfg := servertest.Config()
+	cfg.Incarnation = incarnations.Add(1)
 	cfg.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 16 << 12} // most records on the device
 	s := servertest.Start(t, cfg)
 	sess, err := client.Dial(client.Config{Addr: s.Addr()})
@@ -126,8 +131,12 @@ func TestDropSendShipBack(t *testing.T) {
 	do(t, dstSess, func(cb client.Callback) error { return dstSess.Upsert([]byte(written), []byte("target-write"), cb) })
 
 	sent := 0
-	if err := Send(ctx, src.Store(), ranges, 0, dial(t, dst), 7, wire.MigrateMoved, func(k int) { sent += k }); err != nil {
+	inc, err := Send(ctx, src.Store(), ranges, 0, dial(t, dst), 7, wire.MigrateMoved, func(k int) { sent += k })
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := dst.Incarnation(); inc != want {
+		t.Fatalf("Send reports incarnation %d took the records, the target is %d", inc, want)
 	}
 	if sent == 0 {
 		t.Fatal("nothing was sent")
@@ -162,11 +171,11 @@ func TestDropSendShipBack(t *testing.T) {
 		}
 	}
 	do(t, dstSess, func(cb client.Callback) error { return dstSess.Delete([]byte(gone), cb) })
-	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); !errors.Is(err, client.ErrNotOwner) {
+	if _, err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); !errors.Is(err, client.ErrNotOwner) {
 		t.Fatalf("shipping back to a source that does not take it: %v", err)
 	}
 	accept(t, src, 7, ranges, 0)
-	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
+	if _, err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := value(t, srcSess, written); v != "target-write" {
@@ -214,7 +223,7 @@ func TestShipBackLeavesTheDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	accept(t, src, 7, ranges, 0)
-	if err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
+	if _, err := Send(ctx, dst.Store(), ranges, since, dial(t, src), 7, wire.MigrateShipped, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 200 {

@@ -84,6 +84,13 @@ type Config struct {
 	// Routing is what the loops route by from the start (a cluster
 	// member's persisted routing); nil: every slot, view 1.
 	Routing *cluster.Routing
+	// Incarnation identifies this run of the server among its runs on the
+	// same data (a boot counter): MIGRATOR operations answer it.
+	Incarnation uint64
+	// OnMigrator, when set, takes the message of every MIGRATOR operation
+	// with a value (a peer's migrator's, cluster.Message in JSON). It runs
+	// on a loop: it must not block, and b is valid only during the call.
+	OnMigrator func(b []byte)
 }
 
 // Off turns off what a field whose zero value means its default would do

@@ -228,9 +228,25 @@ func (l *loop) control(cs *conn, op wire.Operation) {
 		}
 		l.s.dur.request()
 		cs.sess.Result(wire.StatusOK, nil, 0)
+	case wire.OpMigrator:
+		l.migrator(cs, op.Value)
 	default:
 		cs.sess.Result(wire.StatusError, nil, wire.CodeUnknownOp)
 	}
+}
+
+// migrator answers a MIGRATOR operation: it hands the message on to the
+// node's migrator and answers the server's incarnation.
+func (l *loop) migrator(cs *conn, msg []byte) {
+	if len(msg) > 0 {
+		if l.s.cfg.OnMigrator == nil {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument) // not a cluster member
+			return
+		}
+		l.s.cfg.OnMigrator(msg)
+	}
+	binary.LittleEndian.PutUint64(l.scratch[:8], l.s.cfg.Incarnation)
+	cs.sess.Result(wire.StatusOK, l.scratch[:8], 0)
 }
 
 // resultOf maps the store outcome of a native operation to its wire result.

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -241,5 +244,50 @@ func TestMigrateInserts(t *testing.T) {
 		if err := rc.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
 			t.Errorf("GET %s: %v, want nil", key, err)
 		}
+	}
+}
+
+// TestMigratorMessages: a MIGRATOR operation answers the server's
+// incarnation, hands its message to the hook (a copy kept past the call is
+// the hook's), and is refused with a message where no hook takes it.
+func TestMigratorMessages(t *testing.T) {
+	var got [][]byte
+	var mu sync.Mutex
+	s := startTest(t, func(c *Config) {
+		c.Incarnation = 42
+		c.OnMigrator = func(b []byte) { mu.Lock(); got = append(got, bytes.Clone(b)); mu.Unlock() }
+	})
+	plain := startTest(t, nil)
+	ask := func(s *Server, msg string) client.Result {
+		sess, err := client.Dial(client.Config{Addr: s.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		var res client.Result
+		if err := sess.Migrator([]byte(msg), func(r client.Result) { res = r; res.Value = bytes.Clone(r.Value) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, msg := range []string{"", `{"Kind":1}`} {
+		r := ask(s, msg)
+		if r.Err != nil || len(r.Value) != 8 || binary.LittleEndian.Uint64(r.Value) != 42 {
+			t.Fatalf("MIGRATOR %q: %+v, want incarnation 42", msg, r)
+		}
+	}
+	mu.Lock()
+	if len(got) != 1 || string(got[0]) != `{"Kind":1}` {
+		t.Errorf("the hook took %q, want the one message", got)
+	}
+	mu.Unlock()
+	if r := ask(plain, `{"Kind":1}`); r.Err == nil {
+		t.Error("a server without a migrator took a message")
+	}
+	if r := ask(plain, ""); r.Err != nil || len(r.Value) != 8 {
+		t.Errorf("a server without a migrator does not answer its incarnation: %+v", r)
 	}
 }

@@ -197,6 +197,10 @@ func (s *Server) AdminAddr() string {
 // Loops returns how many event loops the server runs.
 func (s *Server) Loops() int { return s.cfg.Loops }
 
+// Incarnation returns the run of the server its MIGRATOR operations
+// answer (Config.Incarnation).
+func (s *Server) Incarnation() uint64 { return s.cfg.Incarnation }
+
 // Store returns the server's store, for stats and tests.
 func (s *Server) Store() *store.Store { return s.st }
 

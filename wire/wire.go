@@ -34,6 +34,12 @@ const (
 	// cluster.Snapshot), so clients route without reaching the metadata
 	// store.
 	OpClusterMap Op = 20
+	// OpMigrator carries a message between two servers' migrators (JSON
+	// cluster.Message in its value; an empty value only asks) and is
+	// answered with the receiving server's incarnation (8 bytes), which
+	// differs at every start: a migration's data task learns from it
+	// which run of its peer took the records it sent on that connection.
+	OpMigrator Op = 21
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an
@@ -42,7 +48,7 @@ func (o Op) hasValue() (has, ok bool) {
 	switch o {
 	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
 		return false, true
-	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing:
+	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing, OpMigrator:
 		return true, true
 	}
 	return false, false
@@ -75,6 +81,8 @@ func (o Op) String() string {
 		return "CHECKPOINT"
 	case OpClusterMap:
 		return "CLUSTER_MAP"
+	case OpMigrator:
+		return "MIGRATOR"
 	}
 	return "OP?"
 }

@@ -12,14 +12,14 @@ type testOp struct {
 	key, value []byte
 }
 
-var allOps = []Op{OpRead, OpUpsert, OpDelete, OpAdd, OpAppend, OpOpen, OpPing, OpGetView, OpCheckpoint, OpClusterMap}
+var allOps = []Op{OpRead, OpUpsert, OpDelete, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing, OpGetView, OpCheckpoint, OpClusterMap, OpMigrator}
 
 func randomOps(rng *rand.Rand, n int, control bool) []testOp {
 	ops := make([]testOp, n)
 	for i := range ops {
 		op := allOps[rng.IntN(len(allOps))]
 		if control {
-			op = allOps[5+rng.IntN(3)]
+			op = allOps[6+rng.IntN(len(allOps)-6)] // the control operations
 		}
 		ops[i] = testOp{op: op, key: randBytes(rng, rng.IntN(300))}
 		if has, _ := op.hasValue(); has {
