@@ -192,6 +192,18 @@ func (s *Session) WaitDurable(ctx context.Context) error {
 	return nil
 }
 
+// StopOn breaks the session's connection when ctx ends: a call blocked on
+// it returns, its operations failing with ErrUnknownOutcome. It covers the
+// connection of the moment (a session reconnects only on a later send) and
+// may be called from the session's goroutine only; stop undoes it.
+func (s *Session) StopOn(ctx context.Context) (stop func() bool) {
+	nc := s.nc
+	if nc == nil {
+		return func() bool { return false }
+	}
+	return context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+}
+
 // Migrator sends msg to the server's migrator (wire.OpMigrator; an empty
 // msg only asks) and answers the server's incarnation to cb (Result.Value,
 // 8 bytes little-endian). Like every control operation it is not sent on a

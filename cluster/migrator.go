@@ -252,6 +252,9 @@ func NewMigrator(cfg MigratorConfig, saved *Holds) *Migrator {
 		}
 	}
 	g.holds = g.computeHolds()
+	if saved != nil {
+		g.holds.Version = saved.Version // versions go on growing across restarts
+	}
 	g.applied = g.holds.Version // restored: installed before the server serves
 	return g
 }

@@ -10,7 +10,18 @@
 // start, and while the store is unreachable the server keeps serving what
 // it serves; only changes of the map wait (cluster.Follower has the rules).
 //
+// A member also takes part in live migrations (migration.go): it drives
+// a cluster.Migrator, persists its holds (DIR/cluster/holds.json) before
+// its loops take them, counts its starts (DIR/cluster/incarnation), runs
+// the migrator's tasks (migrate.Drop and checkpoints here, migrate.Send to
+// the peer) and exchanges its messages with peers as MIGRATOR operations.
+//
 // Goroutines: Start's caller; one membership goroutine per member (reads
-// the store on every change it signals, installs and persists routings,
-// reports applied views, re-registers); the server's own (server/doc.go).
+// the store on every change it signals, installs and persists routings and
+// holds, reports applied views, re-registers, ticks and steps the
+// migrator, stores its records); one per running migration task and one
+// sender per peer it messages (both report back to the membership
+// goroutine through one queue, and end before close returns); the
+// server's own (server/doc.go), whose loops hand peers' messages to that
+// queue.
 package node

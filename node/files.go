@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -96,11 +97,7 @@ func (f routingFile) load(name string, id cluster.ServerID) (*cluster.Routing, e
 	if err := p.Map.Validate(); err != nil {
 		return nil, fmt.Errorf("node: %s: %w", f.path(), err)
 	}
-	var serving cluster.SlotSet
-	for _, r := range p.Serving {
-		serving.Add(r)
-	}
-	return &cluster.Routing{View: p.View, Serving: &serving, Map: p.Map}, nil
+	return &cluster.Routing{View: p.View, Serving: slotSet(p.Serving), Map: p.Map}, nil
 }
 
 // save persists r durably (temporary file, fsync, rename, fsync of the
@@ -147,4 +144,91 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// holdsFile is the migration holds a member persisted
+// (cluster.Migrator's Holds): what its loops hold and accept, and the
+// records it resumes from after a restart.
+type holdsFile struct{ dir string }
+
+type persistedHolds struct {
+	Cluster  string                         `json:"cluster"`
+	Server   string                         `json:"server"`
+	Version  uint64                         `json:"version"`
+	Hold     []cluster.Range                `json:"hold"`
+	Misses   []cluster.Range                `json:"misses"`
+	Accept   []persistedAccept              `json:"accept"`
+	Prepared map[cluster.MigrationID]uint64 `json:"prepared"`
+	Save     []cluster.Migration            `json:"migrations"`
+}
+
+type persistedAccept struct {
+	ID    cluster.MigrationID `json:"id"`
+	Slots []cluster.Range     `json:"slots"`
+	Since uint64              `json:"since"`
+}
+
+func (f holdsFile) path() string { return filepath.Join(f.dir, "holds.json") }
+
+// load returns the persisted holds; nil when there are none.
+func (f holdsFile) load(name string, id cluster.ServerID) (*cluster.Holds, error) {
+	b, err := os.ReadFile(f.path())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var p persistedHolds
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("node: %s: %w", f.path(), err)
+	}
+	if p.Cluster != name || p.Server != string(id) {
+		return nil, fmt.Errorf("node: %s belongs to server %q of cluster %q, not %q of %q", f.path(), p.Server, p.Cluster, id, name)
+	}
+	h := &cluster.Holds{Version: p.Version, Hold: slotSet(p.Hold), Misses: slotSet(p.Misses), Prepared: p.Prepared, Save: p.Save}
+	for _, a := range p.Accept {
+		h.Accept = append(h.Accept, cluster.Accepting{ID: a.ID, Slots: slotSet(a.Slots), Since: a.Since})
+	}
+	return h, nil
+}
+
+// save persists h durably.
+func (f holdsFile) save(name string, id cluster.ServerID, h *cluster.Holds) error {
+	p := persistedHolds{Cluster: name, Server: string(id), Version: h.Version, Hold: h.Hold.Ranges(), Misses: h.Misses.Ranges(),
+		Prepared: h.Prepared, Save: h.Save}
+	for _, a := range h.Accept {
+		p.Accept = append(p.Accept, persistedAccept{ID: a.ID, Slots: a.Slots.Ranges(), Since: a.Since})
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return writeSynced(f.path(), b)
+}
+
+func slotSet(rs []cluster.Range) *cluster.SlotSet {
+	var t cluster.SlotSet
+	for _, r := range rs {
+		t.Add(r)
+	}
+	return &t
+}
+
+// nextIncarnation counts a start of the server on the data in dir and
+// returns the count: every start's differs from every earlier one's.
+func nextIncarnation(dir string) (uint64, error) {
+	name := filepath.Join(dir, "incarnation")
+	var n uint64
+	b, err := os.ReadFile(name)
+	switch {
+	case err == nil:
+		if n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return 0, fmt.Errorf("node: %s: %w", name, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, fmt.Errorf("node: %w", err)
+	}
+	n++
+	return n, writeSynced(name, []byte(strconv.FormatUint(n, 10)+"\n"))
 }

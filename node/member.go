@@ -26,8 +26,17 @@ type ClusterConfig struct {
 	// AdvertiseHost, when set, replaces the host of the addresses the
 	// member publishes (a server listening on 0.0.0.0).
 	AdvertiseHost string
-	// Timeout bounds each call to the metadata store. Default 2 s.
+	// Timeout bounds each call to the metadata store, and each message to
+	// a peer. Default 2 s.
 	Timeout time.Duration
+	// MigrationTick is the beat of the member's migrator (how soon it
+	// sends again what is not answered, times out a silent peer: a few
+	// and 100 beats). Default 100 ms.
+	MigrationTick time.Duration
+
+	// taskGate, when set (fault injection in tests), runs before every
+	// migration task; an error fails the task.
+	taskGate func(context.Context, cluster.Task) error
 }
 
 // member is a node's membership of its cluster.
@@ -42,6 +51,8 @@ type member struct {
 	ownsMD  bool
 	file    routingFile
 	f       *cluster.Follower
+	routing *cluster.Routing // the follower's, installed (under mg's holds) on every loop
+	mg      *migrations
 	srv     *server.Server
 	log     *slog.Logger
 	timeout time.Duration
@@ -74,13 +85,20 @@ func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 		}
 		m.ownsMD = true
 	}
+	if m.mg, err = prepareMigrations(m.file.dir, cc, m.id, scfg.AuthToken); err != nil {
+		m.closeMeta()
+		return nil, err
+	}
 	m.f = cluster.NewFollower(m.id, restored)
-	scfg.ServerID = m.id
-	scfg.Routing = restored
+	m.routing = restored
 	if restored == nil {
 		// Nothing served until the map says so.
-		scfg.Routing = &cluster.Routing{Serving: &cluster.SlotSet{}, Map: &cluster.Map{Cluster: cc.Name}}
+		m.routing = &cluster.Routing{Serving: &cluster.SlotSet{}, Map: &cluster.Map{Cluster: cc.Name}}
 	}
+	scfg.ServerID = m.id
+	scfg.Routing = m.routing.WithHolds(&m.mg.holds)
+	scfg.Incarnation = m.mg.inc
+	scfg.OnMigrator = m.mg.onMessage
 	m.log = m.log.With("server", string(m.id))
 	return m, nil
 }
@@ -97,7 +115,12 @@ func (m *member) close() error {
 	if m.cancel != nil {
 		m.cancel()
 		<-m.done
+		m.mg.stopTasks()
 	}
+	return m.closeMeta()
+}
+
+func (m *member) closeMeta() error {
 	if m.ownsMD {
 		return m.md.Close()
 	}
@@ -125,30 +148,56 @@ func (m *member) advertise(addr string) string {
 // failure, when no change is signalled meanwhile.
 const retryEvery = time.Second
 
-// run follows the metadata store: after every signalled change (and every
-// retryEvery after a failure) it reads the state and does what the follower
-// says.
+// run follows the metadata store and drives the migrator: after every
+// signalled change (and every retryEvery after a failure) it reads the
+// state; after that and after every tick, peer's message and task outcome
+// it does what the follower and the migrator say.
 func (m *member) run(ctx context.Context) {
 	defer close(m.done)
 	changes := m.md.Changes()
 	registered := false
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	tick := time.NewTicker(m.mg.tick)
+	defer tick.Stop()
 	for {
+		read := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-changes:
+			read = true
 		case <-retry.C:
+			read = true
+		case <-tick.C:
+			m.mg.g.Tick()
+		case ev := <-m.mg.events:
+			m.take(ev)
+		}
+		if !read {
+			m.warn(ctx, m.drive(ctx))
+			continue
 		}
 		err := m.sync(ctx, &registered)
-		if err != nil && ctx.Err() == nil {
-			m.log.Warn("metadata store: will retry; serving what was installed", "err", err)
+		if err == nil {
+			err = m.drive(ctx)
 		}
+		m.warn(ctx, err)
 		if err != nil || !registered {
 			retry.Reset(retryEvery)
 		}
 	}
+}
+
+func (m *member) warn(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("metadata store: will retry; serving what was installed", "err", err)
+	}
+}
+
+// drive does what the follower and the migrator ask.
+func (m *member) drive(ctx context.Context) error {
+	return errors.Join(m.apply(ctx), m.migrate(ctx))
 }
 
 // sync registers the member when it is not, reads the state, and
@@ -174,7 +223,9 @@ func (m *member) sync(ctx context.Context, registered *bool) error {
 	}
 	m.f.StepMap(st.Map)
 	m.f.StepApplied(st.Applied)
-	return m.apply(ctx)
+	m.mg.learnAddrs(st)
+	m.mg.g.StepState(st)
+	return nil
 }
 
 func (m *member) load(ctx context.Context) (cluster.State, error) {
@@ -224,14 +275,16 @@ func (m *member) apply(ctx context.Context) error {
 	}
 }
 
-// install persists r, makes every loop take it, and tells the follower.
+// install persists r, makes every loop take it under the installed holds,
+// and tells the follower.
 func (m *member) install(ctx context.Context, r *cluster.Routing) error {
 	if err := m.file.save(m.name, m.id, r); err != nil {
 		return err
 	}
-	if err := m.srv.Install(ctx, r); err != nil {
+	if err := m.srv.Install(ctx, r.WithHolds(&m.mg.holds)); err != nil {
 		return err
 	}
+	m.routing = r
 	m.f.Installed(r)
 	m.log.Info("routing installed", "view", r.View, "map_epoch", r.Map.Epoch, "serving_slots", r.Serving.Count())
 	return nil

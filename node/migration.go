@@ -1,0 +1,373 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/migrate"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// migrations is a member's part in live migrations: the cluster.Migrator
+// it drives, the holds installed on its loops, the data tasks it runs and
+// the messages it exchanges with peers. Only the membership goroutine
+// touches it, except events (any goroutine sends) and addrs (mu).
+//
+// Invariant: holds are persisted (DIR/cluster/holds.json) before the loops
+// take them, and the loops always route by the follower's installed
+// routing under the installed holds (install, installHolds): the Migrator
+// is told HoldsInstalled only when both are true.
+type migrations struct {
+	g      *cluster.Migrator
+	inc    uint64
+	holds  cluster.Holds  // on every loop and persisted
+	todo   *cluster.Holds // handed out, not yet installed (a failed install is tried again)
+	file   holdsFile
+	events chan event
+	runs   map[taskKey]*taskRun
+	seq    uint64
+	peers  map[cluster.ServerID]chan []byte
+	wg     sync.WaitGroup // the task and peer goroutines
+	tick   time.Duration
+	token  string
+	gate   func(context.Context, cluster.Task) error // ClusterConfig.taskGate
+
+	mu    sync.Mutex
+	addrs map[cluster.ServerID]string // peers' native addresses, newest read
+}
+
+// event is what reaches the membership goroutine from others: a peer's
+// message, or how a task went.
+type event struct {
+	msg      []byte
+	task     cluster.Task
+	seq      uint64
+	result   uint64
+	err      error
+	progress bool
+}
+
+type taskKey struct {
+	id   cluster.MigrationID
+	kind cluster.TaskKind
+}
+
+// taskRun is a task started and not yet reported: its reports count only
+// while seq is the key's current run (an aborted run's do not).
+type taskRun struct {
+	seq    uint64
+	cancel context.CancelFunc
+}
+
+// eventQueue bounds what waits for the membership goroutine; a message
+// that finds it full is dropped (the migrators send again).
+const eventQueue = 1024
+
+// prepareMigrations restores the holds persisted in dir, counts this start
+// in the incarnation and sets up the migrator.
+func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token string) (*migrations, error) {
+	f := holdsFile{dir: dir}
+	saved, err := f.load(cc.Name, id)
+	if err != nil {
+		return nil, err
+	}
+	inc, err := nextIncarnation(dir)
+	if err != nil {
+		return nil, err
+	}
+	tick := cc.MigrationTick
+	if tick == 0 {
+		tick = 100 * time.Millisecond
+	}
+	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc}, saved)
+	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
+		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
+		gate: cc.taskGate, addrs: map[cluster.ServerID]string{}}, nil
+}
+
+// onMessage takes a peer's message on a loop (server.Config.OnMigrator).
+func (g *migrations) onMessage(b []byte) {
+	select {
+	case g.events <- event{msg: append([]byte(nil), b...)}:
+	default:
+	}
+}
+
+// learnAddrs records where the peers listen: registrations first (a
+// restart on other ports), then the map.
+func (g *migrations) learnAddrs(st cluster.State) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if st.Map != nil {
+		for id, s := range st.Map.Servers {
+			g.addrs[id] = s.Native
+		}
+	}
+	for id, s := range st.Live {
+		g.addrs[id] = s.Native
+	}
+}
+
+func (g *migrations) addr(id cluster.ServerID) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addrs[id]
+}
+
+// take handles an event on the membership goroutine.
+func (m *member) take(ev event) {
+	g := m.mg
+	if ev.msg != nil {
+		var msg cluster.Message
+		if err := json.Unmarshal(ev.msg, &msg); err != nil {
+			m.log.Warn("migration: a peer's message does not decode", "err", err)
+			return
+		}
+		g.g.Step(msg)
+		return
+	}
+	k := taskKey{ev.task.Migration, ev.task.Kind}
+	if run := g.runs[k]; run == nil || run.seq != ev.seq {
+		return // aborted
+	}
+	switch {
+	case ev.progress:
+		g.g.TaskProgress(ev.task)
+	case ev.err != nil:
+		delete(g.runs, k)
+		m.log.Warn("migration task failed; it will be tried again", "migration", ev.task.Migration, "task", ev.task.Kind, "err", ev.err)
+		g.g.TaskFailed(ev.task)
+	default:
+		delete(g.runs, k)
+		m.log.Info("migration task done", "migration", ev.task.Migration, "task", ev.task.Kind)
+		g.g.TaskDone(ev.task, ev.result)
+	}
+}
+
+// migrate does what the migrator asks until it asks nothing: holds first
+// (nothing in the same Ready relies on them), then tasks, messages and the
+// record to store.
+func (m *member) migrate(ctx context.Context) error {
+	g := m.mg
+	for {
+		if err := m.installHolds(ctx); err != nil {
+			return err
+		}
+		g.g.StepRouting(m.routing)
+		rd, ok := g.g.Ready()
+		if !ok {
+			return nil
+		}
+		g.todo = rd.Holds
+		if err := m.installHolds(ctx); err != nil {
+			return err
+		}
+		for _, t := range rd.Abort {
+			if run := g.runs[taskKey{t.Migration, t.Kind}]; run != nil {
+				run.cancel()
+				delete(g.runs, taskKey{t.Migration, t.Kind})
+			}
+		}
+		for _, t := range rd.Tasks {
+			m.startTask(ctx, t)
+		}
+		for _, msg := range rd.Messages {
+			m.sendMessage(ctx, msg)
+		}
+		if p := rd.Persist; p != nil {
+			var rev int64
+			err := m.call(ctx, func(ctx context.Context) error {
+				var err error
+				rev, err = m.md.SwapMigration(ctx, *p)
+				return err
+			})
+			g.g.Persisted(rev, err)
+			if err != nil && !errors.Is(err, cluster.ErrConflict) {
+				return fmt.Errorf("store migration %d: %w", p.Migration.ID, err)
+			}
+			if err == nil {
+				m.log.Info("migration phase stored", "migration", p.Migration.ID, "phase", p.Migration.Phase,
+					"source", p.Migration.Source, "target", p.Migration.Target, "reason", p.Migration.Reason)
+			}
+		}
+	}
+}
+
+// installHolds persists the holds handed out and installs them, under the
+// installed routing, on every loop.
+func (m *member) installHolds(ctx context.Context) error {
+	g := m.mg
+	h := g.todo
+	if h == nil {
+		return nil
+	}
+	if err := g.file.save(m.name, m.id, h); err != nil {
+		return err
+	}
+	if err := m.srv.Install(ctx, m.routing.WithHolds(h)); err != nil {
+		return err
+	}
+	g.holds, g.todo = *h, nil
+	g.g.HoldsInstalled(h.Version)
+	m.log.Info("migration holds installed", "version", h.Version, "held_slots", h.Hold.Count(), "miss_slots", h.Misses.Count(),
+		"accepting", len(h.Accept))
+	return nil
+}
+
+// startTask runs t on a goroutine of its own.
+func (m *member) startTask(ctx context.Context, t cluster.Task) {
+	g := m.mg
+	g.seq++
+	ctx, cancel := context.WithCancel(ctx)
+	run := &taskRun{seq: g.seq, cancel: cancel}
+	g.runs[taskKey{t.Migration, t.Kind}] = run
+	report := func(ev event) {
+		ev.task, ev.seq = t, run.seq
+		select {
+		case g.events <- ev:
+		case <-ctx.Done():
+		}
+	}
+	m.log.Info("migration task started", "migration", t.Migration, "task", t.Kind, "ranges", len(t.Ranges), "peer", t.Peer)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer cancel()
+		result, err := m.runTask(ctx, t, func() { report(event{progress: true}) })
+		report(event{result: result, err: err})
+	}()
+}
+
+// runTask does the work of t: drops and checkpoints on this server, sends
+// over a session with the peer.
+func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (uint64, error) {
+	if m.mg.gate != nil {
+		if err := m.mg.gate(ctx, t); err != nil {
+			return 0, err
+		}
+	}
+	st := m.srv.Store()
+	switch t.Kind {
+	case cluster.TaskSample:
+		return 0, nil // hot records are not sampled yet: TaskSendHot sends none
+	case cluster.TaskPrepare, cluster.TaskDrop:
+		since, err := migrate.Drop(ctx, st, t.Ranges)
+		if err != nil {
+			return 0, err
+		}
+		_, err = m.srv.Checkpoint(ctx)
+		return since, err
+	case cluster.TaskCheckpoint:
+		_, err := m.srv.Checkpoint(ctx)
+		return 0, err
+	}
+	sess, err := m.dialPeer(ctx, t.Peer)
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	defer sess.StopOn(ctx)()
+	switch t.Kind {
+	case cluster.TaskSendHot:
+		return migrate.Incarnation(sess)
+	case cluster.TaskMove:
+		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, func(int) { progress() })
+	case cluster.TaskShipBack:
+		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, func(int) { progress() })
+	}
+	return 0, fmt.Errorf("node: unknown migration task %v", t.Kind)
+}
+
+func (m *member) dialPeer(ctx context.Context, id cluster.ServerID) (*client.Session, error) {
+	addr := m.mg.addr(id)
+	if addr == "" {
+		return nil, fmt.Errorf("node: no address known for server %s", id)
+	}
+	return client.DialContext(ctx, client.Config{Addr: addr, AuthToken: m.mg.token, DialTimeout: m.timeout})
+}
+
+// peerQueue bounds the messages waiting for one peer; more are dropped.
+const peerQueue = 64
+
+// sendMessage queues msg for its peer's sender goroutine.
+func (m *member) sendMessage(ctx context.Context, msg cluster.Message) {
+	g := m.mg
+	b, err := json.Marshal(msg)
+	if err != nil {
+		m.log.Error("migration: encode a message", "err", err)
+		return
+	}
+	q := g.peers[msg.To]
+	if q == nil {
+		q = make(chan []byte, peerQueue)
+		g.peers[msg.To] = q
+		g.wg.Add(1)
+		go m.sendTo(ctx, msg.To, q)
+	}
+	select {
+	case q <- b:
+	default:
+	}
+}
+
+// sendTo delivers the messages for peer over one session, dialled again
+// after a failure; a message that fails is dropped.
+func (m *member) sendTo(ctx context.Context, peer cluster.ServerID, q <-chan []byte) {
+	defer m.mg.wg.Done()
+	var sess *client.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	for {
+		var b []byte
+		select {
+		case <-ctx.Done():
+			return
+		case b = <-q:
+		}
+		if sess == nil {
+			var err error
+			if sess, err = m.dialPeer(ctx, peer); err != nil {
+				m.log.Debug("migration: peer unreachable", "peer", peer, "err", err)
+				continue
+			}
+		}
+		if err := deliver(ctx, sess, b, m.timeout); err != nil {
+			m.log.Debug("migration: message not delivered", "peer", peer, "err", err)
+			sess.Close()
+			sess = nil
+		}
+	}
+}
+
+// deliver sends one message and waits for its answer, at most timeout.
+func deliver(ctx context.Context, sess *client.Session, b []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer sess.StopOn(ctx)()
+	var failed error
+	if err := sess.Migrator(b, func(r client.Result) { failed = r.Err }); err != nil {
+		return err
+	}
+	if err := sess.Wait(); err != nil {
+		return err
+	}
+	return failed
+}
+
+// stopTasks cancels every task and waits for every goroutine of the
+// migrations (ctx is cancelled: the peer senders end too).
+func (g *migrations) stopTasks() {
+	for _, run := range g.runs {
+		run.cancel()
+	}
+	g.wg.Wait()
+}

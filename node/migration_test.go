@@ -1,0 +1,348 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/keyhash"
+)
+
+func memberConfig(t *testing.T, md cluster.Metadata, id cluster.ServerID) Config {
+	c := testConfig(t.TempDir(), md, id)
+	c.Cluster.MigrationTick = 10 * time.Millisecond
+	return c
+}
+
+// twoMembers starts members a and b over md, spreads the slots over them
+// and returns them once both serve their halves.
+func twoMembers(t *testing.T, md cluster.Metadata, ca, cb Config) (a, b *Node) {
+	t.Helper()
+	ctx := context.Background()
+	a, b = startNode(t, ca), startNode(t, cb)
+	eventually(t, "both registered", func() bool { st, _ := md.Load(ctx); return len(st.Live) == 2 })
+	st, _ := md.Load(ctx)
+	m, err := cluster.NewMap("test", []cluster.Server{st.Live["a"], st.Live["b"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapMap(ctx, st.MapRevision, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the halves served", func() bool { return serving(a) == cluster.Slots/2 && serving(b) == cluster.Slots/2 })
+	if !a.Server().Routing().Serving.Has(0) {
+		t.Fatal("a does not serve slot 0")
+	}
+	return a, b
+}
+
+// startMigration stores a new migration of ranges from one member to
+// another.
+func startMigration(t *testing.T, md cluster.Metadata, from, to cluster.ServerID, ranges []cluster.Range) cluster.MigrationID {
+	t.Helper()
+	ctx := context.Background()
+	st, err := md.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := cluster.NewMigration(st, from, to, ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err != nil {
+		t.Fatal(err)
+	}
+	return rec.ID
+}
+
+// waitPhase waits until migration id's record is final and returns it.
+func waitFinal(t *testing.T, md cluster.Metadata, id cluster.MigrationID) cluster.Migration {
+	t.Helper()
+	var rec cluster.Migration
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := md.Load(context.Background())
+		if err == nil {
+			if r, ok := st.MigrationByID(id); ok && r.Phase.Final() {
+				return r
+			} else if ok {
+				rec = r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migration %d not final after 30 s: %+v", id, rec)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writer keeps writing keys through a routed client until stopped, and
+// remembers the value each key last got acknowledged. Any failed operation
+// fails the test: a migration must not fail a client.
+type writer struct {
+	t     *testing.T
+	stop  chan struct{}
+	done  chan struct{}
+	acked map[string]string // the writer goroutine's until halt
+	n     atomic.Int64
+}
+
+func startWriter(t *testing.T, addr string, keys int) *writer {
+	w := &writer{t: t, stop: make(chan struct{}), done: make(chan struct{}), acked: map[string]string{}}
+	c, err := client.New(client.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(w.done)
+		defer c.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			k, v := fmt.Sprintf("w%d", i%keys), fmt.Sprintf("v%d", i)
+			if err := c.Set(context.Background(), []byte(k), []byte(v)); err != nil {
+				t.Errorf("set %s during the migration: %v", k, err)
+				return
+			}
+			w.acked[k] = v
+			w.n.Add(1)
+		}
+	}()
+	return w
+}
+
+// halt stops the writer and returns what it wrote.
+func (w *writer) halt() map[string]string {
+	close(w.stop)
+	<-w.done
+	if w.n.Load() == 0 {
+		w.t.Fatal("the writer wrote nothing")
+	}
+	return w.acked
+}
+
+// wrote waits until the writer wrote n more keys.
+func (w *writer) wrote(n int64) {
+	w.t.Helper()
+	from := w.n.Load()
+	eventually(w.t, "the writer writes", func() bool { return w.n.Load() >= from+n })
+}
+
+// fill writes n keys through c, deleting every tenth, and returns what
+// they hold.
+func fill(t *testing.T, c *client.Client, n int) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := range n {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("before-%d", i)
+		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+		if i%10 == 3 {
+			if _, err := c.Delete(ctx, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = ""
+		}
+	}
+	return want
+}
+
+// check reads every key of want through c ("": absent).
+func check(t *testing.T, c *client.Client, want map[string]string) {
+	t.Helper()
+	for k, wv := range want {
+		v, found, err := c.Get(context.Background(), []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found != (wv != "") || string(v) != wv {
+			t.Fatalf("%s (slot %d) reads %q %v, want %q", k, keyhash.Slot([]byte(k)), v, found, wv)
+		}
+	}
+}
+
+func dialCluster(t *testing.T, n *Node) *client.Client {
+	c, err := client.New(client.Config{Addr: n.Server().Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// keysIn counts the live keys n's store holds of r.
+func keysIn(n *Node, r cluster.Range) int64 {
+	k, err := n.Server().Store().CountKeys(context.Background(), keyhash.FirstHash(r.First), keyhash.LastHash(r.Last))
+	if err != nil {
+		return -1
+	}
+	return k
+}
+
+// servedBy waits until to serves every slot of r and from none.
+func servedBy(t *testing.T, r cluster.Range, to, from *Node) {
+	t.Helper()
+	eventually(t, "the slots served by their owner only", func() bool {
+		rt, rf := to.Server().Routing(), from.Server().Routing()
+		return rt.Serving.Has(r.First) && rt.Serving.Has(r.Last) && !rf.Serving.Has(r.First) && !rf.Serving.Has(r.Last)
+	})
+}
+
+// TestLiveMigration moves a quarter of the slots from member a to member b
+// while a client writes: the migration completes, no client operation
+// fails, every key written before or during it reads its last acknowledged
+// value afterwards, b serves the slots and a serves none of them and, once
+// it cleaned up, holds none of their keys.
+func TestLiveMigration(t *testing.T) {
+	md := cluster.NewMem()
+	a, b := twoMembers(t, md, memberConfig(t, md, "a"), memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	want := fill(t, c, 3000)
+	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+
+	w := startWriter(t, a.Server().Addr(), 500)
+	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
+	rec := waitFinal(t, md, id)
+	maps.Copy(want, w.halt())
+	if rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, c, want)
+	servedBy(t, moving, b, a)
+	eventually(t, "a dropped its copies", func() bool { return keysIn(a, moving) == 0 })
+	if keysIn(b, moving) == 0 {
+		t.Fatal("b holds no key of the slots")
+	}
+}
+
+// gate blocks a member's migration task of one kind until released (or
+// aborted), and tells when one got there.
+type gate struct {
+	kind    cluster.TaskKind
+	reached chan struct{}
+	release chan struct{}
+}
+
+func newGate(kind cluster.TaskKind) *gate {
+	return &gate{kind: kind, reached: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *gate) run(ctx context.Context, t cluster.Task) error {
+	if t.Kind != g.kind {
+		return nil
+	}
+	select {
+	case g.reached <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gate) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %s task after 30 s", g.kind)
+	}
+}
+
+// requestCancel asks for migration id to be cancelled, as an operator does.
+func requestCancel(t *testing.T, md cluster.Metadata, id cluster.MigrationID) {
+	t.Helper()
+	ctx := context.Background()
+	for try := 0; ; try++ {
+		st, err := md.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := st.MigrationByID(id)
+		rec.CancelRequested = true
+		if _, err = md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err == nil {
+			return
+		}
+		if try == 20 {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMigrationCancelledAfterTransfer: a migration cancelled while it
+// moves, after the target served the slots and took writes, ends Cancelled:
+// the writes the target acknowledged are shipped back, no client operation
+// failed, the source serves the slots again and the target dropped them.
+func TestMigrationCancelledAfterTransfer(t *testing.T) {
+	md := cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	move := newGate(cluster.TaskMove)
+	ca.Cluster.taskGate = move.run
+	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	want := fill(t, c, 3000)
+	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+
+	w := startWriter(t, a.Server().Addr(), 500)
+	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
+	move.wait(t)
+	servedBy(t, moving, b, a)
+	w.wrote(200) // some of them to b
+	requestCancel(t, md, id)
+	rec := waitFinal(t, md, id)
+	close(move.release)
+	maps.Copy(want, w.halt())
+	if rec.Phase != cluster.PhaseCancelled {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, c, want)
+	servedBy(t, moving, a, b)
+	eventually(t, "b dropped its copies", func() bool { return keysIn(b, moving) == 0 })
+}
+
+// TestMigrationTargetRestarts: the target restarts after it took the
+// records and before it checkpointed them; the source learns it from the
+// target's new incarnation, moves them again, and the migration completes
+// with every key in place.
+func TestMigrationTargetRestarts(t *testing.T) {
+	md := cluster.NewMem()
+	cb := memberConfig(t, md, "b")
+	ckpt := newGate(cluster.TaskCheckpoint)
+	cb.Cluster.taskGate = ckpt.run
+	a, b := twoMembers(t, md, memberConfig(t, md, "a"), cb)
+	want := fill(t, dialCluster(t, a), 3000)
+	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+
+	w := startWriter(t, a.Server().Addr(), 500)
+	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
+	ckpt.wait(t)
+	w.wrote(100)
+	maps.Copy(want, w.halt())
+	inc := b.Server().Incarnation()
+	stopNode(t, b)
+	cb.Cluster.taskGate = nil
+	b = startNode(t, cb)
+	if b.Server().Incarnation() != inc+1 {
+		t.Fatalf("restarted as incarnation %d after %d", b.Server().Incarnation(), inc)
+	}
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, dialCluster(t, a), want) // c's session with b was lost with b
+	servedBy(t, moving, b, a)
+	eventually(t, "a dropped its copies", func() bool { return keysIn(a, moving) == 0 })
+}
