@@ -308,6 +308,7 @@ func (c *Cluster) reroute() error {
 		if err := c.drain(); err != nil {
 			return err
 		}
+		c.rerouted()
 		before := c.epoch
 		if err := c.refresh(context.Background()); err != nil {
 			return err
@@ -332,6 +333,17 @@ func (c *Cluster) reroute() error {
 	}
 	c.setDirect()
 	return nil
+}
+
+// rerouted marks every session's next data batch as sent after every
+// refusal is known (wire.FlagRerouted): drain answered all that were in
+// flight, and what they refused is re-issued before anything later.
+func (c *Cluster) rerouted() {
+	for _, m := range c.members {
+		if m.sess != nil {
+			m.sess.rerouted = true
+		}
+	}
 }
 
 // setDirect lets operations skip routing when one standalone server takes

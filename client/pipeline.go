@@ -83,7 +83,7 @@ func (s *Session) newBatch() *batch {
 	}
 	b.buf, _ = wire.BeginBatch(b.buf[:0])
 	b.ops = b.ops[:0]
-	b.first, b.control = s.serial, false
+	b.first, b.control, b.rerouted = s.serial, false, false
 	return b
 }
 
@@ -121,6 +121,13 @@ func (s *Session) send(b *batch) error {
 	var flags uint8
 	if b.control {
 		flags = wire.FlagControl
+	} else if s.rerouted || s.misrouted == nil && len(s.inflight) == 0 {
+		// A Cluster re-routed what was refused, or a plain session's
+		// caller had every answer. Kept when the batch is sent again.
+		b.rerouted, s.rerouted = true, false
+	}
+	if b.rerouted {
+		flags |= wire.FlagRerouted
 	}
 	wire.FinishRequest(b.buf, 0, wire.RequestHeader{Flags: flags, Count: uint32(len(b.ops)), View: s.view, Serial: b.first})
 	s.inflight = append(s.inflight, b)

@@ -100,6 +100,9 @@ type batch struct {
 	first   uint64
 	ops     []opRec
 	control bool // a control batch: its operations take no serials
+	// rerouted: sent with wire.FlagRerouted (the first data batch after a
+	// Cluster re-routed what was refused).
+	rerouted bool
 }
 
 // Session is a pipelined session with one server. All its methods must be
@@ -128,6 +131,11 @@ type Session struct {
 	// viewChanged, when set, is called when the server answers
 	// VIEW_CHANGED: ownership changed, and a Cluster refreshes its map.
 	viewChanged func()
+	// rerouted: the next data batch lifts the server's fence
+	// (wire.FlagRerouted); a Cluster sets it once it knows every refusal.
+	// A plain session (no misrouted) flags every batch it sends with
+	// nothing in flight.
+	rerouted bool
 }
 
 // Dial connects a session and opens it on the server.

@@ -31,6 +31,9 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	case session.NeedsOpen:
 		return l.fail(cs, &wire.Error{Code: wire.CodeAuth, Msg: "open the session with the auth token first"}, h.Serial)
 	}
+	if h.Flags&wire.FlagRerouted != 0 {
+		cs.fence = nil // the client re-issued every refused operation first
+	}
 	cs.sess.BeginResponse(h.Serial)
 	l.ops.Reset(h, body, l.s.cfg.Limits)
 	var counts [6]uint64
@@ -175,6 +178,11 @@ func (l *loop) resume(cs *conn, id uint64) *wire.Error {
 
 // exec runs one data or control operation and appends its result.
 func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
+	if cs.fence != nil && !op.Op.Control() && op.Op != wire.OpMigrate && cs.fence.Has(keyhash.SlotOf(h)) {
+		l.stats.notOwner.Add(1)
+		cs.sess.Result(wire.StatusError, nil, wire.CodeNotOwner)
+		return
+	}
 	var st store.Status
 	var err error
 	var payload []byte
@@ -206,6 +214,9 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	if err == nil && st == store.Pending {
 		l.await(pendingRef{kind: pendingNative, c: cs, serial: serial, op: op.Op})
 		cs.sess.AddPending(serial)
+	}
+	if err == errNotOwner && op.Op != wire.OpMigrate { // a refused MIGRATE ends its task's session
+		cs.fenceSlot(l.notOwned)
 	}
 	rs, p, code := resultOf(op.Op, st, err, payload)
 	cs.sess.Result(rs, p, code)

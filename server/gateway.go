@@ -138,6 +138,15 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, error) {
 	return st, err
 }
 
+// fenceSlot refuses cs's later operations on slot until its client
+// re-routes (conn.fence).
+func (cs *conn) fenceSlot(slot uint16) {
+	if cs.fence == nil {
+		cs.fence = &cluster.SlotSet{}
+	}
+	cs.fence.Add(cluster.Range{First: slot, Last: slot})
+}
+
 // accepting returns the turn's routing's acceptance of migration id's
 // records for slot.
 func (l *loop) accepting(id cluster.MigrationID, slot uint16) (cluster.Accepting, bool) {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,17 +157,25 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	results := map[string]error{}
 	record := func(name string) func(client.Result) { return func(r client.Result) { results[name] = r.Err } }
 	_ = sess.Read([]byte("{m}here"), record("read here"))
-	_ = sess.Read([]byte("{m}absent"), record("read absent"))
-	_ = sess.Read([]byte("{m}gone"), record("read gone"))
 	_ = sess.Upsert([]byte("{m}new2"), []byte("v"), record("upsert"))
+	_ = sess.Read([]byte("{m}absent"), record("read absent"))
+	_ = sess.Upsert([]byte("{m}new3"), []byte("v"), record("upsert after a refusal"))
+	_ = sess.Read([]byte("{m}gone"), record("read gone"))
 	_ = sess.Delete([]byte("{m}here"), record("delete"))
 	_ = sess.Add([]byte("{m}counter"), 1, record("add"))
 	_ = sess.Upsert([]byte("{h}held"), []byte("v"), record("upsert held"))
 	if err := sess.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	_ = sess.Upsert([]byte("{m}new4"), []byte("v"), record("upsert once the refusals were answered"))
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// The upsert after a refusal is refused: the slot is fenced
+	// (TestRefusalsFenceTheSlot).
 	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read absent": client.ErrNotOwner,
-		"read gone": client.ErrNotOwner, "delete": client.ErrNotOwner, "add": client.ErrNotOwner, "upsert held": client.ErrNotOwner} {
+		"upsert after a refusal": client.ErrNotOwner, "read gone": client.ErrNotOwner, "delete": client.ErrNotOwner,
+		"add": client.ErrNotOwner, "upsert held": client.ErrNotOwner, "upsert once the refusals were answered": nil} {
 		if got := results[name]; !errors.Is(got, want) && got != want {
 			t.Errorf("native %s: %v, want %v", name, got, want)
 		}
@@ -289,5 +298,75 @@ func TestMigratorMessages(t *testing.T) {
 	}
 	if r := ask(plain, ""); r.Err != nil || len(r.Value) != 8 {
 		t.Errorf("a server without a migrator does not answer its incarnation: %+v", r)
+	}
+}
+
+// TestRefusalsFenceTheSlot: once a connection's operation is refused
+// NOT_OWNER, its later operations on that slot are refused too, even after
+// the server serves the slot again, until a batch says the client
+// re-routed (wire.FlagRerouted); other slots are not fenced. A client that
+// re-issues what was refused thus never has a later operation on the key
+// run before it.
+func TestRefusalsFenceTheSlot(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.ServerID = "me" })
+	ctx := context.Background()
+	mine, other := []byte("{m}k"), []byte("{h}k")
+	slot := keyhash.Slot(mine)
+	without := *cluster.AllSlots()
+	without.Remove(cluster.Range{First: slot, Last: slot})
+	if err := s.Install(ctx, &cluster.Routing{View: 1, Serving: &without}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	serial := uint64(1)
+	type op struct {
+		code       wire.Op
+		key, value []byte
+	}
+	send := func(flags uint8, ops ...op) []wire.Result {
+		t.Helper()
+		b, start := wire.BeginBatch(nil)
+		for _, o := range ops {
+			b = wire.AppendOp(b, o.code, o.key, o.value)
+		}
+		wire.FinishRequest(b, start, wire.RequestHeader{Flags: flags, Count: uint32(len(ops)), View: 1, Serial: serial})
+		serial += uint64(len(ops))
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		h, body := readBatch(t, nc)
+		var r wire.ResultReader
+		r.Reset(h, body, wire.DefaultLimits)
+		var out []wire.Result
+		for {
+			res, ok, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return out
+			}
+			res.Value = bytes.Clone(res.Value)
+			out = append(out, res)
+		}
+	}
+	refused := func(r wire.Result) bool { return r.Status == wire.StatusError && r.Code == wire.CodeNotOwner }
+	if got := send(0, op{wire.OpUpsert, mine, []byte("v1")}); !refused(got[0]) {
+		t.Fatalf("an upsert of a slot not served: %+v", got[0])
+	}
+	if err := s.Install(ctx, &cluster.Routing{View: 1, Serving: cluster.AllSlots()}); err != nil {
+		t.Fatal(err)
+	}
+	got := send(0, op{wire.OpUpsert, mine, []byte("v2")}, op{wire.OpUpsert, other, []byte("x")})
+	if !refused(got[0]) || got[1].Status != wire.StatusOK {
+		t.Fatalf("after a refusal, the slot served again: %+v (want NOT_OWNER), the other slot: %+v (want OK)", got[0], got[1])
+	}
+	got = send(wire.FlagRerouted, op{wire.OpUpsert, mine, []byte("v3")}, op{wire.OpRead, mine, nil})
+	if got[0].Status != wire.StatusOK || string(got[1].Value) != "v3" {
+		t.Fatalf("after the client re-routed: %+v", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/session"
 )
 
@@ -35,6 +36,11 @@ type conn struct {
 	// cpr is the session's CPR point read for the checkpoint being taken;
 	// committed the last serial the client was told is durable.
 	cpr, committed uint64
+	// fence holds the slots of operations refused NOT_OWNER since the
+	// client last re-routed (wire.FlagRerouted); nil: none. Later
+	// operations on them are refused too (exec), so that none runs before
+	// an earlier one the client re-issues.
+	fence *cluster.SlotSet
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {

@@ -254,6 +254,9 @@ func (l *loop) completed(c store.Completion) {
 		}
 		return
 	}
+	if c.Err == errNotOwner {
+		ref.c.fenceSlot(ref.slot) // later operations may have run already: see docs/cluster.md
+	}
 	st, payload, code := resultOf(ref.op, c.Status, c.Err, c.Value)
 	ref.c.sess.Complete(ref.serial, st, payload, code)
 	if !ref.c.dirty {

@@ -56,7 +56,7 @@ func ParseRequestHeader(b []byte, lim Limits) (RequestHeader, error) {
 		Serial: binary.LittleEndian.Uint64(b[24:]),
 	}
 	switch {
-	case h.Flags&^FlagControl != 0:
+	case h.Flags&^(FlagControl|FlagRerouted) != 0:
 		return h, errFlags
 	case b[2] != 0 || b[3] != 0 || binary.LittleEndian.Uint32(b[12:]) != 0:
 		return h, errReserved

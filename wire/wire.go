@@ -11,6 +11,15 @@ const MagicVersion = 0xF1
 // FlagControl marks a request batch of control operations only.
 const FlagControl = 1
 
+// FlagRerouted marks a request batch sent after the client learned the
+// answer to every operation it sent before on the connection and re-issued
+// those refused NOT_OWNER. A server that refused an operation on a slot
+// refuses every later one of the connection on that slot until such a
+// batch arrives: a refused operation is re-issued before the operations
+// the client sent after it, so the connection's order of operations on a
+// key holds across re-routing.
+const FlagRerouted = 2
+
 // Op is an operation code.
 type Op uint8
 

@@ -143,7 +143,7 @@ func TestRequestRejections(t *testing.T) {
 	}{
 		{"short", good[:HeaderSize-1], ErrMalformed},
 		{"version", mutate(func(b []byte) []byte { b[0] = 0xF2; return b }), ErrBadVersion},
-		{"flags", mutate(func(b []byte) []byte { b[1] = 2; return b }), ErrMalformed},
+		{"flags", mutate(func(b []byte) []byte { b[1] = 4; return b }), ErrMalformed},
 		{"reserved", mutate(func(b []byte) []byte { b[13] = 1; return b }), ErrMalformed},
 		{"batch size", mutate(func(b []byte) []byte { b[9] = 0x10; return b }), ErrTooLarge},
 		{"count", mutate(func(b []byte) []byte { b[4] = 200; return b }), ErrMalformed},
