@@ -39,6 +39,7 @@ type Proc struct {
 	Dir  string   // its data directory
 	Log  string   // its stderr and stdout
 	Args []string // its command line after the binary
+	Env  []string // more environment for its next Start (KEY=VALUE)
 	// A server's addresses, or a meta member's client (Native) and peer
 	// (Admin) addresses.
 	Native, RESP, Admin string
@@ -203,7 +204,7 @@ func (l *Local) Start(p *Proc) error {
 	defer f.Close()
 	cmd := exec.Command(l.cfg.Bin, p.Args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "FLEETKV_AUTH_TOKEN=", "FLEETKV_REQUIREPASS=")
+	cmd.Env = append(append(os.Environ(), "FLEETKV_AUTH_TOKEN=", "FLEETKV_REQUIREPASS="), p.Env...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("clusterctl: start %s: %w", p.Name, err)
 	}

@@ -32,8 +32,11 @@ type Config struct {
 	Ops        uint64        // stop after this many measured operations (0: no limit)
 	Warmup     time.Duration // operations during the warm-up are not measured
 	Verify     bool          // check every read against what the run wrote
-	Seed       uint64
-	Transport  string // client transport: std (default) or netpoll
+	// VerifyLoaded, with Verify, also fails a read that finds absent a key
+	// the run did not write: an earlier load wrote every key.
+	VerifyLoaded bool
+	Seed         uint64
+	Transport    string // client transport: std (default) or netpoll
 	// NoRoute sends through plain sessions to Servers[0] instead of
 	// routed Clusters (the baseline of the routing's cost).
 	NoRoute bool

@@ -87,6 +87,39 @@ func TestVerifyCatchesAWrongValue(t *testing.T) {
 	}
 }
 
+// TestVerifyLoadedCatchesALostKey: with VerifyLoaded, a loaded key that
+// went missing is reported; without it, absence is allowed.
+func TestVerifyLoadedCatchesALostKey(t *testing.T) {
+	s := startServer(t)
+	cfg := Config{Servers: []string{s.Addr()}, Keys: 50, ValueSize: 16, Workload: "load", Verify: true, Seed: 3}
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.VerifyFailures != 0 {
+		t.Fatalf("load: %+v %v", rep, err)
+	}
+	cfg.Workload, cfg.Ops, cfg.VerifyLoaded = "ycsb-c", 2000, true
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.VerifyFailures != 0 {
+		t.Fatalf("every key loaded: %+v %v", rep, err)
+	}
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var key [8]byte
+	binary.LittleEndian.PutUint64(key[:], 7)
+	if _, err := c.Delete(context.Background(), key[:]); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dist = "uniform"
+	rep, err := Run(context.Background(), cfg, nil)
+	if err != nil || rep.VerifyFailures == 0 {
+		t.Fatalf("a lost key went unreported: %+v %v", rep, err)
+	}
+	cfg.VerifyLoaded = false
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.VerifyFailures != 0 {
+		t.Fatalf("without VerifyLoaded: %+v %v", rep, err)
+	}
+}
+
 func TestProgressAndConfigErrors(t *testing.T) {
 	s := startServer(t)
 	var out strings.Builder

@@ -34,6 +34,14 @@ type ClusterConfig struct {
 	// and 100 beats). Default 100 ms.
 	MigrationTick time.Duration
 
+	// Failpoint, for kill -9 tests of real processes, names where the
+	// member kills its own process (SIGKILL): "before:TASK" as a migration
+	// task (sample, prepare, send-hot, move, ship-back, checkpoint, drop)
+	// starts, "after:TASK" once it ran and before it is reported, and
+	// "stored:PHASE" once the source stored that phase of a migration.
+	// cmd/fleetkv sets it from $FLEETKV_FAILPOINT. "": none.
+	Failpoint string
+
 	// taskGate, when set (fault injection in tests), runs before every
 	// migration task; an error fails the task.
 	taskGate func(context.Context, cluster.Task) error

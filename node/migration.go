@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
@@ -37,6 +39,7 @@ type migrations struct {
 	tick   time.Duration
 	token  string
 	gate   func(context.Context, cluster.Task) error // ClusterConfig.taskGate
+	fail   string                                    // ClusterConfig.Failpoint
 
 	mu    sync.Mutex
 	addrs map[cluster.ServerID]string // peers' native addresses, newest read
@@ -88,7 +91,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
-		gate: cc.taskGate, addrs: map[cluster.ServerID]string{}}, nil
+		gate: cc.taskGate, fail: cc.Failpoint, addrs: map[cluster.ServerID]string{}}, nil
 }
 
 // onMessage takes a peer's message on a loop (server.Config.OnMigrator).
@@ -192,6 +195,7 @@ func (m *member) migrate(ctx context.Context) error {
 				return fmt.Errorf("store migration %d: %w", p.Migration.ID, err)
 			}
 			if err == nil {
+				m.failpoint("stored:" + p.Migration.Phase.String())
 				m.log.Info("migration phase stored", "migration", p.Migration.ID, "phase", p.Migration.Phase,
 					"source", p.Migration.Source, "target", p.Migration.Target, "reason", p.Migration.Reason)
 			}
@@ -239,7 +243,11 @@ func (m *member) startTask(ctx context.Context, t cluster.Task) {
 	go func() {
 		defer g.wg.Done()
 		defer cancel()
+		m.failpoint("before:" + t.Kind.String())
 		result, err := m.runTask(ctx, t, func() { report(event{progress: true}) })
+		if err == nil {
+			m.failpoint("after:" + t.Kind.String())
+		}
 		report(event{result: result, err: err})
 	}()
 }
@@ -361,6 +369,17 @@ func deliver(ctx context.Context, sess *client.Session, b []byte, timeout time.D
 		return err
 	}
 	return failed
+}
+
+// failpoint kills the process when point is the configured failpoint
+// (ClusterConfig.Failpoint).
+func (m *member) failpoint(point string) {
+	if m.mg.fail == "" || m.mg.fail != point {
+		return
+	}
+	m.log.Warn("failpoint reached: killing the process", "failpoint", point)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // the signal ends the process
 }
 
 // stopTasks cancels every task and waits for every goroutine of the

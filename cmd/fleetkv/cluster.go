@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +38,12 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 // withAdmin opens the metadata store and runs fn with an Admin over it,
 // within --timeout.
 func (f *clusterFlags) withAdmin(cmd *cobra.Command, fn func(context.Context, *clusterctl.Admin) error) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	return f.withAdminFor(cmd, 0, fn)
+}
+
+// withAdminFor is withAdmin within --timeout plus wait.
+func (f *clusterFlags) withAdminFor(cmd *cobra.Command, wait time.Duration, fn func(context.Context, *clusterctl.Admin) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout+wait)
 	defer cancel()
 	st, err := etcdmeta.Dial(etcdmeta.Config{Endpoints: splitList(f.meta), Cluster: f.name,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -61,7 +67,8 @@ every server watches it and serves exactly its slots, each under a view
 number that grows whenever its slots change (stale clients are told).`,
 	}
 	f.register(cmd)
-	cmd.AddCommand(clusterInitCmd(f), clusterStatusCmd(f), clusterAssignCmd(f), clusterLocalCmd(f))
+	cmd.AddCommand(clusterInitCmd(f), clusterStatusCmd(f), clusterAssignCmd(f), clusterMigrateCmd(f), clusterMigrationsCmd(f),
+		clusterCancelCmd(f), clusterLocalCmd(f))
 	return cmd
 }
 
@@ -175,6 +182,114 @@ for that (--wait).`,
 	cmd.Flags().StringVar(&slots, "slots", "", "slots and ranges, e.g. 0-99,200")
 	cmd.Flags().StringVar(&to, "to", "", "the server id to give them to")
 	cmd.Flags().DurationVar(&wait, "wait", 10*time.Second, "wait this long for the previous owners to hand the slots over (0: do not wait)")
+	return cmd
+}
+
+func clusterMigrateCmd(f *clusterFlags) *cobra.Command {
+	var slots, to string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "migrate --slots A-B[,C...] --to ID",
+		Short: "Move slots and their keys to another server while both serve",
+		Long: `Start a live migration: the slots' owner (one server; the source) moves
+them and every key in them to --to (the target) while both serve. The
+source drives it through its phases (sample, prepare, transfer, move,
+complete), each stored in the metadata store first; ownership passes to the
+target at transfer, and the target holds operations on keys it has not
+received yet instead of failing them. A migration that cannot go on (the
+target silent, an operator's cancel) is cancelled: every key the target took
+goes back to the source. The command prints the phases as they pass, for
+up to --wait (0: it returns once the migration is stored; follow it with
+'fleetkv cluster migrations').`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := cluster.ParseRanges(slots)
+			if err != nil {
+				return err
+			}
+			if to == "" {
+				return fmt.Errorf("--to: the server to move the slots to")
+			}
+			return f.withAdminFor(cmd, max(wait, 0), func(ctx context.Context, a *clusterctl.Admin) error {
+				rec, err := a.Migrate(ctx, rs, cluster.ServerID(to))
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "migration %d: %s → %s, slots %s\n", rec.ID, rec.Source, rec.Target, slots)
+				if wait <= 0 {
+					return nil
+				}
+				start := time.Now()
+				rec, err = a.WaitMigration(ctx, rec.ID, wait, func(m cluster.Migration) {
+					fmt.Fprintf(out, "%8.3fs  %s\n", time.Since(start).Seconds(), m.Phase)
+				})
+				if err != nil {
+					return err
+				}
+				if rec.Phase != cluster.PhaseComplete {
+					return fmt.Errorf("migration %d was cancelled: %s", rec.ID, rec.Reason)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&slots, "slots", "", "slots and ranges, e.g. 0-99,200 (all of one server's)")
+	cmd.Flags().StringVar(&to, "to", "", "the server id to move them to (a registered server joins the map)")
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "follow the migration this long (0: do not wait)")
+	return cmd
+}
+
+func clusterMigrationsCmd(f *clusterFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "migrations",
+		Short: "List the cluster's migrations, running and ended",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				ms, err := a.Migrations(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(ms)
+				}
+				clusterctl.WriteMigrations(cmd.OutOrStdout(), ms)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func clusterCancelCmd(f *clusterFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a running migration: its slots and keys go back to the source",
+		Long: `Ask a migration's source to cancel it. Before ownership passed, the
+migration just ends; after, the source takes the slots back and the target
+ships every key it took or wrote back to it first. A complete migration
+cannot be cancelled (migrate the slots back instead).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("migration id %q: %w", args[0], err)
+			}
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				rec, err := a.Cancel(ctx, cluster.MigrationID(id))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "migration %d (%s): cancel requested\n", rec.ID, rec.Phase)
+				return nil
+			})
+		},
+	}
 	return cmd
 }
 

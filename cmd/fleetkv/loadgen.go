@@ -74,6 +74,7 @@ A progress line per second goes to stderr, the report to stdout, and with
 	fl.Uint64Var(&ops, "ops", 0, "stop after this many measured operations (0: no limit)")
 	fl.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up not counted in the report")
 	fl.BoolVar(&cfg.Verify, "verify", false, "check every read against what the run wrote")
+	fl.BoolVar(&cfg.VerifyLoaded, "verify-loaded", false, "with --verify, also fail a read that finds absent a key the run did not write (a load run wrote every key)")
 	fl.BoolVar(&cfg.ClosedLoop, "closed-loop", false, "one operation in flight per thread: each waits for the previous one's result and is timed from its send (as redis-benchmark -P 1 -c 1); --in-flight and --batch-size do not apply")
 	fl.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")

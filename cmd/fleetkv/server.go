@@ -81,7 +81,14 @@ Updated and deleted keys leave dead records in the log. Every
 device; at --compact-threshold it compacts the oldest --compact-chunk (live
 records are copied to the tail, the log's begin moves past the rest), and
 the segment files below the new begin are deleted after the next checkpoint.
-POST /compact compacts everything on the device now.`,
+POST /compact compacts everything on the device now.
+
+In a cluster (--cluster, --meta) the server follows the slot map and takes
+part in live migrations ('fleetkv cluster migrate'). For kill -9 tests,
+$FLEETKV_FAILPOINT makes it kill itself at one point of a migration:
+before:TASK or after:TASK (sample, prepare, send-hot, move, ship-back,
+checkpoint, drop) or stored:PHASE (sample, prepare, transfer, move,
+complete, cancelling, cancelled; the source's stores).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
 	}
@@ -236,7 +243,7 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 	return node.Config{Dir: f.dir, Server: scfg,
 		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
 		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
-			AdvertiseHost: f.advertise, Timeout: f.metaTimeout}}, nil
+			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT")}}, nil
 }
 
 // newLogger returns the server's slog logger; level and format are valid.
