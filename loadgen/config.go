@@ -3,6 +3,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -35,8 +36,13 @@ type Config struct {
 	// VerifyLoaded, with Verify, also fails a read that finds absent a key
 	// the run did not write: an earlier load wrote every key.
 	VerifyLoaded bool
-	Seed         uint64
-	Transport    string // client transport: std (default) or netpoll
+	// Timeline, when set, receives a CSV row every TimelineEvery (default
+	// 100 ms): seconds since the start, ops/s, p50, p99 and p99.9 in µs of
+	// the operations completed in it, and the errors in it.
+	Timeline      io.Writer
+	TimelineEvery time.Duration
+	Seed          uint64
+	Transport     string // client transport: std (default) or netpoll
 	// NoRoute sends through plain sessions to Servers[0] instead of
 	// routed Clusters (the baseline of the routing's cost).
 	NoRoute bool
@@ -56,6 +62,9 @@ func (c *Config) fill() error {
 	}
 	if c.BatchBytes == 0 {
 		c.BatchBytes = 32 << 10
+	}
+	if c.TimelineEvery <= 0 {
+		c.TimelineEvery = 100 * time.Millisecond
 	}
 	if c.InFlight == 0 {
 		c.InFlight = 4

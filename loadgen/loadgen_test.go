@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,35 @@ func TestVerifyLoadedCatchesALostKey(t *testing.T) {
 	cfg.VerifyLoaded = false
 	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.VerifyFailures != 0 {
 		t.Fatalf("without VerifyLoaded: %+v %v", rep, err)
+	}
+}
+
+// TestTimeline: a run with a timeline writes its header and a row per
+// step, each with the operations completed in it.
+func TestTimeline(t *testing.T) {
+	s := startServer(t)
+	var tl strings.Builder
+	rep, err := Run(context.Background(), Config{Servers: []string{s.Addr()}, Keys: 1000, Workload: "ycsb-b",
+		Duration: time.Second, Warmup: time.Millisecond, Timeline: &tl, TimelineEvery: 50 * time.Millisecond}, nil)
+	if err != nil || rep.Ops == 0 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	lines := strings.Split(strings.TrimSpace(tl.String()), "\n")
+	if lines[0] != "t_s,ops_per_s,p50_us,p99_us,p999_us,errors" || len(lines) < 10 {
+		t.Fatalf("timeline of %d lines:\n%s", len(lines), tl.String())
+	}
+	busy := 0
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) != 6 {
+			t.Fatalf("row %q", l)
+		}
+		if ops, _ := strconv.ParseFloat(f[1], 64); ops > 0 && f[3] != "0" {
+			busy++
+		}
+	}
+	if busy < len(lines)/2 {
+		t.Fatalf("only %d of %d rows saw operations:\n%s", busy, len(lines)-1, tl.String())
 	}
 }
 

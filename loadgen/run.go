@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		}
 		threads[i] = t
 	}
-	stopProgress := startProgress(progress, threads, intervals, base)
+	stopProgress := startProgress(progress, &cfg, threads, intervals, base)
 	errs := make([]error, len(threads))
 	var wg sync.WaitGroup
 	for i, t := range threads {
@@ -101,7 +101,7 @@ func (t *thread) run(ctx context.Context) error {
 			continue
 		}
 		now := int64(time.Since(t.base))
-		if now-lastSwap > int64(time.Second) {
+		if now-lastSwap > int64(t.swapEvery()) {
 			t.swapInterval()
 			lastSwap = now
 		}
@@ -139,6 +139,15 @@ func (t *thread) load() error {
 		}
 	}
 	return t.waitAll()
+}
+
+// swapEvery is how often a thread hands its interval's histogram on: a
+// second, or the timeline's step.
+func (t *thread) swapEvery() time.Duration {
+	if t.cfg.Timeline != nil {
+		return min(t.cfg.TimelineEvery, time.Second)
+	}
+	return time.Second
 }
 
 // swapInterval hands the last interval's histogram to the progress printer.
@@ -181,39 +190,88 @@ func report(cfg Config, threads []*thread, warmup time.Duration) Report {
 	return r
 }
 
-// startProgress prints one line per second; the returned func stops it.
-func startProgress(w io.Writer, threads []*thread, intervals <-chan *hdr.Histogram, base time.Time) func() {
+// startProgress prints one line per second and, with a timeline, a CSV
+// row every TimelineEvery; the returned func stops it.
+func startProgress(w io.Writer, cfg *Config, threads []*thread, intervals <-chan *hdr.Histogram, base time.Time) func() {
 	stop, done := make(chan struct{}), make(chan struct{})
+	step := time.Second
+	if cfg.Timeline != nil {
+		step = min(cfg.TimelineEvery, time.Second)
+		fmt.Fprintln(cfg.Timeline, "t_s,ops_per_s,p50_us,p99_us,p999_us,errors")
+	}
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(step)
 		defer tick.Stop()
-		var lastOps uint64
-		agg := newHist()
+		sec, slice := newProgressWindow(), newProgressWindow()
+		lastLine := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
 			case h := <-intervals:
-				agg.Merge(h)
+				sec.hist.Merge(h)
+				slice.hist.Merge(h)
 			case <-tick.C:
 				var ops, errs uint64
 				for _, t := range threads {
 					ops += t.done.Load()
 					errs += t.errs.Load()
 				}
-				if w != nil {
-					p99 := "     -" // no interval histogram arrived in this second
-					if agg.TotalCount() > 0 {
-						p99 = fmt.Sprintf("%6d", agg.ValueAtQuantile(99))
-					}
-					fmt.Fprintf(w, "%6.1fs  %10.0f ops/s  p99 %s us  errors %d\n",
-						time.Since(base).Seconds(), float64(ops-lastOps), p99, errs)
+				now := time.Now()
+				if cfg.Timeline != nil {
+					slice.row(cfg.Timeline, now.Sub(base), ops, errs)
 				}
-				lastOps = ops
-				agg.Reset()
+				if now.Sub(lastLine) >= time.Second-step/2 {
+					sec.line(w, now.Sub(base), ops, errs)
+					lastLine = now
+				}
 			}
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// progressWindow is what completed since the last report of one cadence.
+type progressWindow struct {
+	hist    *hdr.Histogram
+	ops     uint64
+	errs    uint64
+	started time.Time
+}
+
+func newProgressWindow() *progressWindow {
+	return &progressWindow{hist: newHist(), started: time.Now()}
+}
+
+// line prints the second's progress line (w nil: nothing) and starts the
+// next window.
+func (p *progressWindow) line(w io.Writer, at time.Duration, ops, errs uint64) {
+	if w != nil {
+		p99 := "     -" // no interval histogram arrived in this second
+		if p.hist.TotalCount() > 0 {
+			p99 = fmt.Sprintf("%6d", p.hist.ValueAtQuantile(99))
+		}
+		fmt.Fprintf(w, "%6.1fs  %10.0f ops/s  p99 %s us  errors %d\n", at.Seconds(),
+			float64(ops-p.ops)/time.Since(p.started).Seconds(), p99, errs)
+	}
+	p.next(ops, errs)
+}
+
+// row writes the window's timeline row and starts the next window.
+func (p *progressWindow) row(w io.Writer, at time.Duration, ops, errs uint64) {
+	q := func(pct float64) int64 {
+		if p.hist.TotalCount() == 0 {
+			return 0
+		}
+		return p.hist.ValueAtQuantile(pct)
+	}
+	fmt.Fprintf(w, "%.3f,%.0f,%d,%d,%d,%d\n", at.Seconds(), float64(ops-p.ops)/time.Since(p.started).Seconds(),
+		q(50), q(99), q(99.9), errs-p.errs)
+	p.next(ops, errs)
+}
+
+func (p *progressWindow) next(ops, errs uint64) {
+	p.hist.Reset()
+	p.ops, p.errs, p.started = ops, errs, time.Now()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ func loadgenCmd() *cobra.Command {
 		cfg       loadgen.Config
 		servers   string
 		jsonPath  string
+		timeline  string
 		batch     sizeFlag = 32 << 10
 		keys, ops uint64
 		valueSize sizeFlag = 8
@@ -32,8 +34,10 @@ func loadgenCmd() *cobra.Command {
 
 Workloads: load (insert keys 0..N-1 once), ycsb-a (50% read, 50% upsert),
 ycsb-b (95/5), ycsb-c (read only), ycsb-f (add to 8-byte counters).
-A progress line per second goes to stderr, the report to stdout, and with
---json the report as JSON to a file.`,
+A progress line per second goes to stderr, the report to stdout, with
+--json the report as JSON to a file, and with --timeline a CSV row every
+--timeline-every (ops/s, p50, p99, p99.9, errors) to a file, to plot what a
+migration or a checkpoint does to the load.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Servers = splitList(servers)
@@ -41,6 +45,16 @@ A progress line per second goes to stderr, the report to stdout, and with
 			cfg.BatchBytes, cfg.Keys, cfg.Ops, cfg.ValueSize = int(batch), keys, ops, int(valueSize)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if timeline != "" {
+				f, err := os.Create(timeline)
+				if err != nil {
+					return fmt.Errorf("--timeline: %w", err)
+				}
+				defer f.Close()
+				w := bufio.NewWriter(f)
+				defer w.Flush()
+				cfg.Timeline = w
+			}
 			rep, err := loadgen.Run(ctx, cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -77,6 +91,8 @@ A progress line per second goes to stderr, the report to stdout, and with
 	fl.BoolVar(&cfg.VerifyLoaded, "verify-loaded", false, "with --verify, also fail a read that finds absent a key the run did not write (a load run wrote every key)")
 	fl.BoolVar(&cfg.ClosedLoop, "closed-loop", false, "one operation in flight per thread: each waits for the previous one's result and is timed from its send (as redis-benchmark -P 1 -c 1); --in-flight and --batch-size do not apply")
 	fl.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
+	fl.StringVar(&timeline, "timeline", "", "write a CSV timeline to this file: t_s,ops_per_s,p50_us,p99_us,p999_us,errors")
+	fl.DurationVar(&cfg.TimelineEvery, "timeline-every", 100*time.Millisecond, "the timeline's step")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")
 	fl.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	fl.StringVar(&cfg.Transport, "transport", "std", "client transport: std (Go's net package) or netpoll (cloudwego/netpoll)")
