@@ -150,7 +150,7 @@ func (a *Admin) WaitMigration(ctx context.Context, id cluster.MigrationID, wait 
 		select {
 		case <-ctx.Done():
 			return last, fmt.Errorf("clusterctl: migration %d is %s after %v: %w", id, last.Phase, wait, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

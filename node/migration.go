@@ -88,7 +88,9 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	if tick == 0 {
 		tick = 100 * time.Millisecond
 	}
-	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc}, saved)
+	// One beat of sampling: hot records are not sampled yet (TaskSample
+	// does nothing), so a longer Sample phase would only delay the move.
+	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: 1}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
 		gate: cc.taskGate, fail: cc.Failpoint, addrs: map[cluster.ServerID]string{}}, nil
