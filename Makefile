@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster sim crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration sim crash-test lint fuzz clean
 
 all: build
 
@@ -83,6 +83,9 @@ bench-resp:
 # three redis-server processes in cluster mode (redis-benchmark --cluster).
 bench-cluster:
 	./scripts/bench-cluster.sh
+
+bench-migration:
+	./scripts/bench-migration.sh
 
 # The ownership simulation over more seeds (go test ./cluster -run
 # TestOwnershipSimulation -seed N replays one).
