@@ -136,6 +136,8 @@ type Stats struct {
 	Batches         uint64           `json:"batches"`
 	Rejected        uint64           `json:"rejected_batches"`
 	NotOwner        uint64           `json:"not_owner_ops"` // operations refused for a slot not served here
+	ParkedReads     uint64           `json:"parked_reads"`  // reads a migration's target holds now until their keys arrive
+	Parks           uint64           `json:"parks"`         // reads ever parked
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
 	HeldBack        uint64           `json:"held_back"`           // connection turns held back by MaxPendingIO
@@ -216,6 +218,8 @@ func (s *Server) Stats() Stats {
 		st.Batches += l.stats.batches.Load()
 		st.Rejected += l.stats.rejected.Load()
 		st.NotOwner += l.stats.notOwner.Load()
+		st.ParkedReads += l.stats.parked.Load()
+		st.Parks += l.stats.parks.Load()
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()
 		st.HeldBack += l.stats.held.Load()

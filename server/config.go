@@ -84,6 +84,10 @@ type Config struct {
 	// Routing is what the loops route by from the start (a cluster
 	// member's persisted routing); nil: every slot, view 1.
 	Routing *cluster.Routing
+	// MaxParked bounds the reads each loop parks on a migration's target
+	// until their keys arrive (parking.go); more are refused NOT_OWNER and
+	// the client retries them. Default 65536; negative: no read is parked.
+	MaxParked int
 	// Incarnation identifies this run of the server among its runs on the
 	// same data (a boot counter): MIGRATOR operations answer it.
 	Incarnation uint64
@@ -123,6 +127,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxPendingIO == 0 {
 		c.MaxPendingIO = 4096
+	}
+	if c.MaxParked == 0 {
+		c.MaxParked = 65536
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 5 * time.Second

@@ -189,6 +189,10 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	switch op.Op {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
+		if err == errNotOwner && l.missRead && l.park(cs, serial, op.Key, h) {
+			cs.sess.Result(wire.StatusPending, nil, 0)
+			return
+		}
 		if st == store.OK && err == nil && cs.sess.ResponseLen()+len(payload) > l.s.cfg.MaxResponse {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeTooLarge)
 			return

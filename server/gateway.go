@@ -28,8 +28,9 @@ import (
 // record arrived) no operation is answered from a key's absence: a read
 // that does not find its key, now or when its device read completes, and
 // every operation that decides from the key's value fail with errNotOwner
-// as well; blind writes go through (a record sent later does not replace
-// them).
+// as well (a native READ that does not find it at once is parked instead:
+// parking.go); blind writes go through (a record sent later does not
+// replace them).
 
 // errNotOwner is the gateway's refusal of a key whose slot the loop does
 // not serve; l.notOwned holds the slot.
@@ -66,10 +67,12 @@ func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
 	}
 	var st store.Status
 	var err error
+	l.missRead = false
 	l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
 	if st != store.OK && err == nil && l.rt.Misses != nil {
 		switch {
 		case st == store.NotFound && l.missing(h):
+			l.missRead = true
 			return 0, nil, errNotOwner
 		case st == store.Pending:
 			slot := keyhash.SlotOf(h)
@@ -135,6 +138,9 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, error) {
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	if kind == wire.MigrateMoved && err == nil && l.parked.n > 0 {
+		l.arrived(key, h, value) // whether inserted or not: parking.go
+	}
 	return st, err
 }
 

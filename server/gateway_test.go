@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -156,10 +157,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	defer sess.Close()
 	results := map[string]error{}
 	record := func(name string) func(client.Result) { return func(r client.Result) { results[name] = r.Err } }
+	// A native READ of an absent key is parked (TestParkedReads).
 	_ = sess.Read([]byte("{m}here"), record("read here"))
 	_ = sess.Upsert([]byte("{m}new2"), []byte("v"), record("upsert"))
-	_ = sess.Read([]byte("{m}absent"), record("read absent"))
-	_ = sess.Upsert([]byte("{m}new3"), []byte("v"), record("upsert after a refusal"))
 	_ = sess.Read([]byte("{m}gone"), record("read gone"))
 	_ = sess.Delete([]byte("{m}here"), record("delete"))
 	_ = sess.Add([]byte("{m}counter"), 1, record("add"))
@@ -171,11 +171,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	if err := sess.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	// The upsert after a refusal is refused: the slot is fenced
-	// (TestRefusalsFenceTheSlot).
-	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read absent": client.ErrNotOwner,
-		"upsert after a refusal": client.ErrNotOwner, "read gone": client.ErrNotOwner, "delete": client.ErrNotOwner,
-		"add": client.ErrNotOwner, "upsert held": client.ErrNotOwner, "upsert once the refusals were answered": nil} {
+	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read gone": client.ErrNotOwner,
+		"delete": client.ErrNotOwner, "add": client.ErrNotOwner, "upsert held": client.ErrNotOwner,
+		"upsert once the refusals were answered": nil} {
 		if got := results[name]; !errors.Is(got, want) && got != want {
 			t.Errorf("native %s: %v, want %v", name, got, want)
 		}
@@ -368,5 +366,104 @@ func TestRefusalsFenceTheSlot(t *testing.T) {
 	got = send(wire.FlagRerouted, op{wire.OpUpsert, mine, []byte("v3")}, op{wire.OpRead, mine, nil})
 	if got[0].Status != wire.StatusOK || string(got[1].Value) != "v3" {
 		t.Fatalf("after the client re-routed: %+v", got)
+	}
+}
+
+// TestParkedReads: on a migration's target, a native READ of a key it lacks
+// in a Misses slot is parked, not refused: a record the migration sends for
+// the key answers it (even when a later write of the reader's connection
+// keeps the key, and the read answers what was there before that write);
+// the slot leaving Misses answers NOT_FOUND; the slot leaving the server
+// answers NOT_OWNER.
+func TestParkedReads(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.ServerID = "me" })
+	ctx := context.Background()
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot,
+		Accept: []cluster.Accepting{{ID: 7, Slots: &slot, Since: s.Store().Log().Tail()}}}
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
+	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	reader, migrator := dialSession(t, client.Config{Addr: s.Addr()}), dialSession(t, client.Config{Addr: s.Addr()})
+	type answer struct {
+		value string
+		found bool
+		err   error
+	}
+	answers := map[string]answer{}
+	read := func(name, key string) {
+		if err := reader.Read([]byte(key), func(r client.Result) {
+			answers[name] = answer{string(r.Value), r.Status == client.OK && r.Err == nil, r.Err}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("parked, then sent", "{m}a")
+	if err := reader.Upsert([]byte("{m}a"), []byte("written after the read"), nil); err != nil {
+		t.Fatal(err)
+	}
+	read("after the write", "{m}a")
+	read("parked, never sent", "{m}b")
+	if err := reader.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
+	if err := migrator.Migrate(7, wire.MigrateMoved, []byte("{m}a"), []byte("from the source"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrator.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "one read parked", func() bool { return s.Stats().ParkedReads == 1 })
+	if err := s.Install(ctx, base); err != nil { // every record arrived
+		t.Fatal(err)
+	}
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]answer{"parked, then sent": {"from the source", true, nil},
+		"after the write": {"written after the read", true, nil}, "parked, never sent": {"", false, nil}} {
+		if got := answers[name]; got != want {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
+	}
+	if got := s.Stats(); got.Parks != 2 || got.ParkedReads != 0 {
+		t.Errorf("parks %d, parked now %d; want 2 and 0", got.Parks, got.ParkedReads)
+	}
+
+	// Parked, then the slot leaves the server (a cancelled migration).
+	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	read("parked, slot gone", "{m}c")
+	if err := reader.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a read parked", func() bool { return s.Stats().ParkedReads == 1 })
+	without := *cluster.AllSlots()
+	without.Remove(cluster.Range{First: mSlot, Last: mSlot})
+	if err := s.Install(ctx, &cluster.Routing{View: 1, Serving: &without}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := answers["parked, slot gone"]; !errors.Is(got.err, client.ErrNotOwner) {
+		t.Errorf("a parked read whose slot left: %+v, want NOT_OWNER", got)
+	}
+}
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -54,7 +54,11 @@ type loop struct {
 	// awaitSlot, one of Routing.Misses (await takes them).
 	awaitMiss bool
 	awaitSlot uint16
-	stats     loopStats
+	// missRead: the last read the gateway refused did not find its key
+	// in a slot of Routing.Misses (exec parks it).
+	missRead bool
+	parked   parking // parked reads (parking.go)
+	stats    loopStats
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
 	// closedCPR those of connections closed since the last recorded
 	// checkpoint, of which the first closedRead were read into cprs.
@@ -77,6 +81,8 @@ type loopStats struct {
 	pending   atomic.Uint64
 	held      atomic.Uint64 // turns a connection was held back by MaxPendingIO
 	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
+	parked    atomic.Uint64 // reads parked now (parking.go)
+	parks     atomic.Uint64 // reads ever parked
 	conns     atomic.Int64
 	respConns atomic.Int64
 	_         [64]byte
@@ -118,6 +124,9 @@ func (l *loop) close() error { return l.ss.Close() }
 // behind clients of cold ones.
 func (l *loop) traffic(cs *conn) gnet.Action {
 	l.turn()
+	if l.parked.n > 0 {
+		l.sweepParked()
+	}
 	if n := cs.c.InboundBuffered(); n > l.s.cfg.MaxInput {
 		// Held back, or sending faster than its turns run: bound what it
 		// makes the server hold.

@@ -22,6 +22,7 @@ type metrics struct {
 	ckptPause                                     *prometheus.Desc
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
+	parked, parks                                 *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -57,6 +58,8 @@ func newMetrics(s *Server) *metrics {
 		compSeconds:  d("compaction_seconds_total", "Time spent compacting."),
 		garbage:      d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
 		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
+		parked:       d("parked_reads", "Reads a migration's target holds until their keys arrive."),
+		parks:        d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
 		clusterInfo:  d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
 		slots:        d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
 	}
@@ -122,6 +125,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.compSeconds, float64(cs.TotalNanos)/1e9)
 	gauge(m.garbage, cs.Garbage)
 	counter(m.notOwner, float64(st.NotOwner))
+	gauge(m.parked, float64(st.ParkedReads))
+	counter(m.parks, float64(st.Parks))
 	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)
 	gauge(m.slots, float64(st.Cluster.Owned), "owned")
 	gauge(m.slots, float64(st.Cluster.Serving), "serving")

@@ -250,7 +250,10 @@ func (s *Server) Install(ctx context.Context, r *cluster.Routing) error {
 		return fmt.Errorf("server: routing view %d is older than the installed %d", r.View, old.View)
 	}
 	s.route.Store(r)
-	return s.onEveryLoop(ctx, func(l *loop) { l.turn() })
+	return s.onEveryLoop(ctx, func(l *loop) {
+		l.turn()
+		l.sweepParked() // the reads parked for slots that left Misses
+	})
 }
 
 // Shutdown stops accepting, lets the loops finish the batches they hold,

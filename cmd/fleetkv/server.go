@@ -31,6 +31,7 @@ type serverFlags struct {
 	io                            string
 	segmentSize                   sizeFlag
 	loops, maxPendingIO, ioDepth  int
+	maxHeld                       int
 	pin, reusePort, readCopy      bool
 	memory, pageSize              sizeFlag
 	mutable                       float64
@@ -103,6 +104,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.resp, "resp", "", "Redis-protocol address host:port, served by the same loops; empty turns it off")
 	fl.StringVar(&f.requirePass, "requirepass", os.Getenv("FLEETKV_REQUIREPASS"), "password RESP clients must give with AUTH (default $FLEETKV_REQUIREPASS)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
+	fl.IntVar(&f.maxHeld, "migration-max-held", 65536, "per loop: reads a migration's target holds until their keys arrive (more are refused and retried by the client; 0: none held)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
 	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
 	fl.IntVar(&f.ioDepth, "io-depth", 0, "device queue depth: io_uring entries (default 1024, a power of two) or pread workers (default 32)")
@@ -143,6 +145,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if f.loops < 0 {
 		return server.Config{}, fmt.Errorf("--loops %d: want 0 (one per CPU) or more", f.loops)
+	}
+	if f.maxHeld < 0 {
+		return server.Config{}, fmt.Errorf("--migration-max-held %d: want 0 (none held) or more", f.maxHeld)
 	}
 	if !(f.mutable > 0 && f.mutable <= 1) {
 		return server.Config{}, fmt.Errorf("--mutable-fraction %v: want a fraction in (0, 1]", f.mutable)
@@ -196,7 +201,7 @@ func (f serverFlags) config() (server.Config, error) {
 		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
 		CompactThreshold: compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
-		AuthToken:           f.authToken, RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		MaxInput: int(f.maxInput),
 		Limits:   wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{
@@ -281,6 +286,14 @@ func compactThreshold(t float64) float64 {
 		return server.Off
 	}
 	return t
+}
+
+// offIfZero maps a count flag's 0 (off) to server.Off.
+func offIfZero(n int) int {
+	if n == 0 {
+		return server.Off
+	}
+	return n
 }
 
 // checkpointInterval maps an interval flag's 0 (off) to server.Off.
