@@ -212,10 +212,11 @@ const (
 type mig struct {
 	rec        Migration
 	role       role
-	phaseTicks int // ticks in the current phase
-	idle       int // source: ticks since the target last showed progress
-	retry      int // ticks until the next periodic message
-	taskWait   int // ticks until failed tasks may start again
+	phaseTicks int     // ticks in the current phase
+	idle       int     // source: ticks since the target last showed progress
+	retry      int     // ticks until the next periodic message
+	lastSent   MsgKind // the kind of the last periodic message
+	taskWait   int     // ticks until failed tasks may start again
 	running    map[TaskKind]bool
 	done       map[TaskKind]uint64 // task → the peer incarnation that took its data (1 when none)
 	cancelling string              // source: the reason it decided to cancel ("": not deciding)
@@ -511,10 +512,11 @@ func (g *Migrator) reply(m *mig, kind MsgKind, peerInc uint64) {
 		Inc: g.cfg.Incarnation, PeerInc: peerInc})
 }
 
-// every sends kind now and then again every RetryTicks while asked to.
+// every sends kind now and then again every RetryTicks while asked to; a
+// kind other than the last one sent goes out at once.
 func (g *Migrator) every(m *mig, kind MsgKind, peerInc uint64) {
-	if m.retry <= 0 {
-		m.retry = g.cfg.RetryTicks
+	if m.retry <= 0 || kind != m.lastSent {
+		m.retry, m.lastSent = g.cfg.RetryTicks, kind
 		g.reply(m, kind, peerInc)
 	}
 }
