@@ -17,6 +17,9 @@ type Routing struct {
 	// Accept names the migrations whose records the loops may insert,
 	// and for which slots.
 	Accept []Accepting
+	// Lend names the migrations whose target may read records here, and
+	// for which slots (Holds.Lend).
+	Lend []Accepting
 }
 
 // WithHolds returns the routing the loops route by under a Migrator's
@@ -29,7 +32,7 @@ func (r *Routing) WithHolds(h *Holds) *Routing {
 	}
 	serving := *r.Serving
 	serving.subtract(h.Hold)
-	out := &Routing{View: r.View, Serving: &serving, Map: r.Map, Accept: h.Accept}
+	out := &Routing{View: r.View, Serving: &serving, Map: r.Map, Accept: h.Accept, Lend: h.Lend}
 	if misses := *h.Misses; misses != (SlotSet{}) {
 		out.Misses = &misses
 	}

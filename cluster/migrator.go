@@ -115,6 +115,10 @@ type Holds struct {
 	Hold    *SlotSet
 	Misses  *SlotSet
 	Accept  []Accepting
+	// Lend names the migrations whose target may read records here
+	// (wire.MigrateFetch), and for which slots: a source in Move lends
+	// what it no longer serves and holds until the end.
+	Lend []Accepting
 	// Prepared holds, for each migration this server is the target of,
 	// the log address it prepared at (TaskPrepare's result).
 	Prepared map[MigrationID]uint64
@@ -852,6 +856,11 @@ func (g *Migrator) computeHolds() Holds {
 		case m.role == source && (m.rec.Phase == PhaseCancelling || m.cancelling != "" && m.rec.Phase >= PhaseTransfer):
 			h.Hold.union(slots)
 		}
+		if m.role == source && m.rec.Phase == PhaseMove {
+			// Move comes after stopped: no loop serves, or writes, the
+			// ranges here any more.
+			h.Lend = append(h.Lend, Accepting{ID: id, Slots: slots})
+		}
 		if g.accepts(m) {
 			a := Accepting{ID: id, Slots: slots}
 			if m.role == target {
@@ -871,15 +880,22 @@ func (g *Migrator) computeHolds() Holds {
 	return h
 }
 
-func sameHolds(a, b *Holds) bool {
-	if b.Hold == nil || *a.Hold != *b.Hold || *a.Misses != *b.Misses || len(a.Accept) != len(b.Accept) || len(a.Save) != len(b.Save) ||
-		!maps.Equal(a.Prepared, b.Prepared) {
+func sameAccepting(a, b []Accepting) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	for i := range a.Accept {
-		if a.Accept[i].ID != b.Accept[i].ID || a.Accept[i].Since != b.Accept[i].Since || *a.Accept[i].Slots != *b.Accept[i].Slots {
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Since != b[i].Since || *a[i].Slots != *b[i].Slots {
 			return false
 		}
+	}
+	return true
+}
+
+func sameHolds(a, b *Holds) bool {
+	if b.Hold == nil || *a.Hold != *b.Hold || *a.Misses != *b.Misses || len(a.Save) != len(b.Save) ||
+		!maps.Equal(a.Prepared, b.Prepared) || !sameAccepting(a.Accept, b.Accept) || !sameAccepting(a.Lend, b.Lend) {
+		return false
 	}
 	for i := range a.Save {
 		if a.Save[i].ID != b.Save[i].ID || a.Save[i].Phase != b.Save[i].Phase {

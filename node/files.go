@@ -158,6 +158,7 @@ type persistedHolds struct {
 	Hold     []cluster.Range                `json:"hold"`
 	Misses   []cluster.Range                `json:"misses"`
 	Accept   []persistedAccept              `json:"accept"`
+	Lend     []persistedAccept              `json:"lend,omitempty"`
 	Prepared map[cluster.MigrationID]uint64 `json:"prepared"`
 	Save     []cluster.Migration            `json:"migrations"`
 }
@@ -187,9 +188,7 @@ func (f holdsFile) load(name string, id cluster.ServerID) (*cluster.Holds, error
 		return nil, fmt.Errorf("node: %s belongs to server %q of cluster %q, not %q of %q", f.path(), p.Server, p.Cluster, id, name)
 	}
 	h := &cluster.Holds{Version: p.Version, Hold: slotSet(p.Hold), Misses: slotSet(p.Misses), Prepared: p.Prepared, Save: p.Save}
-	for _, a := range p.Accept {
-		h.Accept = append(h.Accept, cluster.Accepting{ID: a.ID, Slots: slotSet(a.Slots), Since: a.Since})
-	}
+	h.Accept, h.Lend = fromPersisted(p.Accept), fromPersisted(p.Lend)
 	return h, nil
 }
 
@@ -197,14 +196,28 @@ func (f holdsFile) load(name string, id cluster.ServerID) (*cluster.Holds, error
 func (f holdsFile) save(name string, id cluster.ServerID, h *cluster.Holds) error {
 	p := persistedHolds{Cluster: name, Server: string(id), Version: h.Version, Hold: h.Hold.Ranges(), Misses: h.Misses.Ranges(),
 		Prepared: h.Prepared, Save: h.Save}
-	for _, a := range h.Accept {
-		p.Accept = append(p.Accept, persistedAccept{ID: a.ID, Slots: a.Slots.Ranges(), Since: a.Since})
-	}
+	p.Accept, p.Lend = toPersisted(h.Accept), toPersisted(h.Lend)
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
 	return writeSynced(f.path(), b)
+}
+
+func toPersisted(as []cluster.Accepting) []persistedAccept {
+	var out []persistedAccept
+	for _, a := range as {
+		out = append(out, persistedAccept{ID: a.ID, Slots: a.Slots.Ranges(), Since: a.Since})
+	}
+	return out
+}
+
+func fromPersisted(ps []persistedAccept) []cluster.Accepting {
+	var out []cluster.Accepting
+	for _, a := range ps {
+		out = append(out, cluster.Accepting{ID: a.ID, Slots: slotSet(a.Slots), Since: a.Since})
+	}
+	return out
 }
 
 func slotSet(rs []cluster.Range) *cluster.SlotSet {

@@ -107,6 +107,7 @@ func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	scfg.Routing = m.routing.WithHolds(&m.mg.holds)
 	scfg.Incarnation = m.mg.inc
 	scfg.OnMigrator = m.mg.onMessage
+	scfg.OnParked = m.mg.onParked
 	m.log = m.log.With("server", string(m.id))
 	return m, nil
 }
@@ -117,6 +118,8 @@ func (m *member) start(srv *server.Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.done = cancel, make(chan struct{})
 	go m.run(ctx)
+	m.mg.wg.Add(1)
+	go m.fetch(ctx)
 }
 
 func (m *member) close() error {

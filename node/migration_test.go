@@ -346,3 +346,41 @@ func TestMigrationTargetRestarts(t *testing.T) {
 	servedBy(t, moving, b, a)
 	eventually(t, "a dropped its copies", func() bool { return keysIn(a, moving) == 0 })
 }
+
+// TestParkedReadsAreFetched: while the source's move is held back, a read
+// of a key the target has not received is parked and answered by the
+// record the target's node fetches from the source; a read of a key the
+// source never had answers NOT_FOUND the same way.
+func TestParkedReadsAreFetched(t *testing.T) {
+	md := cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	move := newGate(cluster.TaskMove)
+	ca.Cluster.taskGate = move.run
+	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	want := fill(t, c, 2000)
+	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	startMigration(t, md, "a", "b", []cluster.Range{moving})
+	move.wait(t)
+	servedBy(t, moving, b, a)
+	eventually(t, "b holds reads of keys it lacks", func() bool {
+		h := b.Server().Routing().Misses
+		return h != nil && h.Has(moving.First)
+	})
+	reader := dialCluster(t, b)
+	checked := 0
+	for k, v := range want {
+		if s := keyhash.Slot([]byte(k)); s < moving.First || s > moving.Last {
+			continue
+		}
+		got, found, err := reader.Get(context.Background(), []byte(k))
+		if err != nil || found != (v != "") || string(got) != v {
+			t.Fatalf("%s read through b while the move is held back: %q %v %v, want %q", k, got, found, err, v)
+		}
+		checked++
+	}
+	if checked == 0 || b.Server().Stats().Parks == 0 {
+		t.Fatalf("%d keys read, %d reads parked", checked, b.Server().Stats().Parks)
+	}
+	close(move.release)
+}

@@ -88,6 +88,11 @@ type Config struct {
 	// until their keys arrive (parking.go); more are refused NOT_OWNER and
 	// the client retries them. Default 65536; negative: no read is parked.
 	MaxParked int
+	// OnParked, when set, is told of the first read parked on a key of
+	// migration id's slots (parking.go), so that the node fetches the
+	// key's record from the source. It runs on a loop: it must not block,
+	// and key is valid only during the call.
+	OnParked func(id cluster.MigrationID, key []byte)
 	// Incarnation identifies this run of the server among its runs on the
 	// same data (a boot counter): MIGRATOR operations answer it.
 	Incarnation uint64

@@ -114,34 +114,56 @@ var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | 
 // migrate stores a record a migration sent (wire.OpMigrate) when the turn's
 // routing accepts that migration's records for the key's slot
 // (Routing.Accept): a moved record unless the key has one written since
-// the target prepared, a shipped-back record or deletion as it comes.
-func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, error) {
+// the target prepared, a shipped-back record or deletion as it comes; an
+// absent one answers the reads parked for the key. A fetch reads the key
+// for the migration's target where the routing lends the slot
+// (Routing.Lend); its value lands in the loop's value buffer.
+func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, error) {
 	id, kind, value, ok := wire.ParseMigrateValue(v)
 	if !ok {
-		return 0, errBadMigrate
+		return 0, nil, errBadMigrate
 	}
-	a, ok := l.accepting(cluster.MigrationID(id), keyhash.SlotOf(h))
+	slot := keyhash.SlotOf(h)
+	if kind == wire.MigrateFetch {
+		if _, ok := findAccepting(l.rt.Lend, cluster.MigrationID(id), slot); !ok {
+			return 0, nil, l.refuse(slot)
+		}
+		var st store.Status
+		var err error
+		l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+		return st, l.value, err
+	}
+	a, ok := findAccepting(l.rt.Accept, cluster.MigrationID(id), slot)
 	if !ok {
-		l.notOwned = keyhash.SlotOf(h)
-		l.stats.notOwner.Add(1)
-		return 0, errNotOwner
+		return 0, nil, l.refuse(slot)
 	}
 	var u store.Update
 	switch kind {
 	case wire.MigrateMoved:
 		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value}
 	case wire.MigrateShipped:
-		return l.ss.UpsertHashed(key, h, value)
+		st, err := l.ss.UpsertHashed(key, h, value)
+		return st, nil, err
+	case wire.MigrateAbsent:
+		l.announce(key, h, nil, false)
+		return store.OK, nil, nil
 	default:
 		u = store.Update{If: store.Remove}
 	}
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
-	if kind == wire.MigrateMoved && err == nil && l.parked.n > 0 {
-		l.arrived(key, h, value) // whether inserted or not: parking.go
+	if kind == wire.MigrateMoved && err == nil {
+		l.announce(key, h, value, true) // whether inserted or not: parking.go
 	}
-	return st, err
+	return st, nil, err
+}
+
+// refuse counts a MIGRATE refused for slot.
+func (l *loop) refuse(slot uint16) error {
+	l.notOwned = slot
+	l.stats.notOwner.Add(1)
+	return errNotOwner
 }
 
 // fenceSlot refuses cs's later operations on slot until its client
@@ -153,15 +175,25 @@ func (cs *conn) fenceSlot(slot uint16) {
 	cs.fence.Add(cluster.Range{First: slot, Last: slot})
 }
 
-// accepting returns the turn's routing's acceptance of migration id's
-// records for slot.
-func (l *loop) accepting(id cluster.MigrationID, slot uint16) (cluster.Accepting, bool) {
-	for _, a := range l.rt.Accept {
+// findAccepting returns the entry of as for migration id and slot.
+func findAccepting(as []cluster.Accepting, id cluster.MigrationID, slot uint16) (cluster.Accepting, bool) {
+	for _, a := range as {
 		if a.ID == id && a.Slots.Has(slot) {
 			return a, true
 		}
 	}
 	return cluster.Accepting{}, false
+}
+
+// acceptingSlot returns the migration whose records the turn's routing
+// takes for slot.
+func (l *loop) acceptingSlot(slot uint16) (cluster.MigrationID, bool) {
+	for _, a := range l.rt.Accept {
+		if a.Slots.Has(slot) {
+			return a.ID, true
+		}
+	}
+	return 0, false
 }
 
 // pendingKind says which front waits for a pending store operation.

@@ -467,3 +467,88 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestFetchAndAbsent: a source lends its records to a migration's target
+// (MIGRATE fetch answers the key's value, NOT_FOUND, or NOT_OWNER for a
+// migration it does not lend to); a target tells the node of the first
+// read it parks on a key (OnParked) and answers it NOT_FOUND when told the
+// source has none (MIGRATE absent).
+func TestFetchAndAbsent(t *testing.T) {
+	type parked struct {
+		id  cluster.MigrationID
+		key string
+	}
+	var mu sync.Mutex
+	var told []parked
+	s := startTest(t, func(c *Config) {
+		c.ServerID = "me"
+		c.OnParked = func(id cluster.MigrationID, key []byte) {
+			mu.Lock()
+			told = append(told, parked{id, string(key)})
+			mu.Unlock()
+		}
+	})
+	ctx := context.Background()
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
+	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	do := func(f func(client.Callback) error) client.Result {
+		t.Helper()
+		var res client.Result
+		if err := f(func(r client.Result) { res = r; res.Value = bytes.Clone(r.Value) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	do(func(cb client.Callback) error { return sess.Upsert([]byte("{m}k"), []byte("v"), cb) })
+	lend := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Lend: []cluster.Accepting{{ID: 9, Slots: &slot}}}
+	if err := s.Install(ctx, base.WithHolds(&lend)); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(id uint64, key string) client.Result {
+		return do(func(cb client.Callback) error { return sess.Migrate(id, wire.MigrateFetch, []byte(key), nil, cb) })
+	}
+	if r := fetch(9, "{m}k"); r.Err != nil || string(r.Value) != "v" {
+		t.Errorf("fetch of a lent key: %+v", r)
+	}
+	if r := fetch(9, "{m}none"); r.Err != nil || r.Status != client.NotFound {
+		t.Errorf("fetch of an absent key: %+v", r)
+	}
+	if r := fetch(8, "{m}k"); !errors.Is(r.Err, client.ErrNotOwner) {
+		t.Errorf("fetch for a migration not lent to: %+v", r)
+	}
+
+	target := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot, Accept: []cluster.Accepting{{ID: 7, Slots: &slot}}}
+	if err := s.Install(ctx, base.WithHolds(&target)); err != nil {
+		t.Fatal(err)
+	}
+	reader := dialSession(t, client.Config{Addr: s.Addr()})
+	var got client.Result
+	got.Err = errors.New("not answered")
+	for range 2 { // the node is told once
+		if err := reader.Read([]byte("{m}z"), func(r client.Result) { got = r }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reader.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
+	mu.Lock()
+	if len(told) != 1 || told[0] != (parked{7, "{m}z"}) {
+		t.Errorf("the node was told %+v", told)
+	}
+	mu.Unlock()
+	do(func(cb client.Callback) error { return sess.Migrate(7, wire.MigrateAbsent, []byte("{m}z"), nil, cb) })
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Err != nil || got.Status != client.NotFound {
+		t.Errorf("a parked read the source has no record for: %+v", got)
+	}
+}

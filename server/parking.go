@@ -2,7 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
@@ -13,9 +19,12 @@ import (
 // a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
 // known:
-//   - the key's record arrives (a MIGRATE of this migration): the read
+//   - the key's record arrives (a MIGRATE of this migration: sent by the
+//     source's move, or fetched from the source by the node, which
+//     Config.OnParked tells of the first read parked on a key): the read
 //     answers that record's value, whatever the insert did (a newer write
-//     keeps the key; the read, parked before it, is answered as before it);
+//     keeps the key; the read, parked before it, is answered as before
+//     it), or NOT_FOUND when the source has no record of the key;
 //   - the slot leaves Misses (the source said every record was sent): the
 //     source had no record of the key, the read answers NOT_FOUND; or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
@@ -28,6 +37,71 @@ import (
 // answers: the connection's order holds. Reads are all that is parked, so
 // parking changes no CPR point or resumed session's serial. The loop holds
 // at most Config.MaxParked of them; more are refused as before.
+
+// A migration's records reach the loop of its session's connection, not
+// necessarily the loop that parked a read of the key: parkedRegistry tells
+// that loop which others park reads on the key, and it hands them the
+// record (announce).
+
+// parkedRegistry lists, by key hash, the loops that park reads on it.
+type parkedRegistry struct {
+	n  atomic.Int64 // hashes listed: announce looks only when not 0
+	mu sync.Mutex
+	m  map[uint64][]*loop
+}
+
+func (r *parkedRegistry) add(h uint64, l *loop) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[uint64][]*loop{}
+	}
+	if len(r.m[h]) == 0 {
+		r.n.Add(1)
+	}
+	r.m[h] = append(r.m[h], l)
+}
+
+func (r *parkedRegistry) remove(h uint64, l *loop) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ls := slices.DeleteFunc(r.m[h], func(x *loop) bool { return x == l })
+	if len(ls) > 0 {
+		r.m[h] = ls
+		return
+	}
+	if _, ok := r.m[h]; ok {
+		delete(r.m, h)
+		r.n.Add(-1)
+	}
+}
+
+// announce hands the record a migration sent for key (found: a value; or
+// none at the source) to every loop that parks reads on it: this one at
+// once, the others through their task queues.
+func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
+	r := &l.s.parkedOn
+	if r.n.Load() == 0 {
+		return
+	}
+	r.mu.Lock()
+	others := slices.DeleteFunc(slices.Clone(r.m[h]), func(x *loop) bool { return x == l })
+	r.mu.Unlock()
+	if l.parked.n > 0 {
+		l.arrived(key, h, value, found)
+	}
+	if len(others) == 0 {
+		return
+	}
+	key, value = bytes.Clone(key), bytes.Clone(value)
+	for _, o := range others {
+		_ = o.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			o.arrived(key, h, value, found)
+			o.flushDirty()
+			return nil
+		}))
+	}
+}
 
 // parkTimeout bounds how long a read stays parked.
 const parkTimeout = 10 * time.Second
@@ -62,7 +136,14 @@ func (l *loop) park(cs *conn, serial uint64, key []byte, h uint64) bool {
 	if p.n == 0 {
 		p.rt, p.swept = l.rt, time.Now()
 	}
-	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: keyhash.SlotOf(h), at: time.Now()})
+	slot := keyhash.SlotOf(h)
+	if len(p.byHash[h]) == 0 {
+		l.s.parkedOn.add(h, l)
+		if id, ok := l.acceptingSlot(slot); ok && l.s.cfg.OnParked != nil {
+			l.s.cfg.OnParked(id, key) // the node fetches it from the source
+		}
+	}
+	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: slot, at: time.Now()})
 	p.n++
 	cs.sess.AddPending(serial)
 	l.stats.parked.Add(1)
@@ -71,8 +152,8 @@ func (l *loop) park(cs *conn, serial uint64, key []byte, h uint64) bool {
 }
 
 // arrived completes the reads parked on key (hash h) with the value a
-// migration sent for it.
-func (l *loop) arrived(key []byte, h uint64, value []byte) {
+// migration sent for it; !found: the source has no record of the key.
+func (l *loop) arrived(key []byte, h uint64, value []byte, found bool) {
 	p := &l.parked
 	rs := p.byHash[h]
 	if len(rs) == 0 {
@@ -81,7 +162,11 @@ func (l *loop) arrived(key []byte, h uint64, value []byte) {
 	kept := rs[:0]
 	for _, r := range rs {
 		if bytes.Equal(r.key, key) {
-			l.unpark(r, wire.StatusOK, value, 0)
+			if !found {
+				l.unpark(r, wire.StatusNotFound, nil, 0)
+			} else {
+				l.unpark(r, wire.StatusOK, value, 0)
+			}
 			continue
 		}
 		kept = append(kept, r)
@@ -124,6 +209,7 @@ func (l *loop) sweepParked() {
 func (l *loop) keepParked(h uint64, kept []parkedRead) {
 	if len(kept) == 0 {
 		delete(l.parked.byHash, h)
+		l.s.parkedOn.remove(h, l)
 		return
 	}
 	l.parked.byHash[h] = kept

@@ -42,7 +42,8 @@ type Server struct {
 	mapCache    atomic.Pointer[encodedMap]
 	nextSession atomic.Uint64
 
-	mu struct {
+	parkedOn parkedRegistry // which loops park reads on which keys (parking.go)
+	mu       struct {
 		sync.Mutex
 		loops map[gnet.EventLoop]*loop
 		list  []*loop

@@ -15,6 +15,12 @@ const (
 	MigrateShipped
 	// MigrateShippedDeleted: a deletion shipped back: the key is deleted.
 	MigrateShippedDeleted
+	// MigrateFetch: a target asks its source for the key's record (the
+	// value is empty): answered with the value, or NOT_FOUND.
+	MigrateFetch
+	// MigrateAbsent: the source holds no record of the key: reads the
+	// target parked for it answer NOT_FOUND (nothing is stored).
+	MigrateAbsent
 )
 
 // migrateHeader is the size of OpMigrate's value before the record's value:
@@ -31,7 +37,7 @@ func AppendMigrateValue(dst []byte, id uint64, kind MigrateKind, value []byte) [
 // ParseMigrateValue splits OpMigrate's value; ok is false when it is too
 // short or names an unknown kind.
 func ParseMigrateValue(v []byte) (id uint64, kind MigrateKind, value []byte, ok bool) {
-	if len(v) < migrateHeader || MigrateKind(v[8]) > MigrateShippedDeleted {
+	if len(v) < migrateHeader || MigrateKind(v[8]) > MigrateAbsent {
 		return 0, 0, nil, false
 	}
 	return binary.LittleEndian.Uint64(v), MigrateKind(v[8]), v[migrateHeader:], true

@@ -19,7 +19,7 @@ func TestMigrateValue(t *testing.T) {
 	if _, _, _, ok := ParseMigrateValue(v[:8]); ok {
 		t.Fatal("a short value parsed")
 	}
-	bad := AppendMigrateValue(nil, 1, MigrateShippedDeleted+1, nil)
+	bad := AppendMigrateValue(nil, 1, MigrateAbsent+1, nil)
 	if _, _, _, ok := ParseMigrateValue(bad); ok {
 		t.Fatal("an unknown kind parsed")
 	}
