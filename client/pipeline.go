@@ -121,10 +121,15 @@ func (s *Session) send(b *batch) error {
 	var flags uint8
 	if b.control {
 		flags = wire.FlagControl
-	} else if s.rerouted || s.misrouted == nil && len(s.inflight) == 0 {
-		// A Cluster re-routed what was refused, or a plain session's
-		// caller had every answer. Kept when the batch is sent again.
-		b.rerouted, s.rerouted = true, false
+	} else {
+		if s.refused && (s.rerouted || s.misrouted == nil && len(s.inflight) == 0) {
+			// A Cluster re-routed what was refused, or a plain session's
+			// caller had every answer. Kept when the batch is sent
+			// again. Only after a refusal: servers before the flag
+			// reject it.
+			b.rerouted, s.refused = true, false
+		}
+		s.rerouted = false // a Cluster's mark is for the first data batch after it
 	}
 	if b.rerouted {
 		flags |= wire.FlagRerouted
@@ -285,6 +290,9 @@ func (s *Session) results(h wire.ResponseHeader, body []byte) error {
 		}
 		if !ok {
 			break
+		}
+		if res.Status == wire.StatusError && res.Code == wire.CodeNotOwner {
+			s.refused = true // the server fences the slot (wire.FlagRerouted)
 		}
 		if res.Completion {
 			s.complete(res)

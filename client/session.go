@@ -133,9 +133,10 @@ type Session struct {
 	viewChanged func()
 	// rerouted: the next data batch lifts the server's fence
 	// (wire.FlagRerouted); a Cluster sets it once it knows every refusal.
-	// A plain session (no misrouted) flags every batch it sends with
-	// nothing in flight.
+	// A plain session (no misrouted) flags a batch it sends with nothing
+	// in flight. Only after a refusal (refused): no fence is up before.
 	rerouted bool
+	refused  bool // a NOT_OWNER answer arrived since the last flagged batch
 }
 
 // Dial connects a session and opens it on the server.
