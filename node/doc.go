@@ -22,6 +22,8 @@
 // migrator, stores its records); one per running migration task and one
 // sender per peer it messages (both report back to the membership
 // goroutine through one queue, and end before close returns); the
+// fetcher, which gets from the source the keys the target's loops park
+// reads on (fetch.go); the
 // server's own (server/doc.go), whose loops hand peers' messages to that
 // queue.
 package node

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +20,8 @@ import (
 // migrations is a member's part in live migrations: the cluster.Migrator
 // it drives, the holds installed on its loops, the data tasks it runs and
 // the messages it exchanges with peers. Only the membership goroutine
-// touches it, except events (any goroutine sends) and addrs (mu).
+// touches it, except events and pulls (any goroutine sends), addrs (mu)
+// and sources (atomic; the fetcher reads it, fetch.go).
 //
 // Invariant: holds are persisted (DIR/cluster/holds.json) before the loops
 // take them, and the loops always route by the follower's installed
@@ -48,13 +48,6 @@ type migrations struct {
 
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of
-}
-
-// pull is a key a loop parked a read on, to fetch from the migration's
-// source.
-type pull struct {
-	id  cluster.MigrationID
-	key []byte
 }
 
 // event is what reaches the membership goroutine from others: a peer's
@@ -112,19 +105,6 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 func (g *migrations) onMessage(b []byte) {
 	select {
 	case g.events <- event{msg: append([]byte(nil), b...)}:
-	default:
-	}
-}
-
-// pullQueue bounds the keys waiting to be fetched; a key that finds it
-// full is not fetched (its reads are answered when the move sends it).
-const pullQueue = 65536
-
-// onParked takes the first read a loop parked on a key
-// (server.Config.OnParked): the key is fetched from the source.
-func (g *migrations) onParked(id cluster.MigrationID, key []byte) {
-	select {
-	case g.pulls <- pull{id, bytes.Clone(key)}:
 	default:
 	}
 }
@@ -414,126 +394,6 @@ func (m *member) failpoint(point string) {
 	m.log.Warn("failpoint reached: killing the process", "failpoint", point)
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {} // the signal ends the process
-}
-
-// fetchBatch is the most keys fetched from a source at once.
-const fetchBatch = 2048
-
-// fetch takes the keys the loops parked reads on, fetches their records
-// from the migrations' sources (MIGRATE fetch, where the source lends
-// them) and hands them to this server's loops (MIGRATE of the record, or
-// absent), which answer the parked reads. A failure leaves the reads
-// parked until the move sends their keys.
-func (m *member) fetch(ctx context.Context) {
-	defer m.mg.wg.Done()
-	f := fetcher{m: m, sources: map[cluster.ServerID]*client.Session{}}
-	defer f.close()
-	for {
-		var batch []pull
-		select {
-		case <-ctx.Done():
-			return
-		case p := <-m.mg.pulls:
-			batch = append(batch, p)
-		}
-		for len(batch) < fetchBatch {
-			select {
-			case p := <-m.mg.pulls:
-				batch = append(batch, p)
-				continue
-			default:
-			}
-			break
-		}
-		if err := f.fetch(ctx, batch); err != nil {
-			m.log.Debug("migration: fetching parked keys", "keys", len(batch), "err", err)
-		}
-	}
-}
-
-// fetcher keeps the sessions the fetches go over.
-type fetcher struct {
-	m       *member
-	sources map[cluster.ServerID]*client.Session
-	local   *client.Session
-}
-
-func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
-	srcs := f.m.mg.sources.Load()
-	if srcs == nil {
-		return nil
-	}
-	var errs []error
-	for _, p := range batch {
-		src, ok := (*srcs)[p.id]
-		if !ok {
-			continue
-		}
-		if err := f.ask(ctx, src, p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for src, sess := range f.sources {
-		if err := f.wait(ctx, sess); err != nil {
-			errs = append(errs, err)
-			sess.Close()
-			delete(f.sources, src)
-		}
-	}
-	if f.local != nil {
-		if err := f.wait(ctx, f.local); err != nil {
-			errs = append(errs, err)
-			f.local.Close()
-			f.local = nil
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ask queues the fetch of p's key from src; its answer queues the record
-// (or its absence) to this server.
-func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
-	sess := f.sources[src]
-	if sess == nil {
-		var err error
-		if sess, err = f.m.dialPeer(ctx, src); err != nil {
-			return err
-		}
-		f.sources[src] = sess
-	}
-	return sess.Migrate(uint64(p.id), wire.MigrateFetch, p.key, nil, func(r client.Result) {
-		kind := wire.MigrateMoved
-		switch {
-		case r.Err != nil:
-			return // not lent (yet): the move sends it
-		case r.Status == client.NotFound:
-			kind = wire.MigrateAbsent
-		}
-		if f.local == nil {
-			var err error
-			if f.local, err = client.DialContext(ctx, client.Config{Addr: f.m.srv.Addr(), AuthToken: f.m.mg.token}); err != nil {
-				return
-			}
-		}
-		_ = f.local.Migrate(uint64(p.id), kind, p.key, r.Value, nil)
-	})
-}
-
-// wait waits for every answer of sess, at most the member's timeout.
-func (f *fetcher) wait(ctx context.Context, sess *client.Session) error {
-	ctx, cancel := context.WithTimeout(ctx, f.m.timeout)
-	defer cancel()
-	defer sess.StopOn(ctx)()
-	return sess.Wait()
-}
-
-func (f *fetcher) close() {
-	for _, s := range f.sources {
-		s.Close()
-	}
-	if f.local != nil {
-		f.local.Close()
-	}
 }
 
 // stopTasks cancels every task and waits for every goroutine of the
