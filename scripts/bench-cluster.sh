@@ -28,23 +28,6 @@ fi
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_tcp() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
-# ports N: N distinct loopback ports free now (each held until all are chosen).
-ports() { python3 -c 'import socket,sys; s=[socket.socket() for _ in range(int(sys.argv[1]))]; [x.bind(("127.0.0.1",0)) for x in s]; print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"; }
-# low_ports N: N distinct free ports below 50000 (redis-server in cluster mode
-# also listens on port+10000).
-low_ports() { python3 -c '
-import random, socket, sys
-out, held = [], []
-while len(out) < int(sys.argv[1]):
-    p = random.randrange(20000, 50000)
-    a, b = socket.socket(), socket.socket()
-    try:
-        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 10000))
-    except OSError:
-        continue
-    held += [a, b]; out.append(p)
-print(" ".join(map(str, out)))' "$1"; }
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f'{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})')" "$@"; }
 

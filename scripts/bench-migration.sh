@@ -36,20 +36,6 @@ fi
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_tcp() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
-ports() { python3 -c 'import socket,sys; s=[socket.socket() for _ in range(int(sys.argv[1]))]; [x.bind(("127.0.0.1",0)) for x in s]; print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"; }
-low_ports() { python3 -c '
-import random, socket, sys
-out, held = [], []
-while len(out) < int(sys.argv[1]):
-    p = random.randrange(20000, 50000)
-    a, b = socket.socket(), socket.socket()
-    try:
-        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 10000))
-    except OSError:
-        continue
-    held += [a, b]; out.append(p)
-print(" ".join(map(str, out)))' "$1"; }
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 
 : >"$OUT"

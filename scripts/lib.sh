@@ -20,3 +20,22 @@ setup_work() {
 
 # elapsed T0 prints the seconds since T0 (date +%s.%N).
 elapsed() { python3 -c "import time; print(f'{time.time()-$1:.2f}')"; }
+
+# wait_tcp PORT waits until a loopback TCP port accepts (10 s at most).
+wait_tcp() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+# ports N: N distinct loopback ports free now (each held until all are chosen).
+ports() { python3 -c 'import socket,sys; s=[socket.socket() for _ in range(int(sys.argv[1]))]; [x.bind(("127.0.0.1",0)) for x in s]; print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"; }
+# low_ports N: N distinct free ports below 50000 (redis-server in cluster mode
+# also listens on port+10000).
+low_ports() { python3 -c '
+import random, socket, sys
+out, held = [], []
+while len(out) < int(sys.argv[1]):
+    p = random.randrange(20000, 50000)
+    a, b = socket.socket(), socket.socket()
+    try:
+        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    held += [a, b]; out.append(p)
+print(" ".join(map(str, out)))' "$1"; }
