@@ -20,6 +20,9 @@ type Routing struct {
 	// Lend names the migrations whose target may read records here, and
 	// for which slots (Holds.Lend).
 	Lend []Accepting
+	// Sample names the migrations whose keys the loops remember, and for
+	// which slots (Holds.Sample).
+	Sample []Accepting
 }
 
 // WithHolds returns the routing the loops route by under a Migrator's
@@ -32,7 +35,7 @@ func (r *Routing) WithHolds(h *Holds) *Routing {
 	}
 	serving := *r.Serving
 	serving.subtract(h.Hold)
-	out := &Routing{View: r.View, Serving: &serving, Map: r.Map, Accept: h.Accept, Lend: h.Lend}
+	out := &Routing{View: r.View, Serving: &serving, Map: r.Map, Accept: h.Accept, Lend: h.Lend, Sample: h.Sample}
 	if misses := *h.Misses; misses != (SlotSet{}) {
 		out.Misses = &misses
 	}

@@ -11,8 +11,8 @@ import (
 type TaskKind uint8
 
 const (
-	// TaskSample (source): copy the records clients touch in the ranges to
-	// the log's tail and remember them as hot, until TaskSendHot.
+	// TaskSample (source): remember the keys clients touch in the ranges
+	// while the phase lasts (Holds.Sample), until TaskSendHot.
 	TaskSample TaskKind = iota + 1
 	// TaskPrepare (target): drop every record held for the ranges, then
 	// checkpoint, so the target holds nothing of them that it did not get
@@ -20,8 +20,9 @@ const (
 	// is the log's tail after the drop: the records sent are inserted
 	// unless the key has one from there on (Accepting.Since).
 	TaskPrepare
-	// TaskSendHot (source): send the hot records to the target, which
-	// inserts each unless it holds a record of the key already.
+	// TaskSendHot (source): send the records of the sampled keys to the
+	// target, which inserts each unless it holds a record of the key
+	// already.
 	TaskSendHot
 	// TaskMove (source): send every record of the ranges the same way.
 	TaskMove
@@ -115,6 +116,10 @@ type Holds struct {
 	Hold    *SlotSet
 	Misses  *SlotSet
 	Accept  []Accepting
+	// Sample names the migrations whose source samples the keys clients
+	// touch in their slots (TaskSample: the loops remember them; TaskSendHot
+	// sends their records first).
+	Sample []Accepting
 	// Lend names the migrations whose target may read records here
 	// (wire.MigrateFetch), and for which slots: a source in Move lends
 	// what it no longer serves and holds until the end.
@@ -856,6 +861,9 @@ func (g *Migrator) computeHolds() Holds {
 		case m.role == source && (m.rec.Phase == PhaseCancelling || m.cancelling != "" && m.rec.Phase >= PhaseTransfer):
 			h.Hold.union(slots)
 		}
+		if m.role == source && m.rec.Phase == PhaseSample {
+			h.Sample = append(h.Sample, Accepting{ID: id, Slots: slots})
+		}
 		if m.role == source && m.rec.Phase == PhaseMove {
 			// Move comes after stopped: no loop serves, or writes, the
 			// ranges here any more.
@@ -894,7 +902,8 @@ func sameAccepting(a, b []Accepting) bool {
 
 func sameHolds(a, b *Holds) bool {
 	if b.Hold == nil || *a.Hold != *b.Hold || *a.Misses != *b.Misses || len(a.Save) != len(b.Save) ||
-		!maps.Equal(a.Prepared, b.Prepared) || !sameAccepting(a.Accept, b.Accept) || !sameAccepting(a.Lend, b.Lend) {
+		!maps.Equal(a.Prepared, b.Prepared) || !sameAccepting(a.Accept, b.Accept) || !sameAccepting(a.Lend, b.Lend) ||
+		!sameAccepting(a.Sample, b.Sample) {
 		return false
 	}
 	for i := range a.Save {

@@ -158,6 +158,68 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 	return last, err
 }
 
+// SendKeys sends the newest record of each of keys (the hot keys a source
+// sampled) in st to the server of sess as MIGRATE moved operations of
+// migration id, before the rest of the ranges (Send); keys without a live
+// record are skipped. It returns the incarnation of the peer that took
+// them, as Send does.
+func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.Session, id cluster.MigrationID) (uint64, error) {
+	first, err := Incarnation(sess)
+	if err != nil {
+		return 0, err
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	var failed error
+	fail := func(err error) {
+		if err != nil && failed == nil {
+			failed = err
+		}
+	}
+	answer := func(r client.Result) { fail(r.Err) }
+	pending := map[uint64][]byte{}
+	s.SetCompletion(func(c store.Completion) {
+		key := pending[c.Serial]
+		delete(pending, c.Serial)
+		fail(c.Err)
+		if c.Err == nil && c.Status == store.OK {
+			fail(sess.Migrate(uint64(id), wire.MigrateMoved, key, c.Value, answer))
+		}
+	})
+	var buf []byte
+	for i, k := range keys {
+		var stt store.Status
+		buf, stt, err = s.Read(k, buf[:0])
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("migrate: read a hot key: %w", err)
+		case stt == store.OK:
+			fail(sess.Migrate(uint64(id), wire.MigrateMoved, k, buf, answer))
+		case stt == store.Pending:
+			pending[s.Serial()] = k
+		}
+		if i%groupSlots == groupSlots-1 || i == len(keys)-1 {
+			s.CompletePending(true)
+			s.Suspend()
+			fail(sess.Wait())
+			if failed != nil {
+				return 0, failed
+			}
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	last, err := Incarnation(sess)
+	if err == nil && last != first {
+		err = fmt.Errorf("migrate: the peer restarted while it took the records (incarnation %d, then %d)", first, last)
+	}
+	return last, err
+}
+
 // Incarnation asks the server of sess for its incarnation (a MIGRATOR
 // operation without a message).
 func Incarnation(sess *client.Session) (uint64, error) {

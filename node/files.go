@@ -159,6 +159,7 @@ type persistedHolds struct {
 	Misses   []cluster.Range                `json:"misses"`
 	Accept   []persistedAccept              `json:"accept"`
 	Lend     []persistedAccept              `json:"lend,omitempty"`
+	Sample   []persistedAccept              `json:"sample,omitempty"`
 	Prepared map[cluster.MigrationID]uint64 `json:"prepared"`
 	Save     []cluster.Migration            `json:"migrations"`
 }
@@ -188,7 +189,7 @@ func (f holdsFile) load(name string, id cluster.ServerID) (*cluster.Holds, error
 		return nil, fmt.Errorf("node: %s belongs to server %q of cluster %q, not %q of %q", f.path(), p.Server, p.Cluster, id, name)
 	}
 	h := &cluster.Holds{Version: p.Version, Hold: slotSet(p.Hold), Misses: slotSet(p.Misses), Prepared: p.Prepared, Save: p.Save}
-	h.Accept, h.Lend = fromPersisted(p.Accept), fromPersisted(p.Lend)
+	h.Accept, h.Lend, h.Sample = fromPersisted(p.Accept), fromPersisted(p.Lend), fromPersisted(p.Sample)
 	return h, nil
 }
 
@@ -196,7 +197,7 @@ func (f holdsFile) load(name string, id cluster.ServerID) (*cluster.Holds, error
 func (f holdsFile) save(name string, id cluster.ServerID, h *cluster.Holds) error {
 	p := persistedHolds{Cluster: name, Server: string(id), Version: h.Version, Hold: h.Hold.Ranges(), Misses: h.Misses.Ranges(),
 		Prepared: h.Prepared, Save: h.Save}
-	p.Accept, p.Lend = toPersisted(h.Accept), toPersisted(h.Lend)
+	p.Accept, p.Lend, p.Sample = toPersisted(h.Accept), toPersisted(h.Lend), toPersisted(h.Sample)
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err

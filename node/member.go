@@ -33,6 +33,9 @@ type ClusterConfig struct {
 	// sends again what is not answered, times out a silent peer: a few
 	// and 100 beats). Default 100 ms.
 	MigrationTick time.Duration
+	// SampleTicks is how many beats a migration's source samples the keys
+	// clients use, to send them first. Default 10.
+	SampleTicks int
 
 	// Failpoint, for kill -9 tests of real processes, names where the
 	// member kills its own process (SIGKILL): "before:TASK" as a migration

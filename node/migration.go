@@ -93,9 +93,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	if tick == 0 {
 		tick = 100 * time.Millisecond
 	}
-	// One beat of sampling: hot records are not sampled yet (TaskSample
-	// does nothing), so a longer Sample phase would only delay the move.
-	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: 1}, saved)
+	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: cc.SampleTicks}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
 		gate: cc.taskGate, fail: cc.Failpoint, addrs: map[cluster.ServerID]string{}, pulls: make(chan pull, pullQueue)}, nil
@@ -277,7 +275,7 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	st := m.srv.Store()
 	switch t.Kind {
 	case cluster.TaskSample:
-		return 0, nil // hot records are not sampled yet: TaskSendHot sends none
+		return 0, nil // the loops sample while the phase lasts (Holds.Sample)
 	case cluster.TaskPrepare, cluster.TaskDrop:
 		since, err := migrate.Drop(ctx, st, t.Ranges)
 		if err != nil {
@@ -297,7 +295,12 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	defer sess.StopOn(ctx)()
 	switch t.Kind {
 	case cluster.TaskSendHot:
-		return migrate.Incarnation(sess)
+		keys, err := m.srv.Sampled(ctx, t.Migration)
+		if err != nil {
+			return 0, err
+		}
+		m.log.Info("migration: sending the sampled keys first", "migration", t.Migration, "keys", len(keys))
+		return migrate.SendKeys(ctx, st, keys, sess, t.Migration)
 	case cluster.TaskMove:
 		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, func(int) { progress() })
 	case cluster.TaskShipBack:

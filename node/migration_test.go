@@ -11,6 +11,7 @@ import (
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/store"
 )
 
 func memberConfig(t *testing.T, md cluster.Metadata, id cluster.ServerID) Config {
@@ -382,5 +383,85 @@ func TestParkedReadsAreFetched(t *testing.T) {
 	if checked == 0 || b.Server().Stats().Parks == 0 {
 		t.Fatalf("%d keys read, %d reads parked", checked, b.Server().Stats().Parks)
 	}
+	close(move.release)
+}
+
+// TestHotKeysGoFirst: the keys clients use while the source samples are
+// at the target before the move sends the rest (held back here): reads of
+// them at the target park nothing; the keys nobody used are not there.
+func TestHotKeysGoFirst(t *testing.T) {
+	md := cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	move := newGate(cluster.TaskMove)
+	ca.Cluster.taskGate = move.run
+	ca.Cluster.SampleTicks = 20
+	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	want := fill(t, c, 2000)
+	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	var hot, cold []string
+	for k, v := range want {
+		if s := keyhash.Slot([]byte(k)); v == "" || s < moving.First || s > moving.Last {
+			continue
+		}
+		if len(hot) < 20 {
+			hot = append(hot, k)
+		} else {
+			cold = append(cold, k)
+		}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // a client keeps reading the hot keys
+		defer close(done)
+		r := dialCluster(t, a)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, _, err := r.Get(context.Background(), []byte(hot[i%len(hot)])); err != nil {
+				t.Errorf("read %s: %v", hot[i%len(hot)], err)
+				return
+			}
+		}
+	}()
+	startMigration(t, md, "a", "b", []cluster.Range{moving})
+	move.wait(t)
+	eventually(t, "b serves the slots", func() bool { return b.Server().Routing().Serving.Has(moving.First) })
+	time.Sleep(50 * time.Millisecond) // the reader goes on at b
+	close(stop)
+	<-done
+	if n := b.Server().Stats().Parks; n != 0 {
+		t.Fatalf("b parked %d reads of the hot keys: they were not sent first", n)
+	}
+	s, err := b.Server().Store().NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	has := func(k string) bool {
+		_, st, err := s.Read([]byte(k), nil)
+		if st == store.Pending {
+			s.CompletePending(true)
+			t.Fatalf("%s went to b's device", k)
+		}
+		return err == nil && st == store.OK
+	}
+	for _, k := range hot {
+		if !has(k) {
+			t.Fatalf("hot key %s is not at the target when the move begins", k)
+		}
+	}
+	moved := 0
+	for _, k := range cold {
+		if has(k) {
+			moved++
+		}
+	}
+	if moved == len(cold) {
+		t.Fatalf("every one of %d cold keys is at the target before the move", len(cold))
+	}
+	s.Suspend()
 	close(move.release)
 }

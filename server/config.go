@@ -88,6 +88,9 @@ type Config struct {
 	// until their keys arrive (parking.go); more are refused NOT_OWNER and
 	// the client retries them. Default 65536; negative: no read is parked.
 	MaxParked int
+	// MaxSampled bounds the keys each loop samples for a migration's
+	// source (sampling.go). Default 65536.
+	MaxSampled int
 	// OnParked, when set, is told of the first read parked on a key of
 	// migration id's slots (parking.go), so that the node fetches the
 	// key's record from the source. It runs on a loop: it must not block,
@@ -135,6 +138,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxParked == 0 {
 		c.MaxParked = 65536
+	}
+	if c.MaxSampled == 0 {
+		c.MaxSampled = 65536
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 5 * time.Second

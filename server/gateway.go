@@ -48,6 +48,18 @@ func (l *loop) serves(h uint64) bool {
 	return false
 }
 
+// admits reports whether the turn's routing serves key's slot (serves),
+// and samples the key where a migration's source samples it (sampling.go).
+func (l *loop) admits(key []byte, h uint64) bool {
+	if !l.serves(h) {
+		return false
+	}
+	if l.rt.Sample != nil {
+		l.sample(key, h)
+	}
+	return true
+}
+
 // missing reports whether h's slot is one of l.rt.Misses, and records the
 // slot for the front's reply when it is.
 func (l *loop) missing(h uint64) bool {
@@ -62,7 +74,7 @@ func (l *loop) missing(h uint64) bool {
 // read reads key into the loop's value buffer; the value is valid until the
 // next read.
 func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
-	if !l.serves(h) {
+	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
@@ -83,7 +95,7 @@ func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
 }
 
 func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) {
-	if !l.serves(h) {
+	if !l.admits(key, h) {
 		return 0, errNotOwner
 	}
 	return l.ss.UpsertHashed(key, h, value)
@@ -92,7 +104,7 @@ func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) 
 // update runs a conditional operation; the value it wants lands in the
 // loop's value buffer, valid until the next read or update.
 func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
-	if !l.serves(h) || l.missing(h) {
+	if !l.admits(key, h) || l.missing(h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
@@ -102,7 +114,7 @@ func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byt
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
-	if !l.serves(h) || l.missing(h) {
+	if !l.admits(key, h) || l.missing(h) {
 		return 0, errNotOwner
 	}
 	return l.ss.RMWHashed(key, h, input, m)

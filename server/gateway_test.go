@@ -552,3 +552,46 @@ func TestFetchAndAbsent(t *testing.T) {
 		t.Errorf("a parked read the source has no record for: %+v", got)
 	}
 }
+
+// TestSampling: while the routing samples a migration's slots, every data
+// operation remembers its key there, at most MaxSampled per loop; keys of
+// other slots are not remembered; Sampled hands them out once.
+func TestSampling(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.ServerID = "me"; c.MaxSampled = 3; c.Loops = 1 })
+	ctx := context.Background()
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Sample: []cluster.Accepting{{ID: 5, Slots: &slot}}}
+	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: cluster.AllSlots()}).WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	for _, k := range []string{"{m}a", "{m}b", "{m}a", "{h}other"} {
+		if err := sess.Upsert([]byte(k), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"{m}c", "{m}d", "{m}e"} {
+		if err := sess.Read([]byte(k), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Sampled(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, k := range keys {
+		got[string(k)] = true
+	}
+	if len(keys) != 3 || !got["{m}a"] || !got["{m}b"] || !got["{m}c"] {
+		t.Errorf("sampled %q, want {m}a {m}b {m}c", keys)
+	}
+	if keys, _ := s.Sampled(ctx, 5); len(keys) != 0 {
+		t.Errorf("sampled again: %q", keys)
+	}
+}

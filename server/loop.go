@@ -57,7 +57,8 @@ type loop struct {
 	// missRead: the last read the gateway refused did not find its key
 	// in a slot of Routing.Misses (exec parks it).
 	missRead bool
-	parked   parking // parked reads (parking.go)
+	parked   parking                           // parked reads (parking.go)
+	samples  map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
 	stats    loopStats
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
 	// closedCPR those of connections closed since the last recorded
