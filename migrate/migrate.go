@@ -92,6 +92,10 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 	return st.Log().Tail(), nil
 }
 
+// answerEvery is how many records Send sends before it waits for their
+// answers and reports progress (a throttle paces the move there).
+const answerEvery = 1024
+
 // Send sends the newest record of every key of ranges in st, from log
 // address since on, to the server of sess as MIGRATE operations of
 // migration id: live records as kind (moved, or shipped back), deleted ones
@@ -99,7 +103,8 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 // nothing older). A source sends from 0; a cancelled migration's target
 // ships back from the Since it prepared at, so that what it had not
 // touched since, the deletions of its drop among it, stays the source's.
-// It waits for the peer to answer each chunk and calls progress after it.
+// It waits for the peer to answer every answerEvery records and each
+// chunk, and calls progress with the records answered.
 // A refusal (the peer does not take the migration's records) ends it with
 // client.ErrNotOwner.
 //
@@ -120,8 +125,21 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 			failed = r.Err
 		}
 	}
+	n := 0
+	answered := func() error { // waits for the answers to the last n records
+		if err := sess.Wait(); err != nil {
+			return err
+		}
+		if failed != nil {
+			return failed
+		}
+		if progress != nil && n > 0 {
+			progress(n)
+		}
+		n = 0
+		return ctx.Err()
+	}
 	err = eachChunk(ctx, st, ranges, func(recs []record) error {
-		n := 0
 		for _, r := range recs {
 			k := kind
 			switch {
@@ -135,18 +153,13 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 			if err := sess.Migrate(uint64(id), k, r.key, r.value, answer); err != nil {
 				return err
 			}
-			n++
+			if n++; n == answerEvery {
+				if err := answered(); err != nil {
+					return err
+				}
+			}
 		}
-		if err := sess.Wait(); err != nil {
-			return err
-		}
-		if failed != nil {
-			return failed
-		}
-		if progress != nil {
-			progress(n)
-		}
-		return ctx.Err()
+		return answered()
 	})
 	if err != nil {
 		return 0, err

@@ -36,6 +36,9 @@ type ClusterConfig struct {
 	// SampleTicks is how many beats a migration's source samples the keys
 	// clients use, to send them first. Default 10.
 	SampleTicks int
+	// MigrationRate caps the records a second a migration's move (or
+	// ship-back) sends; 0: as fast as the peer takes them.
+	MigrationRate int
 
 	// Failpoint, for kill -9 tests of real processes, names where the
 	// member kills its own process (SIGKILL): "before:TASK" as a migration

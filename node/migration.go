@@ -42,6 +42,7 @@ type migrations struct {
 	token  string
 	gate   func(context.Context, cluster.Task) error // ClusterConfig.taskGate
 	fail   string                                    // ClusterConfig.Failpoint
+	rate   int                                       // ClusterConfig.MigrationRate
 
 	mu    sync.Mutex
 	addrs map[cluster.ServerID]string // peers' native addresses, newest read
@@ -96,7 +97,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: cc.SampleTicks}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
-		gate: cc.taskGate, fail: cc.Failpoint, addrs: map[cluster.ServerID]string{}, pulls: make(chan pull, pullQueue)}, nil
+		gate: cc.taskGate, fail: cc.Failpoint, rate: cc.MigrationRate, addrs: map[cluster.ServerID]string{}, pulls: make(chan pull, pullQueue)}, nil
 }
 
 // onMessage takes a peer's message on a loop (server.Config.OnMigrator).
@@ -302,11 +303,33 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		m.log.Info("migration: sending the sampled keys first", "migration", t.Migration, "keys", len(keys))
 		return migrate.SendKeys(ctx, st, keys, sess, t.Migration)
 	case cluster.TaskMove:
-		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, func(int) { progress() })
+		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, m.paced(ctx, progress))
 	case cluster.TaskShipBack:
-		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, func(int) { progress() })
+		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, m.paced(ctx, progress))
 	}
 	return 0, fmt.Errorf("node: unknown migration task %v", t.Kind)
+}
+
+// paced returns a data task's progress callback: it reports progress and
+// holds the task back to at most ClusterConfig.MigrationRate records a
+// second.
+func (m *member) paced(ctx context.Context, progress func()) func(records int) {
+	rate := m.mg.rate
+	start, sent := time.Now(), 0
+	return func(records int) {
+		progress()
+		if rate <= 0 {
+			return
+		}
+		sent += records
+		due := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
+	}
 }
 
 func (m *member) dialPeer(ctx context.Context, id cluster.ServerID) (*client.Session, error) {

@@ -31,7 +31,7 @@ type serverFlags struct {
 	io                            string
 	segmentSize                   sizeFlag
 	loops, maxPendingIO, ioDepth  int
-	maxHeld                       int
+	maxHeld, migrationRate        int
 	pin, reusePort, readCopy      bool
 	memory, pageSize              sizeFlag
 	mutable                       float64
@@ -105,6 +105,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.requirePass, "requirepass", os.Getenv("FLEETKV_REQUIREPASS"), "password RESP clients must give with AUTH (default $FLEETKV_REQUIREPASS)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
 	fl.IntVar(&f.maxHeld, "migration-max-held", 65536, "per loop: reads a migration's target holds until their keys arrive (more are refused and retried by the client; 0: none held)")
+	fl.IntVar(&f.migrationRate, "migration-rate", 0, "records a second a migration's move sends at most (0: as fast as the target takes them)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
 	fl.BoolVar(&f.readCopy, "read-copy", true, "copy records that reads bring in from the device to the log's tail, so keys read often stay in memory")
 	fl.IntVar(&f.ioDepth, "io-depth", 0, "device queue depth: io_uring entries (default 1024, a power of two) or pread workers (default 32)")
@@ -145,6 +146,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if f.loops < 0 {
 		return server.Config{}, fmt.Errorf("--loops %d: want 0 (one per CPU) or more", f.loops)
+	}
+	if f.migrationRate < 0 {
+		return server.Config{}, fmt.Errorf("--migration-rate %d: want 0 (no cap) or more", f.migrationRate)
 	}
 	if f.maxHeld < 0 {
 		return server.Config{}, fmt.Errorf("--migration-max-held %d: want 0 (none held) or more", f.maxHeld)
@@ -248,7 +252,7 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 	return node.Config{Dir: f.dir, Server: scfg,
 		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
 		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
-			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT")}}, nil
+			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT"), MigrationRate: f.migrationRate}}, nil
 }
 
 // newLogger returns the server's slog logger; level and format are valid.
