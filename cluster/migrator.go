@@ -178,10 +178,11 @@ type MigratorConfig struct {
 // reported a view without them (Follower); when cancelled, back the same
 // way.
 // Invariant (no acknowledged write lost): the target holds every operation
-// on the ranges from Prepare until the hot records arrived (the record says
-// Move), then every read of a key it lacks until the source said that
-// everything was sent to this incarnation; its inserts of sent records
-// never replace a record it holds. The source keeps its copies until the
+// on the ranges in Prepare (it does not serve them yet), then, once it
+// serves them (Transfer, Move: the source applied a view without them and
+// writes them no more), every read of a key it lacks until the source said
+// that everything was sent to this incarnation; its inserts of sent
+// records never replace a record it holds. The source keeps its copies until the
 // target checkpointed all of them (Finished); only then is the migration
 // Complete. When cancelled after Transfer, the source holds the ranges
 // until the target shipped back everything to this incarnation and it
@@ -853,10 +854,9 @@ func (g *Migrator) computeHolds() Holds {
 		m := g.migs[id]
 		slots := m.rec.Slots()
 		switch {
-		case m.role == target && (m.rec.Phase == PhasePrepare && !m.refused || m.rec.Phase == PhaseTransfer ||
-			m.rec.Phase == PhaseCancelling || m.running[TaskPrepare]):
+		case m.role == target && (m.rec.Phase == PhasePrepare && !m.refused || m.rec.Phase == PhaseCancelling || m.running[TaskPrepare]):
 			h.Hold.union(slots)
-		case m.role == target && m.rec.Phase == PhaseMove && !m.finishGot:
+		case m.role == target && (m.rec.Phase == PhaseTransfer || m.rec.Phase == PhaseMove && !m.finishGot):
 			h.Misses.union(slots)
 		case m.role == source && (m.rec.Phase == PhaseCancelling || m.cancelling != "" && m.rec.Phase >= PhaseTransfer):
 			h.Hold.union(slots)
@@ -864,9 +864,9 @@ func (g *Migrator) computeHolds() Holds {
 		if m.role == source && m.rec.Phase == PhaseSample {
 			h.Sample = append(h.Sample, Accepting{ID: id, Slots: slots})
 		}
-		if m.role == source && m.rec.Phase == PhaseMove {
-			// Move comes after stopped: no loop serves, or writes, the
-			// ranges here any more.
+		if m.role == source && (m.rec.Phase == PhaseTransfer && g.stopped(m) || m.rec.Phase == PhaseMove) {
+			// Stopped (Move comes after it): no loop serves, or writes,
+			// the ranges here any more.
 			h.Lend = append(h.Lend, Accepting{ID: id, Slots: slots})
 		}
 		if g.accepts(m) {

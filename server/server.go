@@ -244,15 +244,18 @@ func (s *Server) mapJSON(r *cluster.Routing) []byte {
 }
 
 // Install makes r what the loops route by, each from its next turn on, and
-// returns once every running loop has taken it (or ctx ends): from then on
-// no loop serves a slot that r does not. Views must not go back.
+// returns once every running loop has taken it and finished the writes it
+// admitted before (pending RMWs), or ctx ends: from then on no loop serves
+// a slot that r does not, nor writes to one. (A migration's source sends
+// records once its routing without the slots is installed: a write still
+// pending then would land after they were sent.) Views must not go back.
 func (s *Server) Install(ctx context.Context, r *cluster.Routing) error {
 	if old := s.route.Load(); r.View < old.View {
 		return fmt.Errorf("server: routing view %d is older than the installed %d", r.View, old.View)
 	}
 	s.route.Store(r)
 	return s.onEveryLoop(ctx, func(l *loop) {
-		l.turn()
+		l.quiesce()     // takes r, and ends the writes admitted under the routing before
 		l.sweepParked() // the reads parked for slots that left Misses
 	})
 }
