@@ -387,8 +387,8 @@ func TestParkedReadsAreFetched(t *testing.T) {
 }
 
 // TestHotKeysGoFirst: the keys clients use while the source samples are
-// at the target before the move sends the rest (held back here): reads of
-// them at the target park nothing; the keys nobody used are not there.
+// at the target before the move sends the rest (held back here), though
+// no read reached the target to fetch them; the keys nobody used are not.
 func TestHotKeysGoFirst(t *testing.T) {
 	md := cluster.NewMem()
 	ca := memberConfig(t, md, "a")
@@ -426,14 +426,17 @@ func TestHotKeysGoFirst(t *testing.T) {
 			}
 		}
 	}()
-	startMigration(t, md, "a", "b", []cluster.Range{moving})
-	move.wait(t)
-	eventually(t, "b serves the slots", func() bool { return b.Server().Routing().Serving.Has(moving.First) })
-	time.Sleep(50 * time.Millisecond) // the reader goes on at b
-	close(stop)
+	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
+	eventually(t, "the sampling ends", func() bool {
+		st, err := md.Load(context.Background())
+		rec, _ := st.MigrationByID(id)
+		return err == nil && rec.Phase >= cluster.PhasePrepare
+	})
+	close(stop) // before b serves: no read of b fetches a key
 	<-done
+	move.wait(t)
 	if n := b.Server().Stats().Parks; n != 0 {
-		t.Fatalf("b parked %d reads of the hot keys: they were not sent first", n)
+		t.Fatalf("b parked %d reads", n)
 	}
 	s, err := b.Server().Store().NewSession()
 	if err != nil {
