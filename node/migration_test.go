@@ -210,7 +210,7 @@ func TestLiveMigration(t *testing.T) {
 	a, b := twoMembers(t, md, memberConfig(t, md, "a"), memberConfig(t, md, "b"))
 	c := dialCluster(t, a)
 	want := fill(t, c, 3000)
-	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	moving := quarter
 
 	w := startWriter(t, a.Server().Addr(), 500)
 	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
@@ -233,6 +233,16 @@ type gate struct {
 	kind    cluster.TaskKind
 	reached chan struct{}
 	release chan struct{}
+}
+
+// quarter is the slots the tests migrate: a quarter of them, all a's.
+var quarter = cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+
+// gateOn holds back cfg's member's tasks of kind (gate).
+func gateOn(cfg *Config, kind cluster.TaskKind) *gate {
+	g := newGate(kind)
+	cfg.Cluster.taskGate = g.run
+	return g
 }
 
 func newGate(kind cluster.TaskKind) *gate {
@@ -291,12 +301,11 @@ func requestCancel(t *testing.T, md cluster.Metadata, id cluster.MigrationID) {
 func TestMigrationCancelledAfterTransfer(t *testing.T) {
 	md := cluster.NewMem()
 	ca := memberConfig(t, md, "a")
-	move := newGate(cluster.TaskMove)
-	ca.Cluster.taskGate = move.run
+	move := gateOn(&ca, cluster.TaskMove)
 	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
 	c := dialCluster(t, a)
 	want := fill(t, c, 3000)
-	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	moving := quarter
 
 	w := startWriter(t, a.Server().Addr(), 500)
 	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
@@ -322,11 +331,10 @@ func TestMigrationCancelledAfterTransfer(t *testing.T) {
 func TestMigrationTargetRestarts(t *testing.T) {
 	md := cluster.NewMem()
 	cb := memberConfig(t, md, "b")
-	ckpt := newGate(cluster.TaskCheckpoint)
-	cb.Cluster.taskGate = ckpt.run
+	ckpt := gateOn(&cb, cluster.TaskCheckpoint)
 	a, b := twoMembers(t, md, memberConfig(t, md, "a"), cb)
 	want := fill(t, dialCluster(t, a), 3000)
-	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	moving := quarter
 
 	w := startWriter(t, a.Server().Addr(), 500)
 	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
@@ -355,12 +363,11 @@ func TestMigrationTargetRestarts(t *testing.T) {
 func TestParkedReadsAreFetched(t *testing.T) {
 	md := cluster.NewMem()
 	ca := memberConfig(t, md, "a")
-	move := newGate(cluster.TaskMove)
-	ca.Cluster.taskGate = move.run
+	move := gateOn(&ca, cluster.TaskMove)
 	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
 	c := dialCluster(t, a)
 	want := fill(t, c, 2000)
-	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	moving := quarter
 	startMigration(t, md, "a", "b", []cluster.Range{moving})
 	move.wait(t)
 	servedBy(t, moving, b, a)
@@ -392,13 +399,12 @@ func TestParkedReadsAreFetched(t *testing.T) {
 func TestHotKeysGoFirst(t *testing.T) {
 	md := cluster.NewMem()
 	ca := memberConfig(t, md, "a")
-	move := newGate(cluster.TaskMove)
-	ca.Cluster.taskGate = move.run
+	move := gateOn(&ca, cluster.TaskMove)
 	ca.Cluster.SampleTicks = 20
 	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
 	c := dialCluster(t, a)
 	want := fill(t, c, 2000)
-	moving := cluster.Range{First: 0, Last: cluster.Slots/4 - 1}
+	moving := quarter
 	var hot, cold []string
 	for k, v := range want {
 		if s := keyhash.Slot([]byte(k)); v == "" || s < moving.First || s > moving.Last {
