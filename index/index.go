@@ -36,7 +36,8 @@ type Chain interface {
 // Guard that nobody else uses.
 type Index struct {
 	state   atomic.Pointer[phaseState]
-	entries atomic.Int64 // entries created by inserts (not copies made by splits)
+	entries atomic.Int64  // entries created by inserts (not copies made by splits)
+	resets  atomic.Uint64 // Resets so far: counts made before one are dropped
 	epochs  *epoch.Manager
 	chain   Chain
 	growMu  sync.Mutex // one Grow at a time
@@ -122,7 +123,16 @@ func (ix *Index) FindOrCreate(g *epoch.Guard, h uint64) (s Slot, e Entry, create
 // CountEntries adds n entries created by FindOrCreate to the index's load
 // count. Workers batch their counts (one atomic add per batch rather than per
 // insert) so that inserts on many cores do not contend on one cache line.
-func (ix *Index) CountEntries(n int64) { ix.entries.Add(n) }
+// gen is Resets() as it was when the batch began: a batch begun before a
+// Reset counted entries of the dropped table and is ignored.
+func (ix *Index) CountEntries(n int64, gen uint64) {
+	if gen == ix.resets.Load() {
+		ix.entries.Add(n)
+	}
+}
+
+// Resets returns how many times Reset emptied the index.
+func (ix *Index) Resets() uint64 { return ix.resets.Load() }
 
 // LoadFactor returns the counted entries per bucket: the growth signal.
 // Entries that a split copied into both halves (their records were not in
@@ -236,4 +246,26 @@ func (ix *Index) Peek(h uint64) (addr uint64, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// Reset replaces the table with an empty one of the same size: every entry
+// is gone at once, and the load count starts again from 0. An operation
+// that loaded the old table before the swap finishes on it (it stays
+// allocated until every worker has moved past the epoch), so the caller
+// stops every writer between two operations first when the reset must be
+// atomic with respect to them. It waits for a growth or an export that
+// runs (the store keeps growth from starting first).
+func (ix *Index) Reset() error {
+	ix.growMu.Lock()
+	defer ix.growMu.Unlock()
+	old := ix.state.Load().cur
+	t, err := newTable(old.bits)
+	if err != nil {
+		return err
+	}
+	ix.resets.Add(1)
+	ix.state.Store(&phaseState{phase: phaseRest, cur: t})
+	ix.entries.Store(0)
+	ix.epochs.Bump(old.free)
+	return nil
 }

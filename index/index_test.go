@@ -332,3 +332,43 @@ func TestSlotGroupsAreBucketRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestResetEmptiesTheIndex: after Reset no entry is found, the load count
+// is 0 and a count batched before the reset is dropped, while one begun
+// after it counts; the table keeps its size.
+func TestResetEmptiesTheIndex(t *testing.T) {
+	ix, em := newTestIndex(t, 6, newFakeLog(0), 1)
+	g, err := em.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Protect()
+	for k := uint64(0); k < 500; k++ {
+		s, _, created := ix.FindOrCreate(g, hashOf(k))
+		if !created {
+			t.Fatalf("key %d: entry already there", k)
+		}
+		s.CompareAndSwap(makeEntry(tagBitsOf(hashOf(k)), 0), k+1)
+	}
+	gen := ix.Resets()
+	ix.CountEntries(400, gen)
+	g.Unprotect()
+	if err := ix.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	ix.CountEntries(100, gen) // batched before the reset
+	g.Protect()
+	defer g.Unprotect()
+	for k := uint64(0); k < 500; k++ {
+		if _, _, ok := ix.Find(g, hashOf(k)); ok {
+			t.Fatalf("key %d found after Reset", k)
+		}
+	}
+	if st := ix.Stats(); st.Entries != 0 || st.Bits != 6 || st.OverflowBuckets != 0 {
+		t.Fatalf("after Reset: %+v", st)
+	}
+	ix.CountEntries(3, ix.Resets())
+	if n := ix.Stats().Entries; n != 3 {
+		t.Fatalf("%d entries counted after Reset, want 3", n)
+	}
+}

@@ -148,6 +148,7 @@ type Stats struct {
 	LogMemory       uint64           `json:"log_memory"`   // in-memory log budget
 	IOInFlight      int              `json:"io_in_flight"` // device requests outstanding; 0 for devices that do not count them
 	Checkpoint      CheckpointStats  `json:"checkpoint"`
+	Flushes         uint64           `json:"flushes"` // FLUSHALL and FLUSHDB done
 	Compaction      CompactionStats  `json:"compaction"`
 	Memory          MemStats         `json:"memory"`
 	Cluster         ClusterStats     `json:"cluster"`
@@ -181,9 +182,9 @@ type CheckpointStats struct {
 	Taken      uint64 `json:"taken"`
 	TotalNanos uint64 `json:"total_nanos"`
 	// PauseNanos is the time the loops stood still for checkpoints' CPR
-	// points, summed over loops and checkpoints: each loop from its stop
-	// (it then completes its pending writes and reads its points) until
-	// every loop has stopped and the end is read.
+	// points (and FLUSHALL), summed over loops and pauses: each loop from
+	// its stop (it then completes its pending writes and reads its points)
+	// until every loop has stopped and the end is read.
 	PauseNanos uint64    `json:"pause_nanos"`
 	Seq        uint64    `json:"seq"`
 	End        uint64    `json:"end"`
@@ -232,6 +233,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	st.Checkpoint = CheckpointStats{Enabled: s.dur != nil, Taken: s.stats.checkpoints.Load(), TotalNanos: s.stats.checkpointNanos.Load(),
 		PauseNanos: s.stats.pauseNanos.Load()}
+	st.Flushes = s.stats.flushes.Load()
 	if s.dur != nil {
 		last := s.dur.latest()
 		st.Checkpoint.Seq, st.Checkpoint.End, st.Checkpoint.Time = last.Seq, last.Store.End, last.Time

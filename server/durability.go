@@ -131,9 +131,10 @@ func (d *durability) start(every time.Duration) {
 
 // changes sums what moves when the store may have changed: the loops'
 // operations but native reads (RESP commands all count), the log's tail
-// (read copies, compaction's copies) and its begin (compaction).
+// (read copies, compaction's copies) and the store's begin (compaction,
+// FLUSHALL).
 func (s *Server) changes() uint64 {
-	n := s.st.Log().Tail() + s.st.Log().Begin()
+	n := s.st.Log().Tail() + s.st.Begin()
 	s.mu.Lock()
 	for _, l := range s.mu.list {
 		for i := 1; i < len(l.stats.ops); i++ {
@@ -232,11 +233,16 @@ func (d *durability) checkpointIndex(ctx context.Context, seq uint64, last check
 		c, err := st.CheckpointWith(ctx, o)
 		return c, 0, err
 	}
-	if entries == 0 || (last.IndexSeq != 0 && st.Log().Tail()-from < snapshotEvery*16*entries) {
+	// A snapshot started before a FLUSHALL holds flushed keys' entries; it
+	// is checked again after the checkpoint, which a flush may precede. One
+	// that started at the tail the flush cut at may be from either side.
+	reusable := func() bool { return last.IndexSeq != 0 && last.Store.IndexStart > st.FlushedAt() }
+	if entries == 0 || (reusable() && st.Log().Tail()-from < snapshotEvery*16*entries) {
 		c, err := st.CheckpointWith(ctx, o)
-		if last.IndexSeq != 0 {
-			c.IndexStart = last.Store.IndexStart
+		if !reusable() {
+			return c, 0, err
 		}
+		c.IndexStart = last.Store.IndexStart
 		return c, last.IndexSeq, err
 	}
 	return d.sideFile(checkpoint.Index, seq, &o.Index, func() (store.Checkpoint, uint64, error) {

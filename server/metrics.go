@@ -19,7 +19,7 @@ type metrics struct {
 	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
 	epoch, epochActions, loops                    *prometheus.Desc
 	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
-	ckptPause                                     *prometheus.Desc
+	ckptPause, flushes                            *prometheus.Desc
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
 	parked, parks                                 *prometheus.Desc
@@ -49,7 +49,8 @@ func newMetrics(s *Server) *metrics {
 		loops:        d("event_loops", "Event loops serving connections."),
 		ckptTaken:    d("checkpoints_total", "Checkpoints taken since the server started."),
 		ckptSeconds:  d("checkpoint_seconds_total", "Time spent taking them."),
-		ckptPause:    d("checkpoint_pause_seconds_total", "Time the event loops stood still for checkpoints' CPR points, summed over loops."),
+		ckptPause:    d("checkpoint_pause_seconds_total", "Time the event loops stood still for checkpoints' CPR points and flushes, summed over loops."),
+		flushes:      d("flushes_total", "FLUSHALL and FLUSHDB commands done since the server started."),
 		ckptEnd:      d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
 		ckptTime:     d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
 		compRuns:     d("compactions_total", "Log compactions that moved the log's begin."),
@@ -110,6 +111,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.ckptTaken, float64(st.Checkpoint.Taken))
 	counter(m.ckptSeconds, float64(st.Checkpoint.TotalNanos)/1e9)
 	counter(m.ckptPause, float64(st.Checkpoint.PauseNanos)/1e9)
+	counter(m.flushes, float64(st.Flushes))
 	gauge(m.ckptEnd, float64(st.Checkpoint.End))
 	var ts float64
 	if st.Checkpoint.Seq != 0 {

@@ -28,15 +28,25 @@ func (d *durability) pause(ctx context.Context, atStop func()) error {
 		atStop()
 		return nil
 	}
-	p := &loopPause{atStop: atStop, release: make(chan struct{})}
-	d.s.mu.Lock()
-	loops := append([]*loop(nil), d.s.mu.list...)
-	d.s.mu.hold = p.release // loops created from now on wait too (loopFor)
-	d.s.mu.Unlock()
+	return d.s.pauseLoops(ctx, true, atStop)
+}
+
+// pauseLoops stops every loop between two operations with its writes
+// complete (and, with mark, its CPR points read), runs atStop on the last
+// one to stop, and lets them go on; a loop created meanwhile waits too. It
+// returns an error, without atStop, when ctx ends first. It must not run
+// on a loop (it waits for every loop), and one runs at a time (the store
+// serializes its checkpoints and flushes).
+func (s *Server) pauseLoops(ctx context.Context, mark bool, atStop func()) error {
+	p := &loopPause{atStop: atStop, mark: mark, release: make(chan struct{})}
+	s.mu.Lock()
+	loops := append([]*loop(nil), s.mu.list...)
+	s.mu.hold = p.release // loops created from now on wait too (loopFor)
+	s.mu.Unlock()
 	defer func() {
-		d.s.mu.Lock()
-		d.s.mu.hold = nil
-		d.s.mu.Unlock()
+		s.mu.Lock()
+		s.mu.hold = nil
+		s.mu.Unlock()
 	}()
 	p.left.Store(int32(len(loops)) + 1) // and this goroutine, until every task is queued
 	for _, l := range loops {
@@ -54,7 +64,7 @@ func (d *durability) pause(ctx context.Context, atStop func()) error {
 			close(p.release)
 			return ctx.Err()
 		}
-		<-p.release // the last loop is reading the end
+		<-p.release // the last loop is running atStop
 		return nil
 	}
 }
@@ -68,6 +78,7 @@ type loopPause struct {
 	left    atomic.Int32 // loops (and the pausing goroutine) not arrived yet
 	state   atomic.Int32
 	atStop  func()
+	mark    bool // a checkpoint's: read the CPR points
 	release chan struct{}
 }
 
@@ -78,11 +89,14 @@ const (
 )
 
 // stop runs on loop l: it completes l's pending writes, reads its CPR
-// points and waits for the pause to end (or ends it, when last).
+// points (with mark) and waits for the pause to end (or ends it, when
+// last).
 func (p *loopPause) stop(l *loop) {
 	t0 := time.Now()
 	l.quiesce()
-	l.markCPR()
+	if p.mark {
+		l.markCPR()
+	}
 	if !p.arrive() {
 		<-p.release
 	}

@@ -62,7 +62,7 @@ func startRedis(t *testing.T) string {
 
 // randomCommand draws one command of the supported set over a few keys and
 // values chosen to meet every branch: integers and not, overflow, absent
-// keys, conditional sets, wrong arity, unknown commands.
+// keys, conditional sets, wrong arity, unknown commands, flushes.
 func randomCommand(rng *rand.Rand) []any {
 	key := func() string { return "k" + strconv.Itoa(rng.IntN(6)) }
 	vals := []string{"1", "-5", "abc", "9223372036854775806", "", "x y", "007", " 3"}
@@ -73,6 +73,10 @@ func randomCommand(rng *rand.Rand) []any {
 			a = append(a, key())
 		}
 		return a
+	}
+	if rng.IntN(200) == 0 {
+		// Rare: a flush empties the few keys the stream uses.
+		return [][]any{{"FLUSHALL"}, {"FLUSHDB"}, {"FLUSHALL", "ASYNC"}, {"FLUSHDB", "sync"}, {"FLUSHALL", "x"}}[rng.IntN(5)]
 	}
 	switch rng.IntN(20) {
 	case 0, 1:

@@ -60,11 +60,16 @@ type Server struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
 		pauseNanos      atomic.Uint64 // time loops stood still for CPR points, summed over loops (pause.go)
+		flushes         atomic.Uint64 // FLUSHALLs done
 	}
 	booted chan struct{}
 	done   chan error // gnet.Run's result
 	admin  *adminServer
 	closed atomic.Bool
+	// life ends when Shutdown starts: work on other goroutines that waits
+	// for the loops (a FLUSHALL's pause) gives up then.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // Start opens the store, starts the event loops and the admin listener, and
@@ -82,6 +87,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, addr: addr, proto: "tcp://" + addr, started: time.Now(),
 		booted: make(chan struct{}), done: make(chan error, 1)}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	listeners := []string{s.proto}
 	if cfg.RESP != "" {
 		// Two port-0 listeners are resolved one after the other, each to a
@@ -266,6 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.endLife()
 	var errs []error
 	s.comp.stop() // an on-demand compaction ends now: the admin handler running it returns
 	if s.dur != nil {

@@ -90,8 +90,9 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 	defer st.ckpt.Unlock()
 	// Begin is read before the fold-over: a compaction moves it only after
 	// copying the live records below it to the tail, so they are then
-	// below the tail the fold-over makes durable.
-	begin := st.log.Begin()
+	// below the tail the fold-over makes durable. (A Flush moves it while
+	// it holds ckpt.)
+	begin := st.Begin()
 	var indexStart uint64
 	if o.Index != nil {
 		indexStart = st.log.Tail()

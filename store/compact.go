@@ -54,7 +54,7 @@ func (st *Store) Compact(ctx context.Context, until uint64) (CompactStats, error
 	}
 	l := st.log
 	c := &compactor{st: st, ctx: ctx, s: st.compact.s}
-	c.stats.Begin = l.Begin()
+	c.stats.Begin = st.Begin() // records below a Flush's cut are dead unread
 	c.stats.Until = min(until, l.Head()) &^ (l.PageSize() - 1)
 	if c.stats.Until <= c.stats.Begin {
 		c.stats.Until = c.stats.Begin

@@ -80,6 +80,7 @@ type Session struct {
 	pend         pendingSet
 	res          result // the running RMW's report (update.go)
 	newEntries   int64  // index entries created since the last refresh
+	entriesGen   uint64 // the index's Resets when newEntries began
 	closed       bool
 }
 
@@ -134,7 +135,7 @@ func (s *Session) Close() error {
 		return ErrClosed
 	}
 	s.CompletePending(true)
-	s.st.index.CountEntries(s.newEntries)
+	s.st.index.CountEntries(s.newEntries, s.entriesGen)
 	s.newEntries = 0
 	s.closed = true
 	s.protected = false
@@ -166,7 +167,7 @@ func (s *Session) end() {
 	s.sinceRefresh = 0
 	s.g.Refresh()
 	if s.newEntries != 0 {
-		s.st.index.CountEntries(s.newEntries)
+		s.st.index.CountEntries(s.newEntries, s.entriesGen)
 		s.newEntries = 0
 		s.st.maybeGrow()
 	}
@@ -176,6 +177,9 @@ func (s *Session) end() {
 func (s *Session) findOrCreate(h uint64) (index.Slot, index.Entry) {
 	slot, e, created := s.st.index.FindOrCreate(s.g, h)
 	if created {
+		if g := s.st.index.Resets(); g != s.entriesGen {
+			s.entriesGen, s.newEntries = g, 0 // counted in a table a flush dropped
+		}
 		s.newEntries++
 	}
 	return slot, e

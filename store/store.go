@@ -99,6 +99,9 @@ type Store struct {
 	// and a growth (which reads in-memory records to split chains) must
 	// wait until it has.
 	replaying atomic.Bool
+	// flushedAt is where the last Flush cut the log: no record below it is
+	// reachable (see Begin).
+	flushedAt atomic.Uint64
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth

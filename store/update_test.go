@@ -316,7 +316,7 @@ func TestUpdateOfAbsentKeyCreatesNoEntry(t *testing.T) {
 		}
 	}
 	s.Suspend()
-	s.st.index.CountEntries(s.newEntries)
+	s.st.index.CountEntries(s.newEntries, s.entriesGen)
 	s.newEntries = 0
 	if n := st.Stats().Index.Entries; n != 0 {
 		t.Fatalf("%d index entries after Updates of absent keys, want 0", n)

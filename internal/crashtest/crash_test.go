@@ -91,10 +91,7 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 		}
 		cycles = n
 	}
-	bin := filepath.Join(t.TempDir(), "fleetkv")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fleetkv/fleetkv/cmd/fleetkv").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	dir := t.TempDir()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d, %d cycles", seed, cycles)
@@ -125,6 +122,16 @@ func TestKillNineKeepsCommittedPrefixes(t *testing.T) {
 		t.Errorf("no compaction moved the log's begin in %d cycles", cycles)
 	}
 	srv.kill()
+}
+
+// buildServer builds the fleetkv binary into a temporary directory.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fleetkv")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fleetkv/fleetkv/cmd/fleetkv").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // checkpointModes alternate from one cycle to the next: a recovery mostly
