@@ -27,3 +27,10 @@ func bucketHash(h uint64) uint64 {
 
 // BucketOf returns the bucket of hash h in a table of 2^bits buckets.
 func BucketOf(h uint64, bits uint) uint64 { return bucketHash(h) >> (64 - bits) }
+
+// Position returns where hash h lies in the order buckets are numbered in:
+// at every table size 2^k, bucket i holds the hashes whose Position has i
+// in its top k bits. Doubling the table splits every bucket's range of
+// positions in two, so a range of positions, and a cursor at a position,
+// mean the same keys whatever the size (SCAN's cursor).
+func Position(h uint64) uint64 { return bucketHash(h) }

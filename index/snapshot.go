@@ -52,10 +52,18 @@ func (ix *Index) Import(bits uint, bucket uint64, e Entry) error {
 // range costs its share of the table. Entries of hashes outside the range
 // that share those buckets are passed too: the caller filters by key.
 func (ix *Index) ExportRange(lo, hi uint64, fn func(e Entry) error) error {
+	return ix.ExportPositions(Position(lo), Position(hi), fn)
+}
+
+// ExportPositions is Export over the buckets that hold the hashes whose
+// Position lies in [from, to]: the run of buckets from from's to to's at
+// the table's size now. Entries of other hashes that share those buckets
+// are passed too: the caller filters by key.
+func (ix *Index) ExportPositions(from, to uint64, fn func(e Entry) error) error {
 	ix.growMu.Lock()
 	defer ix.growMu.Unlock()
 	t := ix.state.Load().cur
-	for i := BucketOf(lo, t.bits); i <= BucketOf(hi, t.bits); i++ {
+	for i := from >> (64 - t.bits); i <= to>>(64-t.bits); i++ {
 		for b := &t.buckets[i]; b != nil; b = t.next(b) {
 			for j := 0; j < entriesPerBucket; j++ {
 				e := Entry(b[j].Load())

@@ -55,6 +55,25 @@ func TestRedisClusterClient(t *testing.T) {
 	if ua, ub := a.Stats().Ops["resp"], b.Stats().Ops["resp"]; ua < n/2 || ub < n/2 {
 		t.Fatalf("commands on a %d, on b %d: not both owners", ua, ub)
 	}
+	// Each server's KEYS and SCAN return the keys of its own slots.
+	total := 0
+	for _, srv := range []*Server{a, b} {
+		rc := goRedis(t, srv, nil)
+		ks := res(rc.Keys(ctx, "key:*").Result()).ok(t)
+		scanned := scanAll(t, rc, []any{"MATCH", "key:*", "COUNT", 100})
+		if len(ks) < n/4 || len(scanned) != len(ks) {
+			t.Fatalf("KEYS on one server: %d keys, SCAN %d, of %d", len(ks), len(scanned), n)
+		}
+		for _, k := range ks {
+			if (keyhash.Slot([]byte(k)) < 8192) != (srv == a) {
+				t.Fatalf("KEYS on %s returned %s, of slot %d", srv.Addr(), k, keyhash.Slot([]byte(k)))
+			}
+		}
+		total += len(ks)
+	}
+	if total != n {
+		t.Fatalf("KEYS on both servers: %d keys, want %d", total, n)
+	}
 	// Keys sharing a tag go to one slot: multi-key commands work on them.
 	if err := cc.MSet(ctx, "{u1}.x", "1", "{u1}.y", "2").Err(); err != nil {
 		t.Fatal(err)

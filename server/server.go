@@ -70,6 +70,7 @@ type Server struct {
 	// for the loops (a FLUSHALL's pause) gives up then.
 	life    context.Context
 	endLife context.CancelFunc
+	scans   chan struct{} // a place for each SCAN, KEYS or RANDOMKEY walking (scan.go)
 }
 
 // Start opens the store, starts the event loops and the admin listener, and
@@ -88,6 +89,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, addr: addr, proto: "tcp://" + addr, started: time.Now(),
 		booted: make(chan struct{}), done: make(chan error, 1)}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.scans = make(chan struct{}, maxScans)
 	listeners := []string{s.proto}
 	if cfg.RESP != "" {
 		// Two port-0 listeners are resolved one after the other, each to a

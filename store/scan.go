@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
+)
+
+// Scan calls fn with the newest record of every key that hashes into
+// [lo, hi] (a slot range: keyhash.FirstHash, LastHash): its key, its value,
+// whether it is live (false: deleted) and its log address. It walks every chain that
+// starts in the range's run of index buckets, newest record first; records
+// on the device are read from it, so it runs off the loops (it blocks for
+// I/O). key and value are valid only during the call, and a value that
+// another session updates in place meanwhile may be torn: a migration scans
+// slots that no one serves. Operations going on meanwhile may or may not be
+// seen. fn runs under the store's epoch protection while the scan is in
+// memory: it must not block (copy what it keeps; send it after). An error
+// from fn ends the scan. The calling goroutine must not hold a protected
+// Session.
+func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []byte, live bool, addr uint64) error) error {
+	in := func(h uint64) bool { return h >= lo && h <= hi }
+	return st.scanBuckets(ctx, index.Position(lo), index.Position(hi), in, fn)
+}
+
+// ScanPositions is Scan over the keys whose index.Position lies in
+// [from, to] and whose hash keep accepts (nil: every one): the keys of a
+// run of index buckets at any table size. A scan that resumes at the
+// position after the last one it covered (ScanStep gives ranges of whole
+// buckets) meets every key present throughout exactly once, however the
+// index grows meanwhile: SCAN's cursor.
+func (st *Store) ScanPositions(ctx context.Context, from, to uint64, keep func(h uint64) bool, fn func(key, value []byte, live bool, addr uint64) error) error {
+	in := func(h uint64) bool {
+		p := index.Position(h)
+		return p >= from && p <= to && (keep == nil || keep(h))
+	}
+	return st.scanBuckets(ctx, from, to, in, fn)
+}
+
+// ScanStep returns the end of the range of positions a scan resuming at
+// from covers to meet about want keys: whole index buckets at the index's
+// size now, judged by the counted entries per bucket, at least from's own
+// bucket; ^uint64(0) when the range reaches the end (at once when no entry
+// is counted: an empty index is one step).
+func (st *Store) ScanStep(from uint64, want int) uint64 {
+	is := st.index.Stats()
+	if is.Entries <= 0 {
+		return ^uint64(0)
+	}
+	perBucket := max(float64(is.Entries)/float64(is.Buckets), 1.0/64)
+	shift := 64 - is.Bits
+	n := uint64(min(float64(want)/perBucket+1, float64(is.Buckets))) // buckets
+	first := from >> shift
+	if last := first + n - 1; last < is.Buckets-1 {
+		return (last+1)<<shift - 1
+	}
+	return ^uint64(0)
+}
+
+// scanBuckets walks the chains of the buckets that hold positions [from,
+// to] for Scan, visiting the keys whose hash in accepts.
+func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uint64) bool, fn func(key, value []byte, live bool, addr uint64) error) error {
+	if st.closed.Load() {
+		return ErrClosed
+	}
+	var heads []uint64
+	if err := st.index.ExportPositions(from, to, func(e index.Entry) error {
+		heads = append(heads, e.Address())
+		return nil
+	}); err != nil {
+		return err
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	w := chainScanner{st: st, s: s, in: in, seen: map[string]bool{}, fn: fn}
+	for _, a := range heads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := w.walk(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chainScanner walks chains for Scan.
+type chainScanner struct {
+	st   *Store
+	s    *Session
+	in   func(h uint64) bool // the keys the scan visits
+	seen map[string]bool     // keys met in the chain being walked
+	buf  []byte
+	fn   func(key, value []byte, live bool, addr uint64) error
+}
+
+// walk visits the keys of the chain from addr: its in-memory part under
+// protection, then its device part.
+func (w *chainScanner) walk(addr uint64) error {
+	clear(w.seen)
+	l := w.st.log
+	if err := w.s.begin(); err != nil {
+		return err
+	}
+	for addr >= l.Head() && addr >= l.Begin() {
+		r := l.Record(addr)
+		h := r.Header()
+		if err := w.met(r.Key(), r.Value(), h.Tombstone() || h.Invalid(), addr); err != nil {
+			w.s.end()
+			return err
+		}
+		addr = h.Prev()
+	}
+	w.s.end()
+	w.s.Suspend()
+	dev := l.Device()
+	for addr >= l.Begin() && addr >= hlog.FirstAddress {
+		rec, buf, err := hlog.ReadRecord(dev, addr, w.buf)
+		w.buf = buf
+		if err != nil {
+			return err
+		}
+		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
+		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h.Tombstone() || h.Invalid(), addr); err != nil {
+			return err
+		}
+		addr = h.Prev()
+	}
+	return nil
+}
+
+// met visits key when it is in the range and not met before in the chain.
+func (w *chainScanner) met(key, value []byte, dead bool, addr uint64) error {
+	if !w.in(keyhash.Hash(key)) || w.seen[string(key)] {
+		return nil
+	}
+	w.seen[string(key)] = true
+	if dead {
+		value = nil
+	}
+	return w.fn(key, value, !dead, addr)
+}

@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestScanCursorSurvivesGrowth scans the whole store a few keys at a time
+// (ScanStep and ScanPositions, resuming after the last position covered,
+// as SCAN's cursor does) while the index doubles twice and another session
+// writes and deletes keys of its own: every key present throughout is met
+// exactly once, no key deleted before the scan is met, and keys on the
+// device are read from it.
+func TestScanCursorSurvivesGrowth(t *testing.T) {
+	cfg := compactConfig(openDevice(t, "mem"))
+	cfg.IndexBits, cfg.NoAutoGrow = 4, true
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	const stable, gone = 3000, 500
+	for i := 0; i < stable; i++ {
+		if _, err := s.Upsert([]byte(fmt.Sprintf("stable-%d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < gone; i++ {
+		k := []byte(fmt.Sprintf("gone-%d", i))
+		if _, err := s.Upsert(k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.CompletePending(true)
+	s.Suspend()
+	if st.Log().Head() <= st.Log().Begin() {
+		t.Fatal("nothing reached the device")
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // churn beside the scan
+		defer wg.Done()
+		w := newSession(t, st)
+		defer w.Suspend()
+		for i := 0; !stop.Load(); i++ {
+			k := []byte(fmt.Sprintf("churn-%d", i%700))
+			var err error
+			if i%3 == 0 {
+				_, err = w.Delete(k)
+			} else {
+				_, err = w.Upsert(k, []byte("w"))
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.CompletePending(false)
+		}
+	}()
+	seen := map[string]int{}
+	steps := 0
+	for from := uint64(0); ; steps++ {
+		switch steps {
+		case 3, 7:
+			if err := st.GrowIndex(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		to := st.ScanStep(from, 10)
+		step := map[string]bool{}
+		err := st.ScanPositions(context.Background(), from, to, nil, func(key, _ []byte, live bool, _ uint64) error {
+			if live && !step[string(key)] {
+				step[string(key)] = true
+				seen[string(key)]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if to == ^uint64(0) {
+			break
+		}
+		from = to + 1
+	}
+	stop.Store(true)
+	wg.Wait()
+	if bits := st.Stats().Index.Bits; bits != 6 || steps < 8 {
+		t.Fatalf("the index has %d bits after %d steps: the growth did not happen during the scan", bits, steps)
+	}
+	for i := 0; i < stable; i++ {
+		if n := seen[fmt.Sprintf("stable-%d", i)]; n != 1 {
+			t.Fatalf("stable-%d met %d times", i, n)
+		}
+	}
+	for k := range seen {
+		if k[:4] == "gone" {
+			t.Fatalf("%s, deleted before the scan, was met", k)
+		}
+	}
+}
