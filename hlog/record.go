@@ -46,6 +46,10 @@ const (
 	FlagFiller    Header = 1 << 59 // not a record: skip Prev() bytes
 	FlagLocked    Header = 1 << 60 // an in-place writer holds the record
 	FlagSealed    Header = 1 << 61 // superseded by a copy at the tail: never update in place again
+	// FlagDoubt marks a blind write that did not know whether its key was
+	// live before it (the store's key count resolves it; see store's
+	// keycount.go). It changes nothing about the record's content.
+	FlagDoubt Header = 1 << 62
 )
 
 // Header is a record's first word.

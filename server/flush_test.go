@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
@@ -31,6 +32,10 @@ func TestRESPFlushAll(t *testing.T) {
 	equal(t, "INCR cold-0", res(rc.Incr(ctx, "cold-0").Result()).ok(t), int64(1))
 	equal(t, "SET", res(rc.Set(ctx, "after", "x", 0).Result()).ok(t), "OK")
 	equal(t, "GET after", res(rc.Get(ctx, "after").Result()).ok(t), "x")
+	equal(t, "DBSIZE", res(rc.DBSize(ctx).Result()).ok(t), int64(2))
+	if info := res(rc.Info(ctx, "keyspace").Result()).ok(t); !strings.Contains(info, "db0:keys=2,") {
+		t.Errorf("INFO keyspace = %q, want db0:keys=2", info)
+	}
 	equal(t, "FLUSHDB ASYNC", res(rc.Do(ctx, "FLUSHDB", "ASYNC").Result()).ok(t), any("OK"))
 	equal(t, "EXISTS after", res(rc.Exists(ctx, "after", "cold-0").Result()).ok(t), int64(0))
 	if err := rc.Do(ctx, "FLUSHALL", "NOW").Err(); err == nil || err.Error() != "ERR syntax error" {

@@ -17,6 +17,7 @@ type metrics struct {
 	ops, batches, rejected, errors, pending, held *prometheus.Desc
 	bytes, conns, view, logAddr, logMemory        *prometheus.Desc
 	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
+	keys, keyDoubts                               *prometheus.Desc
 	epoch, epochActions, loops                    *prometheus.Desc
 	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
 	ckptPause, flushes                            *prometheus.Desc
@@ -44,6 +45,8 @@ func newMetrics(s *Server) *metrics {
 		ioDepth:      d("io_in_flight", "Device reads and writes submitted and not completed."),
 		indexBuckets: d("index_buckets", "Hash index buckets.", "kind"),
 		indexEntries: d("index_entries", "Index entries created (deleted keys keep theirs until compaction)."),
+		keys:         d("keys", "Live keys, counting blind writes over keys on the device as new keys until DBSIZE or a checkpoint resolves them."),
+		keyDoubts:    d("key_doubts", "Blind writes over keys on the device whose effect on the key count is not resolved yet."),
 		epoch:        d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
 		epochActions: d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),
 		loops:        d("event_loops", "Event loops serving connections."),
@@ -104,6 +107,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.indexBuckets, float64(st.Store.Index.Buckets), "main")
 	gauge(m.indexBuckets, float64(st.Store.Index.OverflowBuckets), "overflow")
 	gauge(m.indexEntries, float64(st.Store.Index.Entries))
+	gauge(m.keys, float64(st.Store.Keys))
+	gauge(m.keyDoubts, float64(st.Store.Doubts))
 	gauge(m.epoch, float64(st.Store.Epoch.Current), "current")
 	gauge(m.epoch, float64(st.Store.Epoch.Safe), "safe")
 	gauge(m.epochActions, float64(st.Store.Epoch.PendingActions))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -392,10 +393,21 @@ func cmdConfig(l *loop, r *respConn, a [][]byte) []byte {
 	return b
 }
 
-// cmdDBSize answers with the number of keys the index holds an entry for;
-// a deleted key keeps its entry (and is counted) until compaction removes it.
+// cmdDBSize answers with the number of live keys the store holds, served
+// here or not (store.Keys: exact, after it resolved the blind writes over
+// keys on the device, which may read the device: it runs aside).
 func cmdDBSize(l *loop, r *respConn, _ [][]byte) []byte {
-	return resp.AppendInt(r.out, l.s.st.Stats().Index.Entries)
+	var n int64
+	l.respAside(r, 0, func(ctx context.Context) (err error) {
+		n, err = l.s.st.Keys(ctx)
+		return err
+	}, func(b []byte, err error) []byte {
+		if err != nil {
+			return resp.AppendError(b, sanitize("ERR counting the keys failed: "+err.Error()))
+		}
+		return resp.AppendInt(b, n)
+	})
+	return r.out
 }
 
 // ---- data commands

@@ -74,6 +74,9 @@ func randomCommand(rng *rand.Rand) []any {
 		}
 		return a
 	}
+	if rng.IntN(40) == 0 {
+		return []any{"DBSIZE"}
+	}
 	if rng.IntN(200) == 0 {
 		// Rare: a flush empties the few keys the stream uses.
 		return [][]any{{"FLUSHALL"}, {"FLUSHDB"}, {"FLUSHALL", "ASYNC"}, {"FLUSHDB", "sync"}, {"FLUSHALL", "x"}}[rng.IntN(5)]

@@ -93,6 +93,7 @@ func TestRESPScanMatchesRedis(t *testing.T) {
 	if s.Stats().Store.Index.Bits == 6 {
 		t.Fatal("the index did not grow")
 	}
+	both("DBSIZE")
 	sorted := func(c *redis.Client, p string) []string {
 		t.Helper()
 		ks := res(c.Keys(ctx, p).Result()).ok(t)

@@ -30,6 +30,14 @@ type Checkpoint struct {
 	// it back before recovery.
 	Snapshot      bool   `json:",omitempty"`
 	SnapshotStart uint64 `json:",omitempty"`
+	// Keys is how many live keys the log below End holds, when
+	// KeysCounted (a checkpoint that paused the sessions counts them; a
+	// recovery without it counts them by a scan).
+	Keys        int64 `json:",omitempty"`
+	KeysCounted bool  `json:",omitempty"`
+	// KeysResolvedBelow: the records marked FlagDoubt from here to End are
+	// not resolved in Keys yet (store's keycount.go); recovery does it.
+	KeysResolvedBelow uint64 `json:",omitempty"`
 }
 
 // Checkpoint makes everything the store holds now durable: a fold-over of
@@ -116,15 +124,21 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 	// writers' next updates of them go to the tail.
 	var end, flushed uint64
 	var was hlog.Fence
+	var keys int64
+	var resolved uint64
 	err := o.Pause(ctx, func() {
 		end = st.log.Tail()
 		flushed = st.log.FlushedUntil()
 		was = st.log.RaiseFence(end)
+		keys, resolved = st.keys.atCheckpoint()
 	})
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
 	}
 	c := st.checkpointAt(begin, end, indexStart)
+	if st.keys.known.Load() {
+		c.Keys, c.KeysCounted, c.KeysResolvedBelow = keys, true, resolved
+	}
 	if o.Snapshot == nil {
 		_, err := st.foldOver(ctx)
 		return c, err
@@ -213,7 +227,42 @@ func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 		st.Close()
 		return nil, rs, err
 	}
+	st.restoreKeys(c, rs)
 	return st, rs, nil
+}
+
+// restoreKeys takes the key count from c and resolves the doubts it left
+// (the records marked FlagDoubt from c.KeysResolvedBelow to c.End). Without
+// a count (or when the log was cut before c's end, or a doubt cannot be
+// read) the first Keys counts the keys by a scan.
+func (st *Store) restoreKeys(c Checkpoint, rs RecoveryStats) {
+	st.keys.resolvedBelow = rs.Start
+	if c.End <= hlog.FirstAddress {
+		return // an empty store
+	}
+	st.keys.known.Store(false)
+	if !c.KeysCounted || rs.Cut {
+		return
+	}
+	var doubts []uint64
+	from := max(c.KeysResolvedBelow, c.Begin)
+	if from < c.End {
+		_, err := hlog.ScanDevice(st.log.Device(), st.log.PageBits(), from, c.End, func(addr uint64, rec []byte) error {
+			if h, _, _, _, _ := hlog.DecodePrefix(rec); h&hlog.FlagDoubt != 0 {
+				doubts = append(doubts, addr)
+			}
+			return nil
+		})
+		if err != nil {
+			return
+		}
+	}
+	corr, err := st.resolveDoubts(context.Background(), doubts)
+	if err != nil {
+		return
+	}
+	st.keys.base = c.Keys + corr
+	st.keys.known.Store(true)
 }
 
 // openForRecovery opens the empty store checkpoint c's log is recovered
@@ -264,6 +313,7 @@ func RecoverWithIndex(cfg Config, c Checkpoint, open func() (io.ReadCloser, erro
 			err = st.restart(c, &rs)
 		}
 		if err == nil {
+			st.restoreKeys(c, rs)
 			return st, rs, nil
 		}
 	}

@@ -68,10 +68,25 @@ func (st *Store) Compact(ctx context.Context, until uint64) (CompactStats, error
 	if err != nil {
 		return c.stats, fmt.Errorf("store: compact [%d, %d): %w", c.stats.Begin, c.stats.Until, err)
 	}
-	if err := l.ShiftBegin(ctx, c.stats.Until); err != nil {
+	if err := st.shiftBeginCounted(ctx, c.stats.Until); err != nil {
 		return c.stats, fmt.Errorf("store: compact: %w", err)
 	}
 	return c.stats, nil
+}
+
+// shiftBeginCounted moves the log's begin to until once every doubt of the
+// key count is resolved: a doubt's walk may need records below until.
+// The barrier first lets every write that installed a doubt list it.
+func (st *Store) shiftBeginCounted(ctx context.Context, until uint64) error {
+	st.keys.resolve.Lock()
+	defer st.keys.resolve.Unlock()
+	if err := st.epochs.Barrier(ctx); err != nil {
+		return err
+	}
+	if err := st.resolveAll(ctx); err != nil {
+		return err
+	}
+	return st.log.ShiftBegin(ctx, until)
 }
 
 // Release gives back the device space below begin, which must be at or

@@ -36,10 +36,13 @@ func (st *Store) Flush(ctx context.Context, pause Pause) error {
 	}
 	var at uint64
 	var resetErr error
+	st.keys.resolve.Lock()
+	defer st.keys.resolve.Unlock()
 	err := pause(ctx, func() {
 		at = st.log.Tail()
 		if resetErr = st.index.Reset(); resetErr == nil {
 			st.flushedAt.Store(at)
+			st.keys.reset(at)
 		}
 	})
 	switch {

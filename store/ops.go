@@ -213,27 +213,61 @@ func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {
 }
 
 // upsertOnce updates key's mutable record in place when the value fits,
-// and otherwise appends a new record. Appending without sealing an older
-// mutable copy is safe for a blind write: an in-place write that lands on
-// the old copy after the new one is published is ordered before this upsert,
-// whose value then wins, as it would had that write finished first.
+// and otherwise appends a new record. A mutable record is locked while the
+// upsert decides, and sealed when it appends past it, so that the key
+// count sees the state it replaces (keycount.go); past a record in the
+// fuzzy region, which it must not touch, the new one is a doubt.
 func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
+	l := s.st.log
 	slot, e := s.findOrCreate(h)
-	if _, r, found := s.trace(key, e.Address(), s.st.log.MutableFrom()); found && r.ValueCap() >= len(value) {
-		hdr, ok := r.Lock()
-		if !ok {
-			return 0, errCASLost // sealed: a newer copy exists
-		}
+	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.MutableFrom()
+	addr, r, found := s.trace(key, e.Address(), head)
+	switch {
+	case !found && (addr == 0 || addr < l.Begin()):
+		return s.appendValue(slot, e, key, value, 1, false)
+	case !found, addr >= safeRO && addr < ro:
+		// On the device, or in the fuzzy region (a writer that has not
+		// seen it turn read-only may still change it in place): a doubt.
+		return s.appendValue(slot, e, key, value, 1, true)
+	case addr < safeRO:
+		return s.appendValue(slot, e, key, value, revived(r.Header()), false)
+	}
+	hdr, ok := r.Lock()
+	if !ok {
+		return 0, errCASLost // sealed: a newer copy exists
+	}
+	if addr >= ro && r.ValueCap() >= len(value) {
 		copy(r.Value()[:len(value)], value)
 		r.Unlock(hdr&^hlog.FlagTombstone, len(value))
+		s.countKeys(revived(hdr))
 		return OK, nil
 	}
+	st, err := s.appendValue(slot, e, key, value, revived(hdr), false)
+	if err == nil {
+		hdr |= hlog.FlagSealed
+	}
+	r.Unlock(hdr, r.ValueLen())
+	return st, err
+}
+
+// revived is the key count's change when a write makes live the key whose
+// newest record has header h.
+func revived(h hlog.Header) int64 {
+	if h.Tombstone() {
+		return 1
+	}
+	return 0
+}
+
+// appendValue appends value as key's newest record in front of e's chain
+// and counts delta; doubt marks and lists it (keycount.go).
+func (s *Session) appendValue(slot index.Slot, e index.Entry, key, value []byte, delta int64, doubt bool) (Status, error) {
 	addr, r, err := s.allocRecord(key, len(value))
 	if err != nil {
 		return 0, err
 	}
 	copy(r.Init(key, len(value), len(value)), value)
-	return OK, s.install(slot, e, addr, r, false)
+	return OK, s.installCounted(slot, e, addr, r, 0, delta, doubt)
 }
 
 func (s *Session) delete(key []byte, h uint64) (Status, error) {
@@ -246,37 +280,57 @@ func (s *Session) delete(key []byte, h uint64) (Status, error) {
 
 // deleteOnce marks key's mutable record deleted in place, or appends a
 // tombstone in front of its chain (blindly when the key is on the device).
+// Like upsertOnce it locks a mutable record, and its tombstone is a doubt
+// past a record in the fuzzy region.
 func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	l := s.st.log
 	slot, e, ok := s.st.index.Find(s.g, h)
 	if !ok || e.Address() == 0 {
 		return NotFound, nil
 	}
-	ro := l.MutableFrom()
-	addr, r, found := s.trace(key, e.Address(), l.Head())
+	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.MutableFrom()
+	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
-	case found && addr >= ro:
-		hdr, ok := r.Lock()
-		if !ok {
-			return 0, errCASLost // sealed: a newer copy exists
-		}
-		if hdr.Tombstone() {
-			r.Unlock(hdr, r.ValueLen())
-			return NotFound, nil
-		}
-		r.Unlock(hdr|hlog.FlagTombstone, 0)
-		return OK, nil
-	case found && r.Header().Tombstone():
-		return NotFound, nil
 	case !found && addr < l.Begin():
 		return NotFound, nil
+	case !found:
+		return s.appendTombstone(slot, e, key, 0, true) // on the device: a doubt
+	case addr < ro && r.Header().Tombstone():
+		return NotFound, nil
+	case addr < safeRO:
+		return s.appendTombstone(slot, e, key, -1, false)
+	case addr < ro:
+		return s.appendTombstone(slot, e, key, 0, true) // fuzzy: see upsertOnce
 	}
+	hdr, ok := r.Lock()
+	switch {
+	case !ok:
+		return 0, errCASLost // sealed: a newer copy exists
+	case hdr.Tombstone():
+		r.Unlock(hdr, r.ValueLen())
+		return NotFound, nil
+	case addr >= ro:
+		r.Unlock(hdr|hlog.FlagTombstone, 0)
+		s.countKeys(-1)
+		return OK, nil
+	}
+	st, err := s.appendTombstone(slot, e, key, -1, false)
+	if err == nil {
+		hdr |= hlog.FlagSealed
+	}
+	r.Unlock(hdr, r.ValueLen())
+	return st, err
+}
+
+// appendTombstone appends a tombstone for key in front of e's chain and
+// counts delta; doubt marks and lists it (keycount.go).
+func (s *Session) appendTombstone(slot index.Slot, e index.Entry, key []byte, delta int64, doubt bool) (Status, error) {
 	addr, r, err := s.allocRecord(key, 0)
 	if err != nil {
 		return 0, err
 	}
 	r.Init(key, 0, 0)
-	return OK, s.install(slot, e, addr, r, true)
+	return OK, s.installCounted(slot, e, addr, r, hlog.FlagTombstone, delta, doubt)
 }
 
 // again reports whether an attempt that failed with err must run again from
@@ -310,10 +364,29 @@ func (s *Session) allocRecord(key []byte, valueLen int) (uint64, hlog.Record, er
 // install publishes a written record in front of e's chain. When another
 // writer moved the entry first, the record is marked invalid.
 func (s *Session) install(slot index.Slot, e index.Entry, addr uint64, r hlog.Record, tombstone bool) error {
-	r.Publish(hlog.MakeHeader(e.Address(), s.version, tombstone))
-	if slot.CompareAndSwap(e, addr) {
-		return nil
+	var flags hlog.Header
+	if tombstone {
+		flags = hlog.FlagTombstone
 	}
-	r.SetInvalid()
-	return errCASLost
+	return s.installCounted(slot, e, addr, r, flags, 0, false)
+}
+
+// installCounted is install with header flags (FlagTombstone), which
+// counts delta in the key count once the record is in, and marks and
+// lists it as a doubt when doubt is set.
+func (s *Session) installCounted(slot index.Slot, e index.Entry, addr uint64, r hlog.Record, flags hlog.Header, delta int64, doubt bool) error {
+	h := hlog.MakeHeader(e.Address(), s.version, false) | flags
+	if doubt {
+		h |= hlog.FlagDoubt
+	}
+	r.Publish(h)
+	if !slot.CompareAndSwap(e, addr) {
+		r.SetInvalid()
+		return errCASLost
+	}
+	if doubt {
+		s.doubt(addr)
+	}
+	s.countKeys(delta)
+	return nil
 }

@@ -30,6 +30,9 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		}
 	}
 	addr, r, found := s.trace(key, e.Address(), head)
+	if s.res.cond == IfNoneSince {
+		s.res.recent = found && addr >= s.res.since
+	}
 	switch {
 	case found && addr >= ro:
 		return s.rmwMutable(slot, e, r, key, input, m, true)
@@ -59,10 +62,10 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 
 // rmwSince decides an IfNoneSince Update from memory when it can: a record
 // of the key at or above since (found above head) wins and the key is kept;
-// a chain that goes below since without one means the key has none since,
-// and the value is inserted. Otherwise (done false) the key's newest record
-// is on the device at or above since, and rmwOnce reads it: the search's
-// end decides (pendingSet.found).
+// a chain that ends without one means the key has none, and the value is
+// inserted. Otherwise (done false) rmwOnce goes on as for any Update: the
+// key's newest record is below since, or on the device (the search's end
+// decides, pendingSet.found).
 func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m Merger, head uint64) (st Status, done bool, err error) {
 	since := s.res.since
 	addr, r, found := s.trace(key, e.Address(), max(head, since))
@@ -71,11 +74,14 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 		s.res.recent = true
 		s.reportOld(!r.Header().Tombstone(), nil) // IfNoneSince returns no value
 		return OK, true, nil
-	case addr < since:
+	case addr == 0 || addr < s.st.log.Begin():
 		s.res.recent = false
 		st, err := s.rmwCopy(slot, e, key, input, m, nil, false)
 		return st, true, err
 	}
+	// An older record of the key may be below since (rmwOnce finds it: the
+	// key count must know whether the insert revives the key), or the
+	// newest on the device at or above it.
 	return 0, false, nil
 }
 
@@ -102,9 +108,10 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 		s.reportNew(live, v)
 		r.Unlock(hdr, len(v))
 		return OK, nil
-	case actRemove:
+	case actRemove: // only of a live value
 		if inPlace {
 			r.Unlock(hdr|hlog.FlagTombstone, 0)
+			s.countKeys(-1)
 			return OK, nil
 		}
 		st, err = s.removeCopy(slot, e, key)
@@ -150,6 +157,7 @@ func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, 
 			return true, err
 		}
 		hdr &^= hlog.FlagTombstone
+		s.countKeys(1)
 	} else {
 		var fits bool
 		var err error
@@ -221,20 +229,25 @@ func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte,
 		return 0, err
 	}
 	s.reportNew(true, dst)
-	if err := s.install(slot, e, addr, r, false); err != nil {
+	if err := s.installCounted(slot, e, addr, r, 0, revivedIf(!haveOld), false); err != nil {
 		return 0, err
 	}
 	return OK, nil
 }
 
-// removeCopy appends a tombstone for key in front of e's chain.
-func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status, error) {
-	addr, r, err := s.allocRecord(key, 0)
-	if err != nil {
-		return 0, err
+// revivedIf is the key count's change of a write that makes its key live:
+// 1 when it was not.
+func revivedIf(absent bool) int64 {
+	if absent {
+		return 1
 	}
-	r.Init(key, 0, 0)
-	return OK, s.install(slot, e, addr, r, true)
+	return 0
+}
+
+// removeCopy appends a tombstone for key, whose value is live, in front of
+// e's chain.
+func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status, error) {
+	return s.appendTombstone(slot, e, key, -1, false)
 }
 
 // continueRMW finishes an RMW whose old value came from the device (haveOld

@@ -81,6 +81,7 @@ type Session struct {
 	res          result // the running RMW's report (update.go)
 	newEntries   int64  // index entries created since the last refresh
 	entriesGen   uint64 // the index's Resets when newEntries began
+	keys         sessionKeys
 	closed       bool
 }
 
@@ -95,6 +96,7 @@ func (st *Store) NewSession() (*Session, error) {
 	}
 	s := &Session{st: st, g: g}
 	s.pend.init(s)
+	st.keys.register(s)
 	return s, nil
 }
 
@@ -137,6 +139,7 @@ func (s *Session) Close() error {
 	s.CompletePending(true)
 	s.st.index.CountEntries(s.newEntries, s.entriesGen)
 	s.newEntries = 0
+	s.st.keys.unregister(s)
 	s.closed = true
 	s.protected = false
 	s.g.Release()

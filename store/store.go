@@ -102,6 +102,7 @@ type Store struct {
 	// flushedAt is where the last Flush cut the log: no record below it is
 	// reachable (see Begin).
 	flushedAt atomic.Uint64
+	keys      keyCount // live keys (keycount.go)
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth
@@ -138,6 +139,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	st.log, st.index = l, ix
+	st.keys.known.Store(true)
 	return st, nil
 }
 
@@ -232,6 +234,11 @@ type Stats struct {
 	Log       hlog.Markers
 	Epoch     EpochStats
 	GrowError string `json:",omitempty"` // the last automatic growth's failure
+	// Keys is the live-key count as it stands, without resolving doubts
+	// (blind writes over keys on the device, counted as new keys until
+	// resolved; Store.Keys resolves them); Doubts how many wait.
+	Keys   int64
+	Doubts int
 }
 
 // EpochStats show how far the slowest session lags: Current - Safe epochs,
@@ -248,5 +255,6 @@ func (st *Store) Stats() Stats {
 	if e := st.growErr.Load(); e != nil {
 		s.GrowError = (*e).Error()
 	}
+	s.Keys, s.Doubts = st.keys.stats()
 	return s
 }

@@ -1,0 +1,356 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/hlog"
+)
+
+// The store counts its live keys (DBSIZE). Every write that changes
+// whether its key is live adds its change to its session's count when it
+// takes effect: an insert of a key with no live record +1, a delete of a
+// live one -1, an in-place revival of a deleted record +1. A write decides
+// from the key's newest record, which it has in memory: a mutable record it
+// locks first (and seals when it appends past it), so no in-place writer
+// changes it meanwhile.
+//
+// A blind upsert or delete whose key's chain goes on to the device does not
+// know, nor does one that finds the key's record in the fuzzy region
+// (which it must not lock: a writer that has not seen it turn read-only
+// may still change it): it counts what an absent key would give (+1, 0),
+// marks its record FlagDoubt and lists its address with its session (a
+// doubt). Resolving a doubt, after an epoch barrier (those writers are
+// done then), walks the record's chain below it, which no one changes any
+// more, and subtracts 1 when it finds the key live there.
+//
+// Doubts are resolved in address order, a prefix at a time: every doubt
+// below resolvedBelow is in corr, none above it. A checkpoint records the
+// count as it stands and resolvedBelow, and a recovery resolves the
+// records marked FlagDoubt between there and the checkpoint's end, so no
+// checkpoint waits for device reads. Keys resolves every doubt before it
+// answers; compaction resolves them all before its begin moves past the
+// records they would read.
+//
+// Lock order: Store.ckpt, Store.compact, keyCount.resolve, keyCount.mu,
+// Session.doubts.mu.
+type keyCount struct {
+	resolve sync.Mutex // one resolution at a time; held by whoever needs none meanwhile
+	mu      sync.Mutex // guards everything below but corr's reads
+	// sessions are the open sessions, whose counts and doubts Keys sums.
+	sessions map[*Session]struct{}
+	// base is the recovered count plus the counts of closed sessions.
+	base          int64
+	orphans       []uint64     // doubts of closed sessions (and of a failed resolution)
+	corr          atomic.Int64 // corrections of the doubts below resolvedBelow
+	resolvedBelow uint64
+	known         atomic.Bool // false after a recovery that could not restore the count, until one recount
+	recount       sync.Mutex  // one recount at a time
+}
+
+// sessionKeys is a session's part of the count.
+type sessionKeys struct {
+	n      atomic.Int64 // changes its writes made, doubts counted as absent keys
+	doubts struct {
+		sync.Mutex
+		addrs []uint64
+	}
+}
+
+// register adds s to the sessions whose counts make the total.
+func (k *keyCount) register(s *Session) {
+	k.mu.Lock()
+	if k.sessions == nil {
+		k.sessions = map[*Session]struct{}{}
+	}
+	k.sessions[s] = struct{}{}
+	k.mu.Unlock()
+}
+
+// unregister folds a closing session's count and doubts into the base.
+func (k *keyCount) unregister(s *Session) {
+	k.mu.Lock()
+	delete(k.sessions, s)
+	k.base += s.keys.n.Swap(0)
+	k.orphans = append(k.orphans, s.takeDoubts()...)
+	k.mu.Unlock()
+}
+
+// provisional sums the counts as they stand, doubts counted as absent
+// keys.
+func (k *keyCount) provisional() int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.provisionalLocked()
+}
+
+// stats returns the provisional count and the doubts listed.
+func (k *keyCount) stats() (int64, int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	d := len(k.orphans)
+	for s := range k.sessions {
+		s.keys.doubts.Lock()
+		d += len(s.keys.doubts.addrs)
+		s.keys.doubts.Unlock()
+	}
+	return k.provisionalLocked(), d
+}
+
+// takeDoubtsBelow removes and returns, sorted, every doubt listed below
+// limit (a session lists its doubts in address order).
+func (k *keyCount) takeDoubtsBelow(limit uint64) []uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var d, rest []uint64
+	for _, a := range k.orphans {
+		if a < limit {
+			d = append(d, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	k.orphans = rest
+	for s := range k.sessions {
+		d = append(d, s.takeDoubtsBelow(limit)...)
+	}
+	slices.Sort(d)
+	return d
+}
+
+// settle records that every doubt below limit is resolved, with
+// corrections c.
+func (k *keyCount) settle(limit uint64, c int64) {
+	k.mu.Lock()
+	k.corr.Add(c)
+	k.resolvedBelow = max(k.resolvedBelow, limit)
+	k.mu.Unlock()
+}
+
+// atCheckpoint returns the count as it stands and the address below which
+// every doubt is resolved (while every writer is stopped).
+func (k *keyCount) atCheckpoint() (int64, uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.provisionalLocked(), k.resolvedBelow
+}
+
+// reset makes the count 0 and drops every doubt (Flush, while every
+// session is stopped).
+func (k *keyCount) reset(at uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.base, k.orphans, k.resolvedBelow = 0, nil, at
+	k.corr.Store(0)
+	for s := range k.sessions {
+		s.keys.n.Store(0)
+		s.takeDoubts()
+	}
+	k.known.Store(true)
+}
+
+// countKeys adds d to the session's count.
+func (s *Session) countKeys(d int64) {
+	if d != 0 {
+		s.keys.n.Add(d)
+	}
+}
+
+// doubt lists the record at addr, which the session just installed with
+// FlagDoubt.
+func (s *Session) doubt(addr uint64) {
+	s.keys.doubts.Lock()
+	s.keys.doubts.addrs = append(s.keys.doubts.addrs, addr)
+	s.keys.doubts.Unlock()
+}
+
+func (s *Session) takeDoubts() []uint64 { return s.takeDoubtsBelow(^uint64(0)) }
+
+// takeDoubtsBelow removes and returns the session's doubts below limit.
+func (s *Session) takeDoubtsBelow(limit uint64) []uint64 {
+	s.keys.doubts.Lock()
+	defer s.keys.doubts.Unlock()
+	a := s.keys.doubts.addrs
+	n, _ := slices.BinarySearch(a, limit)
+	d := slices.Clone(a[:n])
+	s.keys.doubts.addrs = append(a[:0], a[n:]...)
+	return d
+}
+
+// Keys returns how many live keys the store holds, once every doubt
+// listed when it starts is resolved (device reads): exact when no write
+// runs meanwhile. The calling goroutine must not hold a protected Session.
+func (st *Store) Keys(ctx context.Context) (int64, error) {
+	if err := st.ensureCount(ctx); err != nil {
+		return 0, err
+	}
+	st.keys.resolve.Lock()
+	defer st.keys.resolve.Unlock()
+	if err := st.resolveAll(ctx); err != nil {
+		return 0, err
+	}
+	return st.keys.provisional(), nil
+}
+
+// ResolveKeys resolves the key count's doubts listed now (device reads),
+// so that they do not pile up between Keys calls: each costs 8 bytes until
+// it is resolved, and a recovery resolves those its checkpoint left. The
+// calling goroutine must not hold a protected Session.
+func (st *Store) ResolveKeys(ctx context.Context) error {
+	st.keys.resolve.Lock()
+	defer st.keys.resolve.Unlock()
+	return st.resolveAll(ctx)
+}
+
+// resolveAll resolves every doubt of a record below the tail as it is
+// now; the caller holds keys.resolve. The barrier lets every write that
+// allocated below that tail list its doubt (and every writer that may
+// still change a fuzzy record below one finish).
+func (st *Store) resolveAll(ctx context.Context) error {
+	limit := st.log.Tail()
+	if err := st.epochs.Barrier(ctx); err != nil {
+		return err
+	}
+	addrs := st.keys.takeDoubtsBelow(limit)
+	c, err := st.resolveDoubts(ctx, addrs)
+	if err != nil {
+		st.relist(addrs)
+		return err
+	}
+	st.keys.settle(limit, c)
+	return nil
+}
+
+// resolveDoubts returns the corrections of the doubts at addrs: -1 for
+// each whose key was live below its record.
+func (st *Store) resolveDoubts(ctx context.Context, addrs []uint64) (int64, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	var c int64
+	w := doubtWalker{st: st, s: s}
+	for _, a := range addrs {
+		live, err := w.liveBefore(a)
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store: counting keys: %w", err)
+		}
+		if live {
+			c--
+		}
+	}
+	return c, nil
+}
+
+// relist lists doubts again that could not be resolved.
+func (st *Store) relist(addrs []uint64) {
+	st.keys.mu.Lock()
+	st.keys.orphans = append(st.keys.orphans, addrs...)
+	st.keys.mu.Unlock()
+}
+
+// doubtWalker resolves doubts.
+type doubtWalker struct {
+	st  *Store
+	s   *Session
+	key []byte
+	buf []byte
+}
+
+// liveBefore reports whether the key of the record at addr had a live
+// record below it: the newest record of the key in its chain, in memory
+// under protection, then on the device, down to the log's begin.
+func (w *doubtWalker) liveBefore(addr uint64) (bool, error) {
+	l := w.st.log
+	if err := w.s.begin(); err != nil {
+		return false, err
+	}
+	head := l.Head()
+	var prev uint64
+	if addr >= head {
+		r := l.Record(addr)
+		w.key, prev = append(w.key[:0], r.Key()...), r.Header().Prev()
+	}
+	for addr >= head && prev >= head && prev >= l.Begin() {
+		r := l.Record(prev)
+		if bytes.Equal(r.Key(), w.key) {
+			live := !r.Header().Tombstone()
+			w.s.end()
+			w.s.Suspend()
+			return live, nil
+		}
+		prev = r.Header().Prev()
+	}
+	w.s.end()
+	w.s.Suspend()
+	if addr < head {
+		rec, buf, err := hlog.ReadRecord(l.Device(), addr, w.buf)
+		if w.buf = buf; err != nil {
+			return false, err
+		}
+		h, kl, _, _, _ := hlog.DecodePrefix(rec)
+		w.key, prev = append(w.key[:0], rec[hlog.PrefixSize:hlog.PrefixSize+kl]...), h.Prev()
+	}
+	for prev >= l.Begin() && prev >= hlog.FirstAddress {
+		rec, buf, err := hlog.ReadRecord(l.Device(), prev, w.buf)
+		if w.buf = buf; err != nil {
+			return false, err
+		}
+		h, kl, _, _, _ := hlog.DecodePrefix(rec)
+		if bytes.Equal(rec[hlog.PrefixSize:hlog.PrefixSize+kl], w.key) {
+			return !h.Tombstone(), nil
+		}
+		prev = h.Prev()
+	}
+	return false, nil
+}
+
+// ensureCount recounts the keys by a scan once after a recovery that
+// could not restore the count (a checkpoint without one, or a log cut
+// before its end).
+func (st *Store) ensureCount(ctx context.Context) error {
+	if st.keys.known.Load() {
+		return nil
+	}
+	st.keys.recount.Lock()
+	defer st.keys.recount.Unlock()
+	if st.keys.known.Load() {
+		return nil
+	}
+	st.keys.resolve.Lock()
+	defer st.keys.resolve.Unlock()
+	if err := st.resolveAll(ctx); err != nil {
+		return err
+	}
+	n, err := st.CountKeys(ctx, 0, ^uint64(0))
+	if err != nil {
+		return err
+	}
+	// Writes since the recovery are in the sessions' counts and in corr:
+	// the scan saw them too, so the base is what makes the sum the scan's.
+	st.keys.mu.Lock()
+	st.keys.base += n - st.keys.provisionalLocked()
+	st.keys.mu.Unlock()
+	st.keys.known.Store(true)
+	return nil
+}
+
+// provisionalLocked is provisional with keys.mu held.
+func (k *keyCount) provisionalLocked() int64 {
+	n := k.base + k.corr.Load()
+	for s := range k.sessions {
+		n += s.keys.n.Load()
+	}
+	return n
+}
