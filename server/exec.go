@@ -212,7 +212,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpMigrate:
 		st, payload, err = l.migrate(op.Key, h, op.Value)
 	default:
-		l.control(cs, op)
+		l.control(cs, op, serial)
 		return
 	}
 	if err == nil && st == store.Pending {
@@ -227,7 +227,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 }
 
 // control answers a control operation other than OPEN.
-func (l *loop) control(cs *conn, op wire.Operation) {
+func (l *loop) control(cs *conn, op wire.Operation, serial uint64) {
 	switch op.Op {
 	case wire.OpPing:
 		cs.sess.Result(wire.StatusOK, op.Value, 0)
@@ -245,6 +245,8 @@ func (l *loop) control(cs *conn, op wire.Operation) {
 		cs.sess.Result(wire.StatusOK, nil, 0)
 	case wire.OpMigrator:
 		l.migrator(cs, op.Value)
+	case wire.OpScan:
+		l.scanNative(cs, serial, op.Value)
 	default:
 		cs.sess.Result(wire.StatusError, nil, wire.CodeUnknownOp)
 	}

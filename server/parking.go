@@ -220,15 +220,23 @@ func (l *loop) keepParked(h uint64, kept []parkedRead) {
 func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code) {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
-	c := r.c
+	l.completeAside(r.c, r.serial, st, value, code)
+}
+
+// completeAside completes c's pending operation serial, which waited for
+// something other than the store (a parked read, a SCAN's walk); to a
+// closed connection nothing is sent, and its session is gone with its last
+// pending operation. The answer goes out with the loop's dirty
+// connections.
+func (l *loop) completeAside(c *conn, serial uint64, st wire.Status, value []byte, code wire.Code) {
 	if c.closed {
-		if c.sess.Forget(r.serial) == 0 {
+		if c.sess.Forget(serial) == 0 {
 			delete(l.closing, c)
 			l.sessionGone(c)
 		}
 		return
 	}
-	c.sess.Complete(r.serial, st, value, code)
+	c.sess.Complete(serial, st, value, code)
 	if !c.dirty {
 		c.dirty = true
 		l.dirty = append(l.dirty, c)

@@ -1,14 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/resp"
+	"github.com/fleetkv/fleetkv/wire"
 )
 
 // SCAN, KEYS and RANDOMKEY walk the index a run of buckets at a time
@@ -58,15 +62,60 @@ func (s *Server) scanStep(ctx context.Context, sp *scanSpec, from uint64, want i
 
 // withScan runs job aside once one of the maxScans places is free.
 func (l *loop) withScan(r *respConn, job func(ctx context.Context) error, finish func([]byte, error) []byte) {
-	l.respAside(r, 0, func(ctx context.Context) error {
-		select {
-		case l.s.scans <- struct{}{}:
-		case <-l.s.life.Done():
-			return l.s.life.Err()
-		}
-		defer func() { <-l.s.scans }()
-		return job(l.s.life)
-	}, finish)
+	l.respAside(r, 0, func(context.Context) error { return l.s.inScanPlace(job) }, finish)
+}
+
+// inScanPlace runs job once one of the maxScans places is free, within
+// the server's life.
+func (s *Server) inScanPlace(job func(ctx context.Context) error) error {
+	select {
+	case s.scans <- struct{}{}:
+	case <-s.life.Done():
+		return s.life.Err()
+	}
+	defer func() { <-s.scans }()
+	return job(s.life)
+}
+
+// scanNative answers an OpScan: it goes pending, a walk runs aside, and
+// its keys complete the operation on the loop (to a connection closed
+// meanwhile: nothing, and its session is gone with its last pending
+// operation). A result larger than the connection's response limit is
+// refused (a smaller COUNT gets it).
+func (l *loop) scanNative(cs *conn, serial uint64, v []byte) {
+	cursor, count, match, ok := wire.ParseScan(v)
+	if !ok {
+		cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+		return
+	}
+	sp := &scanSpec{serving: l.rt.Serving}
+	if len(match) > 0 && !(len(match) == 1 && match[0] == '*') {
+		sp.match = bytes.Clone(match)
+	}
+	cs.sess.AddPending(serial)
+	cs.sess.Result(wire.StatusPending, nil, 0)
+	var keys [][]byte
+	var next uint64
+	go func() {
+		err := l.s.inScanPlace(func(ctx context.Context) (err error) {
+			keys, next, err = l.s.scanStep(ctx, sp, cursor, int(min(count, 1<<20)), nil)
+			return err
+		})
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			st, payload, code := wire.StatusOK, []byte(nil), wire.Code(0)
+			switch {
+			case err != nil:
+				st, code = wire.StatusError, classify(err).code
+			case wire.ScanResultSize(keys) > l.s.cfg.MaxResponse:
+				st, code = wire.StatusError, wire.CodeTooLarge
+			default:
+				payload = wire.AppendScanResult(nil, next, keys)
+			}
+			l.completeAside(cs, serial, st, payload, code)
+			l.flushDirty()
+			return nil
+		}))
+	}()
 }
 
 // parseScanOptions reads [MATCH pattern] [COUNT n] [TYPE type] from a.

@@ -49,6 +49,9 @@ const (
 	// differs at every start: a migration's data task learns from it
 	// which run of its peer took the records it sent on that connection.
 	OpMigrator Op = 21
+	// OpScan asks for a run of the keys of the slots the server serves
+	// (wire/scan.go lays out its value and result).
+	OpScan Op = 22
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an
@@ -57,7 +60,7 @@ func (o Op) hasValue() (has, ok bool) {
 	switch o {
 	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
 		return false, true
-	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing, OpMigrator:
+	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing, OpMigrator, OpScan:
 		return true, true
 	}
 	return false, false
@@ -92,6 +95,8 @@ func (o Op) String() string {
 		return "CLUSTER_MAP"
 	case OpMigrator:
 		return "MIGRATOR"
+	case OpScan:
+		return "SCAN"
 	}
 	return "OP?"
 }

@@ -27,7 +27,7 @@ for --max-pending-io); a flag given on the command line wins.`,
 		SilenceErrors:     true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return flagsFromEnv(cmd, os.LookupEnv) },
 	}
-	root.AddCommand(serverCmd(), loadgenCmd(), metaCmd(), clusterCmd(), versionCmd())
+	root.AddCommand(serverCmd(), loadgenCmd(), metaCmd(), clusterCmd(), keysCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "fleetkv:", err)
 		os.Exit(2)
