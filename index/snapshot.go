@@ -51,15 +51,18 @@ func (ix *Index) Import(bits uint, bucket uint64, e Entry) error {
 // only: one contiguous run of buckets (the high-bit layout), so a slot
 // range costs its share of the table. Entries of hashes outside the range
 // that share those buckets are passed too: the caller filters by key.
-func (ix *Index) ExportRange(lo, hi uint64, fn func(e Entry) error) error {
+func (ix *Index) ExportRange(lo, hi uint64, fn func(e Entry, bucket uint64, bits uint) error) error {
 	return ix.ExportPositions(Position(lo), Position(hi), fn)
 }
 
 // ExportPositions is Export over the buckets that hold the hashes whose
 // Position lies in [from, to]: the run of buckets from from's to to's at
-// the table's size now. Entries of other hashes that share those buckets
-// are passed too: the caller filters by key.
-func (ix *Index) ExportPositions(from, to uint64, fn func(e Entry) error) error {
+// the table's size now. fn gets each entry with its bucket and the table's
+// bits. A chain may hold older records of keys of another bucket (a growth
+// puts a chain it cannot sort into both halves): a key's newest record is
+// first in the chain of its own bucket, BucketOf(hash, bits), where the
+// caller looks for it.
+func (ix *Index) ExportPositions(from, to uint64, fn func(e Entry, bucket uint64, bits uint) error) error {
 	ix.growMu.Lock()
 	defer ix.growMu.Unlock()
 	t := ix.state.Load().cur
@@ -70,7 +73,7 @@ func (ix *Index) ExportPositions(from, to uint64, fn func(e Entry) error) error 
 				if !e.Used() || e.tentative() || e.Address() == 0 {
 					continue
 				}
-				if err := fn(e); err != nil {
+				if err := fn(e, i, t.bits); err != nil {
 					return err
 				}
 			}

@@ -45,7 +45,7 @@ func newMetrics(s *Server) *metrics {
 		ioDepth:      d("io_in_flight", "Device reads and writes submitted and not completed."),
 		indexBuckets: d("index_buckets", "Hash index buckets.", "kind"),
 		indexEntries: d("index_entries", "Index entries created (deleted keys keep theirs until compaction)."),
-		keys:         d("keys", "Live keys, counting blind writes over keys on the device as new keys until DBSIZE or a checkpoint resolves them."),
+		keys:         d("keys", "Live keys, counting blind writes over keys on the device as new keys until DBSIZE, compaction or the periodic check resolves them."),
 		keyDoubts:    d("key_doubts", "Blind writes over keys on the device whose effect on the key count is not resolved yet."),
 		epoch:        d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
 		epochActions: d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),

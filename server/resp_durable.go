@@ -36,8 +36,10 @@ func cmdBGSave(l *loop, r *respConn, a [][]byte) []byte {
 	if l.s.dur == nil {
 		return resp.AppendError(r.out, "ERR not supported by fleetkv: the server runs without a data directory")
 	}
+	l.s.aside.Add(1)
 	go func() {
-		if _, err := l.s.Checkpoint(context.Background()); err != nil {
+		defer l.s.aside.Done()
+		if _, err := l.s.Checkpoint(l.s.life); err != nil && l.s.life.Err() == nil {
 			l.s.log.Error("BGSAVE checkpoint failed", "err", err)
 		}
 	}()
@@ -89,13 +91,15 @@ func (l *loop) respAfterCheckpoint(r *respConn, timeout time.Duration, finish fu
 	}, finish)
 }
 
-// respAside parks r, runs job (within timeout when it is positive) on
-// another goroutine, and back on the loop appends finish's reply and lets
-// r go on. job must not touch the loop's state.
+// respAside parks r, runs job (within timeout when it is positive, and
+// the server's life) on another goroutine, and back on the loop appends
+// finish's reply and lets r go on. job must not touch the loop's state.
 func (l *loop) respAside(r *respConn, timeout time.Duration, job func(context.Context) error, finish func([]byte, error) []byte) {
 	r.waiting = true
+	l.s.aside.Add(1)
 	go func() {
-		ctx := context.Background()
+		defer l.s.aside.Done()
+		ctx := l.s.life // Shutdown ends it, and waits for the job before it closes the store
 		if timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)

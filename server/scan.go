@@ -96,7 +96,9 @@ func (l *loop) scanNative(cs *conn, serial uint64, v []byte) {
 	cs.sess.Result(wire.StatusPending, nil, 0)
 	var keys [][]byte
 	var next uint64
+	l.s.aside.Add(1)
 	go func() {
+		defer l.s.aside.Done()
 		err := l.s.inScanPlace(func(ctx context.Context) (err error) {
 			keys, next, err = l.s.scanStep(ctx, sp, cursor, int(min(count, 1<<20)), nil)
 			return err

@@ -71,6 +71,10 @@ type Server struct {
 	life    context.Context
 	endLife context.CancelFunc
 	scans   chan struct{} // a place for each SCAN, KEYS or RANDOMKEY walking (scan.go)
+	// aside counts the goroutines that work for a loop's command off the
+	// loop (respAside, native SCAN, BGSAVE): Shutdown waits for them
+	// before it closes the store they use.
+	aside sync.WaitGroup
 }
 
 // Start opens the store, starts the event loops and the admin listener, and
@@ -300,6 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("server: final checkpoint: %w", err))
 		}
 	}
+	s.aside.Wait() // their context ended with endLife
 	s.mu.Lock()
 	for _, l := range s.mu.list {
 		errs = append(errs, l.close())

@@ -136,9 +136,7 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
 	}
 	c := st.checkpointAt(begin, end, indexStart)
-	if st.keys.known.Load() {
-		c.Keys, c.KeysCounted, c.KeysResolvedBelow = keys, true, resolved
-	}
+	c.Keys, c.KeysCounted, c.KeysResolvedBelow = keys, true, resolved
 	if o.Snapshot == nil {
 		_, err := st.foldOver(ctx)
 		return c, err
@@ -233,36 +231,50 @@ func Recover(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 
 // restoreKeys takes the key count from c and resolves the doubts it left
 // (the records marked FlagDoubt from c.KeysResolvedBelow to c.End). Without
-// a count (or when the log was cut before c's end, or a doubt cannot be
-// read) the first Keys counts the keys by a scan.
+// a count (a checkpoint that did not pause the sessions, or one from
+// before the count), or when the log was cut before c's end, it counts the
+// keys by a scan: no session runs yet, so either way the count is exact.
+// A record it cannot read (damage below the replayed log) leaves the count
+// at what it had, and Stats says why (KeysError): the store still opens.
 func (st *Store) restoreKeys(c Checkpoint, rs RecoveryStats) {
 	st.keys.resolvedBelow = rs.Start
 	if c.End <= hlog.FirstAddress {
 		return // an empty store
 	}
-	st.keys.known.Store(false)
-	if !c.KeysCounted || rs.Cut {
-		return
-	}
-	var doubts []uint64
-	from := max(c.KeysResolvedBelow, c.Begin)
-	if from < c.End {
-		_, err := hlog.ScanDevice(st.log.Device(), st.log.PageBits(), from, c.End, func(addr uint64, rec []byte) error {
-			if h, _, _, _, _ := hlog.DecodePrefix(rec); h&hlog.FlagDoubt != 0 {
-				doubts = append(doubts, addr)
-			}
-			return nil
-		})
-		if err != nil {
+	ctx := context.Background()
+	if c.KeysCounted && !rs.Cut {
+		doubts, err := st.doubtsIn(c)
+		var corr int64
+		if err == nil {
+			corr, err = st.resolveDoubts(ctx, doubts)
+		}
+		if st.keys.base = c.Keys + corr; err == nil {
 			return
 		}
 	}
-	corr, err := st.resolveDoubts(context.Background(), doubts)
+	n, err := st.CountKeys(ctx, 0, ^uint64(0))
 	if err != nil {
+		st.keys.err = fmt.Sprintf("the recovered key count may be off: %v", err)
 		return
 	}
-	st.keys.base = c.Keys + corr
-	st.keys.known.Store(true)
+	st.keys.base = n
+}
+
+// doubtsIn returns the addresses of the records marked FlagDoubt from
+// c.KeysResolvedBelow (at least c.Begin) to c.End.
+func (st *Store) doubtsIn(c Checkpoint) ([]uint64, error) {
+	var doubts []uint64
+	from := max(c.KeysResolvedBelow, c.Begin)
+	if from >= c.End {
+		return nil, nil
+	}
+	_, err := hlog.ScanDevice(st.log.Device(), st.log.PageBits(), from, c.End, func(addr uint64, rec []byte) error {
+		if h, _, _, _, _ := hlog.DecodePrefix(rec); h&hlog.FlagDoubt != 0 {
+			doubts = append(doubts, addr)
+		}
+		return nil
+	})
+	return doubts, err
 }
 
 // openForRecovery opens the empty store checkpoint c's log is recovered

@@ -76,13 +76,10 @@ func (st *Store) Compact(ctx context.Context, until uint64) (CompactStats, error
 
 // shiftBeginCounted moves the log's begin to until once every doubt of the
 // key count is resolved: a doubt's walk may need records below until.
-// The barrier first lets every write that installed a doubt list it.
+// (resolveAll's barrier lets every write that installed a doubt list it.)
 func (st *Store) shiftBeginCounted(ctx context.Context, until uint64) error {
 	st.keys.resolve.Lock()
 	defer st.keys.resolve.Unlock()
-	if err := st.epochs.Barrier(ctx); err != nil {
-		return err
-	}
 	if err := st.resolveAll(ctx); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/ssd"
@@ -108,6 +109,8 @@ func TestFlushIsAtomicForWriters(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	flushed := make(chan error, 1)
+	var done atomic.Bool // the flush returned: writers may stop
+	wrote := make([]int, writers)
 	for w := 0; w < writers; w++ {
 		s := newSession(t, st)
 		wg.Add(1)
@@ -115,14 +118,20 @@ func TestFlushIsAtomicForWriters(t *testing.T) {
 			defer wg.Done()
 			defer pz.exit()
 			defer s.Suspend()
-			for j := 0; j < ops; j++ {
+			j := 0
+			defer func() { wrote[w] = j }()
+			for ; j < ops || !done.Load(); j++ {
 				pz.at(s, func() {
 					if cut[w] < 0 {
 						cut[w] = j
 					}
 				})
 				if j == ops/3 && w == 0 {
-					go func() { flushed <- st.Flush(context.Background(), pz.pause) }()
+					go func() {
+						err := st.Flush(context.Background(), pz.pause)
+						done.Store(true)
+						flushed <- err
+					}()
 				}
 				key := []byte(fmt.Sprintf("w%d-%d", w, j))
 				var err error
@@ -148,7 +157,7 @@ func TestFlushIsAtomicForWriters(t *testing.T) {
 		if c < 0 {
 			t.Fatalf("writer %d never stopped for the flush", w)
 		}
-		for j := 0; j < ops; j++ {
+		for j := 0; j < wrote[w]; j++ {
 			_, status, err := completeRead(t, s, []byte(fmt.Sprintf("w%d-%d", w, j)))
 			if err != nil {
 				t.Fatal(err)

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -48,8 +49,7 @@ type keyCount struct {
 	orphans       []uint64     // doubts of closed sessions (and of a failed resolution)
 	corr          atomic.Int64 // corrections of the doubts below resolvedBelow
 	resolvedBelow uint64
-	known         atomic.Bool // false after a recovery that could not restore the count, until one recount
-	recount       sync.Mutex  // one recount at a time
+	err           string // set once by a recovery whose count may be off
 }
 
 // sessionKeys is a session's part of the count.
@@ -150,7 +150,6 @@ func (k *keyCount) reset(at uint64) {
 		s.keys.n.Store(0)
 		s.takeDoubts()
 	}
-	k.known.Store(true)
 }
 
 // countKeys adds d to the session's count.
@@ -185,9 +184,6 @@ func (s *Session) takeDoubtsBelow(limit uint64) []uint64 {
 // listed when it starts is resolved (device reads): exact when no write
 // runs meanwhile. The calling goroutine must not hold a protected Session.
 func (st *Store) Keys(ctx context.Context) (int64, error) {
-	if err := st.ensureCount(ctx); err != nil {
-		return 0, err
-	}
 	st.keys.resolve.Lock()
 	defer st.keys.resolve.Unlock()
 	if err := st.resolveAll(ctx); err != nil {
@@ -226,31 +222,59 @@ func (st *Store) resolveAll(ctx context.Context) error {
 }
 
 // resolveDoubts returns the corrections of the doubts at addrs: -1 for
-// each whose key was live below its record.
+// each whose key was live below its record. The chain walks run on up to
+// doubtWalkers goroutines (their device reads wait in parallel); each
+// walk's result depends on nothing the others do.
 func (st *Store) resolveDoubts(ctx context.Context, addrs []uint64) (int64, error) {
 	if len(addrs) == 0 {
 		return 0, nil
 	}
+	n := min(doubtWalkers, (len(addrs)+doubtsPerWalker-1)/doubtsPerWalker)
+	var c atomic.Int64
+	var next atomic.Int64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = st.walkDoubts(ctx, addrs, &next, &c)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("store: counting keys: %w", err)
+	}
+	return c.Load(), nil
+}
+
+const (
+	doubtWalkers    = 8   // goroutines resolving doubts at once
+	doubtsPerWalker = 256 // fewer doubts than this per walker: fewer walkers
+)
+
+// walkDoubts resolves the doubts of addrs that next hands it, adding
+// their corrections to c, on a session of its own.
+func (st *Store) walkDoubts(ctx context.Context, addrs []uint64, next, c *atomic.Int64) error {
 	s, err := st.NewSession()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer s.Close()
-	var c int64
 	w := doubtWalker{st: st, s: s}
-	for _, a := range addrs {
-		live, err := w.liveBefore(a)
+	for i := next.Add(1) - 1; i < int64(len(addrs)); i = next.Add(1) - 1 {
+		live, err := w.liveBefore(addrs[i])
 		if err == nil {
 			err = ctx.Err()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("store: counting keys: %w", err)
+			return err
 		}
 		if live {
-			c--
+			c.Add(-1)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // relist lists doubts again that could not be resolved.
@@ -314,36 +338,6 @@ func (w *doubtWalker) liveBefore(addr uint64) (bool, error) {
 		prev = h.Prev()
 	}
 	return false, nil
-}
-
-// ensureCount recounts the keys by a scan once after a recovery that
-// could not restore the count (a checkpoint without one, or a log cut
-// before its end).
-func (st *Store) ensureCount(ctx context.Context) error {
-	if st.keys.known.Load() {
-		return nil
-	}
-	st.keys.recount.Lock()
-	defer st.keys.recount.Unlock()
-	if st.keys.known.Load() {
-		return nil
-	}
-	st.keys.resolve.Lock()
-	defer st.keys.resolve.Unlock()
-	if err := st.resolveAll(ctx); err != nil {
-		return err
-	}
-	n, err := st.CountKeys(ctx, 0, ^uint64(0))
-	if err != nil {
-		return err
-	}
-	// Writes since the recovery are in the sessions' counts and in corr:
-	// the scan saw them too, so the base is what makes the sum the scan's.
-	st.keys.mu.Lock()
-	st.keys.base += n - st.keys.provisionalLocked()
-	st.keys.mu.Unlock()
-	st.keys.known.Store(true)
-	return nil
 }
 
 // provisionalLocked is provisional with keys.mu held.

@@ -236,7 +236,7 @@ func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists
 	}
-	if addr >= ro && r.ValueCap() >= len(value) {
+	if r.ValueCap() >= len(value) { // mutable, and it fits
 		copy(r.Value()[:len(value)], value)
 		r.Unlock(hdr&^hlog.FlagTombstone, len(value))
 		s.countKeys(revived(hdr))
@@ -302,24 +302,17 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	case addr < ro:
 		return s.appendTombstone(slot, e, key, 0, true) // fuzzy: see upsertOnce
 	}
-	hdr, ok := r.Lock()
+	hdr, ok := r.Lock() // mutable: deleted in place
 	switch {
 	case !ok:
 		return 0, errCASLost // sealed: a newer copy exists
 	case hdr.Tombstone():
 		r.Unlock(hdr, r.ValueLen())
 		return NotFound, nil
-	case addr >= ro:
-		r.Unlock(hdr|hlog.FlagTombstone, 0)
-		s.countKeys(-1)
-		return OK, nil
 	}
-	st, err := s.appendTombstone(slot, e, key, -1, false)
-	if err == nil {
-		hdr |= hlog.FlagSealed
-	}
-	r.Unlock(hdr, r.ValueLen())
-	return st, err
+	r.Unlock(hdr|hlog.FlagTombstone, 0)
+	s.countKeys(-1)
+	return OK, nil
 }
 
 // appendTombstone appends a tombstone for key in front of e's chain and

@@ -35,7 +35,10 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	}
 	switch {
 	case found && addr >= ro:
-		return s.rmwMutable(slot, e, r, key, input, m, true)
+		// An insert that wins over records below since goes to the tail,
+		// never into one of them: a later client write there would look
+		// older than since to a repeated insert.
+		return s.rmwMutable(slot, e, r, key, input, m, s.res.cond != IfNoneSince)
 	case found && addr >= max(safeRO, quiet):
 		// Another worker may still update this record in place: a copy
 		// made now could lose its update. Retry once everyone has seen
@@ -78,10 +81,17 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 		s.res.recent = false
 		st, err := s.rmwCopy(slot, e, key, input, m, nil, false)
 		return st, true, err
+	case addr < since && addr < head:
+		// No record since; an older one may be on the device: inserted
+		// blind, as a doubt of the key count (keycount.go).
+		s.res.recent = false
+		s.reportOld(false, nil)
+		st, err := s.writeMerged(slot, e, key, input, m, nil, false, true)
+		return st, true, err
 	}
-	// An older record of the key may be below since (rmwOnce finds it: the
-	// key count must know whether the insert revives the key), or the
-	// newest on the device at or above it.
+	// An older record of the key in memory below since (rmwOnce finds it,
+	// and appends past it: the key count learns whether the insert revives
+	// the key), or the newest on the device at or above since.
 	return 0, false, nil
 }
 
@@ -121,7 +131,7 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 				return OK, err
 			}
 		}
-		st, err = s.writeMerged(slot, e, key, input, m, v, live)
+		st, err = s.writeMerged(slot, e, key, input, m, v, live, false)
 	}
 	if err == nil {
 		hdr |= hlog.FlagSealed
@@ -190,13 +200,15 @@ func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m M
 			return s.removeCopy(slot, e, key)
 		}
 	}
-	return s.writeMerged(slot, e, key, input, m, old, haveOld)
+	return s.writeMerged(slot, e, key, input, m, old, haveOld, false)
 }
 
 // writeMerged writes the merged (or initial) value as a new record at the
 // tail. old must stay unchanged meanwhile: it is read-only, or locked by the
-// caller, or a private copy read from the device.
-func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
+// caller, or a private copy read from the device. doubt: whether the key
+// had a live value is not known (haveOld is false then), and the record
+// is a doubt of the key count.
+func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld, doubt bool) (Status, error) {
 	n := m.InitialSize(input)
 	if haveOld {
 		var err error
@@ -229,7 +241,7 @@ func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte,
 		return 0, err
 	}
 	s.reportNew(true, dst)
-	if err := s.installCounted(slot, e, addr, r, 0, revivedIf(!haveOld), false); err != nil {
+	if err := s.installCounted(slot, e, addr, r, 0, revivedIf(!haveOld), doubt); err != nil {
 		return 0, err
 	}
 	return OK, nil

@@ -41,15 +41,16 @@ func (st *Store) ScanPositions(ctx context.Context, from, to uint64, keep func(h
 
 // ScanStep returns the end of the range of positions a scan resuming at
 // from covers to meet about want keys: whole index buckets at the index's
-// size now, judged by the counted entries per bucket, at least from's own
-// bucket; ^uint64(0) when the range reaches the end (at once when no entry
-// is counted: an empty index is one step).
+// size now, judged by the live keys per bucket (the key count as it
+// stands), at least from's own bucket; ^uint64(0) when the range reaches
+// the end (at once for an empty store: one step).
 func (st *Store) ScanStep(from uint64, want int) uint64 {
 	is := st.index.Stats()
-	if is.Entries <= 0 {
+	keys := st.keys.provisional()
+	if keys <= 0 {
 		return ^uint64(0)
 	}
-	perBucket := max(float64(is.Entries)/float64(is.Buckets), 1.0/64)
+	perBucket := max(float64(keys)/float64(is.Buckets), 1.0/64)
 	shift := 64 - is.Bits
 	n := uint64(min(float64(want)/perBucket+1, float64(is.Buckets))) // buckets
 	first := from >> shift
@@ -65,9 +66,10 @@ func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uin
 	if st.closed.Load() {
 		return ErrClosed
 	}
-	var heads []uint64
-	if err := st.index.ExportPositions(from, to, func(e index.Entry) error {
-		heads = append(heads, e.Address())
+	var heads []chainHead
+	var bits uint
+	if err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
+		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
 		return nil
 	}); err != nil {
 		return err
@@ -77,26 +79,36 @@ func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uin
 		return err
 	}
 	defer s.Close()
-	w := chainScanner{st: st, s: s, in: in, seen: map[string]bool{}, fn: fn}
-	for _, a := range heads {
+	w := chainScanner{st: st, s: s, in: in, bits: bits, seen: map[string]bool{}, fn: fn}
+	for _, hd := range heads {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := w.walk(a); err != nil {
+		w.bucket = hd.bucket
+		if err := w.walk(hd.addr); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// chainHead is where a chain of the scanned buckets starts.
+type chainHead struct {
+	addr, bucket uint64
+}
+
 // chainScanner walks chains for Scan.
 type chainScanner struct {
-	st   *Store
-	s    *Session
-	in   func(h uint64) bool // the keys the scan visits
-	seen map[string]bool     // keys met in the chain being walked
-	buf  []byte
-	fn   func(key, value []byte, live bool, addr uint64) error
+	st *Store
+	s  *Session
+	in func(h uint64) bool // the keys the scan visits
+	// bucket is the bucket of the chain being walked, in a table of bits:
+	// a key of another bucket in it is met in its own.
+	bucket uint64
+	bits   uint
+	seen   map[string]bool // keys met in the chain being walked
+	buf    []byte
+	fn     func(key, value []byte, live bool, addr uint64) error
 }
 
 // walk visits the keys of the chain from addr: its in-memory part under
@@ -135,9 +147,11 @@ func (w *chainScanner) walk(addr uint64) error {
 	return nil
 }
 
-// met visits key when it is in the range and not met before in the chain.
+// met visits key when it is in the range, of the chain's bucket, and not
+// met before in the chain: its newest record.
 func (w *chainScanner) met(key, value []byte, dead bool, addr uint64) error {
-	if !w.in(keyhash.Hash(key)) || w.seen[string(key)] {
+	h := keyhash.Hash(key)
+	if !w.in(h) || index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
 		return nil
 	}
 	w.seen[string(key)] = true

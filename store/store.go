@@ -139,7 +139,6 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	st.log, st.index = l, ix
-	st.keys.known.Store(true)
 	return st, nil
 }
 
@@ -237,8 +236,9 @@ type Stats struct {
 	// Keys is the live-key count as it stands, without resolving doubts
 	// (blind writes over keys on the device, counted as new keys until
 	// resolved; Store.Keys resolves them); Doubts how many wait.
-	Keys   int64
-	Doubts int
+	Keys      int64
+	Doubts    int
+	KeysError string `json:",omitempty"` // why the recovered count may be off
 }
 
 // EpochStats show how far the slowest session lags: Current - Safe epochs,
@@ -256,5 +256,6 @@ func (st *Store) Stats() Stats {
 		s.GrowError = (*e).Error()
 	}
 	s.Keys, s.Doubts = st.keys.stats()
+	s.KeysError = st.keys.err
 	return s
 }

@@ -418,3 +418,24 @@ func collider(t *testing.T, k []byte, bits uint) []byte {
 	t.Fatal("no key shares the chain")
 	return nil
 }
+
+// TestIfNoneSinceNeverWritesBelowSince: an insert that wins over a record
+// below since appends at the tail; a client write after it updates that
+// copy in place, and a repeated insert (a message sent twice) keeps the
+// client's value.
+func TestIfNoneSinceNeverWritesBelowSince(t *testing.T) {
+	st, s := updateStore(t)
+	k := []byte("moved")
+	if _, err := s.Upsert(k, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	u := Update{If: IfNoneSince, Since: st.Log().Tail(), Merge: Replace{}, Input: []byte("migrated")}
+	syncUpdate(t, s, k, u)
+	if _, err := s.Upsert(k, []byte("client")); err != nil {
+		t.Fatal(err)
+	}
+	syncUpdate(t, s, k, u)
+	if v, status := syncRead(t, s, k); status != OK || string(v) != "client" {
+		t.Fatalf("after a repeated insert: %q %v, want the client's write", v, status)
+	}
+}
