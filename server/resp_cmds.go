@@ -397,6 +397,13 @@ func cmdConfig(l *loop, r *respConn, a [][]byte) []byte {
 // here or not (store.Keys: exact, after it resolved the blind writes over
 // keys on the device, which may read the device: it runs aside).
 func cmdDBSize(l *loop, r *respConn, _ [][]byte) []byte {
+	l.withKeyCount(r, resp.AppendInt)
+	return r.out
+}
+
+// withKeyCount counts the live keys aside (store.Keys) and appends the
+// reply reply makes of the count, or the error.
+func (l *loop) withKeyCount(r *respConn, reply func(b []byte, keys int64) []byte) {
 	var n int64
 	l.respAside(r, 0, func(ctx context.Context) (err error) {
 		n, err = l.s.st.Keys(ctx)
@@ -405,9 +412,8 @@ func cmdDBSize(l *loop, r *respConn, _ [][]byte) []byte {
 		if err != nil {
 			return resp.AppendError(b, sanitize("ERR counting the keys failed: "+err.Error()))
 		}
-		return resp.AppendInt(b, n)
+		return reply(b, n)
 	})
-	return r.out
 }
 
 // ---- data commands

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -39,17 +38,7 @@ func cmdInfo(l *loop, r *respConn, a [][]byte) []byte {
 	if !every && !want["keyspace"] {
 		return write(r.out, 0)
 	}
-	// The keyspace's count is DBSIZE's: exact, perhaps after device reads.
-	var keys int64
-	l.respAside(r, 0, func(ctx context.Context) (err error) {
-		keys, err = l.s.st.Keys(ctx)
-		return err
-	}, func(b []byte, err error) []byte {
-		if err != nil {
-			return resp.AppendError(b, sanitize("ERR counting the keys failed: "+err.Error()))
-		}
-		return write(b, keys)
-	})
+	l.withKeyCount(r, write) // the keyspace's count is DBSIZE's
 	return r.out
 }
 

@@ -15,16 +15,8 @@ import (
 // exactly once, no key deleted before the scan is met, and keys on the
 // device are read from it.
 func TestScanCursorSurvivesGrowth(t *testing.T) {
-	cfg := compactConfig(openDevice(t, "mem"))
-	cfg.IndexBits, cfg.NoAutoGrow = 4, true
-	st := openTest(t, cfg)
-	s := newSession(t, st)
 	const stable, gone = 3000, 500
-	for i := 0; i < stable; i++ {
-		if _, err := s.Upsert([]byte(fmt.Sprintf("stable-%d", i)), []byte("v")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, s := smallIndexWith(t, "stable-", stable)
 	for i := 0; i < gone; i++ {
 		k := []byte(fmt.Sprintf("gone-%d", i))
 		if _, err := s.Upsert(k, []byte("v")); err != nil {
@@ -109,16 +101,8 @@ func TestScanCursorSurvivesGrowth(t *testing.T) {
 // halves of their old bucket; a scan must meet each key's newest record
 // (the tombstone) in its own bucket, never an older one in the other.
 func TestScanAfterGrowthSeesNewestRecords(t *testing.T) {
-	cfg := compactConfig(openDevice(t, "mem"))
-	cfg.IndexBits, cfg.NoAutoGrow = 4, true
-	st := openTest(t, cfg)
-	s := newSession(t, st)
 	const n, kept = 3000, 50
-	for i := 0; i < n; i++ {
-		if _, err := s.Upsert([]byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, s := smallIndexWith(t, "k", n)
 	s.Suspend()
 	if err := st.GrowIndex(); err != nil {
 		t.Fatal(err)
@@ -143,4 +127,21 @@ func TestScanAfterGrowthSeesNewestRecords(t *testing.T) {
 	if c, err := st.CountKeys(context.Background(), 0, ^uint64(0)); err != nil || c != kept {
 		t.Fatalf("CountKeys = %d %v, want %d", c, err, kept)
 	}
+}
+
+// smallIndexWith opens a store whose index (16 buckets) grows only when
+// asked and whose log spills to the device soon, and upserts keys
+// prefix0 .. prefix(n-1) through the session it returns.
+func smallIndexWith(t *testing.T, prefix string, n int) (*Store, *Session) {
+	t.Helper()
+	cfg := compactConfig(openDevice(t, "mem"))
+	cfg.IndexBits, cfg.NoAutoGrow = 4, true
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	for i := 0; i < n; i++ {
+		if _, err := s.Upsert([]byte(fmt.Sprintf("%s%d", prefix, i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st, s
 }

@@ -141,18 +141,24 @@ var checkpointModes = [2]string{"fold-over", "snapshot"}
 
 // logBegin reads the log's begin address from the server's /stats.
 func logBegin(t *testing.T, srv *server) uint64 {
-	resp, err := http.Get("http://" + srv.admin + "/stats")
+	var st struct {
+		Store struct{ Log struct{ Begin uint64 } }
+	}
+	srv.stats(t, &st)
+	return st.Store.Log.Begin
+}
+
+// stats decodes the server's /stats into v.
+func (s *server) stats(t *testing.T, v any) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.admin + "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st struct {
-		Store struct{ Log struct{ Begin uint64 } }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
-	return st.Store.Log.Begin
 }
 
 type server struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -114,16 +113,9 @@ func count(t *testing.T, rc *redis.Client, p string, n int) int {
 
 // recovered returns what the server's /stats says its recovery found.
 func recovered(t *testing.T, srv *server) string {
-	resp, err := http.Get("http://" + srv.admin + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Checkpoint struct{ Recovered json.RawMessage }
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	srv.stats(t, &st)
 	return string(st.Checkpoint.Recovered)
 }
