@@ -38,10 +38,6 @@ type compaction struct {
 const (
 	garbagePages  = 16
 	garbageSample = 64 << 10
-	// maxDoubts is how many unresolved blind writes over keys on the
-	// device (store.ResolveKeys) the periodic check lets wait: 512 KiB of
-	// addresses, and what a recovery resolves at most beyond them.
-	maxDoubts = 64 << 10
 )
 
 func newCompaction(s *Server) *compaction {
@@ -86,14 +82,8 @@ func periodically(ctx context.Context, d time.Duration, fn func()) chan struct{}
 	return done
 }
 
-// check resolves the key count's doubts when many wait, estimates the
-// garbage and compacts when it is high.
+// check estimates the garbage and compacts when it is high.
 func (c *compaction) check(threshold float64, chunk uint64) error {
-	if c.s.st.Stats().Doubts > maxDoubts {
-		if err := c.s.st.ResolveKeys(c.ctx); err != nil {
-			return err
-		}
-	}
 	c.mu.Lock()
 	g, err := c.s.st.Garbage(c.ctx, garbagePages, garbageSample, c.rng)
 	c.mu.Unlock()

@@ -49,7 +49,9 @@ type keyCount struct {
 	orphans       []uint64     // doubts of closed sessions (and of a failed resolution)
 	corr          atomic.Int64 // corrections of the doubts below resolvedBelow
 	resolvedBelow uint64
-	err           string // set once by a recovery whose count may be off
+	err           string       // set once by a recovery whose count may be off
+	since         atomic.Int64 // doubts listed since the last background resolution began
+	resolving     atomic.Bool  // a background resolution runs
 }
 
 // sessionKeys is a session's part of the count.
@@ -165,6 +167,30 @@ func (s *Session) doubt(addr uint64) {
 	s.keys.doubts.Lock()
 	s.keys.doubts.addrs = append(s.keys.doubts.addrs, addr)
 	s.keys.doubts.Unlock()
+	if k := &s.st.keys; k.since.Add(1) >= int64(s.st.cfg.MaxDoubts) && !k.resolving.Load() {
+		s.st.resolveInBackground()
+	}
+}
+
+// resolveInBackground starts a resolution of every doubt listed, unless
+// one runs: MaxDoubts bounds what waits (8 bytes each, and a recovery's
+// work) whether or not anyone asks for the count.
+func (st *Store) resolveInBackground() {
+	k := &st.keys
+	if !k.resolving.CompareAndSwap(false, true) {
+		return
+	}
+	k.since.Store(0)
+	st.bg.Add(1) // sessions list doubts, and Close comes after every session closed
+	go func() {
+		defer st.bg.Done()
+		err := st.ResolveKeys(context.Background()) // what fails is listed again
+		k.resolving.Store(false)
+		// Doubts listed meanwhile saw it running: the next round is ours.
+		if err == nil && k.since.Load() >= int64(st.cfg.MaxDoubts) {
+			st.resolveInBackground()
+		}
+	}()
 }
 
 func (s *Session) takeDoubts() []uint64 { return s.takeDoubtsBelow(^uint64(0)) }
@@ -192,10 +218,10 @@ func (st *Store) Keys(ctx context.Context) (int64, error) {
 	return st.keys.provisional(), nil
 }
 
-// ResolveKeys resolves the key count's doubts listed now (device reads),
-// so that they do not pile up between Keys calls: each costs 8 bytes until
-// it is resolved, and a recovery resolves those its checkpoint left. The
-// calling goroutine must not hold a protected Session.
+// ResolveKeys resolves the key count's doubts listed now (device reads).
+// The store starts one in the background whenever Config.MaxDoubts have
+// been listed since the last. The calling goroutine must not hold a
+// protected Session.
 func (st *Store) ResolveKeys(ctx context.Context) error {
 	st.keys.resolve.Lock()
 	defer st.keys.resolve.Unlock()

@@ -24,7 +24,8 @@ func BenchmarkKeyDoubts(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dev.Close()
-	st, err := Open(Config{IndexBits: 18, Log: hlog.Config{PageBits: 20, MemoryBytes: 4 << 20, Device: dev}})
+	st, err := Open(Config{IndexBits: 18, MaxDoubts: 1 << 30, // no background resolution: Keys resolves them all
+		Log: hlog.Config{PageBits: 20, MemoryBytes: 4 << 20, Device: dev}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fleetkv/fleetkv/ssd"
 )
@@ -163,5 +164,37 @@ func TestKeysAreExact(t *testing.T) {
 		s.Close()
 		st2.Close()
 		break // the flush changed the device: the second checkpoint is gone
+	}
+}
+
+// TestDoubtsResolveInTheBackground: with MaxDoubts at 100, blind writes
+// over keys on the device do not pile up: the store resolves them without
+// anyone asking for the count, and the count stays exact.
+func TestDoubtsResolveInTheBackground(t *testing.T) {
+	cfg := compactConfig(openDevice(t, "mem"))
+	cfg.MaxDoubts = 100
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	const keys = 2000
+	for round := 0; round < 3; round++ {
+		for i := 0; i < keys; i++ {
+			if _, err := s.Upsert([]byte(fmt.Sprintf("k%d", i)), []byte("value")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Suspend()
+	deadline := time.Now().Add(10 * time.Second)
+	for st.keys.resolving.Load() || st.Stats().Doubts >= cfg.MaxDoubts {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d doubts still wait", st.Stats().Doubts)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st.keys.corr.Load() == 0 {
+		t.Fatal("nothing was resolved in the background")
+	}
+	if n, err := st.Keys(context.Background()); err != nil || n != keys {
+		t.Fatalf("Keys = %d %v, want %d", n, err, keys)
 	}
 }
