@@ -290,7 +290,11 @@ func (st *Store) walkDoubts(ctx context.Context, addrs []uint64, next, c *atomic
 	w := doubtWalker{st: st, s: s}
 	for i := next.Add(1) - 1; i < int64(len(addrs)); i = next.Add(1) - 1 {
 		live, err := w.liveBefore(addrs[i])
-		if err == nil {
+		switch {
+		case err != nil:
+		case st.closed.Load():
+			err = ErrClosed // Close waits for a background round: end it
+		default:
 			err = ctx.Err()
 		}
 		if err != nil {
