@@ -1,7 +1,8 @@
 package server
 
 // globMatch reports whether s matches the glob pattern p by Redis's rules
-// (stringmatchlen, as KEYS, SCAN MATCH and CONFIG GET use them): * is any
+// (stringmatchlen, as KEYS, SCAN MATCH and CONFIG GET use them; CONFIG GET
+// lower-cases the pattern for Redis's case-insensitive match): * is any
 // run of bytes, ? any one byte, [abc], [^abc] and [a-z] classes (a
 // reversed range counts as the same range; an unclosed class ends at the
 // pattern's end), and \ quotes the next byte, also inside a class.

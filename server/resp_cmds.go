@@ -1,13 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -378,7 +378,7 @@ func cmdConfig(l *loop, r *respConn, a [][]byte) []byte {
 	var keys []string
 	for k := range vals {
 		for _, p := range a[2:] {
-			if ok, _ := path.Match(strings.ToLower(string(p)), k); ok {
+			if globMatch(bytes.ToLower(p), []byte(k)) { // Redis matches without case; the names are lower case
 				keys = append(keys, k)
 				break
 			}

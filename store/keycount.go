@@ -162,7 +162,9 @@ func (s *Session) countKeys(d int64) {
 }
 
 // doubt lists the record at addr, which the session just installed with
-// FlagDoubt.
+// FlagDoubt. A session's doubts are listed in address order (it allocates
+// its records one after the other, at a tail that only grows):
+// takeDoubtsBelow relies on it.
 func (s *Session) doubt(addr uint64) {
 	s.keys.doubts.Lock()
 	s.keys.doubts.addrs = append(s.keys.doubts.addrs, addr)
