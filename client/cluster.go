@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ type Cluster struct {
 	retry  []retryOp
 	spare  []retryOp
 	arenas [2][]byte // copies of the refused operations' keys and values
+	expBuf []byte    // UpsertExpiring's value, copied by add
 	arena  int       // the arena retry's copies go to
 	stuck  time.Time // since when refused operations have made no progress
 	stats  ClusterStats
@@ -91,6 +93,19 @@ func (c *Cluster) Read(key []byte, cb Callback) error { return c.add(wire.OpRead
 // Upsert queues setting key to value (both copied).
 func (c *Cluster) Upsert(key, value []byte, cb Callback) error {
 	return c.add(wire.OpUpsert, key, value, cb)
+}
+
+// UpsertExpiring queues setting key to value with an expiry (Session.UpsertExpiring).
+func (c *Cluster) UpsertExpiring(key, value []byte, expireAt int64, cb Callback) error {
+	c.expBuf = append(binary.LittleEndian.AppendUint64(c.expBuf[:0], uint64(expireAt)), value...)
+	return c.add(wire.OpUpsertExpiring, key, c.expBuf, cb)
+}
+
+// Expire queues setting or removing key's expiry (Session.Expire).
+func (c *Cluster) Expire(key []byte, expireAt int64, cb Callback) error {
+	var v [8]byte
+	binary.LittleEndian.PutUint64(v[:], uint64(expireAt))
+	return c.add(wire.OpExpire, key, v[:], cb)
 }
 
 // Delete queues deleting key.

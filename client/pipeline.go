@@ -21,6 +21,32 @@ func (s *Session) Upsert(key, value []byte, cb Callback) error {
 	return s.add(wire.OpUpsert, key, value, cb)
 }
 
+// UpsertExpiring queues setting key to value with an expiry, expireAt in
+// Unix milliseconds (> 0): after it the key reads as absent. An expiry
+// already past deletes the key.
+func (s *Session) UpsertExpiring(key, value []byte, expireAt int64, cb Callback) error {
+	s.expBuf = append(binary.LittleEndian.AppendUint64(s.expBuf[:0], uint64(expireAt)), value...)
+	return s.add(wire.OpUpsertExpiring, key, s.expBuf, cb)
+}
+
+// Expire queues setting the expiry of key's value to expireAt (Unix
+// milliseconds; 0 removes it). The Result is NotFound when the key has no
+// live value, otherwise OK with the expiry it had (ExpiryOf; 0: none).
+func (s *Session) Expire(key []byte, expireAt int64, cb Callback) error {
+	var v [8]byte
+	binary.LittleEndian.PutUint64(v[:], uint64(expireAt))
+	return s.add(wire.OpExpire, key, v[:], cb)
+}
+
+// ExpiryOf reads the expiry an Expire's Result carries (Unix
+// milliseconds; 0: none).
+func ExpiryOf(r Result) int64 {
+	if len(r.Value) < 8 {
+		return 0
+	}
+	return int64(binary.LittleEndian.Uint64(r.Value))
+}
+
 // Delete queues deleting key; the Result is OK when it held a value,
 // NotFound when it had none.
 func (s *Session) Delete(key []byte, cb Callback) error {
@@ -44,11 +70,13 @@ func (s *Session) Append(key, value []byte, cb Callback) error {
 }
 
 // Migrate queues storing a record that live migration id sends to this
-// server (wire.OpMigrate): moved to a target, or shipped back to a source.
-// A server that does not take the migration's records for the key's slot
-// answers ErrNotOwner.
-func (s *Session) Migrate(id uint64, kind wire.MigrateKind, key, value []byte, cb Callback) error {
-	s.migBuf = wire.AppendMigrateValue(s.migBuf[:0], id, kind, value)
+// server (wire.OpMigrate): moved to a target, or shipped back to a source,
+// with its expiry (Unix milliseconds, 0: none). A server that does not
+// take the migration's records for the key's slot answers ErrNotOwner. A
+// fetch's answer is the value with its expiry in front of it (8 bytes,
+// little-endian).
+func (s *Session) Migrate(id uint64, kind wire.MigrateKind, key []byte, expireAt int64, value []byte, cb Callback) error {
+	s.migBuf = wire.AppendMigrateValue(s.migBuf[:0], id, kind, expireAt, value)
 	return s.add(wire.OpMigrate, key, s.migBuf, cb)
 }
 

@@ -113,6 +113,7 @@ type Session struct {
 	id, view uint64
 	serial   uint64 // the next operation's serial
 	migBuf   []byte // Migrate's value, copied into the batch by add
+	expBuf   []byte // UpsertExpiring's value, copied into the batch by add
 	cur      *batch
 	inflight []*batch // sent, unanswered, oldest first
 	free     []*batch

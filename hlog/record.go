@@ -50,7 +50,42 @@ const (
 	// live before it (the store's key count resolves it; see store's
 	// keycount.go). It changes nothing about the record's content.
 	FlagDoubt Header = 1 << 62
+	// FlagExpires marks a record whose value area starts with an expiry
+	// (see SplitValue). Records without it pay nothing for expiry.
+	FlagExpires Header = 1 << 63
 )
+
+// ExpirySize is the size of the expiry a record with FlagExpires keeps at
+// the start of its value area.
+const ExpirySize = 8
+
+// A record with FlagExpires keeps an expiry, an absolute time in Unix
+// milliseconds (0: none), in the first ExpirySize bytes of its value area;
+// its value length and capacity count them. So the log's walkers, the
+// checksum and every raw copy of a record need not know about it, and
+// only readers of a record's value split it off.
+//
+// Invariant: the expiry is written with the value (under the same lock,
+// covered by the same sequence), and FlagExpires changes only while the
+// record is locked, so a seqlocked copy of the value area and the header
+// returned with it agree.
+
+// SplitValue splits a record's value area raw, whose header is h, into the
+// value and its expiry (0 for none).
+func SplitValue(h Header, raw []byte) (value []byte, expireAt int64) {
+	if h&FlagExpires == 0 || len(raw) < ExpirySize {
+		return raw, 0
+	}
+	return raw[ExpirySize:], int64(binary.LittleEndian.Uint64(raw))
+}
+
+// PutExpiry writes expireAt at the start of a value area (len >= ExpirySize).
+func PutExpiry(raw []byte, expireAt int64) {
+	binary.LittleEndian.PutUint64(raw, uint64(expireAt))
+}
+
+// Expires reports whether the record's value area starts with an expiry.
+func (h Header) Expires() bool { return h&FlagExpires != 0 }
 
 // Header is a record's first word.
 type Header uint64

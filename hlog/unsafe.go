@@ -100,6 +100,29 @@ func (r Record) ReadValue(dst []byte) ([]byte, Header) {
 	}
 }
 
+// ReadExpiry returns the record's header and its expiry (0: none), both
+// as they were at one moment: the seqlock of ReadValue, over 8 bytes.
+func (r Record) ReadExpiry() (Header, int64) {
+	for spins := 0; ; spins++ {
+		h := r.word(0).Load()
+		if Header(h).Locked() {
+			backoff(spins)
+			continue
+		}
+		if h&uint64(FlagExpires) == 0 {
+			return Header(h), 0 // the flag changes only under the lock
+		}
+		w2 := r.word(2).Load()
+		var at int64
+		if uint32(w2) >= ExpirySize {
+			_, at = SplitValue(Header(h), r.valueArea()[:ExpirySize])
+		}
+		if r.word(0).Load() == h && r.word(2).Load() == w2 {
+			return Header(h), at
+		}
+	}
+}
+
 // Value returns the value aliasing log memory (len = current length, cap =
 // capacity), without the seqlock. It is for records no one can change in
 // place: below safeReadOnly, or locked by the caller, who may then write up

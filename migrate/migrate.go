@@ -27,7 +27,8 @@ const groupSlots = 256
 // record is one key's newest record, copied out of a Scan.
 type record struct {
 	key, value []byte
-	live       bool
+	at         int64 // the value's expiry, 0: none
+	live       bool  // false: deleted or expired
 	addr       uint64
 }
 
@@ -39,8 +40,8 @@ func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn 
 		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
 			last := min(int(r.Last), (first/groupSlots+1)*groupSlots-1)
 			buf = buf[:0]
-			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, live bool, addr uint64) error {
-				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), live: live, addr: addr})
+			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, at int64, live bool, addr uint64) error {
+				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), at: at, live: live, addr: addr})
 				return nil
 			})
 			if err != nil {
@@ -150,7 +151,7 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 			case !r.live:
 				k = wire.MigrateShippedDeleted
 			}
-			if err := sess.Migrate(uint64(id), k, r.key, r.value, answer); err != nil {
+			if err := sess.Migrate(uint64(id), k, r.key, r.at, r.value, answer); err != nil {
 				return err
 			}
 			if n++; n == answerEvery {
@@ -199,18 +200,20 @@ func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.
 		delete(pending, c.Serial)
 		fail(c.Err)
 		if c.Err == nil && c.Status == store.OK {
-			fail(sess.Migrate(uint64(id), wire.MigrateMoved, key, c.Value, answer))
+			at, v, _ := store.SplitExpiring(c.Value)
+			fail(sess.Migrate(uint64(id), wire.MigrateMoved, key, at, v, answer))
 		}
 	})
 	var buf []byte
 	for i, k := range keys {
 		var stt store.Status
-		buf, stt, err = s.Read(k, buf[:0])
+		buf, stt, err = s.ReadExpiring(k, keyhash.Hash(k), buf[:0])
 		switch {
 		case err != nil:
 			return 0, fmt.Errorf("migrate: read a hot key: %w", err)
 		case stt == store.OK:
-			fail(sess.Migrate(uint64(id), wire.MigrateMoved, k, buf, answer))
+			at, v, _ := store.SplitExpiring(buf)
+			fail(sess.Migrate(uint64(id), wire.MigrateMoved, k, at, v, answer))
 		case stt == store.Pending:
 			pending[s.Serial()] = k
 		}

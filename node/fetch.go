@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
@@ -120,13 +121,16 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 		}
 		f.sources[src] = sess
 	}
-	return sess.Migrate(uint64(p.id), wire.MigrateFetch, p.key, nil, func(r client.Result) {
+	return sess.Migrate(uint64(p.id), wire.MigrateFetch, p.key, 0, nil, func(r client.Result) {
 		kind := wire.MigrateMoved
+		at, value, ok := store.SplitExpiring(r.Value)
 		switch {
 		case r.Err != nil:
 			return // not lent (yet): the move sends it
 		case r.Status == client.NotFound:
 			kind = wire.MigrateAbsent
+		case !ok:
+			return // not an answer from this build: the move sends it
 		}
 		if f.local == nil {
 			var err error
@@ -134,7 +138,7 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 				return
 			}
 		}
-		_ = f.local.Migrate(uint64(p.id), kind, p.key, r.Value, nil)
+		_ = f.local.Migrate(uint64(p.id), kind, p.key, at, value, nil)
 	})
 }
 

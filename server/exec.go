@@ -199,6 +199,20 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		}
 	case wire.OpUpsert:
 		st, err = l.upsert(op.Key, h, op.Value)
+	case wire.OpUpsertExpiring:
+		at, ok := expiryArg(op.Value, 1)
+		if !ok {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+			return
+		}
+		st, err = l.upsertExpiring(op.Key, h, op.Value[8:], at)
+	case wire.OpExpire:
+		at, ok := expiryArg(op.Value, 0)
+		if !ok || len(op.Value) != 8 {
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+			return
+		}
+		st, payload, err = l.update(op.Key, h, store.Update{If: store.IfPresent, Merge: store.Keep{}, Expire: expiring(at), Want: store.WantOld, WithExpiry: true})
 	case wire.OpDelete:
 		st, _, err = l.update(op.Key, h, store.Update{If: store.Remove})
 	case wire.OpAdd:
@@ -279,6 +293,18 @@ func resultOf(op wire.Op, st store.Status, err error, value []byte) (wire.Status
 		return wire.StatusPending, nil, 0
 	case st == store.NotFound && op != wire.OpAdd:
 		return wire.StatusNotFound, nil, 0
+	case op == wire.OpExpire:
+		value = value[:min(len(value), 8)] // the old expiry, not the value behind it
 	}
 	return wire.StatusOK, value, 0
+}
+
+// expiryArg reads the expiry at the start of an operation's value; ok is
+// false when the value is too short or the expiry below least.
+func expiryArg(v []byte, least int64) (int64, bool) {
+	if len(v) < 8 {
+		return 0, false
+	}
+	at := int64(binary.LittleEndian.Uint64(v))
+	return at, at >= least
 }

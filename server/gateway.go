@@ -74,13 +74,27 @@ func (l *loop) missing(h uint64) bool {
 // read reads key into the loop's value buffer; the value is valid until the
 // next read.
 func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
+	return l.readWith(key, h, false)
+}
+
+// readExpiring is read returning the value with its expiry in front of it
+// (store.ReadExpiring).
+func (l *loop) readExpiring(key []byte, h uint64) (store.Status, []byte, error) {
+	return l.readWith(key, h, true)
+}
+
+func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte, error) {
 	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
 	var err error
 	l.missRead = false
-	l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+	if withAt {
+		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
+	} else {
+		l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+	}
 	if st != store.OK && err == nil && l.rt.Misses != nil {
 		switch {
 		case st == store.NotFound && l.missing(h):
@@ -99,6 +113,14 @@ func (l *loop) upsert(key []byte, h uint64, value []byte) (store.Status, error) 
 		return 0, errNotOwner
 	}
 	return l.ss.UpsertHashed(key, h, value)
+}
+
+// upsertExpiring is upsert with an expiry (Unix milliseconds; 0: none).
+func (l *loop) upsertExpiring(key []byte, h uint64, value []byte, at int64) (store.Status, error) {
+	if !l.admits(key, h) {
+		return 0, errNotOwner
+	}
+	return l.ss.UpsertExpiring(key, h, value, at)
 }
 
 // update runs a conditional operation; the value it wants lands in the
@@ -129,9 +151,10 @@ var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | 
 // the target prepared, a shipped-back record or deletion as it comes; an
 // absent one answers the reads parked for the key. A fetch reads the key
 // for the migration's target where the routing lends the slot
-// (Routing.Lend); its value lands in the loop's value buffer.
+// (Routing.Lend); its value, with its expiry in front of it
+// (store.ReadExpiring), lands in the loop's value buffer.
 func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, error) {
-	id, kind, value, ok := wire.ParseMigrateValue(v)
+	id, kind, at, value, ok := wire.ParseMigrateValue(v)
 	if !ok {
 		return 0, nil, errBadMigrate
 	}
@@ -142,7 +165,7 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		}
 		var st store.Status
 		var err error
-		l.value, st, err = l.ss.ReadHashed(key, h, l.value[:0])
+		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
 		return st, l.value, err
 	}
 	a, ok := findAccepting(l.rt.Accept, cluster.MigrationID(id), slot)
@@ -152,9 +175,9 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 	var u store.Update
 	switch kind {
 	case wire.MigrateMoved:
-		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value}
+		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value, Expire: expiring(at)}
 	case wire.MigrateShipped:
-		st, err := l.ss.UpsertHashed(key, h, value)
+		st, err := l.ss.UpsertExpiring(key, h, value, at)
 		return st, nil, err
 	case wire.MigrateAbsent:
 		l.announce(key, h, nil, false)
@@ -169,6 +192,14 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		l.announce(key, h, value, true) // whether inserted or not: parking.go
 	}
 	return st, nil, err
+}
+
+// expiring is the Expiry of a value written with expiry at (0: none).
+func expiring(at int64) store.Expiry {
+	if at == 0 {
+		return store.Expiry{Mode: store.ClearExpiry}
+	}
+	return store.Expiry{Mode: store.SetExpiry, At: at}
 }
 
 // refuse counts a MIGRATE refused for slot.

@@ -221,7 +221,7 @@ func TestMigrateInserts(t *testing.T) {
 	defer sess.Close()
 	errs := map[string]error{}
 	send := func(name string, id uint64, kind wire.MigrateKind, key, value string) {
-		if err := sess.Migrate(id, kind, []byte(key), []byte(value), func(r client.Result) { errs[name] = r.Err }); err != nil {
+		if err := sess.Migrate(id, kind, []byte(key), 0, []byte(value), func(r client.Result) { errs[name] = r.Err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -411,7 +411,7 @@ func TestParkedReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
-	if err := migrator.Migrate(7, wire.MigrateMoved, []byte("{m}a"), []byte("from the source"), nil); err != nil {
+	if err := migrator.Migrate(7, wire.MigrateMoved, []byte("{m}a"), 0, []byte("from the source"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrator.Wait(); err != nil {
@@ -506,15 +506,19 @@ func TestFetchAndAbsent(t *testing.T) {
 		return res
 	}
 	do(func(cb client.Callback) error { return sess.Upsert([]byte("{m}k"), []byte("v"), cb) })
+	do(func(cb client.Callback) error { return sess.UpsertExpiring([]byte("{m}e"), []byte("w"), 1<<50, cb) })
 	lend := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Lend: []cluster.Accepting{{ID: 9, Slots: &slot}}}
 	if err := s.Install(ctx, base.WithHolds(&lend)); err != nil {
 		t.Fatal(err)
 	}
 	fetch := func(id uint64, key string) client.Result {
-		return do(func(cb client.Callback) error { return sess.Migrate(id, wire.MigrateFetch, []byte(key), nil, cb) })
+		return do(func(cb client.Callback) error { return sess.Migrate(id, wire.MigrateFetch, []byte(key), 0, nil, cb) })
 	}
-	if r := fetch(9, "{m}k"); r.Err != nil || string(r.Value) != "v" {
+	if r := fetch(9, "{m}k"); r.Err != nil || string(r.Value) != "\x00\x00\x00\x00\x00\x00\x00\x00v" {
 		t.Errorf("fetch of a lent key: %+v", r)
+	}
+	if r := fetch(9, "{m}e"); r.Err != nil || string(r.Value) != "\x00\x00\x00\x00\x00\x00\x04\x00w" {
+		t.Errorf("fetch of a lent key with an expiry: %+v", r)
 	}
 	if r := fetch(9, "{m}none"); r.Err != nil || r.Status != client.NotFound {
 		t.Errorf("fetch of an absent key: %+v", r)
@@ -544,7 +548,7 @@ func TestFetchAndAbsent(t *testing.T) {
 		t.Errorf("the node was told %+v", told)
 	}
 	mu.Unlock()
-	do(func(cb client.Callback) error { return sess.Migrate(7, wire.MigrateAbsent, []byte("{m}z"), nil, cb) })
+	do(func(cb client.Callback) error { return sess.Migrate(7, wire.MigrateAbsent, []byte("{m}z"), 0, nil, cb) })
 	if err := reader.Wait(); err != nil {
 		t.Fatal(err)
 	}

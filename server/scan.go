@@ -50,7 +50,7 @@ func (sp *scanSpec) served(h uint64) bool { return sp.serving.Has(keyhash.SlotOf
 func (s *Server) scanStep(ctx context.Context, sp *scanSpec, from uint64, want int, keys [][]byte) ([][]byte, uint64, error) {
 	to := s.st.ScanStep(from, want)
 	met := map[string]bool{}
-	err := s.st.ScanPositions(ctx, from, to, sp.served, func(key, _ []byte, live bool, _ uint64) error {
+	err := s.st.ScanPositions(ctx, from, to, sp.served, func(key, _ []byte, _ int64, live bool, _ uint64) error {
 		if live && !met[string(key)] && sp.keep(key) {
 			met[string(key)] = true
 			keys = append(keys, append([]byte(nil), key...))

@@ -17,7 +17,9 @@ import (
 // key, and moves the log's begin past the part it scanned. A record is
 // dead when a newer record of its key is in its chain; a tombstone is
 // always dropped (every older record of its key is below it, so below the
-// new begin too).
+// new begin too). A newest record whose value has expired is replaced by
+// a tombstone, under the same CAS as a copy, which the key count sees as
+// the key's delete.
 //
 // Invariant: a record is copied only with a CAS of its key's index entry
 // from the entry it was found newest under, so a write of the key that
@@ -38,6 +40,7 @@ type CompactStats struct {
 	CopiedBytes  uint64 // bytes appended at the tail
 	ChainReads   int    // device reads to decide whether a record is live
 	CopiesLost   int    // copies a concurrent write of their key overtook
+	Expired      int    // newest records of their keys that had expired: deleted, not copied
 }
 
 // Compact compacts the log from its begin up to until (rounded down to a
@@ -147,10 +150,17 @@ func (c *compactor) add(addr uint64, rec []byte) {
 	c.arena = append(c.arena, rec...)
 }
 
-func (c *compactor) rec(k *candidate) (key, value []byte) {
+// rec returns the candidate's key and what its record holds.
+func (c *compactor) rec(k *candidate) ([]byte, prior) {
 	rec := c.arena[k.off : k.off+k.n]
-	_, kl, _, _, _ := hlog.DecodePrefix(rec)
-	return rec[hlog.PrefixSize : hlog.PrefixSize+kl], rec[hlog.PrefixSize+kl:]
+	h, kl, _, _, _ := hlog.DecodePrefix(rec)
+	return rec[hlog.PrefixSize : hlog.PrefixSize+kl], c.st.priorOf(h, rec[hlog.PrefixSize+kl:])
+}
+
+// size returns the bytes of the candidate's record.
+func (c *compactor) size(k *candidate) uint64 {
+	_, kl, _, vl, _ := hlog.DecodePrefix(c.arena[k.off : k.off+k.n])
+	return hlog.RecordSize(kl, vl)
 }
 
 // flush judges the batch and copies its live records to the tail. A copy
@@ -164,11 +174,15 @@ func (c *compactor) flush() error {
 	for i := range c.batch {
 		k := &c.batch[i]
 		for k.live {
-			key, value := c.rec(k)
-			switch err := c.copy(key, keyhash.Hash(key), value, k.entry); err {
+			key, old := c.rec(k)
+			switch err := c.copy(key, keyhash.Hash(key), old, k.entry); err {
 			case nil:
-				c.stats.Copied++
-				c.stats.CopiedBytes += hlog.RecordSize(len(key), len(value))
+				if old.live {
+					c.stats.Copied++
+					c.stats.CopiedBytes += c.size(k)
+				} else {
+					c.stats.Expired++
+				}
 				k.live = false
 			case errCASLost:
 				c.stats.CopiesLost++ // a write of the key came first: judge again
@@ -275,15 +289,21 @@ func (c *compactor) walk(key []byte, a, addr uint64, buf []byte) (bool, []byte, 
 	return a == addr, buf, nil
 }
 
-// copy appends value as key's newest record, linked in front of entry,
-// if the key's index entry is still entry.
-func (c *compactor) copy(key []byte, hash uint64, value []byte, entry uint64) error {
+// copy appends old's value as key's newest record, linked in front of
+// entry, if the key's index entry is still entry; a tombstone instead when
+// the value has expired.
+func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error {
 	s := c.s
 	for spins := 0; ; spins++ {
 		if err := s.begin(); err != nil {
 			return err
 		}
-		err := s.appendIfChainIs(key, hash, value, entry)
+		var err error
+		if old.live {
+			err = s.appendIfChainIs(key, hash, old.value, old.at, entry)
+		} else {
+			err = s.reapIfChainIs(key, hash, entry)
+		}
 		s.end()
 		if err != errRetryTail {
 			return err
@@ -337,9 +357,9 @@ func (st *Store) Garbage(ctx context.Context, pages, sample int, rng *rand.Rand)
 		return 0, err
 	}
 	for i := range c.batch {
-		if k := &c.batch[i]; !k.live {
-			key, value := c.rec(k)
-			dead += hlog.RecordSize(len(key), len(value))
+		k := &c.batch[i]
+		if _, old := c.rec(k); !k.live || !old.live {
+			dead += c.size(k)
 		}
 	}
 	if total == 0 {

@@ -11,7 +11,7 @@ import (
 // Session.
 func (st *Store) CountKeys(ctx context.Context, lo, hi uint64) (int64, error) {
 	var n int64
-	err := st.Scan(ctx, lo, hi, func(_, _ []byte, live bool, _ uint64) error {
+	err := st.Scan(ctx, lo, hi, func(_, _ []byte, _ int64, live bool, _ uint64) error {
 		if live {
 			n++
 		}

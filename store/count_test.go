@@ -83,7 +83,7 @@ func TestScan(t *testing.T) {
 	st, m := churned(t, 5)
 	for _, r := range [][2]uint16{{0, 4095}, {4096, 16383}, {0, 16383}} {
 		seen := map[string]bool{}
-		err := st.Scan(context.Background(), keyhash.FirstHash(r[0]), keyhash.LastHash(r[1]), func(key, value []byte, live bool, addr uint64) error {
+		err := st.Scan(context.Background(), keyhash.FirstHash(r[0]), keyhash.LastHash(r[1]), func(key, value []byte, _ int64, live bool, addr uint64) error {
 			k := string(key)
 			if addr < st.Log().Begin() || addr >= st.Log().Tail() {
 				return fmt.Errorf("key %q visited at address %d, outside the log", k, addr)
@@ -110,7 +110,7 @@ func TestScan(t *testing.T) {
 	}
 	stop := errors.New("stop")
 	calls := 0
-	err := st.Scan(context.Background(), 0, ^uint64(0), func([]byte, []byte, bool, uint64) error { calls++; return stop })
+	err := st.Scan(context.Background(), 0, ^uint64(0), func([]byte, []byte, int64, bool, uint64) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("an error from fn: %v after %d calls", err, calls)
 	}

@@ -16,6 +16,8 @@ var (
 	// ErrRecordTooLarge is returned when key and value do not fit in one log
 	// page.
 	ErrRecordTooLarge = errors.New("store: record larger than a log page")
+	// ErrBadExpiry is returned for a negative expiry time.
+	ErrBadExpiry = errors.New("store: negative expiry time")
 	// ErrNotInt64 is returned by Int64Add when the stored value is not 8 bytes.
 	ErrNotInt64 = errors.New("store: value is not a 64-bit integer")
 	// ErrClosed is returned by operations on a closed session or store.

@@ -322,7 +322,7 @@ func (w *worker) update(k string, kb []byte) {
 		merged = u.Input
 	}
 	after, live := old, had
-	switch u.If.action(had, false) {
+	switch u.If.action(prior{counted: had, live: had}, false) {
 	case actRemove:
 		after, live = nil, false
 	case actMerge:

@@ -33,7 +33,22 @@ func (s *Session) ReadHashed(key []byte, h uint64, dst []byte) ([]byte, Status, 
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	v, st, err := s.read(key, h, dst, nil)
+	v, st, err := s.read(key, h, dst, nil, false)
+	s.end()
+	return v, st, err
+}
+
+// ReadExpiring is ReadHashed returning the value with its expiry in front
+// of it (SplitExpiring), 8 bytes of 0 when it has none.
+func (s *Session) ReadExpiring(key []byte, h uint64, dst []byte) ([]byte, Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return dst, 0, err
+	}
+	s.awaitRMW(h)
+	if err := s.begin(); err != nil {
+		return dst, 0, err
+	}
+	v, st, err := s.read(key, h, dst, nil, true)
 	s.end()
 	return v, st, err
 }
@@ -45,17 +60,32 @@ func (s *Session) Upsert(key, value []byte) (Status, error) {
 
 // UpsertHashed is Upsert with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, error) {
+	return s.UpsertExpiring(key, h, value, 0)
+}
+
+// UpsertExpiring is UpsertHashed giving the value an expiry, expireAt in
+// Unix milliseconds (0: none). An expiry at or before now (Config.Now)
+// deletes the key instead, as Redis's SET with a past PXAT does.
+func (s *Session) UpsertExpiring(key []byte, h uint64, value []byte, expireAt int64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
-	if hlog.RecordSize(len(key), len(value)) > s.st.log.PageSize() {
+	_, off := layout(expireAt)
+	if hlog.RecordSize(len(key), off+len(value)) > s.st.log.PageSize() {
 		return 0, ErrRecordTooLarge
+	}
+	if expireAt < 0 {
+		return 0, ErrBadExpiry
+	}
+	if expireAt != 0 && expireAt <= s.st.cfg.Now() {
+		_, st, err := s.UpdateHashed(key, h, Update{If: Remove}, nil)
+		return st, err
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	st, err := s.upsert(key, value, h)
+	st, err := s.upsert(key, value, h, expireAt)
 	s.end()
 	return st, err
 }
@@ -152,9 +182,10 @@ func (s *Session) checkRecord(addr uint64, r hlog.Record) {
 	}
 }
 
-// read runs one read. p is the pending record when a pending read starts
-// over (pendingSet.restart), nil for a new operation.
-func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp) ([]byte, Status, error) {
+// read runs one read; withAt: the value comes with its expiry in front.
+// p is the pending record when a pending read starts over
+// (pendingSet.restart), nil for a new operation.
+func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bool) ([]byte, Status, error) {
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
 		return dst, NotFound, nil
@@ -163,8 +194,11 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp) ([]byte, 
 	addr, r, found := s.trace(key, e.Address(), l.Head())
 	if found {
 		v, hdr := r.ReadValue(dst)
-		if hdr.Tombstone() {
+		switch {
+		case hdr.Tombstone():
 			return dst, NotFound, nil
+		case hdr.Expires() || withAt:
+			return s.splitRead(v, len(dst), hdr, withAt)
 		}
 		return v, OK, nil
 	}
@@ -173,76 +207,118 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp) ([]byte, 
 		return dst, NotFound, nil
 	}
 	p = s.pend.reuse(p, OpRead, h, key, nil, nil)
+	p.upd.withAt = withAt
 	p.entryAddr, p.begin = e.Address(), begin
 	s.pend.startRead(p, addr)
 	return dst, Pending, nil
 }
 
-// copyToTail appends a copy of the key's record that p's read found on the
-// device, when the key's chain is still what it was when the read was issued
-// (no newer record of the key can exist then: a record below head is never
-// updated in place). Failing to copy changes nothing: it is an optimisation.
-func (s *Session) copyToTail(p *pendingOp, value []byte) {
-	// A full tail or a lost CAS (someone wrote the key meanwhile) skips it.
-	_ = s.appendIfChainIs(p.key(), p.hash, value, p.entryAddr)
+// splitRead finishes a read whose value area went to full[base:] (full is
+// the caller's buffer up to base): absent when expired, otherwise the
+// value alone, or with its expiry in front when withAt.
+func (s *Session) splitRead(full []byte, base int, hdr hlog.Header, withAt bool) ([]byte, Status, error) {
+	raw := full[base:]
+	v, at := hlog.SplitValue(hdr, raw)
+	switch {
+	case Expired(at, s.st.cfg.Now()):
+		return full[:base], NotFound, nil
+	case !withAt:
+		return append(full[:base], v...), OK, nil // v overlaps: append copies forward
+	case hdr.Expires():
+		return full, OK, nil // raw is in that form already
+	}
+	// No expiry: the value moves 8 bytes on to make room for a zero one.
+	var none [hlog.ExpirySize]byte
+	out := append(full, none[:]...)
+	copy(out[base+hlog.ExpirySize:], out[base:base+len(raw)])
+	copy(out[base:], none[:])
+	return out, OK, nil
 }
 
-// appendIfChainIs appends value as key's newest record, linked in front of
-// the chain head entry, if h's index entry still points to entry: the
-// chain is then what the caller judged it to be. errCASLost when it is
-// not (or stops being so before the record is installed).
-func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, entry uint64) error {
+// copyToTail appends a copy of the key's record that p's read found on the
+// device (old, live), when the key's chain is still what it was when the
+// read was issued (no newer record of the key can exist then: a record
+// below head is never updated in place). Failing to copy changes nothing:
+// it is an optimisation.
+func (s *Session) copyToTail(p *pendingOp, old prior) {
+	// A full tail or a lost CAS (someone wrote the key meanwhile) skips it.
+	_ = s.appendIfChainIs(p.key(), p.hash, old.value, old.at, p.entryAddr)
+}
+
+// appendIfChainIs appends value with expiry at as key's newest record,
+// linked in front of the chain head entry, if h's index entry still points
+// to entry: the chain is then what the caller judged it to be. errCASLost
+// when it is not (or stops being so before the record is installed).
+func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, at int64, entry uint64) error {
 	slot, e, ok := s.st.index.Find(s.g, h)
 	if !ok || e.Address() != entry {
 		return errCASLost
 	}
-	addr, r, err := s.allocRecord(key, len(value))
+	addr, r, err := s.allocValue(key, value, at)
 	if err != nil {
 		return err
 	}
-	copy(r.Init(key, len(value), len(value)), value)
-	return s.install(slot, e, addr, r, false)
+	flags, _ := layout(at)
+	return s.installCounted(slot, e, addr, r, flags, 0, false)
 }
 
-func (s *Session) upsert(key, value []byte, h uint64) (Status, error) {
+// reapIfChainIs appends a tombstone for key, whose newest record is an
+// expired value, if h's index entry still points to entry (see
+// appendIfChainIs): the key count loses the key.
+func (s *Session) reapIfChainIs(key []byte, h uint64, entry uint64) error {
+	slot, e, ok := s.st.index.Find(s.g, h)
+	if !ok || e.Address() != entry {
+		return errCASLost
+	}
+	_, err := s.appendTombstone(slot, e, key, -1, false)
+	return err
+}
+
+func (s *Session) upsert(key, value []byte, h uint64, at int64) (Status, error) {
 	for spins := 0; ; spins++ {
-		if st, err := s.upsertOnce(key, value, h); !s.again(err, spins) {
+		if st, err := s.upsertOnce(key, value, h, at); !s.again(err, spins) {
 			return st, err
 		}
 	}
 }
 
-// upsertOnce updates key's mutable record in place when the value fits,
-// and otherwise appends a new record. A mutable record is locked while the
-// upsert decides, and sealed when it appends past it, so that the key
-// count sees the state it replaces (keycount.go); past a record in the
-// fuzzy region, which it must not touch, the new one is a doubt.
-func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
+// upsertOnce updates key's mutable record in place when the value (and its
+// expiry at) fits, and otherwise appends a new record. A mutable record is
+// locked while the upsert decides, and sealed when it appends past it, so
+// that the key count sees the state it replaces (keycount.go); past a
+// record in the fuzzy region, which it must not touch, the new one is a
+// doubt.
+func (s *Session) upsertOnce(key, value []byte, h uint64, at int64) (Status, error) {
 	l := s.st.log
 	slot, e := s.findOrCreate(h)
 	head, safeRO, ro := l.Head(), l.SafeReadOnly(), l.MutableFrom()
 	addr, r, found := s.trace(key, e.Address(), head)
 	switch {
 	case !found && (addr == 0 || addr < l.Begin()):
-		return s.appendValue(slot, e, key, value, 1, false)
+		return s.appendValue(slot, e, key, value, at, 1, false)
 	case !found, addr >= safeRO && addr < ro:
 		// On the device, or in the fuzzy region (a writer that has not
 		// seen it turn read-only may still change it in place): a doubt.
-		return s.appendValue(slot, e, key, value, 1, true)
+		return s.appendValue(slot, e, key, value, at, 1, true)
 	case addr < safeRO:
-		return s.appendValue(slot, e, key, value, revived(r.Header()), false)
+		return s.appendValue(slot, e, key, value, at, revived(r.Header()), false)
 	}
 	hdr, ok := r.Lock()
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists
 	}
-	if r.ValueCap() >= len(value) { // mutable, and it fits
-		copy(r.Value()[:len(value)], value)
-		r.Unlock(hdr&^hlog.FlagTombstone, len(value))
+	flags, off := layout(at)
+	if r.ValueCap() >= off+len(value) { // mutable, and it fits
+		raw := r.Value()[:off+len(value)]
+		if off > 0 {
+			hlog.PutExpiry(raw, at)
+		}
+		copy(raw[off:], value)
+		r.Unlock(hdr&^(hlog.FlagTombstone|hlog.FlagExpires)|flags, off+len(value))
 		s.countKeys(revived(hdr))
 		return OK, nil
 	}
-	st, err := s.appendValue(slot, e, key, value, revived(hdr), false)
+	st, err := s.appendValue(slot, e, key, value, at, revived(hdr), false)
 	if err == nil {
 		hdr |= hlog.FlagSealed
 	}
@@ -251,7 +327,7 @@ func (s *Session) upsertOnce(key, value []byte, h uint64) (Status, error) {
 }
 
 // revived is the key count's change when a write makes live the key whose
-// newest record has header h.
+// newest record has header h (an expired record is still counted).
 func revived(h hlog.Header) int64 {
 	if h.Tombstone() {
 		return 1
@@ -259,15 +335,31 @@ func revived(h hlog.Header) int64 {
 	return 0
 }
 
-// appendValue appends value as key's newest record in front of e's chain
-// and counts delta; doubt marks and lists it (keycount.go).
-func (s *Session) appendValue(slot index.Slot, e index.Entry, key, value []byte, delta int64, doubt bool) (Status, error) {
-	addr, r, err := s.allocRecord(key, len(value))
+// appendValue appends value with expiry at as key's newest record in front
+// of e's chain and counts delta; doubt marks and lists it (keycount.go).
+func (s *Session) appendValue(slot index.Slot, e index.Entry, key, value []byte, at int64, delta int64, doubt bool) (Status, error) {
+	addr, r, err := s.allocValue(key, value, at)
 	if err != nil {
 		return 0, err
 	}
-	copy(r.Init(key, len(value), len(value)), value)
-	return OK, s.installCounted(slot, e, addr, r, 0, delta, doubt)
+	flags, _ := layout(at)
+	return OK, s.installCounted(slot, e, addr, r, flags, delta, doubt)
+}
+
+// allocValue reserves a record at the tail and writes key, value and its
+// expiry at into it; installCounted publishes it.
+func (s *Session) allocValue(key, value []byte, at int64) (uint64, hlog.Record, error) {
+	_, off := layout(at)
+	addr, r, err := s.allocRecord(key, off+len(value))
+	if err != nil {
+		return 0, r, err
+	}
+	raw := r.Init(key, off+len(value), off+len(value))
+	if off > 0 {
+		hlog.PutExpiry(raw, at)
+	}
+	copy(raw[off:], value)
+	return addr, r, nil
 }
 
 func (s *Session) delete(key []byte, h uint64) (Status, error) {
@@ -295,14 +387,23 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 		return NotFound, nil
 	case !found:
 		return s.appendTombstone(slot, e, key, 0, true) // on the device: a doubt
-	case addr < ro && r.Header().Tombstone():
+	}
+	hdr, at := r.ReadExpiry()
+	st := OK
+	if Expired(at, s.st.cfg.Now()) {
+		st = NotFound // deleted all the same: it is still counted
+	}
+	switch {
+	case addr < ro && hdr.Tombstone():
 		return NotFound, nil
 	case addr < safeRO:
-		return s.appendTombstone(slot, e, key, -1, false)
+		_, err := s.appendTombstone(slot, e, key, -1, false)
+		return st, err
 	case addr < ro:
-		return s.appendTombstone(slot, e, key, 0, true) // fuzzy: see upsertOnce
+		_, err := s.appendTombstone(slot, e, key, 0, true) // fuzzy: see upsertOnce
+		return st, err
 	}
-	hdr, ok := r.Lock() // mutable: deleted in place
+	hdr, ok = r.Lock() // mutable: deleted in place
 	switch {
 	case !ok:
 		return 0, errCASLost // sealed: a newer copy exists
@@ -310,9 +411,14 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 		r.Unlock(hdr, r.ValueLen())
 		return NotFound, nil
 	}
-	r.Unlock(hdr|hlog.FlagTombstone, 0)
+	_, at = hlog.SplitValue(hdr, r.Value())
+	st = OK
+	if Expired(at, s.st.cfg.Now()) {
+		st = NotFound
+	}
+	r.Unlock(hdr&^hlog.FlagExpires|hlog.FlagTombstone, 0)
 	s.countKeys(-1)
-	return OK, nil
+	return st, nil
 }
 
 // appendTombstone appends a tombstone for key in front of e's chain and

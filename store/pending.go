@@ -95,7 +95,7 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	if kind == OpRMW {
 		ps.rmws[h]++
 		r := &ps.s.res
-		p.upd = result{update: r.update, cond: r.cond, want: r.want, since: r.since, dst: p.upd.dst[:0]}
+		p.upd = result{update: r.update, cond: r.cond, want: r.want, since: r.since, x: r.x, withAt: r.withAt, dst: p.upd.dst[:0]}
 	}
 	return p
 }
@@ -305,11 +305,7 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		return
 	}
 	p.hit = true
-	if h.Tombstone() {
-		ps.found(p, nil, false)
-		return
-	}
-	ps.found(p, rec[hlog.PrefixSize+kl:need], true)
+	ps.found(p, ps.s.st.priorOf(h, rec[hlog.PrefixSize+kl:need]))
 }
 
 // follow continues the search at the previous record of the chain.
@@ -318,7 +314,7 @@ func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
 	case prev >= begin:
 		ps.startRead(p, prev)
 	case begin == p.begin:
-		ps.found(p, nil, false) // the chain ends: the key has no record
+		ps.found(p, absent) // the chain ends: the key has no record
 	default:
 		ps.restart(p) // begin moved: the rest of the chain may be at the tail
 	}
@@ -332,7 +328,7 @@ func (ps *pendingSet) restart(p *pendingOp) {
 		ps.settle(p, st, err)
 		return
 	}
-	if v, st, err := ps.s.read(p.key(), p.hash, nil, p); st != Pending || err != nil {
+	if v, st, err := ps.s.read(p.key(), p.hash, nil, p, p.upd.withAt); st != Pending || err != nil {
 		ps.finish(p, st, err, v)
 	}
 }
@@ -371,24 +367,29 @@ func (ps *pendingSet) settle(p *pendingOp, st Status, err error) bool {
 	return true
 }
 
-// found ends the device search: value is the key's live value, or the key
-// has none.
-func (ps *pendingSet) found(p *pendingOp, value []byte, live bool) {
+// found ends the device search with what the key's newest record holds
+// (absent: the key has none).
+func (ps *pendingSet) found(p *pendingOp, old prior) {
 	if p.kind == OpRead {
-		if live {
-			if ps.s.st.cfg.CopyReadsToTail {
-				ps.s.copyToTail(p, value)
-			}
-			ps.finish(p, OK, nil, value)
-		} else {
+		if !old.live {
 			ps.finish(p, NotFound, nil, nil)
+			return
 		}
+		if ps.s.st.cfg.CopyReadsToTail {
+			ps.s.copyToTail(p, old)
+		}
+		v := old.value
+		if p.upd.withAt {
+			p.upd.dst = withExpiry(p.upd.dst[:0], old.at, v)
+			v = p.upd.dst
+		}
+		ps.finish(p, OK, nil, v)
 		return
 	}
 	ps.resume(p)
 	ps.s.res.recent = p.hit && p.addr >= p.upd.since
 	p.hit = false // a search the RMW starts again begins without a hit
-	st, err := ps.s.continueRMW(p, value, live)
+	st, err := ps.s.continueRMW(p, old)
 	ps.settle(p, st, err)
 }
 

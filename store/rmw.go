@@ -21,7 +21,7 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	l := s.st.log
 	slot, e, ok := s.entryFor(h)
 	if !ok {
-		return s.rmwCopy(slot, e, key, input, m, nil, false) // absent, and it cannot create: kept
+		return s.rmwCopy(slot, e, key, input, m, absent) // absent, and it cannot create: kept
 	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
 	if s.res.cond == IfNoneSince {
@@ -52,7 +52,7 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		// update it in place then (its update would miss the copy).
 		return s.rmwMutable(slot, e, r, key, input, m, false)
 	case found:
-		return s.rmwCopy(slot, e, key, input, m, r.Value(), !r.Header().Tombstone())
+		return s.rmwCopy(slot, e, key, input, m, s.st.priorOf(r.Header(), r.Value()))
 	}
 	if begin := l.Begin(); addr >= begin {
 		p = s.pend.reuse(p, OpRMW, h, key, input, m)
@@ -60,7 +60,7 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		s.pend.startRead(p, addr)
 		return Pending, nil
 	}
-	return s.rmwCopy(slot, e, key, input, m, nil, false)
+	return s.rmwCopy(slot, e, key, input, m, absent)
 }
 
 // rmwSince decides an IfNoneSince Update from memory when it can: a record
@@ -75,18 +75,19 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 	switch {
 	case found:
 		s.res.recent = true
-		s.reportOld(!r.Header().Tombstone(), nil) // IfNoneSince returns no value
+		old, _ := r.ReadExpiry()
+		s.reportOld(prior{live: !old.Tombstone()}) // IfNoneSince returns no value
 		return OK, true, nil
 	case addr == 0 || addr < s.st.log.Begin():
 		s.res.recent = false
-		st, err := s.rmwCopy(slot, e, key, input, m, nil, false)
+		st, err := s.rmwCopy(slot, e, key, input, m, absent)
 		return st, true, err
 	case addr < since && addr < head:
 		// No record since; an older one may be on the device: inserted
 		// blind, as a doubt of the key count (keycount.go).
 		s.res.recent = false
-		s.reportOld(false, nil)
-		st, err := s.writeMerged(slot, e, key, input, m, nil, false, true)
+		s.reportOld(absent)
+		st, err := s.writeMerged(slot, e, key, input, m, absent, true)
 		return st, true, err
 	}
 	// An older record of the key in memory below since (rmwOnce finds it,
@@ -104,39 +105,39 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	if !ok {
 		return 0, errCASLost // sealed: a newer copy exists; start over
 	}
-	v := r.Value()
-	live := !hdr.Tombstone()
+	raw := r.Value()
+	old := s.st.priorOf(hdr, raw)
 	act := actMerge
 	if s.res.update {
-		s.reportOld(live, v)
-		act = s.res.cond.action(live, s.res.recent)
+		s.reportOld(old)
+		act = s.decide(old)
 	}
 	var st Status
 	var err error
 	switch act {
 	case actKeep:
-		s.reportNew(live, v)
-		r.Unlock(hdr, len(v))
+		s.reportNew(old.live, old.at, old.value)
+		r.Unlock(hdr, len(raw))
 		return OK, nil
-	case actRemove: // only of a live value
+	case actRemove: // only of a counted value
 		if inPlace {
-			r.Unlock(hdr|hlog.FlagTombstone, 0)
+			r.Unlock(hdr&^hlog.FlagExpires|hlog.FlagTombstone, 0)
 			s.countKeys(-1)
 			return OK, nil
 		}
 		st, err = s.removeCopy(slot, e, key)
 	default:
 		if inPlace {
-			if done, err := s.mergeInPlace(r, hdr, v, input, m); done {
+			if done, err := s.mergeInPlace(r, hdr, raw, old, input, m); done {
 				return OK, err
 			}
 		}
-		st, err = s.writeMerged(slot, e, key, input, m, v, live, false)
+		st, err = s.writeMerged(slot, e, key, input, m, old, false)
 	}
 	if err == nil {
 		hdr |= hlog.FlagSealed
 	}
-	r.Unlock(hdr, len(v))
+	r.Unlock(hdr, len(raw))
 	return st, err
 }
 
@@ -153,95 +154,119 @@ func (s *Session) entryFor(h uint64) (index.Slot, index.Entry, bool) {
 }
 
 // mergeInPlace merges input into r, which the caller locked (its header
-// was hdr, its value is v), when the result fits, and unlocks it. It
-// reports whether it is done: merged, or failed with err; otherwise r is
-// still locked, unchanged, and the caller copies it.
-func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, v, input []byte, m Merger) (bool, error) {
+// was hdr, its value area is raw, holding old), when the result fits, and
+// unlocks it. It reports whether it is done: merged, or failed with err;
+// otherwise r is still locked, unchanged, and the caller copies it. An
+// expiry goes in place only into a record that has room for one.
+func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, raw []byte, old prior, input []byte, m Merger) (bool, error) {
+	at := s.res.x.after(old)
+	off := 0
+	switch {
+	case hdr.Expires():
+		off = hlog.ExpirySize // kept, 0 when the value has none
+	case at != 0:
+		return false, nil
+	}
+	if len(raw) < off {
+		return false, nil // a tombstone's area never held an expiry
+	}
+	v := raw[off:]
 	var n int
-	if hdr.Tombstone() {
+	if !old.live { // deleted or expired: the value starts anew
 		if n = m.InitialSize(input); n > cap(v) {
 			return false, nil
 		}
 		if err := m.Initial(v[:n], input); err != nil {
-			r.Unlock(hdr, len(v)) // still deleted: a failed merge changes nothing
+			r.Unlock(hdr, len(raw)) // as it was: a failed merge changes nothing
 			return true, err
 		}
 		hdr &^= hlog.FlagTombstone
-		s.countKeys(1)
+		if !old.counted {
+			s.countKeys(1)
+		}
 	} else {
 		var fits bool
 		var err error
 		n, fits, err = m.InPlace(v, input)
 		switch {
 		case err != nil:
-			r.Unlock(hdr, len(v))
+			r.Unlock(hdr, len(raw))
 			return true, err
 		case !fits:
 			return false, nil
 		}
 	}
-	s.reportNew(true, v[:n])
-	r.Unlock(hdr, n)
+	if off > 0 {
+		hlog.PutExpiry(raw[:off], at)
+	}
+	s.reportNew(true, at, v[:n])
+	r.Unlock(hdr, off+n)
 	return true, nil
 }
 
-// rmwCopy decides on the key's value old (haveOld false: the key has none)
-// and writes the merged value, or a tombstone, as a new record at the tail.
-// old must stay unchanged meanwhile: it is read-only, or a private copy
-// read from the device.
-func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld bool) (Status, error) {
+// rmwCopy decides on the key's value old and writes the merged value, or
+// a tombstone, as a new record at the tail. old's value must stay
+// unchanged meanwhile: it is read-only, or a private copy read from the
+// device.
+func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old prior) (Status, error) {
 	if s.res.update {
-		s.reportOld(haveOld, old)
-		switch s.res.cond.action(haveOld, s.res.recent) {
+		s.reportOld(old)
+		switch s.decide(old) {
 		case actKeep:
-			s.reportNew(haveOld, old)
+			s.reportNew(old.live, old.at, old.value)
 			return OK, nil
 		case actRemove:
 			return s.removeCopy(slot, e, key)
 		}
 	}
-	return s.writeMerged(slot, e, key, input, m, old, haveOld, false)
+	return s.writeMerged(slot, e, key, input, m, old, false)
 }
 
 // writeMerged writes the merged (or initial) value as a new record at the
-// tail. old must stay unchanged meanwhile: it is read-only, or locked by the
-// caller, or a private copy read from the device. doubt: whether the key
-// had a live value is not known (haveOld is false then), and the record
-// is a doubt of the key count.
-func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte, m Merger, old []byte, haveOld, doubt bool) (Status, error) {
+// tail. old's value must stay unchanged meanwhile: it is read-only, or
+// locked by the caller, or a private copy read from the device. doubt:
+// whether the key had a live value is not known (old is absent then), and
+// the record is a doubt of the key count.
+func (s *Session) writeMerged(slot index.Slot, e index.Entry, key, input []byte, m Merger, old prior, doubt bool) (Status, error) {
 	n := m.InitialSize(input)
-	if haveOld {
+	if old.live {
 		var err error
-		if n, err = m.MergedSize(old, input); err != nil {
+		if n, err = m.MergedSize(old.value, input); err != nil {
 			return 0, err
 		}
 	}
+	at := s.res.x.after(old)
+	flags, off := layout(at)
 	page := s.st.log.PageSize()
-	if hlog.RecordSize(len(key), n) > page {
+	if hlog.RecordSize(len(key), off+n) > page {
 		return 0, ErrRecordTooLarge
 	}
 	capacity := n
 	if rs, ok := m.(Reserver); ok {
-		if c := rs.Reserve(n); c > n && hlog.RecordSize(len(key), c) <= page {
+		if c := rs.Reserve(n); c > n && hlog.RecordSize(len(key), off+c) <= page {
 			capacity = c
 		}
 	}
-	addr, r, err := s.allocRecord(key, capacity)
+	addr, r, err := s.allocRecord(key, off+capacity)
 	if err != nil {
 		return 0, err
 	}
-	dst := r.Init(key, n, capacity)
-	if haveOld {
-		err = m.Merge(dst, old, input)
+	raw := r.Init(key, off+n, off+capacity)
+	if off > 0 {
+		hlog.PutExpiry(raw, at)
+	}
+	dst := raw[off:]
+	if old.live {
+		err = m.Merge(dst, old.value, input)
 	} else {
 		err = m.Initial(dst, input)
 	}
 	if err != nil {
-		s.st.log.Abandon(addr, hlog.RecordSize(len(key), capacity))
+		s.st.log.Abandon(addr, hlog.RecordSize(len(key), off+capacity))
 		return 0, err
 	}
-	s.reportNew(true, dst)
-	if err := s.installCounted(slot, e, addr, r, 0, revivedIf(!haveOld), doubt); err != nil {
+	s.reportNew(true, at, dst)
+	if err := s.installCounted(slot, e, addr, r, flags, revivedIf(!old.counted), doubt); err != nil {
 		return 0, err
 	}
 	return OK, nil
@@ -262,16 +287,16 @@ func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status
 	return s.appendTombstone(slot, e, key, -1, false)
 }
 
-// continueRMW finishes an RMW whose old value came from the device (haveOld
-// false: the key had no live value). If the chain changed while the read was
-// in flight, the RMW starts over from the index.
-func (s *Session) continueRMW(p *pendingOp, old []byte, haveOld bool) (Status, error) {
+// continueRMW finishes an RMW whose old value came from the device. If the
+// chain changed while the read was in flight, the RMW starts over from the
+// index.
+func (s *Session) continueRMW(p *pendingOp, old prior) (Status, error) {
 	for spins := 0; ; spins++ {
 		slot, e, ok := s.entryFor(p.hash)
 		if !ok || e.Address() != p.entryAddr {
 			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
 		}
-		st, err := s.rmwCopy(slot, e, p.key(), p.input(), p.merger, old, haveOld)
+		st, err := s.rmwCopy(slot, e, p.key(), p.input(), p.merger, old)
 		switch err {
 		case errRetryTail:
 			s.waitForTail(spins)

@@ -8,9 +8,13 @@ import (
 	"github.com/fleetkv/fleetkv/keyhash"
 )
 
+// ScanFunc receives one key's newest record from a scan: its key, its value
+// and the value's expiry (Unix milliseconds, 0: none), whether it is live
+// (false: deleted or expired, value nil) and its log address.
+type ScanFunc func(key, value []byte, expireAt int64, live bool, addr uint64) error
+
 // Scan calls fn with the newest record of every key that hashes into
-// [lo, hi] (a slot range: keyhash.FirstHash, LastHash): its key, its value,
-// whether it is live (false: deleted) and its log address. It walks every chain that
+// [lo, hi] (a slot range: keyhash.FirstHash, LastHash). It walks every chain that
 // starts in the range's run of index buckets, newest record first; records
 // on the device are read from it, so it runs off the loops (it blocks for
 // I/O). key and value are valid only during the call, and a value that
@@ -20,7 +24,7 @@ import (
 // memory: it must not block (copy what it keeps; send it after). An error
 // from fn ends the scan. The calling goroutine must not hold a protected
 // Session.
-func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []byte, live bool, addr uint64) error) error {
+func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn ScanFunc) error {
 	in := func(h uint64) bool { return h >= lo && h <= hi }
 	return st.scanBuckets(ctx, index.Position(lo), index.Position(hi), in, fn)
 }
@@ -31,7 +35,7 @@ func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn func(key, value []b
 // position after the last one it covered (ScanStep gives ranges of whole
 // buckets) meets every key present throughout exactly once, however the
 // index grows meanwhile: SCAN's cursor.
-func (st *Store) ScanPositions(ctx context.Context, from, to uint64, keep func(h uint64) bool, fn func(key, value []byte, live bool, addr uint64) error) error {
+func (st *Store) ScanPositions(ctx context.Context, from, to uint64, keep func(h uint64) bool, fn ScanFunc) error {
 	in := func(h uint64) bool {
 		p := index.Position(h)
 		return p >= from && p <= to && (keep == nil || keep(h))
@@ -62,7 +66,7 @@ func (st *Store) ScanStep(from uint64, want int) uint64 {
 
 // scanBuckets walks the chains of the buckets that hold positions [from,
 // to] for Scan, visiting the keys whose hash in accepts.
-func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uint64) bool, fn func(key, value []byte, live bool, addr uint64) error) error {
+func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uint64) bool, fn ScanFunc) error {
 	if st.closed.Load() {
 		return ErrClosed
 	}
@@ -108,7 +112,7 @@ type chainScanner struct {
 	bits   uint
 	seen   map[string]bool // keys met in the chain being walked
 	buf    []byte
-	fn     func(key, value []byte, live bool, addr uint64) error
+	fn     ScanFunc
 }
 
 // walk visits the keys of the chain from addr: its in-memory part under
@@ -122,7 +126,7 @@ func (w *chainScanner) walk(addr uint64) error {
 	for addr >= l.Head() && addr >= l.Begin() {
 		r := l.Record(addr)
 		h := r.Header()
-		if err := w.met(r.Key(), r.Value(), h.Tombstone() || h.Invalid(), addr); err != nil {
+		if err := w.met(r.Key(), r.Value(), h, addr); err != nil {
 			w.s.end()
 			return err
 		}
@@ -139,7 +143,7 @@ func (w *chainScanner) walk(addr uint64) error {
 		}
 		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h.Tombstone() || h.Invalid(), addr); err != nil {
+		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h, addr); err != nil {
 			return err
 		}
 		addr = h.Prev()
@@ -148,15 +152,17 @@ func (w *chainScanner) walk(addr uint64) error {
 }
 
 // met visits key when it is in the range, of the chain's bucket, and not
-// met before in the chain: its newest record.
-func (w *chainScanner) met(key, value []byte, dead bool, addr uint64) error {
+// met before in the chain: its newest record, with header hdr and value
+// area raw.
+func (w *chainScanner) met(key, raw []byte, hdr hlog.Header, addr uint64) error {
 	h := keyhash.Hash(key)
 	if !w.in(h) || index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
 		return nil
 	}
 	w.seen[string(key)] = true
-	if dead {
-		value = nil
+	if hdr.Invalid() {
+		return w.fn(key, nil, 0, false, addr)
 	}
-	return w.fn(key, value, !dead, addr)
+	old := w.st.priorOf(hdr, raw)
+	return w.fn(key, old.value, old.at, old.live, addr)
 }

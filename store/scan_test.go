@@ -64,7 +64,7 @@ func TestScanCursorSurvivesGrowth(t *testing.T) {
 		}
 		to := st.ScanStep(from, 10)
 		step := map[string]bool{}
-		err := st.ScanPositions(context.Background(), from, to, nil, func(key, _ []byte, live bool, _ uint64) error {
+		err := st.ScanPositions(context.Background(), from, to, nil, func(key, _ []byte, _ int64, live bool, _ uint64) error {
 			if live && !step[string(key)] {
 				step[string(key)] = true
 				seen[string(key)]++
@@ -115,7 +115,7 @@ func TestScanAfterGrowthSeesNewestRecords(t *testing.T) {
 	s.CompletePending(true)
 	s.Suspend()
 	live := 0
-	err := st.ScanPositions(context.Background(), 0, ^uint64(0), nil, func(_, _ []byte, l bool, _ uint64) error {
+	err := st.ScanPositions(context.Background(), 0, ^uint64(0), nil, func(_, _ []byte, _ int64, l bool, _ uint64) error {
 		if l {
 			live++
 		}

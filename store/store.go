@@ -40,6 +40,10 @@ type Config struct {
 	// addresses, about 2 s of chain walks on a disk that reads one record
 	// in 30 µs with 8 walkers).
 	MaxDoubts int
+	// Now returns the wall-clock time in Unix milliseconds that expiry is
+	// judged by (expiry.go). Default time.Now; tests give a clock they
+	// move.
+	Now func() int64
 	// Log shapes the HybridLog (page size, memory budget, device).
 	Log hlog.Config
 }
@@ -70,6 +74,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxKeyLen == 0 {
 		c.MaxKeyLen = defaultMaxKeyLen
+	}
+	if c.Now == nil {
+		c.Now = wallClock
 	}
 	if c.MaxDoubts <= 0 {
 		c.MaxDoubts = defaultMaxDoubts
@@ -139,6 +146,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	st.compact.s = &Session{st: st, g: cg}
 	st.compact.s.pend.init(st.compact.s)
+	st.keys.register(st.compact.s) // it uncounts the expired keys it reaps
 	l, err := hlog.New(cfg.Log, st.epochs)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,10 @@ const (
 	// log's tail when it started to take them). It returns no value: Want
 	// is not used.
 	IfNoneSince
+	// ReapExpired deletes the key when its newest record has expired (the
+	// active expiry pass); it keeps every other key as it is. Merge is not
+	// used.
+	ReapExpired
 )
 
 // Want says which value an Update returns.
@@ -58,6 +62,12 @@ type Update struct {
 	Merge Merger // the merge (Replace for a conditional set); nil for Remove
 	Input []byte
 	Since uint64 // IfNoneSince: the log address from which a record wins
+	// Expire says what happens to the value's expiry (expiry.go): its zero
+	// value keeps the expiry a live value had.
+	Expire Expiry
+	// WithExpiry returns the wanted value with its expiry in front of it
+	// (SplitExpiring).
+	WithExpiry bool
 }
 
 // errNoMerger rejects an Update that would merge without a merger.
@@ -75,14 +85,39 @@ const (
 // creates reports whether an Update under c may create an absent key.
 func (c Cond) creates() bool { return c == Always || c == IfAbsent || c == IfNoneSince }
 
-// action decides on the key's value; live: it has one, recent: it has a
-// record at or above the Update's Since.
-func (c Cond) action(live, recent bool) action {
+// action decides on the key's value old; recent: it has a record at or
+// above the Update's Since. Remove deletes an expired value too (it is
+// still counted), reporting it absent.
+func (c Cond) action(old prior, recent bool) action {
+	live := old.live
 	switch {
-	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !live, c == IfNoneSince && recent:
+	case c == ReapExpired && old.counted && !live:
+		return actRemove
+	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !old.counted, c == IfNoneSince && recent, c == ReapExpired:
 		return actKeep
 	case c == Remove:
 		return actRemove
+	}
+	return actMerge
+}
+
+// decide returns what the running Update does with the key's value old:
+// its condition's action, unless the expiry's condition keeps the key
+// (EXPIRE NX and the like), or the expiry it sets is already past, which
+// deletes a live value (EXPIRE with a time in the past).
+func (s *Session) decide(old prior) action {
+	r := &s.res
+	act := r.cond.action(old, r.recent)
+	switch {
+	case act != actMerge:
+		return act
+	case old.live && !r.x.Allows(old.at):
+		return actKeep
+	case r.x.Mode == SetExpiry && r.x.At <= s.st.cfg.Now():
+		if old.counted {
+			return actRemove
+		}
+		return actKeep
 	}
 	return actMerge
 }
@@ -101,6 +136,8 @@ type result struct {
 	want   Want
 	live   bool   // the key had a live value
 	since  uint64 // IfNoneSince: Update.Since
+	x      Expiry // Update.Expire (a plain RMW keeps the expiry)
+	withAt bool   // Update.WithExpiry
 	recent bool   // IfNoneSince: the key has a record at or above since (set before the decision)
 	dst    []byte // where the wanted value goes (the caller's, or the pending op's buffer)
 	out    []byte // dst with the wanted value appended
@@ -114,24 +151,32 @@ func (r *result) status() Status {
 	return NotFound
 }
 
-// reportOld records the value the key had (live false: none), before the
-// operation changes it. Only an Update calls it: a plain RMW reports nothing
-// and pays one test of res.update for it.
-func (s *Session) reportOld(live bool, old []byte) {
+// reportOld records the value the key had, before the operation changes
+// it. Only an Update calls it: a plain RMW reports nothing and pays one
+// test of res.update for it.
+func (s *Session) reportOld(old prior) {
 	r := &s.res
-	r.live = live
+	r.live = old.live
 	r.out = r.dst
-	if r.want == WantOld && live {
-		r.out = append(r.dst, old...)
+	if r.want == WantOld && old.live {
+		r.out = r.appendValue(old.at, old.value)
 	}
 }
 
 // reportNew records the value the key has after the operation (live false:
-// none); reportOld came first.
-func (s *Session) reportNew(live bool, v []byte) {
+// none) and its expiry at; reportOld came first.
+func (s *Session) reportNew(live bool, at int64, v []byte) {
 	if r := &s.res; r.want == WantNew && live {
-		r.out = append(r.dst, v...)
+		r.out = r.appendValue(at, v)
 	}
+}
+
+// appendValue appends a wanted value to dst, with its expiry when asked.
+func (r *result) appendValue(at int64, v []byte) []byte {
+	if r.withAt {
+		return withExpiry(r.dst, at, v)
+	}
+	return append(r.dst, v...)
 }
 
 // Update runs u on key. It returns OK when key had a live value before it,
@@ -149,14 +194,14 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]by
 	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
 	}
-	if u.Merge == nil && u.If != Remove {
+	if u.Merge == nil && u.If != Remove && u.If != ReapExpired {
 		return dst, 0, errNoMerger
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, dst: dst, out: dst}
+	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, x: u.Expire, withAt: u.WithExpiry, dst: dst, out: dst}
 	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
 	s.end()
 	out := s.res.out
@@ -191,3 +236,23 @@ func (Replace) InPlace(v, input []byte) (int, bool, error) {
 	}
 	return copy(v[:len(input)], input), true, nil
 }
+
+// Keep is the merge that leaves a live value as it is: an Update that
+// changes only the expiry (EXPIRE, PERSIST, GETEX) merges with it under
+// IfPresent.
+type Keep struct{}
+
+// InitialSize implements Merger: Keep never creates a value.
+func (Keep) InitialSize([]byte) int { return 0 }
+
+// Initial implements Merger.
+func (Keep) Initial([]byte, []byte) error { return nil }
+
+// MergedSize implements Merger.
+func (Keep) MergedSize(old, _ []byte) (int, error) { return len(old), nil }
+
+// Merge implements Merger.
+func (Keep) Merge(dst, old, _ []byte) error { copy(dst, old); return nil }
+
+// InPlace implements Merger.
+func (Keep) InPlace(v, _ []byte) (int, bool, error) { return len(v), true, nil }

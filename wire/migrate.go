@@ -24,21 +24,40 @@ const (
 )
 
 // migrateHeader is the size of OpMigrate's value before the record's value:
-// migration id u64 | kind u8.
+// migration id u64 | kind u8, then, when the kind byte has migrateExpires,
+// the value's expiry (Unix milliseconds) u64.
 const migrateHeader = 9
 
+// migrateExpires flags a kind byte followed by an expiry.
+const migrateExpires = 0x80
+
 // AppendMigrateValue appends OpMigrate's value: the migration's id, the
-// kind, then the record's value.
-func AppendMigrateValue(dst []byte, id uint64, kind MigrateKind, value []byte) []byte {
+// kind, the record's expiry when it has one (expireAt != 0), then its
+// value.
+func AppendMigrateValue(dst []byte, id uint64, kind MigrateKind, expireAt int64, value []byte) []byte {
 	dst = binary.LittleEndian.AppendUint64(dst, id)
-	return append(append(dst, byte(kind)), value...)
+	if expireAt == 0 {
+		return append(append(dst, byte(kind)), value...)
+	}
+	dst = binary.LittleEndian.AppendUint64(append(dst, byte(kind)|migrateExpires), uint64(expireAt))
+	return append(dst, value...)
 }
 
-// ParseMigrateValue splits OpMigrate's value; ok is false when it is too
-// short or names an unknown kind.
-func ParseMigrateValue(v []byte) (id uint64, kind MigrateKind, value []byte, ok bool) {
-	if len(v) < migrateHeader || MigrateKind(v[8]) > MigrateAbsent {
-		return 0, 0, nil, false
+// ParseMigrateValue splits OpMigrate's value (expireAt 0: none); ok is
+// false when it is too short or names an unknown kind.
+func ParseMigrateValue(v []byte) (id uint64, kind MigrateKind, expireAt int64, value []byte, ok bool) {
+	if len(v) < migrateHeader {
+		return 0, 0, 0, nil, false
 	}
-	return binary.LittleEndian.Uint64(v), MigrateKind(v[8]), v[migrateHeader:], true
+	id, kind, value = binary.LittleEndian.Uint64(v), MigrateKind(v[8]&^migrateExpires), v[migrateHeader:]
+	if kind > MigrateAbsent {
+		return 0, 0, 0, nil, false
+	}
+	if v[8]&migrateExpires != 0 {
+		if len(value) < 8 || int64(binary.LittleEndian.Uint64(value)) <= 0 {
+			return 0, 0, 0, nil, false
+		}
+		expireAt, value = int64(binary.LittleEndian.Uint64(value)), value[8:]
+	}
+	return id, kind, expireAt, value, true
 }

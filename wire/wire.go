@@ -33,6 +33,14 @@ const (
 	// OpMigrate inserts a record a live migration sends between servers
 	// (AppendMigrateValue lays out its value).
 	OpMigrate Op = 6
+	// OpUpsertExpiring sets the key's value with an expiry: its value is
+	// the expiry (Unix milliseconds, u64, > 0), then the value. An expiry
+	// already past deletes the key.
+	OpUpsertExpiring Op = 7
+	// OpExpire sets the expiry of a live key's value (its value: the
+	// expiry, u64; 0 removes it) and answers with the expiry it had (u64,
+	// 0: none), or NOT_FOUND. An expiry already past deletes the key.
+	OpExpire  Op = 8
 	OpOpen    Op = 16
 	OpPing    Op = 17
 	OpGetView Op = 18
@@ -60,7 +68,7 @@ func (o Op) hasValue() (has, ok bool) {
 	switch o {
 	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
 		return false, true
-	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpOpen, OpPing, OpMigrator, OpScan:
+	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpUpsertExpiring, OpExpire, OpOpen, OpPing, OpMigrator, OpScan:
 		return true, true
 	}
 	return false, false
@@ -83,6 +91,10 @@ func (o Op) String() string {
 		return "APPEND"
 	case OpMigrate:
 		return "MIGRATE"
+	case OpUpsertExpiring:
+		return "UPSERT_EXPIRING"
+	case OpExpire:
+		return "EXPIRE"
 	case OpOpen:
 		return "OPEN"
 	case OpPing:

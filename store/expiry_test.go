@@ -1,0 +1,370 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
+)
+
+// testClock is a Config.Now that tests move by hand.
+type testClock struct{ ms atomic.Int64 }
+
+func (c *testClock) Now() int64 { return c.ms.Load() }
+
+// clockT is the time expiry tests start at (Unix milliseconds).
+const clockT = 1_000_000
+
+// expiryStore is updateStore with a clock the test moves.
+func expiryStore(t *testing.T) (*Store, *Session, *testClock) {
+	c := &testClock{}
+	c.ms.Store(clockT)
+	st := openTest(t, Config{IndexBits: 6, Now: c.Now, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, MutableFraction: 0.5}})
+	return st, newSession(t, st), c
+}
+
+// readExpiring reads key with its expiry, completing a pending read.
+func readExpiring(t *testing.T, s *Session, key []byte) (at int64, v []byte, st Status) {
+	t.Helper()
+	b, st, err := s.ReadExpiring(key, keyhash.Hash(key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st == Pending {
+		b, st = awaitLast(t, s, fmt.Sprintf("ReadExpiring(%q)", key))
+	}
+	if st != OK {
+		return 0, nil, st
+	}
+	at, v, ok := SplitExpiring(b)
+	if !ok {
+		t.Fatalf("ReadExpiring(%q) returned %x: no expiry in front", key, b)
+	}
+	return at, v, st
+}
+
+// keyState is what a key holds before an operation, for the expiry tests.
+type keyState struct {
+	name    string
+	at      int64 // its expiry
+	expired bool  // the clock passed it once the record was placed
+}
+
+func (k keyState) live() bool { return !k.expired }
+
+// outcome is what an operation should do to a key in a state.
+type outcome struct {
+	status  Status
+	ret     []byte // the returned value, with its expiry in front (nil: none)
+	at      int64  // the key's expiry afterwards
+	v       []byte // its value afterwards (nil: absent)
+	counted bool   // the key count counts it afterwards
+}
+
+func exp(at int64, v string) []byte { return withExpiry(nil, at, []byte(v)) }
+
+func existed(k keyState) Status {
+	if k.live() {
+		return OK
+	}
+	return NotFound
+}
+
+// TestExpiry runs each operation on a key without an expiry, with one, and
+// with one the clock has passed, its newest record in each region (in
+// place, copy of a read-only record, device read), and checks its status,
+// what it returns, the key's value and expiry afterwards and the key
+// count.
+func TestExpiry(t *testing.T) {
+	const later = clockT + 5000
+	states := []keyState{{"persistent", 0, false}, {"expiring", clockT + 1000, false}, {"expired", clockT + 1000, true}}
+	old := "old-value"
+	// unchanged is the outcome of an operation that leaves the key alone.
+	unchanged := func(k keyState, ret []byte) outcome {
+		if !k.live() {
+			return outcome{NotFound, nil, 0, nil, true}
+		}
+		return outcome{OK, ret, k.at, []byte(old), true}
+	}
+	oldRet := func(k keyState) []byte {
+		if !k.live() {
+			return nil
+		}
+		return exp(k.at, old)
+	}
+	type opCase struct {
+		name string
+		u    Update
+		want func(k keyState) outcome
+	}
+	cases := []opCase{
+		{"append", Update{Want: WantNew, WithExpiry: true, Merge: Append{}, Input: []byte("+")}, func(k keyState) outcome {
+			if !k.live() {
+				return outcome{NotFound, exp(0, "+"), 0, []byte("+"), true}
+			}
+			return outcome{OK, exp(k.at, old+"+"), k.at, []byte(old + "+"), true}
+		}},
+		{"set", Update{Want: WantOld, WithExpiry: true, Merge: Replace{}, Input: []byte("new"), Expire: Expiry{Mode: ClearExpiry}}, func(k keyState) outcome {
+			return outcome{existed(k), oldRet(k), 0, []byte("new"), true}
+		}},
+		{"set-keepttl", Update{Want: WantNew, WithExpiry: true, Merge: Replace{}, Input: []byte("new")}, func(k keyState) outcome {
+			at := k.at
+			if !k.live() {
+				at = 0
+			}
+			return outcome{existed(k), exp(at, "new"), at, []byte("new"), true}
+		}},
+		{"set-px", Update{Merge: Replace{}, Input: []byte("new"), Expire: Expiry{Mode: SetExpiry, At: later}}, func(k keyState) outcome {
+			return outcome{existed(k), nil, later, []byte("new"), true}
+		}},
+		{"expire", Update{If: IfPresent, Want: WantOld, WithExpiry: true, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: later}}, func(k keyState) outcome {
+			if !k.live() {
+				return unchanged(k, nil)
+			}
+			return outcome{OK, oldRet(k), later, []byte(old), true}
+		}},
+		{"expire-nx", Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: later, Only: IfNoExpiry}}, func(k keyState) outcome {
+			if k.live() && k.at == 0 {
+				return outcome{OK, nil, later, []byte(old), true}
+			}
+			return unchanged(k, nil)
+		}},
+		{"expire-gt", Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: later, Only: IfLater}}, func(k keyState) outcome {
+			if k.live() && k.at != 0 {
+				return outcome{OK, nil, later, []byte(old), true}
+			}
+			return unchanged(k, nil)
+		}},
+		{"expire-lt", Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: later, Only: IfEarlier}}, func(k keyState) outcome {
+			if k.live() && k.at == 0 {
+				return outcome{OK, nil, later, []byte(old), true}
+			}
+			return unchanged(k, nil)
+		}},
+		{"expire-past", Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: clockT - 1}}, func(k keyState) outcome {
+			if !k.live() {
+				return unchanged(k, nil)
+			}
+			return outcome{OK, nil, 0, nil, false}
+		}},
+		{"persist", Update{If: IfPresent, Want: WantOld, WithExpiry: true, Merge: Keep{}, Expire: Expiry{Mode: ClearExpiry}}, func(k keyState) outcome {
+			if !k.live() {
+				return unchanged(k, nil)
+			}
+			return outcome{OK, oldRet(k), 0, []byte(old), true}
+		}},
+		{"remove", Update{If: Remove}, func(k keyState) outcome { return outcome{existed(k), nil, 0, nil, false} }},
+		{"reap", Update{If: ReapExpired}, func(k keyState) outcome {
+			if !k.live() {
+				return outcome{NotFound, nil, 0, nil, false}
+			}
+			return unchanged(k, nil)
+		}},
+	}
+	for _, c := range cases {
+		for _, k0 := range states {
+			for _, r := range []region{inMutable, inReadOnly, onDevice} {
+				t.Run(fmt.Sprintf("%s/%s/%v", c.name, k0.name, r), func(t *testing.T) {
+					st, s, clock := expiryStore(t)
+					key := []byte("the-key")
+					addr := st.Log().Tail()
+					mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte(old), k0.at))
+					push(t, st, s, addr, r)
+					if k0.expired {
+						clock.ms.Store(k0.at + 1)
+					}
+					s.CompletePending(true)
+					s.Suspend()
+					before, err := st.Keys(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := c.want(k0)
+					u := c.u
+					if u.Expire.Mode == SetExpiry && u.Expire.At == clockT-1 {
+						u.Expire.At = clock.Now() - 1
+					}
+					v, stt := syncUpdate(t, s, key, u)
+					if stt != want.status || !bytes.Equal(v, want.ret) {
+						t.Errorf("returned %v %x, want %v %x", stt, v, want.status, want.ret)
+					}
+					checkKey(t, st, s, key, want, before)
+				})
+			}
+		}
+	}
+}
+
+// checkKey checks key's value, expiry and count against want; before is
+// the key count when the key was counted.
+func checkKey(t *testing.T, st *Store, s *Session, key []byte, want outcome, before int64) {
+	t.Helper()
+	at, v, gst := readExpiring(t, s, key)
+	if (gst == OK) != (want.v != nil) || at != want.at || !bytes.Equal(v, want.v) {
+		t.Errorf("afterwards %v %d %q, want %d %q", gst, at, v, want.at, want.v)
+	}
+	if plain, pst := syncRead(t, s, key); (pst == OK) != (want.v != nil) || !bytes.Equal(plain, want.v) {
+		t.Errorf("a plain read afterwards: %v %q", pst, plain)
+	}
+	s.CompletePending(true)
+	s.Suspend()
+	n, err := st.Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantN := before
+	if !want.counted {
+		wantN--
+	}
+	if n != wantN {
+		t.Errorf("%d keys, want %d", n, wantN)
+	}
+}
+
+// TestExpiryOfPlainOperations: Upsert clears the expiry, UpsertExpiring
+// sets it (deleting the key when it is past), Delete reports an expired
+// key absent and uncounts it; in every region.
+func TestExpiryOfPlainOperations(t *testing.T) {
+	type opCase struct {
+		name string
+		run  func(s *Session, key []byte, now int64) (Status, error)
+		want func(k keyState) outcome
+	}
+	cases := []opCase{
+		{"upsert", func(s *Session, key []byte, _ int64) (Status, error) { return s.Upsert(key, []byte("new")) },
+			func(keyState) outcome { return outcome{OK, nil, 0, []byte("new"), true} }},
+		{"upsert-expiring", func(s *Session, key []byte, now int64) (Status, error) {
+			return s.UpsertExpiring(key, keyhash.Hash(key), []byte("new"), now+7000)
+		}, func(keyState) outcome { return outcome{OK, nil, -1, []byte("new"), true} }},
+		{"upsert-past", func(s *Session, key []byte, now int64) (Status, error) {
+			return s.UpsertExpiring(key, keyhash.Hash(key), []byte("new"), now)
+		}, func(k keyState) outcome { return outcome{existed(k), nil, 0, nil, false} }},
+		{"delete", func(s *Session, key []byte, _ int64) (Status, error) { return s.Delete(key) },
+			func(k keyState) outcome { return outcome{existed(k), nil, 0, nil, false} }},
+	}
+	states := []keyState{{"persistent", 0, false}, {"expiring", clockT + 1000, false}, {"expired", clockT + 1000, true}}
+	for _, c := range cases {
+		for _, k0 := range states {
+			for _, r := range []region{inMutable, inReadOnly, onDevice} {
+				t.Run(fmt.Sprintf("%s/%s/%v", c.name, k0.name, r), func(t *testing.T) {
+					st, s, clock := expiryStore(t)
+					key := []byte("the-key")
+					addr := st.Log().Tail()
+					mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte("old"), k0.at))
+					push(t, st, s, addr, r)
+					if k0.expired {
+						clock.ms.Store(k0.at + 1)
+					}
+					s.CompletePending(true)
+					s.Suspend()
+					before, err := st.Keys(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					stt, err := c.run(s, key, clock.Now())
+					if stt == Pending {
+						_, stt = awaitLast(t, s, c.name)
+					}
+					want := c.want(k0)
+					if want.at == -1 {
+						want.at = clock.Now() + 7000
+					}
+					// A blind delete of a key on the device cannot know.
+					if err != nil || (stt != want.status && !(c.name == "delete" && r == onDevice)) {
+						t.Errorf("%v %v, want %v", stt, err, want.status)
+					}
+					checkKey(t, st, s, key, want, before)
+				})
+			}
+		}
+	}
+}
+
+// TestExpiredRecordsLeaveWithCompaction: compaction copies a live value
+// with its expiry and replaces an expired newest record by a tombstone,
+// which uncounts its key; both survive recovery as they were.
+func TestExpiredRecordsLeaveWithCompaction(t *testing.T) {
+	dev := openDevice(t, "mem")
+	clock := &testClock{}
+	clock.ms.Store(clockT)
+	cfg := compactConfig(dev)
+	cfg.Now = clock.Now
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	const n = 200
+	for i := range n {
+		k := fmt.Appendf(nil, "k%03d", i)
+		at := int64(0)
+		switch i % 3 {
+		case 1:
+			at = clockT + 1000 // expires
+		case 2:
+			at = clockT + 1_000_000 // stays
+		}
+		mustStatus(t, OK)(s.UpsertExpiring(k, keyhash.Hash(k), fmt.Appendf(nil, "v%d", i), at))
+	}
+	addr := st.Log().Tail()
+	push(t, st, s, addr-1, onDevice)
+	s.CompletePending(true)
+	s.Suspend()
+	clock.ms.Store(clockT + 2000)
+	before, err := st.Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := st.Compact(context.Background(), st.Log().Head())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Until < addr || cs.Expired != (n+1)/3 {
+		t.Fatalf("compaction: %+v, want [.., %d) and %d expired", cs, addr, (n+1)/3)
+	}
+	if after, err := st.Keys(context.Background()); err != nil || after != before-int64(cs.Expired) {
+		t.Fatalf("%d keys after compaction (%v), want %d", after, err, before-int64(cs.Expired))
+	}
+	check := func(s *Session, when string) {
+		for i := range n {
+			k := fmt.Appendf(nil, "k%03d", i)
+			at, v, stt := readExpiring(t, s, k)
+			want := fmt.Sprintf("v%d", i)
+			switch i % 3 {
+			case 0:
+				if stt != OK || at != 0 || string(v) != want {
+					t.Fatalf("%s: %s = %v %d %q", when, k, stt, at, v)
+				}
+			case 1:
+				if stt != NotFound {
+					t.Fatalf("%s: expired %s = %v %d %q", when, k, stt, at, v)
+				}
+			case 2:
+				if stt != OK || at != clockT+1_000_000 || string(v) != want {
+					t.Fatalf("%s: %s = %v %d %q", when, k, stt, at, v)
+				}
+			}
+		}
+	}
+	check(s, "after compaction")
+	s.CompletePending(true)
+	s.Suspend()
+	ck, err := st.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	st.Close()
+	st2, _, err := Recover(cfg, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s2 := newSession(t, st2)
+	check(s2, "after recovery")
+	s2.Suspend()
+	if k, err := st2.Keys(context.Background()); err != nil || k != before-int64(cs.Expired) {
+		t.Fatalf("%d keys after recovery (%v)", k, err)
+	}
+}
