@@ -51,7 +51,8 @@ type respOp struct {
 	i     int    // the step issued last (a key's index for multi-key commands)
 	n     int64  // DEL and EXISTS count what they found
 	set   setOptions
-	delta [8]byte // INCR's delta, the decimalAdd input
+	exp   expireOptions // SET's, GETEX's and the EXPIRE family's expiry
+	delta [8]byte       // INCR's delta, the decimalAdd input
 	app   appendMerger
 }
 

@@ -79,6 +79,18 @@ func init() {
 		{name: "get", arity: 2, issue: readKey(1), take: takeGet, fill: fillBulk},
 		{name: "set", arity: -3, prepare: prepareSet, issue: issueSet, take: takeSet},
 		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},
+		{name: "setex", arity: 4, prepare: prepareSetEx(ttlEX, "setex"), issue: issueSetEx, take: takeOK},
+		{name: "psetex", arity: 4, prepare: prepareSetEx(ttlPX, "psetex"), issue: issueSetEx, take: takeOK},
+		{name: "getex", arity: -2, prepare: prepareGetEx, issue: issueGetEx, take: takeGet},
+		{name: "expire", arity: -3, prepare: prepareExpire(ttlEX, "expire"), issue: issueExpire, take: takeExpire},
+		{name: "pexpire", arity: -3, prepare: prepareExpire(ttlPX, "pexpire"), issue: issueExpire, take: takeExpire},
+		{name: "expireat", arity: -3, prepare: prepareExpire(ttlEXAT, "expireat"), issue: issueExpire, take: takeExpire},
+		{name: "pexpireat", arity: -3, prepare: prepareExpire(ttlPXAT, "pexpireat"), issue: issueExpire, take: takeExpire},
+		{name: "persist", arity: 2, issue: issuePersist, take: takePersist},
+		{name: "ttl", arity: 2, issue: issueReadExpiry, take: takeTTL(false)},
+		{name: "pttl", arity: 2, issue: issueReadExpiry, take: takeTTL(true)},
+		{name: "expiretime", arity: 2, issue: issueReadExpiry, take: takeExpireTime(false)},
+		{name: "pexpiretime", arity: 2, issue: issueReadExpiry, take: takeExpireTime(true)},
 		{name: "getdel", arity: 2, issue: issueGetDel, take: takeGetDel},
 		{name: "del", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
 		{name: "unlink", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
@@ -319,7 +331,8 @@ func cmdCommand(_ *loop, r *respConn, a [][]byte) []byte {
 }
 
 // readOnly names the commands that only read.
-var readOnly = map[string]bool{"get": true, "strlen": true, "type": true, "exists": true, "mget": true}
+var readOnly = map[string]bool{"get": true, "strlen": true, "type": true, "exists": true, "mget": true,
+	"ttl": true, "pttl": true, "expiretime": true, "pexpiretime": true}
 
 // appendInfo appends the command's COMMAND reply in Redis 7's form: name,
 // arity, flags, first key, last key, step, then empty ACL categories,
@@ -463,34 +476,13 @@ func btoi(b bool) int {
 	return 0
 }
 
-// prepareSet parses SET's options. Plain SET is a blind upsert; NX, XX and
-// GET make it a store Update (Replace under a condition), so that the
-// condition and the old value are those of the record it replaces.
+// prepareSet parses SET's options. Plain SET is a blind upsert (with an
+// expiry when it has one); NX, XX, GET and KEEPTTL make it a store Update
+// (Replace under a condition), so that the condition, the old value and
+// the expiry kept are those of the record it replaces.
 func prepareSet(_ *loop, r *respConn) bool {
-	op := &r.op
-	op.set = setOptions{}
-	for _, a := range op.args[3:] {
-		switch strings.ToUpper(string(clip(a, 8))) {
-		case "NX":
-			if op.set.mode == setXX {
-				return syntaxError(r)
-			}
-			op.set.mode = setNX
-		case "XX":
-			if op.set.mode == setNX {
-				return syntaxError(r)
-			}
-			op.set.mode = setXX
-		case "GET":
-			op.set.get = true
-		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL":
-			r.out = resp.AppendError(r.out, "ERR not supported by fleetkv: keys do not expire (EX, PX, EXAT, PXAT, KEEPTTL)")
-			return false
-		default:
-			return syntaxError(r)
-		}
-	}
-	return true
+	r.op.set = setOptions{}
+	return parseTTLOptions(r, 3, true)
 }
 
 func syntaxError(r *respConn) bool {
@@ -500,15 +492,16 @@ func syntaxError(r *respConn) bool {
 
 func prepareSetNX(_ *loop, r *respConn) bool {
 	r.op.set = setOptions{mode: setNX}
+	r.op.exp = expireOptions{}
 	return true
 }
 
 func issueSet(l *loop, op *respOp) (store.Status, []byte, error) {
-	if op.set.mode == setAlways && !op.set.get {
-		st, err := l.upsert(op.args[1], op.hash(1), op.args[2])
+	if op.set.mode == setAlways && !op.set.get && op.exp.kind != ttlKeep {
+		st, err := l.upsertExpiring(op.args[1], op.hash(1), op.args[2], op.exp.at)
 		return st, nil, err
 	}
-	u := store.Update{If: op.set.mode.cond(), Merge: store.Replace{}, Input: op.args[2]}
+	u := store.Update{If: op.set.mode.cond(), Merge: store.Replace{}, Input: op.args[2], Expire: op.exp.expiry()}
 	if op.set.get {
 		u.Want = store.WantOld
 	}
