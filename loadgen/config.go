@@ -51,6 +51,10 @@ type Config struct {
 	// just before it is sent (redis-benchmark -P 1 -c 1's measure).
 	// InFlight and BatchBytes then do not matter.
 	ClosedLoop bool
+	// TTL, when positive, gives every value an upsert writes an expiry TTL
+	// after it is sent (native UPSERT_EXPIRING): keys not written again
+	// within TTL expire.
+	TTL time.Duration
 }
 
 func (c *Config) fill() error {
@@ -97,6 +101,10 @@ func (c *Config) fill() error {
 		return fmt.Errorf("loadgen: batch size %d bytes: at least 64 (a header and one operation)", c.BatchBytes)
 	case c.Workload != "load" && c.Duration <= 0 && c.Ops == 0:
 		return errors.New("loadgen: give a duration or an operation count")
+	case c.TTL < 0:
+		return errors.New("loadgen: a negative TTL")
+	case c.TTL > 0 && c.Verify:
+		return errors.New("loadgen: --verify cannot judge reads of keys that may have expired: drop --ttl or --verify")
 	case c.Workload == "ycsb-f" && c.ValueSize != 8:
 		return errors.New("loadgen: ycsb-f adds to 8-byte integers: use --value-size 8 (and load with it)")
 	case c.NoRoute && len(c.Servers) > 1:

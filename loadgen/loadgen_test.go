@@ -239,3 +239,33 @@ func TestClosedLoop(t *testing.T) {
 		t.Fatalf("%d data operations in %d batches: not one operation per batch", ops, batches)
 	}
 }
+
+// TestTTLRunsExpire: a load with a TTL writes values that expire: the
+// server holds every key, then none once the TTL passed; --verify is
+// refused beside a TTL.
+func TestTTLRunsExpire(t *testing.T) {
+	s := startServer(t)
+	cfg := Config{Servers: []string{s.Addr()}, Keys: 2000, ValueSize: 16, Workload: "load", TTL: 300 * time.Millisecond}
+	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.Errors != 0 || rep.Ops != 2000 {
+		t.Fatalf("load with a TTL: %+v %v", rep, err)
+	}
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key := binary.LittleEndian.AppendUint64(nil, 1999)
+	if _, found, err := c.Get(context.Background(), key); err != nil || !found {
+		t.Fatalf("the last key loaded: %v %v", found, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	for k := range uint64(2000) {
+		if _, found, err := c.Get(context.Background(), binary.LittleEndian.AppendUint64(nil, k)); err != nil || found {
+			t.Fatalf("key %d after its TTL: %v %v", k, found, err)
+		}
+	}
+	cfg.Verify = true
+	if _, err := Run(context.Background(), cfg, nil); err == nil {
+		t.Fatal("--verify with --ttl accepted")
+	}
+}

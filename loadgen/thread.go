@@ -102,6 +102,7 @@ func newHist() *hdr.Histogram { return hdr.New(1, 60_000_000, 3) } // 1 µs .. 6
 type pipe interface {
 	Read(key []byte, cb client.Callback) error
 	Upsert(key, value []byte, cb client.Callback) error
+	UpsertExpiring(key, value []byte, expireAt int64, cb client.Callback) error
 	Add(key []byte, delta int64, cb client.Callback) error
 	Wait() error
 	Close() error
@@ -215,6 +216,9 @@ func (t *thread) issue(k uint64, kind uint8, j int) error {
 			t.model[k] = ver
 		}
 		fillValue(t.val, k, ver)
+		if t.cfg.TTL > 0 {
+			return s.UpsertExpiring(t.key, t.val, time.Now().Add(t.cfg.TTL).UnixMilli(), sl.cb)
+		}
 		return s.Upsert(t.key, t.val, sl.cb)
 	}
 	if t.adds != nil {

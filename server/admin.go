@@ -150,6 +150,7 @@ type Stats struct {
 	Checkpoint      CheckpointStats  `json:"checkpoint"`
 	Flushes         uint64           `json:"flushes"` // FLUSHALL and FLUSHDB done
 	Compaction      CompactionStats  `json:"compaction"`
+	Expiry          ExpiryStats      `json:"expiry"`
 	Memory          MemStats         `json:"memory"`
 	Cluster         ClusterStats     `json:"cluster"`
 }
@@ -201,7 +202,7 @@ type MemStats struct {
 	Goroutines int    `json:"goroutines"`
 }
 
-var opNames = [7]string{"read", "upsert", "delete", "add", "append", "control", "resp"}
+var opNames = [...]string{"read", "upsert", "delete", "add", "append", "control", "resp", "expire"}
 
 // Stats sums the loops' counters.
 func (s *Server) Stats() Stats {
@@ -240,6 +241,9 @@ func (s *Server) Stats() Stats {
 		st.Checkpoint.Recovered = s.dur.recovered
 	}
 	st.Compaction = s.comp.stats()
+	if s.expiry != nil {
+		st.Expiry = s.expiry.stats()
+	}
 	st.Cluster = s.clusterStats()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

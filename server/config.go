@@ -69,6 +69,13 @@ type Config struct {
 	// CompactChunk is how many bytes of the oldest log one automatic
 	// compaction covers. Default 1 GiB.
 	CompactChunk uint64
+	// ActiveExpireInterval is the time between two steps of active expiry
+	// (expiry.go). Default 100 ms; Off: expired keys leave only when read
+	// over, deleted, or compacted.
+	ActiveExpireInterval time.Duration
+	// ActiveExpireKeys is about how many keys one step of active expiry
+	// looks at. Default 20 000.
+	ActiveExpireKeys int
 	// NoIndexSnapshots turns off the index snapshots checkpoints take (when
 	// the log since the last one outgrows the index), so that recovery
 	// always replays, and verifies, the whole log from its begin.
@@ -106,7 +113,8 @@ type Config struct {
 }
 
 // Off turns off what a field whose zero value means its default would do
-// (CheckpointInterval, CompactInterval, CompactThreshold): any negative
+// (CheckpointInterval, CompactInterval, CompactThreshold,
+// ActiveExpireInterval): any negative
 // value does. Command-line flags say off with 0, and the flag parsing maps
 // that to Off (fleetkv server --help).
 const Off = -1
@@ -153,6 +161,12 @@ func (c *Config) fill() error {
 	}
 	if c.CompactChunk == 0 {
 		c.CompactChunk = 1 << 30
+	}
+	if c.ActiveExpireInterval == 0 {
+		c.ActiveExpireInterval = 100 * time.Millisecond
+	}
+	if c.ActiveExpireKeys <= 0 {
+		c.ActiveExpireKeys = 20000
 	}
 	switch {
 	case c.Loops < 1 || c.Loops > 1024:

@@ -36,7 +36,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	}
 	cs.sess.BeginResponse(h.Serial)
 	l.ops.Reset(h, body, l.s.cfg.Limits)
-	var counts [6]uint64
+	var counts [len(opNames)]uint64
 	decoded, done := 0, false
 	for i := 0; ; i++ {
 		for !done && decoded <= i+bucketAhead {
@@ -109,16 +109,22 @@ func (l *loop) decodeAhead(n int) bool {
 	return true
 }
 
-// opIndex is an operation's counter: READ..APPEND, then one for the rest
-// (control operations and MIGRATE).
+// opIndex is an operation's counter in loopStats.ops: READ..APPEND (an
+// UPSERT_EXPIRING counts as an UPSERT), one for the rest (control
+// operations and MIGRATE), and EXPIRE's.
 func opIndex(o wire.Op) int {
-	if o.Control() || o == wire.OpMigrate {
+	switch {
+	case o == wire.OpUpsertExpiring:
+		return int(wire.OpUpsert) - 1
+	case o == wire.OpExpire:
+		return expireOpIndex
+	case o.Control() || o == wire.OpMigrate:
 		return 5
 	}
 	return int(o) - 1
 }
 
-func (l *loop) countOps(counts *[6]uint64) {
+func (l *loop) countOps(counts *[len(opNames)]uint64) {
 	for i, n := range counts {
 		if n != 0 {
 			l.stats.ops[i].Add(n)

@@ -70,9 +70,12 @@ type loop struct {
 // respOpIndex is the RESP commands' slot in loopStats.ops.
 const respOpIndex = 6
 
+// expireOpIndex is native EXPIRE's slot in loopStats.ops.
+const expireOpIndex = 7
+
 // loopStats are counters the admin page reads; the loop adds once per batch.
 type loopStats struct {
-	ops       [7]atomic.Uint64 // by wire.Op: READ..APPEND, then control, then RESP commands
+	ops       [len(opNames)]atomic.Uint64 // by opIndex: READ..APPEND, control, RESP commands, EXPIRE
 	batches   atomic.Uint64
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64

@@ -23,6 +23,7 @@ type metrics struct {
 	ckptPause, flushes                            *prometheus.Desc
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
+	expired, expiring                             *prometheus.Desc
 	parked, parks                                 *prometheus.Desc
 }
 
@@ -60,6 +61,8 @@ func newMetrics(s *Server) *metrics {
 		compRecords:  d("compaction_records_total", "Records compactions scanned, and those they copied to the tail (still live).", "kind"),
 		compBytes:    d("compaction_bytes_total", "Bytes compactions scanned, and those they copied to the tail.", "kind"),
 		compSeconds:  d("compaction_seconds_total", "Time spent compacting."),
+		expired:      d("expired_keys_total", "Expired keys active expiry deleted."),
+		expiring:     d("expiring_keys", "Keys with an expiry that active expiry's last complete pass met in memory (an estimate)."),
 		garbage:      d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
 		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
 		parked:       d("parked_reads", "Reads a migration's target holds until their keys arrive."),
@@ -131,6 +134,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.compBytes, float64(cs.CopiedBytes), "copied")
 	counter(m.compSeconds, float64(cs.TotalNanos)/1e9)
 	gauge(m.garbage, cs.Garbage)
+	counter(m.expired, float64(st.Expiry.Reaped))
+	gauge(m.expiring, float64(st.Expiry.Expiring))
 	counter(m.notOwner, float64(st.NotOwner))
 	gauge(m.parked, float64(st.ParkedReads))
 	counter(m.parks, float64(st.Parks))

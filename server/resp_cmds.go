@@ -149,12 +149,6 @@ func (l *loop) appendFailure(b []byte, err error) []byte {
 	return resp.AppendError(b, sanitize(classify(err).msg))
 }
 
-func notSupported(why string) func(*loop, *respConn, [][]byte) []byte {
-	return func(_ *loop, r *respConn, _ [][]byte) []byte {
-		return resp.AppendError(r.out, "ERR not supported by fleetkv: "+why)
-	}
-}
-
 // readArg reads the key in argument k.
 func (l *loop) readArg(op *respOp, k int) (store.Status, []byte, error) {
 	return l.read(op.args[k], op.hash(k))

@@ -62,13 +62,14 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 	case "stats":
 		b.WriteString("# Stats\r\n")
 		field("total_commands_processed", st.Ops["resp"])
-		field("native_operations", st.Ops["read"]+st.Ops["upsert"]+st.Ops["delete"]+st.Ops["add"]+st.Ops["append"])
+		field("native_operations", st.Ops["read"]+st.Ops["upsert"]+st.Ops["delete"]+st.Ops["add"]+st.Ops["append"]+st.Ops["expire"])
 		field("native_batches", st.Batches)
 		field("total_net_input_bytes", st.BytesIn)
 		field("total_net_output_bytes", st.BytesOut)
 		field("pending_operations", st.Pending)
 		field("held_back_turns", st.HeldBack)
 		field("errors", st.Errors)
+		field("expired_keys", st.Expiry.Reaped)
 	case "memory":
 		b.WriteString("# Memory\r\n")
 		field("used_memory", st.Memory.HeapSys+st.LogMemory)
@@ -115,7 +116,7 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 	case "keyspace":
 		b.WriteString("# Keyspace\r\n")
 		if n := st.Store.Keys; n > 0 {
-			field("db0", fmt.Sprintf("keys=%d,expires=0,avg_ttl=0", n))
+			field("db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", n, st.Expiry.Expiring))
 		}
 	}
 }

@@ -56,6 +56,7 @@ type Server struct {
 	// sessions says where native sessions stand, for OPEN with resume.
 	sessions *sessionTable
 	comp     *compaction
+	expiry   *activeExpiry // nil until the server starts serving
 	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
@@ -136,6 +137,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		s.dur.start(cfg.CheckpointInterval)
 	}
 	s.comp.start(cfg.CompactInterval, cfg.CompactThreshold, cfg.CompactChunk)
+	s.startActiveExpiry()
 	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
 	return s, nil
@@ -288,6 +290,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
 	s.comp.close()
+	if s.expiry != nil {
+		<-s.expiry.done // life ended: its step returns
+	}
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {

@@ -368,3 +368,58 @@ func TestExpiredRecordsLeaveWithCompaction(t *testing.T) {
 		t.Fatalf("%d keys after recovery (%v)", k, err)
 	}
 }
+
+// TestReapExpiredDeletesExpiredKeysInMemory: a pass of ReapExpired from
+// position 0 until Next comes back to 0 deletes every expired key whose
+// newest record is in memory, uncounting it, and leaves the others.
+func TestReapExpiredDeletesExpiredKeysInMemory(t *testing.T) {
+	clock := &testClock{}
+	clock.ms.Store(clockT)
+	st := openTest(t, Config{IndexBits: 4, Now: clock.Now, Log: hlog.Config{PageBits: 16, MemoryBytes: 64 << 16}})
+	s := newSession(t, st)
+	const n = 3000
+	for i := range n {
+		k := fmt.Appendf(nil, "k%04d", i)
+		at := int64(0)
+		if i%3 != 0 {
+			at = clockT + 1000*int64(i%3) // i%3 == 1 expires, 2 stays
+		}
+		mustStatus(t, OK)(s.UpsertExpiring(k, keyhash.Hash(k), []byte("v"), at))
+	}
+	s.Suspend()
+	clock.ms.Store(clockT + 1500)
+	// Expired keys count until they are reaped, by a recount too.
+	if c, err := st.CountKeys(context.Background(), 0, ^uint64(0)); err != nil || c != n {
+		t.Fatalf("CountKeys = %d (%v) before the pass, want %d", c, err, n)
+	}
+	var total ReapStats
+	steps := 0
+	for from := uint64(0); ; steps++ {
+		rs, err := st.ReapExpired(context.Background(), from, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total.Keys, total.Expiring, total.Expired = total.Keys+rs.Keys, total.Expiring+rs.Expiring, total.Expired+rs.Expired
+		if from = rs.Next; from == 0 {
+			break
+		}
+	}
+	if steps < 5 || total.Keys != n || total.Expiring != 2*n/3 || total.Expired != n/3 {
+		t.Fatalf("%d steps met %+v, want %d keys, %d expiring, %d expired", steps, total, n, 2*n/3, n/3)
+	}
+	if k, err := st.Keys(context.Background()); err != nil || k != n-n/3 {
+		t.Fatalf("%d keys (%v), want %d", k, err, n-n/3)
+	}
+	for i := range n {
+		k := fmt.Appendf(nil, "k%04d", i)
+		if _, stt := syncRead(t, s, k); (stt == OK) != (i%3 != 1) {
+			t.Fatalf("%s: %v after the pass", k, stt)
+		}
+	}
+	s.Suspend()
+	// A second pass meets the deleted keys' tombstones only.
+	rs, err := st.ReapExpired(context.Background(), 0, 1<<20)
+	if err != nil || rs.Next != 0 || rs.Keys != n-n/3 || rs.Expired != 0 {
+		t.Fatalf("second pass: %+v %v", rs, err)
+	}
+}

@@ -88,6 +88,7 @@ migration or a checkpoint does to the load.`,
 	fl.Uint64Var(&ops, "ops", 0, "stop after this many measured operations (0: no limit)")
 	fl.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up not counted in the report")
 	fl.BoolVar(&cfg.Verify, "verify", false, "check every read against what the run wrote")
+	fl.DurationVar(&cfg.TTL, "ttl", 0, "give every value an upsert writes this expiry (0: none); keys not written again within it expire (not with --verify)")
 	fl.BoolVar(&cfg.VerifyLoaded, "verify-loaded", false, "with --verify, also fail a read that finds absent a key the run did not write (a load run wrote every key)")
 	fl.BoolVar(&cfg.ClosedLoop, "closed-loop", false, "one operation in flight per thread: each waits for the previous one's result and is timed from its send (as redis-benchmark -P 1 -c 1); --in-flight and --batch-size do not apply")
 	fl.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")

@@ -42,6 +42,7 @@ type serverFlags struct {
 	mutexFraction, blockRate      int
 	checkpointInterval            time.Duration
 	compactInterval               time.Duration
+	activeExpireInterval          time.Duration
 	compactThreshold              float64
 	compactChunk                  sizeFlag
 	indexSnapshots                bool
@@ -84,6 +85,12 @@ records are copied to the tail, the log's begin moves past the rest), and
 the segment files below the new begin are deleted after the next checkpoint.
 POST /compact compacts everything on the device now.
 
+Keys may expire (RESP SET EX and the EXPIRE family, native UPSERT_EXPIRING
+and EXPIRE). An expired key reads as absent at once; every
+--active-expire-interval a background step deletes the expired keys of a
+slice of the index held in memory, so DBSIZE and memory follow, and
+compaction drops expired records on the device.
+
 In a cluster (--cluster, --meta) the server follows the slot map and takes
 part in live migrations ('fleetkv cluster migrate'). For kill -9 tests,
 $FLEETKV_FAILPOINT makes it kill itself at one point of a migration:
@@ -122,6 +129,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (log/slog)")
 	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "time between checkpoints (also taken at shutdown, on POST /checkpoint and on RESP SAVE); 0 turns the periodic ones off")
 	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
+	fl.DurationVar(&f.activeExpireInterval, "active-expire-interval", 100*time.Millisecond, "time between two steps of active expiry (each looks at about 20 000 keys in memory and deletes the expired ones); 0 turns it off (expired keys then leave when written over, deleted or compacted)")
 	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
 	fl.StringVar(&f.checkpointMode, "checkpoint-mode", "fold-over", "fold-over: a checkpoint flushes the in-memory log and makes it read-only (updates after it append); snapshot: it writes the in-memory log to a file under DIR/checkpoints and keeps it mutable")
@@ -168,6 +176,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if f.checkpointInterval < 0 {
 		return server.Config{}, errors.New("--checkpoint-interval must be 0 (off) or positive")
 	}
+	if f.activeExpireInterval < 0 {
+		return server.Config{}, errors.New("--active-expire-interval must be 0 (off) or positive")
+	}
 	if f.compactInterval < 0 || !(f.compactThreshold >= 0 && f.compactThreshold <= 1) || f.compactChunk < f.pageSize {
 		return server.Config{}, errors.New("--compact-interval must be 0 (off) or positive, --compact-threshold in [0, 1] (0: off), --compact-chunk at least --page-size")
 	}
@@ -203,7 +214,8 @@ func (f serverFlags) config() (server.Config, error) {
 		Listen: f.listen, Admin: f.admin, Loops: f.loops, NoPin: !f.pin, NoReusePort: !f.reusePort,
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
 		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
-		CompactThreshold: compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
+		ActiveExpireInterval: checkpointInterval(f.activeExpireInterval),
+		CompactThreshold:     compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
 		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		MaxInput: int(f.maxInput),

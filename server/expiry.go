@@ -1,0 +1,70 @@
+package server
+
+import (
+	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/store"
+)
+
+// activeExpiry deletes expired keys in the background, so that memory and
+// DBSIZE follow expiries without anyone reading the keys: every
+// ActiveExpireInterval, on a goroutine of its own (never a loop), it runs
+// one step of the store's pass over the index (store.ReapExpired, about
+// ActiveExpireKeys keys, the in-memory part of their chains) and goes on
+// from there the next time. Keys whose newest record is on the device are
+// left to compaction, which drops expired records as it passes (and counts
+// them as garbage when it estimates).
+type activeExpiry struct {
+	s      *Server
+	cursor uint64 // where the next step starts; only the goroutine touches it
+	// pass sums the current pass's steps; only the goroutine touches it.
+	pass   store.ReapStats
+	last   atomic.Pointer[store.ReapStats] // the last complete pass
+	reaped atomic.Uint64                   // keys deleted
+	passes atomic.Uint64
+	done   chan struct{}
+}
+
+// ExpiryStats say what active expiry did.
+type ExpiryStats struct {
+	Reaped uint64 `json:"reaped"` // expired keys deleted
+	Passes uint64 `json:"passes"` // complete passes over the index
+	// Expiring counts the keys with an expiry the last complete pass met
+	// in memory (INFO's expires=): an estimate, not exact as DBSIZE is.
+	Expiring int `json:"expiring"`
+}
+
+func (s *Server) startActiveExpiry() {
+	e := &activeExpiry{s: s, done: closedChan()}
+	s.expiry = e
+	e.done = periodically(s.life, s.cfg.ActiveExpireInterval, e.step)
+}
+
+// step runs one step of the pass.
+func (e *activeExpiry) step() {
+	st, err := e.s.st.ReapExpired(e.s.life, e.cursor, e.s.cfg.ActiveExpireKeys)
+	if err != nil {
+		if e.s.life.Err() == nil {
+			e.s.log.Error("active expiry failed", "err", err)
+		}
+		return
+	}
+	e.reaped.Add(uint64(st.Expired))
+	e.pass.Keys += st.Keys
+	e.pass.Expiring += st.Expiring
+	e.pass.Expired += st.Expired
+	if e.cursor = st.Next; e.cursor == 0 {
+		done := e.pass
+		e.last.Store(&done)
+		e.pass = store.ReapStats{}
+		e.passes.Add(1)
+	}
+}
+
+func (e *activeExpiry) stats() ExpiryStats {
+	st := ExpiryStats{Reaped: e.reaped.Load(), Passes: e.passes.Load()}
+	if last := e.last.Load(); last != nil {
+		st.Expiring = last.Expiring
+	}
+	return st
+}

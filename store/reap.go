@@ -1,0 +1,114 @@
+package store
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
+)
+
+// ReapStats say what one step of the active expiry pass did.
+type ReapStats struct {
+	// Next is the index position the next step starts at; 0 when this
+	// step reached the end (the pass starts over).
+	Next uint64
+	// Keys counts the keys whose newest record the step met in memory,
+	// Expiring those with an expiry, Expired those past it, which it
+	// deleted (unless a write of the key came first).
+	Keys, Expiring, Expired int
+}
+
+// ReapExpired runs one step of the active expiry pass: it walks the
+// in-memory part of the chains of the index buckets from position from,
+// about want keys' worth (ScanStep), and deletes every key whose newest
+// record there holds an expired value, with an Update ReapExpired (so the
+// key count loses it, and a write of the key that lands first wins). It
+// reads nothing from the device: a key whose newest record is there stays
+// until compaction passes it, which drops an expired record as it goes. A
+// pass that starts at 0 and follows Next until it comes back to 0 visits
+// every key in memory throughout, however the index grows meanwhile (a
+// SCAN's guarantee). The calling goroutine must not hold a protected
+// Session.
+func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapStats, error) {
+	if st.closed.Load() {
+		return ReapStats{}, ErrClosed
+	}
+	to := st.ScanStep(from, want)
+	var stats ReapStats
+	if to != ^uint64(0) {
+		stats.Next = to + 1
+	}
+	var heads []chainHead
+	var bits uint
+	if err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
+		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
+		return nil
+	}); err != nil {
+		return stats, err
+	}
+	s, err := st.NewSession()
+	if err != nil {
+		return stats, err
+	}
+	defer s.Close()
+	var failed error
+	s.SetCompletion(func(c Completion) {
+		if c.Err != nil && failed == nil {
+			failed = c.Err
+		}
+	})
+	var expired [][]byte
+	seen := map[string]bool{}
+	for _, hd := range heads {
+		if err := ctx.Err(); err != nil {
+			return stats, err
+		}
+		if expired, err = st.expiredInChain(s, hd, from, to, bits, seen, expired[:0], &stats); err != nil {
+			return stats, err
+		}
+		for _, k := range expired {
+			if _, _, err := s.Update(k, Update{If: ReapExpired}, nil); err != nil {
+				return stats, err
+			}
+		}
+	}
+	s.CompletePending(true)
+	return stats, failed
+}
+
+// expiredInChain appends to dst the keys of the chain at hd whose newest
+// record in memory holds an expired value: keys of hd's bucket (in a
+// table of bits) at positions [from, to]. The walk stops at head.
+func (st *Store) expiredInChain(s *Session, hd chainHead, from, to uint64, bits uint, seen map[string]bool, dst [][]byte, stats *ReapStats) ([][]byte, error) {
+	clear(seen)
+	if err := s.begin(); err != nil {
+		return dst, err
+	}
+	defer s.end()
+	l := st.log
+	now := st.cfg.Now()
+	for addr := hd.addr; addr >= l.Head() && addr >= l.Begin(); {
+		r := l.Record(addr)
+		key := r.Key()
+		hdr, at := r.ReadExpiry()
+		addr = hdr.Prev()
+		h := keyhash.Hash(key)
+		if p := index.Position(h); p < from || p > to || index.BucketOf(h, bits) != hd.bucket || seen[string(key)] {
+			continue
+		}
+		seen[string(key)] = true
+		if hdr.Tombstone() || hdr.Invalid() {
+			continue
+		}
+		stats.Keys++
+		if at != 0 {
+			stats.Expiring++
+		}
+		if Expired(at, now) {
+			stats.Expired++
+			dst = append(dst, bytes.Clone(key))
+		}
+	}
+	return dst, nil
+}
