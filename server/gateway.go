@@ -189,7 +189,10 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
 	if kind == wire.MigrateMoved && err == nil {
-		l.announce(key, h, value, true) // whether inserted or not: parking.go
+		// Whether inserted or not: parking.go. A value that expired on
+		// the way reads as absent.
+		live := !store.Expired(at, l.s.st.Now())
+		l.announce(key, h, value, live)
 	}
 	return st, nil, err
 }

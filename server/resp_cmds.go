@@ -81,7 +81,7 @@ func init() {
 		{name: "setnx", arity: 3, prepare: prepareSetNX, issue: issueSet, take: takeSetNX},
 		{name: "setex", arity: 4, prepare: prepareSetEx(ttlEX, "setex"), issue: issueSetEx, take: takeOK},
 		{name: "psetex", arity: 4, prepare: prepareSetEx(ttlPX, "psetex"), issue: issueSetEx, take: takeOK},
-		{name: "getex", arity: -2, prepare: prepareGetEx, issue: issueGetEx, take: takeGet},
+		{name: "getex", arity: -2, prepare: prepareGetEx, issue: issueGetEx, take: takeGetEx},
 		{name: "expire", arity: -3, prepare: prepareExpire(ttlEX, "expire"), issue: issueExpire, take: takeExpire},
 		{name: "pexpire", arity: -3, prepare: prepareExpire(ttlPX, "pexpire"), issue: issueExpire, take: takeExpire},
 		{name: "expireat", arity: -3, prepare: prepareExpire(ttlEXAT, "expireat"), issue: issueExpire, take: takeExpire},
@@ -474,9 +474,9 @@ func btoi(b bool) int {
 // expiry when it has one); NX, XX, GET and KEEPTTL make it a store Update
 // (Replace under a condition), so that the condition, the old value and
 // the expiry kept are those of the record it replaces.
-func prepareSet(_ *loop, r *respConn) bool {
+func prepareSet(l *loop, r *respConn) bool {
 	r.op.set = setOptions{}
-	return parseTTLOptions(r, 3, true)
+	return parseTTLOptions(l, r, 3, true)
 }
 
 func syntaxError(r *respConn) bool {

@@ -3,7 +3,6 @@ package server
 import (
 	"math"
 	"strings"
-	"time"
 
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
@@ -14,10 +13,6 @@ import (
 // PERSIST, with Redis 7's replies and errors. Each is one store operation
 // (store/expiry.go): an expiry changes under the same rules as a value,
 // so EXPIRE's conditions are decided on the expiry it replaces.
-
-// nowMS is the wall clock expiry is judged by, in Unix milliseconds: the
-// store's default clock (store.Config.Now).
-func nowMS() int64 { return time.Now().UnixMilli() }
 
 // ttlKind names how an expiry argument counts.
 type ttlKind uint8
@@ -37,6 +32,9 @@ type expireOptions struct {
 	kind ttlKind
 	at   int64 // ttlEX..ttlPXAT: the absolute expiry, Unix milliseconds
 	only store.ExpiryCond
+	// bad is GETEX's error for an invalid time, answered only when the
+	// key exists (Redis looks the key up first).
+	bad string
 }
 
 // expiry is the store's Expiry for o; a command without expiry options
@@ -72,39 +70,35 @@ func ttlOption(a []byte) ttlKind {
 
 // absoluteExpiry turns SET's, SETEX's and GETEX's expiry argument into
 // Unix milliseconds as Redis does (getExpireMillisecondsOrReply): a
-// positive integer, whose result must stay positive; cmd names the command
-// in the error.
-func absoluteExpiry(r *respConn, kind ttlKind, arg []byte, cmd string) (int64, bool) {
+// positive integer, whose result must stay positive; otherwise it returns
+// the error, which names the command cmd. now is the store's clock.
+func absoluteExpiry(kind ttlKind, arg []byte, cmd string, now int64) (int64, string) {
 	n, ok := resp.ParseInt(arg)
 	if !ok {
-		r.out = resp.AppendError(r.out, errNotInteger.Error())
-		return 0, false
+		return 0, errNotInteger.Error()
 	}
 	seconds := kind == ttlEX || kind == ttlEXAT
 	if n <= 0 || (seconds && n > math.MaxInt64/1000) {
-		return 0, invalidExpire(r, cmd)
+		return 0, invalidExpire(cmd)
 	}
 	if seconds {
 		n *= 1000
 	}
 	if kind == ttlEX || kind == ttlPX {
-		if n > math.MaxInt64-nowMS() {
-			return 0, invalidExpire(r, cmd)
+		if n > math.MaxInt64-now {
+			return 0, invalidExpire(cmd)
 		}
-		n += nowMS()
+		n += now
 	}
-	return n, true
+	return n, ""
 }
 
-func invalidExpire(r *respConn, cmd string) bool {
-	r.out = resp.AppendError(r.out, "ERR invalid expire time in '"+cmd+"' command")
-	return false
-}
+func invalidExpire(cmd string) string { return "ERR invalid expire time in '" + cmd + "' command" }
 
 // parseTTLOptions parses the options of SET (from argument 3) or GETEX
 // (from argument 2), set says which: NX, XX, GET for SET, one expiry
 // option for either, KEEPTTL for SET and PERSIST for GETEX only.
-func parseTTLOptions(r *respConn, from int, set bool) bool {
+func parseTTLOptions(l *loop, r *respConn, from int, set bool) bool {
 	op := &r.op
 	op.exp = expireOptions{}
 	var arg []byte
@@ -133,13 +127,16 @@ func parseTTLOptions(r *respConn, from int, set bool) bool {
 	if op.exp.kind == ttlNone || op.exp.kind == ttlKeep || op.exp.kind == ttlPersist {
 		return true
 	}
-	cmd := "getex"
-	if set {
-		cmd = "set"
+	if !set {
+		op.exp.at, op.exp.bad = absoluteExpiry(op.exp.kind, arg, "getex", l.s.st.Now())
+		return true // GETEX answers a bad time only for a key it has
 	}
-	at, ok := absoluteExpiry(r, op.exp.kind, arg, cmd)
-	op.exp.at = at
-	return ok
+	var bad string
+	if op.exp.at, bad = absoluteExpiry(op.exp.kind, arg, "set", l.s.st.Now()); bad != "" {
+		r.out = resp.AppendError(r.out, bad)
+		return false
+	}
+	return true
 }
 
 // parseSetFlag takes SET's NX, XX and GET; false for anything else, or NX
@@ -167,12 +164,15 @@ func parseSetFlag(r *respConn, a []byte) bool {
 
 // prepareSetEx parses SETEX and PSETEX (key, time, value): an EX or PX.
 func prepareSetEx(kind ttlKind, cmd string) func(*loop, *respConn) bool {
-	return func(_ *loop, r *respConn) bool {
+	return func(l *loop, r *respConn) bool {
 		r.op.set = setOptions{}
 		r.op.exp = expireOptions{kind: kind}
-		at, ok := absoluteExpiry(r, kind, r.op.args[2], cmd)
-		r.op.exp.at = at
-		return ok
+		var bad string
+		if r.op.exp.at, bad = absoluteExpiry(kind, r.op.args[2], cmd, l.s.st.Now()); bad != "" {
+			r.out = resp.AppendError(r.out, bad)
+			return false
+		}
+		return true
 	}
 }
 
@@ -189,23 +189,32 @@ func takeOK(_ *loop, r *respConn, _ store.Status, _ []byte, err error) bool {
 	return false
 }
 
-func prepareGetEx(_ *loop, r *respConn) bool { return parseTTLOptions(r, 2, false) }
+func prepareGetEx(l *loop, r *respConn) bool { return parseTTLOptions(l, r, 2, false) }
 
 // issueGetEx reads the key, changing its expiry in the same Update when an
-// option asks (a time already past deletes it).
+// option asks (a time already past deletes it). With a bad time it only
+// reads: takeGetEx answers the error if the key exists.
 func issueGetEx(l *loop, op *respOp) (store.Status, []byte, error) {
-	if op.exp.kind == ttlNone {
+	if op.exp.kind == ttlNone || op.exp.bad != "" {
 		return l.read(op.args[1], op.hash(1))
 	}
 	u := store.Update{If: store.IfPresent, Want: store.WantOld, Merge: store.Keep{}, Expire: op.exp.expiry()}
 	return l.update(op.args[1], op.hash(1), u)
 }
 
+func takeGetEx(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	if bad := r.op.exp.bad; bad != "" && err == nil && st == store.OK {
+		r.out = resp.AppendError(r.out, bad)
+		return false
+	}
+	return takeGet(l, r, st, v, err)
+}
+
 // prepareExpire parses the EXPIRE family's options (NX, XX, GT, LT) and
 // time as Redis's expireGenericCommand does, in that order; the time
 // counts as kind.
 func prepareExpire(kind ttlKind, cmd string) func(*loop, *respConn) bool {
-	return func(_ *loop, r *respConn) bool {
+	return func(l *loop, r *respConn) bool {
 		op := &r.op
 		op.exp = expireOptions{kind: kind}
 		for _, a := range op.args[3:] {
@@ -231,35 +240,36 @@ func prepareExpire(kind ttlKind, cmd string) func(*loop, *respConn) bool {
 			r.out = resp.AppendError(r.out, "ERR GT and LT options at the same time are not compatible")
 			return false
 		}
-		at, ok := relativeExpiry(r, kind, op.args[2], cmd)
-		op.exp.at = at
-		return ok
+		var bad string
+		if op.exp.at, bad = relativeExpiry(kind, op.args[2], cmd, l.s.st.Now()); bad != "" {
+			r.out = resp.AppendError(r.out, bad)
+			return false
+		}
+		return true
 	}
 }
 
 // relativeExpiry turns the EXPIRE family's time into Unix milliseconds:
 // any integer (a time already past deletes the key), as long as the
-// arithmetic does not overflow.
-func relativeExpiry(r *respConn, kind ttlKind, arg []byte, cmd string) (int64, bool) {
+// arithmetic does not overflow; otherwise it returns the error.
+func relativeExpiry(kind ttlKind, arg []byte, cmd string, now int64) (int64, string) {
 	n, ok := resp.ParseInt(arg)
 	if !ok {
-		r.out = resp.AppendError(r.out, errNotInteger.Error())
-		return 0, false
+		return 0, errNotInteger.Error()
 	}
 	if kind == ttlEX || kind == ttlEXAT {
 		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
-			return 0, invalidExpire(r, cmd)
+			return 0, invalidExpire(cmd)
 		}
 		n *= 1000
 	}
 	if kind == ttlEX || kind == ttlPX {
-		base := nowMS()
-		if n > math.MaxInt64-base {
-			return 0, invalidExpire(r, cmd)
+		if n > math.MaxInt64-now {
+			return 0, invalidExpire(cmd)
 		}
-		n += base
+		n += now
 	}
-	return n, true
+	return n, ""
 }
 
 // issueExpire sets the expiry of a live key, under its conditions, and
@@ -303,12 +313,12 @@ func issueReadExpiry(l *loop, op *respOp) (store.Status, []byte, error) {
 // for one without expiry, otherwise the time left, in seconds rounded as
 // Redis does.
 func takeTTL(ms bool) func(*loop, *respConn, store.Status, []byte, error) bool {
-	return func(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
+	return func(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
 		at, ok := expiryReply(r, st, v, err)
 		if !ok {
 			return false
 		}
-		left := max(at-nowMS(), 0)
+		left := max(at-l.s.st.Now(), 0)
 		if !ms {
 			left = (left + 500) / 1000
 		}
@@ -318,7 +328,7 @@ func takeTTL(ms bool) func(*loop, *respConn, store.Status, []byte, error) bool {
 }
 
 // takeExpireTime replies to EXPIRETIME (ms false) and PEXPIRETIME: -2, -1,
-// or the absolute expiry.
+// or the absolute expiry (in seconds rounded as TTL's, as Redis does).
 func takeExpireTime(ms bool) func(*loop, *respConn, store.Status, []byte, error) bool {
 	return func(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
 		at, ok := expiryReply(r, st, v, err)
@@ -326,7 +336,7 @@ func takeExpireTime(ms bool) func(*loop, *respConn, store.Status, []byte, error)
 			return false
 		}
 		if !ms {
-			at /= 1000
+			at = (at + 500) / 1000
 		}
 		r.out = resp.AppendInt(r.out, at)
 		return false

@@ -230,13 +230,13 @@ func sameReply(cmd []any, got, want any, gotErr, wantErr error) bool {
 // and to redis-server and compares every reply (errors by their full text).
 func TestRESPMatchesRedis(t *testing.T) {
 	raddr := startRedis(t)
-	s := startRESP(t, nil)
+	s := startRESP(t, func(c *Config) { c.ActiveExpireInterval = Off })
 	ctx := context.Background()
 	fk := goRedis(t, s, nil)
 	rd := redis.NewClient(&redis.Options{Addr: raddr})
 	defer rd.Close()
-	// Nothing the stream sets expires while it runs; this keeps redis-server
-	// from sampling keys meanwhile all the same.
+	// Nothing the stream sets expires while it runs; this keeps both
+	// servers from sampling keys meanwhile all the same.
 	if err := rd.Do(ctx, "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +255,43 @@ func TestRESPMatchesRedis(t *testing.T) {
 		gv, gerr := fk.Do(ctx, cmd...).Result()
 		if got, want := show(gv, gerr), show(wv, werr); got != want && !sameReply(cmd, gv, wv, gerr, werr) {
 			t.Fatalf("command %d %q:\nfleetkv: %s\nredis:   %s", i, cmd, got, want)
+		}
+	}
+}
+
+// TestExpiryRepliesMatchRedis sends a fixed list of expiry commands whose
+// replies depend on no clock to both servers and compares them exactly:
+// the orders of checks (GETEX looks the key up before it judges its time),
+// the rounding of EXPIRETIME, past times.
+func TestExpiryRepliesMatchRedis(t *testing.T) {
+	raddr := startRedis(t)
+	s := startRESP(t, func(c *Config) { c.ActiveExpireInterval = Off })
+	ctx := context.Background()
+	fk := goRedis(t, s, nil)
+	rd := redis.NewClient(&redis.Options{Addr: raddr})
+	defer rd.Close()
+	for _, cmd := range [][]any{
+		{"GETEX", "missing", "EX", "-1"}, {"GETEX", "missing", "EX", "abc"}, {"GETEX", "missing", "EX"},
+		{"SET", "k", "v"}, {"GETEX", "k", "EX", "-1"}, {"GETEX", "k", "PX", "x"}, {"TTL", "k"},
+		{"PEXPIREAT", "k", "4102444800500"}, {"EXPIRETIME", "k"}, {"PEXPIRETIME", "k"},
+		{"PEXPIREAT", "k", "4102444800499"}, {"EXPIRETIME", "k"}, {"EXPIREAT", "k", "4102444800", "GT"},
+		{"EXPIREAT", "k", "4102444800", "LT"}, {"PEXPIRETIME", "k"}, {"EXPIREAT", "k", "4102444801", "XX", "GT"},
+		{"EXPIREAT", "k", "4102444802", "NX"}, {"PERSIST", "k"}, {"PERSIST", "k"}, {"EXPIREAT", "k", "4102444802", "LT"},
+		{"TTL", "k"}, {"EXPIRE", "k", "0"}, {"EXISTS", "k"}, {"DBSIZE"},
+		{"SET", "n", "1", "PXAT", "4102444800000"}, {"INCR", "n"}, {"PEXPIRETIME", "n"}, {"APPEND", "n", "0"},
+		{"PEXPIRETIME", "n"}, {"SET", "n", "5", "KEEPTTL", "GET"}, {"PEXPIRETIME", "n"}, {"SET", "n", "6"}, {"TTL", "n"},
+		{"GETEX", "n", "PXAT", "4102444800000"}, {"GETEX", "n", "PERSIST"}, {"TTL", "n"}, {"GETEX", "n", "EXAT", "1"},
+		{"GET", "n"}, {"DBSIZE"}, {"SETEX", "s", "100", "v"}, {"PSETEX", "s", "0", "v"}, {"SETEX", "s", "1e3", "v"},
+		{"SET", "s", "v", "EX", "10", "EX", "20"}, {"SET", "s", "v", "EX", "10", "PX", "20"}, {"SET", "s", "v", "KEEPTTL", "KEEPTTL"},
+		{"SET", "s", "v", "PERSIST"}, {"GETEX", "s", "KEEPTTL"}, {"GETEX", "s", "PERSIST", "PERSIST"},
+		{"EXPIRE", "s", "10", "NX", "XX"}, {"EXPIRE", "s", "10", "GT", "LT"}, {"EXPIRE", "s", "10", "XX", "LT", "GT"},
+		{"EXPIRE", "s", "10", "BAD"}, {"EXPIRE", "s", "9223372036854775807"}, {"PEXPIRE", "s", "9223372036854775807"},
+		{"EXPIREAT", "s", "-9223372036854775808"}, {"EXISTS", "s"}, {"TTL", "s"}, {"EXPIRE", "s", "x"},
+	} {
+		wv, werr := rd.Do(ctx, cmd...).Result()
+		gv, gerr := fk.Do(ctx, cmd...).Result()
+		if got, want := fmt.Sprintf("%#v %v", gv, gerr), fmt.Sprintf("%#v %v", wv, werr); got != want {
+			t.Errorf("%q:\nfleetkv: %s\nredis:   %s", cmd, got, want)
 		}
 	}
 }

@@ -16,9 +16,10 @@ import (
 // write over it, compaction or the active expiry pass (ReapExpired)
 // replaces it, the first two as for any live key.
 //
-// The moments follow Redis: a stored expiry at is past once now > at; a
-// write whose new expiry is at or before now deletes the key instead
-// (EXPIRE with a time in the past).
+// The moments follow Redis: a stored expiry at is past once now > at; an
+// Update whose new expiry is at or before now deletes the key instead
+// (EXPIRE with a time in the past), while UpsertExpiring writes it (SET
+// with a past PXAT).
 
 // ExpiryMode says what an Update does with the value's expiry.
 type ExpiryMode uint8
@@ -86,6 +87,10 @@ func (x Expiry) after(old prior) int64 {
 // Expired reports whether a value with expiry at (0: none) is past at
 // time now (both Unix milliseconds).
 func Expired(at, now int64) bool { return at != 0 && now > at }
+
+// Now returns the time expiry is judged by (Config.Now), in Unix
+// milliseconds: fronts that turn relative times into expiries use it.
+func (st *Store) Now() int64 { return st.cfg.Now() }
 
 // wallClock is the default Config.Now.
 func wallClock() int64 { return time.Now().UnixMilli() }

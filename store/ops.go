@@ -64,8 +64,10 @@ func (s *Session) UpsertHashed(key []byte, h uint64, value []byte) (Status, erro
 }
 
 // UpsertExpiring is UpsertHashed giving the value an expiry, expireAt in
-// Unix milliseconds (0: none). An expiry at or before now (Config.Now)
-// deletes the key instead, as Redis's SET with a past PXAT does.
+// Unix milliseconds (0: none). A value whose expiry is already past is
+// written all the same and reads as absent at once (it counts in the key
+// count until reaped), as Redis's SET with a past PXAT: a blind write, it
+// wins over a record a migration sends later.
 func (s *Session) UpsertExpiring(key []byte, h uint64, value []byte, expireAt int64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
@@ -76,10 +78,6 @@ func (s *Session) UpsertExpiring(key []byte, h uint64, value []byte, expireAt in
 	}
 	if expireAt < 0 {
 		return 0, ErrBadExpiry
-	}
-	if expireAt != 0 && expireAt <= s.st.cfg.Now() {
-		_, st, err := s.UpdateHashed(key, h, Update{If: Remove}, nil)
-		return st, err
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {

@@ -75,8 +75,8 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 	switch {
 	case found:
 		s.res.recent = true
-		old, _ := r.ReadExpiry()
-		s.reportOld(prior{live: !old.Tombstone()}) // IfNoneSince returns no value
+		hdr, at := r.ReadExpiry()
+		s.reportOld(prior{live: !hdr.Tombstone() && !Expired(at, s.st.cfg.Now())}) // IfNoneSince returns no value
 		return OK, true, nil
 	case addr == 0 || addr < s.st.log.Begin():
 		s.res.recent = false
@@ -110,7 +110,7 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 	act := actMerge
 	if s.res.update {
 		s.reportOld(old)
-		act = s.decide(old)
+		act = s.decide(old, m)
 	}
 	var st Status
 	var err error
@@ -211,7 +211,7 @@ func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, raw []byte, old p
 func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m Merger, old prior) (Status, error) {
 	if s.res.update {
 		s.reportOld(old)
-		switch s.decide(old) {
+		switch s.decide(old, m) {
 		case actKeep:
 			s.reportNew(old.live, old.at, old.value)
 			return OK, nil

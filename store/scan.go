@@ -125,8 +125,12 @@ func (w *chainScanner) walk(addr uint64) error {
 	}
 	for addr >= l.Head() && addr >= l.Begin() {
 		r := l.Record(addr)
-		h := r.Header()
-		if err := w.met(r.Key(), r.Value(), h, addr); err != nil {
+		// The header and expiry as one moment (a value updated in place
+		// meanwhile may still be torn: Scan's doc), so that liveness never
+		// comes from a header that does not match the bytes split by it.
+		h, at := r.ReadExpiry()
+		v, _ := hlog.SplitValue(h, r.Value())
+		if err := w.met(r.Key(), v, at, h, addr); err != nil {
 			w.s.end()
 			return err
 		}
@@ -143,7 +147,8 @@ func (w *chainScanner) walk(addr uint64) error {
 		}
 		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-		if err := w.met(key, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl], h, addr); err != nil {
+		v, at := hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+		if err := w.met(key, v, at, h, addr); err != nil {
 			return err
 		}
 		addr = h.Prev()
@@ -152,17 +157,19 @@ func (w *chainScanner) walk(addr uint64) error {
 }
 
 // met visits key when it is in the range, of the chain's bucket, and not
-// met before in the chain: its newest record, with header hdr and value
-// area raw.
-func (w *chainScanner) met(key, raw []byte, hdr hlog.Header, addr uint64) error {
+// met before in the chain: its newest record, with header hdr, value v and
+// expiry at.
+func (w *chainScanner) met(key, v []byte, at int64, hdr hlog.Header, addr uint64) error {
 	h := keyhash.Hash(key)
 	if !w.in(h) || index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
 		return nil
 	}
 	w.seen[string(key)] = true
-	if hdr.Invalid() {
+	switch {
+	case hdr.Invalid() || hdr.Tombstone():
 		return w.fn(key, nil, 0, false, addr)
+	case Expired(at, w.st.cfg.Now()):
+		return w.fn(key, nil, at, false, addr)
 	}
-	old := w.st.priorOf(hdr, raw)
-	return w.fn(key, old.value, old.at, old.live, addr)
+	return w.fn(key, v, at, true, addr)
 }

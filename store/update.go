@@ -101,17 +101,22 @@ func (c Cond) action(old prior, recent bool) action {
 	return actMerge
 }
 
-// decide returns what the running Update does with the key's value old:
-// its condition's action, unless the expiry's condition keeps the key
-// (EXPIRE NX and the like), or the expiry it sets is already past, which
-// deletes a live value (EXPIRE with a time in the past).
-func (s *Session) decide(old prior) action {
+// decide returns what the running Update, merging with m, does with the
+// key's value old: its condition's action, unless the expiry's condition
+// keeps the key (EXPIRE NX and the like) or nothing would change (a Keep
+// that leaves the expiry as it is: PERSIST of a key without one), or the
+// expiry it sets is already past, which deletes a live value (EXPIRE with
+// a time in the past).
+func (s *Session) decide(old prior, m Merger) action {
 	r := &s.res
 	act := r.cond.action(old, r.recent)
+	_, keep := m.(Keep)
 	switch {
 	case act != actMerge:
 		return act
 	case old.live && !r.x.Allows(old.at):
+		return actKeep
+	case keep && old.live && r.x.after(old) == old.at:
 		return actKeep
 	case r.x.Mode == SetExpiry && r.x.At <= s.st.cfg.Now():
 		if old.counted {
