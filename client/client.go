@@ -56,6 +56,31 @@ func (c *Client) Set(ctx context.Context, key, value []byte) error {
 	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
 }
 
+// SetTTL sets key to value, which expires ttl from now (a ttl of at most
+// 0 leaves a value that reads as absent at once): its expiry is judged by
+// the server's clock, in milliseconds.
+func (c *Client) SetTTL(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	at := max(time.Now().Add(ttl).UnixMilli(), 1)
+	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.UpsertExpiring(key, value, at, cb) }, nil)
+}
+
+// Expire sets key's expiry to at (the zero time removes it) and returns
+// whether the key held a value, and the expiry it had (the zero time:
+// none).
+func (c *Client) Expire(ctx context.Context, key []byte, at time.Time) (existed bool, old time.Time, err error) {
+	ms := int64(0)
+	if !at.IsZero() {
+		ms = max(at.UnixMilli(), 1)
+	}
+	err = c.do(ctx, func(s *Cluster, cb Callback) error { return s.Expire(key, ms, cb) }, func(r Result) {
+		existed = r.Status == OK
+		if o := ExpiryOf(r); existed && o != 0 {
+			old = time.UnixMilli(o)
+		}
+	})
+	return existed, old, err
+}
+
 // Delete deletes key; existed reports whether it held a value (the server
 // reads a key that left memory to know).
 func (c *Client) Delete(ctx context.Context, key []byte) (existed bool, err error) {

@@ -276,3 +276,41 @@ func TestClientDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestClientExpiry: SetTTL writes a value that reads as absent once its
+// TTL passed; Expire sets, reports and removes an expiry.
+func TestClientExpiry(t *testing.T) {
+	s := startServer(t)
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.SetTTL(ctx, []byte("short"), []byte("v"), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, []byte("long"), []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	if existed, old, err := c.Expire(ctx, []byte("long"), at); err != nil || !existed || !old.IsZero() {
+		t.Fatalf("Expire long: %v %v %v", existed, old, err)
+	}
+	if existed, old, err := c.Expire(ctx, []byte("long"), time.Time{}); err != nil || !existed || !old.Equal(at) {
+		t.Fatalf("Expire long again: %v %v (want %v) %v", existed, old, at, err)
+	}
+	if existed, _, err := c.Expire(ctx, []byte("none"), at); err != nil || existed {
+		t.Fatalf("Expire of a missing key: %v %v", existed, err)
+	}
+	if _, found, err := c.Get(ctx, []byte("short")); err != nil || !found {
+		t.Fatalf("short before its TTL: %v %v", found, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, found, err := c.Get(ctx, []byte("short")); err != nil || found {
+		t.Fatalf("short after its TTL: %v %v", found, err)
+	}
+	if v, found, err := c.Get(ctx, []byte("long")); err != nil || !found || string(v) != "w" {
+		t.Fatalf("long: %q %v %v", v, found, err)
+	}
+}

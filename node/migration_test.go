@@ -211,6 +211,23 @@ func TestLiveMigration(t *testing.T) {
 	c := dialCluster(t, a)
 	want := fill(t, c, 3000)
 	moving := quarter
+	// Keys of the moving slots with an expiry keep it on the target.
+	ctx := context.Background()
+	expiring := map[string]time.Time{}
+	for i := 0; len(expiring) < 20; i++ {
+		k := fmt.Sprintf("e%d", i)
+		if s := keyhash.Slot([]byte(k)); s < moving.First || s > moving.Last {
+			continue
+		}
+		if err := c.SetTTL(ctx, []byte(k), []byte("x"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(2 * time.Hour).Truncate(time.Millisecond)
+		if _, _, err := c.Expire(ctx, []byte(k), at); err != nil {
+			t.Fatal(err)
+		}
+		expiring[k] = at
+	}
 
 	w := startWriter(t, a.Server().Addr(), 500)
 	id := startMigration(t, md, "a", "b", []cluster.Range{moving})
@@ -220,6 +237,12 @@ func TestLiveMigration(t *testing.T) {
 		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
 	}
 	check(t, c, want)
+	for k, at := range expiring {
+		// Expire with the same time changes nothing and answers the old one.
+		if existed, old, err := c.Expire(ctx, []byte(k), at); err != nil || !existed || !old.Equal(at) {
+			t.Fatalf("%s after the move: %v, expiry %v (want %v), %v", k, existed, old, at, err)
+		}
+	}
 	servedBy(t, moving, b, a)
 	eventually(t, "a dropped its copies", func() bool { return keysIn(a, moving) == 0 })
 	if keysIn(b, moving) == 0 {

@@ -22,6 +22,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,7 +166,7 @@ func eachYCSB(b *testing.B, fn func(b *testing.B, mix ycsbMix, dist string, keys
 				b.Run(dist, func(b *testing.B) {
 					for _, keys := range []uint64{1 << 20, 10_000_000} {
 						b.Run(sizeName(keys), func(b *testing.B) {
-							for _, workers := range []int{1, 2} {
+							for _, workers := range benchWorkers() {
 								b.Run(fmt.Sprint("w", workers), func(b *testing.B) {
 									fn(b, mix, dist, keys, workers)
 								})
@@ -177,6 +180,25 @@ func eachYCSB(b *testing.B, fn func(b *testing.B, mix ycsbMix, dist string, keys
 }
 
 var peers = []string{"fleetkv", "map", "xsync", "mapu64"}
+
+// benchWorkers is the worker counts the YCSB benchmarks run: 1 and 2, or
+// the comma-separated list in $FLEETKV_BENCH_WORKERS (scaling runs on a
+// machine with more cores: 1,2,4,8,16).
+func benchWorkers() []int {
+	env := os.Getenv("FLEETKV_BENCH_WORKERS")
+	if env == "" {
+		return []int{1, 2}
+	}
+	var ws []int
+	for _, f := range strings.Split(env, ",") {
+		w, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || w < 1 {
+			panic(fmt.Sprintf("FLEETKV_BENCH_WORKERS=%q: want worker counts such as 1,2,4", env))
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
 
 func sizeName(keys uint64) string {
 	if keys == 1<<20 {
