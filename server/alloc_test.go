@@ -66,9 +66,14 @@ func makeBatchSerial(b []byte, serial uint64) { binary.LittleEndian.PutUint64(b[
 
 // handLoop is a loop without gnet, over an in-memory store, for tests that
 // drive its paths by hand.
-func handLoop(t *testing.T) *loop {
+func handLoop(t testing.TB) *loop {
+	return handLoopWith(t, store.Config{IndexBits: 14, Log: hlog.Config{PageBits: 20, MemoryBytes: 64 << 20}})
+}
+
+// handLoopWith is handLoop over a store configured by cfg.
+func handLoopWith(t testing.TB, cfg store.Config) *loop {
 	t.Helper()
-	st, err := store.Open(store.Config{IndexBits: 14, Log: hlog.Config{PageBits: 20, MemoryBytes: 64 << 20}})
+	st, err := store.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

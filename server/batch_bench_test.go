@@ -1,0 +1,69 @@
+package server
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/session"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// BenchmarkBatchPath is the loop's CPU per operation on the native batch
+// path without the network (validate, decode, execute with the prefetch
+// pipeline, encode results): YCSB-B (95 % reads, 5 % upserts) and YCSB-C
+// over 1 M uniformly chosen keys of 8 bytes, in memory, in batches of 1500
+// operations (about the 32 KiB the load generator sends). Its like-for-like
+// engine figure is store's BenchmarkYCSBBatched/<mix>/uniform/1M/w1.
+func BenchmarkBatchPath(b *testing.B) {
+	for _, mix := range []struct {
+		name  string
+		reads int // of 100
+	}{{"B", 95}, {"C", 100}} {
+		b.Run(mix.name, func(b *testing.B) {
+			const keys, batchOps = 1 << 20, 1500
+			l := handLoopWith(b, store.Config{IndexBits: 18, Log: hlog.Config{PageBits: 22, MemoryBytes: 1 << 30}})
+			cs := &conn{l: l, sess: session.New(false)}
+			var k [8]byte
+			for i := range uint64(keys) {
+				binary.LittleEndian.PutUint64(k[:], i)
+				if _, err := l.ss.Upsert(k[:], k[:]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			l.ss.Suspend()
+			rng := rand.New(rand.NewPCG(1, 2))
+			batches := make([][]byte, 64)
+			for j := range batches {
+				in, start := wire.BeginBatch(nil)
+				for range batchOps {
+					binary.LittleEndian.PutUint64(k[:], rng.Uint64N(keys))
+					if rng.IntN(100) < mix.reads {
+						in = wire.AppendOp(in, wire.OpRead, k[:], nil)
+					} else {
+						in = wire.AppendOp(in, wire.OpUpsert, k[:], k[:])
+					}
+				}
+				wire.FinishRequest(in, start, wire.RequestHeader{Count: batchOps, View: 1})
+				batches[j] = in
+			}
+			serial := uint64(1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				in := batches[i%len(batches)]
+				makeBatchSerial(in, serial)
+				serial += batchOps
+				if used, action := l.runBatches(cs, in); used != len(in) || action != 0 {
+					b.Fatalf("batch not run: used %d of %d", used, len(in))
+				}
+				cs.sess.TakeOutput(1)
+			}
+			b.StopTimer()
+			l.ss.Suspend()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchOps), "ns/operation")
+		})
+	}
+}
