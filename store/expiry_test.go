@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -422,4 +424,167 @@ func TestReapExpiredDeletesExpiredKeysInMemory(t *testing.T) {
 	if err != nil || rs.Next != 0 || rs.Keys != n-n/3 || rs.Expired != 0 {
 		t.Fatalf("second pass: %+v %v", rs, err)
 	}
+}
+
+// expiryWriter writes its own keys with every kind of expiry and keeps
+// which of them are live (written, not deleted nor expired).
+type expiryWriter struct {
+	id   int
+	live map[string]bool
+}
+
+func (w *expiryWriter) run(s *Session, rng *rand.Rand, n int) error {
+	far, past := int64(clockT+1_000_000), int64(clockT-1)
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("x%d-%d", w.id, rng.IntN(200))
+		key := []byte(k)
+		h := keyhash.Hash(key)
+		v := make([]byte, 1+rng.IntN(100))
+		var err error
+		switch rng.IntN(9) {
+		case 0:
+			_, err = s.Upsert(key, v)
+			w.live[k] = true
+		case 1:
+			_, err = s.UpsertExpiring(key, h, v, far)
+			w.live[k] = true
+		case 2:
+			_, err = s.UpsertExpiring(key, h, v, past) // written, expired: counted until reaped
+			w.live[k] = false
+		case 3:
+			_, err = s.Delete(key)
+			w.live[k] = false
+		case 4:
+			_, err = s.RMW(key, []byte("+"), Append{}) // keeps an expiry; an expired value starts anew
+			w.live[k] = true
+		case 5:
+			_, _, err = s.Update(key, Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: past}}, nil)
+			w.live[k] = false
+		case 6:
+			_, _, err = s.Update(key, Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: far}}, nil)
+		case 7:
+			_, _, err = s.Update(key, Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: ClearExpiry}}, nil)
+		default:
+			_, _, err = s.Update(key, Update{If: ReapExpired}, nil)
+		}
+		if err != nil {
+			return err
+		}
+		s.CompletePending(true)
+	}
+	return nil
+}
+
+// TestKeysAreExactWithExpiry: four sessions write their own keys with and
+// without expiries (some already past), delete them by EXPIRE, persist
+// and reap them, while compactions and active expiry passes run beside
+// them, most records on the device. Then the live keys a scan finds are
+// the models' live keys, and Keys counts them plus the expired keys not
+// reaped yet (as Redis's DBSIZE does); the same after a checkpoint and a
+// recovery, and after a full reaping pass.
+func TestKeysAreExactWithExpiry(t *testing.T) {
+	dev := openDevice(t, "mem")
+	clock := &testClock{}
+	clock.ms.Store(clockT)
+	cfg := compactConfig(dev)
+	cfg.Now = clock.Now
+	st := openTest(t, cfg)
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	var stop atomic.Bool
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		for !stop.Load() {
+			if _, err := st.Compact(context.Background(), st.Log().Head()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer bg.Done()
+		for from := uint64(0); !stop.Load(); {
+			rs, err := st.ReapExpired(context.Background(), from, 64)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			from = rs.Next
+		}
+	}()
+	ws := make([]*expiryWriter, 4)
+	var wg sync.WaitGroup
+	for i := range ws {
+		ws[i] = &expiryWriter{id: i, live: map[string]bool{}}
+		s := newSession(t, st)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.Suspend()
+			if err := ws[i].run(s, rand.New(rand.NewPCG(seed, uint64(i))), 3000); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	bg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	var want int64
+	for _, w := range ws {
+		for _, l := range w.live {
+			if l {
+				want++
+			}
+		}
+	}
+	check := func(st *Store, what string) {
+		t.Helper()
+		var live, expired int64
+		if err := st.Scan(context.Background(), 0, ^uint64(0), func(_, _ []byte, at int64, l bool, _ uint64) error {
+			switch {
+			case l:
+				live++
+			case at != 0:
+				expired++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := st.Keys(context.Background())
+		if err != nil || live != want || n != live+expired {
+			t.Fatalf("%s: %d live keys, %d expired and not reaped, Keys = %d (%v); the models hold %d live", what, live, expired, n, err, want)
+		}
+		t.Logf("%s: %d live, %d expired and not reaped", what, live, expired)
+	}
+	check(st, "after the writes")
+	c, err := st.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st2, _, err := Recover(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	check(st2, "recovered")
+	if _, err := st2.Compact(context.Background(), st2.Log().Head()); err != nil {
+		t.Fatal(err)
+	}
+	for from := uint64(0); ; {
+		rs, err := st2.ReapExpired(context.Background(), from, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from = rs.Next; from == 0 {
+			break
+		}
+	}
+	check(st2, "compacted and reaped")
 }
