@@ -38,6 +38,13 @@ func (s *Session) Expire(key []byte, expireAt int64, cb Callback) error {
 	return s.add(wire.OpExpire, key, v[:], cb)
 }
 
+// FlushAll queues dropping every key of the server (a FLUSH control
+// operation; FLUSHALL on the RESP front): every other operation of every
+// client is entirely before or after it. The Result comes once the keys
+// are gone; they stay gone after a crash once a checkpoint after it is
+// recorded.
+func (s *Session) FlushAll(cb Callback) error { return s.sendControl(wire.OpFlush, cb) }
+
 // ExpiryOf reads the expiry an Expire's Result carries (Unix
 // milliseconds; 0: none).
 func ExpiryOf(r Result) int64 {

@@ -50,6 +50,33 @@ func (c *Client) Keys(ctx context.Context, match []byte, count int, fn func(key 
 	return nil
 }
 
+// FlushAll drops every key of every server that owns slots (FLUSH on
+// each, one after the other: not atomic across servers).
+func (c *Client) FlushAll(ctx context.Context) error {
+	cl, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.put(cl)
+	for _, m := range cl.owners() {
+		s, err := cl.session(ctx, m)
+		if err != nil {
+			return err
+		}
+		var failed error
+		if err := s.FlushAll(func(r Result) { failed = r.Err }); err != nil {
+			return err
+		}
+		if err := s.Wait(); err != nil {
+			return err
+		}
+		if failed != nil {
+			return fmt.Errorf("client: FLUSH on %s: %w", m.addr, failed)
+		}
+	}
+	return nil
+}
+
 // owners returns the servers that own slots, each once, by address.
 func (c *Cluster) owners() []*member {
 	if c.single != nil {

@@ -35,6 +35,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 		cs.fence = nil // the client re-issued every refused operation first
 	}
 	cs.sess.BeginResponse(h.Serial)
+	l.batchLast = h.Serial + uint64(h.Count) - 1
 	l.ops.Reset(h, body, l.s.cfg.Limits)
 	var counts [len(opNames)]uint64
 	decoded, done := 0, false
@@ -267,6 +268,13 @@ func (l *loop) control(cs *conn, op wire.Operation, serial uint64) {
 		l.migrator(cs, op.Value)
 	case wire.OpScan:
 		l.scanNative(cs, serial, op.Value)
+	case wire.OpFlush:
+		if serial != l.batchLast {
+			// Its batch's later operations could not wait for it.
+			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
+			return
+		}
+		l.flushNative(cs, serial)
 	default:
 		cs.sess.Result(wire.StatusError, nil, wire.CodeUnknownOp)
 	}

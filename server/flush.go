@@ -4,7 +4,10 @@ import (
 	"context"
 	"strings"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/fleetkv/fleetkv/resp"
+	"github.com/fleetkv/fleetkv/wire"
 )
 
 // Flush drops every key the store holds, served here or not (FLUSHALL):
@@ -45,4 +48,32 @@ func cmdFlushAll(l *loop, r *respConn, a [][]byte) []byte {
 		return resp.AppendSimple(b, "OK")
 	})
 	return r.out
+}
+
+// flushNative answers an OpFlush, the last operation of its batch: it
+// goes pending, the flush runs aside (it pauses every loop, this one too),
+// and its outcome completes the operation on the loop. Meanwhile the
+// connection's later batches wait (conn.barrier), so its operations after
+// the flush come after it.
+func (l *loop) flushNative(cs *conn, serial uint64) {
+	cs.sess.AddPending(serial)
+	cs.sess.Result(wire.StatusPending, nil, 0)
+	cs.barrier = true
+	l.s.aside.Add(1)
+	go func() {
+		defer l.s.aside.Done()
+		err := l.s.Flush(l.s.life)
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			st, code := wire.StatusOK, wire.Code(0)
+			if err != nil {
+				st, code = wire.StatusError, classify(err).code
+			}
+			l.completeAside(cs, serial, st, nil, code)
+			l.flushDirty()
+			if cs.barrier = false; !cs.closed {
+				_ = cs.c.Wake(nil) // its input waited: run it now
+			}
+			return nil
+		}))
+	}()
 }

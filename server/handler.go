@@ -33,6 +33,9 @@ type conn struct {
 	dirty   bool // completions appended while another connection ran
 	stalled bool // in its loop's stalled list
 	more    bool // input left over when its turn ended
+	// barrier is set while an operation that the connection's later ones
+	// must follow runs aside (FLUSH): its input waits until that ends.
+	barrier bool
 	// cpr is the session's CPR point read for the checkpoint being taken;
 	// committed the last serial the client was told is durable.
 	cpr, committed uint64

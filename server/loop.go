@@ -39,10 +39,12 @@ type loop struct {
 	pollFn  gnet.RunnableFunc
 	ops     wire.OpReader
 	win     [window]ahead // decoded operations of the batch running
-	value   []byte        // read buffer, reused
-	rd      *resp.Reader  // parses the RESP connections' commands
-	rwin    []parsed      // the RESP commands parsed and not yet run
-	rargs   [][]byte      // their arguments
+	// batchLast is the serial of the last operation of the batch running.
+	batchLast uint64
+	value     []byte       // read buffer, reused
+	rd        *resp.Reader // parses the RESP connections' commands
+	rwin      []parsed     // the RESP commands parsed and not yet run
+	rargs     [][]byte     // their arguments
 	// holePool and outPool keep the RESP connections' reply holes and
 	// output buffers for reuse (resp_holes.go).
 	holePool []*respHole
@@ -141,7 +143,7 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 		l.write(cs)
 		return gnet.Close
 	}
-	if l.holdBack(cs) {
+	if cs.barrier || l.holdBack(cs) {
 		return gnet.None
 	}
 	in, _ := cs.c.Peek(-1)
@@ -198,6 +200,9 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 		ran += int(h.Count)
 		if action := l.runBatch(cs, h, b[wire.HeaderSize:end]); action != gnet.None {
 			return used, action
+		}
+		if cs.barrier {
+			break // the rest waits for what runs aside (flushNative)
 		}
 	}
 	return used, gnet.None

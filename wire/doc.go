@@ -32,8 +32,15 @@
 //	             u8 | value     0 moved (inserted unless the key has a
 //	                            record written since the target prepared),
 //	                            1 shipped back (stored), 2 shipped-back
-//	                            deletion; NOT_OWNER unless the server takes
-//	                            migration id's records for the key's slot
+//	                            deletion, 3 fetch, 4 absent; kind bit 0x80:
+//	                            an expiry u64 follows the kind; NOT_OWNER
+//	                            unless the server takes migration id's
+//	                            records for the key's slot
+//	7  UPSERT_   expiry u64 |   set key to value, which expires at the
+//	   EXPIRING  value          given Unix millisecond (> 0)
+//	8  EXPIRE    expiry u64     set a live key's expiry (0: remove it);
+//	                            OK carries the expiry it had (u64, 0:
+//	                            none), NOT_FOUND when the key has no value
 //	16 OPEN      auth token     open a session; key: 8-byte session id to
 //	                            resume, or empty for a new one; answers
 //	                            id u64 | view u64 | executed u64 | durable
@@ -49,6 +56,13 @@
 //	20 CLUSTER_MAP -            return the slot map the server routes by:
 //	                            JSON of cluster.Snapshot (standalone, view,
 //	                            map of slot ranges, servers, views)
+//	21 MIGRATOR  message        a migrator's message (JSON); answers the
+//	                            server's incarnation u64
+//	22 SCAN      cursor, count, a run of keys (wire/scan.go)
+//	             pattern
+//	23 FLUSH     -              drop every key; answered once they are
+//	                            gone; the last operation of its batch, and
+//	                            the connection's later batches wait for it
 //
 // Flags: bit 0 marks a control batch (only codes >= 16), which the server
 // answers whatever the view; every other bit must be 0. Operation i of a

@@ -60,13 +60,17 @@ const (
 	// OpScan asks for a run of the keys of the slots the server serves
 	// (wire/scan.go lays out its value and result).
 	OpScan Op = 22
+	// OpFlush drops every key of the server (FLUSHALL): its operations
+	// are each entirely before or after it. Answered once the keys are
+	// gone; durable at the next checkpoint.
+	OpFlush Op = 23
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an
 // unknown code.
 func (o Op) hasValue() (has, ok bool) {
 	switch o {
-	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap:
+	case OpRead, OpDelete, OpGetView, OpCheckpoint, OpClusterMap, OpFlush:
 		return false, true
 	case OpUpsert, OpAdd, OpAppend, OpMigrate, OpUpsertExpiring, OpExpire, OpOpen, OpPing, OpMigrator, OpScan:
 		return true, true
@@ -109,6 +113,8 @@ func (o Op) String() string {
 		return "MIGRATOR"
 	case OpScan:
 		return "SCAN"
+	case OpFlush:
+		return "FLUSH"
 	}
 	return "OP?"
 }
