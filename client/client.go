@@ -56,17 +56,18 @@ func (c *Client) Set(ctx context.Context, key, value []byte) error {
 	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.Upsert(key, value, cb) }, nil)
 }
 
-// SetTTL sets key to value, which expires ttl from now (a ttl of at most
-// 0 leaves a value that reads as absent at once): its expiry is judged by
-// the server's clock, in milliseconds.
+// SetTTL sets key to value, which expires ttl from now by this client's
+// clock (a ttl of at most 0 leaves a value that reads as absent at once).
+// The server judges the expiry by its own clock, in milliseconds: a skew
+// between the two shifts it.
 func (c *Client) SetTTL(ctx context.Context, key, value []byte, ttl time.Duration) error {
 	at := max(time.Now().Add(ttl).UnixMilli(), 1)
 	return c.do(ctx, func(s *Cluster, cb Callback) error { return s.UpsertExpiring(key, value, at, cb) }, nil)
 }
 
-// Expire sets key's expiry to at (the zero time removes it) and returns
-// whether the key held a value, and the expiry it had (the zero time:
-// none).
+// Expire sets key's expiry to at (the zero time removes it; a time at or
+// before now deletes the key) and returns whether the key held a value,
+// and the expiry it had (the zero time: none).
 func (c *Client) Expire(ctx context.Context, key []byte, at time.Time) (existed bool, old time.Time, err error) {
 	ms := int64(0)
 	if !at.IsZero() {

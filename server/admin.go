@@ -241,9 +241,7 @@ func (s *Server) Stats() Stats {
 		st.Checkpoint.Recovered = s.dur.recovered
 	}
 	st.Compaction = s.comp.stats()
-	if s.expiry != nil {
-		st.Expiry = s.expiry.stats()
-	}
+	st.Expiry = s.expiry.stats()
 	st.Cluster = s.clusterStats()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

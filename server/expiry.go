@@ -20,34 +20,39 @@ type activeExpiry struct {
 	// pass sums the current pass's steps; only the goroutine touches it.
 	pass   store.ReapStats
 	last   atomic.Pointer[store.ReapStats] // the last complete pass
-	reaped atomic.Uint64                   // keys deleted
+	reaped atomic.Uint64                   // expired keys found and deleted (ReapStats.Expired)
 	passes atomic.Uint64
 	done   chan struct{}
 }
 
 // ExpiryStats say what active expiry did.
 type ExpiryStats struct {
-	Reaped uint64 `json:"reaped"` // expired keys deleted
+	// Reaped counts the expired keys the steps found and deleted (unless a
+	// write or delete of the key came first).
+	Reaped uint64 `json:"reaped"`
 	Passes uint64 `json:"passes"` // complete passes over the index
 	// Expiring counts the keys with an expiry the last complete pass met
 	// in memory (INFO's expires=): an estimate, not exact as DBSIZE is.
 	Expiring int `json:"expiring"`
 }
 
-func (s *Server) startActiveExpiry() {
-	e := &activeExpiry{s: s, done: closedChan()}
-	s.expiry = e
-	e.done = periodically(s.life, s.cfg.ActiveExpireInterval, e.step)
+func newActiveExpiry(s *Server) *activeExpiry { return &activeExpiry{s: s, done: closedChan()} }
+
+// start runs the steps; done is closed once they ended (with s.life).
+// Called once, before the server's Start returns.
+func (e *activeExpiry) start() {
+	e.done = periodically(e.s.life, e.s.cfg.ActiveExpireInterval, e.step)
 }
 
-// step runs one step of the pass.
+// step runs one step of the pass. A step that fails is logged and its
+// slice skipped (the next pass comes back to it).
 func (e *activeExpiry) step() {
 	st, err := e.s.st.ReapExpired(e.s.life, e.cursor, e.s.cfg.ActiveExpireKeys)
 	if err != nil {
 		if e.s.life.Err() == nil {
 			e.s.log.Error("active expiry failed", "err", err)
 		}
-		return
+		st = store.ReapStats{Next: st.Next}
 	}
 	e.reaped.Add(uint64(st.Expired))
 	e.pass.Keys += st.Keys

@@ -56,7 +56,7 @@ type Server struct {
 	// sessions says where native sessions stand, for OPEN with resume.
 	sessions *sessionTable
 	comp     *compaction
-	expiry   *activeExpiry // nil until the server starts serving
+	expiry   *activeExpiry
 	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
@@ -114,6 +114,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	st := s.st
 	s.comp = newCompaction(s)
+	s.expiry = newActiveExpiry(s) // before the loops and the admin listener read its stats
 	if cfg.Routing != nil {
 		s.route.Store(cfg.Routing)
 	} else {
@@ -137,7 +138,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		s.dur.start(cfg.CheckpointInterval)
 	}
 	s.comp.start(cfg.CompactInterval, cfg.CompactThreshold, cfg.CompactChunk)
-	s.startActiveExpiry()
+	s.expiry.start()
 	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
 	return s, nil
@@ -290,9 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, s.admin.shutdown(ctx))
 	}
 	s.comp.close()
-	if s.expiry != nil {
-		<-s.expiry.done // life ended: its step returns
-	}
+	<-s.expiry.done // life ended: its step returns
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {

@@ -81,8 +81,10 @@ type CheckpointOptions struct {
 	Snapshot io.Writer
 }
 
-// Pause stops every session that writes to the store (Compact's need not:
-// its copies change no key's value) at a point between two of its
+// Pause stops every session that writes to the store (Compact's and
+// ReapExpired's need not: copies change no key's value, and their deletes
+// of expired keys wait for the pause's end, Store.reaping) at a point
+// between two of its
 // operations where none of its writes is pending (Session.CompleteWrites;
 // reads may be), keeps them there while it calls atStop, then lets them go
 // on. What each session had
@@ -126,12 +128,14 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 	var was hlog.Fence
 	var keys int64
 	var resolved uint64
+	st.reaping.Lock()
 	err := o.Pause(ctx, func() {
 		end = st.log.Tail()
 		flushed = st.log.FlushedUntil()
 		was = st.log.RaiseFence(end)
 		keys, resolved = st.keys.atCheckpoint()
 	})
+	st.reaping.Unlock()
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("store: checkpoint: pausing the sessions: %w", err)
 	}

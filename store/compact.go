@@ -302,7 +302,10 @@ func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error
 		if old.live {
 			err = s.appendIfChainIs(key, hash, old.value, old.at, entry)
 		} else {
+			st := c.st
+			st.reaping.RLock() // a delete, with its count: not inside a checkpoint's pause
 			err = s.reapIfChainIs(key, hash, entry)
+			st.reaping.RUnlock()
 		}
 		s.end()
 		if err != errRetryTail {

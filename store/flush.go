@@ -27,6 +27,8 @@ func (st *Store) Flush(ctx context.Context, pause Pause) error {
 	defer st.ckpt.Unlock()
 	st.compact.Lock()
 	defer st.compact.Unlock()
+	st.reaping.Lock() // ReapExpired's deletes, which it does not stop
+	defer st.reaping.Unlock()
 	if err := st.holdGrowth(ctx); err != nil {
 		return fmt.Errorf("store: flush: %w", err)
 	}

@@ -34,7 +34,7 @@ func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapSt
 	if st.closed.Load() {
 		return ReapStats{}, ErrClosed
 	}
-	to := st.ScanStep(from, want)
+	to := st.reapStep(from, want)
 	var stats ReapStats
 	if to != ^uint64(0) {
 		stats.Next = to + 1
@@ -67,14 +67,45 @@ func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapSt
 		if expired, err = st.expiredInChain(s, hd, from, to, bits, seen, expired[:0], &stats); err != nil {
 			return stats, err
 		}
-		for _, k := range expired {
-			if _, _, err := s.Update(k, Update{If: ReapExpired}, nil); err != nil {
-				return stats, err
-			}
+		if err := st.reap(s, expired); err != nil {
+			return stats, err
+		}
+	}
+	return stats, failed
+}
+
+// reap deletes keys whose values expired (an Update ReapExpired each) and
+// completes those that went pending, holding reaping shared: a paused
+// checkpoint or a Flush reads the key count with none of them half done.
+func (st *Store) reap(s *Session, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	st.reaping.RLock()
+	defer st.reaping.RUnlock()
+	for _, k := range keys {
+		if _, _, err := s.Update(k, Update{If: ReapExpired}, nil); err != nil {
+			return err
 		}
 	}
 	s.CompletePending(true)
-	return stats, failed
+	return nil
+}
+
+// maxReapBuckets bounds the index buckets one step of ReapExpired exports
+// and walks: a sparse or empty index (ScanStep sizes steps by the key
+// count) costs a bounded slice per step.
+const maxReapBuckets = 1 << 14
+
+// reapStep returns the end of the positions a step from from covers:
+// ScanStep's, at most maxReapBuckets buckets of the index's size now.
+func (st *Store) reapStep(from uint64, want int) uint64 {
+	to := st.ScanStep(from, want)
+	shift := 64 - st.index.Stats().Bits
+	if last := from>>shift + maxReapBuckets - 1; last < to>>shift {
+		return (last+1)<<shift - 1
+	}
+	return to
 }
 
 // expiredInChain appends to dst the keys of the chain at hd whose newest

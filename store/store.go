@@ -111,6 +111,12 @@ type Store struct {
 		sync.Mutex          // one compaction (or garbage estimate) at a time
 		s          *Session // on a slot reserved like grower's
 	}
+	// reaping is held shared by the writers outside the sessions a Pause
+	// stops that delete expired keys (ReapExpired, compaction's reaps),
+	// each delete with its key count change, and exclusively by a paused
+	// checkpoint and by Flush around their pause: the count they read
+	// then and the records agree.
+	reaping sync.RWMutex
 	// replaying is set while recovery replays the log: the log has not
 	// restarted yet, so its head does not say which records are in memory,
 	// and a growth (which reads in-memory records to split chains) must

@@ -116,12 +116,12 @@ func (s *Session) decide(old prior, m Merger) action {
 		return act
 	case old.live && !r.x.Allows(old.at):
 		return actKeep
-	case keep && old.live && r.x.after(old) == old.at:
-		return actKeep
 	case r.x.Mode == SetExpiry && r.x.At <= s.st.cfg.Now():
 		if old.counted {
 			return actRemove
 		}
+		return actKeep
+	case keep && old.live && r.x.after(old) == old.at:
 		return actKeep
 	}
 	return actMerge
