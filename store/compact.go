@@ -294,6 +294,14 @@ func (c *compactor) walk(key []byte, a, addr uint64, buf []byte) (bool, []byte, 
 // the value has expired.
 func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error {
 	s := c.s
+	if !old.live {
+		// A delete, with its count change: never inside a paused
+		// checkpoint (Store.reaping), waited for unprotected so that the
+		// epoch does not wait for this session meanwhile.
+		s.Suspend()
+		c.st.reaping.RLock()
+		defer c.st.reaping.RUnlock()
+	}
 	for spins := 0; ; spins++ {
 		if err := s.begin(); err != nil {
 			return err
@@ -302,10 +310,7 @@ func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error
 		if old.live {
 			err = s.appendIfChainIs(key, hash, old.value, old.at, entry)
 		} else {
-			st := c.st
-			st.reaping.RLock() // a delete, with its count: not inside a checkpoint's pause
 			err = s.reapIfChainIs(key, hash, entry)
-			st.reaping.RUnlock()
 		}
 		s.end()
 		if err != errRetryTail {

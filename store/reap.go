@@ -77,10 +77,13 @@ func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapSt
 // reap deletes keys whose values expired (an Update ReapExpired each) and
 // completes those that went pending, holding reaping shared: a paused
 // checkpoint or a Flush reads the key count with none of them half done.
+// A pause of the loops may wait for the epoch, so the session waits for
+// the lock unprotected.
 func (st *Store) reap(s *Session, keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	s.Suspend() // waits for the lock unprotected: the epoch need not wait for it
 	st.reaping.RLock()
 	defer st.reaping.RUnlock()
 	for _, k := range keys {
