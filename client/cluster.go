@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,14 +96,13 @@ func (c *Cluster) Upsert(key, value []byte, cb Callback) error {
 
 // UpsertExpiring queues setting key to value with an expiry (Session.UpsertExpiring).
 func (c *Cluster) UpsertExpiring(key, value []byte, expireAt int64, cb Callback) error {
-	c.expBuf = append(binary.LittleEndian.AppendUint64(c.expBuf[:0], uint64(expireAt)), value...)
+	c.expBuf = expiringValue(c.expBuf, expireAt, value)
 	return c.add(wire.OpUpsertExpiring, key, c.expBuf, cb)
 }
 
 // Expire queues setting or removing key's expiry (Session.Expire).
 func (c *Cluster) Expire(key []byte, expireAt int64, cb Callback) error {
-	var v [8]byte
-	binary.LittleEndian.PutUint64(v[:], uint64(expireAt))
+	v := expiryValue(expireAt)
 	return c.add(wire.OpExpire, key, v[:], cb)
 }
 

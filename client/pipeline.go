@@ -25,16 +25,28 @@ func (s *Session) Upsert(key, value []byte, cb Callback) error {
 // Unix milliseconds (> 0): after it the key reads as absent. An expiry
 // already past deletes the key.
 func (s *Session) UpsertExpiring(key, value []byte, expireAt int64, cb Callback) error {
-	s.expBuf = append(binary.LittleEndian.AppendUint64(s.expBuf[:0], uint64(expireAt)), value...)
+	s.expBuf = expiringValue(s.expBuf, expireAt, value)
 	return s.add(wire.OpUpsertExpiring, key, s.expBuf, cb)
+}
+
+// expiringValue lays out UPSERT_EXPIRING's value in dst: the expiry, then
+// the value.
+func expiringValue(dst []byte, expireAt int64, value []byte) []byte {
+	return append(binary.LittleEndian.AppendUint64(dst[:0], uint64(expireAt)), value...)
+}
+
+// expiryValue is EXPIRE's value: the expiry.
+func expiryValue(expireAt int64) [8]byte {
+	var v [8]byte
+	binary.LittleEndian.PutUint64(v[:], uint64(expireAt))
+	return v
 }
 
 // Expire queues setting the expiry of key's value to expireAt (Unix
 // milliseconds; 0 removes it). The Result is NotFound when the key has no
 // live value, otherwise OK with the expiry it had (ExpiryOf; 0: none).
 func (s *Session) Expire(key []byte, expireAt int64, cb Callback) error {
-	var v [8]byte
-	binary.LittleEndian.PutUint64(v[:], uint64(expireAt))
+	v := expiryValue(expireAt)
 	return s.add(wire.OpExpire, key, v[:], cb)
 }
 

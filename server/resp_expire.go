@@ -68,20 +68,24 @@ func ttlOption(a []byte) ttlKind {
 	return ttlNone
 }
 
-// absoluteExpiry turns SET's, SETEX's and GETEX's expiry argument into
-// Unix milliseconds as Redis does (getExpireMillisecondsOrReply): a
-// positive integer, whose result must stay positive; otherwise it returns
-// the error, which names the command cmd. now is the store's clock.
-func absoluteExpiry(kind ttlKind, arg []byte, cmd string, now int64) (int64, string) {
+// respExpiry turns an expiry argument of the given kind into Unix
+// milliseconds as Redis does, or returns the error, which names the
+// command cmd. positive: SET's, SETEX's and GETEX's, which must be a
+// positive integer (getExpireMillisecondsOrReply); otherwise the EXPIRE
+// family's, any integer (a time already past deletes the key), as long as
+// the arithmetic does not overflow. now is the store's clock.
+func respExpiry(kind ttlKind, arg []byte, cmd string, now int64, positive bool) (int64, string) {
 	n, ok := resp.ParseInt(arg)
 	if !ok {
 		return 0, errNotInteger.Error()
 	}
-	seconds := kind == ttlEX || kind == ttlEXAT
-	if n <= 0 || (seconds && n > math.MaxInt64/1000) {
+	if positive && n <= 0 {
 		return 0, invalidExpire(cmd)
 	}
-	if seconds {
+	if kind == ttlEX || kind == ttlEXAT {
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+			return 0, invalidExpire(cmd)
+		}
 		n *= 1000
 	}
 	if kind == ttlEX || kind == ttlPX {
@@ -128,11 +132,11 @@ func parseTTLOptions(l *loop, r *respConn, from int, set bool) bool {
 		return true
 	}
 	if !set {
-		op.exp.at, op.exp.bad = absoluteExpiry(op.exp.kind, arg, "getex", l.s.st.Now())
+		op.exp.at, op.exp.bad = respExpiry(op.exp.kind, arg, "getex", l.s.st.Now(), true)
 		return true // GETEX answers a bad time only for a key it has
 	}
 	var bad string
-	if op.exp.at, bad = absoluteExpiry(op.exp.kind, arg, "set", l.s.st.Now()); bad != "" {
+	if op.exp.at, bad = respExpiry(op.exp.kind, arg, "set", l.s.st.Now(), true); bad != "" {
 		r.out = resp.AppendError(r.out, bad)
 		return false
 	}
@@ -168,7 +172,7 @@ func prepareSetEx(kind ttlKind, cmd string) func(*loop, *respConn) bool {
 		r.op.set = setOptions{}
 		r.op.exp = expireOptions{kind: kind}
 		var bad string
-		if r.op.exp.at, bad = absoluteExpiry(kind, r.op.args[2], cmd, l.s.st.Now()); bad != "" {
+		if r.op.exp.at, bad = respExpiry(kind, r.op.args[2], cmd, l.s.st.Now(), true); bad != "" {
 			r.out = resp.AppendError(r.out, bad)
 			return false
 		}
@@ -241,35 +245,12 @@ func prepareExpire(kind ttlKind, cmd string) func(*loop, *respConn) bool {
 			return false
 		}
 		var bad string
-		if op.exp.at, bad = relativeExpiry(kind, op.args[2], cmd, l.s.st.Now()); bad != "" {
+		if op.exp.at, bad = respExpiry(kind, op.args[2], cmd, l.s.st.Now(), false); bad != "" {
 			r.out = resp.AppendError(r.out, bad)
 			return false
 		}
 		return true
 	}
-}
-
-// relativeExpiry turns the EXPIRE family's time into Unix milliseconds:
-// any integer (a time already past deletes the key), as long as the
-// arithmetic does not overflow; otherwise it returns the error.
-func relativeExpiry(kind ttlKind, arg []byte, cmd string, now int64) (int64, string) {
-	n, ok := resp.ParseInt(arg)
-	if !ok {
-		return 0, errNotInteger.Error()
-	}
-	if kind == ttlEX || kind == ttlEXAT {
-		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
-			return 0, invalidExpire(cmd)
-		}
-		n *= 1000
-	}
-	if kind == ttlEX || kind == ttlPX {
-		if n > math.MaxInt64-now {
-			return 0, invalidExpire(cmd)
-		}
-		n += now
-	}
-	return n, ""
 }
 
 // issueExpire sets the expiry of a live key, under its conditions, and

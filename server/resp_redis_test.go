@@ -226,20 +226,27 @@ func sameReply(cmd []any, got, want any, gotErr, wantErr error) bool {
 	return false
 }
 
+// redisPair starts fleetkv and redis-server, both without active expiry
+// (the differential tests' times are far ahead or already past), and
+// returns a client of each.
+func redisPair(t *testing.T) (fk, rd *redis.Client) {
+	t.Helper()
+	raddr := startRedis(t)
+	s := startRESP(t, func(c *Config) { c.ActiveExpireInterval = Off })
+	fk = goRedis(t, s, nil)
+	rd = redis.NewClient(&redis.Options{Addr: raddr})
+	t.Cleanup(func() { rd.Close() })
+	if err := rd.Do(context.Background(), "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	return fk, rd
+}
+
 // TestRESPMatchesRedis sends the same seeded stream of commands to fleetkv
 // and to redis-server and compares every reply (errors by their full text).
 func TestRESPMatchesRedis(t *testing.T) {
-	raddr := startRedis(t)
-	s := startRESP(t, func(c *Config) { c.ActiveExpireInterval = Off })
 	ctx := context.Background()
-	fk := goRedis(t, s, nil)
-	rd := redis.NewClient(&redis.Options{Addr: raddr})
-	defer rd.Close()
-	// Nothing the stream sets expires while it runs; this keeps both
-	// servers from sampling keys meanwhile all the same.
-	if err := rd.Do(ctx, "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
+	fk, rd := redisPair(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -264,12 +271,8 @@ func TestRESPMatchesRedis(t *testing.T) {
 // the orders of checks (GETEX looks the key up before it judges its time),
 // the rounding of EXPIRETIME, past times.
 func TestExpiryRepliesMatchRedis(t *testing.T) {
-	raddr := startRedis(t)
-	s := startRESP(t, func(c *Config) { c.ActiveExpireInterval = Off })
 	ctx := context.Background()
-	fk := goRedis(t, s, nil)
-	rd := redis.NewClient(&redis.Options{Addr: raddr})
-	defer rd.Close()
+	fk, rd := redisPair(t)
 	for _, cmd := range [][]any{
 		{"GETEX", "missing", "EX", "-1"}, {"GETEX", "missing", "EX", "abc"}, {"GETEX", "missing", "EX"},
 		{"SET", "k", "v"}, {"GETEX", "k", "EX", "-1"}, {"GETEX", "k", "PX", "x"}, {"TTL", "k"},

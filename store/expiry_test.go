@@ -173,18 +173,7 @@ func TestExpiry(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%v", c.name, k0.name, r), func(t *testing.T) {
 					st, s, clock := expiryStore(t)
 					key := []byte("the-key")
-					addr := st.Log().Tail()
-					mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte(old), k0.at))
-					push(t, st, s, addr, r)
-					if k0.expired {
-						clock.ms.Store(k0.at + 1)
-					}
-					s.CompletePending(true)
-					s.Suspend()
-					before, err := st.Keys(context.Background())
-					if err != nil {
-						t.Fatal(err)
-					}
+					before := placeState(t, st, s, clock, key, old, k0, r)
 					want := c.want(k0)
 					u := c.u
 					if u.Expire.Mode == SetExpiry && u.Expire.At == clockT-1 {
@@ -199,6 +188,26 @@ func TestExpiry(t *testing.T) {
 			}
 		}
 	}
+}
+
+// placeState writes key with value and k0's expiry, moves its record to
+// region r, moves the clock past the expiry when k0 has expired, and
+// returns the key count then.
+func placeState(t *testing.T, st *Store, s *Session, clock *testClock, key []byte, value string, k0 keyState, r region) int64 {
+	t.Helper()
+	addr := st.Log().Tail()
+	mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte(value), k0.at))
+	push(t, st, s, addr, r)
+	if k0.expired {
+		clock.ms.Store(k0.at + 1)
+	}
+	s.CompletePending(true)
+	s.Suspend()
+	n, err := st.Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // checkKey checks key's value, expiry and count against want; before is
@@ -255,18 +264,7 @@ func TestExpiryOfPlainOperations(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%v", c.name, k0.name, r), func(t *testing.T) {
 					st, s, clock := expiryStore(t)
 					key := []byte("the-key")
-					addr := st.Log().Tail()
-					mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte("old"), k0.at))
-					push(t, st, s, addr, r)
-					if k0.expired {
-						clock.ms.Store(k0.at + 1)
-					}
-					s.CompletePending(true)
-					s.Suspend()
-					before, err := st.Keys(context.Background())
-					if err != nil {
-						t.Fatal(err)
-					}
+					before := placeState(t, st, s, clock, key, "old", k0, r)
 					stt, err := c.run(s, key, clock.Now())
 					if stt == Pending {
 						_, stt = awaitLast(t, s, c.name)

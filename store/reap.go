@@ -39,12 +39,8 @@ func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapSt
 	if to != ^uint64(0) {
 		stats.Next = to + 1
 	}
-	var heads []chainHead
-	var bits uint
-	if err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
-		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
-		return nil
-	}); err != nil {
+	heads, bits, err := st.chainHeads(from, to)
+	if err != nil {
 		return stats, err
 	}
 	s, err := st.NewSession()

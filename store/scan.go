@@ -70,12 +70,8 @@ func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uin
 	if st.closed.Load() {
 		return ErrClosed
 	}
-	var heads []chainHead
-	var bits uint
-	if err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
-		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
-		return nil
-	}); err != nil {
+	heads, bits, err := st.chainHeads(from, to)
+	if err != nil {
 		return err
 	}
 	s, err := st.NewSession()
@@ -94,6 +90,18 @@ func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uin
 		}
 	}
 	return nil
+}
+
+// chainHeads returns where the chains of the buckets that hold positions
+// [from, to] start, and the size (bits) of the table they were read in.
+func (st *Store) chainHeads(from, to uint64) ([]chainHead, uint, error) {
+	var heads []chainHead
+	var bits uint
+	err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
+		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
+		return nil
+	})
+	return heads, bits, err
 }
 
 // chainHead is where a chain of the scanned buckets starts.
