@@ -17,8 +17,10 @@ import (
 type activeExpiry struct {
 	s      *Server
 	cursor uint64 // where the next step starts; only the goroutine touches it
-	// pass sums the current pass's steps; only the goroutine touches it.
+	// pass sums the current pass's steps; idle says the last complete one
+	// met no key with an expiry. Only the goroutine touches them.
 	pass   store.ReapStats
+	idle   bool
 	last   atomic.Pointer[store.ReapStats] // the last complete pass
 	reaped atomic.Uint64                   // expired keys found and deleted (ReapStats.Expired)
 	passes atomic.Uint64
@@ -45,8 +47,16 @@ func (e *activeExpiry) start() {
 }
 
 // step runs one step of the pass. A step that fails is logged and its
-// slice skipped (the next pass comes back to it).
+// slice skipped (the next pass comes back to it). A pass that met no key
+// with an expiry is not run again until a value with one is written
+// (store.MayExpire): a store without expiries costs no walks.
 func (e *activeExpiry) step() {
+	if e.cursor == 0 {
+		if e.idle && !e.s.st.MayExpire() {
+			return
+		}
+		e.s.st.ClearMayExpire() // writes during the pass set it again
+	}
 	st, err := e.s.st.ReapExpired(e.s.life, e.cursor, e.s.cfg.ActiveExpireKeys)
 	if err != nil {
 		if e.s.life.Err() == nil {
@@ -60,6 +70,7 @@ func (e *activeExpiry) step() {
 	e.pass.Expired += st.Expired
 	if e.cursor = st.Next; e.cursor == 0 {
 		done := e.pass
+		e.idle = done.Expiring == 0
 		e.last.Store(&done)
 		e.pass = store.ReapStats{}
 		e.passes.Add(1)

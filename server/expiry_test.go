@@ -113,3 +113,41 @@ func TestExpiredKeysStayGoneAfterRestart(t *testing.T) {
 	}
 	equal(t, "PEXPIRETIME long0", res(rc.Do(ctx, "PEXPIRETIME", "long0").Int64()).ok(t), exp)
 }
+
+// TestActiveExpiryIdlesWithoutExpiries: once a pass met no key with an
+// expiry, no pass runs until a value with one is written; then passes
+// resume and delete it when it expires.
+func TestActiveExpiryIdlesWithoutExpiries(t *testing.T) {
+	s := startRESP(t, func(c *Config) {
+		c.ActiveExpireInterval = 5 * time.Millisecond
+		c.Store.IndexBits = 8
+	})
+	ctx := context.Background()
+	rc := goRedis(t, s, nil)
+	res(rc.Set(ctx, "plain", "v", 0).Result()).ok(t)
+	passes := func() uint64 { return s.Stats().Expiry.Passes }
+	deadline := time.Now().Add(5 * time.Second)
+	for passes() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no active expiry pass completed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	idle := passes()
+	time.Sleep(100 * time.Millisecond) // 20 intervals
+	res(rc.Set(ctx, "plain2", "v", 0).Result()).ok(t)
+	time.Sleep(50 * time.Millisecond)
+	if p := passes(); p > idle+1 { // one may have been running
+		t.Fatalf("%d passes ran without a key with an expiry (%d before)", p, idle)
+	}
+	res(rc.Set(ctx, "short", "v", 50*time.Millisecond).Result()).ok(t)
+	for res(rc.DBSize(ctx).Result()).ok(t) != 2 {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("the expiring key was not reaped; stats %+v", s.Stats().Expiry)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p := passes(); p <= idle+1 {
+		t.Fatalf("no pass after a key with an expiry was written (%d, idle at %d)", p, idle)
+	}
+}

@@ -299,6 +299,7 @@ func openForRecovery(cfg Config, c Checkpoint) (*Store, RecoveryStats, error) {
 		return nil, rs, err
 	}
 	rs.IndexBits = st.index.Bits()
+	st.mayExpire.Store(true) // the log's records may hold expiries
 	return st, rs, nil
 }
 

@@ -92,6 +92,25 @@ func Expired(at, now int64) bool { return at != 0 && now > at }
 // milliseconds: fronts that turn relative times into expiries use it.
 func (st *Store) Now() int64 { return st.cfg.Now() }
 
+// MayExpire reports whether a value with an expiry may have been written
+// since the last ClearMayExpire (or the store recovered a log, whose
+// records may hold some): an active expiry pass that met no expiring key
+// need not run again while it stays false.
+func (st *Store) MayExpire() bool { return st.mayExpire.Load() }
+
+// ClearMayExpire starts watching for writes of values with an expiry
+// again (at the start of an active expiry pass).
+func (st *Store) ClearMayExpire() { st.mayExpire.Store(false) }
+
+// noteExpiry records a write of a value with an expiry. It reads the flag
+// first: a store whose writes all carry expiries does not write one
+// shared line per operation.
+func (st *Store) noteExpiry() {
+	if !st.mayExpire.Load() {
+		st.mayExpire.Store(true)
+	}
+}
+
 // wallClock is the default Config.Now.
 func wallClock() int64 { return time.Now().UnixMilli() }
 

@@ -591,3 +591,47 @@ func TestKeysAreExactWithExpiry(t *testing.T) {
 	}
 	check(st2, "compacted and reaped", true)
 }
+
+// TestMayExpire: a store notes writes of values with an expiry (new
+// records, in place, merges keeping one) and nothing else; a recovered
+// store may hold some.
+func TestMayExpire(t *testing.T) {
+	cfg := compactConfig(openDevice(t, "mem"))
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	key := []byte("k")
+	mustStatus(t, OK)(s.Upsert(key, []byte("v")))
+	mustStatus(t, OK)(s.RMW(key, []byte("+"), Append{}))
+	if st.MayExpire() {
+		t.Fatal("MayExpire after writes without expiries")
+	}
+	for i, w := range []func(){
+		func() { mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte("longer value"), 1<<50)) }, // appended
+		func() { mustStatus(t, OK)(s.UpsertExpiring(key, keyhash.Hash(key), []byte("v"), 1<<50)) },            // in place
+		func() {
+			syncUpdate(t, s, key, Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: 1 << 51}})
+		},
+		func() { mustStatus(t, OK)(s.RMW(key, []byte("+"), Append{})) }, // keeps the expiry
+	} {
+		st.ClearMayExpire()
+		w()
+		if !st.MayExpire() {
+			t.Fatalf("write %d of a value with an expiry went unnoted", i)
+		}
+	}
+	s.Suspend()
+	c, err := st.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.ClearMayExpire()
+	st.Close()
+	st2, _, err := Recover(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if !st2.MayExpire() {
+		t.Fatal("a recovered store says no value may expire")
+	}
+}

@@ -310,6 +310,7 @@ func (s *Session) upsertOnce(key, value []byte, h uint64, at int64) (Status, err
 		raw := r.Value()[:off+len(value)]
 		if off > 0 {
 			hlog.PutExpiry(raw, at)
+			s.st.noteExpiry()
 		}
 		copy(raw[off:], value)
 		r.Unlock(hdr&^(hlog.FlagTombstone|hlog.FlagExpires)|flags, off+len(value))
@@ -473,6 +474,9 @@ func (s *Session) install(slot index.Slot, e index.Entry, addr uint64, r hlog.Re
 // lists it as a doubt when doubt is set.
 func (s *Session) installCounted(slot index.Slot, e index.Entry, addr uint64, r hlog.Record, flags hlog.Header, delta int64, doubt bool) error {
 	h := hlog.MakeHeader(e.Address(), s.version, false) | flags
+	if flags&hlog.FlagExpires != 0 {
+		s.st.noteExpiry()
+	}
 	if doubt {
 		h |= hlog.FlagDoubt
 	}

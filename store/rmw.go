@@ -198,6 +198,9 @@ func (s *Session) mergeInPlace(r hlog.Record, hdr hlog.Header, raw []byte, old p
 	}
 	if off > 0 {
 		hlog.PutExpiry(raw[:off], at)
+		if at != 0 {
+			s.st.noteExpiry()
+		}
 	}
 	s.reportNew(true, at, v[:n])
 	r.Unlock(hdr, off+n)

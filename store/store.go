@@ -117,6 +117,8 @@ type Store struct {
 	// checkpoint and by Flush around their pause: the count they read
 	// then and the records agree.
 	reaping sync.RWMutex
+	// mayExpire is set by writes of values with an expiry (MayExpire).
+	mayExpire atomic.Bool
 	// replaying is set while recovery replays the log: the log has not
 	// restarted yet, so its head does not say which records are in memory,
 	// and a growth (which reads in-memory records to split chains) must
