@@ -36,6 +36,9 @@ type ExpiryStats struct {
 	// Expiring counts the keys with an expiry the last complete pass met
 	// in memory (INFO's expires=): an estimate, not exact as DBSIZE is.
 	Expiring int `json:"expiring"`
+	// AvgTTLMillis is the mean time those not expired yet had left when
+	// the pass met them (INFO's avg_ttl=, an estimate as Redis's is).
+	AvgTTLMillis int64 `json:"avg_ttl_ms"`
 }
 
 func newActiveExpiry(s *Server) *activeExpiry { return &activeExpiry{s: s, done: closedChan()} }
@@ -68,6 +71,7 @@ func (e *activeExpiry) step() {
 	e.pass.Keys += st.Keys
 	e.pass.Expiring += st.Expiring
 	e.pass.Expired += st.Expired
+	e.pass.TTLMillis += st.TTLMillis
 	if e.cursor = st.Next; e.cursor == 0 {
 		done := e.pass
 		e.idle = done.Expiring == 0
@@ -81,6 +85,9 @@ func (e *activeExpiry) stats() ExpiryStats {
 	st := ExpiryStats{Reaped: e.reaped.Load(), Passes: e.passes.Load()}
 	if last := e.last.Load(); last != nil {
 		st.Expiring = last.Expiring
+		if n := last.Expiring - last.Expired; n > 0 {
+			st.AvgTTLMillis = last.TTLMillis / int64(n)
+		}
 	}
 	return st
 }

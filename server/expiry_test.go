@@ -82,6 +82,10 @@ func TestKeysExpire(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// 49 keys with an hour left, one with two hours.
+	if avg := time.Duration(s.Stats().Expiry.AvgTTLMillis) * time.Millisecond; avg < time.Hour-time.Minute || avg > time.Hour+3*time.Minute {
+		t.Errorf("average TTL %v, want about 1h01m", avg)
+	}
 }
 
 // TestExpiredKeysStayGoneAfterRestart: keys that expire while the server

@@ -116,7 +116,7 @@ func (l *loop) writeInfo(b *strings.Builder, sec string, st *Stats) {
 	case "keyspace":
 		b.WriteString("# Keyspace\r\n")
 		if n := st.Store.Keys; n > 0 {
-			field("db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", n, st.Expiry.Expiring))
+			field("db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=%d", n, st.Expiry.Expiring, st.Expiry.AvgTTLMillis))
 		}
 	}
 }

@@ -400,11 +400,12 @@ func TestReapExpiredDeletesExpiredKeysInMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		total.Keys, total.Expiring, total.Expired = total.Keys+rs.Keys, total.Expiring+rs.Expiring, total.Expired+rs.Expired
+		total.TTLMillis += rs.TTLMillis
 		if from = rs.Next; from == 0 {
 			break
 		}
 	}
-	if steps < 5 || total.Keys != n || total.Expiring != 2*n/3 || total.Expired != n/3 {
+	if steps < 5 || total.Keys != n || total.Expiring != 2*n/3 || total.Expired != n/3 || total.TTLMillis != 500*n/3 {
 		t.Fatalf("%d steps met %+v, want %d keys, %d expiring, %d expired", steps, total, n, 2*n/3, n/3)
 	}
 	if k, err := st.Keys(context.Background()); err != nil || k != n-n/3 {

@@ -17,6 +17,8 @@ type ReapStats struct {
 	// Expiring those with an expiry, Expired those past it, which it
 	// deleted (unless a write of the key came first).
 	Keys, Expiring, Expired int
+	// TTLMillis sums the time left to the expiring keys not past it.
+	TTLMillis int64
 }
 
 // ReapExpired runs one step of the active expiry pass: it walks the
@@ -55,7 +57,7 @@ func (st *Store) ReapExpired(ctx context.Context, from uint64, want int) (ReapSt
 		}
 	})
 	var expired [][]byte
-	seen := map[string]bool{}
+	seen := map[uint64]bool{}
 	for _, hd := range heads {
 		if err := ctx.Err(); err != nil {
 			return stats, err
@@ -109,8 +111,11 @@ func (st *Store) reapStep(from uint64, want int) uint64 {
 
 // expiredInChain appends to dst the keys of the chain at hd whose newest
 // record in memory holds an expired value: keys of hd's bucket (in a
-// table of bits) at positions [from, to]. The walk stops at head.
-func (st *Store) expiredInChain(s *Session, hd chainHead, from, to uint64, bits uint, seen map[string]bool, dst [][]byte, stats *ReapStats) ([][]byte, error) {
+// table of bits) at positions [from, to]. The walk stops at head. It
+// knows the keys it met by their hashes (no allocation per key): a key
+// whose hash equals a newer one's in the chain is skipped this pass,
+// which only delays its reaping (the Update decides from the index).
+func (st *Store) expiredInChain(s *Session, hd chainHead, from, to uint64, bits uint, seen map[uint64]bool, dst [][]byte, stats *ReapStats) ([][]byte, error) {
 	clear(seen)
 	if err := s.begin(); err != nil {
 		return dst, err
@@ -124,10 +129,10 @@ func (st *Store) expiredInChain(s *Session, hd chainHead, from, to uint64, bits 
 		hdr, at := r.ReadExpiry()
 		addr = hdr.Prev()
 		h := keyhash.Hash(key)
-		if p := index.Position(h); p < from || p > to || index.BucketOf(h, bits) != hd.bucket || seen[string(key)] {
+		if p := index.Position(h); p < from || p > to || index.BucketOf(h, bits) != hd.bucket || seen[h] {
 			continue
 		}
-		seen[string(key)] = true
+		seen[h] = true
 		if hdr.Tombstone() || hdr.Invalid() {
 			continue
 		}
@@ -135,9 +140,12 @@ func (st *Store) expiredInChain(s *Session, hd chainHead, from, to uint64, bits 
 		if at != 0 {
 			stats.Expiring++
 		}
-		if Expired(at, now) {
+		switch {
+		case Expired(at, now):
 			stats.Expired++
 			dst = append(dst, bytes.Clone(key))
+		case at != 0:
+			stats.TTLMillis += at - now
 		}
 	}
 	return dst, nil
