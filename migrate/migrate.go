@@ -57,8 +57,10 @@ func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn 
 	return nil
 }
 
-// Drop deletes every live key of ranges from st (the garbage a migration
-// leaves, or what a target held of the ranges before it prepared) and
+// Drop deletes every key of ranges from st, live or expired (the garbage
+// a migration leaves, or what a target held of the ranges before it
+// prepared: an expired record left there would be reaped later, and that
+// tombstone, written after the drop, would win over the record sent), and
 // returns the log's tail after the last deletion: a record at or above it
 // was written after the drop. The caller checkpoints to make the drop
 // durable.
@@ -76,8 +78,8 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 	})
 	err = eachChunk(ctx, st, ranges, func(recs []record) error {
 		for _, r := range recs {
-			if !r.live {
-				continue
+			if !r.live && r.at == 0 {
+				continue // deleted already
 			}
 			if _, err := s.Delete(r.key); err != nil {
 				return fmt.Errorf("migrate: drop: %w", err)
