@@ -170,24 +170,33 @@ func TestLinearizable(t *testing.T) {
 	stopFill := fillLog(t, s.Addr())
 	const nativeClients, respClients, opsPerClient = 3, 3, 300
 	h := &linHistory{start: time.Now()}
-	var wg sync.WaitGroup
-	for i := range nativeClients + respClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(i)))
-			var err error
-			if i < nativeClients {
-				err = runNativeClient(ctx, s.Addr(), i, rng, opsPerClient, h)
-			} else {
-				err = runRESPClient(ctx, s.RESPAddr(), i, rng, opsPerClient, h)
-			}
-			if err != nil {
-				t.Errorf("client %d: %v", i, err)
-			}
-		}()
+	// A round of every client; more rounds while the history has not met
+	// a device read, a checkpoint and a compaction yet (a loaded machine
+	// may run the first round before any compaction), at most 30 s.
+	covered := func() bool {
+		st := s.Stats()
+		return st.Pending > 0 && st.Checkpoint.Taken > 0 && st.Compaction.Runs > 0
 	}
-	wg.Wait()
+	for round, until := 0, time.Now().Add(30*time.Second); round == 0 || !covered() && time.Now().Before(until) && !t.Failed(); round++ {
+		var wg sync.WaitGroup
+		for i := range nativeClients + respClients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(seed, uint64(round<<8|i)))
+				var err error
+				if i < nativeClients {
+					err = runNativeClient(ctx, s.Addr(), i, rng, opsPerClient, h)
+				} else {
+					err = runRESPClient(ctx, s.RESPAddr(), i, rng, opsPerClient, h)
+				}
+				if err != nil {
+					t.Errorf("client %d: %v", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	fills := stopFill()
 	st := s.Stats()
 	t.Logf("%d operations, %d filler writes; %d pending store operations (device reads), %d checkpoints, %d compactions",
