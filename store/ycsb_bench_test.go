@@ -118,6 +118,10 @@ func loadedPeer(b *testing.B, peer string, keys uint64) kv {
 	switch peer {
 	case "fleetkv":
 		s = newFleetKV(b, keys)
+	case "fleetkv-ttl":
+		f := newFleetKV(b, keys)
+		f.expireAt = time.Now().Add(24 * time.Hour).UnixMilli()
+		s = f
 	case "map":
 		s = newBytesMap()
 	case "xsync":
@@ -179,7 +183,10 @@ func eachYCSB(b *testing.B, fn func(b *testing.B, mix ycsbMix, dist string, keys
 	}
 }
 
-var peers = []string{"fleetkv", "map", "xsync", "mapu64"}
+// peers: fleetkv-ttl is fleetkv with every value written with an expiry
+// (a day ahead: none expires), the cost of expiry to the records that have
+// one.
+var peers = []string{"fleetkv", "fleetkv-ttl", "map", "xsync", "mapu64"}
 
 // benchWorkers is the worker counts the YCSB benchmarks run: 1 and 2, or
 // the comma-separated list in $FLEETKV_BENCH_WORKERS (scaling runs on a
@@ -250,7 +257,10 @@ func runYCSB(b *testing.B, s kv, mix ycsbMix, dist string, keys uint64, workers 
 
 // fleetkv: 8-byte little-endian keys and values as byte slices.
 
-type fleetKV struct{ st *Store }
+type fleetKV struct {
+	st       *Store
+	expireAt int64 // the expiry upserts give their values (0: none)
+}
 
 func newFleetKV(b *testing.B, keys uint64) *fleetKV {
 	bits := uint(1)
@@ -261,7 +271,7 @@ func newFleetKV(b *testing.B, keys uint64) *fleetKV {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &fleetKV{st}
+	return &fleetKV{st: st}
 }
 
 func (f *fleetKV) close() { f.st.Close() }
@@ -271,13 +281,14 @@ func (f *fleetKV) session() kvSession {
 	if err != nil {
 		panic(err)
 	}
-	return &fleetSession{s: s, buf: make([]byte, 0, 64)}
+	return &fleetSession{s: s, buf: make([]byte, 0, 64), expireAt: f.expireAt}
 }
 
 type fleetSession struct {
 	s        *Session
 	key, val [8]byte
 	buf      []byte
+	expireAt int64
 }
 
 var one = i64(1)
@@ -290,7 +301,11 @@ func (f *fleetSession) do(op uint8, k uint64) {
 		f.buf, _, err = f.s.Read(f.key[:], f.buf[:0])
 	case opUpsert:
 		binary.LittleEndian.PutUint64(f.val[:], k)
-		_, err = f.s.Upsert(f.key[:], f.val[:])
+		if f.expireAt != 0 {
+			_, err = f.s.UpsertExpiring(f.key[:], keyhash.Hash(f.key[:]), f.val[:], f.expireAt)
+		} else {
+			_, err = f.s.Upsert(f.key[:], f.val[:])
+		}
 	default:
 		_, err = f.s.RMW(f.key[:], one, Int64Add{})
 	}
