@@ -111,6 +111,10 @@ func (st *Store) noteExpiry() {
 	}
 }
 
+// expired is Expired at the store's clock, which it reads only for a
+// value that has an expiry: records without one pay no clock read.
+func (st *Store) expired(at int64) bool { return at != 0 && Expired(at, st.cfg.Now()) }
+
 // wallClock is the default Config.Now.
 func wallClock() int64 { return time.Now().UnixMilli() }
 
@@ -131,7 +135,7 @@ func (st *Store) priorOf(h hlog.Header, raw []byte) prior {
 		return prior{}
 	}
 	v, at := hlog.SplitValue(h, raw)
-	if Expired(at, st.cfg.Now()) {
+	if st.expired(at) {
 		return prior{at: at, counted: true}
 	}
 	return prior{value: v, at: at, counted: true, live: true}

@@ -218,7 +218,7 @@ func (s *Session) splitRead(full []byte, base int, hdr hlog.Header, withAt bool)
 	raw := full[base:]
 	v, at := hlog.SplitValue(hdr, raw)
 	switch {
-	case Expired(at, s.st.cfg.Now()):
+	case s.st.expired(at):
 		return full[:base], NotFound, nil
 	case !withAt:
 		return append(full[:base], v...), OK, nil // v overlaps: append copies forward
@@ -389,7 +389,7 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	}
 	hdr, at := r.ReadExpiry()
 	st := OK
-	if Expired(at, s.st.cfg.Now()) {
+	if s.st.expired(at) {
 		st = NotFound // deleted all the same: it is still counted
 	}
 	switch {
@@ -412,7 +412,7 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	}
 	_, at = hlog.SplitValue(hdr, r.Value())
 	st = OK
-	if Expired(at, s.st.cfg.Now()) {
+	if s.st.expired(at) {
 		st = NotFound
 	}
 	r.Unlock(hdr&^hlog.FlagExpires|hlog.FlagTombstone, 0)

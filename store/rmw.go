@@ -76,7 +76,7 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 	case found:
 		s.res.recent = true
 		hdr, at := r.ReadExpiry()
-		s.reportOld(prior{live: !hdr.Tombstone() && !Expired(at, s.st.cfg.Now())}) // IfNoneSince returns no value
+		s.reportOld(prior{live: !hdr.Tombstone() && !s.st.expired(at)}) // IfNoneSince returns no value
 		return OK, true, nil
 	case addr == 0 || addr < s.st.log.Begin():
 		s.res.recent = false

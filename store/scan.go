@@ -176,7 +176,7 @@ func (w *chainScanner) met(key, v []byte, at int64, hdr hlog.Header, addr uint64
 	switch {
 	case hdr.Invalid() || hdr.Tombstone():
 		return w.fn(key, nil, 0, false, addr)
-	case Expired(at, w.st.cfg.Now()):
+	case w.st.expired(at):
 		return w.fn(key, nil, at, false, addr)
 	}
 	return w.fn(key, v, at, true, addr)
