@@ -7,23 +7,33 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/wire"
 )
+
+// startFlushed starts a RESP server with a small log and sets keys keys
+// (value(k)) that go to the device (setCold) for a flush test to drop.
+func startFlushed(t *testing.T, keys int, value func(k int) any) (*Server, *redis.Client) {
+	t.Helper()
+	s := startRESP(t, func(c *Config) {
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+	})
+	rc := goRedis(t, s, nil)
+	setCold(t, rc, keys, value)
+	return s, rc
+}
 
 // TestRESPFlushAll: FLUSHALL and FLUSHDB drop keys in memory and on the
 // device at once; a key written again starts from nothing (INCR of a key
 // that held 41 answers 1); writes after the flush stay; the arguments are
 // checked as Redis does.
 func TestRESPFlushAll(t *testing.T) {
-	s := startRESP(t, func(c *Config) {
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
-	})
-	rc := goRedis(t, s, nil)
-	ctx := context.Background()
 	const keys = 50
-	setCold(t, rc, keys, func(k int) any { return 41 })
+	s, rc := startFlushed(t, keys, func(k int) any { return 41 })
+	ctx := context.Background()
 	if s.Stats().Store.Log.Head <= hlog.FirstAddress {
 		t.Fatal("nothing reached the device")
 	}
@@ -52,13 +62,9 @@ func TestRESPFlushAll(t *testing.T) {
 // session pipelined after it see the empty store; client.Client.FlushAll
 // does the same for every server that owns slots.
 func TestNativeFlush(t *testing.T) {
-	s := startRESP(t, func(c *Config) {
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
-	})
-	rc := goRedis(t, s, nil)
-	ctx := context.Background()
 	const keys = 50
-	setCold(t, rc, keys, func(k int) any { return k })
+	s, rc := startFlushed(t, keys, func(k int) any { return k })
+	ctx := context.Background()
 	sess := dialSession(t, client.Config{Addr: s.Addr()})
 	var got []client.Result
 	keep := func(r client.Result) { got = append(got, r) }

@@ -210,6 +210,24 @@ func placeState(t *testing.T, st *Store, s *Session, clock *testClock, key []byt
 	return n
 }
 
+// checkpointAndRecover takes a checkpoint of st (no session protected),
+// closes it and returns the store recovered from that checkpoint with cfg,
+// closed when t ends.
+func checkpointAndRecover(t *testing.T, st *Store, cfg Config) *Store {
+	t.Helper()
+	c, err := st.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st2, _, err := Recover(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	return st2
+}
+
 // checkKey checks key's value, expiry and count against want; before is
 // the key count when the key was counted.
 func checkKey(t *testing.T, st *Store, s *Session, key []byte, want outcome, before int64) {
@@ -349,18 +367,8 @@ func TestExpiredRecordsLeaveWithCompaction(t *testing.T) {
 	}
 	check(s, "after compaction")
 	s.CompletePending(true)
-	s.Suspend()
-	ck, err := st.Checkpoint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.Close()
-	st.Close()
-	st2, _, err := Recover(cfg, ck)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
+	st2 := checkpointAndRecover(t, st, cfg)
 	s2 := newSession(t, st2)
 	check(s2, "after recovery")
 	s2.Suspend()
@@ -567,16 +575,7 @@ func TestKeysAreExactWithExpiry(t *testing.T) {
 		t.Logf("%s: %d live, %d expired and not reaped", what, live, expired)
 	}
 	check(st, "after the writes", false)
-	c, err := st.Checkpoint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	st2, _, err := Recover(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
+	st2 := checkpointAndRecover(t, st, cfg)
 	check(st2, "recovered", false)
 	if _, err := st2.Compact(context.Background(), st2.Log().Head()); err != nil {
 		t.Fatal(err)
@@ -620,19 +619,9 @@ func TestMayExpire(t *testing.T) {
 			t.Fatalf("write %d of a value with an expiry went unnoted", i)
 		}
 	}
-	s.Suspend()
-	c, err := st.Checkpoint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.Close()
 	st.ClearMayExpire()
-	st.Close()
-	st2, _, err := Recover(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	if !st2.MayExpire() {
+	if st2 := checkpointAndRecover(t, st, cfg); !st2.MayExpire() {
 		t.Fatal("a recovered store says no value may expire")
 	}
 }
