@@ -172,18 +172,26 @@ func (s *server) kill() {
 	_ = s.cmd.Wait()
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freePorts returns n distinct loopback addresses free now: each listener
+// is held until all are chosen, so two calls cannot get the same port
+// (the server refuses a RESP listener on its data port).
+func freePorts(t *testing.T, n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 func startServer(t *testing.T, bin, dir, mode string) *server {
 	t.Helper()
-	s := &server{native: freePort(t), resp: freePort(t), admin: freePort(t)}
+	ports := freePorts(t, 3)
+	s := &server{native: ports[0], resp: ports[1], admin: ports[2]}
 	s.cmd = exec.Command(bin, "server", "--listen", s.native, "--resp", s.resp, "--admin", s.admin,
 		"--dir", dir, "--memory", "1MiB", "--page-size", "256KiB", "--segment-size", "1MiB",
 		"--checkpoint-interval", "150ms", "--checkpoint-mode", mode, "--compact-interval", "100ms", "--compact-threshold", "0.2",
