@@ -15,8 +15,11 @@ package store
 //
 //	go test -run '^$' -bench 'YCSB/B/zipf/10M/w1' ./store/
 //
-// Keys and values are 8 bytes. Loading is not timed; each worker cycles
-// through its own stream.
+// Keys and values are 8 bytes. Loading is not timed. The workers share one
+// pre-generated stream of operations and take its chunks round-robin (as
+// FASTER's driver hands out chunks of one transaction array), so a run of
+// b.N operations performs the same operations at every worker count, and no
+// operation repeats within a run of up to streamLen operations.
 
 import (
 	"encoding/binary"
@@ -56,8 +59,11 @@ const (
 	opRMW
 )
 
-// streamLen is how many operations each worker's stream holds.
-const streamLen = 1 << 20
+// streamLen is how many operations the shared stream holds (128 MiB): a
+// run repeats operations only past it. (Each worker used to cycle through
+// a stream of 1 Mi operations of its own, so the fewer the workers, the
+// more often a run went over the same keys.)
+const streamLen = 1 << 24
 
 // kv is one peer under test.
 type kv interface {
@@ -70,27 +76,31 @@ type kvSession interface {
 	done()
 }
 
-// streams caches the pre-generated operation streams by mix, distribution,
-// key count and worker, so every peer runs the same ones.
-var streams = struct {
+// streams caches the one stream generated last: the sub-benchmarks run
+// mix by mix, so every peer and worker count of a mix reuses it.
+var streams struct {
 	sync.Mutex
-	m map[string][]uint64
-}{m: map[string][]uint64{}}
+	id string
+	s  []uint64
+}
 
-// stream returns worker w's operations: key in the low 56 bits, op above.
-func stream(mix ycsbMix, dist string, keys uint64, w int) []uint64 {
-	id := fmt.Sprint(mix.name, dist, keys, w)
+// stream returns the operations of a mix: key in the low 56 bits, op above.
+func stream(mix ycsbMix, dist string, keys uint64) []uint64 {
+	id := fmt.Sprint(mix.name, dist, keys)
 	streams.Lock()
 	defer streams.Unlock()
-	if s, ok := streams.m[id]; ok {
-		return s
+	if streams.id == id {
+		return streams.s
 	}
 	gen, err := keydist.New(dist, keys)
 	if err != nil {
 		panic(err)
 	}
-	rng := keydist.NewRand(uint64(w)*7919 + keys)
-	s := make([]uint64, streamLen)
+	rng := keydist.NewRand(7919 + keys)
+	s := streams.s
+	if s == nil {
+		s = make([]uint64, streamLen)
+	}
 	for i := range s {
 		op := uint64(opRMW)
 		switch p := int(rng.Uint64() % 100); {
@@ -101,7 +111,7 @@ func stream(mix ycsbMix, dist string, keys uint64, w int) []uint64 {
 		}
 		s[i] = op<<56 | gen.Next(rng)
 	}
-	streams.m[id] = s
+	streams.id, streams.s = id, s
 	return s
 }
 
@@ -215,36 +225,21 @@ func sizeName(keys uint64) string {
 }
 
 func runYCSB(b *testing.B, s kv, mix ycsbMix, dist string, keys uint64, workers int) {
-	ss := make([][]uint64, workers)
+	st := stream(mix, dist, keys)
 	sessions := make([]kvSession, workers)
-	for w := range ss {
-		ss[w] = stream(mix, dist, keys, w)
+	for w := range sessions {
 		sessions[w] = s.session()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		n := b.N / workers
-		if w == 0 {
-			n += b.N % workers
-		}
+	for w := range sessions {
 		wg.Add(1)
-		go func(sess kvSession, st []uint64, n int) {
+		go func(sess kvSession, first int) {
 			defer wg.Done()
-			if bs, ok := sess.(interface{ doBatch([]uint64) }); ok {
-				for i := 0; i < n; i += batchOps { // streamLen is a multiple of batchOps
-					j := i & (streamLen - 1)
-					bs.doBatch(st[j : j+min(batchOps, n-i)])
-				}
-				return
-			}
-			for i := 0; i < n; i++ {
-				x := st[i&(streamLen-1)]
-				sess.do(uint8(x>>56), x&(1<<56-1))
-			}
-		}(sessions[w], ss[w], n)
+			runChunks(sess, st, first, workers, b.N)
+		}(sessions[w], w)
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -253,6 +248,23 @@ func runYCSB(b *testing.B, s kv, mix ycsbMix, dist string, keys uint64, workers 
 		sess.done()
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds()/1e6, "Mops/s")
+}
+
+// runChunks runs chunks first, first+step, ... of the first n operations of
+// st, batchOps operations a chunk (streamLen is a multiple of batchOps).
+func runChunks(sess kvSession, st []uint64, first, step, n int) {
+	bs, batched := sess.(interface{ doBatch([]uint64) })
+	for i := first * batchOps; i < n; i += step * batchOps {
+		j := i & (streamLen - 1)
+		ops := st[j : j+min(batchOps, n-i)]
+		if batched {
+			bs.doBatch(ops)
+			continue
+		}
+		for _, x := range ops {
+			sess.do(uint8(x>>56), x&(1<<56-1))
+		}
+	}
 }
 
 // fleetkv: 8-byte little-endian keys and values as byte slices.
