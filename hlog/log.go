@@ -8,6 +8,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/internal/invariants"
 	"github.com/fleetkv/fleetkv/internal/manual"
@@ -126,6 +128,7 @@ type Log struct {
 	mem          []byte
 	dev          ssd.Device
 	epochs       *epoch.Manager
+	_            cpu.CacheLinePad // the fields above are read by every operation
 
 	tail         paddedUint64
 	opened       paddedUint64 // highest page whose frame is ready

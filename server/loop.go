@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/cpu"
 
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/resp"
@@ -17,8 +18,11 @@ import (
 // loop is one event loop's state: its store session (its epoch slot), the
 // routing it serves by this turn, and the map from its store session's pending serials to
 // the client operations waiting for them. Everything but stats is touched
-// only by the loop's goroutine.
+// only by the loop's goroutine. The pads keep what a loop writes per batch
+// (its window, its stats) off the cache lines of another loop's fields, as
+// store.Session's do.
 type loop struct {
+	_   cpu.CacheLinePad
 	s   *Server
 	el  gnet.EventLoop
 	idx int
@@ -67,6 +71,7 @@ type loop struct {
 	// checkpoint, of which the first closedRead were read into cprs.
 	cprs, closedCPR []sessionCPR
 	closedRead      int
+	_               cpu.CacheLinePad
 }
 
 // respOpIndex is the RESP commands' slot in loopStats.ops.

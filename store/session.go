@@ -3,6 +3,8 @@ package store
 import (
 	"runtime"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/fleetkv/fleetkv/epoch"
 	"github.com/fleetkv/fleetkv/index"
 	"github.com/fleetkv/fleetkv/internal/invariants"
@@ -69,7 +71,15 @@ const (
 // holds back flushing, eviction and index growth for every session, so a
 // worker must Suspend before it blocks (an event loop does so before it waits
 // for the network).
+//
+// The fields an operation writes (serial, sinceRefresh, the pending set,
+// the key count) must not share a cache line with another session's:
+// sessions are allocated one after another, and Session's size is not a
+// multiple of a cache line, so without the pads the end of one session and
+// the start of the next shared a line and every operation of two workers
+// missed on it.
 type Session struct {
+	_            cpu.CacheLinePad
 	st           *Store
 	g            *epoch.Guard
 	protected    bool
@@ -83,6 +93,7 @@ type Session struct {
 	entriesGen   uint64 // the index's Resets when newEntries began
 	keys         sessionKeys
 	closed       bool
+	_            cpu.CacheLinePad
 }
 
 // NewSession acquires an epoch slot for a new session.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/puzpuzpuz/xsync/v3"
+	"golang.org/x/sys/cpu"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
@@ -494,10 +495,14 @@ func (f batchedFleetKV) session() kvSession {
 	return &batchedSession{fleetSession: f.fleetKV.session().(*fleetSession)}
 }
 
+// batchedSession's pads keep the arrays every operation writes off the
+// cache lines of another worker's session.
 type batchedSession struct {
+	_ cpu.CacheLinePad
 	*fleetSession
 	keys [batchWindow][8]byte
 	h    [batchWindow]uint64
+	_    cpu.CacheLinePad
 }
 
 // doBatch executes ops (stream entries) with the server's prefetch pipeline.
