@@ -20,7 +20,8 @@ import (
 // the client operations waiting for them. Everything but stats is touched
 // only by the loop's goroutine. The pads keep what a loop writes per batch
 // (its window, its stats) off the cache lines of another loop's fields, as
-// store.Session's do.
+// store.Session's do. They are defensive: without them loop's size class
+// (1792 bytes) happened to be a multiple of a cache line.
 type loop struct {
 	_   cpu.CacheLinePad
 	s   *Server

@@ -16,10 +16,13 @@ package store
 //	go test -run '^$' -bench 'YCSB/B/zipf/10M/w1' ./store/
 //
 // Keys and values are 8 bytes. Loading is not timed. The workers share one
-// pre-generated stream of operations and take its chunks round-robin (as
-// FASTER's driver hands out chunks of one transaction array), so a run of
-// b.N operations performs the same operations at every worker count, and no
-// operation repeats within a run of up to streamLen operations.
+// pre-generated stream of operations and take its chunks in a fixed
+// round-robin order, so a run of b.N operations performs the same
+// operations at every worker count, and no operation repeats within a run
+// of up to streamLen operations. (FASTER's driver also shares one array of
+// operations, but hands out its chunks as workers ask for them; a fixed
+// order gives each worker the same share in every run, and a descheduled
+// worker lengthens the run instead of leaving its chunks to the others.)
 
 import (
 	"encoding/binary"
