@@ -75,9 +75,10 @@ const (
 // The fields an operation writes (serial, sinceRefresh, the pending set,
 // the key count) must not share a cache line with another session's:
 // sessions are allocated one after another, and Session's size is not a
-// multiple of a cache line, so without the pads the end of one session and
-// the start of the next shared a line and every operation of two workers
-// missed on it.
+// multiple of a cache line, so without the pads one session's closed flag
+// (read per operation) and the next one's serial (written per operation)
+// could share a line, and two workers then missed on it at every operation
+// (TestSessionIsPadded keeps the pads).
 type Session struct {
 	_            cpu.CacheLinePad
 	st           *Store

@@ -81,7 +81,9 @@ type kvSession interface {
 }
 
 // streams caches the one stream generated last: the sub-benchmarks run
-// mix by mix, so every peer and worker count of a mix reuses it.
+// mix by mix, so every peer and worker count of a mix reuses it. A new mix
+// rewrites the buffer in place, which is safe because benchmarks run one at
+// a time and runYCSB waits for its workers before it returns.
 var streams struct {
 	sync.Mutex
 	id string
