@@ -18,13 +18,19 @@ type testClock struct{ ms atomic.Int64 }
 
 func (c *testClock) Now() int64 { return c.ms.Load() }
 
+// newTestClock returns a clock standing at clockT.
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ms.Store(clockT)
+	return c
+}
+
 // clockT is the time expiry tests start at (Unix milliseconds).
 const clockT = 1_000_000
 
 // expiryStore is updateStore with a clock the test moves.
 func expiryStore(t *testing.T) (*Store, *Session, *testClock) {
-	c := &testClock{}
-	c.ms.Store(clockT)
+	c := newTestClock()
 	st := openTest(t, Config{IndexBits: 6, Now: c.Now, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, MutableFraction: 0.5}})
 	return st, newSession(t, st), c
 }
@@ -307,8 +313,7 @@ func TestExpiryOfPlainOperations(t *testing.T) {
 // which uncounts its key; both survive recovery as they were.
 func TestExpiredRecordsLeaveWithCompaction(t *testing.T) {
 	dev := openDevice(t, "mem")
-	clock := &testClock{}
-	clock.ms.Store(clockT)
+	clock := newTestClock()
 	cfg := compactConfig(dev)
 	cfg.Now = clock.Now
 	st := openTest(t, cfg)
@@ -381,8 +386,7 @@ func TestExpiredRecordsLeaveWithCompaction(t *testing.T) {
 // position 0 until Next comes back to 0 deletes every expired key whose
 // newest record is in memory, uncounting it, and leaves the others.
 func TestReapExpiredDeletesExpiredKeysInMemory(t *testing.T) {
-	clock := &testClock{}
-	clock.ms.Store(clockT)
+	clock := newTestClock()
 	st := openTest(t, Config{IndexBits: 4, Now: clock.Now, Log: hlog.Config{PageBits: 16, MemoryBytes: 64 << 16}})
 	s := newSession(t, st)
 	const n = 3000
@@ -496,8 +500,7 @@ func (w *expiryWriter) run(s *Session, rng *rand.Rand, n int) error {
 // recovery, and after a full reaping pass.
 func TestKeysAreExactWithExpiry(t *testing.T) {
 	dev := openDevice(t, "mem")
-	clock := &testClock{}
-	clock.ms.Store(clockT)
+	clock := newTestClock()
 	cfg := compactConfig(dev)
 	cfg.Now = clock.Now
 	st := openTest(t, cfg)
