@@ -76,9 +76,12 @@ type Config struct {
 	Device ssd.Device
 }
 
+// DefaultPageBits is the page size Config.PageBits 0 means (32 MiB).
+const DefaultPageBits = 25
+
 const (
 	minFrames       = 4
-	defaultPageBits = 25
+	defaultPageBits = DefaultPageBits
 	defaultMemory   = 1 << 30
 	defaultMutable  = 0.9
 )

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/ssd"
 )
@@ -27,7 +28,10 @@ type Config struct {
 	// Cluster makes the process a member of a cluster; a zero Name: a
 	// standalone server.
 	Cluster ClusterConfig
-	Log     *slog.Logger
+	// Tier is the shared tier the log's sealed segments go to; a zero URL:
+	// none.
+	Tier TierConfig
+	Log  *slog.Logger
 }
 
 // DeviceConfig configures the segment files under Dir/log.
@@ -43,6 +47,8 @@ type Node struct {
 	dev    *ssd.FileDevice
 	srv    *server.Server
 	member *member // nil for a standalone server
+	sealer *sealer // nil without a shared tier
+	logID  string  // DIR/log-id: names this log in the shared tier
 }
 
 // Start opens the data directory, starts the server and, in a cluster,
@@ -62,6 +68,17 @@ func Start(cfg Config) (*Node, error) {
 	if n.dev, err = openLogDevice(cfg, ckpts); err != nil {
 		return nil, err
 	}
+	_, recovering, _ := ckpts.Latest() // openLogDevice read it without error
+	if n.logID, err = logIdentity(cfg.Dir, recovering); err != nil {
+		n.dev.Close()
+		return nil, err
+	}
+	if cfg.Tier.URL != "" {
+		if n.sealer, err = openSealer(cfg.Tier, pageSize(cfg.Server.Store.Log), n.logID, n.dev, cfg.Log); err != nil {
+			n.dev.Close()
+			return nil, err
+		}
+	}
 	scfg := cfg.Server
 	scfg.Checkpoints = ckpts
 	scfg.Store.Log.Device = n.dev
@@ -78,6 +95,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if n.member != nil {
 		n.member.start(n.srv)
+	}
+	if n.sealer != nil {
+		n.sealer.run(n.srv)
 	}
 	return n, nil
 }
@@ -96,6 +116,9 @@ func (n *Node) ID() cluster.ServerID {
 // Shutdown leaves the cluster (the registration lapses; the slots stay
 // assigned), stops the server and closes the device.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if n.sealer != nil {
+		n.sealer.close()
+	}
 	errs := []error{n.closeMember(), n.srv.Shutdown(ctx)}
 	return errors.Join(append(errs, n.dev.Close())...)
 }
@@ -131,4 +154,12 @@ func openLogDevice(cfg Config, ckpts *checkpoint.Dir) (*ssd.FileDevice, error) {
 		return nil, fmt.Errorf("data directory %s: %w", cfg.Dir, err)
 	}
 	return dev, nil
+}
+
+// pageSize is the log's page size under c.
+func pageSize(c hlog.Config) uint64 {
+	if c.PageBits == 0 {
+		return 1 << hlog.DefaultPageBits
+	}
+	return 1 << c.PageBits
 }

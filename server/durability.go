@@ -442,3 +442,13 @@ func (l *loop) commitCPR() {
 		}
 	}
 }
+
+// LastCheckpoint returns the newest recorded checkpoint: every log byte
+// below its Store.End is final. Zero when there is none or checkpoints are
+// off.
+func (s *Server) LastCheckpoint() checkpoint.Meta {
+	if s.dur == nil {
+		return checkpoint.Meta{}
+	}
+	return s.dur.latest()
+}

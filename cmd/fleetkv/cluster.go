@@ -301,7 +301,8 @@ func clusterLocalCmd(f *clusterFlags) *cobra.Command {
 		Short: "Run a cluster of N servers and a metadata store on this machine until Ctrl-C",
 		Long: `Start one fleetkv meta member (or --metas of them) and N fleetkv servers as
 processes on loopback, their data and logs under --dir, create the slot map
-and print how to reach them; stop them all on Ctrl-C.`,
+and print how to reach them; stop them all on Ctrl-C. The servers share
+DIR/shared as their shared tier (--shared-tier).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var n int
@@ -317,6 +318,9 @@ and print how to reach them; stop them all on Ctrl-C.`,
 					return err
 				}
 			}
+			if dir, err = filepath.Abs(dir); err != nil {
+				return err
+			}
 			mem, err := parseSize(memory)
 			if err != nil {
 				return fmt.Errorf("--memory: %w", err)
@@ -326,7 +330,8 @@ and print how to reach them; stop them all on Ctrl-C.`,
 				page /= 2
 			}
 			cfg := clusterctl.LocalConfig{Bin: bin, Dir: dir, Name: f.name, Servers: n, Metas: metas, PortBase: portBase,
-				ServerArgs: []string{"--memory", memory, "--page-size", formatSize(page), "--segment-size", "64MiB"}, Token: f.token}
+				ServerArgs: []string{"--memory", memory, "--page-size", formatSize(page), "--segment-size", "64MiB",
+					"--shared-tier", "dir://" + filepath.Join(dir, "shared")}, Token: f.token}
 			return runLocal(cmd, cfg)
 		},
 	}

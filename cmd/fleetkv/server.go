@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,8 @@ type serverFlags struct {
 	cluster, serverID, advertise  string
 	meta                          string
 	metaTimeout                   time.Duration
+	sharedTier                    string
+	tierSegmentSize               sizeFlag
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -137,6 +140,8 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.cluster, "cluster", "", "name of the cluster to join (with --meta); empty: a standalone server owning every slot")
 	fl.StringVar(&f.meta, "meta", "", "the metadata store's client endpoints, host:port,... (fleetkv meta members or any etcd cluster)")
 	fl.StringVar(&f.serverID, "server-id", "", "this server's id in the cluster (default: the one recorded under DIR/cluster, or a new one)")
+	fl.StringVar(&f.sharedTier, "shared-tier", "", "where sealed log segments go for other servers to read: dir:///path (a directory every server reads) or s3://bucket/prefix?endpoint=host:port[&secure=true] (credentials from $FLEETKV_S3_ACCESS_KEY/$FLEETKV_S3_SECRET_KEY or $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); empty: none")
+	fl.Var(&f.tierSegmentSize, "tier-segment-size", "bytes per segment in the shared tier (a power of two, at least 1MiB and --page-size; default 64MiB or --page-size)")
 	fl.StringVar(&f.advertise, "advertise-host", "", "host other servers and clients reach this one at, when it listens on 0.0.0.0")
 	fl.DurationVar(&f.metaTimeout, "meta-timeout", 2*time.Second, "bound on each call to the metadata store (the data path never waits for it)")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
@@ -261,7 +266,13 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 	if f.metaTimeout <= 0 {
 		return node.Config{}, errors.New("--meta-timeout must be positive")
 	}
-	return node.Config{Dir: f.dir, Server: scfg,
+	if ts := uint64(f.tierSegmentSize); ts != 0 && (ts < 1<<20 || ts&(ts-1) != 0 || ts < uint64(f.pageSize)) {
+		return node.Config{}, fmt.Errorf("--tier-segment-size %v: want a power of two of at least 1MiB and --page-size", formatSize(ts))
+	}
+	if f.sharedTier != "" && !strings.HasPrefix(f.sharedTier, "dir://") && !strings.HasPrefix(f.sharedTier, "s3://") {
+		return node.Config{}, fmt.Errorf("--shared-tier %q: want dir:///path or s3://bucket/prefix?endpoint=host:port", f.sharedTier)
+	}
+	return node.Config{Dir: f.dir, Server: scfg, Tier: node.TierConfig{URL: f.sharedTier, SegmentSize: uint64(f.tierSegmentSize)},
 		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
 		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
 			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT"), MigrationRate: f.migrationRate}}, nil

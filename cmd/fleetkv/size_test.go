@@ -48,9 +48,13 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--log-format", "xml"},
 		{"--checkpoint-mode", "fsync"},
 		{"--max-input", "2TiB"},
+		{"--tier-segment-size", "3MiB"},
+		{"--tier-segment-size", "1MiB", "--page-size", "4MiB"},
+		{"--shared-tier", "/just/a/path"},
+		{"--cluster", "c"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
-			_, err := f.config()
+			_, err := f.nodeConfig()
 			return err
 		})
 		cmd.SetArgs(args)

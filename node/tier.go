@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/ssd"
+	"github.com/fleetkv/fleetkv/tier"
+)
+
+// TierConfig configures the shared tier (package tier): where the node's
+// sealed log segments go for other servers to read.
+type TierConfig struct {
+	// URL is dir:///path or s3://bucket/prefix?endpoint=host:port; empty:
+	// no shared tier.
+	URL string
+	// SegmentSize is the bytes per segment in the tier: a power of two, at
+	// least 1 MiB and the log's page size; default 64 MiB (or the page
+	// size, when larger).
+	SegmentSize uint64
+	// Interval is how often the sealer looks for segments to upload and
+	// delete; default 1 s.
+	Interval time.Duration
+}
+
+// sealer uploads the log's segments to the shared tier as they become
+// final, and deletes those the log no longer reaches.
+//
+// Invariant: the tier holds every segment of [lo, hi) of this log (as
+// uploaded by this sealer or an earlier start with the same log id), and
+// every byte below hi*size was final when it was uploaded (below the newest
+// checkpoint's end and the log's flushed point: tier's package invariant).
+// Only the sealer's goroutine writes lo and hi.
+type sealer struct {
+	segs *tier.Segments
+	dev  ssd.Device
+	srv  *server.Server
+	cfg  TierConfig
+	log  *slog.Logger
+
+	lo, hi   atomic.Uint64
+	uploaded atomic.Uint64 // segments uploaded since start
+	deleted  atomic.Uint64 // segments deleted since start
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// openSealer opens the tier and learns which of the log's segments it
+// holds; run starts the uploads.
+func openSealer(cfg TierConfig, page uint64, logID string, dev ssd.Device, log *slog.Logger) (*sealer, error) {
+	if cfg.SegmentSize == 0 {
+		cfg.SegmentSize = max(64<<20, page)
+	}
+	if cfg.SegmentSize < page {
+		return nil, fmt.Errorf("node: tier segment size %d is below the log's page size %d", cfg.SegmentSize, page)
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := tier.Open(ctx, cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	segs, err := tier.NewSegments(st, logID, cfg.SegmentSize)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := segs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &sealer{segs: segs, dev: dev, cfg: cfg, log: log.With("tier", st.String(), "log_id", logID), done: make(chan struct{})}
+	if k := len(ns); k > 0 { // the last contiguous run
+		lo := k - 1
+		for lo > 0 && ns[lo-1] == ns[lo]-1 {
+			lo--
+		}
+		s.lo.Store(ns[lo])
+		s.hi.Store(ns[k-1] + 1)
+	}
+	return s, nil
+}
+
+// run starts the sealer's goroutine over srv's log.
+func (s *sealer) run(srv *server.Server) {
+	s.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(s.cfg.Interval)
+		defer t.Stop()
+		for {
+			if err := s.round(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("shared tier", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// close stops the sealer; an upload in progress is abandoned.
+func (s *sealer) close() {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+}
+
+// round uploads every segment that became final and deletes those below
+// the log's begin.
+func (s *sealer) round(ctx context.Context) error {
+	st := s.srv.Store()
+	size := s.segs.Size()
+	begin := st.Begin()
+	end := min(s.srv.LastCheckpoint().Store.End, st.Log().FlushedUntil())
+	if first := (begin + size - 1) / size; s.hi.Load() < first {
+		// The log moved past what the tier holds: an empty run starts
+		// where the log begins (release deletes the old one).
+		s.lo.Store(first)
+		s.hi.Store(first)
+	}
+	for n := s.hi.Load(); (n+1)*size <= end; n++ {
+		if err := s.segs.Upload(ctx, s.dev, n); err != nil {
+			return err
+		}
+		s.hi.Store(n + 1)
+		s.uploaded.Add(1)
+		s.log.Debug("segment uploaded", "segment", n)
+	}
+	return s.release(ctx, begin)
+}
+
+// release deletes the segments wholly below begin: no record there is
+// reachable from this log's index, and no other server's index refers to
+// the tier yet (indirection records, which will pin segments, are not
+// built).
+func (s *sealer) release(ctx context.Context, begin uint64) error {
+	size := s.segs.Size()
+	ns, err := s.segs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if (n+1)*size > begin {
+			break
+		}
+		if err := s.segs.Delete(ctx, n); err != nil {
+			return err
+		}
+		s.deleted.Add(1)
+	}
+	if lo := begin / size; s.lo.Load() < lo {
+		s.lo.Store(min(lo, s.hi.Load()))
+	}
+	return nil
+}
+
+// logIdentity returns the id of the log under dir: the one recorded in
+// DIR/log-id when the log is recovered, else a new one (a log that starts
+// over reuses addresses, and the tier must never mix two logs' bytes under
+// one name).
+func logIdentity(dir string, recovering bool) (string, error) {
+	name := filepath.Join(dir, "log-id")
+	if recovering {
+		b, err := os.ReadFile(name)
+		if err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("node: %w", err)
+		}
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(r[:])
+	return id, writeSynced(name, []byte(id+"\n"))
+}

@@ -1,0 +1,163 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Dir is a Store of files under a directory.
+//
+// Invariant: a file under its final name is complete: Put writes a
+// temporary name (tmpSuffix), syncs it and renames it, then syncs the
+// directory. List never shows temporary files.
+type Dir struct{ root string }
+
+const tmpSuffix = ".part"
+
+// OpenDir opens (creating if needed) a directory store at root.
+func OpenDir(root string) (*Dir, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("tier: %w", err)
+	}
+	return &Dir{root: root}, nil
+}
+
+func (d *Dir) String() string { return "dir://" + d.root }
+
+func (d *Dir) path(name string) string { return filepath.Join(d.root, filepath.FromSlash(name)) }
+
+func (d *Dir) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	final := d.path(name)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return fmt.Errorf("tier: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(final), filepath.Base(final)+".*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("tier: %w", err)
+	}
+	err = writeAll(ctx, f, r, size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), final)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("tier: put %s: %w", name, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+// writeAll copies exactly size bytes of r to f and syncs f.
+func writeAll(ctx context.Context, f *os.File, r io.Reader, size int64) error {
+	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx, r}, size))
+	switch {
+	case err != nil:
+		return err
+	case n != size:
+		return fmt.Errorf("%d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return f.Sync()
+}
+
+// ctxReader ends a copy once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("tier: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("tier: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadAt opens the file for each call: the tier is read once per
+// indirection record resolved, not on a hot path, and an open file would
+// keep a deleted segment's space.
+func (d *Dir) ReadAt(ctx context.Context, name string, p []byte, off int64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	f, err := os.Open(d.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s in %s", ErrNotFound, name, d)
+	}
+	if err != nil {
+		return fmt.Errorf("tier: %w", err)
+	}
+	defer f.Close()
+	n, err := f.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("tier: read %s at %d: %d of %d bytes: %w", name, off, n, len(p), err)
+}
+
+func (d *Dir) Delete(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := os.Remove(d.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tier: %w", err)
+	}
+	return nil
+}
+
+func (d *Dir) List(ctx context.Context, prefix string) ([]string, error) {
+	// Walk only the deepest directory the prefix names whole.
+	start := path.Dir(prefix + "x")
+	var names []string
+	err := filepath.WalkDir(d.path(start), func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.IsDir() || strings.HasSuffix(p, tmpSuffix) {
+			return nil
+		}
+		rel, err := filepath.Rel(d.root, p)
+		if err != nil {
+			return err
+		}
+		if name := filepath.ToSlash(rel); strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tier: list %s: %w", prefix, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}

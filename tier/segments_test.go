@@ -1,0 +1,112 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// readWait is an ssd.Callback a test waits on.
+type readWait chan error
+
+func (w readWait) IODone(n int, err error) { w <- err }
+
+func readLog(dev ssd.Device, p []byte, off uint64) error {
+	w := make(readWait, 1)
+	dev.ReadAsync(p, off, w)
+	return <-w
+}
+
+// TestSegmentsUploadAndRead fills a log device, uploads two of its three
+// segments and reads the log back through the tier at random offsets,
+// across segment ends and into the missing one.
+func TestSegmentsUploadAndRead(t *testing.T) {
+	ctx := context.Background()
+	const size = MinSegmentSize
+	for kind, s := range openTest(t) {
+		t.Run(kind, func(t *testing.T) {
+			dev, err := ssd.OpenFile(ssd.FileConfig{Dir: t.TempDir(), SegmentSize: 1 << 20, IO: ssd.IOPread})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dev.Close()
+			log := make([]byte, 3*size)
+			rng := rand.New(rand.NewPCG(3, 4))
+			for i := range log {
+				log[i] = byte(rng.Uint32())
+			}
+			page := ssd.AlignedBuffer(size)
+			for off := uint64(0); off < 3*size; off += size {
+				copy(page, log[off:])
+				if err := hlog.WritePage(dev, page, off); err != nil {
+					t.Fatal(err)
+				}
+			}
+			segs, err := NewSegments(s, "0123abcd", size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []uint64{0, 1} {
+				if err := segs.Upload(ctx, dev, n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ns, err := segs.List(ctx); err != nil || !reflect.DeepEqual(ns, []uint64{0, 1}) {
+				t.Fatalf("segments %v, %v; want [0 1]", ns, err)
+			}
+			r := segs.Reader(4)
+			defer r.Close()
+			for range 200 {
+				off := rng.Uint64N(2 * size)
+				p := make([]byte, 1+rng.IntN(8192))
+				if err := readLog(r, p, off); err != nil {
+					t.Fatalf("read %d at %d: %v", len(p), off, err)
+				}
+				want := make([]byte, len(p))
+				copy(want, log[off:min(off+uint64(len(p)), 2*size)]) // segment 2 reads as zeros
+				if !bytes.Equal(p, want) {
+					t.Fatalf("read %d at %d: wrong bytes", len(p), off)
+				}
+			}
+			if err := readLog(r, make([]byte, 8), 2*size+8); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("a read in a missing segment: %v, want ErrNotFound", err)
+			}
+			w := make(readWait, 1)
+			r.WriteAsync(make([]byte, 8), 0, w)
+			if err := <-w; !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("a write: %v, want ErrReadOnly", err)
+			}
+			if err := segs.Delete(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := readLog(r, make([]byte, 8), 8); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("a read of a deleted segment: %v, want ErrNotFound", err)
+			}
+			r.Close()
+			if err := readLog(r, make([]byte, 8), size); !errors.Is(err, ssd.ErrClosed) {
+				t.Fatalf("a read after Close: %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+func TestNewSegmentsRefuses(t *testing.T) {
+	d, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   string
+		size uint64
+	}{{"ok", 3 << 20}, {"ok", 1 << 19}, {"", 1 << 20}, {"a/b", 1 << 20}, {"..", 1 << 20}} {
+		if _, err := NewSegments(d, c.id, c.size); err == nil {
+			t.Errorf("NewSegments(%q, %d) succeeded", c.id, c.size)
+		}
+	}
+}
