@@ -198,7 +198,8 @@ func rangesString(rs []cluster.Range) string {
 }
 
 // WaitServing waits until every handover of m is complete (each previous
-// owner applied the view without its slots), so the new owners serve them.
+// owner applied the view without its slots) and every owner applied its
+// view of m, so the new owners serve them.
 func (a *Admin) WaitServing(ctx context.Context, m *cluster.Map, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
@@ -208,7 +209,7 @@ func (a *Admin) WaitServing(ctx context.Context, m *cluster.Map, wait time.Durat
 		}
 		if time.Now().After(deadline) {
 			if err == nil {
-				err = errors.New("clusterctl: previous owners have not applied the new map yet (are they up?)")
+				err = errors.New("clusterctl: the servers have not applied the new map yet (are they up?)")
 			}
 			return err
 		}
@@ -220,9 +221,16 @@ func (a *Admin) WaitServing(ctx context.Context, m *cluster.Map, wait time.Durat
 	}
 }
 
+// handedOver reports whether every owner serves its slots under m: the
+// previous owners have applied their views (the handover), and each owner
+// has applied its own view of m (installed the routing; a client that
+// reads m before then is refused by it).
 func handedOver(m *cluster.Map, applied map[cluster.ServerID]uint64) bool {
 	for _, id := range m.ServerIDs() {
-		if m.Owned(id).Count() > 0 && m.Serving(id, applied).Count() != m.Owned(id).Count() {
+		if m.Owned(id).Count() == 0 {
+			continue
+		}
+		if applied[id] < m.Views[id] || m.Serving(id, applied).Count() != m.Owned(id).Count() {
 			return false
 		}
 	}

@@ -93,6 +93,14 @@ func TestInitAndAssign(t *testing.T) {
 	if err := md.ReportApplied(ctx, "a", 2); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.WaitServing(ctx, m, 50*time.Millisecond); err == nil {
+		t.Fatal("served before c installed its view of the map")
+	}
+	for _, id := range []cluster.ServerID{"b", "c"} { // b's view is init's
+		if err := md.ReportApplied(ctx, id, m.Views[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := a.WaitServing(ctx, m, time.Second); err != nil {
 		t.Fatal(err)
 	}
