@@ -34,3 +34,13 @@ func BucketOf(h uint64, bits uint) uint64 { return bucketHash(h) >> (64 - bits) 
 // positions in two, so a range of positions, and a cursor at a position,
 // mean the same keys whatever the size (SCAN's cursor).
 func Position(h uint64) uint64 { return bucketHash(h) }
+
+// ChainID names one hash chain of a table of 2^bits buckets: the bucket
+// and the tag of its entry. Another table (another store's, or this one's
+// after a growth) names the same hashes' chain by ChainOf with its own
+// bits.
+func ChainID(bucket, tag uint64) uint64 { return bucket<<tagBits | tag }
+
+// ChainOf returns the ChainID of hash h's chain in a table of 2^bits
+// buckets.
+func ChainOf(h uint64, bits uint) uint64 { return ChainID(BucketOf(h, bits), h&(1<<tagBits-1)) }

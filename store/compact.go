@@ -134,14 +134,43 @@ func (c *compactor) record(addr uint64, rec []byte) error {
 	h, kl, _, vl, _ := hlog.DecodePrefix(rec)
 	c.stats.Records++
 	c.stats.ScannedBytes += hlog.RecordSize(kl, vl)
-	if h.Tombstone() {
-		return nil
+	switch key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]; c.cover(addr, key) {
+	case belowSince:
+		return nil // an older owner's copy: the remote chain overrides it
+	case uncovered:
+		if h.Tombstone() {
+			return nil
+		}
 	}
 	c.add(addr, rec)
 	if len(c.arena) >= compactBatchBytes || len(c.batch) >= compactBatchLen {
 		return c.flush()
 	}
 	return nil
+}
+
+// coverage is what an indirection (indirect.go) makes of a record.
+type coverage int
+
+const (
+	uncovered  coverage = iota
+	belowSince          // dead: the remote chain overrides it
+	// aboveSince: a tombstone hides a value in the remote log, so it
+	// stays while it is its key's newest record, judged and copied like a
+	// live one.
+	aboveSince
+)
+
+// cover returns what an installed indirection makes of key's record at
+// addr.
+func (c *compactor) cover(addr uint64, key []byte) coverage {
+	switch ind, _ := c.st.covered(keyhash.Hash(key)); {
+	case ind == nil:
+		return uncovered
+	case addr < ind.Since:
+		return belowSince
+	}
+	return aboveSince
 }
 
 // add queues a copy of the record at addr for judging.
@@ -175,9 +204,9 @@ func (c *compactor) flush() error {
 		k := &c.batch[i]
 		for k.live {
 			key, old := c.rec(k)
-			switch err := c.copy(key, keyhash.Hash(key), old, k.entry); err {
+			switch err := c.copy(key, keyhash.Hash(key), old, k.entry, c.tombstone(k)); err {
 			case nil:
-				if old.live {
+				if old.live || c.tombstone(k) {
 					c.stats.Copied++
 					c.stats.CopiedBytes += c.size(k)
 				} else {
@@ -289,12 +318,20 @@ func (c *compactor) walk(key []byte, a, addr uint64, buf []byte) (bool, []byte, 
 	return a == addr, buf, nil
 }
 
+// tombstone reports whether the candidate is a tombstone (a covered one:
+// see covers).
+func (c *compactor) tombstone(k *candidate) bool {
+	h, _, _, _, _ := hlog.DecodePrefix(c.arena[k.off : k.off+k.n])
+	return h.Tombstone()
+}
+
 // copy appends old's value as key's newest record, linked in front of
 // entry, if the key's index entry is still entry; a tombstone instead when
-// the value has expired.
-func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error {
+// the value has expired (the key count loses the key) or when the record
+// is a tombstone (tomb: it counts nothing).
+func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64, tomb bool) error {
 	s := c.s
-	if !old.live {
+	if !old.live && !tomb {
 		// A delete, with its count change: never inside a paused
 		// checkpoint (Store.reaping), waited for unprotected so that the
 		// epoch does not wait for this session meanwhile.
@@ -307,10 +344,13 @@ func (c *compactor) copy(key []byte, hash uint64, old prior, entry uint64) error
 			return err
 		}
 		var err error
-		if old.live {
-			err = s.appendIfChainIs(key, hash, old.value, old.at, entry)
-		} else {
-			err = s.reapIfChainIs(key, hash, entry)
+		switch {
+		case old.live:
+			err = s.appendIfChainIs(key, hash, old.value, old.at, entry, 0)
+		case tomb:
+			err = s.reapIfChainIs(key, hash, entry, 0)
+		default:
+			err = s.reapIfChainIs(key, hash, entry, -1)
 		}
 		s.end()
 		if err != errRetryTail {

@@ -45,6 +45,7 @@ func (st *Store) Flush(ctx context.Context, pause Pause) error {
 		if resetErr = st.index.Reset(); resetErr == nil {
 			st.flushedAt.Store(at)
 			st.keys.reset(at)
+			st.dropIndirections() // the keys they cover go too
 		}
 	})
 	switch {

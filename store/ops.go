@@ -184,13 +184,17 @@ func (s *Session) checkRecord(addr uint64, r hlog.Record) {
 // p is the pending record when a pending read starts over
 // (pendingSet.restart), nil for a new operation.
 func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bool) ([]byte, Status, error) {
+	ind, raddr := s.st.covered(h)
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
+		if ind != nil {
+			return dst, s.readRemote(key, h, p, withAt, 0, ind, raddr), nil
+		}
 		return dst, NotFound, nil
 	}
 	l := s.st.log
 	addr, r, found := s.trace(key, e.Address(), l.Head())
-	if found {
+	if found && (ind == nil || addr >= ind.Since) {
 		v, hdr := r.ReadValue(dst)
 		switch {
 		case hdr.Tombstone():
@@ -201,14 +205,30 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 		return v, OK, nil
 	}
 	begin := l.Begin()
-	if addr < begin {
+	switch {
+	case ind != nil && (found || addr < max(begin, ind.Since)):
+		return dst, s.readRemote(key, h, p, withAt, e.Address(), ind, raddr), nil
+	case addr < begin:
 		return dst, NotFound, nil
 	}
 	p = s.pend.reuse(p, OpRead, h, key, nil, nil)
 	p.upd.withAt = withAt
 	p.entryAddr, p.begin = e.Address(), begin
+	p.cover(ind, raddr)
 	s.pend.startRead(p, addr)
 	return dst, Pending, nil
+}
+
+// readRemote starts a read of key through the indirection ind, whose
+// chain goes on at raddr in the remote log; entry is the key's local chain
+// head (0: none).
+func (s *Session) readRemote(key []byte, h uint64, p *pendingOp, withAt bool, entry uint64, ind *Indirections, raddr uint64) Status {
+	p = s.pend.reuse(p, OpRead, h, key, nil, nil)
+	p.upd.withAt = withAt
+	p.entryAddr, p.begin = entry, s.st.log.Begin()
+	p.cover(ind, raddr)
+	s.pend.goRemote(p)
+	return Pending
 }
 
 // splitRead finishes a read whose value area went to full[base:] (full is
@@ -240,16 +260,28 @@ func (s *Session) splitRead(full []byte, base int, hdr hlog.Header, withAt bool)
 // it is an optimisation.
 func (s *Session) copyToTail(p *pendingOp, old prior) {
 	// A full tail or a lost CAS (someone wrote the key meanwhile) skips it.
-	_ = s.appendIfChainIs(p.key(), p.hash, old.value, old.at, p.entryAddr)
+	// A record found through an indirection is not counted yet.
+	_ = s.appendIfChainIs(p.key(), p.hash, old.value, old.at, p.entryAddr, revivedIf(!old.counted))
 }
 
 // appendIfChainIs appends value with expiry at as key's newest record,
 // linked in front of the chain head entry, if h's index entry still points
-// to entry: the chain is then what the caller judged it to be. errCASLost
-// when it is not (or stops being so before the record is installed).
-func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, at int64, entry uint64) error {
-	slot, e, ok := s.st.index.Find(s.g, h)
-	if !ok || e.Address() != entry {
+// to entry (0: h has no entry, or one without a chain): the chain is then
+// what the caller judged it to be. delta is the key count's change.
+// errCASLost when it is not (or stops being so before the record is
+// installed).
+func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, at int64, entry uint64, delta int64) error {
+	var slot index.Slot
+	var e index.Entry
+	if entry == 0 {
+		slot, e = s.findOrCreate(h)
+	} else {
+		var ok bool
+		if slot, e, ok = s.st.index.Find(s.g, h); !ok {
+			return errCASLost
+		}
+	}
+	if e.Address() != entry {
 		return errCASLost
 	}
 	addr, r, err := s.allocValue(key, value, at)
@@ -257,18 +289,19 @@ func (s *Session) appendIfChainIs(key []byte, h uint64, value []byte, at int64, 
 		return err
 	}
 	flags, _ := layout(at)
-	return s.installCounted(slot, e, addr, r, flags, 0, false)
+	return s.installCounted(slot, e, addr, r, flags, delta, false)
 }
 
 // reapIfChainIs appends a tombstone for key, whose newest record is an
-// expired value, if h's index entry still points to entry (see
-// appendIfChainIs): the key count loses the key.
-func (s *Session) reapIfChainIs(key []byte, h uint64, entry uint64) error {
+// expired value (delta -1: the key count loses the key) or a tombstone
+// (delta 0), if h's index entry still points to entry (see
+// appendIfChainIs).
+func (s *Session) reapIfChainIs(key []byte, h uint64, entry uint64, delta int64) error {
 	slot, e, ok := s.st.index.Find(s.g, h)
 	if !ok || e.Address() != entry {
 		return errCASLost
 	}
-	_, err := s.appendTombstone(slot, e, key, -1, false)
+	_, err := s.appendTombstone(slot, e, key, delta, false)
 	return err
 }
 
@@ -294,6 +327,10 @@ func (s *Session) upsertOnce(key, value []byte, h uint64, at int64) (Status, err
 	switch {
 	case !found && (addr == 0 || addr < l.Begin()):
 		return s.appendValue(slot, e, key, value, at, 1, false)
+	case found && s.belowSince(h, addr):
+		// An older owner's copy (indirect.go): the new record goes in
+		// front of it, never into it.
+		return s.appendValue(slot, e, key, value, at, revived(r.Header()), false)
 	case !found, addr >= safeRO && addr < ro:
 		// On the device, or in the fuzzy region (a writer that has not
 		// seen it turn read-only may still change it in place): a doubt.
@@ -361,6 +398,14 @@ func (s *Session) allocValue(key, value []byte, at int64) (uint64, hlog.Record, 
 	return addr, r, nil
 }
 
+// belowSince reports whether addr, where a record of a key of hash h
+// lies, is below the Since of a table covering h: an older owner's copy
+// that the remote chain overrides (indirect.go).
+func (s *Session) belowSince(h, addr uint64) bool {
+	ind, _ := s.st.covered(h)
+	return ind != nil && addr < ind.Since
+}
+
 func (s *Session) delete(key []byte, h uint64) (Status, error) {
 	for spins := 0; ; spins++ {
 		if st, err := s.deleteOnce(key, h); !s.again(err, spins) {
@@ -375,6 +420,11 @@ func (s *Session) delete(key []byte, h uint64) (Status, error) {
 // past a record in the fuzzy region.
 func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	l := s.st.log
+	if ind, _ := s.st.covered(h); ind != nil {
+		if st, done, err := s.deleteCovered(key, h, ind); done {
+			return st, err
+		}
+	}
 	slot, e, ok := s.st.index.Find(s.g, h)
 	if !ok || e.Address() == 0 {
 		return NotFound, nil
@@ -418,6 +468,36 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	r.Unlock(hdr&^hlog.FlagExpires|hlog.FlagTombstone, 0)
 	s.countKeys(-1)
 	return st, nil
+}
+
+// deleteCovered decides the delete of a key an indirection covers when
+// no record of it at or above the table's Since is in memory: its value
+// may be in the remote log, so a tombstone goes in front of its chain
+// whatever the local chain holds, and the delete reports OK (as a blind
+// delete of a key on the device does). Otherwise (done false) the delete
+// goes on as for any key: a local record at or above Since decides.
+func (s *Session) deleteCovered(key []byte, h uint64, ind *Indirections) (st Status, done bool, err error) {
+	l := s.st.log
+	slot, e := s.findOrCreate(h)
+	addr, r, found := s.trace(key, e.Address(), l.Head())
+	switch {
+	case found && addr >= ind.Since:
+		return 0, false, nil
+	case !found && addr >= max(l.Begin(), ind.Since):
+		return 0, false, nil // the local chain goes on on the device: a doubt there
+	case found && addr < l.SafeReadOnly():
+		// An older owner's copy, read-only: its count is known.
+		delta := int64(-1)
+		if r.Header().Tombstone() {
+			delta = 0
+		}
+		_, err = s.appendTombstone(slot, e, key, delta, false)
+	case found:
+		_, err = s.appendTombstone(slot, e, key, 0, true)
+	default: // no local record of the key: it was never counted here
+		_, err = s.appendTombstone(slot, e, key, 0, false)
+	}
+	return OK, true, err
 }
 
 // appendTombstone appends a tombstone for key in front of e's chain and

@@ -36,6 +36,34 @@ type pendingOp struct {
 	ioErr     error  // I/O result: error
 	upd       result // an RMW's Update: condition, wanted value, and the buffer it goes to
 	hit       bool   // the device search ended at the key's record (at addr), not at the chain's end
+	// ind covers the key (indirect.go): the local search stops at its
+	// Since and goes on in its remote log at raddr. remote: the search is
+	// there now (addr, begin and the I/O are the remote log's).
+	ind    *Indirections
+	raddr  uint64
+	remote bool
+}
+
+// cover makes the search of p follow ind (nil: none) once its local chain
+// ends or goes below ind's Since.
+func (p *pendingOp) cover(ind *Indirections, raddr uint64) {
+	p.ind, p.raddr, p.remote = ind, raddr, false
+}
+
+// device is where p's search reads.
+func (p *pendingOp) device(st *Store) ssd.Device {
+	if p.remote {
+		return p.ind.Remote.Dev
+	}
+	return st.log.Device()
+}
+
+// pageSize bounds the records p's search may meet.
+func (p *pendingOp) pageSize(st *Store) uint64 {
+	if p.remote && p.ind.Remote.PageSize != 0 {
+		return p.ind.Remote.PageSize
+	}
+	return st.log.PageSize()
 }
 
 func (p *pendingOp) key() []byte   { return p.data[:p.keyLen] }
@@ -89,6 +117,7 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 		p = &pendingOp{s: ps.s}
 	}
 	p.kind, p.serial, p.hash, p.merger, p.hit = kind, ps.s.serial, h, m, false
+	p.cover(nil, 0)
 	p.keyLen = len(key)
 	p.data = append(append(p.data[:0], key...), input...)
 	ps.count++
@@ -115,8 +144,14 @@ func (ps *pendingSet) startRead(p *pendingOp, addr uint64) {
 	ps.readAt(p, addr, hlog.PrefixSize+p.keyLen+firstReadSize)
 }
 
+// goRemote continues p's search in its indirection's remote log.
+func (ps *pendingSet) goRemote(p *pendingOp) {
+	p.remote, p.begin = true, p.ind.Remote.Begin
+	ps.startRead(p, p.raddr)
+}
+
 func (ps *pendingSet) readAt(p *pendingOp, addr uint64, size int) {
-	dev := ps.s.st.log.Device()
+	dev := p.device(ps.s.st)
 	al := uint64(dev.Alignment())
 	start := addr / al * al
 	end := (addr + uint64(size) + al - 1) / al * al
@@ -262,7 +297,7 @@ func (ps *pendingSet) runRetries() int {
 // continueRead examines the record a read brought in: the key's record ends
 // the search, another key's record sends it down the chain.
 func (ps *pendingSet) continueRead(p *pendingOp) {
-	if p.addr < ps.s.st.log.Begin() {
+	if !p.remote && p.addr < ps.s.st.log.Begin() {
 		// Compaction moved begin past the record while it was read: its
 		// bytes may be gone, and the key's live record is at the tail.
 		ps.restart(p)
@@ -279,7 +314,7 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		return
 	}
 	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= p.addr || vl > vc ||
-		hlog.RecordSize(kl, vc) > ps.s.st.log.PageSize() {
+		hlog.RecordSize(kl, vc) > p.pageSize(ps.s.st) {
 		ps.finish(p, 0, ps.corrupt(p, "impossible record header %#x (key %d, value %d of %d)", uint64(h), kl, vl, vc), nil)
 		return
 	}
@@ -305,18 +340,37 @@ func (ps *pendingSet) continueRead(p *pendingOp) {
 		return
 	}
 	p.hit = true
-	ps.found(p, ps.s.st.priorOf(h, rec[hlog.PrefixSize+kl:need]))
+	old := ps.s.st.priorOf(h, rec[hlog.PrefixSize+kl:need])
+	if p.remote {
+		old.counted = false // see indirect.go: counted once written here
+	}
+	ps.found(p, old)
 }
 
-// follow continues the search at the previous record of the chain.
+// follow continues the search at the previous record of the chain: in
+// the remote log until it ends there; in the local one down to the log's
+// begin or, for a covered key, the indirection's Since, then on in the
+// remote log.
 func (ps *pendingSet) follow(p *pendingOp, prev uint64) {
+	if p.remote {
+		if prev >= max(p.begin, hlog.FirstAddress) {
+			ps.startRead(p, prev)
+		} else {
+			ps.found(p, absent)
+		}
+		return
+	}
 	switch begin := ps.s.st.log.Begin(); {
-	case prev >= begin:
+	case prev >= begin && (p.ind == nil || prev >= p.ind.Since):
 		ps.startRead(p, prev)
-	case begin == p.begin:
-		ps.found(p, absent) // the chain ends: the key has no record
-	default:
+	case prev >= begin:
+		ps.goRemote(p) // below Since: an older owner's records
+	case begin != p.begin:
 		ps.restart(p) // begin moved: the rest of the chain may be at the tail
+	case p.ind != nil:
+		ps.goRemote(p)
+	default:
+		ps.found(p, absent) // the chain ends: the key has no record
 	}
 }
 
@@ -387,7 +441,7 @@ func (ps *pendingSet) found(p *pendingOp, old prior) {
 		return
 	}
 	ps.resume(p)
-	ps.s.res.recent = p.hit && p.addr >= p.upd.since
+	ps.s.res.recent = p.hit && !p.remote && p.addr >= p.upd.since
 	p.hit = false // a search the RMW starts again begins without a hit
 	st, err := ps.s.continueRMW(p, old)
 	ps.settle(p, st, err)

@@ -19,7 +19,12 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	l := s.st.log
-	slot, e, ok := s.entryFor(h)
+	var ind *Indirections
+	var raddr uint64
+	if s.res.cond != IfNoneSince { // an insert since is decided by local records alone
+		ind, raddr = s.st.covered(h)
+	}
+	slot, e, ok := s.entryFor(h, ind != nil)
 	if !ok {
 		return s.rmwCopy(slot, e, key, input, m, absent) // absent, and it cannot create: kept
 	}
@@ -32,6 +37,9 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	addr, r, found := s.trace(key, e.Address(), head)
 	if s.res.cond == IfNoneSince {
 		s.res.recent = found && addr >= s.res.since
+	}
+	if found && ind != nil && addr < ind.Since {
+		found = false // an older owner's copy: the remote chain decides
 	}
 	switch {
 	case found && addr >= ro:
@@ -54,10 +62,19 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	case found:
 		return s.rmwCopy(slot, e, key, input, m, s.st.priorOf(r.Header(), r.Value()))
 	}
-	if begin := l.Begin(); addr >= begin {
+	begin := l.Begin()
+	if addr >= begin && (ind == nil || addr >= ind.Since) {
 		p = s.pend.reuse(p, OpRMW, h, key, input, m)
 		p.entryAddr, p.begin = e.Address(), begin
+		p.cover(ind, raddr)
 		s.pend.startRead(p, addr)
+		return Pending, nil
+	}
+	if ind != nil {
+		p = s.pend.reuse(p, OpRMW, h, key, input, m)
+		p.entryAddr, p.begin = e.Address(), begin
+		p.cover(ind, raddr)
+		s.pend.goRemote(p)
 		return Pending, nil
 	}
 	return s.rmwCopy(slot, e, key, input, m, absent)
@@ -125,7 +142,7 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 			s.countKeys(-1)
 			return OK, nil
 		}
-		st, err = s.removeCopy(slot, e, key)
+		st, err = s.removeCopy(slot, e, key, old)
 	default:
 		if inPlace {
 			if done, err := s.mergeInPlace(r, hdr, raw, old, input, m); done {
@@ -145,8 +162,11 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 // when the operation may create the key: an Update that cannot (Remove,
 // IfPresent) of a key without an entry is decided without one (ok false),
 // so deletes of absent keys leave no empty entries behind.
-func (s *Session) entryFor(h uint64) (index.Slot, index.Entry, bool) {
-	if s.res.update && !s.res.cond.creates() {
+//
+// A covered key (indirect.go) always gets an entry: its value may be in
+// the remote log, and what the Update decides is then written here.
+func (s *Session) entryFor(h uint64, covered bool) (index.Slot, index.Entry, bool) {
+	if s.res.update && !s.res.cond.creates() && !covered {
 		return s.st.index.Find(s.g, h)
 	}
 	slot, e := s.findOrCreate(h)
@@ -219,7 +239,7 @@ func (s *Session) rmwCopy(slot index.Slot, e index.Entry, key, input []byte, m M
 			s.reportNew(old.live, old.at, old.value)
 			return OK, nil
 		case actRemove:
-			return s.removeCopy(slot, e, key)
+			return s.removeCopy(slot, e, key, old)
 		}
 	}
 	return s.writeMerged(slot, e, key, input, m, old, false)
@@ -284,10 +304,11 @@ func revivedIf(absent bool) int64 {
 	return 0
 }
 
-// removeCopy appends a tombstone for key, whose value is live, in front of
-// e's chain.
-func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status, error) {
-	return s.appendTombstone(slot, e, key, -1, false)
+// removeCopy appends a tombstone for key, whose value old is live, in
+// front of e's chain; the key count loses the key if it counted it (a
+// value found through an indirection it did not).
+func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte, old prior) (Status, error) {
+	return s.appendTombstone(slot, e, key, -revivedIf(old.counted), false)
 }
 
 // continueRMW finishes an RMW whose old value came from the device. If the
@@ -295,7 +316,7 @@ func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte) (Status
 // index.
 func (s *Session) continueRMW(p *pendingOp, old prior) (Status, error) {
 	for spins := 0; ; spins++ {
-		slot, e, ok := s.entryFor(p.hash)
+		slot, e, ok := s.entryFor(p.hash, p.ind != nil)
 		if !ok || e.Address() != p.entryAddr {
 			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
 		}

@@ -26,7 +26,20 @@ type ScanFunc func(key, value []byte, expireAt int64, live bool, addr uint64) er
 // Session.
 func (st *Store) Scan(ctx context.Context, lo, hi uint64, fn ScanFunc) error {
 	in := func(h uint64) bool { return h >= lo && h <= hi }
-	return st.scanBuckets(ctx, index.Position(lo), index.Position(hi), in, fn)
+	return st.scan(ctx, index.Position(lo), index.Position(hi), in, fn, 0, nil)
+}
+
+// ScanCut is Scan that does not read the records below cut (those a
+// shared tier holds, from the log's begin on): a chain ends at the first
+// record below cut, and indirect gets the chain (index.ChainID under a
+// table of 2^bits buckets) and that record's address, where a reader of
+// the tier goes on (indirect.go). A chain in which the scan visited a key
+// that is deleted or expired is walked to its end as Scan walks it: a
+// reader following it into the tier would meet that key's older records.
+// indirect runs unprotected and may block.
+func (st *Store) ScanCut(ctx context.Context, lo, hi, cut uint64, fn ScanFunc, indirect func(bits uint, chain, addr uint64) error) error {
+	in := func(h uint64) bool { return h >= lo && h <= hi }
+	return st.scan(ctx, index.Position(lo), index.Position(hi), in, fn, cut, indirect)
 }
 
 // ScanPositions is Scan over the keys whose index.Position lies in
@@ -40,7 +53,7 @@ func (st *Store) ScanPositions(ctx context.Context, from, to uint64, keep func(h
 		p := index.Position(h)
 		return p >= from && p <= to && (keep == nil || keep(h))
 	}
-	return st.scanBuckets(ctx, from, to, in, fn)
+	return st.scan(ctx, from, to, in, fn, 0, nil)
 }
 
 // ScanStep returns the end of the range of positions a scan resuming at
@@ -64,9 +77,11 @@ func (st *Store) ScanStep(from uint64, want int) uint64 {
 	return ^uint64(0)
 }
 
-// scanBuckets walks the chains of the buckets that hold positions [from,
-// to] for Scan, visiting the keys whose hash in accepts.
-func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uint64) bool, fn ScanFunc) error {
+// scan walks the chains of the buckets that hold positions [from, to] for
+// Scan, visiting the keys whose hash in accepts; with indirect, it cuts
+// them below cut (ScanCut).
+func (st *Store) scan(ctx context.Context, from, to uint64, in func(h uint64) bool, fn ScanFunc,
+	cut uint64, indirect func(bits uint, chain, addr uint64) error) error {
 	if st.closed.Load() {
 		return ErrClosed
 	}
@@ -79,12 +94,12 @@ func (st *Store) scanBuckets(ctx context.Context, from, to uint64, in func(h uin
 		return err
 	}
 	defer s.Close()
-	w := chainScanner{st: st, s: s, in: in, bits: bits, seen: map[string]bool{}, fn: fn}
+	w := chainScanner{st: st, s: s, in: in, bits: bits, seen: map[string]bool{}, fn: fn, cut: cut, indirect: indirect}
 	for _, hd := range heads {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		w.bucket = hd.bucket
+		w.bucket, w.tag = hd.bucket, hd.tag
 		if err := w.walk(hd.addr); err != nil {
 			return err
 		}
@@ -98,7 +113,7 @@ func (st *Store) chainHeads(from, to uint64) ([]chainHead, uint, error) {
 	var heads []chainHead
 	var bits uint
 	err := st.index.ExportPositions(from, to, func(e index.Entry, bucket uint64, b uint) error {
-		heads, bits = append(heads, chainHead{e.Address(), bucket}), b
+		heads, bits = append(heads, chainHead{e.Address(), bucket, e.Tag()}), b
 		return nil
 	})
 	return heads, bits, err
@@ -106,7 +121,7 @@ func (st *Store) chainHeads(from, to uint64) ([]chainHead, uint, error) {
 
 // chainHead is where a chain of the scanned buckets starts.
 type chainHead struct {
-	addr, bucket uint64
+	addr, bucket, tag uint64
 }
 
 // chainScanner walks chains for Scan.
@@ -116,22 +131,41 @@ type chainScanner struct {
 	in func(h uint64) bool // the keys the scan visits
 	// bucket is the bucket of the chain being walked, in a table of bits:
 	// a key of another bucket in it is met in its own.
-	bucket uint64
-	bits   uint
-	seen   map[string]bool // keys met in the chain being walked
-	buf    []byte
-	fn     ScanFunc
+	bucket, tag uint64
+	bits        uint
+	seen        map[string]bool // keys met in the chain being walked
+	buf         []byte
+	fn          ScanFunc
+	// ScanCut's: where chains are cut, and what gets the cuts; dead: the
+	// chain being walked visited a deleted or expired key (no cut).
+	cut      uint64
+	indirect func(bits uint, chain, addr uint64) error
+	dead     bool
+}
+
+// cuts reports whether the walk ends at addr with an indirection.
+func (w *chainScanner) cuts(addr uint64) bool { return w.indirect != nil && addr < w.cut && !w.dead }
+
+// cutAt hands the rest of the chain, from addr, to indirect.
+func (w *chainScanner) cutAt(addr uint64) error {
+	return w.indirect(w.bits, index.ChainID(w.bucket, w.tag), addr)
 }
 
 // walk visits the keys of the chain from addr: its in-memory part under
 // protection, then its device part.
 func (w *chainScanner) walk(addr uint64) error {
 	clear(w.seen)
+	w.dead = false
 	l := w.st.log
 	if err := w.s.begin(); err != nil {
 		return err
 	}
 	for addr >= l.Head() && addr >= l.Begin() {
+		if w.cuts(addr) {
+			w.s.end()
+			w.s.Suspend()
+			return w.cutAt(addr)
+		}
 		r := l.Record(addr)
 		// The header and expiry as one moment (a value updated in place
 		// meanwhile may still be torn: Scan's doc), so that liveness never
@@ -148,6 +182,9 @@ func (w *chainScanner) walk(addr uint64) error {
 	w.s.Suspend()
 	dev := l.Device()
 	for addr >= l.Begin() && addr >= hlog.FirstAddress {
+		if w.cuts(addr) {
+			return w.cutAt(addr)
+		}
 		rec, buf, err := hlog.ReadRecord(dev, addr, w.buf)
 		w.buf = buf
 		if err != nil {
@@ -175,8 +212,10 @@ func (w *chainScanner) met(key, v []byte, at int64, hdr hlog.Header, addr uint64
 	w.seen[string(key)] = true
 	switch {
 	case hdr.Invalid() || hdr.Tombstone():
+		w.dead = true
 		return w.fn(key, nil, 0, false, addr)
 	case w.st.expired(at):
+		w.dead = true
 		return w.fn(key, nil, at, false, addr)
 	}
 	return w.fn(key, v, at, true, addr)

@@ -100,6 +100,9 @@ type Store struct {
 	epochs *epoch.Manager
 	log    *hlog.Log
 	index  *index.Index
+	// indirections are the installed indirection tables (indirect.go),
+	// loaded by every lookup: kept beside the other read-mostly fields.
+	indirections atomic.Pointer[indirections]
 
 	growing atomic.Bool  // a growth runs; it owns grower
 	grower  *epoch.Guard // the slot growth uses, reserved so sessions cannot take it
@@ -127,7 +130,8 @@ type Store struct {
 	// flushedAt is where the last Flush cut the log: no record below it is
 	// reachable (see Begin).
 	flushedAt atomic.Uint64
-	keys      keyCount // live keys (keycount.go)
+	keys      keyCount   // live keys (keycount.go)
+	indirect  sync.Mutex // serialises replacing indirections
 	growErr   atomic.Pointer[error]
 	growAfter atomic.Int64   // unix nanos before which automatic growth does not retry
 	bg        sync.WaitGroup // background growth

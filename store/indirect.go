@@ -1,0 +1,230 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/ssd"
+)
+
+// Indirection records: a migration's target holds, for each hash chain of
+// the source that goes on into records the source keeps only on its
+// device, the address in the source's log where the chain goes on, and
+// reads those records through a device of its own (the shared tier's
+// reader) when a key is looked up, instead of receiving them. The table
+// lives beside the index, not in the log, so the log's walkers
+// (compaction, recovery, checkpoints, scans) are unchanged; the caller
+// keeps it durable and installs it again after a recovery.
+//
+// The rule a covered key follows (h is covered when a table has an
+// indirection for h's chain): this store's records of the key at or above
+// the table's Since are newer than anything in the source's log and decide;
+// below Since they are older than the source's (a copy dropped when the
+// slot left this server earlier) and are skipped; without a record at or
+// above Since, the source's chain decides, walked from the indirection's
+// address as a device read would walk this store's own chain.
+//
+// A key found through an indirection is not counted by the key count
+// (prior.counted false) until this store writes a record of it: a read
+// that copies it to the tail, or any write, counts it then.
+//
+// Invariant: a table's Since is at or below every record this store wrote
+// for its keys after the source stopped serving them, and at or above
+// every record of them from before (the migration's Accepting.Since).
+// Precondition of InstallIndirections: no covered key's newest record
+// below Since is live (a migration's prepare drops the incoming slots
+// first, migrate.Drop): such records count nothing, so compaction drops
+// every covered record below Since without a change of the key count.
+// Invariant: compaction does not drop a tombstone of a covered key that is
+// its chain's newest record of the key: it would uncover the source's value.
+
+// RemoteLog is another store's log, read through dev.
+type RemoteLog struct {
+	Dev      ssd.Device
+	PageSize uint64 // the remote log's page size: no record is larger
+	// Begin is the remote log's begin when the indirections were taken: a
+	// chain that goes below it ends.
+	Begin uint64
+}
+
+// Indirections is one migration's indirection records.
+type Indirections struct {
+	ID     string // the migration that made them
+	Remote RemoteLog
+	Since  uint64 // see the rule above
+	// Ranges are the hash ranges (inclusive) the table covers: the
+	// migration's slots. A chain holds keys of other slots too (a bucket
+	// spans a slot group), which the table must not cover: this store
+	// may own them, with records older than Since that are theirs.
+	Ranges [][2]uint64
+	bits   uint // the source index's bucket bits the chains are named under
+	chains []uint64
+	addrs  []uint64
+}
+
+// NewIndirections returns an empty table covering the hashes of ranges,
+// for chains named under a source index of 2^bits buckets
+// (index.ChainID).
+func NewIndirections(id string, remote RemoteLog, since uint64, bits uint, ranges [][2]uint64) *Indirections {
+	return &Indirections{ID: id, Remote: remote, Since: since, bits: bits, Ranges: ranges}
+}
+
+// Add records that the chain named chain goes on at addr in the remote
+// log. Call it before the table is installed.
+func (t *Indirections) Add(chain, addr uint64) {
+	t.chains = append(t.chains, chain)
+	t.addrs = append(t.addrs, addr)
+}
+
+// Len returns the number of indirections.
+func (t *Indirections) Len() int { return len(t.chains) }
+
+// Bits returns the source index bits the chains are named under.
+func (t *Indirections) Bits() uint { return t.bits }
+
+// Each calls fn with every indirection, in chain order.
+func (t *Indirections) Each(fn func(chain, addr uint64) error) error {
+	for i := range t.chains {
+		if err := fn(t.chains[i], t.addrs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seal sorts the table for lookup; a chain added twice keeps its last
+// address.
+func (t *Indirections) seal() error {
+	idx := make([]int, len(t.chains))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return t.chains[idx[a]] < t.chains[idx[b]] })
+	chains, addrs := make([]uint64, 0, len(idx)), make([]uint64, 0, len(idx))
+	for _, i := range idx {
+		if n := len(chains); n > 0 && chains[n-1] == t.chains[i] {
+			addrs[n-1] = t.addrs[i]
+			continue
+		}
+		if t.addrs[i] < hlog.FirstAddress {
+			return fmt.Errorf("store: indirection %s: chain %#x at address %d", t.ID, t.chains[i], t.addrs[i])
+		}
+		chains, addrs = append(chains, t.chains[i]), append(addrs, t.addrs[i])
+	}
+	t.chains, t.addrs = chains, addrs
+	return nil
+}
+
+// lookup returns where h's chain goes on in the remote log, when the
+// table covers h.
+func (t *Indirections) lookup(h uint64) (uint64, bool) {
+	in := false
+	for _, r := range t.Ranges {
+		in = in || h >= r[0] && h <= r[1]
+	}
+	if !in {
+		return 0, false
+	}
+	c := index.ChainOf(h, t.bits)
+	i, ok := slices.BinarySearch(t.chains, c)
+	if !ok {
+		return 0, false
+	}
+	return t.addrs[i], true
+}
+
+// indirections is the store's installed tables, newest last; replaced
+// whole (copy on write) under the store's indirect mutex.
+type indirections []*Indirections
+
+// covering returns the newest table that covers h, and the address its
+// chain goes on at.
+func (ts indirections) covering(h uint64) (*Indirections, uint64) {
+	for i := len(ts) - 1; i >= 0; i-- {
+		if a, ok := ts[i].lookup(h); ok {
+			return ts[i], a
+		}
+	}
+	return nil, 0
+}
+
+// InstallIndirections makes t part of every lookup from now on. Its ID
+// must be new.
+func (st *Store) InstallIndirections(t *Indirections) error {
+	if err := t.seal(); err != nil {
+		return err
+	}
+	st.indirect.Lock()
+	defer st.indirect.Unlock()
+	old := st.tables()
+	for _, o := range old {
+		if o.ID == t.ID {
+			return fmt.Errorf("store: indirections %s installed twice", t.ID)
+		}
+	}
+	next := append(slices.Clone(old), t)
+	st.indirections.Store(&next)
+	return nil
+}
+
+// RemoveIndirections drops the table id (once every key it covers has a
+// record in this store, or the migration was cancelled) and returns it;
+// nil if none. Operations already following one of its chains finish.
+func (st *Store) RemoveIndirections(id string) *Indirections {
+	st.indirect.Lock()
+	defer st.indirect.Unlock()
+	old := st.tables()
+	for i, o := range old {
+		if o.ID == id {
+			next := slices.Delete(slices.Clone(old), i, i+1)
+			st.indirections.Store(&next)
+			return o
+		}
+	}
+	return nil
+}
+
+// dropIndirections removes every table (Flush).
+func (st *Store) dropIndirections() {
+	st.indirect.Lock()
+	defer st.indirect.Unlock()
+	st.indirections.Store(nil)
+}
+
+// Indirections returns the installed tables, oldest first.
+func (st *Store) Indirections() []*Indirections { return slices.Clone(st.tables()) }
+
+func (st *Store) tables() indirections {
+	if p := st.indirections.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// covered returns the table covering h and where its chain goes on, when
+// any is installed (one atomic load otherwise).
+func (st *Store) covered(h uint64) (*Indirections, uint64) {
+	p := st.indirections.Load()
+	if p == nil || len(*p) == 0 {
+		return nil, 0
+	}
+	return p.covering(h)
+}
+
+// Chains calls fn with every hash chain of the index that may hold keys
+// of hashes in [lo, hi] (one run of buckets: chains of other hashes in
+// those buckets come too, a reader filters by key), named under the
+// index's size now (index.ChainID), with the address of its newest
+// record. It returns that size's bits: a table of indirections to these
+// chains is made with them. No growth runs meanwhile.
+func (st *Store) Chains(lo, hi uint64, fn func(chain, addr uint64) error) (uint, error) {
+	bits := st.index.Bits()
+	err := st.index.ExportRange(lo, hi, func(e index.Entry, bucket uint64, b uint) error {
+		bits = b
+		return fn(index.ChainID(bucket, e.Tag()), e.Address())
+	})
+	return bits, err
+}

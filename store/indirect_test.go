@@ -1,0 +1,398 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/ssd"
+	"github.com/fleetkv/fleetkv/tier"
+)
+
+// A source store and what it holds when its log is sealed into the tier.
+type sourceLog struct {
+	st     *Store
+	remote RemoteLog
+	want   map[string][]byte // nil: deleted
+	counts map[string]int64
+	end    uint64 // the checkpoint's end: the tier's bytes below it are the log's
+}
+
+const indirectKeys = 3000
+
+func ikey(i int) []byte { return fmt.Appendf(nil, "key-%05d", i) }
+
+// sealedSource writes keys to a small store (most records reach its
+// device), overwrites some, deletes some, sets counters on others, makes
+// it durable and uploads its log to a directory tier, which the returned
+// RemoteLog reads.
+func sealedSource(t *testing.T) *sourceLog {
+	t.Helper()
+	ctx := context.Background()
+	dev := ssd.NewMemDevice()
+	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 14, MemoryBytes: 4 << 14, Device: dev}})
+	s := newSession(t, st)
+	src := &sourceLog{st: st, want: map[string][]byte{}, counts: map[string]int64{}}
+	for i := range indirectKeys {
+		v := fmt.Appendf(nil, "first-%d", i)
+		mustStatus(t, OK)(s.Upsert(ikey(i), v))
+		src.want[string(ikey(i))] = v
+	}
+	for i := 0; i < indirectKeys; i += 7 {
+		v := fmt.Appendf(nil, "second-%d", i)
+		mustStatus(t, OK)(s.Upsert(ikey(i), v))
+		src.want[string(ikey(i))] = v
+	}
+	for i := 3; i < indirectKeys; i += 11 {
+		if _, err := s.Delete(ikey(i)); err != nil {
+			t.Fatal(err)
+		}
+		s.CompletePending(true)
+		src.want[string(ikey(i))] = nil
+	}
+	for i := range 50 {
+		k := fmt.Appendf(nil, "counter-%d", i)
+		mustStatus(t, OK)(s.Upsert(k, i64(int64(100*i))))
+		src.counts[string(k)] = int64(100 * i)
+	}
+	s.Suspend()
+	c, err := st.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Log().Head() < c.End/2 {
+		t.Fatalf("only %d of %d bytes on the device: too little written", st.Log().Head(), c.End)
+	}
+	dir, err := tier.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := tier.NewSegments(dir, "source", tier.MinSegmentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(0); n*segs.Size() < c.End; n++ {
+		if err := segs.Upload(ctx, dev, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := segs.Reader(8)
+	t.Cleanup(func() { r.Close() })
+	src.remote = RemoteLog{Dev: r, PageSize: st.Log().PageSize(), Begin: st.Begin()}
+	src.end = c.End
+	return src
+}
+
+// indirectTo installs in st a table of every chain of src, with since.
+func indirectTo(t *testing.T, st *Store, src *sourceLog, id string, since uint64) *Indirections {
+	t.Helper()
+	var chains, addrs []uint64
+	bits, err := src.st.Chains(0, ^uint64(0), func(chain, addr uint64) error {
+		chains, addrs = append(chains, chain), append(addrs, addr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ind := NewIndirections(id, src.remote, since, bits, [][2]uint64{{0, ^uint64(0)}})
+	for i := range chains {
+		ind.Add(chains[i], addrs[i])
+	}
+	if err := st.InstallIndirections(ind); err != nil {
+		t.Fatal(err)
+	}
+	return ind
+}
+
+func targetStore(t *testing.T) *Store {
+	return openTest(t, Config{IndexBits: 6, CopyReadsToTail: true, Log: hlog.Config{PageBits: 14, MemoryBytes: 16 << 14}})
+}
+
+// checkAll reads every key of src through s and compares.
+func checkAll(t *testing.T, s *Session, src *sourceLog, what string) {
+	t.Helper()
+	for k, w := range src.want {
+		v, st := syncRead(t, s, []byte(k))
+		switch {
+		case w == nil && st != NotFound:
+			t.Fatalf("%s: %s reads %q (%v), want absent", what, k, v, st)
+		case w != nil && (st != OK || string(v) != string(w)):
+			t.Fatalf("%s: %s reads %q (%v), want %q", what, k, v, st, w)
+		}
+	}
+}
+
+// TestIndirectReads: a store with no records of its own reads every key
+// of another store's log through the tier, copies what it read to its
+// tail (the second read is in memory) and counts those keys then.
+func TestIndirectReads(t *testing.T) {
+	src := sealedSource(t)
+	st := targetStore(t)
+	s := newSession(t, st)
+	indirectTo(t, st, src, "m1", st.Log().Tail())
+	checkAll(t, s, src, "first read")
+	for k, w := range src.want {
+		v, status, err := s.Read([]byte(k), nil)
+		if err != nil || (w != nil && (status != OK || string(v) != string(w))) {
+			t.Fatalf("second read of %s: %q %v %v, want %q from memory", k, v, status, err, w)
+		}
+	}
+	live := int64(len(src.counts))
+	for _, w := range src.want {
+		if w != nil {
+			live++
+		}
+	}
+	for k := range src.counts {
+		syncRead(t, s, []byte(k))
+	}
+	s.Suspend()
+	if n, err := st.Keys(context.Background()); err != nil || n != live {
+		t.Fatalf("key count %d (%v) after reading every key, want %d", n, err, live)
+	}
+	if st.RemoveIndirections("m1") == nil || st.RemoveIndirections("m1") != nil {
+		t.Fatal("RemoveIndirections did not remove the table exactly once")
+	}
+	checkAll(t, s, src, "after the table went (every key was copied)")
+}
+
+// TestIndirectWrites: writes of covered keys merge with (RMW), remove
+// (Update) and hide (Delete) the remote values, and survive a compaction
+// of the store's own log; an older owner's copies below Since lose to the
+// remote chain; writes after Since win.
+func TestIndirectWrites(t *testing.T) {
+	ctx := context.Background()
+	src := sealedSource(t)
+	st := targetStore(t)
+	s := newSession(t, st)
+	// An older owner's copies, as a migration's prepare leaves them: stale
+	// values, each key's newest a tombstone (migrate.Drop).
+	for i := 0; i < indirectKeys; i += 5 {
+		mustStatus(t, OK)(s.Upsert(ikey(i), []byte("stale")))
+		if _, err := s.Delete(ikey(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.CompletePending(true)
+	indirectTo(t, st, src, "m1", st.Log().Tail())
+	checkAll(t, s, src, "over an older owner's copies")
+
+	for k, c := range src.counts {
+		mustRMW(t, s, []byte(k), 5)
+		src.counts[k] = c + 5
+	}
+	removed := 0
+	for i := 1; i < indirectKeys; i += 13 {
+		k := ikey(i)
+		_, status := syncUpdate(t, s, k, Update{If: Remove})
+		want := src.want[string(k)] != nil
+		if (status == OK) != want {
+			t.Fatalf("Update Remove of %s: %v, want existed=%v", k, status, want)
+		}
+		src.want[string(k)] = nil
+		removed++
+	}
+	for i := 2; i < indirectKeys; i += 17 {
+		if _, err := s.Delete(ikey(i)); err != nil {
+			t.Fatal(err)
+		}
+		s.CompletePending(true)
+		src.want[string(ikey(i))] = nil
+	}
+	for i := 4; i < indirectKeys; i += 19 {
+		v := fmt.Appendf(nil, "third-%d", i)
+		mustStatus(t, OK)(s.Upsert(ikey(i), v))
+		src.want[string(ikey(i))] = v
+	}
+	checkAll(t, s, src, "after writes")
+	checkCounts(t, s, src)
+
+	// Push everything to the device and compact it all: the tombstones
+	// that hide remote values must stay.
+	for i := range 4000 {
+		mustStatus(t, OK)(s.Upsert(fmt.Appendf(nil, "filler-%d", i), make([]byte, 64)))
+	}
+	s.CompletePending(true)
+	s.Suspend()
+	cs, err := st.Compact(ctx, st.Log().Head())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Until <= hlog.FirstAddress {
+		t.Fatalf("nothing compacted: %+v", cs)
+	}
+	checkAll(t, s, src, "after a compaction")
+	checkCounts(t, s, src)
+	if removed == 0 {
+		t.Fatal("no key removed")
+	}
+	// Every key has been read, so every live one has a record here now
+	// and is counted; the older owner's copies count nothing.
+	live := int64(len(src.counts) + 4000) // the counters and the fillers
+	for _, w := range src.want {
+		if w != nil {
+			live++
+		}
+	}
+	s.Suspend()
+	if n, err := st.Keys(ctx); err != nil || n != live {
+		t.Fatalf("key count %d (%v), want %d", n, err, live)
+	}
+}
+
+func mustRMW(t *testing.T, s *Session, key []byte, d int64) {
+	t.Helper()
+	status, err := s.RMW(key, i64(d), Int64Add{})
+	if err != nil || (status != OK && status != Pending) {
+		t.Fatalf("RMW(%s): %v %v", key, status, err)
+	}
+	s.CompletePending(true)
+}
+
+func checkCounts(t *testing.T, s *Session, src *sourceLog) {
+	t.Helper()
+	for k, c := range src.counts {
+		v, status := syncRead(t, s, []byte(k))
+		if status != OK || len(v) != 8 || int64(binary.LittleEndian.Uint64(v)) != c {
+			t.Fatalf("counter %s reads %x (%v), want %d", k, v, status, c)
+		}
+	}
+}
+
+// TestIndirectionsInstall: a table needs a new id, and Flush drops them.
+func TestIndirectionsInstall(t *testing.T) {
+	src := sealedSource(t)
+	st := targetStore(t)
+	indirectTo(t, st, src, "m1", st.Log().Tail())
+	if err := st.InstallIndirections(NewIndirections("m1", src.remote, 0, 8, nil)); err == nil {
+		t.Fatal("a second table with the same id was installed")
+	}
+	bad := NewIndirections("m2", src.remote, 0, 8, nil)
+	bad.Add(1, 0)
+	if err := st.InstallIndirections(bad); err == nil {
+		t.Fatal("an indirection to address 0 was installed")
+	}
+	if err := st.Flush(context.Background(), func(ctx context.Context, atStop func()) error { atStop(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Indirections()) != 0 {
+		t.Fatal("Flush left the tables")
+	}
+	s := newSession(t, st)
+	if _, status := syncRead(t, s, ikey(0)); status != NotFound {
+		t.Fatalf("a key read %v after Flush", status)
+	}
+}
+
+// TestScanCutMigrates moves every key of a store to another as a
+// migration does with a shared tier: the records above the cut (written
+// after the source's log was sealed) are sent and inserted since the
+// target prepared, the chains below it become indirections, and the
+// target then reads every key as the source has it.
+func TestScanCutMigrates(t *testing.T) {
+	ctx := context.Background()
+	src := sealedSource(t)
+	cut := src.end // what the tier holds of the source's log is final up to there
+	s := newSession(t, src.st)
+	for i := 0; i < indirectKeys; i += 13 { // above the cut: overwritten
+		v := fmt.Appendf(nil, "after-%d", i)
+		mustStatus(t, OK)(s.Upsert(ikey(i), v))
+		src.want[string(ikey(i))] = v
+	}
+	for i := 1; i < indirectKeys; i += 29 { // above the cut: deleted (no cut in their chains)
+		if _, err := s.Delete(ikey(i)); err != nil {
+			t.Fatal(err)
+		}
+		s.CompletePending(true)
+		src.want[string(ikey(i))] = nil
+	}
+	for i := range 100 { // new keys
+		k := fmt.Appendf(nil, "new-%d", i)
+		mustStatus(t, OK)(s.Upsert(k, k))
+		src.want[string(k)] = k
+	}
+	for k, c := range src.counts {
+		src.want[k] = i64(c)
+	}
+	s.Suspend()
+
+	dst := targetStore(t)
+	since := dst.Log().Tail()
+	ts := newSession(t, dst)
+	var chains, addrs []uint64
+	var bits uint
+	sent := 0
+	err := src.st.ScanCut(ctx, 0, ^uint64(0), cut, func(key, value []byte, at int64, live bool, addr uint64) error {
+		if !live {
+			return nil // a target that prepared holds nothing older: as Send
+		}
+		sent++
+		syncUpdate(t, ts, key, Update{If: IfNoneSince, Since: since, Merge: Replace{}, Input: value})
+		return nil
+	}, func(b uint, chain, addr uint64) error {
+		if addr >= cut {
+			t.Fatalf("a chain cut at %d, at or above the cut %d", addr, cut)
+		}
+		bits = b
+		chains, addrs = append(chains, chain), append(addrs, addr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chains) == 0 || sent >= len(src.want)/2 {
+		t.Fatalf("%d records sent and %d indirections for %d keys: the cut saved nothing", sent, len(chains), len(src.want))
+	}
+	ind := NewIndirections("m1", src.remote, since, bits, [][2]uint64{{0, ^uint64(0)}})
+	for i := range chains {
+		ind.Add(chains[i], addrs[i])
+	}
+	if err := dst.InstallIndirections(ind); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, ts, src, "after the move")
+	t.Logf("%d keys: %d records sent, %d indirections", len(src.want), sent, len(chains))
+}
+
+// TestIndirectionsCoverOnlyTheirRanges: a key outside a table's hash
+// ranges keeps this store's records, even those older than Since.
+func TestIndirectionsCoverOnlyTheirRanges(t *testing.T) {
+	src := sealedSource(t)
+	st := targetStore(t)
+	s := newSession(t, st)
+	const half = uint64(1) << 63
+	mine := map[string]bool{}
+	for k := range src.want {
+		if keyhash.Hash([]byte(k)) >= half { // this store's own keys
+			mustStatus(t, OK)(s.Upsert([]byte(k), []byte("mine")))
+			mine[k] = true
+		}
+	}
+	ind := NewIndirections("m1", src.remote, st.Log().Tail(), 0, [][2]uint64{{0, half - 1}})
+	var bits uint
+	var err error
+	if bits, err = src.st.Chains(0, half-1, func(chain, addr uint64) error { ind.Add(chain, addr); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ind.bits = bits
+	if err := st.InstallIndirections(ind); err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range src.want {
+		v, status := syncRead(t, s, []byte(k))
+		switch {
+		case mine[k] && string(v) != "mine":
+			t.Fatalf("%s, outside the table's range, reads %q", k, v)
+		case !mine[k] && w != nil && string(v) != string(w):
+			t.Fatalf("%s reads %q (%v), want %q", k, v, status, w)
+		case !mine[k] && w == nil && status != NotFound:
+			t.Fatalf("%s reads %q, want absent", k, v)
+		}
+	}
+	if len(mine) == 0 || len(mine) == len(src.want) {
+		t.Fatalf("%d of %d keys in the upper half", len(mine), len(src.want))
+	}
+}
