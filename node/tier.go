@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,10 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/tier"
@@ -51,6 +55,10 @@ type sealer struct {
 	lo, hi   atomic.Uint64
 	uploaded atomic.Uint64 // segments uploaded since start
 	deleted  atomic.Uint64 // segments deleted since start
+
+	// mu orders pins against deletions: release lists the pins and
+	// deletes under it, pin writes one under it.
+	mu sync.Mutex
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -131,14 +139,18 @@ func (s *sealer) round(ctx context.Context) error {
 	size := s.segs.Size()
 	begin := st.Begin()
 	end := min(s.srv.LastCheckpoint().Store.End, st.Log().FlushedUntil())
-	if first := (begin + size - 1) / size; s.hi.Load() < first {
+	if first := begin / size; s.hi.Load() < first {
 		// The log moved past what the tier holds: an empty run starts
-		// where the log begins (release deletes the old one).
+		// at the segment where the log begins (release deletes the old
+		// one).
 		s.lo.Store(first)
 		s.hi.Store(first)
 	}
+	// The device may have released the log below its begin's page (the
+	// store's Release): those bytes go up as zeros.
+	from := begin &^ (st.Log().PageSize() - 1)
 	for n := s.hi.Load(); (n+1)*size <= end; n++ {
-		if err := s.segs.Upload(ctx, s.dev, n); err != nil {
+		if err := s.segs.Upload(ctx, s.dev, n, max(from, n*size)); err != nil {
 			return err
 		}
 		s.hi.Store(n + 1)
@@ -148,11 +160,20 @@ func (s *sealer) round(ctx context.Context) error {
 	return s.release(ctx, begin)
 }
 
-// release deletes the segments wholly below begin: no record there is
-// reachable from this log's index, and no other server's index refers to
-// the tier yet (indirection records, which will pin segments, are not
-// built).
+// release deletes the segments wholly below begin and below every pin: no
+// record there is reachable from this log's index, nor from another
+// server's indirections (a pin holds the segments from the address it
+// names on until the server that resolves them deletes it).
 func (s *sealer) release(ctx context.Context, begin uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pins, err := s.pins(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pins {
+		begin = min(begin, p)
+	}
 	size := s.segs.Size()
 	ns, err := s.segs.List(ctx)
 	if err != nil {
@@ -171,6 +192,60 @@ func (s *sealer) release(ctx context.Context, begin uint64) error {
 		s.lo.Store(min(lo, s.hi.Load()))
 	}
 	return nil
+}
+
+// pinDir is where the pins of log logID live in the tier.
+func pinDir(logID string) string { return "pins/" + logID + "/" }
+
+// pinName names the pin of migration id of cluster name on log logID.
+func pinName(logID, name string, id cluster.MigrationID) string {
+	return fmt.Sprintf("%s%s-%d", pinDir(logID), name, id)
+}
+
+// pins returns the addresses the log's pins hold the tier from.
+func (s *sealer) pins(ctx context.Context) ([]uint64, error) {
+	st := s.segs.Store()
+	names, err := st.List(ctx, pinDir(s.segs.LogID()))
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, name := range names {
+		b, err := st.Get(ctx, name)
+		if errors.Is(err, tier.ErrNotFound) {
+			continue // unpinned meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		a, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("node: pin %s: %q is not an address", name, b)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// pin holds the tier's copy of the log from its begin on for migration id
+// (the pin is recorded in the tier, so it outlives this process) and
+// returns that begin and the cut: the end of what the tier holds of the
+// log from there, every byte below it final. A cut of 0: the tier does
+// not hold the log from its begin (it was turned on later); nothing is
+// pinned then.
+func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID) (begin, cut uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	size := s.segs.Size()
+	begin = s.srv.Store().Begin()
+	if s.lo.Load()*size > begin || s.hi.Load()*size <= begin {
+		return begin, 0, nil
+	}
+	b := strconv.AppendUint(nil, begin, 10)
+	if err := s.segs.Store().Put(ctx, pinName(s.segs.LogID(), name, id), bytes.NewReader(b), int64(len(b))); err != nil {
+		return 0, 0, err
+	}
+	return begin, s.hi.Load() * size, nil
 }
 
 // logIdentity returns the id of the log under dir: the one recorded in

@@ -164,6 +164,9 @@ const (
 // cover returns what an installed indirection makes of key's record at
 // addr.
 func (c *compactor) cover(addr uint64, key []byte) coverage {
+	if p := c.st.indirections.Load(); p == nil {
+		return uncovered // no table: no key to hash
+	}
 	switch ind, _ := c.st.covered(keyhash.Hash(key)); {
 	case ind == nil:
 		return uncovered

@@ -105,12 +105,12 @@ func (t *Indirections) seal() error {
 	sort.SliceStable(idx, func(a, b int) bool { return t.chains[idx[a]] < t.chains[idx[b]] })
 	chains, addrs := make([]uint64, 0, len(idx)), make([]uint64, 0, len(idx))
 	for _, i := range idx {
+		if t.addrs[i] < hlog.FirstAddress {
+			return fmt.Errorf("store: indirection %s: chain %#x at address %d", t.ID, t.chains[i], t.addrs[i])
+		}
 		if n := len(chains); n > 0 && chains[n-1] == t.chains[i] {
 			addrs[n-1] = t.addrs[i]
 			continue
-		}
-		if t.addrs[i] < hlog.FirstAddress {
-			return fmt.Errorf("store: indirection %s: chain %#x at address %d", t.ID, t.chains[i], t.addrs[i])
 		}
 		chains, addrs = append(chains, t.chains[i]), append(addrs, t.addrs[i])
 	}
@@ -118,16 +118,19 @@ func (t *Indirections) seal() error {
 	return nil
 }
 
-// lookup returns where h's chain goes on in the remote log, when the
-// table covers h.
-func (t *Indirections) lookup(h uint64) (uint64, bool) {
-	in := false
+// covers reports whether h lies in the table's ranges.
+func (t *Indirections) covers(h uint64) bool {
 	for _, r := range t.Ranges {
-		in = in || h >= r[0] && h <= r[1]
+		if h >= r[0] && h <= r[1] {
+			return true
+		}
 	}
-	if !in {
-		return 0, false
-	}
+	return false
+}
+
+// lookup returns where h's chain goes on in the remote log (false: the
+// source sent every record of it; h's own records decide).
+func (t *Indirections) lookup(h uint64) (uint64, bool) {
 	c := index.ChainOf(h, t.bits)
 	i, ok := slices.BinarySearch(t.chains, c)
 	if !ok {
@@ -140,13 +143,19 @@ func (t *Indirections) lookup(h uint64) (uint64, bool) {
 // whole (copy on write) under the store's indirect mutex.
 type indirections []*Indirections
 
-// covering returns the newest table that covers h, and the address its
-// chain goes on at.
+// covering returns the newest table whose ranges hold h, and the address
+// h's chain goes on at, if that table has an indirection for it. An older
+// table is never asked: the newest migration of h's slot to this store
+// sent what its source held.
 func (ts indirections) covering(h uint64) (*Indirections, uint64) {
 	for i := len(ts) - 1; i >= 0; i-- {
+		if !ts[i].covers(h) {
+			continue
+		}
 		if a, ok := ts[i].lookup(h); ok {
 			return ts[i], a
 		}
+		return nil, 0
 	}
 	return nil, 0
 }
@@ -154,6 +163,9 @@ func (ts indirections) covering(h uint64) (*Indirections, uint64) {
 // InstallIndirections makes t part of every lookup from now on. Its ID
 // must be new.
 func (st *Store) InstallIndirections(t *Indirections) error {
+	if t.Remote.Dev == nil {
+		return fmt.Errorf("store: indirections %s without a device", t.ID)
+	}
 	if err := t.seal(); err != nil {
 		return err
 	}
@@ -180,7 +192,11 @@ func (st *Store) RemoveIndirections(id string) *Indirections {
 	for i, o := range old {
 		if o.ID == id {
 			next := slices.Delete(slices.Clone(old), i, i+1)
-			st.indirections.Store(&next)
+			if len(next) == 0 {
+				st.indirections.Store(nil) // lookups pay one load again
+			} else {
+				st.indirections.Store(&next)
+			}
 			return o
 		}
 	}

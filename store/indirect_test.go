@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/tier"
@@ -75,7 +76,7 @@ func sealedSource(t *testing.T) *sourceLog {
 		t.Fatal(err)
 	}
 	for n := uint64(0); n*segs.Size() < c.End; n++ {
-		if err := segs.Upload(ctx, dev, n); err != nil {
+		if err := segs.Upload(ctx, dev, n, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -394,5 +395,128 @@ func TestIndirectionsCoverOnlyTheirRanges(t *testing.T) {
 	}
 	if len(mine) == 0 || len(mine) == len(src.want) {
 		t.Fatalf("%d of %d keys in the upper half", len(mine), len(src.want))
+	}
+}
+
+// TestIndirectRemoveOfUnreadKey: a conditional delete and an expiry in
+// the past of covered keys never read here (their values are only in the
+// remote log) delete them, and a delete of a covered key that exists
+// nowhere leaves no index entry.
+func TestIndirectRemoveOfUnreadKey(t *testing.T) {
+	src := sealedSource(t)
+	st := targetStore(t)
+	s := newSession(t, st)
+	indirectTo(t, st, src, "m1", st.Log().Tail())
+	removed, expired := 0, 0
+	for i := 0; i < indirectKeys; i += 3 {
+		k := ikey(i)
+		live := src.want[string(k)] != nil
+		var status Status
+		if i%2 == 0 {
+			_, status = syncUpdate(t, s, k, Update{If: Remove})
+			removed++
+		} else {
+			_, status = syncUpdate(t, s, k, Update{If: IfPresent, Merge: Keep{}, Expire: Expiry{Mode: SetExpiry, At: 1}})
+			expired++
+		}
+		if (status == OK) != live {
+			t.Fatalf("%s (live %v): %v", k, live, status)
+		}
+		if v, status := syncRead(t, s, k); status != NotFound {
+			t.Fatalf("%s reads %q after its delete", k, v)
+		}
+	}
+	entries := func() int64 { // with the session's batch counted
+		s.Suspend()
+		s.st.index.CountEntries(s.newEntries, s.entriesGen)
+		s.newEntries = 0
+		return st.index.Stats().Entries
+	}
+	before := entries()
+	for i := range 200 {
+		syncUpdate(t, s, fmt.Appendf(nil, "nowhere-%d", i), Update{If: Remove})
+	}
+	if after := entries(); after != before {
+		t.Fatalf("deletes of keys that exist nowhere made %d index entries", after-before)
+	}
+	if removed == 0 || expired == 0 {
+		t.Fatal("nothing tried")
+	}
+}
+
+// TestScanCutAcrossRanges: two keys of different slots share a chain; the
+// one deleted above the cut keeps the chain from being cut in the scan of
+// the other's range too, so a table covering both ranges never brings it
+// back.
+func TestScanCutAcrossRanges(t *testing.T) {
+	ctx := context.Background()
+	dev := ssd.NewMemDevice()
+	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 4 << 12, Device: dev}})
+	s := newSession(t, st)
+	k1 := []byte("alpha")
+	h1 := keyhash.Hash(k1)
+	var k2 []byte
+	for i := 0; k2 == nil; i++ {
+		c := fmt.Appendf(nil, "collider-%d", i)
+		hc := keyhash.Hash(c)
+		if index.ChainOf(hc, 8) == index.ChainOf(h1, 8) && keyhash.SlotOf(hc) != keyhash.SlotOf(h1) {
+			k2 = c
+		}
+	}
+	mustStatus(t, OK)(s.Upsert(k1, []byte("v1")))
+	mustStatus(t, OK)(s.Upsert(k2, []byte("old-v2")))
+	push(t, st, s, st.Log().Tail()-1, onDevice)
+	s.Suspend()
+	c, err := st.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := tier.OpenDir(t.TempDir())
+	segs, _ := tier.NewSegments(dir, "src", tier.MinSegmentSize)
+	for n := uint64(0); n*segs.Size() < c.End; n++ {
+		if err := segs.Upload(ctx, dev, n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Delete(k2); err != nil { // above the cut
+		t.Fatal(err)
+	}
+	s.CompletePending(true)
+	s.Suspend()
+	r := segs.Reader(4)
+	defer r.Close()
+	dst := targetStore(t)
+	ranges := [][2]uint64{}
+	var chains, addrs []uint64
+	var bits uint
+	for _, k := range [][]byte{k1, k2} {
+		slot := keyhash.SlotOf(keyhash.Hash(k))
+		lo, hi := keyhash.FirstHash(slot), keyhash.LastHash(slot)
+		ranges = append(ranges, [2]uint64{lo, hi})
+		err := st.ScanCut(ctx, lo, hi, c.End, func(key, value []byte, at int64, live bool, addr uint64) error {
+			return nil // nothing above the cut is live but what the test checks below
+		}, func(b uint, chain, addr uint64) error {
+			bits = b
+			chains, addrs = append(chains, chain), append(addrs, addr)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := st.index.Bits(); index.ChainOf(keyhash.Hash(k2), b) != index.ChainOf(h1, b) {
+		t.Fatalf("the index grew to %d bits: the keys no longer share a chain", b)
+	}
+	t.Logf("%d indirections (other chains of the slots' buckets)", len(chains))
+	ind := NewIndirections("m", RemoteLog{Dev: r, PageSize: st.Log().PageSize(), Begin: st.Begin()}, dst.Log().Tail(), bits, ranges)
+	for i := range chains {
+		ind.Add(chains[i], addrs[i])
+	}
+	if err := dst.InstallIndirections(ind); err != nil {
+		t.Fatal(err)
+	}
+	ts := newSession(t, dst)
+	if v, status := syncRead(t, ts, k2); status != NotFound {
+		t.Fatalf("the deleted key reads %q", v)
 	}
 }

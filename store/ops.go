@@ -470,12 +470,12 @@ func (s *Session) deleteOnce(key []byte, h uint64) (Status, error) {
 	return st, nil
 }
 
-// deleteCovered decides the delete of a key an indirection covers when
-// no record of it at or above the table's Since is in memory: its value
-// may be in the remote log, so a tombstone goes in front of its chain
+// deleteCovered decides the delete of a key an indirection covers unless
+// a record of it at or above the table's Since is in memory (done false:
+// the delete goes on as for any key, that record decides): its value may
+// be in the remote log, so a tombstone goes in front of its chain
 // whatever the local chain holds, and the delete reports OK (as a blind
-// delete of a key on the device does). Otherwise (done false) the delete
-// goes on as for any key: a local record at or above Since decides.
+// delete of a key on the device does).
 func (s *Session) deleteCovered(key []byte, h uint64, ind *Indirections) (st Status, done bool, err error) {
 	l := s.st.log
 	slot, e := s.findOrCreate(h)
@@ -484,7 +484,9 @@ func (s *Session) deleteCovered(key []byte, h uint64, ind *Indirections) (st Sta
 	case found && addr >= ind.Since:
 		return 0, false, nil
 	case !found && addr >= max(l.Begin(), ind.Since):
-		return 0, false, nil // the local chain goes on on the device: a doubt there
+		// The local chain goes on on the device: whether the key is
+		// live there is a doubt, resolved later (keycount.go).
+		_, err = s.appendTombstone(slot, e, key, 0, true)
 	case found && addr < l.SafeReadOnly():
 		// An older owner's copy, read-only: its count is known.
 		delta := int64(-1)

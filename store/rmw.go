@@ -24,8 +24,17 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	if s.res.cond != IfNoneSince { // an insert since is decided by local records alone
 		ind, raddr = s.st.covered(h)
 	}
-	slot, e, ok := s.entryFor(h, ind != nil)
-	if !ok {
+	slot, e, ok := s.entryFor(h)
+	switch {
+	case !ok && ind != nil:
+		// No entry: the remote value decides, and an entry is made only
+		// if the Update then writes (continueRMW).
+		p = s.pend.reuse(p, OpRMW, h, key, input, m)
+		p.entryAddr, p.begin = 0, l.Begin()
+		p.cover(ind, raddr)
+		s.pend.goRemote(p)
+		return Pending, nil
+	case !ok:
 		return s.rmwCopy(slot, e, key, input, m, absent) // absent, and it cannot create: kept
 	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
@@ -162,11 +171,8 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 // when the operation may create the key: an Update that cannot (Remove,
 // IfPresent) of a key without an entry is decided without one (ok false),
 // so deletes of absent keys leave no empty entries behind.
-//
-// A covered key (indirect.go) always gets an entry: its value may be in
-// the remote log, and what the Update decides is then written here.
-func (s *Session) entryFor(h uint64, covered bool) (index.Slot, index.Entry, bool) {
-	if s.res.update && !s.res.cond.creates() && !covered {
+func (s *Session) entryFor(h uint64) (index.Slot, index.Entry, bool) {
+	if s.res.update && !s.res.cond.creates() {
 		return s.st.index.Find(s.g, h)
 	}
 	slot, e := s.findOrCreate(h)
@@ -316,7 +322,16 @@ func (s *Session) removeCopy(slot index.Slot, e index.Entry, key []byte, old pri
 // index.
 func (s *Session) continueRMW(p *pendingOp, old prior) (Status, error) {
 	for spins := 0; ; spins++ {
-		slot, e, ok := s.entryFor(p.hash, p.ind != nil)
+		slot, e, ok := s.entryFor(p.hash)
+		if !ok && p.ind != nil && p.entryAddr == 0 {
+			// A covered key without an entry (rmwOnce): it gets one only
+			// when the Update writes.
+			if s.res.update && s.decide(old, p.merger) == actKeep {
+				return s.rmwCopy(slot, e, p.key(), p.input(), p.merger, old) // decides the same: writes nothing
+			}
+			slot, e = s.findOrCreate(p.hash)
+			ok = true
+		}
 		if !ok || e.Address() != p.entryAddr {
 			return s.rmw(p.key(), p.input(), p.merger, p.hash, p)
 		}

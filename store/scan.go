@@ -133,7 +133,7 @@ type chainScanner struct {
 	// a key of another bucket in it is met in its own.
 	bucket, tag uint64
 	bits        uint
-	seen        map[string]bool // keys met in the chain being walked
+	seen        map[string]bool // keys of the chain's bucket met in the chain being walked
 	buf         []byte
 	fn          ScanFunc
 	// ScanCut's: where chains are cut, and what gets the cuts; dead: the
@@ -204,18 +204,24 @@ func (w *chainScanner) walk(addr uint64) error {
 // met visits key when it is in the range, of the chain's bucket, and not
 // met before in the chain: its newest record, with header hdr, value v and
 // expiry at.
+//
+// With a cut (ScanCut), a deleted or expired key of the chain's bucket
+// keeps the chain from being cut, whether or not it is in the range: a
+// table made of several scans covers their ranges together.
 func (w *chainScanner) met(key, v []byte, at int64, hdr hlog.Header, addr uint64) error {
 	h := keyhash.Hash(key)
-	if !w.in(h) || index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
+	if index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
 		return nil
 	}
 	w.seen[string(key)] = true
+	dead := hdr.Invalid() || hdr.Tombstone() || w.st.expired(at)
+	w.dead = w.dead || dead
 	switch {
+	case !w.in(h):
+		return nil
 	case hdr.Invalid() || hdr.Tombstone():
-		w.dead = true
 		return w.fn(key, nil, 0, false, addr)
-	case w.st.expired(at):
-		w.dead = true
+	case dead:
 		return w.fn(key, nil, at, false, addr)
 	}
 	return w.fn(key, v, at, true, addr)

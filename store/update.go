@@ -87,13 +87,14 @@ func (c Cond) creates() bool { return c == Always || c == IfAbsent || c == IfNon
 
 // action decides on the key's value old; recent: it has a record at or
 // above the Update's Since. Remove deletes an expired value too (it is
-// still counted), reporting it absent.
+// still counted), reporting it absent, and a live value the key count
+// does not count yet (found through an indirection, indirect.go).
 func (c Cond) action(old prior, recent bool) action {
 	live := old.live
 	switch {
 	case c == ReapExpired && old.counted && !live:
 		return actRemove
-	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !old.counted, c == IfNoneSince && recent, c == ReapExpired:
+	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !old.counted && !live, c == IfNoneSince && recent, c == ReapExpired:
 		return actKeep
 	case c == Remove:
 		return actRemove
@@ -117,7 +118,7 @@ func (s *Session) decide(old prior, m Merger) action {
 	case old.live && !r.x.Allows(old.at):
 		return actKeep
 	case r.x.Mode == SetExpiry && r.x.At <= s.st.cfg.Now():
-		if old.counted {
+		if old.counted || old.live { // live: a remote value (indirect.go)
 			return actRemove
 		}
 		return actKeep

@@ -122,6 +122,20 @@ func (d *Dir) ReadAt(ctx context.Context, name string, p []byte, off int64) erro
 	return fmt.Errorf("tier: read %s at %d: %d of %d bytes: %w", name, off, n, len(p), err)
 }
 
+func (d *Dir) Get(ctx context.Context, name string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(d.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, name, d)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tier: %w", err)
+	}
+	return b, nil
+}
+
 func (d *Dir) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err

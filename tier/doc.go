@@ -24,5 +24,7 @@
 // and below the log's flushed point. Those bytes never change again under
 // that log id (a recovery restarts the log after the checkpoint's end, and
 // a log that starts over gets a new id), so an object, once present, is
-// the final content of its addresses and readers may cache it.
+// the final content of its addresses and readers may cache it. Bytes of a
+// segment below the log's begin when it went up may be zeros (the device
+// had released them); no reader reads below the begin it was given.
 package tier

@@ -117,6 +117,22 @@ func (s *S3) readErr(name string, off int64, n int, err error) error {
 	return fmt.Errorf("tier: read %s: %w", name, err)
 }
 
+func (s *S3) Get(ctx context.Context, name string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	body, _, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, s.prefix+name, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.readErr(name, 0, 0, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("tier: get %s: %w", name, err)
+	}
+	return b, nil
+}
+
 func (s *S3) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err

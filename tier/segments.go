@@ -71,11 +71,16 @@ func (g *Segments) Delete(ctx context.Context, n uint64) error { return g.store.
 // uploadChunk is how much of a segment one device read brings in.
 const uploadChunk = 1 << 20
 
-// Upload copies segment n from dev, the log's device, to the store. The
-// caller keeps the package invariant: every byte of the segment is final.
-func (g *Segments) Upload(ctx context.Context, dev ssd.Device, n uint64) error {
+// Upload copies segment n from dev, the log's device, to the store; the
+// bytes below from (the log's begin, where the device may have released
+// them; a multiple of ssd.SectorSize) go up as zeros. The caller keeps the
+// package invariant: every byte of the segment is final.
+func (g *Segments) Upload(ctx context.Context, dev ssd.Device, n, from uint64) error {
+	if from%ssd.SectorSize != 0 {
+		return fmt.Errorf("tier: upload from %d: not a multiple of %d", from, ssd.SectorSize)
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(g.readSegment(ctx, dev, n, pw)) }()
+	go func() { pw.CloseWithError(g.readSegment(ctx, dev, n, from, pw)) }()
 	err := g.store.Put(ctx, g.Name(n), pr, int64(g.size))
 	pr.CloseWithError(err) // ends readSegment if Put stopped early
 	if err != nil {
@@ -84,15 +89,20 @@ func (g *Segments) Upload(ctx context.Context, dev ssd.Device, n uint64) error {
 	return nil
 }
 
-// readSegment writes segment n of dev to w, one aligned chunk at a time.
-func (g *Segments) readSegment(ctx context.Context, dev ssd.Device, n uint64, w io.Writer) error {
+// readSegment writes segment n of dev to w, one aligned chunk at a time,
+// zeros below from.
+func (g *Segments) readSegment(ctx context.Context, dev ssd.Device, n, from uint64, w io.Writer) error {
 	buf := ssd.AlignedBuffer(uploadChunk)
 	for off := n * g.size; off < (n+1)*g.size; off += uploadChunk {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := hlog.ReadPage(dev, buf, off); err != nil {
-			return fmt.Errorf("reading the device at %d: %w", off, err)
+		skip := min(uploadChunk, max(from, off)-off) // bytes of the chunk below from
+		clear(buf[:skip])
+		if skip < uploadChunk {
+			if err := hlog.ReadPage(dev, buf[skip:], off+skip); err != nil {
+				return fmt.Errorf("reading the device at %d: %w", off+skip, err)
+			}
 		}
 		if _, err := w.Write(buf); err != nil {
 			return err

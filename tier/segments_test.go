@@ -53,7 +53,7 @@ func TestSegmentsUploadAndRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, n := range []uint64{0, 1} {
-				if err := segs.Upload(ctx, dev, n); err != nil {
+				if err := segs.Upload(ctx, dev, n, 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -81,6 +81,20 @@ func TestSegmentsUploadAndRead(t *testing.T) {
 			r.WriteAsync(make([]byte, 8), 0, w)
 			if err := <-w; !errors.Is(err, ErrReadOnly) {
 				t.Fatalf("a write: %v, want ErrReadOnly", err)
+			}
+			// Bytes below from go up as zeros (a log's released start).
+			if err := segs.Upload(ctx, dev, 1, size+8192); err != nil {
+				t.Fatal(err)
+			}
+			p := make([]byte, 8192+16)
+			if err := readLog(r, p, size); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p[:8192], make([]byte, 8192)) || !bytes.Equal(p[8192:], log[size+8192:size+8192+16]) {
+				t.Fatal("an upload from an offset: wrong bytes")
+			}
+			if err := segs.Upload(ctx, dev, 1, 100); err == nil {
+				t.Fatal("an upload from an unaligned offset was accepted")
 			}
 			if err := segs.Delete(ctx, 0); err != nil {
 				t.Fatal(err)

@@ -20,6 +20,9 @@ type Store interface {
 	// object's end is an error (io.ErrUnexpectedEOF); a missing object is
 	// ErrNotFound.
 	ReadAt(ctx context.Context, name string, p []byte, off int64) error
+	// Get returns a whole object (a small one: a table, a pin); a
+	// missing object is ErrNotFound.
+	Get(ctx context.Context, name string) ([]byte, error)
 	// Delete removes name; a missing object is not an error.
 	Delete(ctx context.Context, name string) error
 	// List returns the names under prefix, sorted.

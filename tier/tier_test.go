@@ -35,6 +35,12 @@ func TestStores(t *testing.T) {
 					t.Fatalf("read %v: wrong bytes", r)
 				}
 			}
+			if b, err := s.Get(ctx, "logs/b/x"); err != nil || string(b) != "xy" {
+				t.Fatalf("get: %q, %v", b, err)
+			}
+			if _, err := s.Get(ctx, "logs/b/y"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("get of a missing object: %v, want ErrNotFound", err)
+			}
 			p := make([]byte, 10)
 			if err := s.ReadAt(ctx, "logs/a/000000000001", p, int64(len(obj)-5)); !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("read past the end: %v, want ErrUnexpectedEOF", err)
