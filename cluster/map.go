@@ -18,6 +18,10 @@ type Server struct {
 	RESP   string   `json:"resp,omitempty"`  // the Redis protocol, host:port
 	Admin  string   `json:"admin,omitempty"` // admin HTTP, host:port
 	Loops  int      `json:"loops,omitempty"`
+	// Tier is the shared tier the server's log goes to (--shared-tier):
+	// a migration's source hands chains to a target as indirections only
+	// when both name the same one.
+	Tier string `json:"tier,omitempty"`
 }
 
 // Assignment gives a range of slots to its owner.

@@ -856,7 +856,10 @@ func (g *Migrator) computeHolds() Holds {
 		switch {
 		case m.role == target && (m.rec.Phase == PhasePrepare && !m.refused || m.rec.Phase == PhaseCancelling || m.running[TaskPrepare]):
 			h.Hold.union(slots)
-		case m.role == target && (m.rec.Phase == PhaseTransfer || m.rec.Phase == PhaseMove && !m.finishGot):
+		case m.role == target && (m.rec.Phase == PhaseTransfer || m.rec.Phase == PhaseMove && m.done[TaskCheckpoint] == 0):
+			// Until the checkpoint after the move is done, not only until
+			// the source said it finished: that task takes the move's
+			// indirections (a key behind them is not absent).
 			h.Misses.union(slots)
 		case m.role == source && (m.rec.Phase == PhaseCancelling || m.cancelling != "" && m.rec.Phase >= PhaseTransfer):
 			h.Hold.union(slots)

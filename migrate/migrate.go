@@ -32,15 +32,23 @@ type record struct {
 	addr       uint64
 }
 
+// scanner scans the keys of hashes [lo, hi]: store.Scan, or ScanCut.
+type scanner func(ctx context.Context, lo, hi uint64, fn store.ScanFunc) error
+
 // eachChunk calls fn with the records of ranges, a slot group's share at a
 // time, in hash order; the slice is reused between calls.
 func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn func([]record) error) error {
+	return eachChunkOf(ctx, st.Scan, ranges, fn)
+}
+
+// eachChunkOf is eachChunk over what scan finds.
+func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn func([]record) error) error {
 	var buf []record
 	for _, r := range ranges {
 		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
 			last := min(int(r.Last), (first/groupSlots+1)*groupSlots-1)
 			buf = buf[:0]
-			err := st.Scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, at int64, live bool, addr uint64) error {
+			err := scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, at int64, live bool, addr uint64) error {
 				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), at: at, live: live, addr: addr})
 				return nil
 			})
@@ -118,6 +126,23 @@ const answerEvery = 1024
 // new one, so one answer for both means one run of the peer took them all.
 func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since uint64, sess *client.Session,
 	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) (uint64, error) {
+	return send(ctx, st.Scan, ranges, since, sess, id, kind, progress)
+}
+
+// SendCut is Send of moved records that reads nothing below cut (what a
+// shared tier holds of st's log): every chain that reaches below it goes
+// to indirect instead (store.ScanCut), for the target to read through the
+// tier. indirect runs on the calling goroutine.
+func SendCut(ctx context.Context, st *store.Store, ranges []cluster.Range, cut uint64, sess *client.Session,
+	id cluster.MigrationID, indirect func(bits uint, chain, addr uint64) error, progress func(records int)) (uint64, error) {
+	scan := func(ctx context.Context, lo, hi uint64, fn store.ScanFunc) error {
+		return st.ScanCut(ctx, lo, hi, cut, fn, indirect)
+	}
+	return send(ctx, scan, ranges, 0, sess, id, wire.MigrateMoved, progress)
+}
+
+func send(ctx context.Context, scan scanner, ranges []cluster.Range, since uint64, sess *client.Session,
+	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) (uint64, error) {
 	first, err := Incarnation(sess)
 	if err != nil {
 		return 0, err
@@ -142,7 +167,7 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 		n = 0
 		return ctx.Err()
 	}
-	err = eachChunk(ctx, st, ranges, func(recs []record) error {
+	err = eachChunkOf(ctx, scan, ranges, func(recs []record) error {
 		for _, r := range recs {
 			k := kind
 			switch {

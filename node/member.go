@@ -51,6 +51,9 @@ type ClusterConfig struct {
 	// taskGate, when set (fault injection in tests), runs before every
 	// migration task; an error fails the task.
 	taskGate func(context.Context, cluster.Task) error
+	// resolveGate, when set (tests), runs before a resolver pulls a
+	// table's keys in: a test holds it to read through the indirections.
+	resolveGate func(context.Context) error
 }
 
 // member is a node's membership of its cluster.
@@ -71,6 +74,9 @@ type member struct {
 	log     *slog.Logger
 	timeout time.Duration
 	adv     string
+	tier    string      // the shared tier's URL (Config.Tier), "" for none
+	sealer  *sealer     // the node's, nil without a shared tier
+	ind     *indirector // the node's, nil without a shared tier
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -80,7 +86,7 @@ type member struct {
 // first routing in scfg.
 func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	cc := cfg.Cluster
-	m := &member{name: cc.Name, log: cfg.Log.With("cluster", cc.Name), timeout: cc.Timeout, adv: cc.AdvertiseHost,
+	m := &member{name: cc.Name, log: cfg.Log.With("cluster", cc.Name), timeout: cc.Timeout, adv: cc.AdvertiseHost, tier: cfg.Tier.URL,
 		file: routingFile{dir: clusterDir(cfg.Dir)}}
 	if m.timeout == 0 {
 		m.timeout = 2 * time.Second
@@ -147,7 +153,7 @@ func (m *member) closeMeta() error {
 // self is the member's entry as clients reach it.
 func (m *member) self() cluster.Server {
 	return cluster.Server{ID: m.id, Native: m.advertise(m.srv.Addr()), RESP: m.advertise(m.srv.RESPAddr()),
-		Admin: m.advertise(m.srv.AdminAddr()), Loops: m.srv.Loops()}
+		Admin: m.advertise(m.srv.AdminAddr()), Loops: m.srv.Loops(), Tier: m.tier}
 }
 
 func (m *member) advertise(addr string) string {

@@ -20,7 +20,7 @@ import (
 // migrations is a member's part in live migrations: the cluster.Migrator
 // it drives, the holds installed on its loops, the data tasks it runs and
 // the messages it exchanges with peers. Only the membership goroutine
-// touches it, except events and pulls (any goroutine sends), addrs (mu)
+// touches it, except events and pulls (any goroutine sends), known (mu)
 // and sources (atomic; the fetcher reads it, fetch.go).
 //
 // Invariant: holds are persisted (DIR/cluster/holds.json) before the loops
@@ -45,7 +45,7 @@ type migrations struct {
 	rate   int                                       // ClusterConfig.MigrationRate
 
 	mu    sync.Mutex
-	addrs map[cluster.ServerID]string // peers' native addresses, newest read
+	known map[cluster.ServerID]cluster.Server // peers' entries (addresses, tier), newest read
 
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of
@@ -97,7 +97,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: cc.SampleTicks}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
-		gate: cc.taskGate, fail: cc.Failpoint, rate: cc.MigrationRate, addrs: map[cluster.ServerID]string{}, pulls: make(chan pull, pullQueue)}, nil
+		gate: cc.taskGate, fail: cc.Failpoint, rate: cc.MigrationRate, known: map[cluster.ServerID]cluster.Server{}, pulls: make(chan pull, pullQueue)}, nil
 }
 
 // onMessage takes a peer's message on a loop (server.Config.OnMigrator).
@@ -115,18 +115,21 @@ func (g *migrations) learnAddrs(st cluster.State) {
 	defer g.mu.Unlock()
 	if st.Map != nil {
 		for id, s := range st.Map.Servers {
-			g.addrs[id] = s.Native
+			g.known[id] = s
 		}
 	}
 	for id, s := range st.Live {
-		g.addrs[id] = s.Native
+		g.known[id] = s
 	}
 }
 
-func (g *migrations) addr(id cluster.ServerID) string {
+func (g *migrations) addr(id cluster.ServerID) string { return g.peer(id).Native }
+
+// peer returns the newest entry read for server id.
+func (g *migrations) peer(id cluster.ServerID) cluster.Server {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.addrs[id]
+	return g.known[id]
 }
 
 // take handles an event on the membership goroutine.
@@ -285,6 +288,9 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		_, err = m.srv.Checkpoint(ctx)
 		return since, err
 	case cluster.TaskCheckpoint:
+		if err := m.takeIndirections(ctx, t.Migration); err != nil {
+			return 0, err
+		}
 		_, err := m.srv.Checkpoint(ctx)
 		return 0, err
 	}
@@ -303,7 +309,7 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		m.log.Info("migration: sending the sampled keys first", "migration", t.Migration, "keys", len(keys))
 		return migrate.SendKeys(ctx, st, keys, sess, t.Migration)
 	case cluster.TaskMove:
-		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, m.paced(ctx, progress))
+		return m.move(ctx, t, sess, m.paced(ctx, progress))
 	case cluster.TaskShipBack:
 		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, m.paced(ctx, progress))
 	}

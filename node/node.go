@@ -46,9 +46,10 @@ type Node struct {
 	cfg    Config
 	dev    *ssd.FileDevice
 	srv    *server.Server
-	member *member // nil for a standalone server
-	sealer *sealer // nil without a shared tier
-	logID  string  // DIR/log-id: names this log in the shared tier
+	member *member     // nil for a standalone server
+	sealer *sealer     // nil without a shared tier
+	ind    *indirector // a member's with a shared tier, else nil
+	logID  string      // DIR/log-id: names this log in the shared tier
 }
 
 // Start opens the data directory, starts the server and, in a cluster,
@@ -87,17 +88,34 @@ func Start(cfg Config) (*Node, error) {
 			n.dev.Close()
 			return nil, err
 		}
+		if err := n.prepareIndirections(cfg, &scfg); err != nil {
+			n.closeMember()
+			n.dev.Close()
+			return nil, err
+		}
 	}
 	if n.srv, err = server.Start(scfg, cfg.Log); err != nil {
+		if n.ind != nil {
+			n.ind.close()
+		}
 		n.closeMember()
 		n.dev.Close()
 		return nil, err
+	}
+	if n.ind != nil {
+		n.ind.srv = n.srv // before the member runs tasks that take tables
 	}
 	if n.member != nil {
 		n.member.start(n.srv)
 	}
 	if n.sealer != nil {
 		n.sealer.run(n.srv)
+	}
+	if n.ind != nil {
+		if err := n.ind.resolveAll(); err != nil {
+			n.Shutdown(context.Background())
+			return nil, err
+		}
 	}
 	return n, nil
 }
@@ -116,6 +134,9 @@ func (n *Node) ID() cluster.ServerID {
 // Shutdown leaves the cluster (the registration lapses; the slots stay
 // assigned), stops the server and closes the device.
 func (n *Node) Shutdown(ctx context.Context) error {
+	if n.ind != nil {
+		n.ind.close()
+	}
 	if n.sealer != nil {
 		n.sealer.close()
 	}
@@ -162,4 +183,23 @@ func pageSize(c hlog.Config) uint64 {
 		return 1 << hlog.DefaultPageBits
 	}
 	return 1 << c.PageBits
+}
+
+// prepareIndirections gives a member with a shared tier its indirector,
+// which installs the tables kept under DIR/cluster/indirections when the
+// store is recovered, before the server serves. Without a tier, such
+// tables are an error: their keys would read as absent.
+func (n *Node) prepareIndirections(cfg Config, scfg *server.Config) error {
+	if n.sealer == nil {
+		kept, _ := filepath.Glob(filepath.Join(clusterDir(cfg.Dir), "indirections", "*.tbl"))
+		if len(kept) > 0 {
+			return fmt.Errorf("node: %s holds %d unresolved indirection tables: start with the --shared-tier they were made with", cfg.Dir, len(kept))
+		}
+		return nil
+	}
+	n.ind = newIndirector(n.sealer.segs.Store(), cfg.Dir, cfg.Cluster.Name, cfg.Cluster.MigrationRate, cfg.Log)
+	n.ind.gate = cfg.Cluster.resolveGate
+	n.member.sealer, n.member.ind = n.sealer, n.ind
+	scfg.Recovered = n.ind.reinstall
+	return nil
 }

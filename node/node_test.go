@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 )
 
 func testConfig(dir string, md cluster.Metadata, id cluster.ServerID) Config {
-	return Config{Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	return Config{Dir: dir, Log: testLog(),
 		Server: server.Config{Listen: "127.0.0.1:0", RESP: "127.0.0.1:0", Loops: 2, NoPin: true, CheckpointInterval: server.Off,
 			CompactInterval: server.Off, Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 16 << 20}}},
 		Device:  DeviceConfig{SegmentSize: 1 << 20, IO: "pread"},
@@ -140,4 +141,12 @@ func TestMemberRestartsWithoutTheStore(t *testing.T) {
 	if _, err := resolveID(filepath.Join(dir, "cluster"), "other"); err == nil {
 		t.Fatal("a directory of server a accepted as server other")
 	}
+}
+
+// testLog discards the nodes' logs, or shows them with FLEETKV_TEST_LOG=1.
+func testLog() *slog.Logger {
+	if os.Getenv("FLEETKV_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -241,8 +241,19 @@ func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID) (
 	if s.lo.Load()*size > begin || s.hi.Load()*size <= begin {
 		return begin, 0, nil
 	}
+	// A pin is never raised: an earlier run of the move may have handed a
+	// table that reads from its begin to a target that still holds it.
+	pn := pinName(s.segs.LogID(), name, id)
+	switch old, err := s.segs.Store().Get(ctx, pn); {
+	case err == nil:
+		if a, perr := strconv.ParseUint(strings.TrimSpace(string(old)), 10, 64); perr == nil && a < begin {
+			begin = a
+		}
+	case !errors.Is(err, tier.ErrNotFound):
+		return 0, 0, err
+	}
 	b := strconv.AppendUint(nil, begin, 10)
-	if err := s.segs.Store().Put(ctx, pinName(s.segs.LogID(), name, id), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := s.segs.Store().Put(ctx, pn, bytes.NewReader(b), int64(len(b))); err != nil {
 		return 0, 0, err
 	}
 	return begin, s.hi.Load() * size, nil

@@ -52,6 +52,11 @@ type Config struct {
 	MaxPendingIO int
 	// Store configures the store the server opens.
 	Store store.Config
+	// Recovered, when set, runs once the store is open (recovered, when
+	// there was a checkpoint) and before the server serves: what the store
+	// must hold before any operation goes in there (node installs its
+	// indirection tables).
+	Recovered func(*store.Store) error
 	// Checkpoints, when set, is where the server records checkpoints: at
 	// start it recovers the newest one (store.Recover over Store.Log.Device,
 	// which must then hold that log), it takes one every CheckpointInterval

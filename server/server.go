@@ -113,6 +113,12 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	st := s.st
+	if cfg.Recovered != nil {
+		if err := cfg.Recovered(st); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	s.comp = newCompaction(s)
 	s.expiry = newActiveExpiry(s) // before the loops and the admin listener read its stats
 	if cfg.Routing != nil {

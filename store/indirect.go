@@ -182,25 +182,26 @@ func (st *Store) InstallIndirections(t *Indirections) error {
 	return nil
 }
 
-// RemoveIndirections drops the table id (once every key it covers has a
-// record in this store, or the migration was cancelled) and returns it;
-// nil if none. Operations already following one of its chains finish.
-func (st *Store) RemoveIndirections(id string) *Indirections {
+// RemoveIndirections drops the table t (once every key it covers has a
+// record in this store, or another table replaces it) and reports whether
+// it was installed. Operations already following one of its chains
+// finish.
+func (st *Store) RemoveIndirections(t *Indirections) bool {
 	st.indirect.Lock()
 	defer st.indirect.Unlock()
 	old := st.tables()
 	for i, o := range old {
-		if o.ID == id {
+		if o == t {
 			next := slices.Delete(slices.Clone(old), i, i+1)
 			if len(next) == 0 {
 				st.indirections.Store(nil) // lookups pay one load again
 			} else {
 				st.indirections.Store(&next)
 			}
-			return o
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 // dropIndirections removes every table (Flush).

@@ -1,0 +1,538 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/migrate"
+	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/tier"
+	"github.com/fleetkv/fleetkv/wire"
+)
+
+// Indirections between members (store/indirect.go has the engine's half).
+//
+// Source: a move whose target names the same shared tier pins the tier's
+// copy of the source's log from its begin (sealer.pin), sends only what
+// lies above what the tier holds (migrate.SendCut) and writes the chains
+// it cut, with where each goes on, as one table object in the tier
+// ("indirections/<cluster>/<migration>").
+// Target: the checkpoint it takes once the move finished first takes that
+// table, keeps it in DIR/cluster/indirections/<migration> (synced) and
+// installs it; a store recovered at start installs every table kept there
+// before the server serves. A resolver then reads every chain through the
+// tier, inserts each key's newest live record unless the target has one
+// since it prepared (IfNoneSince), checkpoints, and only then removes the
+// table, its file, the pin and the table object, in that order.
+//
+// Invariant: a member moves no slot out while it holds an unresolved
+// table covering it (its scan would not see the keys behind it): the move
+// waits for the resolver.
+
+// tableHeader is the JSON line in front of a table's chains, in the tier
+// and in the target's file.
+type tableHeader struct {
+	Cluster     string              `json:"cluster"`
+	Migration   cluster.MigrationID `json:"migration"`
+	Source      cluster.ServerID    `json:"source"`
+	Target      cluster.ServerID    `json:"target"`
+	LogID       string              `json:"log_id"`       // the source's log in the tier
+	SegmentSize uint64              `json:"segment_size"` // of its segments there
+	PageSize    uint64              `json:"page_size"`
+	Begin       uint64              `json:"begin"` // the source log's begin, pinned
+	Bits        uint                `json:"bits"`  // the source index's size the chains are named under
+	Ranges      []cluster.Range     `json:"ranges"`
+	Since       uint64              `json:"since,omitempty"` // the target's prepare point (its file only)
+	Chains      int                 `json:"chains"`
+	// Run tells the tables of two runs of one migration's move apart (a
+	// move runs again after the target restarted): the target takes the
+	// newest, whose explicit records it was sent last.
+	Run string `json:"run"`
+}
+
+// tableObject names a migration's table in the tier.
+func tableObject(name string, id cluster.MigrationID) string {
+	return fmt.Sprintf("indirections/%s/%d", name, id)
+}
+
+// encodeTable is the header, a newline, then chain and address (u64 LE)
+// of each indirection.
+func encodeTable(h tableHeader, chains, addrs []uint64) []byte {
+	h.Chains = len(chains)
+	b, _ := json.Marshal(h)
+	b = append(b, '\n')
+	for i := range chains {
+		b = binary.LittleEndian.AppendUint64(b, chains[i])
+		b = binary.LittleEndian.AppendUint64(b, addrs[i])
+	}
+	return b
+}
+
+func decodeTable(b []byte) (h tableHeader, chains, addrs []uint64, err error) {
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 {
+		return h, nil, nil, errors.New("node: indirection table without a header")
+	}
+	if err := json.Unmarshal(b[:nl], &h); err != nil {
+		return h, nil, nil, fmt.Errorf("node: indirection table header: %w", err)
+	}
+	body := b[nl+1:]
+	if len(body) != 16*h.Chains {
+		return h, nil, nil, fmt.Errorf("node: indirection table of migration %d: %d bytes for %d chains", h.Migration, len(body), h.Chains)
+	}
+	for i := 0; i < len(body); i += 16 {
+		chains = append(chains, binary.LittleEndian.Uint64(body[i:]))
+		addrs = append(addrs, binary.LittleEndian.Uint64(body[i+8:]))
+	}
+	return h, chains, addrs, nil
+}
+
+// hashRanges turns slot ranges into the hash ranges they cover.
+func hashRanges(rs []cluster.Range) [][2]uint64 {
+	out := make([][2]uint64, len(rs))
+	for i, r := range rs {
+		out[i] = [2]uint64{keyhash.FirstHash(r.First), keyhash.LastHash(r.Last)}
+	}
+	return out
+}
+
+// cutChains collects a move's cut chains. A growth of the source's index
+// during the move names later chains under more bits; the earlier ones
+// are then named under the larger size too (a chain of 2^b buckets holds
+// the keys of its 2^(B-b) successors at 2^B, so each successor goes on at
+// its address).
+type cutChains struct {
+	bits          uint
+	chains, addrs []uint64
+	sizes         []uint
+}
+
+func (c *cutChains) add(bits uint, chain, addr uint64) error {
+	c.bits = max(c.bits, bits)
+	c.chains, c.addrs, c.sizes = append(c.chains, chain), append(c.addrs, addr), append(c.sizes, bits)
+	return nil
+}
+
+// named returns every chain named under the largest size.
+func (c *cutChains) named() (chains, addrs []uint64) {
+	const tagBits = 14 // index.ChainID's layout: bucket << 14 | tag
+	for i, ch := range c.chains {
+		shift := c.bits - c.sizes[i]
+		bucket, tag := ch>>tagBits, ch&(1<<tagBits-1)
+		for j := uint64(0); j < 1<<shift; j++ {
+			chains = append(chains, index.ChainID(bucket<<shift|j, tag))
+			addrs = append(addrs, c.addrs[i])
+		}
+	}
+	return chains, addrs
+}
+
+// indirector is a node's tables: it installs them and resolves them.
+type indirector struct {
+	tier tier.Store
+	dir  string // DIR/cluster/indirections
+	name string // the cluster's
+	log  *slog.Logger
+	srv  *server.Server
+	rate int                             // records a second a resolver inserts at most (0: no cap)
+	gate func(ctx context.Context) error // ClusterConfig.resolveGate
+
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// mu orders taking a newer run's table against retiring a resolved
+	// one: each checks under it that the installed table is the one it
+	// means.
+	mu        sync.Mutex
+	installed map[string]*installedTable // by table id
+	resolved  atomic.Int64               // records inserted by resolvers since start
+}
+
+// installedTable is a table in the store, with the reader it reads
+// through and the run of the move that made it.
+type installedTable struct {
+	t   *store.Indirections
+	r   *tier.Reader
+	run string
+}
+
+func newIndirector(t tier.Store, dataDir, name string, rate int, log *slog.Logger) *indirector {
+	ctx, stop := context.WithCancel(context.Background())
+	return &indirector{tier: t, dir: filepath.Join(clusterDir(dataDir), "indirections"), name: name, rate: rate,
+		log: log, ctx: ctx, stop: stop, installed: map[string]*installedTable{}}
+}
+
+func tableID(h tableHeader) string { return fmt.Sprintf("%s/%d", h.Cluster, h.Migration) }
+
+// reinstall installs every table kept under dir (Config.Recovered).
+func (x *indirector) reinstall(st *store.Store) error {
+	files, err := filepath.Glob(filepath.Join(x.dir, "*.tbl"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		h, chains, addrs, err := decodeTable(b)
+		if err != nil {
+			return fmt.Errorf("node: %s: %w", f, err)
+		}
+		x.mu.Lock()
+		err = x.install(st, h, chains, addrs)
+		x.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// install makes the table part of st's lookups, in place of an older
+// run's; the caller holds mu.
+func (x *indirector) install(st *store.Store, h tableHeader, chains, addrs []uint64) error {
+	segs, err := tier.NewSegments(x.tier, h.LogID, h.SegmentSize)
+	if err != nil {
+		return err
+	}
+	r := segs.Reader(64)
+	t := store.NewIndirections(tableID(h), store.RemoteLog{Dev: r, PageSize: h.PageSize, Begin: h.Begin}, h.Since, h.Bits, hashRanges(h.Ranges))
+	for i := range chains {
+		t.Add(chains[i], addrs[i])
+	}
+	old := x.installed[t.ID]
+	if old != nil {
+		st.RemoveIndirections(old.t)
+	}
+	if err := st.InstallIndirections(t); err != nil {
+		r.Close()
+		return err
+	}
+	if old != nil {
+		old.r.Close()
+	}
+	x.installed[t.ID] = &installedTable{t: t, r: r, run: h.Run}
+	x.log.Info("indirections installed", "migration", h.Migration, "source", h.Source, "chains", len(chains), "since", h.Since, "run", h.Run)
+	return nil
+}
+
+// take installs migration id's table, if its source left one for this
+// server in the tier: kept in a synced file first, then installed, then
+// resolved in the background. since is where this server prepared.
+func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster.MigrationID, since uint64) error {
+	st := x.srv.Store()
+	b, err := x.tier.Get(ctx, tableObject(x.name, id))
+	if errors.Is(err, tier.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	h, chains, addrs, err := decodeTable(b)
+	if err != nil {
+		return err
+	}
+	if h.Target != self {
+		return nil // this server's own table as the source (a cancelling checkpoint)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if in := x.installed[tableID(h)]; in != nil && in.run == h.Run {
+		return nil // taken by an earlier run of the task
+	}
+	h.Since = since
+	if err := os.MkdirAll(x.dir, 0o755); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := writeSynced(x.file(id), encodeTable(h, chains, addrs)); err != nil {
+		return err
+	}
+	if err := x.install(st, h, chains, addrs); err != nil {
+		return err
+	}
+	x.resolveLater(h)
+	return nil
+}
+
+// file is where the target keeps migration id's table.
+func (x *indirector) file(id cluster.MigrationID) string {
+	return filepath.Join(x.dir, fmt.Sprintf("%d.tbl", id))
+}
+
+// resolveAll starts a resolver for every installed table (after a
+// restart).
+func (x *indirector) resolveAll() error {
+	files, err := filepath.Glob(filepath.Join(x.dir, "*.tbl"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		h, _, _, err := decodeTable(b)
+		if err != nil {
+			return err
+		}
+		x.resolveLater(h)
+	}
+	return nil
+}
+
+func (x *indirector) resolveLater(h tableHeader) {
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		for {
+			err := x.resolve(x.ctx, h)
+			if err == nil || x.ctx.Err() != nil {
+				return
+			}
+			x.log.Warn("resolving indirections (retrying)", "migration", h.Migration, "err", err)
+			select {
+			case <-x.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// close stops the resolvers and closes the readers; the tables stay
+// installed in a store that is closing too.
+func (x *indirector) close() {
+	x.stop()
+	x.wg.Wait()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, in := range x.installed {
+		in.r.Close()
+	}
+}
+
+// resolve pulls every key behind table h into the store, then retires the
+// table.
+func (x *indirector) resolve(ctx context.Context, h tableHeader) error {
+	st := x.srv.Store()
+	x.mu.Lock()
+	in := x.installed[tableID(h)]
+	x.mu.Unlock()
+	if in == nil || in.run != h.Run {
+		return nil // retired already, or a newer run's table took its place
+	}
+	t := in.t
+	if x.gate != nil {
+		if err := x.gate(ctx); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	n, err := x.insertAll(ctx, st, t)
+	if err != nil {
+		return err
+	}
+	if _, err := x.srv.Checkpoint(ctx); err != nil {
+		return err
+	}
+	if retired, err := x.retire(in, h); !retired || err != nil {
+		return err
+	}
+	if err := x.tier.Delete(ctx, pinName(h.LogID, h.Cluster, h.Migration)); err != nil {
+		return err
+	}
+	if err := x.tier.Delete(ctx, tableObject(h.Cluster, h.Migration)); err != nil {
+		return err
+	}
+	x.log.Info("indirections resolved", "migration", h.Migration, "chains", t.Len(), "records", n, "took", time.Since(start))
+	return nil
+}
+
+// retire removes the resolved table in from the store, then its file,
+// unless a newer run's table took its place meanwhile (retired false).
+func (x *indirector) retire(in *installedTable, h tableHeader) (retired bool, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.installed[in.t.ID] != in {
+		return false, nil
+	}
+	x.srv.Store().RemoveIndirections(in.t)
+	delete(x.installed, in.t.ID)
+	in.r.Close()
+	if err := os.Remove(x.file(h.Migration)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("node: %w", err)
+	}
+	return true, syncDir(x.dir)
+}
+
+// insertAll walks every chain of t in the remote log and inserts each
+// key's newest live record of it (a key of the chain's own, in the
+// table's ranges) unless the store has one since t.Since.
+func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.Indirections) (int, error) {
+	s, err := st.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	var failed error
+	s.SetCompletion(func(c store.Completion) {
+		if c.Err != nil && failed == nil {
+			failed = c.Err
+		}
+	})
+	in := func(h uint64) bool {
+		for _, r := range t.Ranges {
+			if h >= r[0] && h <= r[1] {
+				return true
+			}
+		}
+		return false
+	}
+	var buf []byte
+	seen := map[string]bool{}
+	n, started := 0, time.Now()
+	err = t.Each(func(chain, addr uint64) error {
+		clear(seen)
+		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
+			rec, nb, err := hlog.ReadRecord(t.Remote.Dev, a, buf)
+			buf = nb
+			if err != nil {
+				return err
+			}
+			hdr, kl, _, vl, _ := hlog.DecodePrefix(rec)
+			key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
+			hh := keyhash.Hash(key)
+			if !seen[string(key)] && in(hh) && index.ChainOf(hh, t.Bits()) == chain {
+				seen[string(key)] = true
+				v, at := hlog.SplitValue(hdr, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+				if !hdr.Tombstone() && !store.Expired(at, st.Now()) {
+					u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}, Input: v, Expire: expiring(at)}
+					if _, _, err := s.Update(key, u, nil); err != nil {
+						return err
+					}
+					n++
+				}
+			}
+			a = hdr.Prev()
+		}
+		s.CompletePending(true)
+		s.Suspend()
+		if failed != nil {
+			return failed
+		}
+		x.pace(ctx, started, n)
+		return ctx.Err()
+	})
+	x.resolved.Add(int64(n))
+	return n, err
+}
+
+// pace holds a resolver to the rate cap.
+func (x *indirector) pace(ctx context.Context, start time.Time, n int) {
+	if x.rate <= 0 {
+		return
+	}
+	if wait := time.Until(start.Add(time.Duration(float64(n) / float64(x.rate) * float64(time.Second)))); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// expiring is the Expiry of a value written with expiry at (0: none).
+func expiring(at int64) store.Expiry {
+	if at == 0 {
+		return store.Expiry{Mode: store.ClearExpiry}
+	}
+	return store.Expiry{Mode: store.SetExpiry, At: at}
+}
+
+// covers reports whether an installed table covers a slot of ranges.
+func covers(st *store.Store, ranges []cluster.Range) bool {
+	for _, t := range st.Indirections() {
+		for _, tr := range t.Ranges {
+			for _, r := range hashRanges(ranges) {
+				if tr[0] <= r[1] && r[0] <= tr[1] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// move runs a move task: with indirections where the peer shares this
+// member's tier, as a plain Send otherwise.
+func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session, progress func(int)) (uint64, error) {
+	st := m.srv.Store()
+	for covers(st, t.Ranges) { // the store's own indirections first (see above)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if m.sealer == nil || m.tier == "" || m.mg.peer(t.Peer).Tier != m.tier {
+		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, progress)
+	}
+	begin, cut, err := m.sealer.pin(ctx, m.name, t.Migration)
+	if err != nil {
+		return 0, err
+	}
+	if cut == 0 {
+		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, progress)
+	}
+	var cc cutChains
+	inc, err := migrate.SendCut(ctx, st, t.Ranges, cut, sess, t.Migration, cc.add, progress)
+	if err != nil {
+		return 0, err
+	}
+	chains, addrs := cc.named()
+	var run [8]byte
+	_, _ = rand.Read(run[:])
+	h := tableHeader{Cluster: m.name, Migration: t.Migration, Source: m.id, Target: t.Peer, LogID: m.sealer.segs.LogID(),
+		SegmentSize: m.sealer.segs.Size(), PageSize: st.Log().PageSize(), Begin: begin, Bits: cc.bits, Ranges: t.Ranges,
+		Run: hex.EncodeToString(run[:])}
+	b := encodeTable(h, chains, addrs)
+	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration), bytes.NewReader(b), int64(len(b))); err != nil {
+		return 0, err
+	}
+	m.log.Info("migration: chains below the tier's cut left as indirections", "migration", t.Migration,
+		"chains", len(chains), "cut", cut, "table_bytes", len(b))
+	return inc, nil
+}
+
+// takeIndirections takes migration id's table when this member is its
+// target (its routing accepts the migration's records: the since it
+// prepared at comes from there); a source has none to take.
+func (m *member) takeIndirections(ctx context.Context, id cluster.MigrationID) error {
+	if m.ind == nil {
+		return nil
+	}
+	for _, a := range m.srv.Routing().Accept {
+		if a.ID == id {
+			return m.ind.take(ctx, m.id, id, a.Since)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/tier"
+)
+
+// TestMigrationThroughIndirections: two members share a directory tier;
+// a quarter of the slots, most of whose records a's memory no longer
+// holds, moves from a to b. a sends only what lies above what its tier
+// holds and leaves the rest as indirections; b reads those keys through
+// the tier (the resolver is held meanwhile), writes over some of them,
+// restarts (the table is installed again before it serves), then
+// resolves the table: every key reads back, the table, its file, its tier
+// object and a's pin are gone.
+func TestMigrationThroughIndirections(t *testing.T) {
+	ctx := context.Background()
+	md := cluster.NewMem()
+	shared := "dir://" + t.TempDir()
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
+	for _, c := range []*Config{&ca, &cb} {
+		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
+	}
+	cb.Cluster.resolveGate = func(ctx context.Context) error {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a, b := twoMembers(t, md, ca, cb)
+	c := dialCluster(t, a)
+
+	// 8000 keys of 2 KiB in the moving quarter: 16 MiB, the size of a's
+	// memory, so most of them are only on a's device.
+	want := map[string]string{}
+	for i := 0; len(want) < 8000; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
+			continue
+		}
+		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
+		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+		if i%17 == 0 {
+			if _, err := c.Delete(ctx, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = ""
+		}
+	}
+	m, err := a.Server().Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(1 << 20)
+	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) / size
+	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	select { // b took the table and holds its resolver
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("b took no indirection table")
+	}
+	rec := waitFinal(t, md, id)
+	if rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	tables := b.Server().Store().Indirections()
+	if len(tables) != 1 || tables[0].Len() == 0 {
+		t.Fatalf("b holds %d tables", len(tables))
+	}
+	servedBy(t, quarter, b, a)
+	st := tier.Store(nil)
+	if st, err = tier.Open(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+	if pins, _ := st.List(ctx, "pins/"); len(pins) != 1 {
+		t.Fatalf("pins in the tier: %q", pins)
+	}
+	check(t, c, want) // through the indirections (and the copies reads leave)
+	n := 0
+	for k, v := range want {
+		if n++; n%5 != 0 {
+			continue
+		}
+		nv := "after-" + k
+		if v == "" {
+			nv = "revived-" + k
+		}
+		if err := c.Set(ctx, []byte(k), []byte(nv)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = nv
+	}
+	// b restarts holding the table: it installs it again before it
+	// serves, from its own file.
+	addr := b.Server().Addr()
+	stopNode(t, b)
+	cb.Server.Listen = addr // where the map says b is
+	b = startNode(t, cb)
+	if len(b.Server().Store().Indirections()) != 1 {
+		t.Fatal("b restarted without its table")
+	}
+	c = dialCluster(t, a) // the old client's connection to b is gone
+	check(t, c, want)
+	close(release)
+	eventually(t, "b resolved the table", func() bool { return len(b.Server().Store().Indirections()) == 0 })
+	check(t, c, want)
+	if b.ind.resolved.Load() == 0 {
+		t.Fatal("the resolver inserted nothing")
+	}
+	for _, prefix := range []string{"pins/", "indirections/"} {
+		if names, _ := st.List(ctx, prefix); len(names) != 0 {
+			t.Fatalf("%s left in the tier: %q", prefix, names)
+		}
+	}
+	// The key count is exact again.
+	if n, want := keysIn(b, quarter), countLive(want); n != want {
+		t.Fatalf("b counts %d keys of the quarter, holds %d", n, want)
+	}
+}
+
+func countLive(want map[string]string) int64 {
+	n := int64(0)
+	for _, v := range want {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
