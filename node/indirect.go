@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/migrate"
 	"github.com/fleetkv/fleetkv/server"
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/tier"
 	"github.com/fleetkv/fleetkv/wire"
@@ -347,7 +349,7 @@ func (x *indirector) resolve(ctx context.Context, h tableHeader) error {
 		}
 	}
 	start := time.Now()
-	n, err := x.insertAll(ctx, st, t)
+	n, err := x.insertAll(ctx, st, t, h)
 	if err != nil {
 		return err
 	}
@@ -384,13 +386,64 @@ func (x *indirector) retire(in *installedTable, h tableHeader) (retired bool, er
 	return true, syncDir(x.dir)
 }
 
+// resolveWorkers is how many chains a resolver walks at once: each step of
+// a walk is a read of the tier (a ranged GET on S3), so they overlap.
+const resolveWorkers = 16
+
+// resolveBlocks is how many blocks of the tier (tier.BlockSize each) a
+// resolver keeps.
+const resolveBlocks = 64
+
 // insertAll walks every chain of t in the remote log and inserts each
 // key's newest live record of it (a key of the chain's own, in the
-// table's ranges) unless the store has one since t.Since.
-func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.Indirections) (int, error) {
-	s, err := st.NewSession()
+// table's ranges) unless the store has one since t.Since. Chains go to
+// resolveWorkers goroutines, each with a store session of its own, in
+// the order of their addresses, newest first: the walks sweep the log,
+// read through the tier a block at a time.
+func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.Indirections, h tableHeader) (int, error) {
+	segs, err := tier.NewSegments(x.tier, h.LogID, h.SegmentSize)
 	if err != nil {
 		return 0, err
+	}
+	dev := segs.BlockReader(resolveWorkers, resolveBlocks)
+	defer dev.Close()
+	var chains, addrs []uint64
+	_ = t.Each(func(c, a uint64) error { chains, addrs = append(chains, c), append(addrs, a); return nil })
+	order := make([]int, len(chains))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return addrs[order[a]] > addrs[order[b]] })
+	var next, inserted atomic.Int64
+	started := time.Now()
+	errs := make(chan error, resolveWorkers)
+	for range resolveWorkers {
+		go func() {
+			errs <- x.insertChains(ctx, st, t, dev, func() (uint64, uint64, bool) {
+				i := next.Add(1) - 1
+				if i >= int64(len(chains)) {
+					return 0, 0, false
+				}
+				x.pace(ctx, started, int(inserted.Load()))
+				return chains[order[i]], addrs[order[i]], true
+			}, &inserted)
+		}()
+	}
+	for range resolveWorkers {
+		err = errors.Join(err, <-errs)
+	}
+	n := int(inserted.Load())
+	x.resolved.Add(int64(n))
+	return n, err
+}
+
+// insertChains resolves the chains take hands out until it has none, on a
+// session of its own; inserted counts the records it inserts.
+func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store.Indirections, dev ssd.Device,
+	take func() (chain, addr uint64, ok bool), inserted *atomic.Int64) error {
+	s, err := st.NewSession()
+	if err != nil {
+		return err
 	}
 	defer s.Close()
 	var failed error
@@ -399,37 +452,33 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 			failed = c.Err
 		}
 	})
-	in := func(h uint64) bool {
-		for _, r := range t.Ranges {
-			if h >= r[0] && h <= r[1] {
-				return true
-			}
-		}
-		return false
-	}
 	var buf []byte
 	seen := map[string]bool{}
-	n, started := 0, time.Now()
-	err = t.Each(func(chain, addr uint64) error {
+	for {
+		chain, addr, ok := take()
+		if !ok {
+			return nil
+		}
 		clear(seen)
 		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
-			rec, nb, err := hlog.ReadRecord(t.Remote.Dev, a, buf)
+			rec, nb, err := hlog.ReadRecord(dev, a, buf)
 			buf = nb
 			if err != nil {
 				return err
 			}
 			hdr, kl, _, vl, _ := hlog.DecodePrefix(rec)
 			key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-			hh := keyhash.Hash(key)
-			if !seen[string(key)] && in(hh) && index.ChainOf(hh, t.Bits()) == chain {
+			if hh := keyhash.Hash(key); !seen[string(key)] && t.Covers(hh) && index.ChainOf(hh, t.Bits()) == chain {
 				seen[string(key)] = true
 				v, at := hlog.SplitValue(hdr, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
 				if !hdr.Tombstone() && !store.Expired(at, st.Now()) {
+					// The pending operation copies key and value: buf
+					// may be reused.
 					u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}, Input: v, Expire: expiring(at)}
 					if _, _, err := s.Update(key, u, nil); err != nil {
 						return err
 					}
-					n++
+					inserted.Add(1)
 				}
 			}
 			a = hdr.Prev()
@@ -439,11 +488,10 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 		if failed != nil {
 			return failed
 		}
-		x.pace(ctx, started, n)
-		return ctx.Err()
-	})
-	x.resolved.Add(int64(n))
-	return n, err
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // pace holds a resolver to the rate cap.
@@ -467,8 +515,8 @@ func expiring(at int64) store.Expiry {
 	return store.Expiry{Mode: store.SetExpiry, At: at}
 }
 
-// covers reports whether an installed table covers a slot of ranges.
-func covers(st *store.Store, ranges []cluster.Range) bool {
+// tablesCover reports whether an installed table covers a slot of ranges.
+func tablesCover(st *store.Store, ranges []cluster.Range) bool {
 	for _, t := range st.Indirections() {
 		for _, tr := range t.Ranges {
 			for _, r := range hashRanges(ranges) {
@@ -485,7 +533,7 @@ func covers(st *store.Store, ranges []cluster.Range) bool {
 // member's tier, as a plain Send otherwise.
 func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session, progress func(int)) (uint64, error) {
 	st := m.srv.Store()
-	for covers(st, t.Ranges) { // the store's own indirections first (see above)
+	for tablesCover(st, t.Ranges) { // the store's own indirections first (see above)
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()

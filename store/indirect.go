@@ -118,8 +118,8 @@ func (t *Indirections) seal() error {
 	return nil
 }
 
-// covers reports whether h lies in the table's ranges.
-func (t *Indirections) covers(h uint64) bool {
+// Covers reports whether h lies in the table's ranges.
+func (t *Indirections) Covers(h uint64) bool {
 	for _, r := range t.Ranges {
 		if h >= r[0] && h <= r[1] {
 			return true
@@ -149,7 +149,7 @@ type indirections []*Indirections
 // sent what its source held.
 func (ts indirections) covering(h uint64) (*Indirections, uint64) {
 	for i := len(ts) - 1; i >= 0; i-- {
-		if !ts[i].covers(h) {
+		if !ts[i].Covers(h) {
 			continue
 		}
 		if a, ok := ts[i].lookup(h); ok {

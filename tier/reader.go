@@ -20,13 +20,14 @@ import (
 // zeros, as a device returns for bytes never written (a store's first read
 // of a record reaches past it speculatively).
 type Reader struct {
-	segs *Segments
-	sem  chan struct{}
-	ctx  context.Context
-	stop context.CancelFunc
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	shut bool // under mu: Close ran; reads fail with ssd.ErrClosed
+	segs  *Segments
+	cache *blockCache // nil: every read is its own ranged read
+	sem   chan struct{}
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	shut  bool // under mu: Close ran; reads fail with ssd.ErrClosed
 }
 
 // ErrReadOnly is returned for a write to a Reader.
@@ -37,6 +38,16 @@ var ErrReadOnly = errors.New("tier: a log read through the tier is read-only")
 func (g *Segments) Reader(depth int) *Reader {
 	ctx, stop := context.WithCancel(context.Background())
 	return &Reader{segs: g, sem: make(chan struct{}, max(depth, 1)), ctx: ctx, stop: stop}
+}
+
+// BlockReader is Reader that reads whole blocks (BlockSize bytes, aligned
+// in their segment) and keeps the last blocks of them: for a reader that
+// sweeps the log (a resolver walking chains in address order), where one
+// request per block beats one per record.
+func (g *Segments) BlockReader(depth, blocks int) *Reader {
+	r := g.Reader(depth)
+	r.cache = newBlockCache(max(blocks, 1))
+	return r
 }
 
 // Alignment implements ssd.Device: the tier has no alignment rule.
@@ -75,7 +86,7 @@ func (r *Reader) read(p []byte, off uint64) error {
 		pos := off + uint64(done)
 		n, in := pos/size, pos%size
 		part := p[done:min(len(p), done+int(size-in))]
-		err := r.segs.store.ReadAt(r.ctx, r.segs.Name(n), part, int64(in))
+		err := r.readPart(n, in, part)
 		switch {
 		case errors.Is(err, ErrNotFound) && done > 0:
 			clear(part)
@@ -83,6 +94,26 @@ func (r *Reader) read(p []byte, off uint64) error {
 			return fmt.Errorf("log %s at %d: %w", r.segs.logID, pos, err)
 		}
 		done += len(part)
+	}
+	return nil
+}
+
+// readPart fills part from segment n at in, through the block cache when
+// there is one.
+func (r *Reader) readPart(n, in uint64, part []byte) error {
+	if r.cache == nil {
+		return r.segs.store.ReadAt(r.ctx, r.segs.Name(n), part, int64(in))
+	}
+	for done := 0; done < len(part); {
+		pos := in + uint64(done)
+		b, err := r.cache.get(blockKey{n, pos / BlockSize}, func() ([]byte, error) {
+			blk := make([]byte, min(BlockSize, r.segs.size-pos/BlockSize*BlockSize))
+			return blk, r.segs.store.ReadAt(r.ctx, r.segs.Name(n), blk, int64(pos/BlockSize*BlockSize))
+		})
+		if err != nil {
+			return err
+		}
+		done += copy(part[done:], b[pos%BlockSize:])
 	}
 	return nil
 }
@@ -103,4 +134,73 @@ func (r *Reader) Close() error {
 	r.stop()
 	r.wg.Wait()
 	return nil
+}
+
+// BlockSize is the unit a BlockReader reads and keeps.
+const BlockSize = 1 << 20
+
+type blockKey struct{ seg, block uint64 }
+
+// blockCache keeps the blocks read last (the least recently used goes
+// first); a block being read is read once, its other readers wait for it.
+// Segments never change once uploaded (the package invariant), so a kept
+// block never goes stale.
+type blockCache struct {
+	mu      sync.Mutex
+	max     int
+	tick    uint64
+	entries map[blockKey]*blockEntry
+}
+
+type blockEntry struct {
+	done chan struct{} // closed when b and err are set
+	b    []byte
+	err  error
+	used uint64
+}
+
+func newBlockCache(blocks int) *blockCache {
+	return &blockCache{max: blocks, entries: map[blockKey]*blockEntry{}}
+}
+
+// get returns block k, reading it with fetch when it is not kept.
+func (c *blockCache) get(k blockKey, fetch func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	c.tick++
+	e := c.entries[k]
+	if e != nil {
+		e.used = c.tick
+		c.mu.Unlock()
+		<-e.done
+		return e.b, e.err
+	}
+	e = &blockEntry{done: make(chan struct{}), used: c.tick}
+	c.entries[k] = e
+	c.evict()
+	c.mu.Unlock()
+	e.b, e.err = fetch()
+	close(e.done)
+	if e.err != nil {
+		c.mu.Lock()
+		if c.entries[k] == e {
+			delete(c.entries, k) // not kept: the next reader tries again
+		}
+		c.mu.Unlock()
+	}
+	return e.b, e.err
+}
+
+// evict drops the least recently used blocks above the cap (a linear
+// scan: the cap is tens of blocks).
+func (c *blockCache) evict() {
+	for len(c.entries) > c.max {
+		var oldest blockKey
+		min := ^uint64(0)
+		for k, e := range c.entries {
+			if e.used < min {
+				oldest, min = k, e.used
+			}
+		}
+		delete(c.entries, oldest)
+	}
 }

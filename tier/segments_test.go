@@ -62,20 +62,24 @@ func TestSegmentsUploadAndRead(t *testing.T) {
 			}
 			r := segs.Reader(4)
 			defer r.Close()
-			for range 200 {
-				off := rng.Uint64N(2 * size)
-				p := make([]byte, 1+rng.IntN(8192))
-				if err := readLog(r, p, off); err != nil {
-					t.Fatalf("read %d at %d: %v", len(p), off, err)
+			br := segs.BlockReader(4, 1) // one block kept: every segment change reads again
+			defer br.Close()
+			for _, rd := range []*Reader{r, br} {
+				for range 200 {
+					off := rng.Uint64N(2 * size)
+					p := make([]byte, 1+rng.IntN(8192))
+					if err := readLog(rd, p, off); err != nil {
+						t.Fatalf("read %d at %d: %v", len(p), off, err)
+					}
+					want := make([]byte, len(p))
+					copy(want, log[off:min(off+uint64(len(p)), 2*size)]) // segment 2 reads as zeros
+					if !bytes.Equal(p, want) {
+						t.Fatalf("read %d at %d: wrong bytes", len(p), off)
+					}
 				}
-				want := make([]byte, len(p))
-				copy(want, log[off:min(off+uint64(len(p)), 2*size)]) // segment 2 reads as zeros
-				if !bytes.Equal(p, want) {
-					t.Fatalf("read %d at %d: wrong bytes", len(p), off)
+				if err := readLog(rd, make([]byte, 8), 2*size+8); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("a read in a missing segment: %v, want ErrNotFound", err)
 				}
-			}
-			if err := readLog(r, make([]byte, 8), 2*size+8); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("a read in a missing segment: %v, want ErrNotFound", err)
 			}
 			w := make(readWait, 1)
 			r.WriteAsync(make([]byte, 8), 0, w)
