@@ -3,16 +3,16 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,15 +64,25 @@ type tableHeader struct {
 	Ranges      []cluster.Range     `json:"ranges"`
 	Since       uint64              `json:"since,omitempty"` // the target's prepare point (its file only)
 	Chains      int                 `json:"chains"`
-	// Run tells the tables of two runs of one migration's move apart (a
-	// move runs again after the target restarted): the target takes the
-	// newest, whose explicit records it was sent last.
-	Run string `json:"run"`
+	// Run is the target's incarnation the move sent its records to: a
+	// move runs again after the target restarted, and the target takes
+	// the table of its own incarnation only (its pin and object are named
+	// by it).
+	Run uint64 `json:"run"`
+	// TargetLog is the target's log id (its own file only): a log that
+	// started over does not take its old tables back.
+	TargetLog string `json:"target_log,omitempty"`
 }
 
-// tableObject names a migration's table in the tier.
-func tableObject(name string, id cluster.MigrationID) string {
-	return fmt.Sprintf("indirections/%s/%d", name, id)
+// tableDir holds the tables of a migration's runs in the tier.
+func tableDir(name string, id cluster.MigrationID) string {
+	return fmt.Sprintf("indirections/%s/%d/", name, id)
+}
+
+// tableObject names the table of run (the target's incarnation) of a
+// migration's move in the tier.
+func tableObject(name string, id cluster.MigrationID, run uint64) string {
+	return fmt.Sprintf("%s%d", tableDir(name, id), run)
 }
 
 // encodeTable is the header, a newline, then chain and address (u64 LE)
@@ -149,13 +159,14 @@ func (c *cutChains) named() (chains, addrs []uint64) {
 
 // indirector is a node's tables: it installs them and resolves them.
 type indirector struct {
-	tier tier.Store
-	dir  string // DIR/cluster/indirections
-	name string // the cluster's
-	log  *slog.Logger
-	srv  *server.Server
-	rate int                             // records a second a resolver inserts at most (0: no cap)
-	gate func(ctx context.Context) error // ClusterConfig.resolveGate
+	tier  tier.Store
+	dir   string // DIR/cluster/indirections
+	name  string // the cluster's
+	logID string // this node's log (a table is kept for one log only)
+	log   *slog.Logger
+	srv   *server.Server
+	rate  int                             // records a second a resolver inserts at most (0: no cap)
+	gate  func(ctx context.Context) error // ClusterConfig.resolveGate
 
 	ctx  context.Context
 	stop context.CancelFunc
@@ -173,19 +184,28 @@ type indirector struct {
 type installedTable struct {
 	t   *store.Indirections
 	r   *tier.Reader
-	run string
+	run uint64
 }
 
-func newIndirector(t tier.Store, dataDir, name string, rate int, log *slog.Logger) *indirector {
+func newIndirector(t tier.Store, dataDir, name, logID string, rate int, log *slog.Logger) *indirector {
 	ctx, stop := context.WithCancel(context.Background())
-	return &indirector{tier: t, dir: filepath.Join(clusterDir(dataDir), "indirections"), name: name, rate: rate,
+	return &indirector{tier: t, dir: filepath.Join(clusterDir(dataDir), "indirections"), name: name, logID: logID, rate: rate,
 		log: log, ctx: ctx, stop: stop, installed: map[string]*installedTable{}}
 }
 
 func tableID(h tableHeader) string { return fmt.Sprintf("%s/%d", h.Cluster, h.Migration) }
 
-// reinstall installs every table kept under dir (Config.Recovered).
+// reinstall installs every table kept under dir (Config.Recovered): the
+// committed ones, of this log, not older than a FLUSHALL. A table taken
+// but not committed (the checkpoint after it did not end) is dropped:
+// the move runs again for this new incarnation.
 func (x *indirector) reinstall(st *store.Store) error {
+	pending, _ := filepath.Glob(filepath.Join(x.dir, "*.pending"))
+	for _, f := range pending {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
 	files, err := filepath.Glob(filepath.Join(x.dir, "*.tbl"))
 	if err != nil {
 		return err
@@ -198,6 +218,13 @@ func (x *indirector) reinstall(st *store.Store) error {
 		h, chains, addrs, err := decodeTable(b)
 		if err != nil {
 			return fmt.Errorf("node: %s: %w", f, err)
+		}
+		if h.TargetLog != x.logID || h.Since < st.FlushedAt() {
+			x.log.Warn("dropping an indirection table of another log or from before a flush", "file", f, "migration", h.Migration)
+			if err := os.Remove(f); err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			continue
 		}
 		x.mu.Lock()
 		err = x.install(st, h, chains, addrs)
@@ -237,45 +264,70 @@ func (x *indirector) install(st *store.Store, h tableHeader, chains, addrs []uin
 	return nil
 }
 
-// take installs migration id's table, if its source left one for this
-// server in the tier: kept in a synced file first, then installed, then
-// resolved in the background. since is where this server prepared.
-func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster.MigrationID, since uint64) error {
+// take installs the table the source of migration id left in the tier
+// for this incarnation (run) of this server, the target: kept in a synced
+// pending file, then installed. commit, after the checkpoint that makes
+// the move's records durable, makes it the table a restart installs and
+// starts its resolver. since is where this server prepared. A source that
+// shares this server's tier always leaves a table (maybe empty), so a
+// missing one is an error: the checkpoint task fails and runs again.
+func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster.MigrationID, run, since uint64) error {
 	st := x.srv.Store()
-	b, err := x.tier.Get(ctx, tableObject(x.name, id))
-	if errors.Is(err, tier.ErrNotFound) {
-		return nil
-	}
+	b, err := x.tier.Get(ctx, tableObject(x.name, id, run))
 	if err != nil {
-		return err
+		return fmt.Errorf("node: the indirections of migration %d for incarnation %d: %w", id, run, err)
 	}
 	h, chains, addrs, err := decodeTable(b)
 	if err != nil {
 		return err
 	}
-	if h.Target != self {
-		return nil // this server's own table as the source (a cancelling checkpoint)
+	if h.Target != self || h.Run != run {
+		return fmt.Errorf("node: the indirections of migration %d are for %s (incarnation %d)", id, h.Target, h.Run)
+	}
+	if len(chains) == 0 {
+		return nil // the move sent every record
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if in := x.installed[tableID(h)]; in != nil && in.run == h.Run {
 		return nil // taken by an earlier run of the task
 	}
-	h.Since = since
+	h.Since, h.TargetLog = since, x.logID
 	if err := os.MkdirAll(x.dir, 0o755); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if err := writeSynced(x.file(id), encodeTable(h, chains, addrs)); err != nil {
+	if err := writeSynced(x.file(id)+".pending", encodeTable(h, chains, addrs)); err != nil {
 		return err
 	}
-	if err := x.install(st, h, chains, addrs); err != nil {
+	return x.install(st, h, chains, addrs)
+}
+
+// commit makes migration id's pending table (if any) the one a restart
+// installs, and starts its resolver: the checkpoint after the move is
+// done.
+func (x *indirector) commit(id cluster.MigrationID) error {
+	b, err := os.ReadFile(x.file(id) + ".pending")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing taken, or committed already
+	}
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	h, _, _, err := decodeTable(b)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(x.file(id)+".pending", x.file(id)); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := syncDir(x.dir); err != nil {
 		return err
 	}
 	x.resolveLater(h)
 	return nil
 }
 
-// file is where the target keeps migration id's table.
+// file is where the target keeps migration id's committed table.
 func (x *indirector) file(id cluster.MigrationID) string {
 	return filepath.Join(x.dir, fmt.Sprintf("%d.tbl", id))
 }
@@ -320,16 +372,17 @@ func (x *indirector) resolveLater(h tableHeader) {
 	}()
 }
 
-// close stops the resolvers and closes the readers; the tables stay
-// installed in a store that is closing too.
+// close stops the resolvers and closes the readers (reads in progress
+// fail, so nothing waits on them); the tables stay installed in a store
+// that is closing too.
 func (x *indirector) close() {
 	x.stop()
-	x.wg.Wait()
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	for _, in := range x.installed {
 		in.r.Close()
 	}
+	x.mu.Unlock()
+	x.wg.Wait()
 }
 
 // resolve pulls every key behind table h into the store, then retires the
@@ -350,24 +403,28 @@ func (x *indirector) resolve(ctx context.Context, h tableHeader) error {
 	}
 	start := time.Now()
 	n, err := x.insertAll(ctx, st, t, h)
-	if err != nil {
+	switch {
+	case errors.Is(err, errFlushed):
+		// A FLUSHALL dropped the table and every key it covered.
+	case err != nil:
 		return err
-	}
-	if _, err := x.srv.Checkpoint(ctx); err != nil {
-		return err
+	default:
+		if _, err := x.srv.Checkpoint(ctx); err != nil {
+			return err
+		}
 	}
 	if retired, err := x.retire(in, h); !retired || err != nil {
 		return err
 	}
-	if err := x.tier.Delete(ctx, pinName(h.LogID, h.Cluster, h.Migration)); err != nil {
-		return err
-	}
-	if err := x.tier.Delete(ctx, tableObject(h.Cluster, h.Migration)); err != nil {
+	if err := x.release(ctx, h); err != nil {
 		return err
 	}
 	x.log.Info("indirections resolved", "migration", h.Migration, "chains", t.Len(), "records", n, "took", time.Since(start))
 	return nil
 }
+
+// errFlushed ends a resolver whose table a FLUSHALL dropped.
+var errFlushed = errors.New("node: the store was flushed")
 
 // retire removes the resolved table in from the store, then its file,
 // unless a newer run's table took its place meanwhile (retired false).
@@ -384,6 +441,32 @@ func (x *indirector) retire(in *installedTable, h tableHeader) (retired bool, er
 		return false, fmt.Errorf("node: %w", err)
 	}
 	return true, syncDir(x.dir)
+}
+
+// release deletes the pins and the tables of every run of h's migration
+// from the tier: the newest run's table is resolved, and no server takes
+// an older one any more.
+func (x *indirector) release(ctx context.Context, h tableHeader) error {
+	pins, err := x.tier.List(ctx, pinDir(h.LogID))
+	if err != nil {
+		return err
+	}
+	tables, err := x.tier.List(ctx, tableDir(h.Cluster, h.Migration))
+	if err != nil {
+		return err
+	}
+	for _, name := range pins {
+		if !strings.HasPrefix(name, pinPrefix(h.LogID, h.Cluster, h.Migration)) {
+			continue
+		}
+		tables = append(tables, name)
+	}
+	for _, name := range tables {
+		if err := x.tier.Delete(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveWorkers is how many chains a resolver walks at once: each step of
@@ -407,6 +490,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	}
 	dev := segs.BlockReader(resolveWorkers, resolveBlocks)
 	defer dev.Close()
+	defer context.AfterFunc(ctx, func() { dev.Close() })() // reads in progress end with the resolver
 	var chains, addrs []uint64
 	_ = t.Each(func(c, a uint64) error { chains, addrs = append(chains, c), append(addrs, a); return nil })
 	order := make([]int, len(chains))
@@ -458,6 +542,9 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 		chain, addr, ok := take()
 		if !ok {
 			return nil
+		}
+		if !slices.Contains(st.Indirections(), t) {
+			return errFlushed // the only other way a table leaves the store
 		}
 		clear(seen)
 		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
@@ -543,26 +630,40 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if m.sealer == nil || m.tier == "" || m.mg.peer(t.Peer).Tier != m.tier {
 		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, progress)
 	}
-	begin, cut, err := m.sealer.pin(ctx, m.name, t.Migration)
+	// The target of this run: the table is for it alone (take).
+	run, err := migrate.Incarnation(sess)
 	if err != nil {
 		return 0, err
 	}
-	if cut == 0 {
-		return migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, progress)
+	begin, cut, err := m.sealer.pin(ctx, m.name, t.Migration, run)
+	if err != nil {
+		return 0, err
 	}
 	var cc cutChains
-	inc, err := migrate.SendCut(ctx, st, t.Ranges, cut, sess, t.Migration, cc.add, progress)
+	var inc uint64
+	if cut == 0 {
+		inc, err = migrate.Send(ctx, st, t.Ranges, 0, sess, t.Migration, wire.MigrateMoved, progress)
+	} else {
+		inc, err = migrate.SendCut(ctx, st, t.Ranges, cut, sess, t.Migration, cc.add, progress)
+	}
+	if err == nil && inc != run {
+		err = fmt.Errorf("node: the target restarted during the move (incarnation %d, then %d)", run, inc)
+	}
 	if err != nil {
 		return 0, err
 	}
 	chains, addrs := cc.named()
-	var run [8]byte
-	_, _ = rand.Read(run[:])
+	if len(chains) == 0 && cut != 0 {
+		if err := m.sealer.segs.Store().Delete(ctx, pinName(m.sealer.segs.LogID(), m.name, t.Migration, run)); err != nil {
+			return 0, err
+		}
+	}
+	// A table, empty or not, for every move to a server sharing the tier:
+	// the target fails its checkpoint task until it has taken it.
 	h := tableHeader{Cluster: m.name, Migration: t.Migration, Source: m.id, Target: t.Peer, LogID: m.sealer.segs.LogID(),
-		SegmentSize: m.sealer.segs.Size(), PageSize: st.Log().PageSize(), Begin: begin, Bits: cc.bits, Ranges: t.Ranges,
-		Run: hex.EncodeToString(run[:])}
+		SegmentSize: m.sealer.segs.Size(), PageSize: st.Log().PageSize(), Begin: begin, Bits: cc.bits, Ranges: t.Ranges, Run: run}
 	b := encodeTable(h, chains, addrs)
-	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration, run), bytes.NewReader(b), int64(len(b))); err != nil {
 		return 0, err
 	}
 	m.log.Info("migration: chains below the tier's cut left as indirections", "migration", t.Migration,
@@ -572,14 +673,19 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 
 // takeIndirections takes migration id's table when this member is its
 // target (its routing accepts the migration's records: the since it
-// prepared at comes from there); a source has none to take.
+// prepared at comes from there) and shares its source's tier (the source
+// then left one); a source has none to take.
 func (m *member) takeIndirections(ctx context.Context, id cluster.MigrationID) error {
 	if m.ind == nil {
 		return nil
 	}
+	src, ok := m.mg.sourceOf(id)
+	if !ok || m.mg.peer(src).Tier != m.tier {
+		return nil
+	}
 	for _, a := range m.srv.Routing().Accept {
 		if a.ID == id {
-			return m.ind.take(ctx, m.id, id, a.Since)
+			return m.ind.take(ctx, m.id, id, m.srv.Incarnation(), a.Since)
 		}
 	}
 	return nil

@@ -177,3 +177,77 @@ func sample(want map[string]string, every int) map[string]string {
 	}
 	return out
 }
+
+// TestFlushRetiresIndirections: a FLUSHALL on a target holding an
+// unresolved table drops it with every key; its resolver then retires the
+// table's file, pin and object instead of bringing the keys back, and a
+// restart installs nothing.
+func TestFlushRetiresIndirections(t *testing.T) {
+	ctx := context.Background()
+	md := cluster.NewMem()
+	shared := "dir://" + t.TempDir()
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
+	for _, c := range []*Config{&ca, &cb} {
+		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
+		c.Server.Store.Log.MemoryBytes = 4 << 20
+	}
+	cb.Cluster.resolveGate = func(ctx context.Context) error {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a, b := twoMembers(t, md, ca, cb)
+	c := dialCluster(t, a)
+	var keys []string
+	for i := 0; len(keys) < 4000; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
+			continue
+		}
+		if err := c.Set(ctx, []byte(k), bytes.Repeat([]byte{'v'}, 2048)); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	m, err := a.Server().Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) >> 20
+	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("b took no indirection table")
+	}
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s", rec.Phase)
+	}
+	if err := b.Server().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	st, _ := tier.Open(ctx, shared)
+	eventually(t, "the table retired", func() bool {
+		names, _ := st.List(ctx, "indirections/")
+		pins, _ := st.List(ctx, "pins/")
+		b.ind.mu.Lock()
+		n := len(b.ind.installed)
+		b.ind.mu.Unlock()
+		return n == 0 && len(names) == 0 && len(pins) == 0
+	})
+	if b.ind.resolved.Load() != 0 {
+		t.Fatalf("the resolver inserted %d flushed keys", b.ind.resolved.Load())
+	}
+	check(t, dialCluster(t, b), map[string]string{keys[0]: "", keys[len(keys)-1]: ""})
+}

@@ -125,6 +125,17 @@ func (g *migrations) learnAddrs(st cluster.State) {
 
 func (g *migrations) addr(id cluster.ServerID) string { return g.peer(id).Native }
 
+// sourceOf returns the source of migration id, when this server is its
+// target.
+func (g *migrations) sourceOf(id cluster.MigrationID) (cluster.ServerID, bool) {
+	srcs := g.sources.Load()
+	if srcs == nil {
+		return "", false
+	}
+	src, ok := (*srcs)[id]
+	return src, ok
+}
+
 // peer returns the newest entry read for server id.
 func (g *migrations) peer(id cluster.ServerID) cluster.Server {
 	g.mu.Lock()
@@ -291,8 +302,13 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		if err := m.takeIndirections(ctx, t.Migration); err != nil {
 			return 0, err
 		}
-		_, err := m.srv.Checkpoint(ctx)
-		return 0, err
+		if _, err := m.srv.Checkpoint(ctx); err != nil {
+			return 0, err
+		}
+		if m.ind != nil {
+			return 0, m.ind.commit(t.Migration) // the move's records are durable now
+		}
+		return 0, nil
 	}
 	sess, err := m.dialPeer(ctx, t.Peer)
 	if err != nil {

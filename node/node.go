@@ -105,11 +105,11 @@ func Start(cfg Config) (*Node, error) {
 	if n.ind != nil {
 		n.ind.srv = n.srv // before the member runs tasks that take tables
 	}
+	if n.sealer != nil {
+		n.sealer.run(n.srv) // before the member runs moves that pin
+	}
 	if n.member != nil {
 		n.member.start(n.srv)
-	}
-	if n.sealer != nil {
-		n.sealer.run(n.srv)
 	}
 	if n.ind != nil {
 		if err := n.ind.resolveAll(); err != nil {
@@ -134,13 +134,14 @@ func (n *Node) ID() cluster.ServerID {
 // Shutdown leaves the cluster (the registration lapses; the slots stay
 // assigned), stops the server and closes the device.
 func (n *Node) Shutdown(ctx context.Context) error {
+	errs := []error{n.closeMember()} // its tasks end first: they take tables and pin
 	if n.ind != nil {
 		n.ind.close()
 	}
 	if n.sealer != nil {
 		n.sealer.close()
 	}
-	errs := []error{n.closeMember(), n.srv.Shutdown(ctx)}
+	errs = append(errs, n.srv.Shutdown(ctx))
 	return errors.Join(append(errs, n.dev.Close())...)
 }
 
@@ -197,7 +198,7 @@ func (n *Node) prepareIndirections(cfg Config, scfg *server.Config) error {
 		}
 		return nil
 	}
-	n.ind = newIndirector(n.sealer.segs.Store(), cfg.Dir, cfg.Cluster.Name, cfg.Cluster.MigrationRate, cfg.Log)
+	n.ind = newIndirector(n.sealer.segs.Store(), cfg.Dir, cfg.Cluster.Name, n.logID, cfg.Cluster.MigrationRate, cfg.Log)
 	n.ind.gate = cfg.Cluster.resolveGate
 	n.member.sealer, n.member.ind = n.sealer, n.ind
 	scfg.Recovered = n.ind.reinstall

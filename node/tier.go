@@ -197,9 +197,16 @@ func (s *sealer) release(ctx context.Context, begin uint64) error {
 // pinDir is where the pins of log logID live in the tier.
 func pinDir(logID string) string { return "pins/" + logID + "/" }
 
-// pinName names the pin of migration id of cluster name on log logID.
-func pinName(logID, name string, id cluster.MigrationID) string {
-	return fmt.Sprintf("%s%s-%d", pinDir(logID), name, id)
+// pinPrefix begins the names of the pins of migration id of cluster name
+// on log logID, one per run of its move.
+func pinPrefix(logID, name string, id cluster.MigrationID) string {
+	return fmt.Sprintf("%s%s-%d-", pinDir(logID), name, id)
+}
+
+// pinName names the pin of run (the target's incarnation) of migration
+// id's move.
+func pinName(logID, name string, id cluster.MigrationID, run uint64) string {
+	return fmt.Sprintf("%s%d", pinPrefix(logID, name, id), run)
 }
 
 // pins returns the addresses the log's pins hold the tier from.
@@ -227,13 +234,15 @@ func (s *sealer) pins(ctx context.Context) ([]uint64, error) {
 	return out, nil
 }
 
-// pin holds the tier's copy of the log from its begin on for migration id
-// (the pin is recorded in the tier, so it outlives this process) and
+// pin holds the tier's copy of the log from its begin on for run (the
+// target's incarnation) of migration id's move (the pin is recorded in
+// the tier, so it outlives this process; the target's resolver deletes
+// the pins of every run once the newest run's table is resolved) and
 // returns that begin and the cut: the end of what the tier holds of the
 // log from there, every byte below it final. A cut of 0: the tier does
 // not hold the log from its begin (it was turned on later); nothing is
 // pinned then.
-func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID) (begin, cut uint64, err error) {
+func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID, run uint64) (begin, cut uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	size := s.segs.Size()
@@ -241,19 +250,8 @@ func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID) (
 	if s.lo.Load()*size > begin || s.hi.Load()*size <= begin {
 		return begin, 0, nil
 	}
-	// A pin is never raised: an earlier run of the move may have handed a
-	// table that reads from its begin to a target that still holds it.
-	pn := pinName(s.segs.LogID(), name, id)
-	switch old, err := s.segs.Store().Get(ctx, pn); {
-	case err == nil:
-		if a, perr := strconv.ParseUint(strings.TrimSpace(string(old)), 10, 64); perr == nil && a < begin {
-			begin = a
-		}
-	case !errors.Is(err, tier.ErrNotFound):
-		return 0, 0, err
-	}
 	b := strconv.AppendUint(nil, begin, 10)
-	if err := s.segs.Store().Put(ctx, pn, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := s.segs.Store().Put(ctx, pinName(s.segs.LogID(), name, id, run), bytes.NewReader(b), int64(len(b))); err != nil {
 		return 0, 0, err
 	}
 	return begin, s.hi.Load() * size, nil
