@@ -132,11 +132,20 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 // SendCut is Send of moved records that reads nothing below cut (what a
 // shared tier holds of st's log): every chain that reaches below it goes
 // to indirect instead (store.ScanCut), for the target to read through the
-// tier. indirect runs on the calling goroutine.
+// tier. indirect runs on the calling goroutine. progress is also called
+// (with 0 records) every answerEvery chains cut: a move that sends little
+// is moving on all the same.
 func SendCut(ctx context.Context, st *store.Store, ranges []cluster.Range, cut uint64, sess *client.Session,
 	id cluster.MigrationID, indirect func(bits uint, chain, addr uint64) error, progress func(records int)) (uint64, error) {
+	cuts := 0
+	counted := func(bits uint, chain, addr uint64) error {
+		if cuts++; cuts%answerEvery == 0 && progress != nil {
+			progress(0)
+		}
+		return indirect(bits, chain, addr)
+	}
 	scan := func(ctx context.Context, lo, hi uint64, fn store.ScanFunc) error {
-		return st.ScanCut(ctx, lo, hi, cut, fn, indirect)
+		return st.ScanCut(ctx, lo, hi, cut, fn, counted)
 	}
 	return send(ctx, scan, ranges, 0, sess, id, wire.MigrateMoved, progress)
 }

@@ -635,6 +635,9 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if err != nil {
 		return 0, err
 	}
+	if err := m.sealer.seal(ctx); err != nil {
+		return 0, err
+	}
 	begin, cut, err := m.sealer.pin(ctx, m.name, t.Migration, run)
 	if err != nil {
 		return 0, err

@@ -44,7 +44,7 @@ type TierConfig struct {
 // uploaded by this sealer or an earlier start with the same log id), and
 // every byte below hi*size was final when it was uploaded (below the newest
 // checkpoint's end and the log's flushed point: tier's package invariant).
-// Only the sealer's goroutine writes lo and hi.
+// Only a round (under rounds) writes lo and hi.
 type sealer struct {
 	segs *tier.Segments
 	dev  ssd.Device
@@ -59,6 +59,8 @@ type sealer struct {
 	// mu orders pins against deletions: release lists the pins and
 	// deletes under it, pin writes one under it.
 	mu sync.Mutex
+	// rounds serialises rounds: the sealer's goroutine and seal.
+	rounds sync.Mutex
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -132,9 +134,22 @@ func (s *sealer) close() {
 	}
 }
 
+// seal makes the log final up to its tail and uploads the segments that
+// made whole: a checkpoint, then a round. A move calls it first, so that
+// what it must read from the device above the tier's cut is at most the
+// last, partial segment and what was written since.
+func (s *sealer) seal(ctx context.Context) error {
+	if _, err := s.srv.Checkpoint(ctx); err != nil {
+		return err
+	}
+	return s.round(ctx)
+}
+
 // round uploads every segment that became final and deletes those below
 // the log's begin.
 func (s *sealer) round(ctx context.Context) error {
+	s.rounds.Lock()
+	defer s.rounds.Unlock()
 	st := s.srv.Store()
 	size := s.segs.Size()
 	begin := st.Begin()

@@ -70,8 +70,9 @@ lg=$!; pids+=($lg)
 start=$(now)
 sleep "$WARM"
 m0=$(now)
+keep_logs() { if [ -n "${KEEP_LOGS:-}" ]; then cp "$WORK/s1.log" "$OUT.s1.log"; cp "$WORK/s2.log" "$OUT.s2.log"; fi; }
 "$BIN" cluster migrate --meta 127.0.0.1:$mport --cluster bench --slots "$slots" --to s2 --wait 10m >"$WORK/migrate.out" 2>&1 ||
-  { cat "$WORK/migrate.out"; exit 1; }
+  { cat "$WORK/migrate.out"; keep_logs; exit 1; }
 m1=$(now)
 cat "$WORK/migrate.out" | tee -a "$OUT"
 wait $lg || { tail -5 "$WORK/load.out"; echo "the load generator failed" | tee -a "$OUT"; }

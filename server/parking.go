@@ -26,7 +26,10 @@ import (
 //     keeps the key; the read, parked before it, is answered as before
 //     it), or NOT_FOUND when the source has no record of the key;
 //   - the slot leaves Misses (the source said every record was sent): the
-//     source had no record of the key, the read answers NOT_FOUND; or the
+//     source had no record of the key, the read answers NOT_FOUND, unless
+//     an indirection table covers the key (store/indirect.go: the move
+//     left it in the source's log): NOT_OWNER then, and the client
+//     re-issues it, to the store that now reads through the table; or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
 //     re-routes it;
 //   - it waited parkTimeout, or the connection closed: NOT_OWNER, or
@@ -190,9 +193,10 @@ func (l *loop) sweepParked() {
 			switch {
 			case r.c.closed:
 				l.unpark(r, 0, nil, 0)
-			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)):
+			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && !l.s.st.Covered(h):
 				l.unpark(r, wire.StatusNotFound, nil, 0)
-			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout:
+			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout ||
+				l.rt.Misses == nil || !l.rt.Misses.Has(r.slot): // covered: re-issued, see above
 				r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
 				l.notOwned = r.slot
 				l.stats.notOwner.Add(1)

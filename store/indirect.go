@@ -221,6 +221,13 @@ func (st *Store) tables() indirections {
 	return nil
 }
 
+// Covered reports whether an installed table sends lookups of hash h into
+// another log: a key that the move did not send may be there.
+func (st *Store) Covered(h uint64) bool {
+	t, _ := st.covered(h)
+	return t != nil
+}
+
 // covered returns the table covering h and where its chain goes on, when
 // any is installed (one atomic load otherwise).
 func (st *Store) covered(h uint64) (*Indirections, uint64) {
