@@ -182,9 +182,11 @@ type indirector struct {
 // installedTable is a table in the store, with the reader it reads
 // through and the run of the move that made it.
 type installedTable struct {
-	t   *store.Indirections
-	r   *tier.Reader
-	run uint64
+	t         *store.Indirections
+	r         *tier.Reader
+	h         tableHeader
+	run       uint64
+	resolving bool // a resolver was started for it (under mu)
 }
 
 func newIndirector(t tier.Store, dataDir, name, logID string, rate int, log *slog.Logger) *indirector {
@@ -259,7 +261,7 @@ func (x *indirector) install(st *store.Store, h tableHeader, chains, addrs []uin
 	if old != nil {
 		old.r.Close()
 	}
-	x.installed[t.ID] = &installedTable{t: t, r: r, run: h.Run}
+	x.installed[t.ID] = &installedTable{t: t, r: r, h: h, run: h.Run}
 	x.log.Info("indirections installed", "migration", h.Migration, "source", h.Source, "chains", len(chains), "since", h.Since, "run", h.Run)
 	return nil
 }
@@ -335,25 +337,28 @@ func (x *indirector) file(id cluster.MigrationID) string {
 // resolveAll starts a resolver for every installed table (after a
 // restart).
 func (x *indirector) resolveAll() error {
-	files, err := filepath.Glob(filepath.Join(x.dir, "*.tbl"))
-	if err != nil {
-		return err
+	x.mu.Lock()
+	var hs []tableHeader
+	for _, in := range x.installed {
+		hs = append(hs, in.h)
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		h, _, _, err := decodeTable(b)
-		if err != nil {
-			return err
-		}
+	x.mu.Unlock()
+	for _, h := range hs {
 		x.resolveLater(h)
 	}
 	return nil
 }
 
+// resolveLater starts h's resolver, once per installed table.
 func (x *indirector) resolveLater(h tableHeader) {
+	x.mu.Lock()
+	in := x.installed[tableID(h)]
+	if in == nil || in.run != h.Run || in.resolving {
+		x.mu.Unlock()
+		return
+	}
+	in.resolving = true
+	x.mu.Unlock()
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()

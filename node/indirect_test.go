@@ -49,18 +49,7 @@ func migrateThroughIndirections(t *testing.T, shared string, every int) {
 		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
 		c.Server.Store.Log.MemoryBytes = 4 << 20
 	}
-	cb.Cluster.resolveGate = func(ctx context.Context) error {
-		select {
-		case held <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	cb.Cluster.resolveGate = holdResolver(release, held)
 	a, b := twoMembers(t, md, ca, cb)
 	c := dialCluster(t, a)
 
@@ -193,18 +182,7 @@ func TestFlushRetiresIndirections(t *testing.T) {
 		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
 		c.Server.Store.Log.MemoryBytes = 4 << 20
 	}
-	cb.Cluster.resolveGate = func(ctx context.Context) error {
-		select {
-		case held <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	cb.Cluster.resolveGate = holdResolver(release, held)
 	a, b := twoMembers(t, md, ca, cb)
 	c := dialCluster(t, a)
 	var keys []string
@@ -250,4 +228,21 @@ func TestFlushRetiresIndirections(t *testing.T) {
 		t.Fatalf("the resolver inserted %d flushed keys", b.ind.resolved.Load())
 	}
 	check(t, dialCluster(t, b), map[string]string{keys[0]: "", keys[len(keys)-1]: ""})
+}
+
+// holdResolver is a resolveGate that says it was reached (held) and holds
+// the resolver until release is closed.
+func holdResolver(release <-chan struct{}, held chan<- struct{}) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
