@@ -41,16 +41,7 @@ func TestMigrationThroughIndirections(t *testing.T) {
 
 func migrateThroughIndirections(t *testing.T, shared string, every int) {
 	ctx := context.Background()
-	md := cluster.NewMem()
-	release := make(chan struct{})
-	held := make(chan struct{}, 1)
-	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
-	for _, c := range []*Config{&ca, &cb} {
-		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
-		c.Server.Store.Log.MemoryBytes = 4 << 20
-	}
-	cb.Cluster.resolveGate = holdResolver(release, held)
-	a, b := twoMembers(t, md, ca, cb)
+	md, a, b, cb, release, held := tierPair(t, shared)
 	c := dialCluster(t, a)
 
 	// 8000 keys of 2 KiB in the moving quarter: 16 MiB, 4× a's memory,
@@ -169,21 +160,11 @@ func sample(want map[string]string, every int) map[string]string {
 
 // TestFlushRetiresIndirections: a FLUSHALL on a target holding an
 // unresolved table drops it with every key; its resolver then retires the
-// table's file, pin and object instead of bringing the keys back, and a
-// restart installs nothing.
+// table's file, pin and object instead of bringing the keys back.
 func TestFlushRetiresIndirections(t *testing.T) {
 	ctx := context.Background()
-	md := cluster.NewMem()
 	shared := "dir://" + t.TempDir()
-	release := make(chan struct{})
-	held := make(chan struct{}, 1)
-	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
-	for _, c := range []*Config{&ca, &cb} {
-		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
-		c.Server.Store.Log.MemoryBytes = 4 << 20
-	}
-	cb.Cluster.resolveGate = holdResolver(release, held)
-	a, b := twoMembers(t, md, ca, cb)
+	md, a, b, _, release, held := tierPair(t, shared)
 	c := dialCluster(t, a)
 	var keys []string
 	for i := 0; len(keys) < 4000; i++ {
@@ -245,4 +226,20 @@ func holdResolver(release <-chan struct{}, held chan<- struct{}) func(context.Co
 			return ctx.Err()
 		}
 	}
+}
+
+// tierPair starts members a and b sharing the tier at shared, with 4 MiB
+// of memory each, b's resolvers held until release is closed (held says
+// one got there); cb is b's configuration.
+func tierPair(t *testing.T, shared string) (md *cluster.Mem, a, b *Node, cb Config, release chan struct{}, held chan struct{}) {
+	md = cluster.NewMem()
+	release, held = make(chan struct{}), make(chan struct{}, 1)
+	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
+	for _, c := range []*Config{&ca, &cb} {
+		c.Tier = TierConfig{URL: shared, SegmentSize: 1 << 20, Interval: 10 * time.Millisecond}
+		c.Server.Store.Log.MemoryBytes = 4 << 20
+	}
+	cb.Cluster.resolveGate = holdResolver(release, held)
+	a, b = twoMembers(t, md, ca, cb)
+	return md, a, b, cb, release, held
 }
