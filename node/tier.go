@@ -52,9 +52,7 @@ type sealer struct {
 	cfg  TierConfig
 	log  *slog.Logger
 
-	lo, hi   atomic.Uint64
-	uploaded atomic.Uint64 // segments uploaded since start
-	deleted  atomic.Uint64 // segments deleted since start
+	lo, hi atomic.Uint64
 
 	// mu orders pins against deletions: release lists the pins and
 	// deletes under it, pin writes one under it.
@@ -169,7 +167,6 @@ func (s *sealer) round(ctx context.Context) error {
 			return err
 		}
 		s.hi.Store(n + 1)
-		s.uploaded.Add(1)
 		s.log.Debug("segment uploaded", "segment", n)
 	}
 	return s.release(ctx, begin)
@@ -201,7 +198,6 @@ func (s *sealer) release(ctx context.Context, begin uint64) error {
 		if err := s.segs.Delete(ctx, n); err != nil {
 			return err
 		}
-		s.deleted.Add(1)
 	}
 	if lo := begin / size; s.lo.Load() < lo {
 		s.lo.Store(min(lo, s.hi.Load()))
