@@ -32,19 +32,29 @@ import (
 
 // Indirections between members (store/indirect.go has the engine's half).
 //
-// Source: a move whose target names the same shared tier pins the tier's
-// copy of the source's log from its begin (sealer.pin), sends only what
-// lies above what the tier holds (migrate.SendCut) and writes the chains
-// it cut, with where each goes on, as one table object in the tier
-// ("indirections/<cluster>/<migration>").
-// Target: the checkpoint it takes once the move finished first takes that
-// table, keeps it in DIR/cluster/indirections/<migration> (synced) and
-// installs it; a store recovered at start installs every table kept there
-// before the server serves. A resolver then reads every chain through the
-// tier, inserts each key's newest live record unless the target has one
-// since it prepared (IfNoneSince), checkpoints, and only then removes the
-// table, its file, the pin and the table object, in that order.
+// Source: a move whose target names the same shared tier asks the target's
+// incarnation (the run), seals its log (sealer.seal: a checkpoint, then
+// the whole segments it made final go up), pins the tier's copy of the log
+// from its begin (sealer.pin, one pin per run), sends only what lies above
+// what the tier holds (migrate.SendCut), and writes the chains it cut, with
+// where each goes on, as the run's table object in the tier
+// ("indirections/<cluster>/<migration>/<run>"), empty when it cut nothing.
+// Target: the checkpoint task it runs once the move finished (its slots
+// are in Misses until that task is done) takes its own run's table (an
+// error while it is missing), keeps it in
+// DIR/cluster/indirections/<migration>.tbl.pending (synced), installs it,
+// checkpoints, and then commits the file (renamed to .tbl) and starts the
+// table's resolver. A store recovered at start installs every committed
+// table of its own log before the server serves and drops pending ones
+// (the move runs again for the new incarnation). The resolver reads every
+// chain through the tier, inserts each key's newest live record unless the
+// target has one since it prepared (IfNoneSince), checkpoints, and only
+// then retires the table and its file and deletes every run's pin and
+// table object, in that order.
 //
+// Invariant: a committed table's moved records are durable (its commit
+// follows the checkpoint that holds them), so a restart never reads
+// through a table whose explicit records it lost.
 // Invariant: a member moves no slot out while it holds an unresolved
 // table covering it (its scan would not see the keys behind it): the move
 // waits for the resolver.
