@@ -23,7 +23,9 @@
 // sender per peer it messages (both report back to the membership
 // goroutine through one queue, and end before close returns); the
 // fetcher, which gets from the source the keys the target's loops park
-// reads on (fetch.go); the
-// server's own (server/doc.go), whose loops hand peers' messages to that
-// queue.
+// reads on (fetch.go); with a shared tier, the sealer, which uploads the
+// log's final segments and deletes those no one needs (tier.go), and one
+// resolver per installed indirection table, each with 16 workers
+// (indirect.go); the server's own (server/doc.go), whose loops hand peers'
+// messages to that queue.
 package node
