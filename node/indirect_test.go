@@ -86,6 +86,9 @@ func migrateThroughIndirections(t *testing.T, shared string, every int) {
 	if len(tables) != 1 || tables[0].Len() == 0 {
 		t.Fatalf("b holds %d tables", len(tables))
 	}
+	if st := b.Server().Stats().Store; st.IndirectionTables != 1 || st.IndirectionChains != tables[0].Len() {
+		t.Fatalf("/stats shows %d tables, %d chains", st.IndirectionTables, st.IndirectionChains)
+	}
 	servedBy(t, quarter, b, a)
 	st := tier.Store(nil)
 	if st, err = tier.Open(ctx, shared); err != nil {
@@ -121,7 +124,7 @@ func migrateThroughIndirections(t *testing.T, shared string, every int) {
 	c = dialCluster(t, a) // the old client's connection to b is gone
 	check(t, c, sample(want, every))
 	close(release)
-	eventually(t, "b resolved the table", func() bool { return len(b.Server().Store().Indirections()) == 0 })
+	eventually(t, "b resolved the table", func() bool { return b.Server().Stats().Store.IndirectionTables == 0 })
 	check(t, c, want)
 	if b.ind.resolved.Load() == 0 {
 		t.Fatal("the resolver inserted nothing")

@@ -25,6 +25,7 @@ type metrics struct {
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
 	expired, expiring                             *prometheus.Desc
 	parked, parks                                 *prometheus.Desc
+	indirections                                  *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -67,6 +68,7 @@ func newMetrics(s *Server) *metrics {
 		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
 		parked:       d("parked_reads", "Reads a migration's target holds until their keys arrive."),
 		parks:        d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
+		indirections: d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
 		clusterInfo:  d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
 		slots:        d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
 	}
@@ -139,6 +141,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.notOwner, float64(st.NotOwner))
 	gauge(m.parked, float64(st.ParkedReads))
 	counter(m.parks, float64(st.Parks))
+	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")
+	gauge(m.indirections, float64(st.Store.IndirectionChains), "chains")
 	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)
 	gauge(m.slots, float64(st.Cluster.Owned), "owned")
 	gauge(m.slots, float64(st.Cluster.Serving), "serving")

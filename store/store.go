@@ -269,6 +269,11 @@ type Stats struct {
 	Keys      int64
 	Doubts    int
 	KeysError string `json:",omitempty"` // why the recovered count may be off
+	// IndirectionTables and IndirectionChains: the installed tables of
+	// indirection records (indirect.go) and the chains they send into
+	// other logs; both 0 once every move is resolved.
+	IndirectionTables int `json:",omitempty"`
+	IndirectionChains int `json:",omitempty"`
 }
 
 // EpochStats show how far the slowest session lags: Current - Safe epochs,
@@ -287,5 +292,9 @@ func (st *Store) Stats() Stats {
 	}
 	s.Keys, s.Doubts = st.keys.stats()
 	s.KeysError = st.keys.err
+	for _, t := range st.tables() {
+		s.IndirectionTables++
+		s.IndirectionChains += t.Len()
+	}
 	return s
 }
