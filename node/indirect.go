@@ -576,7 +576,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 				if !hdr.Tombstone() && !store.Expired(at, st.Now()) {
 					// The pending operation copies key and value: buf
 					// may be reused.
-					u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}, Input: v, Expire: expiring(at)}
+					u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}, Input: v, Expire: store.ExpiryOf(at)}
 					if _, _, err := s.Update(key, u, nil); err != nil {
 						return err
 					}
@@ -609,22 +609,13 @@ func (x *indirector) pace(ctx context.Context, start time.Time, n int) {
 	}
 }
 
-// expiring is the Expiry of a value written with expiry at (0: none).
-func expiring(at int64) store.Expiry {
-	if at == 0 {
-		return store.Expiry{Mode: store.ClearExpiry}
-	}
-	return store.Expiry{Mode: store.SetExpiry, At: at}
-}
-
 // tablesCover reports whether an installed table covers a slot of ranges.
 func tablesCover(st *store.Store, ranges []cluster.Range) bool {
+	hs := hashRanges(ranges)
 	for _, t := range st.Indirections() {
 		for _, tr := range t.Ranges {
-			for _, r := range hashRanges(ranges) {
-				if tr[0] <= r[1] && r[0] <= tr[1] {
-					return true
-				}
+			if slices.ContainsFunc(hs, func(r [2]uint64) bool { return tr[0] <= r[1] && r[0] <= tr[1] }) {
+				return true
 			}
 		}
 	}

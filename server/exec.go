@@ -219,7 +219,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, payload, err = l.update(op.Key, h, store.Update{If: store.IfPresent, Merge: store.Keep{}, Expire: expiring(at), Want: store.WantOld, WithExpiry: true})
+		st, payload, err = l.update(op.Key, h, store.Update{If: store.IfPresent, Merge: store.Keep{}, Expire: store.ExpiryOf(at), Want: store.WantOld, WithExpiry: true})
 	case wire.OpDelete:
 		st, _, err = l.update(op.Key, h, store.Update{If: store.Remove})
 	case wire.OpAdd:

@@ -175,7 +175,7 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 	var u store.Update
 	switch kind {
 	case wire.MigrateMoved:
-		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value, Expire: expiring(at)}
+		u = store.Update{If: store.IfNoneSince, Since: a.Since, Merge: store.Replace{}, Input: value, Expire: store.ExpiryOf(at)}
 	case wire.MigrateShipped:
 		st, err := l.ss.UpsertExpiring(key, h, value, at)
 		return st, nil, err
@@ -195,14 +195,6 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		l.announce(key, h, value, live)
 	}
 	return st, nil, err
-}
-
-// expiring is the Expiry of a value written with expiry at (0: none).
-func expiring(at int64) store.Expiry {
-	if at == 0 {
-		return store.Expiry{Mode: store.ClearExpiry}
-	}
-	return store.Expiry{Mode: store.SetExpiry, At: at}
 }
 
 // refuse counts a MIGRATE refused for slot.

@@ -88,6 +88,15 @@ func (x Expiry) after(old prior) int64 {
 // time now (both Unix milliseconds).
 func Expired(at, now int64) bool { return at != 0 && now > at }
 
+// ExpiryOf is the Expiry that writes a value with expiry at (0: none), as
+// a record sent or read elsewhere carried it.
+func ExpiryOf(at int64) Expiry {
+	if at == 0 {
+		return Expiry{Mode: ClearExpiry}
+	}
+	return Expiry{Mode: SetExpiry, At: at}
+}
+
 // Now returns the time expiry is judged by (Config.Now), in Unix
 // milliseconds: fronts that turn relative times into expiries use it.
 func (st *Store) Now() int64 { return st.cfg.Now() }
