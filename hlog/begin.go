@@ -1,6 +1,7 @@
 package hlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,25 @@ func ReadRecord(dev ssd.Device, addr uint64, buf []byte) (rec, newBuf []byte, er
 		size = need
 	}
 	return nil, buf, fmt.Errorf("%w: record at %d grew between two reads", ErrCorrupt, addr)
+}
+
+// FindKey follows a hash chain on dev from addr down to floor and returns
+// the first record of key in it (its prefix, key and used value, as
+// ReadRecord), or nil when the chain leaves [floor, addr] without one: the
+// key's newest record below addr, when addr is where its chain went on.
+// buf is reused as by ReadRecord.
+func FindKey(dev ssd.Device, key []byte, addr, floor uint64, buf []byte) (rec, newBuf []byte, err error) {
+	for floor = max(floor, FirstAddress); addr >= floor; {
+		if rec, buf, err = ReadRecord(dev, addr, buf); err != nil {
+			return nil, buf, err
+		}
+		h, kl, _, _, _ := DecodePrefix(rec)
+		if bytes.Equal(rec[PrefixSize:PrefixSize+kl], key) {
+			return rec, buf, nil
+		}
+		addr = h.Prev()
+	}
+	return nil, buf, nil
 }
 
 // SampleRecords reads len(buf) bytes of the log at base, a page start, and

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/store"
+	"github.com/fleetkv/fleetkv/tier"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
@@ -71,11 +75,24 @@ func (m *member) fetch(ctx context.Context) {
 	}
 }
 
-// fetcher keeps the sessions the fetches go over.
+// fetcher keeps the sessions the fetches go over, and the readers of the
+// sources' logs in the shared tier.
 type fetcher struct {
 	m       *member
 	sources map[cluster.ServerID]*client.Session
 	local   *client.Session
+	logs    map[string]*tier.Reader // by the log's name in the tier
+	// below are the fetches a source answered with where the key's chain
+	// goes on in the tier, read once the batch's answers are in.
+	below []tierFetch
+}
+
+// tierFetch is a key to read from a source's log in the tier: the first
+// record of the key on the chain from addr down to begin.
+type tierFetch struct {
+	pull
+	addr, begin uint64
+	log         string
 }
 
 func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
@@ -99,6 +116,9 @@ func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
 			sess.Close()
 			delete(f.sources, src)
 		}
+	}
+	if err := f.readTier(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if f.local != nil {
 		if err := f.wait(ctx, f.local); err != nil {
@@ -132,14 +152,117 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 		case !ok:
 			return // not an answer from this build: the move sends it
 		}
-		if f.local == nil {
-			var err error
-			if f.local, err = client.DialContext(ctx, client.Config{Addr: f.m.srv.Addr(), AuthToken: f.m.mg.token}); err != nil {
-				return
-			}
+		if addr, begin, log, below := wire.ParseFetchBelow(r.Value); below {
+			f.below = append(f.below, tierFetch{pull: p, addr: addr, begin: begin, log: string(log)})
+			return
 		}
-		_ = f.local.Migrate(uint64(p.id), kind, p.key, at, value, nil)
+		f.deliver(ctx, p, kind, at, value)
 	})
+}
+
+// deliver hands a fetched record (or its absence) to this server's loops.
+func (f *fetcher) deliver(ctx context.Context, p pull, kind wire.MigrateKind, at int64, value []byte) {
+	if f.local == nil {
+		var err error
+		if f.local, err = client.DialContext(ctx, client.Config{Addr: f.m.srv.Addr(), AuthToken: f.m.mg.token}); err != nil {
+			return
+		}
+	}
+	_ = f.local.Migrate(uint64(p.id), kind, p.key, at, value, nil)
+}
+
+// tierReaders is how many keys of a batch are read from the tier at once.
+const tierReaders = 16
+
+// tierRecord is what a key's read from the tier found.
+type tierRecord struct {
+	kind  wire.MigrateKind
+	at    int64
+	value []byte
+	err   error
+}
+
+// readTier reads the keys the sources answered with where the tier has
+// them, tierReaders at once, and delivers what it finds. A key that
+// cannot be read stays parked (the move sends it).
+func (f *fetcher) readTier(ctx context.Context) error {
+	jobs := f.below
+	f.below = f.below[:0]
+	if len(jobs) == 0 {
+		return nil
+	}
+	devs := make([]*tier.Reader, len(jobs))
+	var errs []error
+	for i, j := range jobs {
+		var err error
+		if devs[i], err = f.logReader(j.log); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	found := make([]tierRecord, len(jobs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(tierReaders, len(jobs)) {
+		wg.Go(func() {
+			var buf []byte
+			for i := int(next.Add(1) - 1); i < len(jobs) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				if devs[i] != nil {
+					found[i], buf = f.readKey(jobs[i], devs[i], buf)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for i, j := range jobs {
+		switch {
+		case devs[i] == nil:
+		case found[i].err != nil:
+			errs = append(errs, found[i].err)
+		default:
+			f.deliver(ctx, j.pull, found[i].kind, found[i].at, found[i].value)
+			n++
+		}
+	}
+	f.m.mg.tierFetches.Add(int64(n))
+	return errors.Join(errs...)
+}
+
+// readKey reads j's key from its source's log in the tier (dev).
+func (f *fetcher) readKey(j tierFetch, dev *tier.Reader, buf []byte) (tierRecord, []byte) {
+	rec, buf, err := hlog.FindKey(dev, j.key, j.addr, j.begin, buf)
+	if err != nil || rec == nil {
+		return tierRecord{kind: wire.MigrateAbsent, err: err}, buf
+	}
+	h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+	if h.Tombstone() {
+		return tierRecord{kind: wire.MigrateAbsent}, buf
+	}
+	v, at := hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+	return tierRecord{kind: wire.MigrateMoved, at: at, value: bytes.Clone(v)}, buf
+}
+
+// logReader returns the reader of the log named log in the shared tier.
+func (f *fetcher) logReader(log string) (*tier.Reader, error) {
+	if r := f.logs[log]; r != nil {
+		return r, nil
+	}
+	if f.m.ind == nil {
+		return nil, errors.New("node: a source answered a fetch through the shared tier, which this server has none of")
+	}
+	size, id, err := parseLogName([]byte(log))
+	if err != nil {
+		return nil, err
+	}
+	segs, err := tier.NewSegments(f.m.ind.tier, id, size)
+	if err != nil {
+		return nil, err
+	}
+	if f.logs == nil {
+		f.logs = map[string]*tier.Reader{}
+	}
+	f.logs[log] = segs.Reader(tierReaders)
+	return f.logs[log], nil
 }
 
 // wait waits for every answer of sess, at most the member's timeout.
@@ -153,6 +276,9 @@ func (f *fetcher) wait(ctx context.Context, sess *client.Session) error {
 func (f *fetcher) close() {
 	for _, s := range f.sources {
 		s.Close()
+	}
+	for _, r := range f.logs {
+		r.Close()
 	}
 	if f.local != nil {
 		f.local.Close()

@@ -641,12 +641,15 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if err != nil {
 		return 0, err
 	}
-	if err := m.sealer.seal(ctx); err != nil {
-		return 0, err
-	}
-	begin, cut, err := m.sealer.pin(ctx, m.name, t.Migration, run)
+	begin, cut, err := m.pinAndSeal(ctx, t.Migration, run)
 	if err != nil {
 		return 0, err
+	}
+	defer m.srv.LendBelow(t.Migration, 0, nil)
+	if m.mg.cut != nil {
+		if err := m.mg.cut(ctx, progress); err != nil {
+			return 0, err
+		}
 	}
 	var cc cutChains
 	var inc uint64
@@ -663,6 +666,7 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	}
 	chains, addrs := cc.named()
 	if len(chains) == 0 && cut != 0 {
+		m.srv.LendBelow(t.Migration, 0, nil) // before the pin goes
 		if err := m.sealer.segs.Store().Delete(ctx, pinName(m.sealer.segs.LogID(), m.name, t.Migration, run)); err != nil {
 			return 0, err
 		}
@@ -678,6 +682,34 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	m.log.Info("migration: chains below the tier's cut left as indirections", "migration", t.Migration,
 		"chains", len(chains), "cut", cut, "table_bytes", len(b))
 	return inc, nil
+}
+
+// pinAndSeal pins the tier's copy of the log for run of migration id's
+// move, seals the log (sealer.seal) and returns the pin's begin and the
+// cut (sealer.pin). Where the tier holds the log from its begin already,
+// the pin comes first and the target's fetches are answered through the
+// tier (server.LendBelow) while the seal runs, then up to its cut; the
+// lending lasts until the caller ends it. Otherwise the pin follows the
+// seal, and the lending the pin.
+func (m *member) pinAndSeal(ctx context.Context, id cluster.MigrationID, run uint64) (begin, cut uint64, err error) {
+	s := m.sealer
+	if begin, cut, err = s.pin(ctx, m.name, id, run); err != nil {
+		return 0, 0, err
+	}
+	if cut != 0 {
+		m.srv.LendBelow(id, cut, s.logName())
+	}
+	if err := s.seal(ctx); err != nil {
+		return 0, 0, err
+	}
+	if cut == 0 {
+		if begin, cut, err = s.pin(ctx, m.name, id, run); err != nil || cut == 0 {
+			return begin, cut, err
+		}
+	}
+	cut = max(cut, s.held())
+	m.srv.LendBelow(id, cut, s.logName())
+	return begin, cut, nil
 }
 
 // takeIndirections takes migration id's table when this member is its

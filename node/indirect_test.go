@@ -214,6 +214,70 @@ func TestFlushRetiresIndirections(t *testing.T) {
 	check(t, dialCluster(t, b), map[string]string{keys[0]: "", keys[len(keys)-1]: ""})
 }
 
+// TestParkedReadsReadTheTier: while a's move through the tier is held
+// after its seal, b parks the reads of keys it lacks and fetches them;
+// a answers each key its memory no longer holds with where the key's
+// chain goes on in the tier, and b reads the record there: every key reads
+// at its value (deleted and never written keys as absent), most of them
+// read through the tier, none from a's device.
+func TestParkedReadsReadTheTier(t *testing.T) {
+	ctx := context.Background()
+	cut := newGate(cluster.TaskMove)
+	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
+		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() {
+				for ctx.Err() == nil {
+					progress(0)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			return cut.run(ctx, cluster.Task{Kind: cluster.TaskMove})
+		}
+	})
+	c := dialCluster(t, a)
+	want := map[string]string{}
+	for i := 0; len(want) < 4000; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
+			continue
+		}
+		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
+		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+		if i%13 == 0 {
+			if _, err := c.Delete(ctx, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = ""
+		}
+	}
+	for i := 0; len(want) < 4100; i++ { // never written
+		if k := fmt.Sprintf("none%d", i); keyhash.Slot([]byte(k)) >= quarter.First && keyhash.Slot([]byte(k)) <= quarter.Last {
+			want[k] = ""
+		}
+	}
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	cut.wait(t)
+	servedBy(t, quarter, b, a)
+	pending := a.Server().Stats().Pending
+	check(t, dialCluster(t, b), want)
+	below, read, devReads := a.Server().Stats().FetchesBelow, b.member.mg.tierFetches.Load(), a.Server().Stats().Pending-pending
+	t.Logf("a answered %d fetches through the tier and read %d keys from its device; b read %d keys from the tier", below, devReads, read)
+	if below < 2000 || read != int64(below) || devReads > 1000 {
+		t.Fatal("the keys a's memory does not hold were not read through the tier")
+	}
+	close(cut.release)
+	close(release)
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, c, want)
+}
+
 // holdResolver is a resolveGate that says it was reached (held) and holds
 // the resolver until release is closed.
 func holdResolver(release <-chan struct{}, held chan<- struct{}) func(context.Context) error {
@@ -233,8 +297,9 @@ func holdResolver(release <-chan struct{}, held chan<- struct{}) func(context.Co
 
 // tierPair starts members a and b sharing the tier at shared, with 4 MiB
 // of memory each, b's resolvers held until release is closed (held says
-// one got there); cb is b's configuration.
-func tierPair(t *testing.T, shared string) (md *cluster.Mem, a, b *Node, cb Config, release chan struct{}, held chan struct{}) {
+// one got there); cb is b's configuration. opts change the configurations
+// before the members start.
+func tierPair(t *testing.T, shared string, opts ...func(ca, cb *Config)) (md *cluster.Mem, a, b *Node, cb Config, release chan struct{}, held chan struct{}) {
 	md = cluster.NewMem()
 	release, held = make(chan struct{}), make(chan struct{}, 1)
 	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
@@ -243,6 +308,9 @@ func tierPair(t *testing.T, shared string) (md *cluster.Mem, a, b *Node, cb Conf
 		c.Server.Store.Log.MemoryBytes = 4 << 20
 	}
 	cb.Cluster.resolveGate = holdResolver(release, held)
+	for _, o := range opts {
+		o(&ca, &cb)
+	}
 	a, b = twoMembers(t, md, ca, cb)
 	return md, a, b, cb, release, held
 }

@@ -54,6 +54,11 @@ type ClusterConfig struct {
 	// resolveGate, when set (tests), runs before a resolver pulls a
 	// table's keys in: a test holds it to read through the indirections.
 	resolveGate func(context.Context) error
+	// cutGate, when set (tests), runs once a move through the tier has
+	// pinned and sealed the log, before it scans: a test holds it to
+	// read keys the move has not sent, reporting the move's progress
+	// meanwhile (the source would cancel it otherwise).
+	cutGate func(ctx context.Context, progress func(records int)) error
 }
 
 // member is a node's membership of its cluster.

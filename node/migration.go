@@ -41,6 +41,7 @@ type migrations struct {
 	tick   time.Duration
 	token  string
 	gate   func(context.Context, cluster.Task) error // ClusterConfig.taskGate
+	cut    func(context.Context, func(int)) error    // ClusterConfig.cutGate
 	fail   string                                    // ClusterConfig.Failpoint
 	rate   int                                       // ClusterConfig.MigrationRate
 
@@ -49,6 +50,9 @@ type migrations struct {
 
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of
+	// tierFetches counts the parked keys the fetcher read from the
+	// sources' logs in the shared tier (fetch.go).
+	tierFetches atomic.Int64
 }
 
 // event is what reaches the membership goroutine from others: a peer's
@@ -97,7 +101,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: cc.SampleTicks}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
-		gate: cc.taskGate, fail: cc.Failpoint, rate: cc.MigrationRate, known: map[cluster.ServerID]cluster.Server{}, pulls: make(chan pull, pullQueue)}, nil
+		gate: cc.taskGate, cut: cc.cutGate, fail: cc.Failpoint, rate: cc.MigrationRate, known: map[cluster.ServerID]cluster.Server{}, pulls: make(chan pull, pullQueue)}, nil
 }
 
 // onMessage takes a peer's message on a loop (server.Config.OnMigrator).

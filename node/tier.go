@@ -268,6 +268,28 @@ func (s *sealer) pin(ctx context.Context, name string, id cluster.MigrationID, r
 	return begin, s.hi.Load() * size, nil
 }
 
+// held returns the end of what the tier holds of the log (every byte
+// below it final).
+func (s *sealer) held() uint64 { return s.hi.Load() * s.segs.Size() }
+
+// logName names the log in the tier for a migration's target
+// (server.LendBelow): the segment size, a slash, the log's id.
+func (s *sealer) logName() []byte {
+	return fmt.Appendf(nil, "%d/%s", s.segs.Size(), s.segs.LogID())
+}
+
+// parseLogName splits a log's name in the tier (sealer.logName).
+func parseLogName(b []byte) (size uint64, logID string, err error) {
+	sz, id, ok := strings.Cut(string(b), "/")
+	if ok {
+		size, err = strconv.ParseUint(sz, 10, 64)
+	}
+	if !ok || err != nil || id == "" {
+		return 0, "", fmt.Errorf("node: %q names no log in the tier", b)
+	}
+	return size, id, nil
+}
+
 // logIdentity returns the id of the log under dir: the one recorded in
 // DIR/log-id when the log is recovered, else a new one (a log that starts
 // over reuses addresses, and the tier must never mix two logs' bytes under

@@ -152,7 +152,8 @@ var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | 
 // absent one answers the reads parked for the key. A fetch reads the key
 // for the migration's target where the routing lends the slot
 // (Routing.Lend); its value, with its expiry in front of it
-// (store.ReadExpiring), lands in the loop's value buffer.
+// (store.ReadExpiring), or where the shared tier has it (lend.go), lands
+// in the loop's value buffer.
 func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, error) {
 	id, kind, at, value, ok := wire.ParseMigrateValue(v)
 	if !ok {
@@ -163,10 +164,7 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		if _, ok := findAccepting(l.rt.Lend, cluster.MigrationID(id), slot); !ok {
 			return 0, nil, l.refuse(slot)
 		}
-		var st store.Status
-		var err error
-		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
-		return st, l.value, err
+		return l.fetch(cluster.MigrationID(id), key, h)
 	}
 	a, ok := findAccepting(l.rt.Accept, cluster.MigrationID(id), slot)
 	if !ok {

@@ -95,9 +95,12 @@ type loopStats struct {
 	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
 	parked    atomic.Uint64 // reads parked now (parking.go)
 	parks     atomic.Uint64 // reads ever parked
-	conns     atomic.Int64
-	respConns atomic.Int64
-	_         [64]byte
+	// fetchesBelow counts fetches answered with where the tier has the
+	// key (lend.go).
+	fetchesBelow atomic.Uint64
+	conns        atomic.Int64
+	respConns    atomic.Int64
+	_            [64]byte
 }
 
 func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {

@@ -24,7 +24,7 @@ type metrics struct {
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
 	expired, expiring                             *prometheus.Desc
-	parked, parks                                 *prometheus.Desc
+	parked, parks, fetchesBelow                   *prometheus.Desc
 	indirections                                  *prometheus.Desc
 }
 
@@ -68,6 +68,7 @@ func newMetrics(s *Server) *metrics {
 		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
 		parked:       d("parked_reads", "Reads a migration's target holds until their keys arrive."),
 		parks:        d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
+		fetchesBelow: d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
 		indirections: d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
 		clusterInfo:  d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
 		slots:        d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
@@ -141,6 +142,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.notOwner, float64(st.NotOwner))
 	gauge(m.parked, float64(st.ParkedReads))
 	counter(m.parks, float64(st.Parks))
+	counter(m.fetchesBelow, float64(st.FetchesBelow))
 	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")
 	gauge(m.indirections, float64(st.Store.IndirectionChains), "chains")
 	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)

@@ -43,7 +43,11 @@ type Server struct {
 	nextSession atomic.Uint64
 
 	parkedOn parkedRegistry // which loops park reads on which keys (parking.go)
-	mu       struct {
+	// cuts are the migrations whose fetches the tier answers (lend.go);
+	// cutsMu orders their writers.
+	cuts   atomic.Pointer[map[cluster.MigrationID]tierCut]
+	cutsMu sync.Mutex
+	mu     struct {
 		sync.Mutex
 		loops map[gnet.EventLoop]*loop
 		list  []*loop

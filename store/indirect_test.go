@@ -520,3 +520,52 @@ func TestScanCutAcrossRanges(t *testing.T) {
 		t.Fatalf("the deleted key reads %q", v)
 	}
 }
+
+// TestReadAbove: a source whose log the tier holds below its checkpoint's
+// end answers each key with its value (in memory) or with where its chain
+// goes on below that bound, and the first record of the key from there
+// (hlog.FindKey through the tier) is its newest: every key reads back,
+// deleted ones as tombstones. A bound of 0 is a plain read.
+func TestReadAbove(t *testing.T) {
+	src := sealedSource(t)
+	s := newSession(t, src.st)
+	belows := 0
+	var buf []byte
+	for k, w := range src.want {
+		key := []byte(k)
+		v, st, below, err := s.ReadAbove(key, keyhash.Hash(key), src.end, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st == Pending {
+			t.Fatalf("%s went to the device", k)
+		}
+		got, live := []byte(nil), st == OK
+		if below != 0 {
+			belows++
+			if below >= src.end || st != NotFound {
+				t.Fatalf("%s: below %d (bound %d), %v", k, below, src.end, st)
+			}
+			var rec []byte
+			if rec, buf, err = hlog.FindKey(src.remote.Dev, key, below, src.remote.Begin, buf); err != nil || rec == nil {
+				t.Fatalf("%s: no record from %d on: %v", k, below, err)
+			}
+			h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+			got, _ = hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+			live = !h.Tombstone()
+		} else if live {
+			_, got, _ = SplitExpiring(v)
+		}
+		if live != (w != nil) || string(got) != string(w) {
+			t.Fatalf("%s reads %q (live %v), want %q", k, got, live, w)
+		}
+	}
+	if belows < len(src.want)/2 {
+		t.Fatalf("%d of %d keys answered below the bound", belows, len(src.want))
+	}
+	k := ikey(0)
+	if _, st, below, err := s.ReadAbove(k, keyhash.Hash(k), 0, nil); err != nil || below != 0 || st == NotFound {
+		t.Fatalf("bound 0: %v, below %d, %v", st, below, err)
+	}
+	s.CompletePending(true)
+}

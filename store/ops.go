@@ -53,6 +53,47 @@ func (s *Session) ReadExpiring(key []byte, h uint64, dst []byte) ([]byte, Status
 	return v, st, err
 }
 
+// ReadAbove is ReadExpiring for a log that can be read elsewhere below
+// bound (a migration's source, whose shared tier holds it): where key's
+// chain leaves memory below bound before it reaches a record of the key,
+// it returns NotFound with that address (below), the key's newest record
+// being the first one of the key from there on, and reads nothing from the
+// device. below is 0 otherwise, and so is it in a chain an indirection
+// covers.
+func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, st Status, below uint64, err error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return dst, 0, 0, err
+	}
+	s.awaitRMW(h)
+	if err := s.begin(); err != nil {
+		return dst, 0, 0, err
+	}
+	defer s.end()
+	if below = s.chainBelow(key, h, bound); below != 0 {
+		return dst, NotFound, below, nil
+	}
+	v, st, err = s.read(key, h, dst, nil, true)
+	return v, st, 0, err
+}
+
+// chainBelow returns where key's chain goes on below bound once it
+// leaves memory without a record of the key, when that is in the log
+// (0 otherwise).
+func (s *Session) chainBelow(key []byte, h, bound uint64) uint64 {
+	if ind, _ := s.st.covered(h); ind != nil {
+		return 0
+	}
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return 0
+	}
+	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
+	if found || addr >= bound || addr < max(s.st.Begin(), hlog.FirstAddress) {
+		return 0
+	}
+	return addr
+}
+
 // Upsert sets key to value.
 func (s *Session) Upsert(key, value []byte) (Status, error) {
 	return s.UpsertHashed(key, keyhash.Hash(key), value)

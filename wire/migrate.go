@@ -61,3 +61,35 @@ func ParseMigrateValue(v []byte) (id uint64, kind MigrateKind, expireAt int64, v
 	}
 	return id, kind, expireAt, value, true
 }
+
+// A fetch (MigrateFetch) is answered with the key's value, its expiry in
+// front of it (8 bytes, little-endian, 0: none), or NOT_FOUND; or, by a
+// source whose shared tier holds its log where the key's chain leaves
+// memory, with where the target reads on instead (AppendFetchBelow):
+//
+//	fetchBelowMark u64 | address u64 | begin u64 | log
+//
+// The mark is never an expiry (expiries are positive). The key's newest
+// record is the first of the key on its chain from address down to begin
+// in the source's log; log names that log in the tier (opaque here).
+const fetchBelowMark = ^uint64(0)
+
+// fetchBelowHeader is the size of a below answer before its log.
+const fetchBelowHeader = 24
+
+// AppendFetchBelow appends a fetch's below answer to dst.
+func AppendFetchBelow(dst []byte, addr, begin uint64, log []byte) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, fetchBelowMark)
+	dst = binary.LittleEndian.AppendUint64(dst, addr)
+	dst = binary.LittleEndian.AppendUint64(dst, begin)
+	return append(dst, log...)
+}
+
+// ParseFetchBelow splits a fetch's answer that says where to read on; ok
+// is false for any other answer.
+func ParseFetchBelow(b []byte) (addr, begin uint64, log []byte, ok bool) {
+	if len(b) < fetchBelowHeader || binary.LittleEndian.Uint64(b) != fetchBelowMark {
+		return 0, 0, nil, false
+	}
+	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), b[fetchBelowHeader:], true
+}

@@ -30,3 +30,22 @@ func TestMigrateValue(t *testing.T) {
 		t.Fatal("an unknown kind parsed")
 	}
 }
+
+// TestFetchBelow: a below answer parses back; a value with its expiry in
+// front (the other answer), even one whose value is long, does not.
+func TestFetchBelow(t *testing.T) {
+	b := AppendFetchBelow([]byte("x"), 1<<33+5, 64, []byte("8388608/abcd"))[1:]
+	addr, begin, log, ok := ParseFetchBelow(b)
+	if !ok || addr != 1<<33+5 || begin != 64 || string(log) != "8388608/abcd" {
+		t.Fatalf("parsed %d %d %q %v", addr, begin, log, ok)
+	}
+	for _, other := range [][]byte{
+		b[:fetchBelowHeader-1],
+		append(make([]byte, 8), bytes.Repeat([]byte{0xff}, 40)...), // no expiry, a value of 0xff
+		append([]byte{1, 2, 3, 4, 5, 6, 7, 0}, bytes.Repeat([]byte{0xff}, 40)...),
+	} {
+		if _, _, _, ok := ParseFetchBelow(other); ok {
+			t.Fatalf("%x parsed as a below answer", other)
+		}
+	}
+}
