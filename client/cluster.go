@@ -49,7 +49,7 @@ type Cluster struct {
 	arenas [2][]byte // copies of the refused operations' keys and values
 	expBuf []byte    // UpsertExpiring's value, copied by add
 	arena  int       // the arena retry's copies go to
-	stuck  time.Time // since when refused operations have made no progress
+	start  time.Time // what retryOp.since counts from
 	stats  ClusterStats
 	err    error
 }
@@ -70,6 +70,7 @@ type retryOp struct {
 	op         wire.Op
 	key, value []byte // in one of the arenas
 	cb         Callback
+	since      uint32 // when it was first refused under the current map (Cluster.stamp)
 }
 
 // DialCluster fetches the slot map from the server at cfg.Addr (or, if it
@@ -78,7 +79,7 @@ func DialCluster(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, members: map[string]*member{}}
+	c := &Cluster{cfg: cfg, members: map[string]*member{}, start: time.Now()}
 	if err := c.refresh(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -138,12 +139,13 @@ func (c *Cluster) addRouted(op wire.Op, key, value []byte, cb Callback) error {
 			return err
 		}
 	}
-	return c.send(op, key, value, cb)
+	return c.send(op, key, value, cb, 0)
 }
 
-// send queues an operation on the session of its key's owner. An
-// operation whose slot has no owner fails with ErrNotOwner.
-func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback) error {
+// send queues an operation on the session of its key's owner; since is
+// when it was first refused (0: never). An operation whose slot has no
+// owner fails with ErrNotOwner.
+func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32) error {
 	m := c.single
 	if m == nil {
 		if m = c.owner[keyhash.Slot(key)]; m == nil {
@@ -157,8 +159,14 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback) error {
 	if err != nil {
 		return err
 	}
+	s.since = since
+	defer func() { s.since = 0 }()
 	return s.add(op, key, value, cb)
 }
+
+// stamp is the time since the Cluster started in milliseconds, plus 1
+// (0 stands for never in retryOp.since and opRec.since).
+func (c *Cluster) stamp() uint32 { return uint32(time.Since(c.start)/time.Millisecond) + 1 }
 
 // session returns m's session, dialling it when there is none or it
 // stopped.
@@ -179,15 +187,18 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 	return s, nil
 }
 
-// misrouted takes an operation a server refused with NOT_OWNER: a copy of
-// it waits in retry for reroute.
-func (c *Cluster) misrouted(op wire.Op, key, value []byte, cb Callback) {
+// misrouted takes an operation a server refused with NOT_OWNER (first at
+// since; 0: now): a copy of it waits in retry for reroute.
+func (c *Cluster) misrouted(op wire.Op, key, value []byte, cb Callback, since uint32) {
+	if since == 0 {
+		since = c.stamp()
+	}
 	c.direct = nil
 	a := c.arenas[c.arena]
 	n := len(a)
 	a = append(append(a, key...), value...)
 	c.arenas[c.arena] = a
-	c.retry = append(c.retry, retryOp{op: op, key: a[n : n+len(key) : n+len(key)], value: a[n+len(key) : len(a) : len(a)], cb: cb})
+	c.retry = append(c.retry, retryOp{op: op, key: a[n : n+len(key) : n+len(key)], value: a[n+len(key) : len(a) : len(a)], cb: cb, since: since})
 	c.stats.Rerouted++
 }
 
@@ -337,7 +348,7 @@ func (c *Cluster) reroute() error {
 		c.arena ^= 1
 		c.arenas[c.arena] = c.arenas[c.arena][:0]
 		for i := range q {
-			if err := c.send(q[i].op, q[i].key, q[i].value, q[i].cb); err != nil {
+			if err := c.send(q[i].op, q[i].key, q[i].value, q[i].cb, q[i].since); err != nil {
 				return err
 			}
 			q[i] = retryOp{}
@@ -369,27 +380,36 @@ func (c *Cluster) setDirect() {
 }
 
 // pace waits before re-issuing when the map did not change (the new owner
-// has not taken the slot over yet), and gives up after RerouteTimeout.
+// has not taken the slot over yet), and fails the operations refused for
+// longer than RerouteTimeout since they were first refused under the
+// current map (each its own clock: operations refused later, or again
+// after going through, have had less time).
 func (c *Cluster) pace(before uint64) error {
+	now := c.stamp()
 	if c.epoch != before || c.single != nil {
-		c.stuck = time.Time{}
+		for i := range c.retry {
+			c.retry[i].since = now // a new map: the clocks start over
+		}
 		return nil
 	}
-	now := time.Now()
-	if c.stuck.IsZero() {
-		c.stuck = now
-	}
-	if now.Sub(c.stuck) > c.cfg.RerouteTimeout {
-		for _, r := range c.retry {
+	limit := uint32(c.cfg.RerouteTimeout / time.Millisecond)
+	kept, oldest := c.retry[:0], now
+	for _, r := range c.retry {
+		if now-r.since > limit {
 			if r.cb != nil {
 				r.cb(Result{Err: ErrNotOwner})
 			}
+			continue
 		}
-		c.retry = c.retry[:0]
-		c.stuck = time.Time{}
-		return nil
+		kept = append(kept, r)
+		oldest = min(oldest, r.since)
 	}
-	time.Sleep(min(time.Millisecond<<min(now.Sub(c.stuck)/(10*time.Millisecond), 6), 64*time.Millisecond))
+	clear(c.retry[len(kept):])
+	c.retry = kept
+	if len(kept) > 0 {
+		waited := time.Duration(now-oldest) * time.Millisecond
+		time.Sleep(min(time.Millisecond<<min(waited/(10*time.Millisecond), 6), 64*time.Millisecond))
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
@@ -182,5 +183,43 @@ func TestClusterGivesUpOnUnservedSlots(t *testing.T) {
 	must(t, c.Wait())
 	if !errors.Is(got, client.ErrNotOwner) {
 		t.Fatalf("upsert to a slot nobody serves: %v", got)
+	}
+}
+
+// TestClusterRerouteTimeoutIsPerEpisode: RerouteTimeout bounds one spell
+// of refusals without progress, not the time since the first refusal
+// under one map: two handovers, each shorter than the timeout and further
+// apart than it, under the same map, fail nothing.
+func TestClusterRerouteTimeoutIsPerEpisode(t *testing.T) {
+	a, b, m := twoServers(t)
+	next, err := m.Assign([]cluster.Range{{First: 0, Last: 9}}, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	install(t, a, "a", next, nil)
+	c, err := client.DialCluster(context.Background(), client.Config{Addr: a.Addr(), RerouteTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := keysIn(cluster.Range{First: 0, Last: 9}, 1)[0]
+	applied := map[cluster.ServerID]uint64{"a": next.Views["a"]}
+	for spell := range 2 {
+		if spell == 1 {
+			time.Sleep(500 * time.Millisecond) // longer than the timeout
+		}
+		install(t, b, "b", next, nil) // b does not serve the slots yet
+		serve := &cluster.Routing{View: next.Views["b"], Serving: next.Serving("b", applied), Map: next}
+		time.AfterFunc(150*time.Millisecond, func() {
+			if err := b.Install(context.Background(), serve); err != nil {
+				t.Error(err)
+			}
+		})
+		var got error
+		must(t, c.Upsert(k, k, func(r client.Result) { got = r.Err }))
+		must(t, c.Wait())
+		if got != nil {
+			t.Fatalf("spell %d of refusals: %v", spell, got)
+		}
 	}
 }

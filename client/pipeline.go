@@ -116,7 +116,7 @@ func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
 	}
 	off := uint32(len(s.cur.buf))
 	s.cur.buf = wire.AppendOp(s.cur.buf, op, key, value)
-	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, cb: cb})
+	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, since: s.since, cb: cb})
 	s.serial++
 	return nil
 }
@@ -381,7 +381,7 @@ func (s *Session) reroute(b *batch, op opRec) {
 		deliver(op.cb, wire.Result{Status: wire.StatusError, Code: wire.CodeNotOwner})
 		return
 	}
-	s.misrouted(o.Op, o.Key, o.Value, op.cb)
+	s.misrouted(o.Op, o.Key, o.Value, op.cb, op.since)
 }
 
 // popInflight drops the oldest in-flight batch, keeping the slice's memory.

@@ -90,6 +90,7 @@ type Callback func(Result)
 type opRec struct {
 	serial uint64
 	off    uint32 // where the operation starts in its batch's buf
+	since  uint32 // a Cluster's: when the operation was first refused (0: never)
 	cb     Callback
 }
 
@@ -127,8 +128,11 @@ type Session struct {
 	backoff  time.Duration
 	// misrouted, when set, takes an operation the server refused with
 	// NOT_OWNER instead of its callback, with its key and value (valid
-	// during the call): a Cluster re-routes it.
-	misrouted func(op wire.Op, key, value []byte, cb Callback)
+	// during the call) and its opRec.since: a Cluster re-routes it.
+	misrouted func(op wire.Op, key, value []byte, cb Callback, since uint32)
+	// since goes into the operations added (opRec.since): a Cluster sets
+	// it while it re-issues a refused one.
+	since uint32
 	// viewChanged, when set, is called when the server answers
 	// VIEW_CHANGED: ownership changed, and a Cluster refreshes its map.
 	viewChanged func()
