@@ -23,7 +23,8 @@
 // sender per peer it messages (both report back to the membership
 // goroutine through one queue, and end before close returns); the
 // fetcher, which gets from the source the keys the target's loops park
-// reads on (fetch.go); with a shared tier, the sealer, which uploads the
+// reads on, and reads those the source answers with an address in its
+// log in the shared tier with 16 workers for each batch (fetch.go); with a shared tier, the sealer, which uploads the
 // log's final segments and deletes those no one needs (tier.go), and one
 // resolver per installed indirection table, each with 16 workers
 // (indirect.go); the server's own (server/doc.go), whose loops hand peers'

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -174,8 +175,10 @@ func (f *fetcher) deliver(ctx context.Context, p pull, kind wire.MigrateKind, at
 // tierReaders is how many keys of a batch are read from the tier at once.
 const tierReaders = 16
 
-// tierRecord is what a key's read from the tier found.
+// tierRecord is what a key's read from the tier found; read is false
+// for a key not read (the batch's time ran out).
 type tierRecord struct {
+	read  bool
 	kind  wire.MigrateKind
 	at    int64
 	value []byte
@@ -183,31 +186,35 @@ type tierRecord struct {
 }
 
 // readTier reads the keys the sources answered with where the tier has
-// them, tierReaders at once, and delivers what it finds. A key that
-// cannot be read stays parked (the move sends it).
+// them, tierReaders at once for at most the member's timeout, and
+// delivers what it found. A key that is not read stays parked (the move
+// sends it).
 func (f *fetcher) readTier(ctx context.Context) error {
 	jobs := f.below
 	f.below = f.below[:0]
 	if len(jobs) == 0 {
 		return nil
 	}
+	reading, cancel := context.WithTimeout(ctx, f.m.timeout)
+	defer cancel()
 	devs := make([]*tier.Reader, len(jobs))
-	var errs []error
+	var failed []error
 	for i, j := range jobs {
 		var err error
 		if devs[i], err = f.logReader(j.log); err != nil {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 	}
 	found := make([]tierRecord, len(jobs))
+	now := f.m.srv.Store().Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(tierReaders, len(jobs)) {
 		wg.Go(func() {
 			var buf []byte
-			for i := int(next.Add(1) - 1); i < len(jobs) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+			for i := int(next.Add(1) - 1); i < len(jobs) && reading.Err() == nil; i = int(next.Add(1) - 1) {
 				if devs[i] != nil {
-					found[i], buf = f.readKey(jobs[i], devs[i], buf)
+					found[i], buf = readKey(jobs[i], devs[i], now, buf)
 				}
 			}
 		})
@@ -215,31 +222,37 @@ func (f *fetcher) readTier(ctx context.Context) error {
 	wg.Wait()
 	n := 0
 	for i, j := range jobs {
-		switch {
-		case devs[i] == nil:
-		case found[i].err != nil:
-			errs = append(errs, found[i].err)
-		default:
-			f.deliver(ctx, j.pull, found[i].kind, found[i].at, found[i].value)
+		switch r := found[i]; {
+		case r.err != nil:
+			failed = append(failed, r.err)
+		case r.read && ctx.Err() == nil:
+			f.deliver(ctx, j.pull, r.kind, r.at, r.value)
 			n++
 		}
 	}
 	f.m.mg.tierFetches.Add(int64(n))
-	return errors.Join(errs...)
+	if len(failed) > 0 {
+		return fmt.Errorf("node: %d of %d keys not read from the tier: %w", len(failed), len(jobs), failed[0])
+	}
+	return reading.Err()
 }
 
-// readKey reads j's key from its source's log in the tier (dev).
-func (f *fetcher) readKey(j tierFetch, dev *tier.Reader, buf []byte) (tierRecord, []byte) {
+// readKey reads j's key from its source's log in the tier (dev): its
+// newest record, absent when that is a deletion or expired at now.
+func readKey(j tierFetch, dev *tier.Reader, now int64, buf []byte) (tierRecord, []byte) {
 	rec, buf, err := hlog.FindKey(dev, j.key, j.addr, j.begin, buf)
-	if err != nil || rec == nil {
-		return tierRecord{kind: wire.MigrateAbsent, err: err}, buf
+	switch {
+	case err != nil:
+		return tierRecord{err: err}, buf
+	case rec == nil:
+		return tierRecord{read: true, kind: wire.MigrateAbsent}, buf
 	}
 	h, kl, _, vl, _ := hlog.DecodePrefix(rec)
-	if h.Tombstone() {
-		return tierRecord{kind: wire.MigrateAbsent}, buf
-	}
 	v, at := hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
-	return tierRecord{kind: wire.MigrateMoved, at: at, value: bytes.Clone(v)}, buf
+	if h.Tombstone() || store.Expired(at, now) {
+		return tierRecord{read: true, kind: wire.MigrateAbsent}, buf
+	}
+	return tierRecord{read: true, kind: wire.MigrateMoved, at: at, value: bytes.Clone(v)}, buf
 }
 
 // logReader returns the reader of the log named log in the shared tier.

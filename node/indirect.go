@@ -641,11 +641,11 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if err != nil {
 		return 0, err
 	}
+	defer m.srv.LendBelow(t.Migration, 0, nil)
 	begin, cut, err := m.pinAndSeal(ctx, t.Migration, run)
 	if err != nil {
 		return 0, err
 	}
-	defer m.srv.LendBelow(t.Migration, 0, nil)
 	if m.mg.cut != nil {
 		if err := m.mg.cut(ctx, progress); err != nil {
 			return 0, err
@@ -685,12 +685,13 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 }
 
 // pinAndSeal pins the tier's copy of the log for run of migration id's
-// move, seals the log (sealer.seal) and returns the pin's begin and the
-// cut (sealer.pin). Where the tier holds the log from its begin already,
-// the pin comes first and the target's fetches are answered through the
-// tier (server.LendBelow) while the seal runs, then up to its cut; the
-// lending lasts until the caller ends it. Otherwise the pin follows the
-// seal, and the lending the pin.
+// move, seals the log (sealer.seal) and returns the begin the table names
+// and the cut (sealer.pin). Where the tier holds the log from its begin
+// already, the pin comes first and the target's fetches are answered
+// through the tier (server.LendBelow) while the seal runs, then up to
+// the new cut; the lending lasts until the caller ends it. Otherwise the
+// pin follows the seal, and the lending the pin. A failed seal removes
+// the pin it followed.
 func (m *member) pinAndSeal(ctx context.Context, id cluster.MigrationID, run uint64) (begin, cut uint64, err error) {
 	s := m.sealer
 	if begin, cut, err = s.pin(ctx, m.name, id, run); err != nil {
@@ -700,6 +701,10 @@ func (m *member) pinAndSeal(ctx context.Context, id cluster.MigrationID, run uin
 		m.srv.LendBelow(id, cut, s.logName())
 	}
 	if err := s.seal(ctx); err != nil {
+		if cut != 0 {
+			m.srv.LendBelow(id, 0, nil)
+			err = errors.Join(err, s.segs.Store().Delete(ctx, pinName(s.segs.LogID(), m.name, id, run)))
+		}
 		return 0, 0, err
 	}
 	if cut == 0 {
@@ -707,6 +712,10 @@ func (m *member) pinAndSeal(ctx context.Context, id cluster.MigrationID, run uin
 			return begin, cut, err
 		}
 	}
+	// The log's begin may have moved on during the seal (a compaction):
+	// the tier holds the log from the new one (round), not always from
+	// the pin's, and nothing below it is part of the log.
+	begin = max(begin, m.srv.Store().Begin())
 	cut = max(cut, s.held())
 	m.srv.LendBelow(id, cut, s.logName())
 	return begin, cut, nil

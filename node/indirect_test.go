@@ -219,21 +219,23 @@ func TestFlushRetiresIndirections(t *testing.T) {
 // a answers each key its memory no longer holds with where the key's
 // chain goes on in the tier, and b reads the record there: every key reads
 // at its value (deleted and never written keys as absent), most of them
-// read through the tier, none from a's device.
+// read through the tier; a's device serves only the few whose records lie
+// between the cut and its memory.
 func TestParkedReadsReadTheTier(t *testing.T) {
 	ctx := context.Background()
 	cut := newGate(cluster.TaskMove)
 	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
 		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
-			ctx, stop := context.WithCancel(ctx)
-			defer stop()
-			go func() {
-				for ctx.Err() == nil {
+			held := make(chan error, 1)
+			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
+			for {
+				select {
+				case err := <-held:
+					return err
+				case <-time.After(50 * time.Millisecond):
 					progress(0)
-					time.Sleep(50 * time.Millisecond)
 				}
-			}()
-			return cut.run(ctx, cluster.Task{Kind: cluster.TaskMove})
+			}
 		}
 	})
 	c := dialCluster(t, a)

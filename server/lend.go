@@ -25,8 +25,9 @@ type tierCut struct {
 
 // LendBelow lets migration id's fetches be answered with where the key's
 // chain goes on in the shared tier when that is below bound, log naming
-// the log there; bound 0 ends it. The caller keeps the tier's copy of the
-// log from its begin up to bound until the target no longer reads it.
+// the log there; bound 0 ends it (answers already sent stand). The caller
+// holds the tier's copy of the log from its begin up to bound meanwhile
+// (a pin). Safe from any goroutine.
 func (s *Server) LendBelow(id cluster.MigrationID, bound uint64, log []byte) {
 	s.cutsMu.Lock()
 	defer s.cutsMu.Unlock()
@@ -44,7 +45,7 @@ func (s *Server) LendBelow(id cluster.MigrationID, bound uint64, log []byte) {
 
 // fetch reads key for migration id's target (a lent slot): from memory
 // or the device, or, where the tier holds its chain, where that goes on.
-// The answer lands in the loop's value buffer.
+// The answer lands in the loop's value buffer. The loop's goroutine only.
 func (l *loop) fetch(id cluster.MigrationID, key []byte, h uint64) (store.Status, []byte, error) {
 	var st store.Status
 	var err error
@@ -57,12 +58,12 @@ func (l *loop) fetch(id cluster.MigrationID, key []byte, h uint64) (store.Status
 		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
 		return st, l.value, err
 	}
-	var below uint64
+	var below store.ChainBelow
 	l.value, st, below, err = l.ss.ReadAbove(key, h, c.bound, l.value[:0])
-	if err != nil || below == 0 {
+	if err != nil || below.Addr == 0 {
 		return st, l.value, err
 	}
 	l.stats.fetchesBelow.Add(1)
-	l.value = wire.AppendFetchBelow(l.value[:0], below, l.s.st.Begin(), c.log)
+	l.value = wire.AppendFetchBelow(l.value[:0], below.Addr, below.Begin, c.log)
 	return store.OK, l.value, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
@@ -525,13 +526,18 @@ func TestScanCutAcrossRanges(t *testing.T) {
 // end answers each key with its value (in memory) or with where its chain
 // goes on below that bound, and the first record of the key from there
 // (hlog.FindKey through the tier) is its newest: every key reads back,
-// deleted ones as tombstones. A bound of 0 is a plain read.
+// deleted ones as tombstones, and keys never written that share a chain
+// with written ones find nothing. A bound of 0 is a plain read.
 func TestReadAbove(t *testing.T) {
 	src := sealedSource(t)
 	s := newSession(t, src.st)
-	belows := 0
+	want := maps.Clone(src.want)
+	for _, k := range chainMates(src) {
+		want[k] = nil
+	}
+	belows, absentBelow := 0, 0
 	var buf []byte
-	for k, w := range src.want {
+	for k, w := range want {
 		key := []byte(k)
 		v, st, below, err := s.ReadAbove(key, keyhash.Hash(key), src.end, nil)
 		if err != nil {
@@ -541,18 +547,24 @@ func TestReadAbove(t *testing.T) {
 			t.Fatalf("%s went to the device", k)
 		}
 		got, live := []byte(nil), st == OK
-		if below != 0 {
+		if below.Addr != 0 {
 			belows++
-			if below >= src.end || st != NotFound {
-				t.Fatalf("%s: below %d (bound %d), %v", k, below, src.end, st)
+			if below.Addr >= src.end || below.Begin != src.st.Begin() || st != NotFound {
+				t.Fatalf("%s: below %+v (bound %d), %v", k, below, src.end, st)
 			}
 			var rec []byte
-			if rec, buf, err = hlog.FindKey(src.remote.Dev, key, below, src.remote.Begin, buf); err != nil || rec == nil {
-				t.Fatalf("%s: no record from %d on: %v", k, below, err)
+			if rec, buf, err = hlog.FindKey(src.remote.Dev, key, below.Addr, below.Begin, buf); err != nil {
+				t.Fatal(err)
 			}
-			h, kl, _, vl, _ := hlog.DecodePrefix(rec)
-			got, _ = hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
-			live = !h.Tombstone()
+			if rec != nil {
+				h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+				got, _ = hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+				live = !h.Tombstone()
+			} else if _, written := src.want[k]; written {
+				t.Fatalf("%s: no record from %d on", k, below.Addr)
+			} else {
+				absentBelow++
+			}
 		} else if live {
 			_, got, _ = SplitExpiring(v)
 		}
@@ -560,12 +572,30 @@ func TestReadAbove(t *testing.T) {
 			t.Fatalf("%s reads %q (live %v), want %q", k, got, live, w)
 		}
 	}
-	if belows < len(src.want)/2 {
-		t.Fatalf("%d of %d keys answered below the bound", belows, len(src.want))
+	if belows < len(src.want)/2 || absentBelow == 0 {
+		t.Fatalf("%d of %d keys answered below the bound, %d of them never written", belows, len(want), absentBelow)
 	}
 	k := ikey(0)
-	if _, st, below, err := s.ReadAbove(k, keyhash.Hash(k), 0, nil); err != nil || below != 0 || st == NotFound {
-		t.Fatalf("bound 0: %v, below %d, %v", st, below, err)
+	if _, st, below, err := s.ReadAbove(k, keyhash.Hash(k), 0, nil); err != nil || below.Addr != 0 || st == NotFound {
+		t.Fatalf("bound 0: %v, below %+v, %v", st, below, err)
 	}
 	s.CompletePending(true)
+}
+
+// chainMates returns keys never written to src whose hash chains hold
+// written keys.
+func chainMates(src *sourceLog) []string {
+	bits := src.st.index.Bits()
+	chains := map[uint64]bool{}
+	for k := range src.want {
+		chains[index.ChainOf(keyhash.Hash([]byte(k)), bits)] = true
+	}
+	var out []string
+	for i := 0; len(out) < 100 && i < 1<<24; i++ {
+		k := fmt.Sprintf("never-%d", i)
+		if chains[index.ChainOf(keyhash.Hash([]byte(k)), bits)] {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -56,42 +56,48 @@ func (s *Session) ReadExpiring(key []byte, h uint64, dst []byte) ([]byte, Status
 // ReadAbove is ReadExpiring for a log that can be read elsewhere below
 // bound (a migration's source, whose shared tier holds it): where key's
 // chain leaves memory below bound before it reaches a record of the key,
-// it returns NotFound with that address (below), the key's newest record
-// being the first one of the key from there on, and reads nothing from the
-// device. below is 0 otherwise, and so is it in a chain an indirection
-// covers.
-func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, st Status, below uint64, err error) {
+// it returns NotFound with where the chain goes on (below.Addr != 0): the
+// key's newest record is the first one of the key from there down to
+// below.Begin, the log's begin the address was checked against. It reads
+// nothing from the device then. below is zero otherwise, and so is it in
+// a chain an indirection covers.
+func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, st Status, below ChainBelow, err error) {
 	if err := s.checkKeyHash(key, h); err != nil {
-		return dst, 0, 0, err
+		return dst, 0, ChainBelow{}, err
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
-		return dst, 0, 0, err
+		return dst, 0, ChainBelow{}, err
 	}
 	defer s.end()
-	if below = s.chainBelow(key, h, bound); below != 0 {
+	if below = s.chainBelow(key, h, bound); below.Addr != 0 {
 		return dst, NotFound, below, nil
 	}
 	v, st, err = s.read(key, h, dst, nil, true)
-	return v, st, 0, err
+	return v, st, ChainBelow{}, err
 }
+
+// ChainBelow is where a key's chain goes on in a log (ReadAbove): from
+// Addr down to Begin.
+type ChainBelow struct{ Addr, Begin uint64 }
 
 // chainBelow returns where key's chain goes on below bound once it
 // leaves memory without a record of the key, when that is in the log
-// (0 otherwise).
-func (s *Session) chainBelow(key []byte, h, bound uint64) uint64 {
+// (zero otherwise).
+func (s *Session) chainBelow(key []byte, h, bound uint64) ChainBelow {
 	if ind, _ := s.st.covered(h); ind != nil {
-		return 0
+		return ChainBelow{}
 	}
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
-		return 0
+		return ChainBelow{}
 	}
 	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
-	if found || addr >= bound || addr < max(s.st.Begin(), hlog.FirstAddress) {
-		return 0
+	begin := s.st.Begin()
+	if found || addr >= bound || addr < max(begin, hlog.FirstAddress) {
+		return ChainBelow{}
 	}
-	return addr
+	return ChainBelow{Addr: addr, Begin: begin}
 }
 
 // Upsert sets key to value.

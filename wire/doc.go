@@ -35,7 +35,11 @@
 //	                            deletion, 3 fetch, 4 absent; kind bit 0x80:
 //	                            an expiry u64 follows the kind; NOT_OWNER
 //	                            unless the server takes migration id's
-//	                            records for the key's slot
+//	                            records for the key's slot. A fetch's OK
+//	                            carries expiry u64 | value, or all-ones
+//	                            u64 | address u64 | begin u64 | log name:
+//	                            the key's chain goes on in the source's
+//	                            log in the shared tier (AppendFetchBelow)
 //	7  UPSERT_   expiry u64 |   set key to value, which expires at the
 //	   EXPIRING  value          given Unix millisecond (> 0)
 //	8  EXPIRE    expiry u64     set a live key's expiry (0: remove it);
