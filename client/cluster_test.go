@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -221,5 +222,66 @@ func TestClusterRerouteTimeoutIsPerEpisode(t *testing.T) {
 		if got != nil {
 			t.Fatalf("spell %d of refusals: %v", spell, got)
 		}
+	}
+}
+
+// TestClusterReroutesRefusedCompletions: a read that b, a migration's
+// target, parks (answered PENDING) and then refuses in its completion
+// (NOT_OWNER: b stopped serving the slot) is re-issued by the Cluster
+// until b serves the slot again, and answered then; it does not fail.
+func TestClusterReroutesRefusedCompletions(t *testing.T) {
+	ctx := context.Background()
+	a, b, m := twoServers(t)
+	r := cluster.Range{First: 0, Last: 9}
+	k := keysIn(r, 1)[0]
+	c, err := client.DialCluster(ctx, client.Config{Addr: a.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	next, err := m.Assign([]cluster.Range{r}, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	install(t, a, "a", next, nil) // a gives the slots up
+	var rs cluster.SlotSet
+	rs.Add(r)
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &rs,
+		Accept: []cluster.Accepting{{ID: 1, Slots: &rs, Since: b.Store().Log().Tail()}}}
+	applied := map[cluster.ServerID]uint64{"a": next.Views["a"]}
+	rb := &cluster.Routing{View: next.Views["b"], Serving: next.Serving("b", applied), Map: next}
+	if err := b.Install(ctx, rb.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	var got client.Result
+	must(t, c.Read(k, func(r client.Result) { got = r; got.Value = bytes.Clone(r.Value) }))
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }() // c is this goroutine's until done
+	waitFor := func(what string, cond func() bool) {
+		for start := time.Now(); !cond(); time.Sleep(time.Millisecond) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("b parked no read", func() bool { return b.Stats().ParkedReads == 1 })
+	refused := b.Stats().NotOwner
+	install(t, b, "b", next, nil) // b stops serving: the parked read is refused
+	waitFor("b refused nothing", func() bool { return b.Stats().NotOwner > refused+1 })
+	if n := b.Stats().Parks; n != 1 {
+		t.Fatalf("b parked %d reads of a slot it does not serve", n-1)
+	}
+	ss, err := b.Store().NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.Upsert(k, []byte("on b")); err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
+	install(t, b, "b", next, applied) // b serves again, without holds
+	must(t, <-done)
+	if got.Err != nil || string(got.Value) != "on b" {
+		t.Fatalf("the parked read answered %q, %v", got.Value, got.Err)
 	}
 }

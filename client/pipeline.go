@@ -352,6 +352,7 @@ func (s *Session) results(h wire.ResponseHeader, body []byte) error {
 		next++
 		if res.Status == wire.StatusPending {
 			s.pending[op.serial] = op.cb
+			s.keepPending(b, op)
 			continue
 		}
 		if res.Status == wire.StatusError && res.Code == wire.CodeNotOwner && s.misrouted != nil {
@@ -373,15 +374,35 @@ func (s *Session) results(h wire.ResponseHeader, body []byte) error {
 // reroute hands an operation the server refused with NOT_OWNER to
 // misrouted, decoded from its batch.
 func (s *Session) reroute(b *batch, op opRec) {
-	var r wire.OpReader
-	rest := b.buf[op.off:]
-	r.Reset(wire.RequestHeader{Count: 1, Length: uint32(len(rest))}, rest, s.cfg.Limits)
-	o, ok, err := r.Next()
-	if !ok || err != nil { // the session encoded it: cannot happen
+	o, ok := s.decode(b, op)
+	if !ok { // the session encoded it: cannot happen
 		deliver(op.cb, wire.Result{Status: wire.StatusError, Code: wire.CodeNotOwner})
 		return
 	}
 	s.misrouted(o.Op, o.Key, o.Value, op.cb, op.since)
+}
+
+// decode returns op of batch b (valid until b is recycled).
+func (s *Session) decode(b *batch, op opRec) (wire.Operation, bool) {
+	var r wire.OpReader
+	rest := b.buf[op.off:]
+	r.Reset(wire.RequestHeader{Count: 1, Length: uint32(len(rest))}, rest, s.cfg.Limits)
+	o, ok, err := r.Next()
+	return o, ok && err == nil
+}
+
+// keepPending keeps a copy of an operation answered PENDING when the
+// session's refusals are re-routed (misrouted): a server may still refuse
+// it with NOT_OWNER in its completion (a read a migration's target parked,
+// server/parking.go), and the Cluster re-issues it then like any other.
+func (s *Session) keepPending(b *batch, op opRec) {
+	if s.misrouted == nil {
+		return
+	}
+	if o, ok := s.decode(b, op); ok {
+		kv := append(append(make([]byte, 0, len(o.Key)+len(o.Value)), o.Key...), o.Value...)
+		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: kv, keyLen: len(o.Key), since: op.since}
+	}
 }
 
 // popInflight drops the oldest in-flight batch, keeping the slice's memory.
@@ -397,6 +418,15 @@ func (s *Session) complete(res wire.Result) {
 		return
 	}
 	delete(s.pending, res.Serial)
+	po, kept := s.pendingOps[res.Serial]
+	if kept {
+		delete(s.pendingOps, res.Serial)
+	}
+	if kept && res.Status == wire.StatusError && res.Code == wire.CodeNotOwner {
+		s.refused = true // the server fences the slot, as for any refusal
+		s.misrouted(po.op, po.kv[:po.keyLen], po.kv[po.keyLen:], cb, po.since)
+		return
+	}
 	deliver(cb, res)
 }
 
@@ -542,6 +572,7 @@ func (s *Session) failOutstanding(err error) {
 		s.failBatch(b, err)
 	}
 	s.inflight = s.inflight[:0]
+	clear(s.pendingOps)
 	for serial, cb := range s.pending {
 		delete(s.pending, serial)
 		if cb != nil {

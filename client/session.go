@@ -87,6 +87,14 @@ type Result struct {
 // Callback receives an operation's Result on the session's goroutine.
 type Callback func(Result)
 
+// pendingOp is a copy of an operation answered PENDING (keepPending).
+type pendingOp struct {
+	op     wire.Op
+	kv     []byte // key, then value
+	keyLen int
+	since  uint32 // opRec.since
+}
+
 type opRec struct {
 	serial uint64
 	off    uint32 // where the operation starts in its batch's buf
@@ -119,13 +127,16 @@ type Session struct {
 	inflight []*batch // sent, unanswered, oldest first
 	free     []*batch
 	pending  map[uint64]Callback // answered PENDING, completion not seen
-	rbuf     []byte              // received bytes: rbuf[rpos:rend] unparsed
-	rpos     int
-	rend     int
-	durable  uint64 // the server's commit point: operations up to it are durable
-	resumed  uint64 // where a resumed session went on (0: a new session)
-	err      error  // sticky: the session can no longer work
-	backoff  time.Duration
+	// pendingOps are copies of the pending operations, kept when
+	// misrouted is set (keepPending).
+	pendingOps map[uint64]pendingOp
+	rbuf       []byte // received bytes: rbuf[rpos:rend] unparsed
+	rpos       int
+	rend       int
+	durable    uint64 // the server's commit point: operations up to it are durable
+	resumed    uint64 // where a resumed session went on (0: a new session)
+	err        error  // sticky: the session can no longer work
+	backoff    time.Duration
 	// misrouted, when set, takes an operation the server refused with
 	// NOT_OWNER instead of its callback, with its key and value (valid
 	// during the call) and its opRec.since: a Cluster re-routes it.
@@ -155,7 +166,7 @@ func DialContext(ctx context.Context, cfg Config) (*Session, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	s := &Session{cfg: cfg, pending: make(map[uint64]Callback), rbuf: make([]byte, 256<<10)}
+	s := &Session{cfg: cfg, pending: make(map[uint64]Callback), pendingOps: make(map[uint64]pendingOp), rbuf: make([]byte, 256<<10)}
 	if err := s.connect(ctx); err != nil {
 		if ctxErr := ctxErr(ctx); ctxErr != nil {
 			err = errors.Join(ctxErr, err)

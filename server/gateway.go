@@ -84,12 +84,12 @@ func (l *loop) readExpiring(key []byte, h uint64) (store.Status, []byte, error) 
 }
 
 func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte, error) {
+	l.missRead = false // a read of a slot not served is refused, never parked
 	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
 	var err error
-	l.missRead = false
 	if withAt {
 		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
 	} else {
