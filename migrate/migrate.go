@@ -211,8 +211,11 @@ func send(ctx context.Context, scan scanner, ranges []cluster.Range, since uint6
 // SendKeys sends the newest record of each of keys (the hot keys a source
 // sampled) in st to the server of sess as MIGRATE moved operations of
 // migration id, before the rest of the ranges (Send); keys without a live
-// record are skipped. It returns the incarnation of the peer that took
-// them, as Send does.
+// record are skipped, and so are keys whose record is no longer in memory:
+// hot ones are, and reading the others from the device would hold back
+// the move (while the target parks reads of the ranges) for keys the move
+// and the target's fetches bring soon enough. It returns the incarnation
+// of the peer that took them, as Send does.
 func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.Session, id cluster.MigrationID) (uint64, error) {
 	first, err := Incarnation(sess)
 	if err != nil {
@@ -243,7 +246,9 @@ func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.
 	var buf []byte
 	for i, k := range keys {
 		var stt store.Status
-		buf, stt, err = s.ReadExpiring(k, keyhash.Hash(k), buf[:0])
+		// Bound at the top: a chain that leaves memory before the key's
+		// record answers below (NotFound), never from the device.
+		buf, stt, _, err = s.ReadAbove(k, keyhash.Hash(k), ^uint64(0), buf[:0])
 		switch {
 		case err != nil:
 			return 0, fmt.Errorf("migrate: read a hot key: %w", err)
