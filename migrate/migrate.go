@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
@@ -71,8 +72,11 @@ func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn f
 // tombstone, written after the drop, would win over the record sent), and
 // returns the log's tail after the last deletion: a record at or above it
 // was written after the drop. The caller checkpoints to make the drop
-// durable.
-func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64, error) {
+// durable. share, in (0, 1], is the part of its time it works: below 1 it
+// rests after each slot group (1-share)/share times as long as it took,
+// for a drop nothing waits on (the source's copies after a move) that
+// should leave the foreground the CPU and the disk.
+func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share float64) (uint64, error) {
 	s, err := st.NewSession()
 	if err != nil {
 		return 0, err
@@ -84,6 +88,7 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 			failed = c.Err
 		}
 	})
+	mark := time.Now()
 	err = eachChunk(ctx, st, ranges, func(recs []record) error {
 		for _, r := range recs {
 			if !r.live && r.at == 0 {
@@ -95,12 +100,29 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range) (uint64,
 		}
 		s.CompletePending(true)
 		s.Suspend()
-		return failed
+		if failed != nil {
+			return failed
+		}
+		if share > 0 && share < 1 {
+			rest(ctx, time.Duration(float64(time.Since(mark))*(1-share)/share))
+			mark = time.Now()
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	return st.Log().Tail(), nil
+}
+
+// rest waits d, or until ctx ends.
+func rest(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // answerEvery is how many records Send sends before it waits for their

@@ -296,7 +296,11 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	case cluster.TaskSample:
 		return 0, nil // the loops sample while the phase lasts (Holds.Sample)
 	case cluster.TaskPrepare, cluster.TaskDrop:
-		since, err := migrate.Drop(ctx, st, t.Ranges)
+		share := 1.0 // a prepare holds the migration up
+		if t.Kind == cluster.TaskDrop {
+			share = dropShare
+		}
+		since, err := migrate.Drop(ctx, st, t.Ranges, share)
 		if err != nil {
 			return 0, err
 		}
@@ -335,6 +339,13 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	}
 	return 0, fmt.Errorf("node: unknown migration task %v", t.Kind)
 }
+
+// dropShare is the part of its time a drop task works (migrate.Drop): the
+// copies a completed move leaves on its source, or a cancelled one on its
+// target, are served to no one, and their drop, which reads the ranges
+// from the device and deletes every key, took the foreground's deepest
+// dip of a move on 2 CPUs when it ran flat out (BENCHMARKS.md).
+const dropShare = 0.25
 
 // paced returns a data task's progress callback: it reports progress and
 // holds the task back to at most ClusterConfig.MigrationRate records a
