@@ -484,6 +484,40 @@ func (x *indirector) release(ctx context.Context, h tableHeader) error {
 	return nil
 }
 
+// resolveShare is the part of its time a resolver works (duty): its
+// inserts, the foreground's deepest dip of a move on 2 CPUs when they ran
+// flat out (BENCHMARKS.md), are not urgent: the table answers meanwhile.
+const resolveShare = 0.5
+
+// dutySlice is how long background work runs before it rests (duty).
+const dutySlice = 20 * time.Millisecond
+
+// duty holds workers to a share of the time: once they have worked for a
+// slice, the next one to ask rests (1-share)/share slices, holding the
+// others back meanwhile. Safe for concurrent use.
+type duty struct {
+	share float64
+	slice time.Duration
+	mu    sync.Mutex
+	start time.Time // of the slice being worked
+}
+
+// wait returns at once within a slice; at its end it rests first.
+func (d *duty) wait(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.start) < d.slice {
+		return
+	}
+	t := time.NewTimer(time.Duration(float64(d.slice) * (1 - d.share) / d.share))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	d.start = time.Now()
+}
+
 // resolveWorkers is how many chains a resolver walks at once: each step of
 // a walk is a read of the tier (a ranged GET on S3), so they overlap.
 const resolveWorkers = 16
@@ -515,6 +549,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	sort.Slice(order, func(a, b int) bool { return addrs[order[a]] > addrs[order[b]] })
 	var next, inserted atomic.Int64
 	started := time.Now()
+	d := duty{share: resolveShare, slice: dutySlice, start: started}
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {
 		go func() {
@@ -523,6 +558,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 				if i >= int64(len(chains)) {
 					return 0, 0, false
 				}
+				d.wait(ctx)
 				x.pace(ctx, started, int(inserted.Load()))
 				return chains[order[i]], addrs[order[i]], true
 			}, &inserted)
