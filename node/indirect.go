@@ -196,7 +196,8 @@ type installedTable struct {
 	r         *tier.Reader
 	h         tableHeader
 	run       uint64
-	resolving bool // a resolver was started for it (under mu)
+	resolving bool          // a resolver was started for it (under mu)
+	resolved  chan struct{} // closed when that resolver ends
 }
 
 func newIndirector(t tier.Store, dataDir, name, logID string, rate int, log *slog.Logger) *indirector {
@@ -367,11 +368,12 @@ func (x *indirector) resolveLater(h tableHeader) {
 		x.mu.Unlock()
 		return
 	}
-	in.resolving = true
+	in.resolving, in.resolved = true, make(chan struct{})
 	x.mu.Unlock()
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
+		defer close(in.resolved)
 		for {
 			err := x.resolve(x.ctx, h)
 			if err == nil || x.ctx.Err() != nil {
@@ -456,6 +458,73 @@ func (x *indirector) retire(in *installedTable, h tableHeader) (retired bool, er
 		return false, fmt.Errorf("node: %w", err)
 	}
 	return true, syncDir(x.dir)
+}
+
+// forget drops migration id's table, when one is taken, and ends its
+// resolver (without inserting, as after a FLUSHALL), then deletes its
+// files: the migration was cancelled, and this server, its target, drops
+// the ranges.
+func (x *indirector) forget(ctx context.Context, id cluster.MigrationID) error {
+	x.mu.Lock()
+	var resolvers []chan struct{}
+	for tid, in := range x.installed {
+		if in.h.Cluster != x.name || in.h.Migration != id {
+			continue
+		}
+		x.srv.Store().RemoveIndirections(in.t)
+		delete(x.installed, tid)
+		in.r.Close()
+		if in.resolved != nil {
+			resolvers = append(resolvers, in.resolved)
+		}
+	}
+	x.mu.Unlock()
+	for _, done := range resolvers { // no insert of it lands after the drop
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, f := range []string{x.file(id), x.file(id) + ".pending"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if err := syncDir(x.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// releaseCancelled deletes from the tier the table objects that migration
+// id's source left for this server (self), the cancelled migration's
+// target, and the pins that held the source's log for them.
+func (x *indirector) releaseCancelled(ctx context.Context, id cluster.MigrationID, self cluster.ServerID) error {
+	names, err := x.tier.List(ctx, tableDir(x.name, id))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		b, err := x.tier.Get(ctx, name)
+		if errors.Is(err, tier.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		h, _, _, err := decodeTable(b)
+		if err != nil {
+			return fmt.Errorf("node: %s: %w", name, err)
+		}
+		if h.Target != self {
+			continue // this server was the source: the target releases
+		}
+		if err := x.release(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // release deletes the pins and the tables of every run of h's migration
@@ -682,6 +751,12 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if err != nil {
 		return 0, err
 	}
+	stored := false // the run's table object: from then on its target or resolver releases the pin
+	defer func() {
+		if !stored && cut != 0 {
+			m.unpin(t.Migration, run)
+		}
+	}()
 	if m.mg.cut != nil {
 		if err := m.mg.cut(ctx, progress); err != nil {
 			return 0, err
@@ -715,9 +790,24 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration, run), bytes.NewReader(b), int64(len(b))); err != nil {
 		return 0, err
 	}
+	stored = true
 	m.log.Info("migration: chains below the tier's cut left as indirections", "migration", t.Migration,
 		"chains", len(chains), "cut", cut, "table_bytes", len(b))
 	return inc, nil
+}
+
+// unpin deletes the pin of run of migration id's move, which failed (a
+// cancel ends it, or it runs again and pins anew), before it stored its
+// table: no target reads the log through it but for fetches already
+// answered, which fail and stay parked. The move's context may be over.
+func (m *member) unpin(id cluster.MigrationID, run uint64) {
+	m.srv.LendBelow(id, 0, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	s := m.sealer
+	if err := s.segs.Store().Delete(ctx, pinName(s.segs.LogID(), m.name, id, run)); err != nil && !errors.Is(err, tier.ErrNotFound) {
+		m.log.Warn("migration: unpinning a failed move", "migration", id, "err", err)
+	}
 }
 
 // pinAndSeal pins the tier's copy of the log for run of migration id's

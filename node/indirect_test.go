@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -278,6 +279,63 @@ func TestParkedReadsReadTheTier(t *testing.T) {
 		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
 	}
 	check(t, c, want)
+}
+
+// TestCancelledMoveReleasesTheTier: a migration cancelled after its
+// target took the indirection table ends Cancelled with every key at its
+// value on the source; the target's drop retires the table (its resolver
+// ends without inserting) and its files, and deletes the table objects and
+// the source's pin from the tier.
+func TestCancelledMoveReleasesTheTier(t *testing.T) {
+	ctx := context.Background()
+	take := newGate(cluster.TaskCheckpoint)
+	md, a, b, cb, release, _ := tierPair(t, "dir://"+t.TempDir(), func(_, cb *Config) {
+		cb.Cluster.taskGate = take.run
+	})
+	c := dialCluster(t, a)
+	want := map[string]string{}
+	for i := 0; len(want) < 4000; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
+			continue
+		}
+		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
+		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	m, err := a.Server().Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) >> 20
+	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	take.wait(t) // a's move is done: its table is in the tier
+	if err := b.member.takeIndirections(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.Server().Store().Indirections()); n != 1 {
+		t.Fatalf("b took %d tables", n)
+	}
+	requestCancel(t, md, id)
+	close(take.release)
+	close(release) // a resolver, if one starts, runs into the cancel
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseCancelled {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, c, want)
+	st := a.sealer.segs.Store()
+	eventually(t, "b forgot the table, its files and the tier's copies", func() bool {
+		files, _ := filepath.Glob(filepath.Join(clusterDir(cb.Dir), "indirections", "*"))
+		names, _ := st.List(ctx, "indirections/")
+		pins, _ := st.List(ctx, "pins/")
+		return len(b.Server().Store().Indirections()) == 0 && len(files) == 0 && len(names) == 0 && len(pins) == 0
+	})
+	if n := keysIn(b, quarter); n != 0 {
+		t.Fatalf("b keeps %d keys of the ranges", n)
+	}
 }
 
 // holdResolver is a resolveGate that says it was reached (held) and holds

@@ -300,12 +300,22 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		if t.Kind == cluster.TaskDrop {
 			share = dropShare
 		}
+		if t.Kind == cluster.TaskDrop && m.ind != nil {
+			if err := m.ind.forget(ctx, t.Migration); err != nil { // a cancelled target's table
+				return 0, err
+			}
+		}
 		since, err := migrate.Drop(ctx, st, t.Ranges, share)
 		if err != nil {
 			return 0, err
 		}
-		_, err = m.srv.Checkpoint(ctx)
-		return since, err
+		if _, err = m.srv.Checkpoint(ctx); err != nil {
+			return 0, err
+		}
+		if t.Kind == cluster.TaskDrop && m.ind != nil {
+			return since, m.ind.releaseCancelled(ctx, t.Migration, m.id)
+		}
+		return since, nil
 	case cluster.TaskCheckpoint:
 		if err := m.takeIndirections(ctx, t.Migration); err != nil {
 			return 0, err
