@@ -50,8 +50,12 @@ type Cluster struct {
 	expBuf []byte    // UpsertExpiring's value, copied by add
 	arena  int       // the arena retry's copies go to
 	start  time.Time // what retryOp.since counts from
-	stats  ClusterStats
-	err    error
+	// last is the newest operation sent on each slot (by its session and
+	// serial): a refusal that comes with a completion is re-issued only
+	// when nothing was sent on the slot after it (refusedLate).
+	last  [cluster.Slots]sentOp
+	stats ClusterStats
+	err   error
 }
 
 // ClusterStats count what a Cluster did besides sending operations.
@@ -64,6 +68,12 @@ type ClusterStats struct {
 type member struct {
 	addr string
 	sess *Session
+}
+
+// sentOp names an operation sent: its session and serial.
+type sentOp struct {
+	s      *Session
+	serial uint64
 }
 
 type retryOp struct {
@@ -146,9 +156,10 @@ func (c *Cluster) addRouted(op wire.Op, key, value []byte, cb Callback) error {
 // when it was first refused (0: never). An operation whose slot has no
 // owner fails with ErrNotOwner.
 func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32) error {
-	m := c.single
+	m, slot := c.single, -1
 	if m == nil {
-		if m = c.owner[keyhash.Slot(key)]; m == nil {
+		slot = int(keyhash.Slot(key))
+		if m = c.owner[slot]; m == nil {
 			if cb != nil {
 				cb(Result{Err: ErrNotOwner})
 			}
@@ -158,6 +169,9 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32)
 	s, err := c.session(context.Background(), m)
 	if err != nil {
 		return err
+	}
+	if slot >= 0 {
+		c.last[slot] = sentOp{s, s.serial} // the serial add gives it
 	}
 	s.since = since
 	defer func() { s.since = 0 }()
@@ -181,10 +195,27 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 		return nil, err
 	}
 	s.misrouted = c.misrouted
+	s.refusedLate = func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool {
+		return c.refusedLate(s, op, key, value, cb, serial)
+	}
 	s.viewChanged = func() { c.stale, c.direct = true, nil; c.stats.ViewMoves++ }
 	m.sess = s
 	c.setDirect()
 	return s, nil
+}
+
+// refusedLate takes an operation s's server answered PENDING and then
+// refused with NOT_OWNER in its completion (a read a migration's target
+// parked, server/parking.go). It is re-issued, as a fresh refusal, only
+// when no operation on its slot was sent after it: operations sent after
+// it may have run, and running it again after them would break the order
+// this Cluster keeps per key; it then fails (false).
+func (c *Cluster) refusedLate(s *Session, op wire.Op, key, value []byte, cb Callback, serial uint64) bool {
+	if c.last[keyhash.Slot(key)] != (sentOp{s, serial}) {
+		return false
+	}
+	c.misrouted(op, key, value, cb, 0)
+	return true
 }
 
 // misrouted takes an operation a server refused with NOT_OWNER (first at

@@ -229,7 +229,15 @@ func TestClusterRerouteTimeoutIsPerEpisode(t *testing.T) {
 // target, parks (answered PENDING) and then refuses in its completion
 // (NOT_OWNER: b stopped serving the slot) is re-issued by the Cluster
 // until b serves the slot again, and answered then; it does not fail.
+// When a write of the key was sent after it (and ran), it fails instead:
+// re-issued, it would read that later write.
 func TestClusterReroutesRefusedCompletions(t *testing.T) {
+	for _, later := range []bool{false, true} {
+		t.Run(fmt.Sprintf("write after it %v", later), func(t *testing.T) { refusedCompletion(t, later) })
+	}
+}
+
+func refusedCompletion(t *testing.T, later bool) {
 	ctx := context.Background()
 	a, b, m := twoServers(t)
 	r := cluster.Range{First: 0, Last: 9}
@@ -255,6 +263,9 @@ func TestClusterReroutesRefusedCompletions(t *testing.T) {
 	}
 	var got client.Result
 	must(t, c.Read(k, func(r client.Result) { got = r; got.Value = bytes.Clone(r.Value) }))
+	if later {
+		must(t, c.Upsert(k, []byte("written after the read"), nil)) // blind: b takes it
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }() // c is this goroutine's until done
 	waitFor := func(what string, cond func() bool) {
@@ -267,6 +278,13 @@ func TestClusterReroutesRefusedCompletions(t *testing.T) {
 	waitFor("b parked no read", func() bool { return b.Stats().ParkedReads == 1 })
 	refused := b.Stats().NotOwner
 	install(t, b, "b", next, nil) // b stops serving: the parked read is refused
+	if later {
+		must(t, <-done)
+		if !errors.Is(got.Err, client.ErrNotOwner) {
+			t.Fatalf("the read refused after a later write answered %q, %v", got.Value, got.Err)
+		}
+		return
+	}
 	waitFor("b refused nothing", func() bool { return b.Stats().NotOwner > refused+1 })
 	if n := b.Stats().Parks; n != 1 {
 		t.Fatalf("b parked %d reads of a slot it does not serve", n-1)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -391,17 +392,16 @@ func (s *Session) decode(b *batch, op opRec) (wire.Operation, bool) {
 	return o, ok && err == nil
 }
 
-// keepPending keeps a copy of an operation answered PENDING when the
-// session's refusals are re-routed (misrouted): a server may still refuse
-// it with NOT_OWNER in its completion (a read a migration's target parked,
-// server/parking.go), and the Cluster re-issues it then like any other.
+// keepPending keeps a copy of a read answered PENDING when the session's
+// late refusals are re-routed (refusedLate): a server may still refuse it
+// with NOT_OWNER in its completion (a read a migration's target parked,
+// server/parking.go). Only reads are refused that way.
 func (s *Session) keepPending(b *batch, op opRec) {
-	if s.misrouted == nil {
+	if s.refusedLate == nil {
 		return
 	}
-	if o, ok := s.decode(b, op); ok {
-		kv := append(append(make([]byte, 0, len(o.Key)+len(o.Value)), o.Key...), o.Value...)
-		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: kv, keyLen: len(o.Key), since: op.since}
+	if o, ok := s.decode(b, op); ok && o.Op == wire.OpRead {
+		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: bytes.Clone(o.Key), keyLen: len(o.Key)}
 	}
 }
 
@@ -422,9 +422,8 @@ func (s *Session) complete(res wire.Result) {
 	if kept {
 		delete(s.pendingOps, res.Serial)
 	}
-	if kept && res.Status == wire.StatusError && res.Code == wire.CodeNotOwner {
-		s.refused = true // the server fences the slot, as for any refusal
-		s.misrouted(po.op, po.kv[:po.keyLen], po.kv[po.keyLen:], cb, po.since)
+	if kept && res.Status == wire.StatusError && res.Code == wire.CodeNotOwner &&
+		s.refusedLate(po.op, po.kv[:po.keyLen], po.kv[po.keyLen:], cb, res.Serial) {
 		return
 	}
 	deliver(cb, res)

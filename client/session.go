@@ -92,7 +92,6 @@ type pendingOp struct {
 	op     wire.Op
 	kv     []byte // key, then value
 	keyLen int
-	since  uint32 // opRec.since
 }
 
 type opRec struct {
@@ -127,8 +126,8 @@ type Session struct {
 	inflight []*batch // sent, unanswered, oldest first
 	free     []*batch
 	pending  map[uint64]Callback // answered PENDING, completion not seen
-	// pendingOps are copies of the pending operations, kept when
-	// misrouted is set (keepPending).
+	// pendingOps are copies of the pending reads, kept when refusedLate
+	// is set (keepPending).
 	pendingOps map[uint64]pendingOp
 	rbuf       []byte // received bytes: rbuf[rpos:rend] unparsed
 	rpos       int
@@ -141,6 +140,10 @@ type Session struct {
 	// NOT_OWNER instead of its callback, with its key and value (valid
 	// during the call) and its opRec.since: a Cluster re-routes it.
 	misrouted func(op wire.Op, key, value []byte, cb Callback, since uint32)
+	// refusedLate, when set, takes a pending read refused with NOT_OWNER
+	// in its completion (with its serial); false: it is answered with the
+	// refusal. A Cluster re-issues it when that keeps its order.
+	refusedLate func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool
 	// since goes into the operations added (opRec.since): a Cluster sets
 	// it while it re-issues a refused one.
 	since uint32

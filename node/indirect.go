@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,7 @@ import (
 // from its begin (sealer.pin, one pin per run), sends only what lies above
 // what the tier holds (migrate.SendCut), and writes the chains it cut, with
 // where each goes on, as the run's table object in the tier
-// ("indirections/<cluster>/<migration>/<run>"), empty when it cut nothing.
+// ("indirections/<cluster>/<migration>/<target>-<run>"), empty when it cut nothing.
 // Target: the checkpoint task it runs once the move finished (its slots
 // are in Misses until that task is done) takes its own run's table (an
 // error while it is missing), keeps it in
@@ -90,9 +91,15 @@ func tableDir(name string, id cluster.MigrationID) string {
 }
 
 // tableObject names the table of run (the target's incarnation) of a
-// migration's move in the tier.
-func tableObject(name string, id cluster.MigrationID, run uint64) string {
-	return fmt.Sprintf("%s%d", tableDir(name, id), run)
+// migration's move to target in the tier.
+func tableObject(name string, id cluster.MigrationID, target cluster.ServerID, run uint64) string {
+	return fmt.Sprintf("%s%s", tablePrefix(name, id, target), strconv.FormatUint(run, 10))
+}
+
+// tablePrefix begins the names of the tables of a migration's moves to
+// target.
+func tablePrefix(name string, id cluster.MigrationID, target cluster.ServerID) string {
+	return fmt.Sprintf("%s%s-", tableDir(name, id), target)
 }
 
 // encodeTable is the header, a newline, then chain and address (u64 LE)
@@ -286,7 +293,7 @@ func (x *indirector) install(st *store.Store, h tableHeader, chains, addrs []uin
 // missing one is an error: the checkpoint task fails and runs again.
 func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster.MigrationID, run, since uint64) error {
 	st := x.srv.Store()
-	b, err := x.tier.Get(ctx, tableObject(x.name, id, run))
+	b, err := x.tier.Get(ctx, tableObject(x.name, id, self, run))
 	if err != nil {
 		return fmt.Errorf("node: the indirections of migration %d for incarnation %d: %w", id, run, err)
 	}
@@ -506,6 +513,9 @@ func (x *indirector) releaseCancelled(ctx context.Context, id cluster.MigrationI
 		return err
 	}
 	for _, name := range names {
+		if !strings.HasPrefix(name, tablePrefix(x.name, id, self)) {
+			continue // this server was the source: its target releases
+		}
 		b, err := x.tier.Get(ctx, name)
 		if errors.Is(err, tier.ErrNotFound) {
 			continue
@@ -518,7 +528,7 @@ func (x *indirector) releaseCancelled(ctx context.Context, id cluster.MigrationI
 			return fmt.Errorf("node: %s: %w", name, err)
 		}
 		if h.Target != self {
-			continue // this server was the source: the target releases
+			continue
 		}
 		if err := x.release(ctx, h); err != nil {
 			return err
@@ -787,7 +797,7 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 	h := tableHeader{Cluster: m.name, Migration: t.Migration, Source: m.id, Target: t.Peer, LogID: m.sealer.segs.LogID(),
 		SegmentSize: m.sealer.segs.Size(), PageSize: st.Log().PageSize(), Begin: begin, Bits: cc.bits, Ranges: t.Ranges, Run: run}
 	b := encodeTable(h, chains, addrs)
-	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration, run), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := m.sealer.segs.Store().Put(ctx, tableObject(m.name, t.Migration, t.Peer, run), bytes.NewReader(b), int64(len(b))); err != nil {
 		return 0, err
 	}
 	stored = true

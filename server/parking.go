@@ -29,7 +29,9 @@ import (
 //     source had no record of the key, the read answers NOT_FOUND, unless
 //     an indirection table covers the key (store/indirect.go: the move
 //     left it in the source's log): NOT_OWNER then, and the client
-//     re-issues it, to the store that now reads through the table; or the
+//     re-issues it, to the store that now reads through the table, when
+//     it sent nothing on the slot after it (client.Cluster.refusedLate;
+//     it fails otherwise); or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
 //     re-routes it;
 //   - it waited parkTimeout, or the connection closed: NOT_OWNER, or
