@@ -193,6 +193,10 @@ type indirector struct {
 	// means.
 	mu        sync.Mutex
 	installed map[string]*installedTable // by table id
+	// forgotten are the cancelled migrations whose tables this target
+	// dropped (forget): a checkpoint task still running takes none of
+	// theirs (migration ids are never reused).
+	forgotten map[cluster.MigrationID]bool
 	resolved  atomic.Int64               // records inserted by resolvers since start
 }
 
@@ -210,7 +214,8 @@ type installedTable struct {
 func newIndirector(t tier.Store, dataDir, name, logID string, rate int, log *slog.Logger) *indirector {
 	ctx, stop := context.WithCancel(context.Background())
 	return &indirector{tier: t, dir: filepath.Join(clusterDir(dataDir), "indirections"), name: name, logID: logID, rate: rate,
-		log: log, ctx: ctx, stop: stop, installed: map[string]*installedTable{}}
+		log: log, ctx: ctx, stop: stop, installed: map[string]*installedTable{},
+		forgotten: map[cluster.MigrationID]bool{}}
 }
 
 func tableID(h tableHeader) string { return fmt.Sprintf("%s/%d", h.Cluster, h.Migration) }
@@ -309,6 +314,9 @@ func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.forgotten[id] {
+		return nil // cancelled: the drop went first
+	}
 	if in := x.installed[tableID(h)]; in != nil && in.run == h.Run {
 		return nil // taken by an earlier run of the task
 	}
@@ -326,6 +334,12 @@ func (x *indirector) take(ctx context.Context, self cluster.ServerID, id cluster
 // installs, and starts its resolver: the checkpoint after the move is
 // done.
 func (x *indirector) commit(id cluster.MigrationID) error {
+	x.mu.Lock()
+	forgotten := x.forgotten[id]
+	x.mu.Unlock()
+	if forgotten {
+		return nil // forget removes the files
+	}
 	b, err := os.ReadFile(x.file(id) + ".pending")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing taken, or committed already
@@ -473,6 +487,7 @@ func (x *indirector) retire(in *installedTable, h tableHeader) (retired bool, er
 // the ranges.
 func (x *indirector) forget(ctx context.Context, id cluster.MigrationID) error {
 	x.mu.Lock()
+	x.forgotten[id] = true
 	var resolvers []chan struct{}
 	for tid, in := range x.installed {
 		if in.h.Cluster != x.name || in.h.Migration != id {

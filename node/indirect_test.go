@@ -283,9 +283,10 @@ func TestParkedReadsReadTheTier(t *testing.T) {
 
 // TestCancelledMoveReleasesTheTier: a migration cancelled after its
 // target took the indirection table ends Cancelled with every key at its
-// value on the source; the target's drop retires the table (its resolver
-// ends without inserting) and its files, and deletes the table objects and
-// the source's pin from the tier.
+// value on the source; the target's drop retires the table (or finds its
+// resolver done) and its files, deletes the table objects and the
+// source's pin from the tier, and leaves no key of the ranges behind
+// (before, a resolver could insert them after the drop).
 func TestCancelledMoveReleasesTheTier(t *testing.T) {
 	ctx := context.Background()
 	take := newGate(cluster.TaskCheckpoint)
@@ -333,9 +334,9 @@ func TestCancelledMoveReleasesTheTier(t *testing.T) {
 		pins, _ := st.List(ctx, "pins/")
 		return len(b.Server().Store().Indirections()) == 0 && len(files) == 0 && len(names) == 0 && len(pins) == 0
 	})
-	if n := keysIn(b, quarter); n != 0 {
-		t.Fatalf("b keeps %d keys of the ranges", n)
-	}
+	// The drop rests between slot groups; a resolver that ran before it
+	// (during the ship-back) inserted keys it deletes.
+	eventually(t, "b dropped the ranges", func() bool { return keysIn(b, quarter) == 0 })
 }
 
 // holdResolver is a resolveGate that says it was reached (held) and holds
