@@ -197,7 +197,7 @@ type indirector struct {
 	// dropped (forget): a checkpoint task still running takes none of
 	// theirs (migration ids are never reused).
 	forgotten map[cluster.MigrationID]bool
-	resolved  atomic.Int64               // records inserted by resolvers since start
+	resolved  atomic.Int64 // records inserted by resolvers since start
 }
 
 // installedTable is a table in the store, with the reader it reads
