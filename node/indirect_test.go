@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fleetkv/fleetkv/client"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,31 +50,8 @@ func migrateThroughIndirections(t *testing.T, shared string, every int) {
 
 	// 8000 keys of 2 KiB in the moving quarter: 16 MiB, 4× a's memory,
 	// so most of them are only on a's device.
-	want := map[string]string{}
-	for i := 0; len(want) < 8000; i++ {
-		k := fmt.Sprintf("k%d", i)
-		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
-			continue
-		}
-		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
-		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-		want[k] = v
-		if i%17 == 0 {
-			if _, err := c.Delete(ctx, []byte(k)); err != nil {
-				t.Fatal(err)
-			}
-			want[k] = ""
-		}
-	}
-	m, err := a.Server().Checkpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := uint64(1 << 20)
-	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) / size
-	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+	want := fillQuarter(t, c, 8000, 17)
+	sealed(t, a)
 
 	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
 	select { // b took the table and holds its resolver
@@ -91,8 +71,8 @@ func migrateThroughIndirections(t *testing.T, shared string, every int) {
 		t.Fatalf("/stats shows %d tables, %d chains", st.IndirectionTables, st.IndirectionChains)
 	}
 	servedBy(t, quarter, b, a)
-	st := tier.Store(nil)
-	if st, err = tier.Open(ctx, shared); err != nil {
+	st, err := tier.Open(ctx, shared)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if pins, _ := st.List(ctx, "pins/"); len(pins) != 1 {
@@ -170,23 +150,8 @@ func TestFlushRetiresIndirections(t *testing.T) {
 	shared := "dir://" + t.TempDir()
 	md, a, b, _, release, held := tierPair(t, shared)
 	c := dialCluster(t, a)
-	var keys []string
-	for i := 0; len(keys) < 4000; i++ {
-		k := fmt.Sprintf("k%d", i)
-		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
-			continue
-		}
-		if err := c.Set(ctx, []byte(k), bytes.Repeat([]byte{'v'}, 2048)); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
-	m, err := a.Server().Checkpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) >> 20
-	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+	keys := slices.Collect(maps.Keys(fillQuarter(t, c, 4000, 0)))
+	sealed(t, a)
 	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
 	select {
 	case <-held:
@@ -223,7 +188,6 @@ func TestFlushRetiresIndirections(t *testing.T) {
 // read through the tier; a's device serves only the few whose records lie
 // between the cut and its memory.
 func TestParkedReadsReadTheTier(t *testing.T) {
-	ctx := context.Background()
 	cut := newGate(cluster.TaskMove)
 	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
 		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
@@ -240,24 +204,7 @@ func TestParkedReadsReadTheTier(t *testing.T) {
 		}
 	})
 	c := dialCluster(t, a)
-	want := map[string]string{}
-	for i := 0; len(want) < 4000; i++ {
-		k := fmt.Sprintf("k%d", i)
-		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
-			continue
-		}
-		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
-		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-		want[k] = v
-		if i%13 == 0 {
-			if _, err := c.Delete(ctx, []byte(k)); err != nil {
-				t.Fatal(err)
-			}
-			want[k] = ""
-		}
-	}
+	want := fillQuarter(t, c, 4000, 13)
 	for i := 0; len(want) < 4100; i++ { // never written
 		if k := fmt.Sprintf("none%d", i); keyhash.Slot([]byte(k)) >= quarter.First && keyhash.Slot([]byte(k)) <= quarter.Last {
 			want[k] = ""
@@ -294,24 +241,8 @@ func TestCancelledMoveReleasesTheTier(t *testing.T) {
 		cb.Cluster.taskGate = take.run
 	})
 	c := dialCluster(t, a)
-	want := map[string]string{}
-	for i := 0; len(want) < 4000; i++ {
-		k := fmt.Sprintf("k%d", i)
-		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
-			continue
-		}
-		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
-		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-		want[k] = v
-	}
-	m, err := a.Server().Checkpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	final := min(m.Store.End, a.Server().Store().Log().FlushedUntil()) >> 20
-	eventually(t, "a's log in the tier", func() bool { return a.sealer.hi.Load() >= final })
+	want := fillQuarter(t, c, 4000, 0)
+	sealed(t, a)
 	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
 	take.wait(t) // a's move is done: its table is in the tier
 	if err := b.member.takeIndirections(ctx, id); err != nil {
@@ -337,6 +268,45 @@ func TestCancelledMoveReleasesTheTier(t *testing.T) {
 	// The drop rests between slot groups; a resolver that ran before it
 	// (during the ship-back) inserted keys it deletes.
 	eventually(t, "b dropped the ranges", func() bool { return keysIn(b, quarter) == 0 })
+}
+
+// fillQuarter writes n keys of the moving quarter through c, values of
+// 2 KiB, deleting the keys whose number is a multiple of deleteEvery (0:
+// none), and returns what each reads ("": absent).
+func fillQuarter(t *testing.T, c *client.Client, n, deleteEvery int) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := 0; len(want) < n; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := keyhash.Slot([]byte(k)); s < quarter.First || s > quarter.Last {
+			continue
+		}
+		v := fmt.Sprintf("%d-%s", i, bytes.Repeat([]byte{'v'}, 2048))
+		if err := c.Set(ctx, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+		if deleteEvery > 0 && i%deleteEvery == 0 {
+			if _, err := c.Delete(ctx, []byte(k)); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = ""
+		}
+	}
+	return want
+}
+
+// sealed checkpoints n and waits until its sealer has uploaded its log
+// up to the checkpoint (tierPair's 1 MiB segments).
+func sealed(t *testing.T, n *Node) {
+	t.Helper()
+	m, err := n.Server().Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := min(m.Store.End, n.Server().Store().Log().FlushedUntil()) >> 20
+	eventually(t, "the log in the tier", func() bool { return n.sealer.hi.Load() >= final })
 }
 
 // holdResolver is a resolveGate that says it was reached (held) and holds
