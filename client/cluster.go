@@ -174,8 +174,9 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32)
 		c.last[slot] = sentOp{s, s.serial} // the serial add gives it
 	}
 	s.since = since
-	defer func() { s.since = 0 }()
-	return s.add(op, key, value, cb)
+	err = s.add(op, key, value, cb)
+	s.since = 0
+	return err
 }
 
 // stamp is the time since the Cluster started in milliseconds, plus 1
