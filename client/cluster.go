@@ -173,10 +173,7 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32)
 	if slot >= 0 {
 		c.last[slot] = sentOp{s, s.serial} // the serial add gives it
 	}
-	s.since = since
-	err = s.add(op, key, value, cb)
-	s.since = 0
-	return err
+	return s.addRefused(op, key, value, cb, since)
 }
 
 // stamp is the time since the Cluster started in milliseconds, plus 1

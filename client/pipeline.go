@@ -101,6 +101,12 @@ func (s *Session) Migrate(id uint64, kind wire.MigrateKind, key []byte, expireAt
 }
 
 func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
+	return s.addRefused(op, key, value, cb, 0)
+}
+
+// addRefused is add for an operation first refused at since (opRec.since;
+// 0: never), which a Cluster re-issues.
+func (s *Session) addRefused(op wire.Op, key, value []byte, cb Callback, since uint32) error {
 	if s.err != nil {
 		return s.err
 	}
@@ -117,7 +123,7 @@ func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
 	}
 	off := uint32(len(s.cur.buf))
 	s.cur.buf = wire.AppendOp(s.cur.buf, op, key, value)
-	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, since: s.since, cb: cb})
+	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, since: since, cb: cb})
 	s.serial++
 	return nil
 }

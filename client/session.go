@@ -144,9 +144,6 @@ type Session struct {
 	// in its completion (with its serial); false: it is answered with the
 	// refusal. A Cluster re-issues it when that keeps its order.
 	refusedLate func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool
-	// since goes into the operations added (opRec.since): a Cluster sets
-	// it while it re-issues a refused one.
-	since uint32
 	// viewChanged, when set, is called when the server answers
 	// VIEW_CHANGED: ownership changed, and a Cluster refreshes its map.
 	viewChanged func()
