@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
@@ -72,10 +73,9 @@ func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn f
 // tombstone, written after the drop, would win over the record sent), and
 // returns the log's tail after the last deletion: a record at or above it
 // was written after the drop. The caller checkpoints to make the drop
-// durable. share, in (0, 1], is the part of its time it works: below 1 it
-// rests after each slot group (1-share)/share times as long as it took,
-// for a drop nothing waits on (the source's copies after a move) that
-// should leave the foreground the CPU and the disk.
+// durable. It works a share of the time (Duty), resting after slot
+// groups: a drop nothing waits on (the source's copies after a move)
+// leaves the foreground the CPU and the disk.
 func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share float64) (uint64, error) {
 	s, err := st.NewSession()
 	if err != nil {
@@ -88,7 +88,7 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share fl
 			failed = c.Err
 		}
 	})
-	mark := time.Now()
+	duty := Duty{Share: share, start: time.Now()}
 	err = eachChunk(ctx, st, ranges, func(recs []record) error {
 		for _, r := range recs {
 			if !r.live && r.at == 0 {
@@ -103,10 +103,7 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share fl
 		if failed != nil {
 			return failed
 		}
-		if share > 0 && share < 1 {
-			rest(ctx, time.Duration(float64(time.Since(mark))*(1-share)/share))
-			mark = time.Now()
-		}
+		duty.Wait(ctx) // a slice of 0: after every slot group
 		return nil
 	})
 	if err != nil {
@@ -115,14 +112,41 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share fl
 	return st.Log().Tail(), nil
 }
 
-// rest waits d, or until ctx ends.
-func rest(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
+// Duty holds background work to a share of the time, for work nothing
+// waits on (a drop after a move, a resolver) that should leave the
+// foreground the CPU and the disk: once the workers have worked for a
+// slice or more, the next Wait rests (1-Share)/Share times as long as
+// they worked, holding the others back meanwhile. A Share of 0 or 1 never
+// rests. Safe for concurrent use.
+type Duty struct {
+	Share float64
+	Slice time.Duration
+
+	mu    sync.Mutex
+	start time.Time // of the work since the last rest
+}
+
+// Wait returns at once within a slice; after one it rests first.
+func (d *Duty) Wait(ctx context.Context) {
+	if d.Share <= 0 || d.Share >= 1 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.start.IsZero() {
+		d.start = time.Now()
+	}
+	worked := time.Since(d.start)
+	if worked < d.Slice {
+		return
+	}
+	t := time.NewTimer(time.Duration(float64(worked) * (1 - d.Share) / d.Share))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	d.start = time.Now()
 }
 
 // answerEvery is how many records Send sends before it waits for their

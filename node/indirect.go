@@ -578,39 +578,13 @@ func (x *indirector) release(ctx context.Context, h tableHeader) error {
 	return nil
 }
 
-// resolveShare is the part of its time a resolver works (duty): its
+// resolveShare is the part of its time a resolver works (migrate.Duty): its
 // inserts, the foreground's deepest dip of a move on 2 CPUs when they ran
 // flat out (BENCHMARKS.md), are not urgent: the table answers meanwhile.
 const resolveShare = 0.5
 
-// dutySlice is how long background work runs before it rests (duty).
+// dutySlice is how long a resolver works before it rests (migrate.Duty).
 const dutySlice = 20 * time.Millisecond
-
-// duty holds workers to a share of the time: once they have worked for a
-// slice, the next one to ask rests (1-share)/share slices, holding the
-// others back meanwhile. Safe for concurrent use.
-type duty struct {
-	share float64
-	slice time.Duration
-	mu    sync.Mutex
-	start time.Time // of the slice being worked
-}
-
-// wait returns at once within a slice; at its end it rests first.
-func (d *duty) wait(ctx context.Context) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if time.Since(d.start) < d.slice {
-		return
-	}
-	t := time.NewTimer(time.Duration(float64(d.slice) * (1 - d.share) / d.share))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	d.start = time.Now()
-}
 
 // resolveWorkers is how many chains a resolver walks at once: each step of
 // a walk is a read of the tier (a ranged GET on S3), so they overlap.
@@ -643,7 +617,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	sort.Slice(order, func(a, b int) bool { return addrs[order[a]] > addrs[order[b]] })
 	var next, inserted atomic.Int64
 	started := time.Now()
-	d := duty{share: resolveShare, slice: dutySlice, start: started}
+	d := migrate.Duty{Share: resolveShare, Slice: dutySlice}
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {
 		go func() {
@@ -652,7 +626,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 				if i >= int64(len(chains)) {
 					return 0, 0, false
 				}
-				d.wait(ctx)
+				d.Wait(ctx)
 				x.pace(ctx, started, int(inserted.Load()))
 				return chains[order[i]], addrs[order[i]], true
 			}, &inserted)
@@ -853,8 +827,7 @@ func (m *member) pinAndSeal(ctx context.Context, id cluster.MigrationID, run uin
 	}
 	if err := s.seal(ctx); err != nil {
 		if cut != 0 {
-			m.srv.LendBelow(id, 0, nil)
-			err = errors.Join(err, s.segs.Store().Delete(ctx, pinName(s.segs.LogID(), m.name, id, run)))
+			m.unpin(id, run)
 		}
 		return 0, 0, err
 	}
