@@ -234,7 +234,10 @@ func (f *fetcher) readTier(ctx context.Context) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("node: %d of %d keys not read from the tier: %w", len(failed), len(jobs), failed[0])
 	}
-	return reading.Err()
+	if n < len(jobs) {
+		return fmt.Errorf("node: %d of %d keys not read from the tier: %w", len(jobs)-n, len(jobs), reading.Err())
+	}
+	return nil
 }
 
 // readKey reads j's key from its source's log in the tier (dev): its

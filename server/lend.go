@@ -47,18 +47,13 @@ func (s *Server) LendBelow(id cluster.MigrationID, bound uint64, log []byte) {
 // or the device, or, where the tier holds its chain, where that goes on.
 // The answer lands in the loop's value buffer. The loop's goroutine only.
 func (l *loop) fetch(id cluster.MigrationID, key []byte, h uint64) (store.Status, []byte, error) {
+	var c tierCut // bound 0 without a cut: a plain read
+	if cuts := l.s.cuts.Load(); cuts != nil {
+		c = (*cuts)[id]
+	}
 	var st store.Status
-	var err error
-	cuts := l.s.cuts.Load()
-	c, ok := tierCut{}, false
-	if cuts != nil {
-		c, ok = (*cuts)[id]
-	}
-	if !ok {
-		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
-		return st, l.value, err
-	}
 	var below store.ChainBelow
+	var err error
 	l.value, st, below, err = l.ss.ReadAbove(key, h, c.bound, l.value[:0])
 	if err != nil || below.Addr == 0 {
 		return st, l.value, err

@@ -85,6 +85,9 @@ type ChainBelow struct{ Addr, Begin uint64 }
 // leaves memory without a record of the key, when that is in the log
 // (zero otherwise).
 func (s *Session) chainBelow(key []byte, h, bound uint64) ChainBelow {
+	if bound == 0 {
+		return ChainBelow{}
+	}
 	if ind, _ := s.st.covered(h); ind != nil {
 		return ChainBelow{}
 	}
