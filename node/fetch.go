@@ -70,6 +70,9 @@ func (m *member) fetch(ctx context.Context) {
 			}
 			break
 		}
+		if gate := m.mg.fetch; gate != nil && gate(ctx) != nil {
+			return
+		}
 		if err := f.fetch(ctx, batch); err != nil {
 			m.log.Debug("migration: fetching parked keys", "keys", len(batch), "err", err)
 		}

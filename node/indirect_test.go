@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/fleetkv/fleetkv/client"
 	"maps"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/internal/s3test"
 	"github.com/fleetkv/fleetkv/keyhash"
@@ -224,6 +225,108 @@ func TestParkedReadsReadTheTier(t *testing.T) {
 	close(release)
 	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
 		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	check(t, c, want)
+}
+
+// TestParkedReadsReadTheTable: reads b parks while a's move is held after
+// its seal, and which nothing fetches (b's fetcher is held), are still
+// parked when the move ends and their slot leaves Misses. b answers each
+// of a key the move left in a's log through the table it took: the value
+// a had, though another client wrote some of those keys through b
+// meanwhile (the reads were parked before those writes), and never
+// NOT_OWNER, which a routed client had to fail when it had sent more on
+// the slot since.
+func TestParkedReadsReadTheTable(t *testing.T) {
+	ctx := context.Background()
+	cut := newGate(cluster.TaskMove)
+	fetching := make(chan struct{})
+	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, cb *Config) {
+		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
+			held := make(chan error, 1)
+			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
+			for {
+				select {
+				case err := <-held:
+					return err
+				case <-time.After(50 * time.Millisecond):
+					progress(0)
+				}
+			}
+		}
+		cb.Cluster.fetchGate = func(ctx context.Context) error {
+			select {
+			case <-fetching:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	defer close(release)
+	c := dialCluster(t, a)
+	want := fillQuarter(t, c, 4000, 13)
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	cut.wait(t)
+	servedBy(t, quarter, b, a)
+	reader, err := client.DialCluster(ctx, client.Config{Addr: b.Server().Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	type answer struct {
+		res  client.Result
+		want string
+	}
+	var mu sync.Mutex
+	got := map[string]answer{}
+	var keys []string
+	for k := range want {
+		if keys = append(keys, k); len(keys) == 600 {
+			break
+		}
+	}
+	for _, k := range keys {
+		if err := reader.Read([]byte(k), func(r client.Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			r.Value = bytes.Clone(r.Value)
+			got[k] = answer{r, want[k]}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reader.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b parks the reads", func() bool { return b.Server().Stats().ParkedReads >= 300 })
+	writer := dialCluster(t, b)
+	for _, k := range keys[:50] {
+		if err := writer.Set(ctx, []byte(k), []byte("newer")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(cut.release)
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	covered := b.Server().Stats().ParkedCovered
+	t.Logf("%d reads parked, %d answered through the table", b.Server().Stats().Parks, covered)
+	if covered < 100 {
+		t.Fatalf("%d parked reads answered through the table, want most of %d", covered, len(keys))
+	}
+	for _, k := range keys {
+		a := got[k]
+		if a.res.Err != nil || (a.res.Status == client.OK) != (a.want != "") || string(a.res.Value) != a.want {
+			t.Fatalf("parked read of %s: %q status %v err %v, want %q", k, a.res.Value, a.res.Status, a.res.Err, a.want)
+		}
+	}
+	close(fetching)
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	for _, k := range keys[:50] {
+		want[k] = "newer"
 	}
 	check(t, c, want)
 }

@@ -59,6 +59,9 @@ type ClusterConfig struct {
 	// read keys the move has not sent, reporting the move's progress
 	// meanwhile (the source would cancel it otherwise).
 	cutGate func(ctx context.Context, progress func(records int)) error
+	// fetchGate, when set (tests), runs before the fetcher fetches a batch
+	// of parked keys: a test holds it to keep reads parked.
+	fetchGate func(context.Context) error
 }
 
 // member is a node's membership of its cluster.

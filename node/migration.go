@@ -42,6 +42,7 @@ type migrations struct {
 	token  string
 	gate   func(context.Context, cluster.Task) error // ClusterConfig.taskGate
 	cut    func(context.Context, func(int)) error    // ClusterConfig.cutGate
+	fetch  func(context.Context) error               // ClusterConfig.fetchGate
 	fail   string                                    // ClusterConfig.Failpoint
 	rate   int                                       // ClusterConfig.MigrationRate
 
@@ -101,7 +102,7 @@ func prepareMigrations(dir string, cc ClusterConfig, id cluster.ServerID, token 
 	g := cluster.NewMigrator(cluster.MigratorConfig{Self: id, Incarnation: inc, SampleTicks: cc.SampleTicks}, saved)
 	return &migrations{g: g, inc: inc, holds: g.InitialHolds(), file: f, events: make(chan event, eventQueue),
 		runs: map[taskKey]*taskRun{}, peers: map[cluster.ServerID]chan []byte{}, tick: tick, token: token,
-		gate: cc.taskGate, cut: cc.cutGate, fail: cc.Failpoint, rate: cc.MigrationRate, known: map[cluster.ServerID]cluster.Server{}, pulls: make(chan pull, pullQueue)}, nil
+		gate: cc.taskGate, cut: cc.cutGate, fetch: cc.fetchGate, fail: cc.Failpoint, rate: cc.MigrationRate, known: map[cluster.ServerID]cluster.Server{}, pulls: make(chan pull, pullQueue)}, nil
 }
 
 // onMessage takes a peer's message on a loop (server.Config.OnMigrator).

@@ -135,10 +135,11 @@ type Stats struct {
 	Ops             map[string]int64 `json:"ops"`
 	Batches         uint64           `json:"batches"`
 	Rejected        uint64           `json:"rejected_batches"`
-	NotOwner        uint64           `json:"not_owner_ops"` // operations refused for a slot not served here
-	ParkedReads     uint64           `json:"parked_reads"`  // reads a migration's target holds now until their keys arrive
-	Parks           uint64           `json:"parks"`         // reads ever parked
-	FetchesBelow    uint64           `json:"fetches_below"` // a source's fetches answered with where the shared tier has the key
+	NotOwner        uint64           `json:"not_owner_ops"`  // operations refused for a slot not served here
+	ParkedReads     uint64           `json:"parked_reads"`   // reads a migration's target holds now until their keys arrive
+	Parks           uint64           `json:"parks"`          // reads ever parked
+	ParkedCovered   uint64           `json:"parked_covered"` // parked reads answered through an indirection table when their slot left Misses
+	FetchesBelow    uint64           `json:"fetches_below"`  // a source's fetches answered with where the shared tier has the key
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
 	HeldBack        uint64           `json:"held_back"`           // connection turns held back by MaxPendingIO
@@ -223,6 +224,7 @@ func (s *Server) Stats() Stats {
 		st.NotOwner += l.stats.notOwner.Load()
 		st.ParkedReads += l.stats.parked.Load()
 		st.Parks += l.stats.parks.Load()
+		st.ParkedCovered += l.stats.parkedCovered.Load()
 		st.FetchesBelow += l.stats.fetchesBelow.Load()
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()

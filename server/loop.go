@@ -95,6 +95,9 @@ type loopStats struct {
 	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
 	parked    atomic.Uint64 // reads parked now (parking.go)
 	parks     atomic.Uint64 // reads ever parked
+	// parkedCovered counts parked reads answered through an indirection
+	// table once their slot left Misses (parking.go).
+	parkedCovered atomic.Uint64
 	// fetchesBelow counts fetches answered with where the tier has the
 	// key (lend.go).
 	fetchesBelow atomic.Uint64

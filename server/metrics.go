@@ -24,7 +24,7 @@ type metrics struct {
 	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
 	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
 	expired, expiring                             *prometheus.Desc
-	parked, parks, fetchesBelow                   *prometheus.Desc
+	parked, parks, fetchesBelow, parkedCovered    *prometheus.Desc
 	indirections                                  *prometheus.Desc
 }
 
@@ -33,45 +33,46 @@ func newMetrics(s *Server) *metrics {
 		return prometheus.NewDesc("fleetkv_"+name, help, labels, nil)
 	}
 	return &metrics{s: s,
-		ops:          d("operations_total", "Operations executed: native protocol by operation, RESP commands as op=\"resp\".", "op"),
-		batches:      d("batches_total", "Native request batches executed."),
-		rejected:     d("rejected_batches_total", "Native batches answered VIEW_CHANGED or RETRY_LATER."),
-		errors:       d("protocol_errors_total", "Connections closed for malformed input."),
-		pending:      d("pending_operations_total", "Operations that went to the device (a record below the log's head)."),
-		held:         d("held_back_turns_total", "Connection turns held back because the loop was at --max-pending-io."),
-		bytes:        d("network_bytes_total", "Request and response bytes.", "direction"),
-		conns:        d("connections", "Open client connections.", "protocol"),
-		view:         d("view", "The server's view number."),
-		logAddr:      d("log_address_bytes", "HybridLog markers, as log addresses.", "marker"),
-		logMemory:    d("log_memory_bytes", "In-memory log budget (--memory)."),
-		ioDepth:      d("io_in_flight", "Device reads and writes submitted and not completed."),
-		indexBuckets: d("index_buckets", "Hash index buckets.", "kind"),
-		indexEntries: d("index_entries", "Index entries created (deleted keys keep theirs until compaction)."),
-		keys:         d("keys", "Live keys, counting blind writes over keys on the device as new keys until DBSIZE, compaction or the periodic check resolves them."),
-		keyDoubts:    d("key_doubts", "Blind writes over keys on the device whose effect on the key count is not resolved yet."),
-		epoch:        d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
-		epochActions: d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),
-		loops:        d("event_loops", "Event loops serving connections."),
-		ckptTaken:    d("checkpoints_total", "Checkpoints taken since the server started."),
-		ckptSeconds:  d("checkpoint_seconds_total", "Time spent taking them."),
-		ckptPause:    d("checkpoint_pause_seconds_total", "Time the event loops stood still for checkpoints' CPR points and flushes, summed over loops."),
-		flushes:      d("flushes_total", "FLUSHALL and FLUSHDB commands done since the server started."),
-		ckptEnd:      d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
-		ckptTime:     d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
-		compRuns:     d("compactions_total", "Log compactions that moved the log's begin."),
-		compRecords:  d("compaction_records_total", "Records compactions scanned, and those they copied to the tail (still live).", "kind"),
-		compBytes:    d("compaction_bytes_total", "Bytes compactions scanned, and those they copied to the tail.", "kind"),
-		compSeconds:  d("compaction_seconds_total", "Time spent compacting."),
-		expired:      d("expired_keys_total", "Expired keys active expiry deleted."),
-		expiring:     d("expiring_keys", "Keys with an expiry that active expiry's last complete pass met in memory (an estimate)."),
-		garbage:      d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
-		notOwner:     d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
-		parked:       d("parked_reads", "Reads a migration's target holds until their keys arrive."),
-		parks:        d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
-		fetchesBelow: d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
-		indirections: d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
-		clusterInfo:  d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
-		slots:        d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
+		ops:           d("operations_total", "Operations executed: native protocol by operation, RESP commands as op=\"resp\".", "op"),
+		batches:       d("batches_total", "Native request batches executed."),
+		rejected:      d("rejected_batches_total", "Native batches answered VIEW_CHANGED or RETRY_LATER."),
+		errors:        d("protocol_errors_total", "Connections closed for malformed input."),
+		pending:       d("pending_operations_total", "Operations that went to the device (a record below the log's head)."),
+		held:          d("held_back_turns_total", "Connection turns held back because the loop was at --max-pending-io."),
+		bytes:         d("network_bytes_total", "Request and response bytes.", "direction"),
+		conns:         d("connections", "Open client connections.", "protocol"),
+		view:          d("view", "The server's view number."),
+		logAddr:       d("log_address_bytes", "HybridLog markers, as log addresses.", "marker"),
+		logMemory:     d("log_memory_bytes", "In-memory log budget (--memory)."),
+		ioDepth:       d("io_in_flight", "Device reads and writes submitted and not completed."),
+		indexBuckets:  d("index_buckets", "Hash index buckets.", "kind"),
+		indexEntries:  d("index_entries", "Index entries created (deleted keys keep theirs until compaction)."),
+		keys:          d("keys", "Live keys, counting blind writes over keys on the device as new keys until DBSIZE, compaction or the periodic check resolves them."),
+		keyDoubts:     d("key_doubts", "Blind writes over keys on the device whose effect on the key count is not resolved yet."),
+		epoch:         d("epoch", "Epoch counters: the current epoch and the safe one (every session past it).", "which"),
+		epochActions:  d("epoch_pending_actions", "Actions (flushes, evictions, growth phases) waiting for the safe epoch."),
+		loops:         d("event_loops", "Event loops serving connections."),
+		ckptTaken:     d("checkpoints_total", "Checkpoints taken since the server started."),
+		ckptSeconds:   d("checkpoint_seconds_total", "Time spent taking them."),
+		ckptPause:     d("checkpoint_pause_seconds_total", "Time the event loops stood still for checkpoints' CPR points and flushes, summed over loops."),
+		flushes:       d("flushes_total", "FLUSHALL and FLUSHDB commands done since the server started."),
+		ckptEnd:       d("checkpoint_end_address", "Log address up to which the newest checkpoint made the store durable."),
+		ckptTime:      d("checkpoint_timestamp_seconds", "When the newest checkpoint was taken (Unix time; 0: none)."),
+		compRuns:      d("compactions_total", "Log compactions that moved the log's begin."),
+		compRecords:   d("compaction_records_total", "Records compactions scanned, and those they copied to the tail (still live).", "kind"),
+		compBytes:     d("compaction_bytes_total", "Bytes compactions scanned, and those they copied to the tail.", "kind"),
+		compSeconds:   d("compaction_seconds_total", "Time spent compacting."),
+		expired:       d("expired_keys_total", "Expired keys active expiry deleted."),
+		expiring:      d("expiring_keys", "Keys with an expiry that active expiry's last complete pass met in memory (an estimate)."),
+		garbage:       d("log_garbage_ratio", "Dead share of the log on the device, as last estimated (0 until the first estimate)."),
+		notOwner:      d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
+		parked:        d("parked_reads", "Reads a migration's target holds until their keys arrive."),
+		parks:         d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
+		parkedCovered: d("parked_reads_covered_total", "A migration's target: parked reads answered through an indirection table (the source's log in the shared tier) once their slot left Misses."),
+		fetchesBelow:  d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
+		indirections:  d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
+		clusterInfo:   d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
+		slots:         d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
 	}
 }
 
@@ -143,6 +144,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.parked, float64(st.ParkedReads))
 	counter(m.parks, float64(st.Parks))
 	counter(m.fetchesBelow, float64(st.FetchesBelow))
+	counter(m.parkedCovered, float64(st.ParkedCovered))
 	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")
 	gauge(m.indirections, float64(st.Store.IndirectionChains), "chains")
 	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
@@ -28,10 +29,10 @@ import (
 //   - the slot leaves Misses (the source said every record was sent): the
 //     source had no record of the key, the read answers NOT_FOUND, unless
 //     an indirection table covers the key (store/indirect.go: the move
-//     left it in the source's log): NOT_OWNER then, and the client
-//     re-issues it, to the store that now reads through the table, when
-//     it sent nothing on the slot after it (client.Cluster.refusedLate;
-//     it fails otherwise); or the
+//     left it in the source's log): the read goes to the store then,
+//     through the table alone (store.ReadCovered: the source's value, as
+//     of when the read was parked, whatever was written here since), and
+//     completes like any read of the device (readCovered); or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
 //     re-routes it;
 //   - it waited parkTimeout, or the connection closed: NOT_OWNER, or
@@ -197,6 +198,8 @@ func (l *loop) sweepParked() {
 				l.unpark(r, 0, nil, 0)
 			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && !l.s.st.Covered(h):
 				l.unpark(r, wire.StatusNotFound, nil, 0)
+			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && l.readCovered(r, h):
+				// covered: it reads where the table leads
 			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout ||
 				l.rt.Misses == nil || !l.rt.Misses.Has(r.slot): // covered: re-issued, see above
 				r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
@@ -210,6 +213,25 @@ func (l *loop) sweepParked() {
 		l.keepParked(h, kept)
 	}
 	l.flushDirty()
+}
+
+// readCovered turns parked read r, whose slot left Misses with the key
+// covered by an indirection table (the move left the key in the source's
+// log), into a store read through the table alone (store.ReadCovered):
+// the source's value of the key, as of when the read was parked, whatever
+// was written here since, so the connection's order holds. False when the
+// store did not take it (the table went meanwhile): it is refused then.
+func (l *loop) readCovered(r parkedRead, h uint64) bool {
+	st, err := l.ss.ReadCovered(r.key, h)
+	if err != nil || st != store.Pending {
+		return false
+	}
+	l.parked.n--
+	l.stats.parked.Add(^uint64(0))
+	l.stats.parkedCovered.Add(1)
+	// The connection counted it pending when it was parked.
+	l.await(pendingRef{kind: pendingNative, c: r.c, serial: r.serial, op: wire.OpRead})
+	return true
 }
 
 func (l *loop) keepParked(h uint64, kept []parkedRead) {

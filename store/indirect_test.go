@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
@@ -598,4 +599,52 @@ func chainMates(src *sourceLog) []string {
 		}
 	}
 	return out
+}
+
+// TestReadCovered: a read through the table alone answers the source's
+// value of every key, whatever the target wrote of it since, and copies
+// nothing to the tail even with CopyReadsToTail (the copy would cover
+// those writes); without a table covering the key it is NotFound at once.
+func TestReadCovered(t *testing.T) {
+	src := sealedSource(t)
+	st := targetStore(t) // CopyReadsToTail
+	s := newSession(t, st)
+	tbl := indirectTo(t, st, src, "m1", st.Log().Tail())
+	var keys []string
+	for k := range src.want {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	newer := func(k string) []byte { return []byte("newer-" + k) }
+	for i, k := range keys {
+		if i%2 == 0 {
+			mustStatus(t, OK)(s.Upsert([]byte(k), newer(k)))
+		}
+	}
+	tail := st.Log().Tail()
+	for _, k := range keys {
+		status, err := s.ReadCovered([]byte(k), keyhash.Hash([]byte(k)))
+		if err != nil || status != Pending {
+			t.Fatalf("ReadCovered(%s): %v %v, want Pending", k, status, err)
+		}
+		v, status := awaitLast(t, s, "ReadCovered "+k)
+		if w := src.want[k]; (w == nil) != (status == NotFound) || (w != nil && string(v) != string(w)) {
+			t.Fatalf("ReadCovered(%s) = %q (%v), want the source's %q", k, v, status, w)
+		}
+	}
+	if got := st.Log().Tail(); got != tail {
+		t.Fatalf("ReadCovered moved the tail %d -> %d: it copied records", tail, got)
+	}
+	for i, k := range keys {
+		v, status := syncRead(t, s, []byte(k))
+		if i%2 == 0 && (status != OK || string(v) != string(newer(k))) {
+			t.Fatalf("a plain read of %s after ReadCovered: %q (%v), want the newer write", k, v, status)
+		}
+	}
+	if !st.RemoveIndirections(tbl) {
+		t.Fatal("table not installed")
+	}
+	if status, err := s.ReadCovered([]byte(keys[0]), keyhash.Hash([]byte(keys[0]))); err != nil || status != NotFound {
+		t.Fatalf("ReadCovered without a table: %v %v, want NotFound", status, err)
+	}
 }

@@ -77,6 +77,34 @@ func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, 
 	return v, st, ChainBelow{}, err
 }
 
+// ReadCovered reads key (hash h) where the installed indirection table
+// covering it leads, in its source's log, and nowhere else: the key's value
+// when the source sent its slot, whatever this store wrote of it since. A
+// migration's target answers a read it parked before such writes with it
+// (server/parking.go). It never copies the record to the tail (that could
+// cover a newer write). NotFound at once when no table has an indirection
+// for the key's chain; otherwise Pending, completed like any read.
+func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return 0, err
+	}
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	defer s.end()
+	ind, raddr := s.st.covered(h)
+	if ind == nil {
+		return NotFound, nil
+	}
+	p := s.pend.newOp(OpRead, h, key, nil, nil)
+	p.upd.withAt = false
+	p.entryAddr, p.begin = 0, s.st.log.Begin()
+	p.cover(ind, raddr)
+	p.noCopy = true
+	s.pend.goRemote(p)
+	return Pending, nil
+}
+
 // ChainBelow is where a key's chain goes on in a log (ReadAbove): from
 // Addr down to Begin.
 type ChainBelow struct{ Addr, Begin uint64 }

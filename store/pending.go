@@ -42,6 +42,9 @@ type pendingOp struct {
 	ind    *Indirections
 	raddr  uint64
 	remote bool
+	// noCopy: a read that never copies what it finds to the tail
+	// (ReadCovered), whatever CopyReadsToTail says.
+	noCopy bool
 }
 
 // cover makes the search of p follow ind (nil: none) once its local chain
@@ -116,7 +119,7 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	} else {
 		p = &pendingOp{s: ps.s}
 	}
-	p.kind, p.serial, p.hash, p.merger, p.hit = kind, ps.s.serial, h, m, false
+	p.kind, p.serial, p.hash, p.merger, p.hit, p.noCopy = kind, ps.s.serial, h, m, false, false
 	p.cover(nil, 0)
 	p.keyLen = len(key)
 	p.data = append(append(p.data[:0], key...), input...)
@@ -429,7 +432,7 @@ func (ps *pendingSet) found(p *pendingOp, old prior) {
 			ps.finish(p, NotFound, nil, nil)
 			return
 		}
-		if ps.s.st.cfg.CopyReadsToTail {
+		if ps.s.st.cfg.CopyReadsToTail && !p.noCopy {
 			ps.s.copyToTail(p, old)
 		}
 		v := old.value
