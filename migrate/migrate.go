@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
@@ -73,10 +74,10 @@ func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn f
 // tombstone, written after the drop, would win over the record sent), and
 // returns the log's tail after the last deletion: a record at or above it
 // was written after the drop. The caller checkpoints to make the drop
-// durable. It works a share of the time (Duty), resting after slot
-// groups: a drop nothing waits on (the source's copies after a move)
-// leaves the foreground the CPU and the disk.
-func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share float64) (uint64, error) {
+// durable. It works a share of the time (duty; nil: flat out), resting
+// after slot groups: a drop nothing waits on (the source's copies after a
+// move) leaves the foreground the CPU and the disk.
+func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, duty *Duty) (uint64, error) {
 	s, err := st.NewSession()
 	if err != nil {
 		return 0, err
@@ -88,7 +89,7 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share fl
 			failed = c.Err
 		}
 	})
-	duty := Duty{Share: share, start: time.Now()}
+	duty.Begin()
 	err = eachChunk(ctx, st, ranges, func(recs []record) error {
 		for _, r := range recs {
 			if !r.live && r.at == 0 {
@@ -112,23 +113,45 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, share fl
 	return st.Log().Tail(), nil
 }
 
-// Duty holds background work to a share of the time, for work nothing
-// waits on (a drop after a move, a resolver) that should leave the
-// foreground the CPU and the disk: once the workers have worked for a
-// slice or more, the next Wait rests (1-Share)/Share times as long as
-// they worked, holding the others back meanwhile. A Share of 0 or 1 never
+// Duty holds background work to a share of the time, so that it leaves
+// the foreground the CPU and the disk: once the workers have worked for a
+// slice or more, the next Wait rests (1-s)/s times as long as they
+// worked, holding the others back meanwhile, where s is Share times the
+// Budget's share (the server's admission control, which follows the
+// foreground's latency: package admit). A Share of 0 counts as 1, a nil
+// Budget as a share of 1; a share of 1 never rests. A nil Duty never
 // rests. Safe for concurrent use.
 type Duty struct {
-	Share float64
-	Slice time.Duration
+	Share  float64
+	Budget *admit.Budget
+	Slice  time.Duration
 
 	mu    sync.Mutex
 	start time.Time // of the work since the last rest
 }
 
+// share is the share of the time the work may take now.
+func (d *Duty) share() float64 {
+	s := d.Share
+	if s <= 0 || s > 1 {
+		s = 1
+	}
+	return s * d.Budget.Share()
+}
+
+// Begin starts the clock of the work before the first Wait.
+func (d *Duty) Begin() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.start = time.Now()
+	d.mu.Unlock()
+}
+
 // Wait returns at once within a slice; after one it rests first.
 func (d *Duty) Wait(ctx context.Context) {
-	if d.Share <= 0 || d.Share >= 1 {
+	if d == nil {
 		return
 	}
 	d.mu.Lock()
@@ -137,10 +160,11 @@ func (d *Duty) Wait(ctx context.Context) {
 		d.start = time.Now()
 	}
 	worked := time.Since(d.start)
-	if worked < d.Slice {
+	s := d.share()
+	if worked < d.Slice || s >= 1 || s <= 0 {
 		return
 	}
-	t := time.NewTimer(time.Duration(float64(worked) * (1 - d.Share) / d.Share))
+	t := time.NewTimer(time.Duration(float64(worked) * (1 - s) / s))
 	defer t.Stop()
 	select {
 	case <-t.C:

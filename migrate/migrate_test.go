@@ -123,7 +123,7 @@ func TestDropSendShipBack(t *testing.T) {
 	}
 	time.Sleep(150 * time.Millisecond) // the target's expiring garbage expires
 
-	since, err := Drop(ctx, dst.Store(), ranges, 0.5) // resting between slot groups, as a drop task does
+	since, err := Drop(ctx, dst.Store(), ranges, &Duty{Share: 0.5}) // resting between slot groups, as a drop task does
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestShipBackLeavesTheDrop(t *testing.T) {
 	if err := dstSess.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	since, err := Drop(ctx, dst.Store(), ranges, 1)
+	since, err := Drop(ctx, dst.Store(), ranges, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -617,7 +617,15 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	sort.Slice(order, func(a, b int) bool { return addrs[order[a]] > addrs[order[b]] })
 	var next, inserted atomic.Int64
 	started := time.Now()
+	// Background work for admission control, but not held to its budget:
+	// every read of a key not resolved yet goes through the tier, so a
+	// resolver held back keeps the foreground slow for longer (held to the
+	// budget, a move's 499,985 chains were still unresolved 20 s after the
+	// table was installed, the throughput at two thirds meanwhile:
+	// BENCHMARKS.md).
+	defer x.srv.Background().Begin()()
 	d := migrate.Duty{Share: resolveShare, Slice: dutySlice}
+	d.Begin()
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {
 		go func() {

@@ -275,6 +275,9 @@ func (m *member) startTask(ctx context.Context, t cluster.Task) {
 	go func() {
 		defer g.wg.Done()
 		defer cancel()
+		if t.Kind != cluster.TaskSample { // the loops sample, as they serve
+			defer m.srv.Background().Begin()() // admission control: background work runs
+		}
 		m.failpoint("before:" + t.Kind.String())
 		result, err := m.runTask(ctx, t, func() { report(event{progress: true}) })
 		if err == nil {
@@ -297,16 +300,16 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	case cluster.TaskSample:
 		return 0, nil // the loops sample while the phase lasts (Holds.Sample)
 	case cluster.TaskPrepare, cluster.TaskDrop:
-		share := 1.0 // a prepare holds the migration up
+		var duty *migrate.Duty // a prepare holds the migration up: flat out
 		if t.Kind == cluster.TaskDrop {
-			share = dropShare
+			duty = &migrate.Duty{Share: dropShare, Budget: m.srv.Background()}
 		}
 		if t.Kind == cluster.TaskDrop && m.ind != nil {
 			if err := m.ind.forget(ctx, t.Migration); err != nil { // a cancelled target's table
 				return 0, err
 			}
 		}
-		since, err := migrate.Drop(ctx, st, t.Ranges, share)
+		since, err := migrate.Drop(ctx, st, t.Ranges, duty)
 		if err != nil {
 			return 0, err
 		}
@@ -358,14 +361,19 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 // dip of a move on 2 CPUs when it ran flat out (BENCHMARKS.md).
 const dropShare = 0.25
 
-// paced returns a data task's progress callback: it reports progress and
-// holds the task back to at most ClusterConfig.MigrationRate records a
-// second.
+// paced returns a data task's progress callback: it reports progress,
+// works the share of the time the server's admission control allows
+// (migrate.Duty: it follows the foreground's p99.9), and holds the task
+// back to at most ClusterConfig.MigrationRate records a second, the
+// ceiling.
 func (m *member) paced(ctx context.Context, progress func()) func(records int) {
 	rate := m.mg.rate
 	start, sent := time.Now(), 0
+	duty := &migrate.Duty{Budget: m.srv.Background(), Slice: dutySlice}
+	duty.Begin()
 	return func(records int) {
 		progress()
+		duty.Wait(ctx)
 		if rate <= 0 {
 			return
 		}

@@ -153,6 +153,7 @@ type Stats struct {
 	Flushes         uint64           `json:"flushes"` // FLUSHALL and FLUSHDB done
 	Compaction      CompactionStats  `json:"compaction"`
 	Expiry          ExpiryStats      `json:"expiry"`
+	Admission       AdmissionStats   `json:"admission"` // background work's share of time (admit.go)
 	Memory          MemStats         `json:"memory"`
 	Cluster         ClusterStats     `json:"cluster"`
 }
@@ -246,6 +247,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.Compaction = s.comp.stats()
 	st.Expiry = s.expiry.stats()
+	st.Admission = s.adm.stats()
 	st.Cluster = s.clusterStats()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

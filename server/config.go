@@ -78,6 +78,11 @@ type Config struct {
 	// (expiry.go). Default 100 ms; Off: expired keys leave only when read
 	// over, deleted, or compacted.
 	ActiveExpireInterval time.Duration
+	// AdmitInterval is how often the server measures the foreground's
+	// p99.9 (the wall time of the loops' turns) and sets the share of time
+	// background work may take (Server.Background, admit.go). Default
+	// 200 ms; Off: no control, the share stays 1.
+	AdmitInterval time.Duration
 	// ActiveExpireKeys is about how many keys one step of active expiry
 	// looks at. Default 20 000.
 	ActiveExpireKeys int
@@ -119,7 +124,7 @@ type Config struct {
 
 // Off turns off what a field whose zero value means its default would do
 // (CheckpointInterval, CompactInterval, CompactThreshold,
-// ActiveExpireInterval): any negative
+// ActiveExpireInterval, AdmitInterval): any negative
 // value does. Command-line flags say off with 0, and the flag parsing maps
 // that to Off (fleetkv server --help).
 const Off = -1
@@ -169,6 +174,9 @@ func (c *Config) fill() error {
 	}
 	if c.ActiveExpireInterval == 0 {
 		c.ActiveExpireInterval = 100 * time.Millisecond
+	}
+	if c.AdmitInterval == 0 {
+		c.AdmitInterval = 200 * time.Millisecond
 	}
 	if c.ActiveExpireKeys <= 0 {
 		c.ActiveExpireKeys = 20000

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"syscall"
+	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
@@ -253,6 +254,9 @@ type pendingRef struct {
 	// fails with errNotOwner (for slot).
 	miss bool
 	slot uint16
+	// at is when the turn that issued it started (Server.clock; 0 when
+	// admission control is off): its wait counts as the foreground's.
+	at time.Duration
 }
 
 // await registers ref as waiting for the store operation the gateway just
@@ -263,6 +267,7 @@ func (l *loop) await(ref pendingRef) {
 	if l.awaitMiss {
 		ref.miss, ref.slot, l.awaitMiss = true, l.awaitSlot, false
 	}
+	ref.at = l.turnAt
 	l.pending[l.ss.Serial()] = ref
 	l.stats.pending.Add(1)
 }

@@ -93,9 +93,15 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *conn:
-		return x.l.traffic(x)
+		n := x.l.answered()
+		a := x.l.traffic(x)
+		x.l.endTurn(n)
+		return a
 	case *respConn:
-		return x.l.respTraffic(x)
+		n := x.l.answered()
+		a := x.l.respTraffic(x)
+		x.l.endTurn(n)
+		return a
 	}
 	return gnet.Close
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/cpu"
 
@@ -67,6 +68,13 @@ type loop struct {
 	parked   parking                           // parked reads (parking.go)
 	samples  map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
 	stats    loopStats
+	// waits holds how long the batches and commands the loop answered
+	// waited, since admission control last took them (admit.go); nil when
+	// it is off.
+	waits *hdrhistogram.Histogram
+	// turnAt is when the turn running started (Server.clock), kept only
+	// with waits.
+	turnAt time.Duration
 	// cprs are the CPR points markCPR read for the checkpoint being taken;
 	// closedCPR those of connections closed since the last recorded
 	// checkpoint, of which the first closedRead were read into cprs.
@@ -115,6 +123,9 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 		closing: make(map[*conn]struct{}),
 		value:   make([]byte, 0, 4096),
 		rd:      resp.NewReader(s.respLimits())}
+	if s.adm != nil && s.adm.ctl != nil {
+		l.waits = newWaitHistogram()
+	}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
@@ -128,7 +139,12 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 
 // turn takes the server's routing for the turn that starts. Every entry
 // from gnet (traffic, a queued task) calls it first.
-func (l *loop) turn() { l.rt = l.s.route.Load() }
+func (l *loop) turn() {
+	l.rt = l.s.route.Load()
+	if l.waits != nil {
+		l.turnAt = l.s.clock()
+	}
+}
 
 // close releases the loop's store session. Only after the loops stopped.
 func (l *loop) close() error { return l.ss.Close() }
@@ -265,6 +281,9 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	delete(l.pending, c.Serial)
+	if ref.at != 0 {
+		l.record(ref.at, 1)
+	}
 	if ref.miss && c.Err == nil && c.Status == store.NotFound {
 		c.Err, l.notOwned = errNotOwner, ref.slot // the key may not have arrived yet
 		l.stats.notOwner.Add(1)

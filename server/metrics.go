@@ -26,6 +26,7 @@ type metrics struct {
 	expired, expiring                             *prometheus.Desc
 	parked, parks, fetchesBelow, parkedCovered    *prometheus.Desc
 	indirections                                  *prometheus.Desc
+	bgShare, bgWorkers, fgP999, fgLevel           *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -71,6 +72,10 @@ func newMetrics(s *Server) *metrics {
 		parkedCovered: d("parked_reads_covered_total", "A migration's target: parked reads answered through an indirection table (the source's log in the shared tier) once their slot left Misses."),
 		fetchesBelow:  d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
 		indirections:  d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
+		bgShare:       d("background_share", "Share of its time background work (a migration's move and its source's drop) may take, set from the foreground's p99.9 (1: admission control off)."),
+		bgWorkers:     d("background_workers", "Background workers running (a migration's tasks, indirection resolvers); while any runs, admission control learns no level."),
+		fgP999:        d("foreground_p999_seconds", "p99.9 of the waits of the batches and commands the loops answered (from their turn's start to their answer) over admission control's last interval."),
+		fgLevel:       d("foreground_p999_level_seconds", "The foreground's p99.9 admission control learnt while no background work ran."),
 		clusterInfo:   d("cluster_info", "Always 1; the labels name the server's cluster and id (empty outside a cluster).", "cluster", "server"),
 		slots:         d("cluster_slots", "Slots the map assigns to the server (owned) and those it serves now (serving).", "state"),
 	}
@@ -147,6 +152,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.parkedCovered, float64(st.ParkedCovered))
 	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")
 	gauge(m.indirections, float64(st.Store.IndirectionChains), "chains")
+	ad := st.Admission
+	gauge(m.bgShare, ad.Share)
+	gauge(m.bgWorkers, float64(ad.Workers))
+	gauge(m.fgP999, float64(ad.P999Us)/1e6)
+	gauge(m.fgLevel, float64(ad.LevelUs)/1e6)
 	gauge(m.clusterInfo, 1, st.Cluster.Cluster, st.Cluster.Server)
 	gauge(m.slots, float64(st.Cluster.Owned), "owned")
 	gauge(m.slots, float64(st.Cluster.Serving), "serving")

@@ -60,7 +60,8 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("log tail %v not past begin", v)
 	}
 	for _, series := range []string{"fleetkv_view", "fleetkv_io_in_flight", "fleetkv_epoch_pending_actions",
-		`fleetkv_epoch{which="safe"}`, "fleetkv_log_memory_bytes", "go_goroutines", "process_cpu_seconds_total"} {
+		`fleetkv_epoch{which="safe"}`, "fleetkv_log_memory_bytes", "go_goroutines", "process_cpu_seconds_total",
+		"fleetkv_background_share", "fleetkv_foreground_p999_seconds", "fleetkv_parked_reads_covered_total"} {
 		value(series)
 	}
 }

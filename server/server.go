@@ -61,6 +61,7 @@ type Server struct {
 	sessions *sessionTable
 	comp     *compaction
 	expiry   *activeExpiry
+	adm      *admission
 	stats    struct {
 		checkpoints     atomic.Uint64
 		checkpointNanos atomic.Uint64
@@ -125,6 +126,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.comp = newCompaction(s)
 	s.expiry = newActiveExpiry(s) // before the loops and the admin listener read its stats
+	s.adm = newAdmission(s)       // before the loops record their turns
 	if cfg.Routing != nil {
 		s.route.Store(cfg.Routing)
 	} else {
@@ -149,6 +151,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.comp.start(cfg.CompactInterval, cfg.CompactThreshold, cfg.CompactChunk)
 	s.expiry.start()
+	s.adm.start()
 	log.Info("fleetkv serving", "addr", addr, "resp", s.respAddr, "admin", s.AdminAddr(), "loops", cfg.Loops,
 		"pin", !cfg.NoPin, "reuseport", !cfg.NoReusePort)
 	return s, nil
@@ -302,6 +305,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.comp.close()
 	<-s.expiry.done // life ended: its step returns
+	<-s.adm.done
 	// Stop through the engine's own handle: gnet.Stop looks engines up by
 	// address, and a port reused by a later server would stop that one.
 	if err := s.eng.Stop(ctx); err != nil {

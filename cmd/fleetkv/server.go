@@ -44,6 +44,7 @@ type serverFlags struct {
 	checkpointInterval            time.Duration
 	compactInterval               time.Duration
 	activeExpireInterval          time.Duration
+	admitInterval                 time.Duration
 	compactThreshold              float64
 	compactChunk                  sizeFlag
 	indexSnapshots                bool
@@ -133,6 +134,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.DurationVar(&f.checkpointInterval, "checkpoint-interval", 5*time.Second, "time between checkpoints (also taken at shutdown, on POST /checkpoint and on RESP SAVE); 0 turns the periodic ones off")
 	fl.DurationVar(&f.compactInterval, "compact-interval", 10*time.Second, "time between estimates of the log's dead share (compaction also runs on POST /compact); 0 turns automatic compaction off")
 	fl.DurationVar(&f.activeExpireInterval, "active-expire-interval", 100*time.Millisecond, "time between two steps of active expiry (each looks at about 20 000 keys in memory and deletes the expired ones); 0 turns it off (expired keys then leave when written over, deleted or compacted)")
+	fl.DurationVar(&f.admitInterval, "admit-interval", 200*time.Millisecond, "time between two looks of admission control at the p99.9 of the loops' turns, which sets the share of time background work (a migration's move and clean-up, indirection resolution) takes: it rises while the p99.9 stays within 1.5x its level without background work and falls twice as fast otherwise, never under a tenth; 0 turns it off (that work then runs at its fixed shares)")
 	fl.Float64Var(&f.compactThreshold, "compact-threshold", 0.5, "dead share of the log on the device, in (0, 1], at which a compaction of its oldest --compact-chunk starts; 0 turns automatic compaction off")
 	fl.Var(&f.compactChunk, "compact-chunk", "how much of the oldest log one automatic compaction covers")
 	fl.StringVar(&f.checkpointMode, "checkpoint-mode", "fold-over", "fold-over: a checkpoint flushes the in-memory log and makes it read-only (updates after it append); snapshot: it writes the in-memory log to a file under DIR/checkpoints and keeps it mutable")
@@ -184,6 +186,9 @@ func (f serverFlags) config() (server.Config, error) {
 	if f.activeExpireInterval < 0 {
 		return server.Config{}, errors.New("--active-expire-interval must be 0 (off) or positive")
 	}
+	if f.admitInterval < 0 {
+		return server.Config{}, errors.New("--admit-interval must be 0 (off) or positive")
+	}
 	if f.compactInterval < 0 || !(f.compactThreshold >= 0 && f.compactThreshold <= 1) || f.compactChunk < f.pageSize {
 		return server.Config{}, errors.New("--compact-interval must be 0 (off) or positive, --compact-threshold in [0, 1] (0: off), --compact-chunk at least --page-size")
 	}
@@ -220,6 +225,7 @@ func (f serverFlags) config() (server.Config, error) {
 		CheckpointInterval: checkpointInterval(f.checkpointInterval),
 		CompactInterval:    checkpointInterval(f.compactInterval), CompactChunk: uint64(f.compactChunk),
 		ActiveExpireInterval: checkpointInterval(f.activeExpireInterval),
+		AdmitInterval:        checkpointInterval(f.admitInterval),
 		CompactThreshold:     compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
 		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/admit"
+	"github.com/fleetkv/fleetkv/client"
+)
+
+// TestAdmissionFollowsTheTurns runs a client one operation at a time and
+// checks the glue of admission control: the loops' turns reach the
+// controller each interval, it learns a level while no background work
+// runs, a running worker makes the intervals busy and moves the share away
+// from where work starts, and the share goes back there once it ends.
+func TestAdmissionFollowsTheTurns(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.AdmitInterval = 20 * time.Millisecond })
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var stop atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		for i := 0; !stop.Load(); i++ {
+			if err := c.Set(ctx, []byte{byte(i)}, []byte("v")); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	defer func() {
+		stop.Store(true)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	b := s.Background()
+	waitFor(t, "a learnt level", func() bool {
+		a := s.Stats().Admission
+		return a.On && a.Samples > 0 && a.LevelUs > 0 && a.Share == admit.Default.Start
+	})
+	end := b.Begin()
+	waitFor(t, "the share to move while a worker runs", func() bool {
+		a := s.Stats().Admission
+		return a.Workers == 1 && a.Share != admit.Default.Start
+	})
+	end()
+	waitFor(t, "the share back at the start once the work ended", func() bool {
+		a := s.Stats().Admission
+		return a.Workers == 0 && a.Share == admit.Default.Start
+	})
+}
+
+// TestAdmissionOff: with AdmitInterval off there is no budget (a share of
+// 1) and the loops record nothing.
+func TestAdmissionOff(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.AdmitInterval = Off })
+	if s.Background() != nil || s.Background().Share() != 1 {
+		t.Fatal("admission off: want a nil budget, a share of 1")
+	}
+	if a := s.Stats().Admission; a.On || a.Share != 1 {
+		t.Fatalf("stats %+v", a)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
