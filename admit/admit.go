@@ -1,6 +1,6 @@
 // Package admit decides how much of its time background work (a
-// migration's move, its clean-up, the resolution of indirection records)
-// may take from the foreground, from the latency the foreground sees.
+// migration's move and its clean-up) may take from the foreground, from
+// the latency the foreground sees.
 //
 // A Controller is a pure state machine: each interval it is told the
 // foreground's p99.9 latency over that interval and whether background
@@ -9,11 +9,12 @@
 // and tests drive it with scripted intervals.
 //
 // The rule (issue 14, item 4): while no background work runs, the
-// foreground's level is learnt (an average of its p99.9 over intervals).
-// While work runs, the share rises by Step each interval whose p99.9 is
-// within Tolerance times that level, and falls by twice Step each
-// interval that is not; it never falls below Floor, so the work always
-// finishes, and never rises above 1.
+// foreground's level is learnt (an average of its p99.9 over intervals
+// with enough samples) and the share goes back to Start. While work runs,
+// the share rises by Step each interval whose p99.9 is within Tolerance
+// times that level (or under Quiet, or that answered nothing: no one
+// waited), and falls by twice Step each interval that is not; it never
+// falls below Floor, so the work always finishes, and never rises above 1.
 //
 // A Budget carries the share from the controller's goroutine to the
 // workers that honour it, and counts the workers running.
@@ -41,8 +42,8 @@ type Config struct {
 	// low the learnt level: a few hundred microseconds more on an idle
 	// server is no reason to stall background work.
 	Quiet time.Duration
-	// MinSamples is how many measurements an interval needs to say
-	// anything; an interval with fewer changes nothing.
+	// MinSamples is how many measurements a quiet interval needs to
+	// teach the level anything.
 	MinSamples uint64
 	// Weight is an interval's weight in the learnt level (an
 	// exponentially weighted average).
@@ -107,15 +108,14 @@ func New(cfg Config) *Controller {
 
 // Observe takes one interval and returns the share for the next.
 func (c *Controller) Observe(iv Interval) float64 {
-	if iv.Samples < c.cfg.MinSamples {
-		return c.share
-	}
 	if !iv.Busy {
-		c.learn(iv.P999)
+		if iv.Samples >= c.cfg.MinSamples {
+			c.learn(iv.P999)
+		}
 		c.share = c.cfg.Start
 		return c.share
 	}
-	if c.within(iv.P999) {
+	if iv.Samples == 0 || c.within(iv.P999) {
 		c.share = min(c.share+c.cfg.Step, 1)
 	} else {
 		c.share = max(c.share-2*c.cfg.Step, c.cfg.Floor)
@@ -169,8 +169,12 @@ func (b *Budget) Share() float64 {
 	return math.Float64frombits(b.share.Load())
 }
 
-// Set sets the share, clamped to [0, 1].
-func (b *Budget) Set(share float64) { b.share.Store(math.Float64bits(min(max(share, 0), 1))) }
+// minShare is the least share a Budget holds: work held to it still
+// moves.
+const minShare = 0.01
+
+// Set sets the share, clamped to [0.01, 1].
+func (b *Budget) Set(share float64) { b.share.Store(math.Float64bits(min(max(share, minShare), 1))) }
 
 // Begin counts a worker as running until the returned function is called.
 func (b *Budget) Begin() (end func()) {

@@ -23,7 +23,7 @@ func TestControllerScript(t *testing.T) {
 	}{
 		{Interval{P999: 2 * ms, Samples: 100}, 0.5, 2 * ms},              // first quiet interval sets the level
 		{Interval{P999: 4 * ms, Samples: 100}, 0.5, 3 * ms},              // averaged with weight 0.5
-		{Interval{P999: 90 * ms, Samples: 5}, 0.5, 3 * ms},               // too few samples: nothing changes
+		{Interval{P999: 90 * ms, Samples: 5}, 0.5, 3 * ms},               // too few samples: the level learns nothing
 		{Interval{P999: 4 * ms, Samples: 100, Busy: true}, 0.55, 3 * ms}, // 4 <= 1.5*3: raise
 		{Interval{P999: 4500 * time.Microsecond, Samples: 100, Busy: true}, 0.6, 3 * ms},
 		{Interval{P999: 5 * ms, Samples: 100, Busy: true}, 0.5, 3 * ms}, // over 4.5: back off twice the step
@@ -32,8 +32,9 @@ func TestControllerScript(t *testing.T) {
 		{Interval{P999: 50 * ms, Samples: 100, Busy: true}, 0.2, 3 * ms},
 		{Interval{P999: 50 * ms, Samples: 100, Busy: true}, 0.1, 3 * ms},
 		{Interval{P999: 50 * ms, Samples: 100, Busy: true}, 0.1, 3 * ms}, // the floor holds
-		{Interval{P999: 50 * ms, Samples: 9, Busy: true}, 0.1, 3 * ms},
-		{Interval{P999: 1 * ms, Samples: 100, Busy: true}, 0.15, 3 * ms},
+		{Interval{P999: 50 * ms, Samples: 1, Busy: true}, 0.1, 3 * ms},   // one slow wait counts
+		{Interval{Busy: true}, 0.15, 3 * ms},                             // nothing waited: raise
+		{Interval{P999: 1 * ms, Samples: 100, Busy: true}, 0.2, 3 * ms},
 		{Interval{P999: 3 * ms, Samples: 100}, 0.5, 3 * ms}, // quiet again: back to Start, the level learns
 	}
 	for i, s := range steps {
@@ -66,8 +67,9 @@ func TestControllerQuietFloorAndCeiling(t *testing.T) {
 
 // TestControllerBounds runs seeded random intervals and checks the rule's
 // invariants at every step: the share stays in [Floor, 1], a busy
-// interval within tolerance never lowers it, one over tolerance never
-// raises it, and a quiet interval with enough samples resets it to Start.
+// interval within tolerance (or with no samples) never lowers it, one
+// over tolerance never raises it, a quiet interval resets it to Start, and
+// only a quiet interval with enough samples moves the level.
 func TestControllerBounds(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		r := rand.New(rand.NewPCG(seed, seed))
@@ -77,16 +79,15 @@ func TestControllerBounds(t *testing.T) {
 		cfg = c.cfg
 		for i := range 2000 {
 			iv := Interval{P999: time.Duration(r.ExpFloat64() * float64(3*ms)), Samples: uint64(r.IntN(40)), Busy: r.IntN(4) != 0}
-			before, within := c.Share(), c.within(iv.P999)
+			before, within, level := c.Share(), iv.Samples == 0 || c.within(iv.P999), c.Level()
 			got := c.Observe(iv)
 			if got < cfg.Floor-1e-12 || got > 1 {
 				t.Fatalf("seed %d step %d: share %v outside [%v, 1]", seed, i, got, cfg.Floor)
 			}
+			if c.Level() != level && (iv.Busy || iv.Samples < cfg.MinSamples) {
+				t.Fatalf("seed %d step %d: %+v moved the level", seed, i, iv)
+			}
 			switch {
-			case iv.Samples < cfg.MinSamples:
-				if got != before {
-					t.Fatalf("seed %d step %d: %d samples moved the share %v -> %v", seed, i, iv.Samples, before, got)
-				}
 			case !iv.Busy:
 				if got != cfg.Start {
 					t.Fatalf("seed %d step %d: quiet interval left share %v, want %v", seed, i, got, cfg.Start)
@@ -114,6 +115,10 @@ func TestBudget(t *testing.T) {
 	b.Set(7)
 	if b.Share() != 1 {
 		t.Fatalf("share %v, want clamped to 1", b.Share())
+	}
+	b.Set(0)
+	if b.Share() != minShare {
+		t.Fatalf("share %v, want clamped to %v: a budget never stops its work", b.Share(), minShare)
 	}
 	if b.Busy() {
 		t.Fatal("busy before any work")

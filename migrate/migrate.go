@@ -120,7 +120,7 @@ func Drop(ctx context.Context, st *store.Store, ranges []cluster.Range, duty *Du
 // Budget's share (the server's admission control, which follows the
 // foreground's latency: package admit). A Share of 0 counts as 1, a nil
 // Budget as a share of 1; a share of 1 never rests. A nil Duty never
-// rests. Safe for concurrent use.
+// rests. A rest lasts at most maxRest. Safe for concurrent use.
 type Duty struct {
 	Share  float64
 	Budget *admit.Budget
@@ -129,6 +129,12 @@ type Duty struct {
 	mu    sync.Mutex
 	start time.Time // of the work since the last rest
 }
+
+// maxRest bounds one rest of a Duty: a migration's peer that hears
+// nothing of a task for 10 s cancels it (cluster.Migrator's CancelTicks),
+// and a slice that took long (a slow chunk, a seal) would make a rest of
+// up to 99 times as long at a share of 0.01.
+const maxRest = time.Second
 
 // share is the share of the time the work may take now.
 func (d *Duty) share() float64 {
@@ -161,10 +167,10 @@ func (d *Duty) Wait(ctx context.Context) {
 	}
 	worked := time.Since(d.start)
 	s := d.share()
-	if worked < d.Slice || s >= 1 || s <= 0 {
+	if worked < d.Slice || s >= 1 || s <= 0 { // s > 0 unless Share or the budget is: no rest then
 		return
 	}
-	t := time.NewTimer(time.Duration(float64(worked) * (1 - s) / s))
+	t := time.NewTimer(min(time.Duration(float64(worked)*(1-s)/s), maxRest))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -369,8 +369,9 @@ const dropShare = 0.25
 func (m *member) paced(ctx context.Context, progress func()) func(records int) {
 	rate := m.mg.rate
 	start, sent := time.Now(), 0
+	// The duty's clock starts at the first report (the move's seal before
+	// it is not the sending's work).
 	duty := &migrate.Duty{Budget: m.srv.Background(), Slice: dutySlice}
-	duty.Begin()
 	return func(records int) {
 		progress()
 		duty.Wait(ctx)
@@ -384,6 +385,7 @@ func (m *member) paced(ctx context.Context, progress func()) func(records int) {
 			case <-time.After(wait):
 			case <-ctx.Done():
 			}
+			duty.Begin() // the wait was a rest too, not work
 		}
 	}
 }

@@ -122,10 +122,11 @@ func (l *loop) record(at time.Duration, n uint64) {
 // clock is the time since the server started (monotonic).
 func (s *Server) clock() time.Duration { return time.Since(s.started) }
 
-// Background returns the budget background work on this server's store
-// honours (a migration's move and clean-up, the resolution of indirection
-// records): nil when admission control is off (a nil budget is a share of
-// 1).
+// Background returns the budget of background work on this server's
+// store: a migration's move and its source's drop rest by its share, and
+// every migration task and indirection resolver counts itself as running
+// (no level is learnt meanwhile). Nil when admission control is off (a nil
+// budget is a share of 1, counting nothing).
 func (s *Server) Background() *admit.Budget {
 	if s.adm == nil {
 		return nil

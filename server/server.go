@@ -285,6 +285,7 @@ func (s *Server) Install(ctx context.Context, r *cluster.Routing) error {
 	return s.onEveryLoop(ctx, func(l *loop) {
 		l.quiesce()     // takes r, and ends the writes admitted under the routing before
 		l.sweepParked() // the reads parked for slots that left Misses
+		l.ss.Suspend()  // a read the sweep issued must not hold the epoch until it completes
 	})
 }
 

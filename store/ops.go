@@ -78,12 +78,14 @@ func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, 
 }
 
 // ReadCovered reads key (hash h) where the installed indirection table
-// covering it leads, in its source's log, and nowhere else: the key's value
-// when the source sent its slot, whatever this store wrote of it since. A
-// migration's target answers a read it parked before such writes with it
-// (server/parking.go). It never copies the record to the tail (that could
-// cover a newer write). NotFound at once when no table has an indirection
-// for the key's chain; otherwise Pending, completed like any read.
+// covering it leads, in its source's log: the key's value when the source
+// sent its slot. A migration's target answers a read it parked with it
+// (server/parking.go). It reads there only when this store holds no record
+// of the key since the table's Since (neither one the migration sent nor a
+// write here): it is Pending then, completed like any read, and never
+// copies what it finds to the tail. Otherwise, or when no table has an
+// indirection for the key's chain, it answers NotFound at once and reads
+// nothing: the caller must not take that as the key's absence.
 func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
@@ -93,7 +95,7 @@ func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 	}
 	defer s.end()
 	ind, raddr := s.st.covered(h)
-	if ind == nil {
+	if ind == nil || s.heldSince(key, h, ind.Since) {
 		return NotFound, nil
 	}
 	p := s.pend.newOp(OpRead, h, key, nil, nil)
@@ -103,6 +105,21 @@ func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 	p.noCopy = true
 	s.pend.goRemote(p)
 	return Pending, nil
+}
+
+// heldSince reports whether the store may hold a record of key (hash h)
+// at or above since: one in memory, or a chain that goes on to the device
+// above since without a record of the key in memory (not read: it may).
+func (s *Session) heldSince(key []byte, h, since uint64) bool {
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return false
+	}
+	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
+	if found {
+		return addr >= since
+	}
+	return addr >= max(s.st.log.Begin(), since, hlog.FirstAddress)
 }
 
 // ChainBelow is where a key's chain goes on in a log (ReadAbove): from
