@@ -59,6 +59,18 @@ type Migration struct {
 	Revision int64 `json:"-"`
 }
 
+// TaskProgress is how far a running data task of a migration (a move, a
+// ship-back) got on its server: the slots of its ranges, those whose every
+// record was sent, and the records sent, over Seconds since it started.
+type TaskProgress struct {
+	Migration MigrationID `json:"migration"`
+	Task      string      `json:"task"`
+	Slots     int         `json:"slots"`
+	SlotsDone int64       `json:"slots_done"`
+	Records   int64       `json:"records"`
+	Seconds   float64     `json:"seconds"`
+}
+
 // Slots returns the migration's slots as a set.
 func (m *Migration) Slots() *SlotSet {
 	var t SlotSet

@@ -126,3 +126,55 @@ func TestInitAndAssign(t *testing.T) {
 		t.Fatalf("status table:\n%s", b.String())
 	}
 }
+
+// progressAdmin answers /cluster/migrations with tasks and /stats with
+// parked reads.
+func progressAdmin(t *testing.T, tasks []cluster.TaskProgress, parked uint64) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cluster/migrations":
+			_ = json.NewEncoder(w).Encode(tasks)
+		case "/stats":
+			_ = json.NewEncoder(w).Encode(map[string]uint64{"parked_reads": parked})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestMigrationProgress: a running migration's progress comes from its
+// source's task and its target's held reads, with the rate of its records;
+// an ended one has none; the list draws it as a bar.
+func TestMigrationProgress(t *testing.T) {
+	ctx := context.Background()
+	md := cluster.NewMem()
+	src := progressAdmin(t, []cluster.TaskProgress{{Migration: 1, Task: "move", Slots: 8192, SlotsDone: 4096, Records: 300000, Seconds: 2}}, 0)
+	for id, admin := range map[cluster.ServerID]string{"a": src, "b": progressAdmin(t, nil, 42)} {
+		if err := md.Register(ctx, cluster.Server{ID: id, Native: string(id) + ":1", Admin: admin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := []cluster.Migration{
+		{ID: 1, Source: "a", Target: "b", Ranges: []cluster.Range{{First: 8192, Last: 16383}}, Phase: cluster.PhaseMove},
+		{ID: 2, Source: "b", Target: "a", Ranges: []cluster.Range{{First: 0, Last: 9}}, Phase: cluster.PhaseComplete},
+		{ID: 3, Source: "a", Target: "gone", Ranges: []cluster.Range{{First: 10, Last: 19}}, Phase: cluster.PhaseSample},
+	}
+	a := &Admin{MD: md}
+	got := a.MigrationProgress(ctx, ms)
+	if want := (Progress{Task: "move", Slots: 8192, SlotsDone: 4096, Records: 300000, Rate: 150000, Held: 42}); got[1] != want {
+		t.Fatalf("progress of the move %+v, want %+v", got[1], want)
+	}
+	if _, ok := got[2]; ok {
+		t.Fatal("an ended migration has progress")
+	}
+	if p := got[3]; !strings.Contains(p.Error, "gone") {
+		t.Fatalf("a migration whose target is not live: %+v, want an error naming it", p)
+	}
+	var b strings.Builder
+	WriteMigrations(&b, ms, got)
+	if line := b.String(); !strings.Contains(line, "move [##########..........]  50% 300000 records 150000/s, 42 reads held") {
+		t.Fatalf("the list draws\n%s", line)
+	}
+}

@@ -91,6 +91,90 @@ func (a *Admin) Migrations(ctx context.Context) ([]cluster.Migration, error) {
 	return st.Migrations, err
 }
 
+// Progress is how far a running migration got, from its servers' admin
+// listeners: the data task running on its source (or, cancelling, its
+// target's ship-back) and the reads its target holds.
+type Progress struct {
+	Task      string  `json:"task,omitempty"`
+	Slots     int     `json:"slots,omitempty"`
+	SlotsDone int64   `json:"slots_done,omitempty"`
+	Records   int64   `json:"records,omitempty"`
+	Rate      float64 `json:"records_per_second,omitempty"`
+	Held      uint64  `json:"held_reads"` // reads the target holds now (parked_reads)
+	Error     string  `json:"error,omitempty"`
+}
+
+// MigrationProgress asks the servers of every running migration of ms how
+// far it got (GET /cluster/migrations and /stats); ended ones are left out.
+func (a *Admin) MigrationProgress(ctx context.Context, ms []cluster.Migration) map[cluster.MigrationID]Progress {
+	out := map[cluster.MigrationID]Progress{}
+	st, err := a.MD.Load(ctx)
+	if err != nil {
+		return out
+	}
+	tasks := map[cluster.ServerID][]cluster.TaskProgress{}
+	held := map[cluster.ServerID]uint64{}
+	ask := func(id cluster.ServerID) error {
+		if _, ok := tasks[id]; ok {
+			return nil
+		}
+		srv, ok := st.Live[id]
+		if !ok || srv.Admin == "" {
+			return fmt.Errorf("server %s: no live admin listener", id)
+		}
+		var ts []cluster.TaskProgress
+		var s struct {
+			ParkedReads uint64 `json:"parked_reads"`
+		}
+		if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/migrations", &ts); err != nil {
+			return err
+		}
+		if err := a.getJSON(ctx, "http://"+srv.Admin+"/stats", &s); err != nil {
+			return err
+		}
+		tasks[id], held[id] = ts, s.ParkedReads
+		return nil
+	}
+	for _, m := range ms {
+		if m.Phase.Final() {
+			continue
+		}
+		var p Progress
+		if err := errors.Join(ask(m.Source), ask(m.Target)); err != nil {
+			p.Error = err.Error()
+		}
+		p.Held = held[m.Target]
+		for _, t := range append(tasks[m.Source], tasks[m.Target]...) {
+			if t.Migration == m.ID {
+				p.Task, p.Slots, p.SlotsDone, p.Records = t.Task, t.Slots, t.SlotsDone, t.Records
+				if t.Seconds > 0 {
+					p.Rate = float64(t.Records) / t.Seconds
+				}
+			}
+		}
+		out[m.ID] = p
+	}
+	return out
+}
+
+// String draws p: a bar of the slots done, the records sent and their
+// rate, and the reads held.
+func (p Progress) String() string {
+	var b strings.Builder
+	if p.Task != "" && p.Slots > 0 {
+		const width = 20
+		done := int(min(p.SlotsDone, int64(p.Slots)))
+		fill := done * width / p.Slots
+		fmt.Fprintf(&b, "%s [%s%s] %3d%% %d records %.0f/s, ", p.Task, strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+			done*100/p.Slots, p.Records, p.Rate)
+	}
+	fmt.Fprintf(&b, "%d reads held", p.Held)
+	if p.Error != "" {
+		fmt.Fprintf(&b, " (%s)", p.Error)
+	}
+	return b.String()
+}
+
 // ErrFinal is returned for a cancel of a migration that ended already.
 var ErrFinal = errors.New("clusterctl: the migration ended already")
 
@@ -155,8 +239,9 @@ func (a *Admin) WaitMigration(ctx context.Context, id cluster.MigrationID, wait 
 	}
 }
 
-// WriteMigrations prints one line per migration.
-func WriteMigrations(w io.Writer, ms []cluster.Migration) {
+// WriteMigrations prints one line per migration, with the progress of
+// the running ones that progress has (nil: none).
+func WriteMigrations(w io.Writer, ms []cluster.Migration, progress map[cluster.MigrationID]Progress) {
 	if len(ms) == 0 {
 		fmt.Fprintln(w, "no migrations")
 		return
@@ -164,6 +249,9 @@ func WriteMigrations(w io.Writer, ms []cluster.Migration) {
 	fmt.Fprintf(w, "%-6s %-12s %-12s %-11s %-24s %s\n", "ID", "SOURCE", "TARGET", "PHASE", "SLOTS", "NOTE")
 	for _, m := range ms {
 		var note []string
+		if p, ok := progress[m.ID]; ok {
+			note = append(note, p.String())
+		}
 		if m.CancelRequested && !m.Phase.Final() {
 			note = append(note, "cancel requested")
 		}

@@ -41,11 +41,12 @@ type scanner func(ctx context.Context, lo, hi uint64, fn store.ScanFunc) error
 // eachChunk calls fn with the records of ranges, a slot group's share at a
 // time, in hash order; the slice is reused between calls.
 func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn func([]record) error) error {
-	return eachChunkOf(ctx, st.Scan, ranges, fn)
+	return eachChunkOf(ctx, st.Scan, ranges, fn, nil)
 }
 
-// eachChunkOf is eachChunk over what scan finds.
-func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn func([]record) error) error {
+// eachChunkOf is eachChunk over what scan finds; done (when set) is told
+// of the slots of each share once fn took its records.
+func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn func([]record) error, done func(slots int)) error {
 	var buf []record
 	for _, r := range ranges {
 		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
@@ -63,10 +64,18 @@ func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn f
 					return err
 				}
 			}
+			if done != nil {
+				done(last - first + 1)
+			}
 		}
 	}
 	return nil
 }
+
+// Progress is told of a data task's progress: records sent and answered,
+// and slots whose every record was (each once). It may hold the task back
+// (a throttle).
+type Progress func(records, slots int)
 
 // Drop deletes every key of ranges from st, live or expired (the garbage
 // a migration leaves, or what a target held of the ranges before it
@@ -191,7 +200,8 @@ const answerEvery = 1024
 // ships back from the Since it prepared at, so that what it had not
 // touched since, the deletions of its drop among it, stays the source's.
 // It waits for the peer to answer every answerEvery records and each
-// chunk, and calls progress with the records answered.
+// chunk, and calls progress (when set) with the records answered and the
+// slots done.
 // A refusal (the peer does not take the migration's records) ends it with
 // client.ErrNotOwner.
 //
@@ -201,7 +211,7 @@ const answerEvery = 1024
 // operation (which fails Send), and a control operation is never sent on a
 // new one, so one answer for both means one run of the peer took them all.
 func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since uint64, sess *client.Session,
-	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) (uint64, error) {
+	id cluster.MigrationID, kind wire.MigrateKind, progress Progress) (uint64, error) {
 	return send(ctx, st.Scan, ranges, since, sess, id, kind, progress)
 }
 
@@ -212,11 +222,11 @@ func Send(ctx context.Context, st *store.Store, ranges []cluster.Range, since ui
 // (with 0 records) every answerEvery chains cut: a move that sends little
 // is moving on all the same.
 func SendCut(ctx context.Context, st *store.Store, ranges []cluster.Range, cut uint64, sess *client.Session,
-	id cluster.MigrationID, indirect func(bits uint, chain, addr uint64) error, progress func(records int)) (uint64, error) {
+	id cluster.MigrationID, indirect func(bits uint, chain, addr uint64) error, progress Progress) (uint64, error) {
 	cuts := 0
 	counted := func(bits uint, chain, addr uint64) error {
 		if cuts++; cuts%answerEvery == 0 && progress != nil {
-			progress(0)
+			progress(0, 0)
 		}
 		return indirect(bits, chain, addr)
 	}
@@ -227,7 +237,7 @@ func SendCut(ctx context.Context, st *store.Store, ranges []cluster.Range, cut u
 }
 
 func send(ctx context.Context, scan scanner, ranges []cluster.Range, since uint64, sess *client.Session,
-	id cluster.MigrationID, kind wire.MigrateKind, progress func(records int)) (uint64, error) {
+	id cluster.MigrationID, kind wire.MigrateKind, progress Progress) (uint64, error) {
 	first, err := Incarnation(sess)
 	if err != nil {
 		return 0, err
@@ -247,7 +257,7 @@ func send(ctx context.Context, scan scanner, ranges []cluster.Range, since uint6
 			return failed
 		}
 		if progress != nil && n > 0 {
-			progress(n)
+			progress(n, 0)
 		}
 		n = 0
 		return ctx.Err()
@@ -273,6 +283,10 @@ func send(ctx context.Context, scan scanner, ranges []cluster.Range, since uint6
 			}
 		}
 		return answered()
+	}, func(slots int) {
+		if progress != nil {
+			progress(0, slots)
+		}
 	})
 	if err != nil {
 		return 0, err

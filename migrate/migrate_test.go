@@ -140,8 +140,8 @@ func TestDropSendShipBack(t *testing.T) {
 	}
 	do(t, dstSess, func(cb client.Callback) error { return dstSess.Upsert([]byte(written), []byte("target-write"), cb) })
 
-	sent := 0
-	inc, err := Send(ctx, src.Store(), ranges, 0, dial(t, dst), 7, wire.MigrateMoved, func(k int) { sent += k })
+	sent, slots := 0, 0
+	inc, err := Send(ctx, src.Store(), ranges, 0, dial(t, dst), 7, wire.MigrateMoved, func(k, s int) { sent, slots = sent+k, slots+s })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +150,9 @@ func TestDropSendShipBack(t *testing.T) {
 	}
 	if sent == 0 {
 		t.Fatal("nothing was sent")
+	}
+	if slots != 8192 {
+		t.Fatalf("Send reported %d slots done, want the ranges' 8192", slots)
 	}
 	for i := range n {
 		k := fmt.Sprintf("k%d", i)

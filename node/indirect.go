@@ -736,7 +736,7 @@ func tablesCover(st *store.Store, ranges []cluster.Range) bool {
 
 // move runs a move task: with indirections where the peer shares this
 // member's tier, as a plain Send otherwise.
-func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session, progress func(int)) (uint64, error) {
+func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session, progress migrate.Progress) (uint64, error) {
 	st := m.srv.Store()
 	for tablesCover(st, t.Ranges) { // the store's own indirections first (see above)
 		select {
@@ -765,7 +765,7 @@ func (m *member) move(ctx context.Context, t cluster.Task, sess *client.Session,
 		}
 	}()
 	if m.mg.cut != nil {
-		if err := m.mg.cut(ctx, progress); err != nil {
+		if err := m.mg.cut(ctx, func(records int) { progress(records, 0) }); err != nil {
 			return 0, err
 		}
 	}

@@ -449,3 +449,48 @@ func tierPair(t *testing.T, shared string, opts ...func(ca, cb *Config)) (md *cl
 	a, b = twoMembers(t, md, ca, cb)
 	return md, a, b, cb, release, held
 }
+
+// TestMoveProgress: a running move shows in its source's progress (what
+// /cluster/migrations serves) with the slots of its ranges and the records
+// reported so far, and leaves it when it ends; the target runs no data
+// task and shows none.
+func TestMoveProgress(t *testing.T) {
+	cut := newGate(cluster.TaskMove)
+	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
+		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
+			progress(7)
+			held := make(chan error, 1)
+			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
+			for {
+				select {
+				case err := <-held:
+					return err
+				case <-time.After(50 * time.Millisecond):
+					progress(0)
+				}
+			}
+		}
+	})
+	defer close(release)
+	fillQuarter(t, dialCluster(t, a), 500, 0)
+	id := startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	cut.wait(t)
+	tasks := a.member.mg.progress().([]cluster.TaskProgress)
+	if len(tasks) != 1 {
+		t.Fatalf("source's progress %+v, want one task", tasks)
+	}
+	if p := tasks[0]; p.Migration != id || p.Task != cluster.TaskMove.String() || p.Slots != int(quarter.Last-quarter.First+1) ||
+		p.Records != 7 || p.SlotsDone != 0 || p.Seconds <= 0 {
+		t.Fatalf("source's progress %+v, want the move of migration %d over %d slots, 7 records so far", p, id, quarter.Last-quarter.First+1)
+	}
+	if tasks := b.member.mg.progress().([]cluster.TaskProgress); len(tasks) != 0 {
+		t.Fatalf("target's progress %+v, want none", tasks)
+	}
+	close(cut.release)
+	if rec := waitFinal(t, md, id); rec.Phase != cluster.PhaseComplete {
+		t.Fatalf("migration ended %s: %s", rec.Phase, rec.Reason)
+	}
+	if tasks := a.member.mg.progress().([]cluster.TaskProgress); len(tasks) != 0 {
+		t.Fatalf("source's progress after the move %+v, want none", tasks)
+	}
+}

@@ -128,6 +128,7 @@ func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	scfg.Incarnation = m.mg.inc
 	scfg.OnMigrator = m.mg.onMessage
 	scfg.OnParked = m.mg.onParked
+	scfg.Progress = m.mg.progress
 	m.log = m.log.With("server", string(m.id))
 	return m, nil
 }

@@ -49,6 +49,8 @@ type migrations struct {
 	mu    sync.Mutex
 	known map[cluster.ServerID]cluster.Server // peers' entries (addresses, tier), newest read
 
+	running sync.Map // taskKey → *runProgress of the running data tasks (progress.go)
+
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of
 	// tierFetches counts the parked keys the fetcher read from the
@@ -347,9 +349,13 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		m.log.Info("migration: sending the sampled keys first", "migration", t.Migration, "keys", len(keys))
 		return migrate.SendKeys(ctx, st, keys, sess, t.Migration)
 	case cluster.TaskMove:
-		return m.move(ctx, t, sess, m.paced(ctx, progress))
+		rp, untrack := m.mg.track(t)
+		defer untrack()
+		return m.move(ctx, t, sess, rp.count(m.paced(ctx, progress)))
 	case cluster.TaskShipBack:
-		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, m.paced(ctx, progress))
+		rp, untrack := m.mg.track(t)
+		defer untrack()
+		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, rp.count(m.paced(ctx, progress)))
 	}
 	return 0, fmt.Errorf("node: unknown migration task %v", t.Kind)
 }
@@ -366,13 +372,13 @@ const dropShare = 0.25
 // (migrate.Duty: it follows the foreground's p99.9), and holds the task
 // back to at most ClusterConfig.MigrationRate records a second, the
 // ceiling.
-func (m *member) paced(ctx context.Context, progress func()) func(records int) {
+func (m *member) paced(ctx context.Context, progress func()) migrate.Progress {
 	rate := m.mg.rate
 	start, sent := time.Now(), 0
 	// The duty's clock starts at the first report (the move's seal before
 	// it is not the sending's work).
 	duty := &migrate.Duty{Budget: m.srv.Background(), Slice: dutySlice}
-	return func(records int) {
+	return func(records, _ int) {
 		progress()
 		duty.Wait(ctx)
 		if rate <= 0 {

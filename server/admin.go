@@ -79,6 +79,14 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(cs)
 	})
+	mux.HandleFunc("/cluster/migrations", func(w http.ResponseWriter, _ *http.Request) {
+		var v any = []any{}
+		if s.cfg.Progress != nil {
+			v = s.cfg.Progress()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(v)
+	})
 	mux.HandleFunc("/cluster/keys", func(w http.ResponseWriter, r *http.Request) {
 		n, err := s.countKeys(r.Context(), r.URL.Query().Get("slots"))
 		if err != nil {

@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,5 +80,30 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMigrationsEndpoint: /cluster/migrations serves Config.Progress as
+// JSON, and an empty list without it.
+func TestMigrationsEndpoint(t *testing.T) {
+	get := func(s *Server) string {
+		t.Helper()
+		resp, err := http.Get("http://" + s.AdminAddr() + "/cluster/migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	if got := get(startTest(t, func(c *Config) { c.Admin = "127.0.0.1:0" })); got != "[]" {
+		t.Fatalf("without progress: %s", got)
+	}
+	s := startTest(t, func(c *Config) {
+		c.Admin = "127.0.0.1:0"
+		c.Progress = func() any { return []map[string]int{{"migration": 3}} }
+	})
+	if got := get(s); got != `[{"migration":3}]` {
+		t.Fatalf("with progress: %s", got)
 	}
 }

@@ -113,6 +113,9 @@ type Config struct {
 	// key's record from the source. It runs on a loop: it must not block,
 	// and key is valid only during the call.
 	OnParked func(id cluster.MigrationID, key []byte)
+	// Progress, when set, says how far the node's running migration tasks
+	// got; the admin listener serves it as JSON at /cluster/migrations.
+	Progress func() any
 	// Incarnation identifies this run of the server among its runs on the
 	// same data (a boot counter): MIGRATOR operations answer it.
 	Incarnation uint64

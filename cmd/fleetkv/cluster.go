@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -242,28 +243,73 @@ up to --wait (0: it returns once the migration is stored; follow it with
 
 func clusterMigrationsCmd(f *clusterFlags) *cobra.Command {
 	var asJSON bool
+	var watch time.Duration
 	cmd := &cobra.Command{
 		Use:   "migrations",
-		Short: "List the cluster's migrations, running and ended",
-		Args:  cobra.NoArgs,
+		Short: "List the cluster's migrations, running and ended, with the progress of the running ones",
+		Long: `List the cluster's migrations. A running one shows its progress, asked
+from its servers' admin listeners: the data task running (move, or a
+cancelled one's ship-back) with a bar of the slots whose every record was
+sent, the records sent and their rate, and the reads its target holds
+until their keys arrive. --watch redraws the list every interval until
+every migration ended (or Ctrl-C).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watch < 0 {
+				return errors.New("--watch must be 0 (once) or positive")
+			}
 			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
-				ms, err := a.Migrations(ctx)
-				if err != nil {
-					return err
+				for {
+					ms, err := a.Migrations(ctx)
+					if err != nil {
+						return err
+					}
+					progress := a.MigrationProgress(ctx, ms)
+					out := cmd.OutOrStdout()
+					if asJSON {
+						enc := json.NewEncoder(out)
+						enc.SetIndent("", "  ")
+						if err := enc.Encode(migrationsJSON(ms, progress)); err != nil {
+							return err
+						}
+					} else {
+						if watch > 0 {
+							fmt.Fprint(out, "\033[H\033[2J") // home, clear: redraw in place
+						}
+						clusterctl.WriteMigrations(out, ms, progress)
+					}
+					if watch == 0 || len(progress) == 0 {
+						return nil // once, or nothing runs any more
+					}
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(watch):
+					}
 				}
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(ms)
-				}
-				clusterctl.WriteMigrations(cmd.OutOrStdout(), ms)
-				return nil
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (each migration with its progress)")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "redraw every interval (e.g. 500ms) until every migration ended; 0: once")
 	return cmd
+}
+
+// migrationJSON is a migration record with its progress, for --json.
+type migrationJSON struct {
+	cluster.Migration
+	Progress *clusterctl.Progress `json:"progress,omitempty"`
+}
+
+func migrationsJSON(ms []cluster.Migration, progress map[cluster.MigrationID]clusterctl.Progress) []migrationJSON {
+	out := make([]migrationJSON, len(ms))
+	for i, m := range ms {
+		out[i].Migration = m
+		if p, ok := progress[m.ID]; ok {
+			out[i].Progress = &p
+		}
+	}
+	return out
 }
 
 func clusterCancelCmd(f *clusterFlags) *cobra.Command {

@@ -1,0 +1,53 @@
+package node
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/migrate"
+)
+
+// runProgress is how far a running data task of a migration (a move, a
+// ship-back) got: the server's /cluster/migrations shows it, and
+// 'fleetkv cluster migrations' draws it.
+type runProgress struct {
+	key     taskKey
+	slots   int
+	started time.Time
+	records atomic.Int64
+	done    atomic.Int64 // slots
+}
+
+// track records t as running until the returned function is called.
+func (g *migrations) track(t cluster.Task) (*runProgress, func()) {
+	rp := &runProgress{key: taskKey{t.Migration, t.Kind}, started: time.Now()}
+	for _, r := range t.Ranges {
+		rp.slots += int(r.Last) - int(r.First) + 1
+	}
+	g.running.Store(rp.key, rp)
+	return rp, func() { g.running.CompareAndDelete(rp.key, rp) }
+}
+
+// count is a migrate.Progress that adds to rp, then calls next.
+func (rp *runProgress) count(next migrate.Progress) migrate.Progress {
+	return func(records, slots int) {
+		rp.records.Add(int64(records))
+		rp.done.Add(int64(slots))
+		next(records, slots)
+	}
+}
+
+// progress lists the running data tasks (server.Config.Progress).
+func (g *migrations) progress() any {
+	out := []cluster.TaskProgress{}
+	g.running.Range(func(_, v any) bool {
+		rp := v.(*runProgress)
+		out = append(out, cluster.TaskProgress{Migration: rp.key.id, Task: rp.key.kind.String(), Slots: rp.slots,
+			SlotsDone: rp.done.Load(), Records: rp.records.Load(), Seconds: time.Since(rp.started).Seconds()})
+		return true
+	})
+	slices.SortFunc(out, func(a, b cluster.TaskProgress) int { return int(a.Migration) - int(b.Migration) })
+	return out
+}
