@@ -258,13 +258,22 @@ every migration ended (or Ctrl-C).`,
 			if watch < 0 {
 				return errors.New("--watch must be 0 (once) or positive")
 			}
-			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+			var forever time.Duration // --timeout bounds each redraw of --watch, not the watch
+			if watch > 0 {
+				forever = 100 * 365 * 24 * time.Hour
+			}
+			return f.withAdminFor(cmd, forever, func(ctx context.Context, a *clusterctl.Admin) error {
 				for {
-					ms, err := a.Migrations(ctx)
+					round, cancel := context.WithTimeout(ctx, f.timeout)
+					ms, err := a.Migrations(round)
+					var progress map[cluster.MigrationID]clusterctl.Progress
+					if err == nil {
+						progress = a.MigrationProgress(round, ms)
+					}
+					cancel()
 					if err != nil {
 						return err
 					}
-					progress := a.MigrationProgress(ctx, ms)
 					out := cmd.OutOrStdout()
 					if asJSON {
 						enc := json.NewEncoder(out)
@@ -291,7 +300,7 @@ every migration ended (or Ctrl-C).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (each migration with its progress)")
-	cmd.Flags().DurationVar(&watch, "watch", 0, "redraw every interval (e.g. 500ms) until every migration ended; 0: once")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "redraw every interval (e.g. 500ms) until every migration ended (--timeout bounds each redraw, not the watch); 0: once")
 	return cmd
 }
 
