@@ -191,18 +191,7 @@ func TestFlushRetiresIndirections(t *testing.T) {
 func TestParkedReadsReadTheTier(t *testing.T) {
 	cut := newGate(cluster.TaskMove)
 	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
-		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
-			held := make(chan error, 1)
-			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
-			for {
-				select {
-				case err := <-held:
-					return err
-				case <-time.After(50 * time.Millisecond):
-					progress(0)
-				}
-			}
-		}
+		ca.Cluster.cutGate = holdAfterCut(cut, 0)
 	})
 	c := dialCluster(t, a)
 	want := fillQuarter(t, c, 4000, 13)
@@ -241,18 +230,7 @@ func TestParkedReadsReadTheTable(t *testing.T) {
 	cut := newGate(cluster.TaskMove)
 	fetching := make(chan struct{})
 	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, cb *Config) {
-		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
-			held := make(chan error, 1)
-			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
-			for {
-				select {
-				case err := <-held:
-					return err
-				case <-time.After(50 * time.Millisecond):
-					progress(0)
-				}
-			}
-		}
+		ca.Cluster.cutGate = holdAfterCut(cut, 0)
 		cb.Cluster.fetchGate = func(ctx context.Context) error {
 			select {
 			case <-fetching:
@@ -330,6 +308,27 @@ func TestParkedReadsReadTheTable(t *testing.T) {
 		want[k] = "newer"
 	}
 	check(t, c, want)
+}
+
+// holdAfterCut is a cutGate that reports records (when not 0), then holds
+// the move at cut, reporting progress meanwhile (the source would cancel
+// it otherwise).
+func holdAfterCut(cut *gate, records int) func(context.Context, func(int)) error {
+	return func(ctx context.Context, progress func(int)) error {
+		if records != 0 {
+			progress(records)
+		}
+		held := make(chan error, 1)
+		go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
+		for {
+			select {
+			case err := <-held:
+				return err
+			case <-time.After(50 * time.Millisecond):
+				progress(0)
+			}
+		}
+	}
 }
 
 // TestCancelledMoveReleasesTheTier: a migration cancelled after its
@@ -457,19 +456,7 @@ func tierPair(t *testing.T, shared string, opts ...func(ca, cb *Config)) (md *cl
 func TestMoveProgress(t *testing.T) {
 	cut := newGate(cluster.TaskMove)
 	md, a, b, _, release, _ := tierPair(t, "dir://"+t.TempDir(), func(ca, _ *Config) {
-		ca.Cluster.cutGate = func(ctx context.Context, progress func(int)) error {
-			progress(7)
-			held := make(chan error, 1)
-			go func() { held <- cut.run(ctx, cluster.Task{Kind: cluster.TaskMove}) }()
-			for {
-				select {
-				case err := <-held:
-					return err
-				case <-time.After(50 * time.Millisecond):
-					progress(0)
-				}
-			}
-		}
+		ca.Cluster.cutGate = holdAfterCut(cut, 7)
 	})
 	defer close(release)
 	fillQuarter(t, dialCluster(t, a), 500, 0)
