@@ -99,10 +99,19 @@ func (l *loop) answered() uint64 {
 	return l.stats.batches.Load() + l.stats.ops[respOpIndex].Load()
 }
 
+// beginTurn returns what endTurn needs of a traffic turn that starts (0
+// when admission control is off: nothing is recorded).
+func (l *loop) beginTurn() uint64 {
+	if l.waits == nil {
+		return 0
+	}
+	return l.answered()
+}
+
 // endTurn records the batches and commands of the turn that ends, when l
 // had answered before of them, each as long as the turn: a turn writes
-// their answers at its end (those that went to the device are recorded
-// when they complete).
+// their answers at its end. An operation of them that went to the device
+// is recorded again when it completes (its batch's turn counted it once).
 func (l *loop) endTurn(before uint64) {
 	if l.waits == nil {
 		return

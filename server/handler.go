@@ -93,12 +93,12 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *conn:
-		n := x.l.answered()
+		n := x.l.beginTurn()
 		a := x.l.traffic(x)
 		x.l.endTurn(n)
 		return a
 	case *respConn:
-		n := x.l.answered()
+		n := x.l.beginTurn()
 		a := x.l.respTraffic(x)
 		x.l.endTurn(n)
 		return a

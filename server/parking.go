@@ -31,8 +31,12 @@ import (
 //     an indirection table covers the key (store/indirect.go: the move
 //     left it in the source's log): the read goes to the store then,
 //     through the table alone (store.ReadCovered: the source's value, as
-//     of when the read was parked, whatever was written here since), and
-//     completes like any read of the device (readCovered); or the
+//     of when the read was parked), and completes like any read of the
+//     device (readCovered); when the store holds a record of the key
+//     written since the table's Since (here, or sent by the move after
+//     the read parked), it is refused NOT_OWNER instead, and the client
+//     re-issues it when it sent nothing on the slot after it
+//     (client.Cluster.refusedLate; it fails otherwise); or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
 //     re-routes it;
 //   - it waited parkTimeout, or the connection closed: NOT_OWNER, or
