@@ -172,9 +172,23 @@ func TestMigrationProgress(t *testing.T) {
 	if p := got[3]; !strings.Contains(p.Error, "gone") {
 		t.Fatalf("a migration whose target is not live: %+v, want an error naming it", p)
 	}
+	down := &Admin{MD: failingLoad{md}}
+	for _, m := range ms {
+		p, ok := down.MigrationProgress(ctx, ms)[m.ID]
+		if m.Phase.Final() != !ok || (ok && !strings.Contains(p.Error, "metadata store down")) {
+			t.Fatalf("migration %d with the metadata store down: %+v %v, want an entry naming the error while it runs", m.ID, p, ok)
+		}
+	}
 	var b strings.Builder
 	WriteMigrations(&b, ms, got)
 	if line := b.String(); !strings.Contains(line, "move [##########..........]  50% 300000 records 150000/s, 42 reads held") {
 		t.Fatalf("the list draws\n%s", line)
 	}
+}
+
+// failingLoad is a metadata store whose Load fails.
+type failingLoad struct{ cluster.Metadata }
+
+func (failingLoad) Load(context.Context) (cluster.State, error) {
+	return cluster.State{}, errors.New("metadata store down")
 }

@@ -105,42 +105,41 @@ type Progress struct {
 }
 
 // MigrationProgress asks the servers of every running migration of ms how
-// far it got (GET /cluster/migrations and /stats); ended ones are left out.
+// far it got (GET /cluster/migrations and /stats), each server once; ended
+// ones are left out. Every running one has an entry: what could not be
+// asked (the metadata store, a server) is in its Error.
 func (a *Admin) MigrationProgress(ctx context.Context, ms []cluster.Migration) map[cluster.MigrationID]Progress {
 	out := map[cluster.MigrationID]Progress{}
-	st, err := a.MD.Load(ctx)
-	if err != nil {
-		return out
-	}
+	st, loadErr := a.MD.Load(ctx)
 	tasks := map[cluster.ServerID][]cluster.TaskProgress{}
 	held := map[cluster.ServerID]uint64{}
+	failed := map[cluster.ServerID]error{}
 	ask := func(id cluster.ServerID) error {
+		if loadErr != nil {
+			return loadErr
+		}
 		if _, ok := tasks[id]; ok {
 			return nil
 		}
-		srv, ok := st.Live[id]
-		if !ok || srv.Admin == "" {
-			return fmt.Errorf("server %s: no live admin listener", id)
-		}
-		var ts []cluster.TaskProgress
-		var s struct {
-			ParkedReads uint64 `json:"parked_reads"`
-		}
-		if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/migrations", &ts); err != nil {
+		if err, ok := failed[id]; ok {
 			return err
 		}
-		if err := a.getJSON(ctx, "http://"+srv.Admin+"/stats", &s); err != nil {
-			return err
+		err := a.askServer(ctx, st, id, tasks, held)
+		if err != nil {
+			failed[id] = err
 		}
-		tasks[id], held[id] = ts, s.ParkedReads
-		return nil
+		return err
 	}
 	for _, m := range ms {
 		if m.Phase.Final() {
 			continue
 		}
 		var p Progress
-		if err := errors.Join(ask(m.Source), ask(m.Target)); err != nil {
+		es, et := ask(m.Source), ask(m.Target)
+		if et == es {
+			et = nil // one failure (the metadata store's) said once
+		}
+		if err := errors.Join(es, et); err != nil {
 			p.Error = err.Error()
 		}
 		p.Held = held[m.Target]
@@ -155,6 +154,28 @@ func (a *Admin) MigrationProgress(ctx context.Context, ms []cluster.Migration) m
 		out[m.ID] = p
 	}
 	return out
+}
+
+// askServer reads server id's running tasks and held reads into tasks and
+// held.
+func (a *Admin) askServer(ctx context.Context, st cluster.State, id cluster.ServerID,
+	tasks map[cluster.ServerID][]cluster.TaskProgress, held map[cluster.ServerID]uint64) error {
+	srv, ok := st.Live[id]
+	if !ok || srv.Admin == "" {
+		return fmt.Errorf("server %s: no live admin listener", id)
+	}
+	var ts []cluster.TaskProgress
+	var s struct {
+		ParkedReads uint64 `json:"parked_reads"`
+	}
+	if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/migrations", &ts); err != nil {
+		return err
+	}
+	if err := a.getJSON(ctx, "http://"+srv.Admin+"/stats", &s); err != nil {
+		return err
+	}
+	tasks[id], held[id] = ts, s.ParkedReads
+	return nil
 }
 
 // String draws p: a bar of the slots done, the records sent and their

@@ -49,7 +49,7 @@ type migrations struct {
 	mu    sync.Mutex
 	known map[cluster.ServerID]cluster.Server // peers' entries (addresses, tier), newest read
 
-	running sync.Map // taskKey → *runProgress of the running data tasks (progress.go)
+	running sync.Map // the running data tasks' *runProgress, each run its own key (progress.go)
 
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of

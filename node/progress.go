@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -20,14 +21,16 @@ type runProgress struct {
 	done    atomic.Int64 // slots
 }
 
-// track records t as running until the returned function is called.
+// track records t as running until the returned function is called. Each
+// run is an entry of its own: an aborted run that ends after the next run
+// of its task started removes only its own.
 func (g *migrations) track(t cluster.Task) (*runProgress, func()) {
 	rp := &runProgress{key: taskKey{t.Migration, t.Kind}, started: time.Now()}
 	for _, r := range t.Ranges {
 		rp.slots += int(r.Last) - int(r.First) + 1
 	}
-	g.running.Store(rp.key, rp)
-	return rp, func() { g.running.CompareAndDelete(rp.key, rp) }
+	g.running.Store(rp, struct{}{})
+	return rp, func() { g.running.Delete(rp) }
 }
 
 // count is a migrate.Progress that adds to rp, then calls next.
@@ -42,12 +45,12 @@ func (rp *runProgress) count(next migrate.Progress) migrate.Progress {
 // progress lists the running data tasks (server.Config.Progress).
 func (g *migrations) progress() any {
 	out := []cluster.TaskProgress{}
-	g.running.Range(func(_, v any) bool {
-		rp := v.(*runProgress)
+	g.running.Range(func(k, _ any) bool {
+		rp := k.(*runProgress)
 		out = append(out, cluster.TaskProgress{Migration: rp.key.id, Task: rp.key.kind.String(), Slots: rp.slots,
 			SlotsDone: rp.done.Load(), Records: rp.records.Load(), Seconds: time.Since(rp.started).Seconds()})
 		return true
 	})
-	slices.SortFunc(out, func(a, b cluster.TaskProgress) int { return int(a.Migration) - int(b.Migration) })
+	slices.SortFunc(out, func(a, b cluster.TaskProgress) int { return cmp.Compare(a.Migration, b.Migration) })
 	return out
 }
