@@ -17,13 +17,14 @@ type Mem struct {
 	live    map[ServerID]Server
 	applied map[ServerID]uint64
 	migs    map[MigrationID]Migration // with their revisions
+	plans   map[PlanID]Plan           // with their revisions
 	watch   []chan struct{}
 	down    bool
 }
 
 // NewMem returns an empty in-memory metadata store.
 func NewMem() *Mem {
-	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}}
+	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{}}
 }
 
 var _ Metadata = (*Mem)(nil)
@@ -52,6 +53,11 @@ func (s *Mem) Load(context.Context) (State, error) {
 	for _, id := range slices.Sorted(maps.Keys(s.migs)) {
 		st.Migrations = append(st.Migrations, s.migs[id])
 	}
+	for _, id := range slices.Sorted(maps.Keys(s.plans)) {
+		p := s.plans[id]
+		p.Steps = slices.Clone(p.Steps) // a caller's change of a step is not the store's
+		st.Plans = append(st.Plans, p)
+	}
 	return st, nil
 }
 
@@ -71,6 +77,27 @@ func (s *Mem) SwapMigration(_ context.Context, w MigrationSwap) (int64, error) {
 	rec := w.Migration
 	rec.Ranges, rec.Revision = slices.Clone(rec.Ranges), rev
 	s.migs[rec.ID] = rec
+	return rev, nil
+}
+
+func (s *Mem) SwapPlan(_ context.Context, w PlanSwap) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return 0, ErrUnavailable
+	}
+	if s.plans[w.Plan.ID].Revision != w.Plan.Revision || w.Migration != nil && s.migs[w.Migration.ID].Revision != w.Migration.Revision {
+		return 0, ErrConflict
+	}
+	rev := s.changedLocked()
+	p := w.Plan
+	p.Steps, p.Revision = slices.Clone(p.Steps), rev
+	s.plans[p.ID] = p
+	if w.Migration != nil {
+		rec := *w.Migration
+		rec.Ranges, rec.Revision = slices.Clone(rec.Ranges), rev
+		s.migs[rec.ID] = rec
+	}
 	return rev, nil
 }
 

@@ -18,6 +18,9 @@ type State struct {
 	// Migrations holds every migration record, final ones included, in
 	// the order of their ids, each with its revision.
 	Migrations []Migration
+	// Plans holds every plan, ended ones included, in the order of their
+	// ids, each with its revision.
+	Plans []Plan
 }
 
 // Metadata is where a cluster's map, registrations and applied views live:
@@ -33,6 +36,10 @@ type Metadata interface {
 	// transaction (MigrationSwap) and returns the new revision;
 	// ErrConflict when either moved.
 	SwapMigration(ctx context.Context, w MigrationSwap) (int64, error)
+	// SwapPlan stores a plan, and a migration record with it, in one
+	// transaction (PlanSwap) and returns the new revision; ErrConflict
+	// when either moved.
+	SwapPlan(ctx context.Context, w PlanSwap) (int64, error)
 	// Register records s as alive until ctx ends or the process stops
 	// renewing it (a lease).
 	Register(ctx context.Context, s Server) error
@@ -44,8 +51,8 @@ type Metadata interface {
 	Close() error
 }
 
-// ErrConflict is SwapMap's and SwapMigration's answer when the map or the
-// record changed since it was read.
+// ErrConflict is the swaps' answer when the map or a record changed since
+// it was read.
 var ErrConflict = errors.New("cluster: the slot map or migration changed meanwhile; read it again")
 
 // Change reads the map, lets change make a new one from it and stores that

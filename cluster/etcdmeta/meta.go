@@ -109,6 +109,13 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 			}
 			m.Revision = kv.ModRevision
 			st.Migrations = append(st.Migrations, m) // keys sort by id (migrationKey)
+		case "plans":
+			var p cluster.Plan
+			if err := json.Unmarshal(kv.Value, &p); err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			p.Revision = kv.ModRevision
+			st.Plans = append(st.Plans, p) // keys sort by id (planKey)
 		case "applied":
 			v, err := strconv.ParseUint(string(kv.Value), 10, 64)
 			if err != nil {
@@ -160,6 +167,36 @@ func (s *Store) SwapMigration(ctx context.Context, w cluster.MigrationSwap) (int
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("etcdmeta: swap migration %d: %w", w.Migration.ID, err)
+	case !resp.Succeeded:
+		return 0, cluster.ErrConflict
+	}
+	return resp.Header.Revision, nil
+}
+
+// SwapPlan stores w's plan if its key's ModRevision is still
+// w.Plan.Revision (0: no such key), and w's migration record with it if
+// that key's is still w.Migration.Revision, in one transaction.
+func (s *Store) SwapPlan(ctx context.Context, w cluster.PlanSwap) (int64, error) {
+	b, err := json.Marshal(w.Plan)
+	if err != nil {
+		return 0, err
+	}
+	pk := s.key("plans", fmt.Sprintf("%020d", uint64(w.Plan.ID)))
+	ifs := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(pk), "=", w.Plan.Revision)}
+	ops := []clientv3.Op{clientv3.OpPut(pk, string(b))}
+	if m := w.Migration; m != nil {
+		rec, err := json.Marshal(m)
+		if err != nil {
+			return 0, err
+		}
+		mk := s.migrationKey(m.ID)
+		ifs = append(ifs, clientv3.Compare(clientv3.ModRevision(mk), "=", m.Revision))
+		ops = append(ops, clientv3.OpPut(mk, string(rec)))
+	}
+	resp, err := s.cli.Txn(ctx).If(ifs...).Then(ops...).Commit()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("etcdmeta: swap plan %d: %w", w.Plan.ID, err)
 	case !resp.Succeeded:
 		return 0, cluster.ErrConflict
 	}

@@ -83,6 +83,52 @@ func conformance(t *testing.T, md cluster.Metadata) {
 		t.Fatal("assigning a's own slots changed the map")
 	}
 	migrationConformance(ctx, t, md)
+	planConformance(ctx, t, md)
+}
+
+// planConformance: a plan is created once, swapped on its revision, and
+// swapped together with a migration record or not at all; plans load in
+// id order.
+func planConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
+	p := cluster.Plan{ID: 1, Kind: cluster.PlanDrain, Server: "b",
+		Steps: []cluster.Step{{Source: "b", Target: "a", Ranges: []cluster.Range{{First: 0, Last: 9}}, State: cluster.StepPending}}}
+	rev, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: p}); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("creating plan 1 twice: %v", err)
+	}
+	st, _ := md.Load(ctx)
+	if len(st.Plans) != 1 || st.Plans[0].Revision != rev || st.Plans[0].Steps[0].Ranges[0].Last != 9 {
+		t.Fatalf("loaded %+v", st.Plans)
+	}
+	// A stale migration revision fails the plan's half too.
+	p, rec := st.Plans[0], st.Migrations[1]
+	p.Steps[0].State = cluster.StepRunning
+	rec.CancelRequested = true
+	stale := rec
+	stale.Revision--
+	if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: p, Migration: &stale}); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("a swap with a stale migration: %v", err)
+	}
+	if now, _ := md.Load(ctx); now.Plans[0].Steps[0].State != cluster.StepPending {
+		t.Fatalf("half of a failed swap stored: %+v", now.Plans)
+	}
+	rev, err = md.SwapPlan(ctx, cluster.PlanSwap{Plan: p, Migration: &rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range []cluster.Plan{{ID: 2, Kind: cluster.PlanAdd, Server: "c"}, {ID: 10, Kind: cluster.PlanAdd, Server: "c"}} {
+		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: q}); err != nil {
+			t.Fatalf("plan %d: %v", i, err)
+		}
+	}
+	now, _ := md.Load(ctx)
+	if now.Plans[0].Steps[0].State != cluster.StepRunning || now.Plans[0].Revision != rev || !now.Migrations[1].CancelRequested ||
+		now.Migrations[1].Revision != rev || len(now.Plans) != 3 || now.Plans[2].ID != 10 {
+		t.Fatalf("after the swaps: %+v %+v", now.Plans, now.Migrations)
+	}
 }
 
 // migrationConformance: a record is created once, swapped on its revision,
