@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration sim crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration bench-elastic sim crash-test lint fuzz clean
 
 all: build
 
@@ -86,6 +86,9 @@ bench-cluster:
 
 bench-migration:
 	./scripts/bench-migration.sh
+
+bench-elastic:
+	./scripts/bench-elastic.sh
 
 # The ownership simulation over more seeds (go test ./cluster -run
 # TestOwnershipSimulation -seed N replays one).

@@ -98,30 +98,36 @@ func StartLocal(ctx context.Context, cfg LocalConfig, md func([]string) (cluster
 		return nil, err
 	}
 	defer store.Close()
-	if err := l.waitRegistered(ctx, store, 60*time.Second); err != nil {
+	if err := l.waitRegistered(ctx, store, l.Servers, 60*time.Second); err != nil {
 		l.Stop()
 		return nil, err
 	}
 	return l, nil
 }
 
-// waitRegistered waits until every server has registered, failing at once
-// when a process exits.
-func (l *Local) waitRegistered(ctx context.Context, md cluster.Metadata, wait time.Duration) error {
+// waitRegistered waits until every server of ps has registered, failing at
+// once when a process exits.
+func (l *Local) waitRegistered(ctx context.Context, md cluster.Metadata, ps []*Proc, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		for _, p := range append(append([]*Proc(nil), l.Metas...), l.Servers...) {
+		for _, p := range append(append([]*Proc(nil), l.Metas...), ps...) {
 			if !p.Running() {
 				b, _ := os.ReadFile(p.Log)
 				return fmt.Errorf("clusterctl: %s exited; the end of %s:\n%s", p.Name, p.Log, lastLines(string(b), 5))
 			}
 		}
 		st, err := md.Load(ctx)
-		if err == nil && len(st.Live) >= len(l.Servers) {
+		registered := 0
+		for _, p := range ps {
+			if _, ok := st.Live[cluster.ServerID(p.Name)]; ok {
+				registered++
+			}
+		}
+		if err == nil && registered == len(ps) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("clusterctl: %d of %d servers registered within %v (logs under %s): %v", len(st.Live), len(l.Servers), wait, l.cfg.Dir, err)
+			return fmt.Errorf("clusterctl: %d of %d servers registered within %v (logs under %s): %v", registered, len(ps), wait, l.cfg.Dir, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -173,22 +179,62 @@ func (l *Local) plan() error {
 		p.Args = []string{"meta", "--name", p.Name, "--dir", p.Dir, "--client", p.Native, "--peer", p.Admin,
 			"--initial-cluster", strings.Join(initial, ",")}
 	}
-	meta := strings.Join(l.MetaEndpoints(), ",")
-	for i := range cfg.Servers {
-		p := &Proc{Name: fmt.Sprintf("s%d", i+1)}
-		p.Dir = filepath.Join(cfg.Dir, p.Name)
-		for k, dst := range []*string{&p.Native, &p.RESP, &p.Admin} {
-			a, err := port(10*i + k)
-			if err != nil {
-				return err
-			}
-			*dst = a
+	for range cfg.Servers {
+		p, err := l.newServer(port)
+		if err != nil {
+			return err
 		}
-		p.Args = append([]string{"server", "--cluster", cfg.Name, "--meta", meta, "--server-id", p.Name, "--dir", p.Dir,
-			"--listen", p.Native, "--resp", p.RESP, "--admin", p.Admin}, cfg.ServerArgs...)
 		l.Servers = append(l.Servers, p)
 	}
 	return nil
+}
+
+// newServer names the next server (s1, s2, ...) and gives it its
+// directory, ports (from port) and arguments.
+func (l *Local) newServer(port func(int) (string, error)) (*Proc, error) {
+	i := len(l.Servers)
+	p := &Proc{Name: fmt.Sprintf("s%d", i+1)}
+	p.Dir = filepath.Join(l.cfg.Dir, p.Name)
+	for k, dst := range []*string{&p.Native, &p.RESP, &p.Admin} {
+		a, err := port(10*i + k)
+		if err != nil {
+			return nil, err
+		}
+		*dst = a
+	}
+	p.Args = append([]string{"server", "--cluster", l.cfg.Name, "--meta", strings.Join(l.MetaEndpoints(), ","), "--server-id", p.Name,
+		"--dir", p.Dir, "--listen", p.Native, "--resp", p.RESP, "--admin", p.Admin}, l.cfg.ServerArgs...)
+	return p, nil
+}
+
+// AddServer starts one more server (the next name, s<N+1>) and returns it
+// once it has registered; it owns no slot until given some (a plan, an
+// assignment, a migration).
+func (l *Local) AddServer(ctx context.Context, md cluster.Metadata) (*Proc, error) {
+	p, err := l.newServer(func(i int) (string, error) {
+		if l.cfg.PortBase != 0 {
+			return "127.0.0.1:" + strconv.Itoa(l.cfg.PortBase+i), nil
+		}
+		return freeAddr()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Start(p); err != nil {
+		return nil, err
+	}
+	l.Servers = append(l.Servers, p)
+	return p, l.waitRegistered(ctx, md, []*Proc{p}, 60*time.Second)
+}
+
+// freeAddr returns a loopback address whose port is free now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // Start starts p (again, after Kill), its output appended to p.Log.

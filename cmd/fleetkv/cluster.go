@@ -69,7 +69,7 @@ number that grows whenever its slots change (stale clients are told).`,
 	}
 	f.register(cmd)
 	cmd.AddCommand(clusterInitCmd(f), clusterStatusCmd(f), clusterAssignCmd(f), clusterMigrateCmd(f), clusterMigrationsCmd(f),
-		clusterCancelCmd(f), clusterLocalCmd(f))
+		clusterCancelCmd(f), clusterAddServerCmd(f), clusterDrainCmd(f), clusterPlansCmd(f), clusterCancelPlanCmd(f), clusterLocalCmd(f))
 	return cmd
 }
 
@@ -348,16 +348,176 @@ cannot be cancelled (migrate the slots back instead).`,
 	return cmd
 }
 
+func clusterAddServerCmd(f *clusterFlags) *cobra.Command {
+	return planCmd(f, cluster.PlanAdd, "add-server ID", "Give a server its fair share of the slots, moved live from the others",
+		`Plan and carry out the migrations that give server ID (registered, or in
+the map already) an even share of the slots: every server that owns slots,
+and ID, ends with the same number of slots or one more. Each source gives
+the top of what it owns, one migration at a time per source, several
+sources at once. The plan is stored in the metadata store before its first
+migration starts, and this command drives it to its end, printing each
+change. Stopped (Ctrl-C, --wait), it leaves the plan and its running
+migrations in place: the same command again resumes it. A migration that is
+cancelled (its target silent) is tried again, 3 times in all; then the plan
+fails and starts no more steps.`)
+}
+
+func clusterDrainCmd(f *clusterFlags) *cobra.Command {
+	return planCmd(f, cluster.PlanDrain, "drain ID", "Move every slot of a server to the others, live; then it can be stopped",
+		`Plan and carry out the migrations that move every slot of server ID, and
+every key in them, to the other servers that own slots, evenly. Once the
+plan is done ID owns no slot and its migrations are complete (each target
+has checkpointed what it received), so it can be stopped with nothing lost.
+Sources move one range at a time; the plan is stored in the metadata store
+and this command drives it to its end (the same command again resumes it).`)
+}
+
+// planCmd is the command that starts (or resumes) a plan of kind and
+// drives it to its end.
+func planCmd(f *clusterFlags, kind cluster.PlanKind, use, short, long string) *cobra.Command {
+	var maxSlots int
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxSlots < 0 {
+				return errors.New("--max-slots must be 0 (no limit) or positive")
+			}
+			return f.withAdminFor(cmd, max(wait, 0), func(ctx context.Context, a *clusterctl.Admin) error {
+				p, err := a.StartPlan(ctx, kind, cluster.ServerID(args[0]), maxSlots)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				clusterctl.WritePlan(out, p)
+				if wait <= 0 {
+					fmt.Fprintf(out, "not driven (--wait 0): run the same command again to carry it out\n")
+					return nil
+				}
+				if p, err = drivePlan(ctx, cmd, a, p, wait); err == nil && p.Reason != "" {
+					err = fmt.Errorf("%s: %s", &p, p.Reason)
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().IntVar(&maxSlots, "max-slots", 0, "move at most this many slots per migration (0: a source's whole share at once)")
+	cmd.Flags().DurationVar(&wait, "wait", 24*time.Hour, "drive the plan this long; it stays in the metadata store when stopped")
+	return cmd
+}
+
+// drivePlan runs plan p until it ends or wait passes, printing a line at
+// every change of a step, and returns it ended.
+func drivePlan(ctx context.Context, cmd *cobra.Command, a *clusterctl.Admin, p cluster.Plan, wait time.Duration) (cluster.Plan, error) {
+	out := cmd.OutOrStdout()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	prev := p
+	p, err := a.RunPlan(ctx, p.ID, func(q cluster.Plan) {
+		for i := range q.Steps {
+			s := &q.Steps[i]
+			if i < len(prev.Steps) && prev.Steps[i].State == s.State && prev.Steps[i].Migration == s.Migration {
+				continue
+			}
+			fmt.Fprintf(out, "%8.3fs  step %d %s → %s (%d slots): %s", time.Since(start).Seconds(), i+1, s.Source, s.Target, s.Slots(), s.State)
+			if s.Migration != 0 {
+				fmt.Fprintf(out, ", migration %d", s.Migration)
+			}
+			if s.Note != "" {
+				fmt.Fprintf(out, " (%s)", s.Note)
+			}
+			fmt.Fprintln(out)
+		}
+		prev = q
+	})
+	if err != nil {
+		return p, fmt.Errorf("%s stays in the metadata store, not ended (run the same command again to resume it): %w", &p, err)
+	}
+	fmt.Fprintf(out, "%8.3fs  %s ended: %s\n", time.Since(start).Seconds(), &p, p.Summary())
+	return p, nil
+}
+
+func clusterPlansCmd(f *clusterFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plans",
+		Short: "List the cluster's plans (add-server, drain) and their steps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.withAdmin(cmd, func(ctx context.Context, a *clusterctl.Admin) error {
+				ps, err := a.Plans(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(ps)
+				}
+				clusterctl.WritePlans(cmd.OutOrStdout(), ps)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func clusterCancelPlanCmd(f *clusterFlags) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "cancel-plan ID",
+		Short: "Stop a plan: no more steps start, its running migrations are cancelled",
+		Long: `Mark a plan cancelled, then drive it to its end (beside its add-server or
+drain command, if one still runs): no more steps start, the migrations of
+the running ones are cancelled (their keys go back to their sources), and
+the plan ends once they did. Steps done stay done.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("plan id %q: %w", args[0], err)
+			}
+			return f.withAdminFor(cmd, max(wait, 0), func(ctx context.Context, a *clusterctl.Admin) error {
+				p, err := a.CancelPlan(ctx, cluster.PlanID(id))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: cancel requested\n", &p)
+				if wait <= 0 {
+					return nil
+				}
+				_, err = drivePlan(ctx, cmd, a, p, wait)
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Minute, "drive the plan to its end this long (0: only mark it)")
+	return cmd
+}
+
 func clusterLocalCmd(f *clusterFlags) *cobra.Command {
-	var dir, memory string
-	var portBase, metas int
+	var dir, memory, drain string
+	var portBase, metas, add int
+	var planDelay time.Duration
 	cmd := &cobra.Command{
 		Use:   "local N",
 		Short: "Run a cluster of N servers and a metadata store on this machine until Ctrl-C",
 		Long: `Start one fleetkv meta member (or --metas of them) and N fleetkv servers as
 processes on loopback, their data and logs under --dir, create the slot map
 and print how to reach them; stop them all on Ctrl-C. The servers share
-DIR/shared as their shared tier (--shared-tier).`,
+DIR/shared as their shared tier (--shared-tier).
+
+For a demo of elasticity, --add K then starts K more servers and gives
+each its share of the slots (the plan of 'fleetkv cluster add-server'),
+and --drain ID then moves every slot of server ID to the others ('fleetkv
+cluster drain') and stops it. Start a load first with --plan-delay.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var n int
@@ -384,22 +544,35 @@ DIR/shared as their shared tier (--shared-tier).`,
 			for page > 1<<20 && page*8 > mem {
 				page /= 2
 			}
+			if add < 0 {
+				return errors.New("--add must be 0 or more")
+			}
 			cfg := clusterctl.LocalConfig{Bin: bin, Dir: dir, Name: f.name, Servers: n, Metas: metas, PortBase: portBase,
 				ServerArgs: []string{"--memory", memory, "--page-size", formatSize(page), "--segment-size", "64MiB",
 					"--shared-tier", "dir://" + filepath.Join(dir, "shared")}, Token: f.token}
-			return runLocal(cmd, cfg)
+			return runLocal(cmd, cfg, localPlans{add: add, drain: drain, delay: planDelay})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "where the processes keep their data and logs (default: a new temporary directory)")
 	cmd.Flags().IntVar(&portBase, "port-base", 0, "server i listens on BASE+10i (native), +1 (RESP), +2 (admin); the meta members on BASE+1000+10j; 0: free ports")
 	cmd.Flags().IntVar(&metas, "metas", 1, "metadata store members (3 tolerate the loss of one)")
 	cmd.Flags().StringVar(&memory, "memory", "256MiB", "each server's in-memory log budget")
+	cmd.Flags().IntVar(&add, "add", 0, "then start this many more servers and add each (a plan moving its share of the slots to it)")
+	cmd.Flags().StringVar(&drain, "drain", "", "then drain this server (its slots move to the others) and stop it")
+	cmd.Flags().DurationVar(&planDelay, "plan-delay", 0, "wait this long before --add and --drain (time to start a load)")
 	return cmd
 }
 
+// localPlans are the changes runLocal makes once the cluster serves.
+type localPlans struct {
+	add   int
+	drain string
+	delay time.Duration
+}
+
 // runLocal starts a local cluster, creates its map, prints how to reach
-// it, and stops it on SIGINT or SIGTERM.
-func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig) error {
+// it, carries out plans, and stops it on SIGINT or SIGTERM.
+func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig, plans localPlans) error {
 	ctx := cmd.Context()
 	dialMD := func(endpoints []string) (cluster.Metadata, error) {
 		return etcdmeta.Dial(etcdmeta.Config{Endpoints: endpoints, Cluster: cfg.Name, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -418,7 +591,7 @@ func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig) error {
 	if err == nil {
 		err = a.WaitServing(ctx, m, 30*time.Second)
 	}
-	st.Close()
+	defer st.Close()
 	if err != nil {
 		return err
 	}
@@ -427,6 +600,9 @@ func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig) error {
 		strings.Join(l.MetaEndpoints(), ","), cfg.Dir)
 	printMap(out, m)
 	first := l.Servers[0]
+	if plans.drain == first.Name && len(l.Servers) > 1 {
+		first = l.Servers[1] // an address that stays
+	}
 	bin := filepath.Base(cfg.Bin)
 	fmt.Fprintf(out, `
 Try:
@@ -440,8 +616,77 @@ Ctrl-C stops every process.
 `, bin, first.Native, portOf(first.RESP), strings.Join(l.MetaEndpoints(), ","), cfg.Name)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if err := runLocalPlans(cmd, l, a, plans, sig); err != nil {
+		return err
+	}
 	<-sig
 	fmt.Fprintln(out, "stopping the cluster...")
+	return nil
+}
+
+// runLocalPlans adds plans.add servers to l, one plan each, then drains
+// and stops plans.drain, printing the plans and the map after each; a
+// signal on sig stops it.
+func runLocalPlans(cmd *cobra.Command, l *clusterctl.Local, a *clusterctl.Admin, plans localPlans, sig <-chan os.Signal) error {
+	if plans.add == 0 && plans.drain == "" {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	out := cmd.OutOrStdout()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(plans.delay):
+	}
+	run := func(kind cluster.PlanKind, id cluster.ServerID) error {
+		p, err := a.StartPlan(ctx, kind, id, 0)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		clusterctl.WritePlan(out, p)
+		if p, err = drivePlan(ctx, cmd, a, p, 24*time.Hour); err == nil && p.Reason != "" {
+			err = fmt.Errorf("%s: %s", &p, p.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		st, err := a.MD.Load(ctx)
+		if err == nil {
+			printMap(out, st.Map)
+		}
+		return err
+	}
+	for range plans.add {
+		p, err := l.AddServer(ctx, a.MD)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nstarted %s (native %s, resp %s, admin %s)\n", p.Name, p.Native, p.RESP, p.Admin)
+		if err := run(cluster.PlanAdd, cluster.ServerID(p.Name)); err != nil {
+			return err
+		}
+	}
+	if plans.drain == "" {
+		return nil
+	}
+	if err := run(cluster.PlanDrain, cluster.ServerID(plans.drain)); err != nil {
+		return err
+	}
+	for _, p := range l.Servers {
+		if p.Name == plans.drain {
+			l.Terminate(p, 30*time.Second)
+			fmt.Fprintf(out, "stopped %s (pid %d): it owns no slot\n", p.Name, p.PID())
+		}
+	}
 	return nil
 }
 

@@ -56,7 +56,7 @@ func dialStore(name string, endpoints []string) (*etcdmeta.Store, error) {
 
 // startCluster starts metas meta members and n servers, creates the map
 // and waits until every server serves its slots.
-func startCluster(t *testing.T, metas, n int) *testCluster {
+func startCluster(t *testing.T, metas, n int, serverArgs ...string) *testCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -64,6 +64,7 @@ func startCluster(t *testing.T, metas, n int) *testCluster {
 	cfg := clusterctl.LocalConfig{Bin: bin, Dir: t.TempDir(), Name: name, Servers: n, Metas: metas,
 		ServerArgs: []string{"--loops", "1", "--pin=false", "--memory", "32MiB", "--page-size", "1MiB",
 			"--segment-size", "8MiB", "--checkpoint-interval", "2s", "--meta-timeout", "1s"}}
+	cfg.ServerArgs = append(cfg.ServerArgs, serverArgs...)
 	l, err := clusterctl.StartLocal(ctx, cfg, func(eps []string) (cluster.Metadata, error) { return dialStore(name, eps) })
 	if err != nil {
 		t.Fatal(err)
