@@ -20,11 +20,17 @@ type Mem struct {
 	plans   map[PlanID]Plan           // with their revisions
 	watch   []chan struct{}
 	down    bool
+	// The planner's leader ("": none), the channel closed when it loses
+	// the lead, and one closed when the lead is free (then replaced).
+	leader ServerID
+	lost   chan struct{}
+	free   chan struct{}
 }
 
 // NewMem returns an empty in-memory metadata store.
 func NewMem() *Mem {
-	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{}}
+	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{},
+		free: make(chan struct{})}
 }
 
 var _ Metadata = (*Mem)(nil)
@@ -36,11 +42,64 @@ type unavailableError struct{}
 
 func (unavailableError) Error() string { return "cluster: metadata store unavailable" }
 
-// SetDown makes every call fail with ErrUnavailable (down) or work again.
+// SetDown makes every call fail with ErrUnavailable (down) or work again;
+// going down ends the planner's lead.
 func (s *Mem) SetDown(down bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.down = down
-	s.mu.Unlock()
+	if down {
+		s.resignLocked(s.lost)
+	}
+}
+
+// Lead makes id the planner's leader once no one is; ctx's end, Expire of
+// id and SetDown end its lead.
+func (s *Mem) Lead(ctx context.Context, id ServerID) (<-chan struct{}, error) {
+	for {
+		s.mu.Lock()
+		if s.down {
+			s.mu.Unlock()
+			return nil, ErrUnavailable
+		}
+		if s.leader == "" {
+			lost := make(chan struct{})
+			s.leader, s.lost = id, lost
+			s.changedLocked()
+			s.mu.Unlock()
+			context.AfterFunc(ctx, func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.resignLocked(lost)
+			})
+			return lost, nil
+		}
+		free := s.free
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-free:
+		}
+	}
+}
+
+// Leader returns the planner's leader, "" for none.
+func (s *Mem) Leader() ServerID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leader
+}
+
+// resignLocked ends the lead that lost belongs to, if it is the current one.
+func (s *Mem) resignLocked(lost chan struct{}) {
+	if lost == nil || s.lost != lost {
+		return
+	}
+	close(lost)
+	close(s.free)
+	s.leader, s.lost, s.free = "", nil, make(chan struct{})
+	s.changedLocked()
 }
 
 func (s *Mem) Load(context.Context) (State, error) {
@@ -131,6 +190,9 @@ func (s *Mem) Expire(id ServerID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.live, id)
+	if s.leader == id {
+		s.resignLocked(s.lost) // its lease lapsed
+	}
 	s.changedLocked()
 }
 

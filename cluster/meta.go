@@ -46,6 +46,12 @@ type Metadata interface {
 	// ReportApplied records that server id serves under view (views only
 	// grow: a lower one than recorded changes nothing).
 	ReportApplied(ctx context.Context, id ServerID, view uint64) error
+	// Lead campaigns for the cluster's one planner as id: it returns once
+	// id leads, with a channel closed when it no longer does (ctx ended,
+	// which resigns; its lease lapsed; the store closed), or ctx's error
+	// first. A leader acts only through compare-and-swaps, so a lost lead
+	// noticed late costs races, not safety.
+	Lead(ctx context.Context, id ServerID) (<-chan struct{}, error)
 	// Changes is signalled (coalesced) after any change of the state.
 	Changes() <-chan struct{}
 	Close() error

@@ -153,7 +153,10 @@ func NewPlan(st State, kind PlanKind, id ServerID, maxSlots int) (Plan, error) {
 		return Plan{}, fmt.Errorf("cluster: unknown plan kind %q", kind)
 	}
 	steps := balance(st.Map, slices.Sorted(maps.Keys(members)), maxSlots)
-	if len(steps) == 0 {
+	switch {
+	case len(steps) == 0 && kind == PlanDrain:
+		return Plan{}, fmt.Errorf("%w: %s owns no slot", ErrBalanced, id)
+	case len(steps) == 0:
 		return Plan{}, fmt.Errorf("%w: %s holds its share already", ErrBalanced, id)
 	}
 	p := Plan{Kind: kind, Server: id, Steps: steps}

@@ -251,6 +251,9 @@ func (l *Local) Start(p *Proc) error {
 	cmd := exec.Command(l.cfg.Bin, p.Args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "FLEETKV_AUTH_TOKEN=", "FLEETKV_REQUIREPASS="), p.Env...)
+	// A process that outlives whatever started it (killed, crashed) is
+	// asked to stop: no server or meta member is left behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("clusterctl: start %s: %w", p.Name, err)
 	}

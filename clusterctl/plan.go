@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/planner"
 )
 
 // StartPlan stores a new plan of kind for server id (each step moving at
@@ -81,73 +81,13 @@ func (a *Admin) CancelPlan(ctx context.Context, id cluster.PlanID) (cluster.Plan
 	}
 }
 
-// planPoll is how often RunPlan looks again without a change signalled.
-const planPoll = time.Second
-
-// RunPlan carries plan id to its end (cluster.Plan.Next, one stored change
-// at a time, again on every change of the metadata store) and returns it
-// ended. It calls report with the plan whenever it changed. A failed read
-// or write of the store is tried again until ctx ends; the plan stays in
-// the store, so RunPlan of it later (from any process) resumes it.
+// RunPlan carries plan id to its end (planner.Drive) and returns it
+// ended, calling report with the plan whenever it changed. Stopped early
+// (ctx), it leaves the plan in the store: the servers' elected planner, or
+// RunPlan again, goes on with it.
 func (a *Admin) RunPlan(ctx context.Context, id cluster.PlanID, report func(cluster.Plan)) (cluster.Plan, error) {
-	changes := a.MD.Changes()
-	var last cluster.Plan
-	var lastErr error
-	for {
-		p, done, err := a.advancePlan(ctx, id)
-		if (err == nil || errors.Is(err, errIdle)) && p.Revision != last.Revision {
-			last = p
-			if report != nil {
-				report(p)
-			}
-		}
-		switch {
-		case done:
-			return p, err
-		case err == nil, errors.Is(err, cluster.ErrConflict):
-			continue // look again at once
-		case !errors.Is(err, errIdle):
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			return last, errors.Join(ctx.Err(), lastErr)
-		case <-changes:
-		case <-time.After(planPoll):
-		}
-	}
+	return planner.Drive(ctx, a.MD, id, report)
 }
-
-// advancePlan stores plan id's next change. It returns the plan as it
-// stands, done when it ended, and an error (cluster.ErrConflict: a race;
-// errIdle: nothing to do until the store changes).
-func (a *Admin) advancePlan(ctx context.Context, id cluster.PlanID) (cluster.Plan, bool, error) {
-	st, err := a.MD.Load(ctx)
-	if err != nil {
-		return cluster.Plan{}, false, err
-	}
-	p, ok := st.PlanByID(id)
-	if !ok {
-		return p, true, fmt.Errorf("clusterctl: no plan %d", id)
-	}
-	if p.Ended {
-		return p, true, nil
-	}
-	w, ok := p.Next(st)
-	if !ok {
-		return p, false, errIdle
-	}
-	rev, err := a.MD.SwapPlan(ctx, w)
-	w.Plan.Revision = rev
-	if err != nil {
-		return p, false, err
-	}
-	return w.Plan, false, nil
-}
-
-// errIdle is advancePlan's answer when the plan waits for the store to
-// change.
-var errIdle = errors.New("clusterctl: the plan waits")
 
 // WritePlans writes a table of plans and their steps.
 func WritePlans(w io.Writer, ps []cluster.Plan) {

@@ -27,6 +27,9 @@
 // log in the shared tier with 16 workers for each batch (fetch.go); with a shared tier, the sealer, which uploads the
 // log's final segments and deletes those no one needs (tier.go), and one
 // resolver per installed indirection table, each with 16 workers
-// (indirect.go); the server's own (server/doc.go), whose loops hand peers'
-// messages to that queue.
+// (indirect.go); the planner goroutine (unless ClusterConfig.NoPlanner),
+// which campaigns in the store's election and, while it leads, carries out
+// the cluster's plans (package planner), touching only the store; the
+// server's own (server/doc.go), whose loops hand peers' messages to that
+// queue.
 package node

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/planner"
 	"github.com/fleetkv/fleetkv/server"
 )
 
@@ -40,6 +41,10 @@ type ClusterConfig struct {
 	// ship-back) sends; 0: as fast as the peer takes them.
 	MigrationRate int
 
+	// NoPlanner keeps the member out of the planner's election: it never
+	// carries out the cluster's plans (add-server, drain).
+	NoPlanner bool
+
 	// Failpoint, for kill -9 tests of real processes, names where the
 	// member kills its own process (SIGKILL): "before:TASK" as a migration
 	// task (sample, prepare, send-hot, move, ship-back, checkpoint, drop)
@@ -70,23 +75,24 @@ type ClusterConfig struct {
 // (cluster.Follower asks for the ack only after Installed, which run calls
 // after the routing is persisted and on every loop).
 type member struct {
-	id      cluster.ServerID
-	name    string
-	md      cluster.Metadata
-	ownsMD  bool
-	file    routingFile
-	f       *cluster.Follower
-	routing *cluster.Routing // the follower's, installed (under mg's holds) on every loop
-	mg      *migrations
-	srv     *server.Server
-	log     *slog.Logger
-	timeout time.Duration
-	adv     string
-	tier    string      // the shared tier's URL (Config.Tier), "" for none
-	sealer  *sealer     // the node's, nil without a shared tier
-	ind     *indirector // the node's, nil without a shared tier
-	cancel  context.CancelFunc
-	done    chan struct{}
+	id        cluster.ServerID
+	name      string
+	md        cluster.Metadata
+	ownsMD    bool
+	file      routingFile
+	f         *cluster.Follower
+	routing   *cluster.Routing // the follower's, installed (under mg's holds) on every loop
+	mg        *migrations
+	srv       *server.Server
+	log       *slog.Logger
+	timeout   time.Duration
+	adv       string
+	noPlanner bool
+	tier      string      // the shared tier's URL (Config.Tier), "" for none
+	sealer    *sealer     // the node's, nil without a shared tier
+	ind       *indirector // the node's, nil without a shared tier
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // prepareMember resolves the member's id, restores the routing it
@@ -95,7 +101,8 @@ type member struct {
 func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	cc := cfg.Cluster
 	m := &member{name: cc.Name, log: cfg.Log.With("cluster", cc.Name), timeout: cc.Timeout, adv: cc.AdvertiseHost, tier: cfg.Tier.URL,
-		file: routingFile{dir: clusterDir(cfg.Dir)}}
+		noPlanner: cc.NoPlanner,
+		file:      routingFile{dir: clusterDir(cfg.Dir)}}
 	if m.timeout == 0 {
 		m.timeout = 2 * time.Second
 	}
@@ -141,6 +148,42 @@ func (m *member) start(srv *server.Server) {
 	go m.run(ctx)
 	m.mg.wg.Add(1)
 	go m.fetch(ctx)
+	if !m.noPlanner {
+		m.mg.wg.Add(1)
+		go m.plan(ctx)
+	}
+}
+
+// plan campaigns for the cluster's planner and, while the member leads,
+// carries out every plan that has not ended (planner.Run), until ctx ends.
+func (m *member) plan(ctx context.Context) {
+	defer m.mg.wg.Done()
+	for ctx.Err() == nil {
+		lost, err := m.md.Lead(ctx, m.id)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("planner election: will retry", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(retryEvery):
+			}
+			continue
+		}
+		m.log.Info("leading the cluster's planner")
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+			case <-lctx.Done():
+			}
+			cancel()
+		}()
+		planner.Run(lctx, m.md, m.log)
+		cancel()
+		<-lost // closed once ctx ended or the lead was lost: Run ends only then
+		m.log.Info("no longer leading the cluster's planner")
+	}
 }
 
 func (m *member) close() error {

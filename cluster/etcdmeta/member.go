@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -33,6 +34,7 @@ type MemberConfig struct {
 type Member struct {
 	e      *embed.Etcd
 	client string
+	close  sync.Once
 }
 
 // StartMember starts an embedded etcd member and returns once it serves
@@ -92,8 +94,8 @@ func (m *Member) IsLeader() bool { return m.e.Server.Leader() == m.e.Server.Memb
 // Err returns a channel that reports a failure of the running member.
 func (m *Member) Err() <-chan error { return m.e.Err() }
 
-// Close stops the member.
-func (m *Member) Close() { m.e.Close() }
+// Close stops the member; later calls do nothing.
+func (m *Member) Close() { m.close.Do(m.e.Close) }
 
 func httpURL(hostport string) (url.URL, error) {
 	if hostport == "" || strings.Contains(hostport, "://") {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -285,6 +286,49 @@ func (s *Store) ReportApplied(ctx context.Context, id cluster.ServerID, view uin
 			return nil
 		}
 	}
+}
+
+// Lead campaigns for the planner's election (key prefix "planner/") on a
+// session of its own: a lease of the store's TTL, kept alive while ctx
+// lasts. The lead is lost when the lease lapses (etcd unreachable for a
+// TTL) or ctx ends, which resigns and revokes it at once.
+func (s *Store) Lead(ctx context.Context, id cluster.ServerID) (<-chan struct{}, error) {
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(int(s.ttl)), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("etcdmeta: lead: %w", err)
+	}
+	e := concurrency.NewElection(sess, s.key("planner"))
+	// A campaign whose ctx ends resigns through the client's own context,
+	// which never ends before Close: with etcd unreachable it would hang a
+	// shutdown. So it runs aside, and ends with the client at the latest.
+	campaign := make(chan error, 1)
+	go func() { campaign <- e.Campaign(ctx, string(id)) }()
+	select {
+	case err := <-campaign:
+		if err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("etcdmeta: lead: %w", err)
+		}
+	case <-ctx.Done():
+		go func() {
+			<-campaign
+			sess.Close()
+		}()
+		return nil, ctx.Err()
+	}
+	lost := make(chan struct{})
+	go func() {
+		select {
+		case <-sess.Done():
+		case <-ctx.Done():
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = e.Resign(rctx)
+		cancel()
+		sess.Close()
+		close(lost)
+	}()
+	return lost, nil
 }
 
 // Changes returns a channel signalled after every change under the prefix

@@ -84,6 +84,61 @@ func conformance(t *testing.T, md cluster.Metadata) {
 	}
 	migrationConformance(ctx, t, md)
 	planConformance(ctx, t, md)
+	leadConformance(ctx, t, md)
+}
+
+// leadConformance: one leader at a time; a campaign waits while another
+// leads and leads once that one's context ended (its lost channel closed).
+func leadConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
+	ctxA, cancelA := context.WithCancel(ctx)
+	lostA, err := md.Lead(ctxA, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxB, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	type lead struct {
+		lost <-chan struct{}
+		err  error
+	}
+	led := make(chan lead, 1)
+	go func() {
+		lost, err := md.Lead(ctxB, "b")
+		led <- lead{lost, err}
+	}()
+	select {
+	case l := <-led:
+		t.Fatalf("b leads beside a: %v", l.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancelA()
+	select {
+	case <-lostA:
+	case <-ctx.Done():
+		t.Fatal("a's lead not lost after its context ended")
+	}
+	var b lead
+	select {
+	case b = <-led:
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("b never leads after a resigned")
+	}
+	cancelB()
+	select {
+	case <-b.lost:
+	case <-ctx.Done():
+		t.Fatal("b's lead not lost after its context ended")
+	}
+	ctxC, cancelC := context.WithCancel(ctx)
+	lost, err := md.Lead(ctxC, "c")
+	if err != nil {
+		t.Fatalf("c campaigns alone: %v", err)
+	}
+	cancelC()
+	<-lost
 }
 
 // planConformance: a plan is created once, swapped on its revision, and
@@ -229,5 +284,37 @@ func TestRegistrationLapsesAndToken(t *testing.T) {
 	}
 	if err := b.CheckToken(ctx, "secret"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCampaignEndsWithEtcdGone: a campaign waiting behind another leader
+// returns at once when its context ends, with etcd gone (etcd's own
+// Campaign then resigns through the client's context and would hang a
+// server's shutdown until the client closed).
+func TestCampaignEndsWithEtcdGone(t *testing.T) {
+	m := startMember(t)
+	s := dial(t, []string{m.ClientAddr()}, "c")
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.Lead(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ctxB, cancelB := context.WithCancel(ctx)
+	ended := make(chan error, 1)
+	go func() {
+		_, err := s.Lead(ctxB, "b")
+		ended <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	m.Close()
+	cancelB()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("campaign ended with %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a campaign with etcd gone did not end with its context")
 	}
 }

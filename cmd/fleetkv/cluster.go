@@ -354,12 +354,12 @@ func clusterAddServerCmd(f *clusterFlags) *cobra.Command {
 the map already) an even share of the slots: every server that owns slots,
 and ID, ends with the same number of slots or one more. Each source gives
 the top of what it owns, one migration at a time per source, several
-sources at once. The plan is stored in the metadata store before its first
-migration starts, and this command drives it to its end, printing each
-change. Stopped (Ctrl-C, --wait), it leaves the plan and its running
-migrations in place: the same command again resumes it. A migration that is
-cancelled (its target silent) is tried again, 3 times in all; then the plan
-fails and starts no more steps.`)
+sources at once. The plan is stored in the metadata store; the servers'
+elected planner (server --planner) carries it out, and this command drives
+it too, printing each change until it ends. Stopped (Ctrl-C, --wait), the
+command leaves the plan to the planner; the same command again follows it.
+A migration that is cancelled (its target silent) is tried again, 3 times
+in all; then the plan fails and starts no more steps.`)
 }
 
 func clusterDrainCmd(f *clusterFlags) *cobra.Command {
@@ -368,8 +368,10 @@ func clusterDrainCmd(f *clusterFlags) *cobra.Command {
 every key in them, to the other servers that own slots, evenly. Once the
 plan is done ID owns no slot and its migrations are complete (each target
 has checkpointed what it received), so it can be stopped with nothing lost.
-Sources move one range at a time; the plan is stored in the metadata store
-and this command drives it to its end (the same command again resumes it).`)
+Sources move one range at a time. The plan is stored in the metadata store
+and carried out by the servers' elected planner; this command drives it
+too and prints each change until it ends (the same command again follows
+it).`)
 }
 
 // planCmd is the command that starts (or resumes) a plan of kind and
@@ -394,7 +396,7 @@ func planCmd(f *clusterFlags, kind cluster.PlanKind, use, short, long string) *c
 				out := cmd.OutOrStdout()
 				clusterctl.WritePlan(out, p)
 				if wait <= 0 {
-					fmt.Fprintf(out, "not driven (--wait 0): run the same command again to carry it out\n")
+					fmt.Fprintf(out, "stored; the servers' elected planner carries it out (follow it with 'fleetkv cluster plans')\n")
 					return nil
 				}
 				if p, err = drivePlan(ctx, cmd, a, p, wait); err == nil && p.Reason != "" {
@@ -405,7 +407,7 @@ func planCmd(f *clusterFlags, kind cluster.PlanKind, use, short, long string) *c
 		},
 	}
 	cmd.Flags().IntVar(&maxSlots, "max-slots", 0, "move at most this many slots per migration (0: a source's whole share at once)")
-	cmd.Flags().DurationVar(&wait, "wait", 24*time.Hour, "drive the plan this long; it stays in the metadata store when stopped")
+	cmd.Flags().DurationVar(&wait, "wait", 24*time.Hour, "drive and follow the plan this long (0: store it only, for the servers' planner)")
 	return cmd
 }
 
@@ -437,7 +439,7 @@ func drivePlan(ctx context.Context, cmd *cobra.Command, a *clusterctl.Admin, p c
 		prev = q
 	})
 	if err != nil {
-		return p, fmt.Errorf("%s stays in the metadata store, not ended (run the same command again to resume it): %w", &p, err)
+		return p, fmt.Errorf("%s not ended; the servers' planner goes on with it (the same command follows it again): %w", &p, err)
 	}
 	fmt.Fprintf(out, "%8.3fs  %s ended: %s\n", time.Since(start).Seconds(), &p, p.Summary())
 	return p, nil
@@ -474,10 +476,10 @@ func clusterCancelPlanCmd(f *clusterFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel-plan ID",
 		Short: "Stop a plan: no more steps start, its running migrations are cancelled",
-		Long: `Mark a plan cancelled, then drive it to its end (beside its add-server or
-drain command, if one still runs): no more steps start, the migrations of
-the running ones are cancelled (their keys go back to their sources), and
-the plan ends once they did. Steps done stay done.`,
+		Long: `Mark a plan cancelled, then drive it to its end (beside the servers'
+elected planner): no more steps start, the migrations of the running ones
+are cancelled (their keys go back to their sources), and the plan ends once
+they did. Steps done stay done.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseUint(args[0], 10, 64)

@@ -47,7 +47,7 @@ type serverFlags struct {
 	admitInterval                 time.Duration
 	compactThreshold              float64
 	compactChunk                  sizeFlag
-	indexSnapshots                bool
+	indexSnapshots, planner       bool
 	checkpointMode                string
 	cluster, serverID, advertise  string
 	meta                          string
@@ -145,6 +145,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.sharedTier, "shared-tier", "", "where sealed log segments go for other servers to read: dir:///path (a directory every server reads) or s3://bucket/prefix?endpoint=host:port[&secure=true] (credentials from $FLEETKV_S3_ACCESS_KEY/$FLEETKV_S3_SECRET_KEY or $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); empty: none")
 	fl.Var(&f.tierSegmentSize, "tier-segment-size", "bytes per segment in the shared tier (a power of two, at least 1MiB and --page-size; default 64MiB or --page-size)")
 	fl.StringVar(&f.advertise, "advertise-host", "", "host other servers and clients reach this one at, when it listens on 0.0.0.0")
+	fl.BoolVar(&f.planner, "planner", true, "campaign to be the cluster's planner, which carries out add-server and drain plans (one server at a time leads, elected in the metadata store)")
 	fl.DurationVar(&f.metaTimeout, "meta-timeout", 2*time.Second, "bound on each call to the metadata store (the data path never waits for it)")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
@@ -281,7 +282,8 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 	return node.Config{Dir: f.dir, Server: scfg, Tier: node.TierConfig{URL: f.sharedTier, SegmentSize: uint64(f.tierSegmentSize)},
 		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
 		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
-			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT"), MigrationRate: f.migrationRate}}, nil
+			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT"), MigrationRate: f.migrationRate,
+			NoPlanner: !f.planner}}, nil
 }
 
 // newLogger returns the server's slog logger; level and format are valid.

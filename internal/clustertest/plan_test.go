@@ -32,6 +32,28 @@ func (tc *testCluster) runPlan(t *testing.T, kind cluster.PlanKind, id cluster.S
 	return p
 }
 
+// waitPlan waits until plan id ended, driven by the servers' elected
+// planner alone, and returns it.
+func (tc *testCluster) waitPlan(t *testing.T, id cluster.PlanID) cluster.Plan {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := tc.md.Load(ctx)
+		cancel()
+		if p, ok := st.PlanByID(id); err == nil && ok && p.Ended {
+			if p.Reason != "" {
+				t.Fatalf("%s ended: %s", &p, p.Reason)
+			}
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plan %d not ended in 3 minutes: %+v %v", id, st.Plans, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // slotCounts returns how many slots the stored map gives each server.
 func (tc *testCluster) slotCounts(t *testing.T) map[cluster.ServerID]int {
 	t.Helper()
@@ -51,10 +73,12 @@ func (tc *testCluster) slotCounts(t *testing.T) map[cluster.ServerID]int {
 // TestAddAndDrainUnderLoad: two servers sharing a tier, real processes. A
 // verified YCSB-B load runs through the routed client while a third server
 // is started and added (fleetkv cluster add-server's plan: a third of the
-// slots, from both), then s1 is drained (its slots go to s2 and s3). The
-// load sees no failed operation and no stale read; the map ends 0 / 8192 /
-// 8192; s1 keeps no key and is stopped; every loaded key reads back through
-// the two servers left.
+// slots, from both; driven by the test as the command would), then s1 is
+// drained (its slots go to s2 and s3; the plan is only stored, and the
+// servers' elected planner carries it out). The load sees no failed
+// operation and no stale read; the map ends 0 / 8192 / 8192; s1 keeps no
+// key and is stopped; every loaded key reads back through the two servers
+// left.
 func TestAddAndDrainUnderLoad(t *testing.T) {
 	tc := startCluster(t, 1, 2, "--shared-tier", "dir://"+filepath.Join(t.TempDir(), "shared"))
 	cfg := loadgen.Config{Servers: []string{tc.Servers[0].Native, tc.Servers[1].Native}, Keys: 20000, ValueSize: 32, Threads: 2,
@@ -74,7 +98,12 @@ func TestAddAndDrainUnderLoad(t *testing.T) {
 		stop()
 		t.Fatalf("after adding s3: %v, %d steps", got, len(add.Steps))
 	}
-	tc.runPlan(t, cluster.PlanDrain, "s1")
+	drain, err := tc.admin.StartPlan(ctx, cluster.PlanDrain, "s1", 0)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	tc.waitPlan(t, drain.ID)
 	time.Sleep(300 * time.Millisecond)
 	rep := stop()
 	t.Logf("load during the plans: %d ops, %.0f ops/s, p99.9 %.0f µs, rerouted %d, map fetches %d",

@@ -1,0 +1,142 @@
+// Package planner carries a cluster's plans (cluster.Plan: add a server,
+// drain one) out against its metadata store: Drive takes one plan to its
+// end, one stored change (cluster.Plan.Next) at a time, and Run, which the
+// servers run while their member leads the cluster's election
+// (cluster.Metadata.Lead), drives every plan that has not ended. Any
+// number of drivers may run at once (the elected one and an operator's
+// command): every change is a compare-and-swap on the plan's revision, so
+// they only race.
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+// poll is how often a driver looks again without a change signalled.
+const poll = time.Second
+
+// Drive carries plan id to its end and returns it ended. It calls report
+// with the plan whenever it changed. A failed read or write of the store
+// is tried again until ctx ends; the plan stays in the store, so a later
+// Drive of it (from any process) resumes it.
+func Drive(ctx context.Context, md cluster.Metadata, id cluster.PlanID, report func(cluster.Plan)) (cluster.Plan, error) {
+	changes := md.Changes()
+	var last cluster.Plan
+	var lastErr error
+	for {
+		p, done, err := advance(ctx, md, id)
+		if (err == nil || errors.Is(err, errIdle)) && p.Revision != last.Revision {
+			last = p
+			if report != nil {
+				report(p)
+			}
+		}
+		switch {
+		case done:
+			return p, err
+		case err == nil:
+			continue // a change was stored: look again at once
+		case errors.Is(err, cluster.ErrConflict):
+			// Another driver stored one first: read again once it is
+			// signalled (or soon), not in a hot loop.
+		case !errors.Is(err, errIdle):
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return last, errors.Join(ctx.Err(), lastErr)
+		case <-changes:
+		case <-time.After(poll):
+		}
+	}
+}
+
+// advance stores plan id's next change. It returns the plan as it stands,
+// done when it ended, and an error (cluster.ErrConflict: a race; errIdle:
+// nothing to do until the store changes).
+func advance(ctx context.Context, md cluster.Metadata, id cluster.PlanID) (cluster.Plan, bool, error) {
+	st, err := md.Load(ctx)
+	if err != nil {
+		return cluster.Plan{}, false, err
+	}
+	p, ok := st.PlanByID(id)
+	if !ok {
+		return p, true, fmt.Errorf("planner: no plan %d", id)
+	}
+	if p.Ended {
+		return p, true, nil
+	}
+	w, ok := p.Next(st)
+	if !ok {
+		return p, false, errIdle
+	}
+	rev, err := md.SwapPlan(ctx, w)
+	if err != nil {
+		return p, false, err
+	}
+	w.Plan.Revision = rev
+	return w.Plan, false, nil
+}
+
+// errIdle is advance's answer when the plan waits for the store to change.
+var errIdle = errors.New("planner: the plan waits")
+
+// Run drives every plan of md that has not ended, in the order of their
+// ids, until ctx ends, logging each change of a step.
+func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger) {
+	changes := md.Changes()
+	for ctx.Err() == nil {
+		id, ok, err := unended(ctx, md)
+		if ok {
+			if _, err := Drive(ctx, md, id, logger(log)); err != nil && ctx.Err() == nil {
+				log.Warn("planner: plan not driven", "plan", id, "err", err)
+			}
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("planner: metadata store; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-changes:
+		case <-time.After(poll):
+		}
+	}
+}
+
+// unended returns the first plan of md that has not ended.
+func unended(ctx context.Context, md cluster.Metadata) (cluster.PlanID, bool, error) {
+	st, err := md.Load(ctx)
+	for _, p := range st.Plans {
+		if !p.Ended {
+			return p.ID, true, nil
+		}
+	}
+	return 0, false, err
+}
+
+// logger returns a report that logs every step whose state changed since
+// the last report, and the plan's end.
+func logger(log *slog.Logger) func(cluster.Plan) {
+	var prev cluster.Plan
+	return func(p cluster.Plan) {
+		for i := range p.Steps {
+			s := &p.Steps[i]
+			if i < len(prev.Steps) && prev.Steps[i].State == s.State && prev.Steps[i].Migration == s.Migration {
+				continue
+			}
+			log.Info("plan step", "plan", p.ID, "kind", p.Kind, "server", p.Server, "step", i+1, "source", s.Source,
+				"target", s.Target, "slots", s.Slots(), "state", s.State, "migration", s.Migration, "note", s.Note)
+		}
+		if p.Ended {
+			log.Info("plan ended", "plan", p.ID, "kind", p.Kind, "server", p.Server, "summary", p.Summary(), "reason", p.Reason)
+		}
+		prev = p
+	}
+}
