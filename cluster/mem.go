@@ -18,6 +18,7 @@ type Mem struct {
 	applied map[ServerID]uint64
 	migs    map[MigrationID]Migration // with their revisions
 	plans   map[PlanID]Plan           // with their revisions
+	loads   map[ServerID]ServerLoad
 	watch   []chan struct{}
 	down    bool
 	// The planner's leader ("": none), the channel closed when it loses
@@ -30,7 +31,7 @@ type Mem struct {
 // NewMem returns an empty in-memory metadata store.
 func NewMem() *Mem {
 	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{},
-		free: make(chan struct{})}
+		loads: map[ServerID]ServerLoad{}, free: make(chan struct{})}
 }
 
 var _ Metadata = (*Mem)(nil)
@@ -108,7 +109,7 @@ func (s *Mem) Load(context.Context) (State, error) {
 	if s.down {
 		return State{}, ErrUnavailable
 	}
-	st := State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied)}
+	st := State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied), Loads: maps.Clone(s.loads)}
 	for _, id := range slices.Sorted(maps.Keys(s.migs)) {
 		st.Migrations = append(st.Migrations, s.migs[id])
 	}
@@ -190,10 +191,22 @@ func (s *Mem) Expire(id ServerID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.live, id)
+	delete(s.loads, id)
 	if s.leader == id {
 		s.resignLocked(s.lost) // its lease lapsed
 	}
 	s.changedLocked()
+}
+
+func (s *Mem) ReportLoad(_ context.Context, id ServerID, l ServerLoad) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return ErrUnavailable
+	}
+	l.Slots = slices.Clone(l.Slots)
+	s.loads[id] = l
+	return nil
 }
 
 func (s *Mem) ReportApplied(_ context.Context, id ServerID, view uint64) error {

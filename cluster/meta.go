@@ -21,7 +21,26 @@ type State struct {
 	// Plans holds every plan, ended ones included, in the order of their
 	// ids, each with its revision.
 	Plans []Plan
+	// Loads holds the latest load each live server reported.
+	Loads map[ServerID]ServerLoad
 }
+
+// ServerLoad is a server's load over its latest report interval: its data
+// operations a second, and those of its busiest slots.
+type ServerLoad struct {
+	OpsPerSec float64    `json:"ops_per_sec"`
+	Slots     []SlotLoad `json:"slots,omitempty"` // at most MaxReportedSlots, the busiest, sorted by slot
+	Seq       uint64     `json:"seq"`             // one more at every report of the server's process
+}
+
+// SlotLoad is one slot's data operations a second.
+type SlotLoad struct {
+	Slot      uint16  `json:"slot"`
+	OpsPerSec float64 `json:"ops"`
+}
+
+// MaxReportedSlots bounds the slots of a ServerLoad (its busiest).
+const MaxReportedSlots = 256
 
 // Metadata is where a cluster's map, registrations and applied views live:
 // etcd in production (package cluster/etcdmeta), Mem in tests.
@@ -43,6 +62,9 @@ type Metadata interface {
 	// Register records s as alive until ctx ends or the process stops
 	// renewing it (a lease).
 	Register(ctx context.Context, s Server) error
+	// ReportLoad records server id's latest load, kept while its
+	// registration lives; it signals no change (Changes).
+	ReportLoad(ctx context.Context, id ServerID, l ServerLoad) error
 	// ReportApplied records that server id serves under view (views only
 	// grow: a lower one than recorded changes nothing).
 	ReportApplied(ctx context.Context, id ServerID, view uint64) error

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // PlanID names a plan in its cluster; ids grow.
@@ -66,13 +67,14 @@ func (s *Step) Slots() int {
 // one range at a time; several sources move in parallel). A plan ends
 // (Ended) when every step is final; it failed when Reason is set.
 type Plan struct {
-	ID              PlanID   `json:"id"`
-	Kind            PlanKind `json:"kind"`
-	Server          ServerID `json:"server"`
-	Steps           []Step   `json:"steps"`
-	CancelRequested bool     `json:"cancel_requested,omitempty"` // an operator's cancel: no step starts, running ones are cancelled
-	Ended           bool     `json:"ended,omitempty"`
-	Reason          string   `json:"reason,omitempty"` // why it ended before every step was done
+	ID              PlanID    `json:"id"`
+	Kind            PlanKind  `json:"kind"`
+	Server          ServerID  `json:"server"`
+	Steps           []Step    `json:"steps"`
+	At              time.Time `json:"at,omitzero"`                // when it was made (by its maker's clock)
+	CancelRequested bool      `json:"cancel_requested,omitempty"` // an operator's cancel: no step starts, running ones are cancelled
+	Ended           bool      `json:"ended,omitempty"`
+	Reason          string    `json:"reason,omitempty"` // why it ended before every step was done
 	// Revision is the store's revision of the record when read (0: not
 	// stored yet). It is not part of the stored value.
 	Revision int64 `json:"-"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -44,6 +45,12 @@ type ClusterConfig struct {
 	// NoPlanner keeps the member out of the planner's election: it never
 	// carries out the cluster's plans (add-server, drain).
 	NoPlanner bool
+	// Rebalance is what the member's planner, while it leads, does about
+	// the load the servers report (cluster.Rebalancer); Mode "" is off.
+	Rebalance cluster.RebalanceConfig
+	// LoadInterval is how often the member reports its per-slot load to
+	// the metadata store (default 2 s).
+	LoadInterval time.Duration
 
 	// Failpoint, for kill -9 tests of real processes, names where the
 	// member kills its own process (SIGKILL): "before:TASK" as a migration
@@ -88,9 +95,13 @@ type member struct {
 	timeout   time.Duration
 	adv       string
 	noPlanner bool
-	tier      string      // the shared tier's URL (Config.Tier), "" for none
-	sealer    *sealer     // the node's, nil without a shared tier
-	ind       *indirector // the node's, nil without a shared tier
+	rebalance cluster.RebalanceConfig
+	loadEvery time.Duration
+	decisions planner.Decisions       // the planner's, while it led
+	opsPerSec atomic.Pointer[float64] // the load last reported
+	tier      string                  // the shared tier's URL (Config.Tier), "" for none
+	sealer    *sealer                 // the node's, nil without a shared tier
+	ind       *indirector             // the node's, nil without a shared tier
 	cancel    context.CancelFunc
 	done      chan struct{}
 }
@@ -101,10 +112,13 @@ type member struct {
 func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	cc := cfg.Cluster
 	m := &member{name: cc.Name, log: cfg.Log.With("cluster", cc.Name), timeout: cc.Timeout, adv: cc.AdvertiseHost, tier: cfg.Tier.URL,
-		noPlanner: cc.NoPlanner,
-		file:      routingFile{dir: clusterDir(cfg.Dir)}}
+		noPlanner: cc.NoPlanner, rebalance: cc.Rebalance, loadEvery: cc.LoadInterval,
+		file: routingFile{dir: clusterDir(cfg.Dir)}}
 	if m.timeout == 0 {
 		m.timeout = 2 * time.Second
+	}
+	if m.loadEvery == 0 {
+		m.loadEvery = 2 * time.Second
 	}
 	var err error
 	if m.id, err = resolveID(m.file.dir, cc.ServerID); err != nil {
@@ -136,6 +150,7 @@ func prepareMember(cfg Config, scfg *server.Config) (*member, error) {
 	scfg.OnMigrator = m.mg.onMessage
 	scfg.OnParked = m.mg.onParked
 	scfg.Progress = m.mg.progress
+	scfg.Collectors = append(scfg.Collectors, m.collectors()...)
 	m.log = m.log.With("server", string(m.id))
 	return m, nil
 }
@@ -148,6 +163,8 @@ func (m *member) start(srv *server.Server) {
 	go m.run(ctx)
 	m.mg.wg.Add(1)
 	go m.fetch(ctx)
+	m.mg.wg.Add(1)
+	go m.reportLoad(ctx)
 	if !m.noPlanner {
 		m.mg.wg.Add(1)
 		go m.plan(ctx)
@@ -179,7 +196,7 @@ func (m *member) plan(ctx context.Context) {
 			}
 			cancel()
 		}()
-		planner.Run(lctx, m.md, m.log)
+		planner.Run(lctx, m.md, m.log, cluster.NewRebalancer(m.rebalance), &m.decisions)
 		cancel()
 		<-lost // closed once ctx ended or the lead was lost: Run ends only then
 		m.log.Info("no longer leading the cluster's planner")

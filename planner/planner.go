@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -87,20 +88,39 @@ func advance(ctx context.Context, md cluster.Metadata, id cluster.PlanID) (clust
 // errIdle is advance's answer when the plan waits for the store to change.
 var errIdle = errors.New("planner: the plan waits")
 
+// Decisions counts what a planner's Rebalancer decided, for /metrics.
+type Decisions struct {
+	Hot      atomic.Uint64 // servers seen turning hot
+	Planned  atomic.Uint64 // rebalance plans stored (RebalanceOn)
+	Observed atomic.Uint64 // rebalance plans only logged (RebalanceObserve)
+	Failed   atomic.Uint64 // rebalance plans the store refused
+}
+
 // Run drives every plan of md that has not ended, in the order of their
-// ids, until ctx ends, logging each change of a step.
-func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger) {
+// ids, until ctx ends, logging each change of a step. While none is left
+// it steps rb (nil: no rebalancing) once a poll and on every change, and
+// stores the plan it makes (RebalanceOn) or logs it (RebalanceObserve);
+// counts go to dec (nil: none).
+func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger, rb *cluster.Rebalancer, dec *Decisions) {
+	if dec == nil {
+		dec = &Decisions{}
+	}
 	changes := md.Changes()
 	for ctx.Err() == nil {
-		id, ok, err := unended(ctx, md)
-		if ok {
+		st, err := md.Load(ctx)
+		if id, ok := unended(st); ok {
 			if _, err := Drive(ctx, md, id, logger(log)); err != nil && ctx.Err() == nil {
 				log.Warn("planner: plan not driven", "plan", id, "err", err)
 			}
 			continue
 		}
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() == nil:
 			log.Warn("planner: metadata store; will retry", "err", err)
+		case err == nil && rb != nil:
+			if rebalance(ctx, md, st, rb, log, dec) {
+				continue // drive it
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -110,15 +130,38 @@ func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger) {
 	}
 }
 
-// unended returns the first plan of md that has not ended.
-func unended(ctx context.Context, md cluster.Metadata) (cluster.PlanID, bool, error) {
-	st, err := md.Load(ctx)
+// rebalance steps rb over st and acts on its decision; it reports whether
+// it stored a plan.
+func rebalance(ctx context.Context, md cluster.Metadata, st cluster.State, rb *cluster.Rebalancer, log *slog.Logger, dec *Decisions) bool {
+	d := rb.Step(st, time.Now())
+	switch {
+	case d.Plan == nil && d.Note != "":
+		dec.Hot.Add(1)
+		log.Info("rebalance: "+d.Note, "mode", rb.Config().Mode)
+	case d.Plan != nil && rb.Config().Mode == cluster.RebalanceObserve:
+		dec.Observed.Add(1)
+		log.Info("rebalance (observe, nothing moves): "+d.Note, "plan", d.Plan.ID)
+	case d.Plan != nil:
+		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: *d.Plan}); err != nil {
+			dec.Failed.Add(1)
+			log.Warn("rebalance: plan not stored", "err", err, "decision", d.Note)
+			return false
+		}
+		dec.Planned.Add(1)
+		log.Info("rebalance: "+d.Note, "plan", d.Plan.ID)
+		return true
+	}
+	return false
+}
+
+// unended returns the first plan of st that has not ended.
+func unended(st cluster.State) (cluster.PlanID, bool) {
 	for _, p := range st.Plans {
 		if !p.Ended {
-			return p.ID, true, nil
+			return p.ID, true
 		}
 	}
-	return 0, false, err
+	return 0, false
 }
 
 // logger returns a report that logs every step whose state changed since

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/store"
@@ -116,6 +118,9 @@ type Config struct {
 	// Progress, when set, says how far the node's running migration tasks
 	// got; the admin listener serves it as JSON at /cluster/migrations.
 	Progress func() any
+	// Collectors are more metrics for /metrics (the node's: its
+	// planner's decisions).
+	Collectors []prometheus.Collector
 	// Incarnation identifies this run of the server among its runs on the
 	// same data (a boot counter): MIGRATOR operations answer it.
 	Incarnation uint64

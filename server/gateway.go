@@ -50,11 +50,13 @@ func (l *loop) serves(h uint64) bool {
 }
 
 // admits reports whether the turn's routing serves key's slot (serves),
-// and samples the key where a migration's source samples it (sampling.go).
+// counts the operation in its slot (slotload.go), and samples the key
+// where a migration's source samples it (sampling.go).
 func (l *loop) admits(key []byte, h uint64) bool {
 	if !l.serves(h) {
 		return false
 	}
+	l.countSlot(keyhash.SlotOf(h))
 	if l.rt.Sample != nil {
 		l.sample(key, h)
 	}

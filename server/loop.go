@@ -67,6 +67,7 @@ type loop struct {
 	missRead bool
 	parked   parking                           // parked reads (parking.go)
 	samples  map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
+	slotOps  slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
 	stats    loopStats
 	// waits holds how long the batches and commands the loop answered
 	// waited, since admission control last took them (admit.go); nil when

@@ -167,5 +167,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 func metricsHandler(s *Server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newMetrics(s), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.cfg.Collectors...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -86,7 +86,8 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 	if err != nil {
 		return cluster.State{}, fmt.Errorf("etcdmeta: load: %w", err)
 	}
-	st := cluster.State{Live: map[cluster.ServerID]cluster.Server{}, Applied: map[cluster.ServerID]uint64{}}
+	st := cluster.State{Live: map[cluster.ServerID]cluster.Server{}, Applied: map[cluster.ServerID]uint64{},
+		Loads: map[cluster.ServerID]cluster.ServerLoad{}}
 	for _, kv := range resp.Kvs {
 		name := strings.TrimPrefix(string(kv.Key), s.prefix)
 		kind, id, _ := strings.Cut(name, "/")
@@ -117,6 +118,12 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 			}
 			p.Revision = kv.ModRevision
 			st.Plans = append(st.Plans, p) // keys sort by id (planKey)
+		case "load":
+			var l cluster.ServerLoad
+			if err := json.Unmarshal(kv.Value, &l); err != nil {
+				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			}
+			st.Loads[cluster.ServerID(id)] = l
 		case "applied":
 			v, err := strconv.ParseUint(string(kv.Value), 10, 64)
 			if err != nil {
@@ -252,6 +259,21 @@ func (s *Store) lease(ctx context.Context) (clientv3.LeaseID, error) {
 	return g.ID, nil
 }
 
+// ReportLoad records l under the registration's lease (it goes with the
+// registration); the watch signals no change for it.
+func (s *Store) ReportLoad(ctx context.Context, id cluster.ServerID, l cluster.ServerLoad) error {
+	lease, err := s.lease(ctx)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(l)
+	if _, err := s.cli.Put(ctx, s.key("load", string(id)), string(b), clientv3.WithLease(lease)); err != nil {
+		s.dropLease(lease)
+		return fmt.Errorf("etcdmeta: report load of %s: %w", id, err)
+	}
+	return nil
+}
+
 // dropLease forgets lease id: the next Register grants a new one.
 func (s *Store) dropLease(id clientv3.LeaseID) {
 	s.mu.Lock()
@@ -362,7 +384,9 @@ func (s *Store) watch(ctx context.Context) {
 			if resp.Err() != nil {
 				break
 			}
-			s.signal()
+			if !s.onlyLoads(resp.Events) {
+				s.signal()
+			}
 		}
 		s.signal() // something may have changed unseen
 		select {
@@ -370,6 +394,18 @@ func (s *Store) watch(ctx context.Context) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// onlyLoads reports whether every event is a load report's (ReportLoad),
+// which a reader need not be woken for: the servers report every few
+// seconds.
+func (s *Store) onlyLoads(evs []*clientv3.Event) bool {
+	for _, ev := range evs {
+		if !strings.HasPrefix(string(ev.Kv.Key), s.key("load")+"/") {
+			return false
+		}
+	}
+	return len(evs) > 0
 }
 
 // Close stops watching, revokes the registration's lease (its servers

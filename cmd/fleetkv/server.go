@@ -27,33 +27,36 @@ import (
 )
 
 type serverFlags struct {
-	listen, admin, dir, authToken string
-	resp, requirePass             string
-	io                            string
-	segmentSize                   sizeFlag
-	loops, maxPendingIO, ioDepth  int
-	maxHeld, migrationRate        int
-	pin, reusePort, readCopy      bool
-	memory, pageSize              sizeFlag
-	mutable                       float64
-	indexBits                     uint
-	maxBatch, maxKey, maxValue    sizeFlag
-	maxInput                      sizeFlag
-	logLevel, logFormat           string
-	mutexFraction, blockRate      int
-	checkpointInterval            time.Duration
-	compactInterval               time.Duration
-	activeExpireInterval          time.Duration
-	admitInterval                 time.Duration
-	compactThreshold              float64
-	compactChunk                  sizeFlag
-	indexSnapshots, planner       bool
-	checkpointMode                string
-	cluster, serverID, advertise  string
-	meta                          string
-	metaTimeout                   time.Duration
-	sharedTier                    string
-	tierSegmentSize               sizeFlag
+	listen, admin, dir, authToken  string
+	resp, requirePass              string
+	io                             string
+	segmentSize                    sizeFlag
+	loops, maxPendingIO, ioDepth   int
+	maxHeld, migrationRate         int
+	pin, reusePort, readCopy       bool
+	memory, pageSize               sizeFlag
+	mutable                        float64
+	indexBits                      uint
+	maxBatch, maxKey, maxValue     sizeFlag
+	maxInput                       sizeFlag
+	logLevel, logFormat            string
+	mutexFraction, blockRate       int
+	checkpointInterval             time.Duration
+	compactInterval                time.Duration
+	activeExpireInterval           time.Duration
+	admitInterval                  time.Duration
+	compactThreshold               float64
+	compactChunk                   sizeFlag
+	indexSnapshots, planner        bool
+	checkpointMode                 string
+	cluster, serverID, advertise   string
+	meta                           string
+	metaTimeout                    time.Duration
+	rebalance                      string
+	rebalanceWindow, rebalanceCool time.Duration
+	rebalanceFloor                 float64
+	sharedTier                     string
+	tierSegmentSize                sizeFlag
 }
 
 func serverCmd() *cobra.Command { return newServerCmd(runServer) }
@@ -146,6 +149,10 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.Var(&f.tierSegmentSize, "tier-segment-size", "bytes per segment in the shared tier (a power of two, at least 1MiB and --page-size; default 64MiB or --page-size)")
 	fl.StringVar(&f.advertise, "advertise-host", "", "host other servers and clients reach this one at, when it listens on 0.0.0.0")
 	fl.BoolVar(&f.planner, "planner", true, "campaign to be the cluster's planner, which carries out add-server and drain plans (one server at a time leads, elected in the metadata store)")
+	fl.StringVar(&f.rebalance, "rebalance", "observe", "what the cluster's planner, while this server leads it, does about load: off, observe (log the moves it would make) or on (make them)")
+	fl.DurationVar(&f.rebalanceWindow, "rebalance-window", 10*time.Second, "how long a server stays hot (above the mean + 1 standard deviation, 1.25x the mean and --rebalance-floor) before slots move off it")
+	fl.DurationVar(&f.rebalanceCool, "rebalance-cooldown", 60*time.Second, "no rebalancing this long after any plan or migration ended (a slot a rebalance moved stays 5 minutes)")
+	fl.Float64Var(&f.rebalanceFloor, "rebalance-floor", 1000, "operations a second under which no server is hot")
 	fl.DurationVar(&f.metaTimeout, "meta-timeout", 2*time.Second, "bound on each call to the metadata store (the data path never waits for it)")
 	fl.IntVar(&f.mutexFraction, "mutex-profile-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
 	fl.IntVar(&f.blockRate, "block-profile-rate", 0, "sample blocking events lasting N ns or more for /debug/pprof/block (0: off)")
@@ -273,6 +280,13 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 	if f.metaTimeout <= 0 {
 		return node.Config{}, errors.New("--meta-timeout must be positive")
 	}
+	mode, err := cluster.ParseRebalanceMode(f.rebalance)
+	if err != nil {
+		return node.Config{}, fmt.Errorf("--rebalance: %w", err)
+	}
+	if f.rebalanceWindow <= 0 || f.rebalanceCool <= 0 || f.rebalanceFloor <= 0 {
+		return node.Config{}, errors.New("--rebalance-window, --rebalance-cooldown and --rebalance-floor must be positive")
+	}
 	if ts := uint64(f.tierSegmentSize); ts != 0 && (ts < 1<<20 || ts&(ts-1) != 0 || ts < uint64(f.pageSize)) {
 		return node.Config{}, fmt.Errorf("--tier-segment-size %v: want a power of two of at least 1MiB and --page-size", formatSize(ts))
 	}
@@ -283,7 +297,8 @@ func (f serverFlags) nodeConfig() (node.Config, error) {
 		Device: node.DeviceConfig{SegmentSize: uint64(f.segmentSize), IO: f.io, Depth: f.ioDepth},
 		Cluster: node.ClusterConfig{Name: f.cluster, ServerID: cluster.ServerID(f.serverID), Meta: splitList(f.meta),
 			AdvertiseHost: f.advertise, Timeout: f.metaTimeout, Failpoint: os.Getenv("FLEETKV_FAILPOINT"), MigrationRate: f.migrationRate,
-			NoPlanner: !f.planner}}, nil
+			NoPlanner: !f.planner, Rebalance: cluster.RebalanceConfig{Mode: mode, Window: f.rebalanceWindow, Cooldown: f.rebalanceCool,
+				Floor: f.rebalanceFloor}}}, nil
 }
 
 // newLogger returns the server's slog logger; level and format are valid.

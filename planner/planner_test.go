@@ -1,0 +1,61 @@
+package planner
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+)
+
+// TestRunRebalances: with no plan to drive, Run steps its rebalancer over
+// the reported loads and stores the plan it makes, which it then drives
+// (here the plan's migration starts; no server runs it); observing, it
+// only counts.
+func TestRunRebalances(t *testing.T) {
+	for _, mode := range []cluster.RebalanceMode{cluster.RebalanceOn, cluster.RebalanceObserve} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		md := cluster.NewMem()
+		servers := []cluster.Server{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+		for _, s := range servers {
+			if err := md.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, _ := cluster.NewMap("t", servers)
+		if _, err := md.SwapMap(ctx, 0, m); err != nil {
+			t.Fatal(err)
+		}
+		_ = md.ReportLoad(ctx, "a", cluster.ServerLoad{OpsPerSec: 9000, Slots: []cluster.SlotLoad{{Slot: 7, OpsPerSec: 9000}}})
+		_ = md.ReportLoad(ctx, "b", cluster.ServerLoad{OpsPerSec: 10})
+		_ = md.ReportLoad(ctx, "c", cluster.ServerLoad{OpsPerSec: 20})
+		rb := cluster.NewRebalancer(cluster.RebalanceConfig{Mode: mode, Window: time.Millisecond, Cooldown: time.Millisecond})
+		var dec Decisions
+		done := make(chan struct{})
+		go func() {
+			Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), rb, &dec)
+			close(done)
+		}()
+		for dec.Planned.Load()+dec.Observed.Load() == 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		st, _ := md.Load(ctx)
+		switch {
+		case mode == cluster.RebalanceObserve && (len(st.Plans) != 0 || dec.Observed.Load() != 1):
+			t.Fatalf("observing: %d plans stored, %d observed", len(st.Plans), dec.Observed.Load())
+		case mode == cluster.RebalanceOn:
+			for ctx.Err() == nil && len(st.Migrations) == 0 {
+				time.Sleep(10 * time.Millisecond)
+				st, _ = md.Load(ctx)
+			}
+			if len(st.Plans) != 1 || st.Plans[0].Kind != cluster.PlanRebalance || len(st.Migrations) != 1 ||
+				st.Migrations[0].Source != "a" || st.Migrations[0].Target != "b" || st.Migrations[0].Ranges[0] != (cluster.Range{First: 7, Last: 7}) {
+				t.Fatalf("plans %+v, migrations %+v", st.Plans, st.Migrations)
+			}
+		}
+		cancel()
+		<-done
+	}
+}
