@@ -1,6 +1,6 @@
 // Package admit decides how much of its time background work (a
-// migration's move and its clean-up) may take from the foreground, from
-// the latency the foreground sees.
+// migration's move and its clean-up, compaction) may take from the
+// foreground, from the latency the foreground sees.
 //
 // A Controller is a pure state machine: each interval it is told the
 // foreground's p99.9 latency over that interval and whether background
@@ -17,7 +17,8 @@
 // falls below Floor, so the work always finishes, and never rises above 1.
 //
 // A Budget carries the share from the controller's goroutine to the
-// workers that honour it, and counts the workers running.
+// workers that honour it, and counts the workers running; a Duty (a
+// worker's clock) makes one rest in proportion to the share.
 package admit
 
 import (

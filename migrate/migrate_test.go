@@ -124,7 +124,7 @@ func TestDropSendShipBack(t *testing.T) {
 	}
 	time.Sleep(150 * time.Millisecond) // the target's expiring garbage expires
 
-	since, err := Drop(ctx, dst.Store(), ranges, &Duty{Share: 0.5}) // resting between slot groups, as a drop task does
+	since, err := Drop(ctx, dst.Store(), ranges, &admit.Duty{Share: 0.5}) // resting between slot groups, as a drop task does
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,29 +246,3 @@ func TestShipBackLeavesTheDrop(t *testing.T) {
 	}
 }
 
-// TestDutyRests: a Duty rests (1-s)/s times as long as the work since its
-// last rest, s its Share times its Budget's, never longer than maxRest;
-// a share of 1, and a nil Duty, never rest.
-func TestDutyRests(t *testing.T) {
-	ctx := context.Background()
-	rest := func(d *Duty, work time.Duration) time.Duration {
-		d.Begin()
-		time.Sleep(work)
-		start := time.Now()
-		d.Wait(ctx)
-		return time.Since(start)
-	}
-	if got := rest(&Duty{Share: 0.5, Budget: admit.NewBudget(0.5)}, 60*time.Millisecond); got < 150*time.Millisecond || got > 800*time.Millisecond {
-		t.Errorf("a quarter of the time after 60 ms of work: rested %v, want about 180 ms", got)
-	}
-	if got := rest(&Duty{Budget: admit.NewBudget(0.01)}, 50*time.Millisecond); got < maxRest || got > maxRest+500*time.Millisecond {
-		t.Errorf("a hundredth of the time after 50 ms of work: rested %v, want maxRest (%v)", got, maxRest)
-	}
-	if got := rest(&Duty{Share: 1}, 20*time.Millisecond); got > 10*time.Millisecond {
-		t.Errorf("a share of 1 rested %v", got)
-	}
-	var none *Duty
-	if got := rest(none, 0); got > 10*time.Millisecond {
-		t.Errorf("a nil Duty rested %v", got)
-	}
-}

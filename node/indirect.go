@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
@@ -578,12 +579,12 @@ func (x *indirector) release(ctx context.Context, h tableHeader) error {
 	return nil
 }
 
-// resolveShare is the part of its time a resolver works (migrate.Duty): its
+// resolveShare is the part of its time a resolver works (admit.Duty): its
 // inserts, the foreground's deepest dip of a move on 2 CPUs when they ran
 // flat out (BENCHMARKS.md), are not urgent: the table answers meanwhile.
 const resolveShare = 0.5
 
-// dutySlice is how long a resolver works before it rests (migrate.Duty).
+// dutySlice is how long a resolver works before it rests (admit.Duty).
 const dutySlice = 20 * time.Millisecond
 
 // resolveWorkers is how many chains a resolver walks at once: each step of
@@ -624,7 +625,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	// table was installed, the throughput at two thirds meanwhile:
 	// BENCHMARKS.md).
 	defer x.srv.Background().Begin()()
-	d := migrate.Duty{Share: resolveShare, Slice: dutySlice}
+	d := admit.Duty{Share: resolveShare, Slice: dutySlice}
 	d.Begin()
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/migrate"
@@ -302,9 +303,9 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	case cluster.TaskSample:
 		return 0, nil // the loops sample while the phase lasts (Holds.Sample)
 	case cluster.TaskPrepare, cluster.TaskDrop:
-		var duty *migrate.Duty // a prepare holds the migration up: flat out
+		var duty *admit.Duty // a prepare holds the migration up: flat out
 		if t.Kind == cluster.TaskDrop {
-			duty = &migrate.Duty{Share: dropShare, Budget: m.srv.Background()}
+			duty = &admit.Duty{Share: dropShare, Budget: m.srv.Background()}
 		}
 		if t.Kind == cluster.TaskDrop && m.ind != nil {
 			if err := m.ind.forget(ctx, t.Migration); err != nil { // a cancelled target's table
@@ -369,7 +370,7 @@ const dropShare = 0.25
 
 // paced returns a data task's progress callback: it reports progress,
 // works the share of the time the server's admission control allows
-// (migrate.Duty: it follows the foreground's p99.9), and holds the task
+// (admit.Duty: it follows the foreground's p99.9), and holds the task
 // back to at most ClusterConfig.MigrationRate records a second, the
 // ceiling.
 func (m *member) paced(ctx context.Context, progress func()) migrate.Progress {
@@ -377,7 +378,7 @@ func (m *member) paced(ctx context.Context, progress func()) migrate.Progress {
 	start, sent := time.Now(), 0
 	// The duty's clock starts at the first report (the move's seal before
 	// it is not the sending's work).
-	duty := &migrate.Duty{Budget: m.srv.Background(), Slice: dutySlice}
+	duty := &admit.Duty{Budget: m.srv.Background(), Slice: dutySlice}
 	return func(records, _ int) {
 		progress()
 		duty.Wait(ctx)

@@ -8,11 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/store"
 )
 
 // compaction runs the server's log compactions on a goroutine of its own,
-// never on a loop (a compaction waits for every loop's epoch): every
+// never on a loop (a compaction waits for every loop's epoch), paced by
+// admission control (pace): every
 // CompactInterval it estimates the dead share of the log on the device
 // and, at CompactThreshold or above, compacts the oldest CompactChunk
 // bytes; and on demand (POST /compact). The device space below the new
@@ -103,7 +105,9 @@ func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats,
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t0 := time.Now()
-	cs, err := c.s.st.Compact(ctx, until)
+	pace, end := c.pace()
+	cs, err := c.s.st.CompactPaced(ctx, until, pace)
+	end()
 	if err != nil {
 		return cs, err
 	}
@@ -124,6 +128,24 @@ func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats,
 		err = c.s.st.Release(cs.Until)
 	}
 	return cs, err
+}
+
+// compactSlice is how long a compaction works before it rests by the
+// admission control's share (admit.Duty).
+const compactSlice = 20 * time.Millisecond
+
+// pace returns what a compaction calls after each batch, and what it
+// calls when it ends: with admission control on, a rest in proportion to
+// the background share, and the compaction counts as background work
+// until it ends (no quiet level is learnt meanwhile); off, no rest.
+func (c *compaction) pace() (pace func(context.Context), end func()) {
+	b := c.s.Background()
+	if b == nil {
+		return nil, func() {}
+	}
+	duty := &admit.Duty{Budget: b, Slice: compactSlice}
+	duty.Begin()
+	return duty.Wait, b.Begin()
 }
 
 // closedChan returns a closed channel: a done channel of a goroutine that

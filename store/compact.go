@@ -50,13 +50,20 @@ type CompactStats struct {
 // checkpoint has recorded it (Checkpoint.Begin). The calling goroutine
 // must not hold a protected Session.
 func (st *Store) Compact(ctx context.Context, until uint64) (CompactStats, error) {
+	return st.CompactPaced(ctx, until, nil)
+}
+
+// CompactPaced is Compact that calls pace (unless nil) after each batch of
+// records it judged and copied, with no session of its protected: pace
+// may rest (admit.Duty.Wait) to leave the foreground its share.
+func (st *Store) CompactPaced(ctx context.Context, until uint64, pace func(context.Context)) (CompactStats, error) {
 	st.compact.Lock()
 	defer st.compact.Unlock()
 	if st.closed.Load() {
 		return CompactStats{}, ErrClosed
 	}
 	l := st.log
-	c := &compactor{st: st, ctx: ctx, s: st.compact.s}
+	c := &compactor{st: st, ctx: ctx, s: st.compact.s, pace: pace}
 	c.stats.Begin = st.Begin() // records below a Flush's cut are dead unread
 	c.stats.Until = min(until, l.Head()) &^ (l.PageSize() - 1)
 	if c.stats.Until <= c.stats.Begin {
@@ -105,8 +112,9 @@ func (st *Store) Release(begin uint64) error {
 type compactor struct {
 	st    *Store
 	ctx   context.Context
-	s     *Session // the store's compaction session
-	arena []byte   // the batch's record bytes
+	s     *Session              // the store's compaction session
+	pace  func(context.Context) // after each batch; nil: none
+	arena []byte                // the batch's record bytes
 	batch []candidate
 	reads atomic.Int64 // device reads of chain records
 	stats CompactStats
@@ -144,7 +152,10 @@ func (c *compactor) record(addr uint64, rec []byte) error {
 	}
 	c.add(addr, rec)
 	if len(c.arena) >= compactBatchBytes || len(c.batch) >= compactBatchLen {
-		return c.flush()
+		if err := c.flush(); err != nil || c.pace == nil {
+			return err
+		}
+		c.pace(c.ctx) // flush left the session unprotected
 	}
 	return nil
 }

@@ -245,3 +245,33 @@ func TestGarbageEstimate(t *testing.T) {
 		t.Fatalf("compaction found %.2f dead, want about 0.75", dead)
 	}
 }
+
+// TestCompactPaced: a paced compaction calls pace after every batch, with
+// its session unprotected (a checkpoint, which waits for every session's
+// epoch, completes from inside pace), and compacts what Compact would.
+func TestCompactPaced(t *testing.T) {
+	dev := openDevice(t, "mem")
+	cfg := compactConfig(dev)
+	st := openTest(t, cfg)
+	s := newSession(t, st)
+	m := model{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	churn(t, s, m, rng, "k", 3000, 30000)
+	s.CompletePending(true)
+	s.Suspend()
+	calls, checkpointed := 0, false
+	cs, err := st.CompactPaced(context.Background(), st.Log().Head(), func(ctx context.Context) {
+		calls++
+		if !checkpointed {
+			_, err := st.Checkpoint(ctx)
+			checkpointed = err == nil
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls < 2 || !checkpointed || cs.Until != st.Log().Begin() || cs.Copied == 0 {
+		t.Fatalf("%d calls of pace, checkpointed %v: %+v", calls, checkpointed, cs)
+	}
+	check(t, s, m, "after a paced compaction")
+}
