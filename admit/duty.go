@@ -71,4 +71,3 @@ func (d *Duty) Wait(ctx context.Context) {
 	}
 	d.start = time.Now()
 }
-

@@ -245,4 +245,3 @@ func TestShipBackLeavesTheDrop(t *testing.T) {
 		}
 	}
 }
-
