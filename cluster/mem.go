@@ -114,9 +114,7 @@ func (s *Mem) Load(context.Context) (State, error) {
 		st.Migrations = append(st.Migrations, s.migs[id])
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.plans)) {
-		p := s.plans[id]
-		p.Steps = slices.Clone(p.Steps) // a caller's change of a step is not the store's
-		st.Plans = append(st.Plans, p)
+		st.Plans = append(st.Plans, clonePlan(s.plans[id])) // a caller's change is not the store's
 	}
 	return st, nil
 }
@@ -150,8 +148,8 @@ func (s *Mem) SwapPlan(_ context.Context, w PlanSwap) (int64, error) {
 		return 0, ErrConflict
 	}
 	rev := s.changedLocked()
-	p := w.Plan
-	p.Steps, p.Revision = slices.Clone(p.Steps), rev
+	p := clonePlan(w.Plan)
+	p.Revision = rev
 	s.plans[p.ID] = p
 	if w.Migration != nil {
 		rec := *w.Migration
@@ -243,3 +241,13 @@ func (s *Mem) changedLocked() int64 {
 }
 
 func (s *Mem) Close() error { return nil }
+
+// clonePlan copies p deeply (its steps and their ranges), as a store
+// that serialises it would.
+func clonePlan(p Plan) Plan {
+	p.Steps = slices.Clone(p.Steps)
+	for i := range p.Steps {
+		p.Steps[i].Ranges = slices.Clone(p.Steps[i].Ranges)
+	}
+	return p
+}

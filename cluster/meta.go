@@ -40,7 +40,7 @@ type SlotLoad struct {
 }
 
 // MaxReportedSlots bounds the slots of a ServerLoad (its busiest).
-const MaxReportedSlots = 256
+const MaxReportedSlots = 64
 
 // Metadata is where a cluster's map, registrations and applied views live:
 // etcd in production (package cluster/etcdmeta), Mem in tests.

@@ -86,7 +86,7 @@ const MaxStepTries = 3
 
 // Errors of plans.
 var (
-	ErrPlanRunning = errors.New("cluster: another plan is running (see fleetkv cluster plans)")
+	ErrPlanRunning = errors.New("cluster: another plan is running (see fleetkv cluster plans; cancel-plan ID ends it)")
 	ErrBalanced    = errors.New("cluster: nothing to move")
 )
 
@@ -275,7 +275,8 @@ type PlanSwap struct {
 // when there is none until st changes (or the plan ended). Applied with
 // Metadata.SwapPlan, then Next again from a fresh read, it carries the plan
 // to its end: a step whose migration ended is done (or tried again after a
-// cancel, MaxStepTries in all: then the plan fails, starts no more steps
+// cancel the operator did not ask for, MaxStepTries in all; after an
+// operator's cancel, or the last try, the plan fails, starts no more steps
 // and ends once its running ones ended), the next step of every idle source
 // starts once its slots are served by it and not migrating, and a cancel
 // request cancels the running migrations and then ends the plan.
@@ -320,6 +321,11 @@ func (p Plan) settleRunning(st State) (PlanSwap, bool) {
 			s.State = StepDone
 		case m.Phase == PhaseCancelled && p.CancelRequested:
 			s.State = StepCancelled
+		case m.Phase == PhaseCancelled && m.CancelRequested:
+			// An operator cancelled the plan's migration: the plan stops
+			// rather than start it again.
+			s.State, s.Note = StepCancelled, fmt.Sprintf("migration %d cancelled by an operator", m.ID)
+			p.Reason = fmt.Sprintf("step %d (%s → %s): %s", i+1, s.Source, s.Target, s.Note)
 		case m.Phase == PhaseCancelled:
 			s.Note = fmt.Sprintf("migration %d cancelled: %s", m.ID, m.Reason)
 			s.State = StepPending
@@ -376,6 +382,10 @@ func (p Plan) startNext(st State) (PlanSwap, bool) {
 		if s.State != StepPending || busy[s.Source] {
 			continue
 		}
+		if st.NotMigrating(s.Ranges) != nil {
+			busy[s.Source] = true // another migration holds them: wait for its end
+			continue
+		}
 		switch holder := assignedTo(st.Map, s.Ranges); holder {
 		case s.Source:
 		case s.Target:
@@ -384,10 +394,6 @@ func (p Plan) startNext(st State) (PlanSwap, bool) {
 		default:
 			s.State, s.Note = StepSkipped, "the slots changed owner outside the plan"
 			return PlanSwap{Plan: p}, true
-		}
-		if st.NotMigrating(s.Ranges) != nil {
-			busy[s.Source] = true
-			continue
 		}
 		rec, err := NewMigration(st, s.Source, s.Target, s.Ranges)
 		switch {

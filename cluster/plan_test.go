@@ -397,3 +397,26 @@ func TestPlanWaitsForHandover(t *testing.T) {
 		t.Fatalf("after a's migration completed: %+v / %+v", w3.Plan.Steps, w4.Plan.Steps)
 	}
 }
+
+// TestPlanYieldsToOperators: a step whose slots another migration holds
+// waits for it (the slots may come back), whatever the map says now; an
+// operator's cancel of a plan's migration ends the plan instead of a retry.
+func TestPlanYieldsToOperators(t *testing.T) {
+	m, _ := NewMap("t", []Server{{ID: "a"}, {ID: "b"}})
+	m = m.WithServer(Server{ID: "c"})
+	p := Plan{ID: 1, Kind: PlanAdd, Server: "c", Steps: []Step{{Source: "a", Target: "c", Ranges: []Range{{0, 9}}, State: StepPending}}}
+	moved, _ := m.Assign([]Range{{0, 9}}, "c", nil)
+	st := State{Map: moved, Migrations: []Migration{{ID: 1, Source: "a", Target: "c", Ranges: []Range{{0, 9}}, Phase: PhaseMove}}}
+	if w, ok := p.Next(st); ok {
+		t.Fatalf("a step changed while an operator's migration holds its slots: %+v", w.Plan.Steps)
+	}
+	st = State{Map: m, Applied: map[ServerID]uint64{}}
+	w, _ := p.Next(st)
+	st.Migrations = []Migration{*w.Migration}
+	st.Migrations[0].Phase, st.Migrations[0].CancelRequested = PhaseCancelled, true
+	w2, _ := w.Plan.Next(st)
+	w3, _ := w2.Plan.Next(st)
+	if w2.Plan.Steps[0].State != StepCancelled || w2.Plan.Reason == "" || !w3.Plan.Ended || w3.Migration != nil {
+		t.Fatalf("after an operator's cancel: %+v / %+v", w2.Plan, w3.Plan)
+	}
+}

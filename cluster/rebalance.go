@@ -131,6 +131,9 @@ func (r *Rebalancer) Step(st State, now time.Time) Decision {
 	}
 	mean, sd := meanSD(loads)
 	hot, cool := extremes(loads)
+	if len(loads) == 2 {
+		sd = 0 // of two, the busier is always exactly mean + sd: Ratio decides
+	}
 	if loads[hot] <= mean+sd || loads[hot] <= r.cfg.Floor || loads[hot] <= r.cfg.Ratio*mean {
 		r.hot = ""
 		return Decision{}
@@ -148,6 +151,12 @@ func (r *Rebalancer) Step(st State, now time.Time) Decision {
 	r.idleSince = now // observing, the next note waits a Cooldown too
 	if len(rs) == 0 {
 		return Decision{Note: fmt.Sprintf("%s is hot (%.0f ops/s) but no sampled slot of it may move", hot, loads[hot])}
+	}
+	if max(loads[hot]-moved, loads[cool]+moved) >= loads[hot] {
+		// Moving the hot spot only moves it (one slot too hot to split):
+		// nothing would be better, and the next round would move it back.
+		return Decision{Note: fmt.Sprintf("%s is hot (%.0f ops/s) but its busiest movable slots (%v, %.0f ops/s) would only make %s as hot",
+			hot, loads[hot], rs, moved, cool)}
 	}
 	p := &Plan{Kind: PlanRebalance, Server: hot, At: now,
 		Steps: []Step{{Source: hot, Target: cool, Ranges: rs, State: StepPending}}}
@@ -174,11 +183,16 @@ func busy(st State) bool {
 	return false
 }
 
-// reported returns the operations a second of every live server of the
-// map that reported its load.
+// reported returns the operations a second of every live server that owns
+// slots and reported its load. A server that owns none (drained, or not
+// added yet) is neither counted nor a target: add-server gives it slots.
 func reported(st State) map[ServerID]float64 {
 	out := map[ServerID]float64{}
-	for id := range st.Map.Servers {
+	owners := map[ServerID]bool{}
+	for _, a := range st.Map.Ranges {
+		owners[a.Owner] = true
+	}
+	for id := range owners {
 		l, ok := st.Loads[id]
 		if _, live := st.Live[id]; ok && live {
 			out[id] = l.OpsPerSec

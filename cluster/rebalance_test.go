@@ -112,7 +112,7 @@ func TestRebalancerStaysQuiet(t *testing.T) {
 func TestRebalancerHotServerChanges(t *testing.T) {
 	r := NewRebalancer(RebalanceConfig{Mode: RebalanceOn, Window: 10 * time.Second, Cooldown: time.Second})
 	hotA := rebalanceState(map[ServerID]ServerLoad{"a": load(9000, SlotLoad{1, 9000}), "b": load(0), "c": load(0)})
-	hotB := rebalanceState(map[ServerID]ServerLoad{"a": load(0), "b": load(9000, SlotLoad{6000, 9000}), "c": load(0)})
+	hotB := rebalanceState(map[ServerID]ServerLoad{"a": load(0), "b": load(9000, SlotLoad{6000, 4500}, SlotLoad{7000, 4500}), "c": load(0)})
 	t0 := time.Unix(1000, 0)
 	r.Step(hotA, t0)
 	r.Step(hotB, t0.Add(8*time.Second))
@@ -121,5 +121,35 @@ func TestRebalancerHotServerChanges(t *testing.T) {
 	}
 	if d := r.Step(hotB, t0.Add(18*time.Second)); d.Plan == nil || d.Plan.Server != "b" {
 		t.Fatalf("b hot for 10 s: %+v", d)
+	}
+}
+
+// TestRebalancerEdges: two servers rebalance (of two, the busier is always
+// exactly mean + sd); a server that owns no slot (drained) is no target;
+// a slot too hot to split is not moved (it would only move the hot spot).
+func TestRebalancerEdges(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	run := func(st State) Decision {
+		r := NewRebalancer(RebalanceConfig{Mode: RebalanceOn, Window: time.Second, Cooldown: time.Second})
+		var d Decision
+		for i := 0; i < 5 && d.Plan == nil; i++ {
+			d = r.Step(st, t0.Add(time.Duration(i)*time.Second))
+		}
+		return d
+	}
+	m, _ := NewMap("t", []Server{{ID: "a"}, {ID: "b"}})
+	two := State{Map: m, Live: map[ServerID]Server{"a": {ID: "a"}, "b": {ID: "b"}},
+		Loads: map[ServerID]ServerLoad{"a": load(9000, SlotLoad{1, 4500}, SlotLoad{2, 4500}), "b": load(100)}}
+	if d := run(two); d.Plan == nil || d.Plan.Steps[0].Target != "b" {
+		t.Fatalf("two servers: %+v", d)
+	}
+	drained := rebalanceState(map[ServerID]ServerLoad{"a": load(9000, SlotLoad{1, 4500}, SlotLoad{2, 4500}), "b": load(3000), "c": load(0)})
+	drained.Map, _ = drained.Map.Assign([]Range{{10922, 16383}}, "b", map[ServerID]uint64{"c": 9})
+	if d := run(drained); d.Plan != nil && d.Plan.Steps[0].Target == "c" {
+		t.Fatalf("a drained server is the target: %+v", d.Plan)
+	}
+	single := rebalanceState(map[ServerID]ServerLoad{"a": load(9000, SlotLoad{10, 8500}, SlotLoad{11, 500}), "b": load(500), "c": load(600)})
+	if d := run(single); d.Plan != nil {
+		t.Fatalf("a slot too hot to split moved: %+v", d.Plan)
 	}
 }

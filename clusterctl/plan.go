@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/planner"
@@ -38,6 +39,7 @@ func (a *Admin) StartPlan(ctx context.Context, kind cluster.PlanKind, id cluster
 		if err != nil {
 			return cluster.Plan{}, err
 		}
+		p.At = time.Now()
 		rev, err := a.MD.SwapPlan(ctx, cluster.PlanSwap{Plan: p})
 		if errors.Is(err, cluster.ErrConflict) && try < 5 {
 			continue

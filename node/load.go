@@ -11,17 +11,23 @@ import (
 	"github.com/fleetkv/fleetkv/cluster"
 )
 
+// idleReport is how often an idle server (under 1 op/s) reports again:
+// every report is a write to etcd's history.
+const idleReport = 30 * time.Second
+
 // reportLoad reports the server's load to the metadata store every
 // loadEvery until ctx ends: its data operations a second over the interval
 // and those of its busiest slots (cluster.ServerLoad), for the planner's
-// rebalancing. A report that fails is dropped; the next one counts from
-// where the failed one did not.
+// rebalancing; an idle server only every idleReport. A report that fails
+// is dropped.
 func (m *member) reportLoad(ctx context.Context) {
 	defer m.mg.wg.Done()
 	tick := time.NewTicker(m.loadEvery)
 	defer tick.Stop()
 	last := time.Now()
 	var seq uint64
+	var lastSent time.Time
+	idle := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -33,10 +39,13 @@ func (m *member) reportLoad(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		seq++
-		l := summarise(ops, now.Sub(last).Seconds(), seq)
+		l := summarise(ops, now.Sub(last).Seconds(), seq+1)
 		last = now
 		m.opsPerSec.Store(&l.OpsPerSec)
+		if l.OpsPerSec < 1 && idle && now.Sub(lastSent) < idleReport {
+			continue // idle and said so: no write to etcd's history
+		}
+		idle, lastSent, seq = l.OpsPerSec < 1, now, seq+1
 		rctx, cancel := context.WithTimeout(ctx, m.timeout)
 		err = m.md.ReportLoad(rctx, m.id, l)
 		cancel()

@@ -28,7 +28,7 @@ func TestRunRebalances(t *testing.T) {
 		if _, err := md.SwapMap(ctx, 0, m); err != nil {
 			t.Fatal(err)
 		}
-		_ = md.ReportLoad(ctx, "a", cluster.ServerLoad{OpsPerSec: 9000, Slots: []cluster.SlotLoad{{Slot: 7, OpsPerSec: 9000}}})
+		_ = md.ReportLoad(ctx, "a", cluster.ServerLoad{OpsPerSec: 9000, Slots: []cluster.SlotLoad{{Slot: 7, OpsPerSec: 4500}, {Slot: 8, OpsPerSec: 4500}}})
 		_ = md.ReportLoad(ctx, "b", cluster.ServerLoad{OpsPerSec: 10})
 		_ = md.ReportLoad(ctx, "c", cluster.ServerLoad{OpsPerSec: 20})
 		rb := cluster.NewRebalancer(cluster.RebalanceConfig{Mode: mode, Window: time.Millisecond, Cooldown: time.Millisecond})

@@ -268,7 +268,8 @@ func (s *Store) ReportLoad(ctx context.Context, id cluster.ServerID, l cluster.S
 	}
 	b, _ := json.Marshal(l)
 	if _, err := s.cli.Put(ctx, s.key("load", string(id)), string(b), clientv3.WithLease(lease)); err != nil {
-		s.dropLease(lease)
+		// The lease is kept: a slow moment is no reason to grant another
+		// (its keepalive would run on); a lost one is dropped by it.
 		return fmt.Errorf("etcdmeta: report load of %s: %w", id, err)
 	}
 	return nil
@@ -344,11 +345,14 @@ func (s *Store) Lead(ctx context.Context, id cluster.ServerID) (<-chan struct{},
 		case <-sess.Done():
 		case <-ctx.Done():
 		}
+		close(lost) // first: the leader stops acting at once
+		// Revoking the session's lease deletes the election key, so the
+		// next candidate leads now, not a TTL later (the session's own
+		// Close revokes through ctx, which has ended).
+		sess.Orphan()
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = e.Resign(rctx)
+		_, _ = s.cli.Revoke(rctx, sess.Lease())
 		cancel()
-		sess.Close()
-		close(lost)
 	}()
 	return lost, nil
 }

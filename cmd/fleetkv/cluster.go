@@ -389,7 +389,9 @@ func planCmd(f *clusterFlags, kind cluster.PlanKind, use, short, long string) *c
 				return errors.New("--max-slots must be 0 (no limit) or positive")
 			}
 			return f.withAdminFor(cmd, max(wait, 0), func(ctx context.Context, a *clusterctl.Admin) error {
-				p, err := a.StartPlan(ctx, kind, cluster.ServerID(args[0]), maxSlots)
+				sctx, cancel := context.WithTimeout(ctx, f.timeout) // --wait bounds the driving only
+				p, err := a.StartPlan(sctx, kind, cluster.ServerID(args[0]), maxSlots)
+				cancel()
 				if err != nil {
 					return err
 				}
@@ -487,7 +489,9 @@ they did. Steps done stay done.`,
 				return fmt.Errorf("plan id %q: %w", args[0], err)
 			}
 			return f.withAdminFor(cmd, max(wait, 0), func(ctx context.Context, a *clusterctl.Admin) error {
-				p, err := a.CancelPlan(ctx, cluster.PlanID(id))
+				cctx, cancel := context.WithTimeout(ctx, f.timeout)
+				p, err := a.CancelPlan(cctx, cluster.PlanID(id))
+				cancel()
 				if err != nil {
 					return err
 				}

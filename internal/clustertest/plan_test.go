@@ -126,7 +126,7 @@ func TestAddAndDrainUnderLoad(t *testing.T) {
 	tc.Terminate(tc.Servers[0], 30*time.Second)
 	cfg.Servers = []string{tc.Servers[1].Native, s3.Native}
 	cfg.Workload, cfg.Ops, cfg.Dist, cfg.Duration, cfg.Threads = "ycsb-c", 60000, "uniform", 0, 1
-	if rep, err := loadgen.Run(ctx, cfg, nil); err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 {
+	if rep, err := loadgen.Run(context.Background(), cfg, nil); err != nil || rep.Errors != 0 || rep.VerifyFailures != 0 {
 		t.Fatalf("reading back without s1: %+v %v", rep, err)
 	}
 }
