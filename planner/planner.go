@@ -164,16 +164,26 @@ func unended(st cluster.State) (cluster.PlanID, bool) {
 	return 0, false
 }
 
+// ChangedSteps returns the indexes of p's steps whose state or migration
+// differ from prev's (every step when prev has fewer).
+func ChangedSteps(prev, p cluster.Plan) []int {
+	var out []int
+	for i := range p.Steps {
+		if i < len(prev.Steps) && prev.Steps[i].State == p.Steps[i].State && prev.Steps[i].Migration == p.Steps[i].Migration {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
 // logger returns a report that logs every step whose state changed since
 // the last report, and the plan's end.
 func logger(log *slog.Logger) func(cluster.Plan) {
 	var prev cluster.Plan
 	return func(p cluster.Plan) {
-		for i := range p.Steps {
+		for _, i := range ChangedSteps(prev, p) {
 			s := &p.Steps[i]
-			if i < len(prev.Steps) && prev.Steps[i].State == s.State && prev.Steps[i].Migration == s.Migration {
-				continue
-			}
 			log.Info("plan step", "plan", p.ID, "kind", p.Kind, "server", p.Server, "step", i+1, "source", s.Source,
 				"target", s.Target, "slots", s.Slots(), "state", s.State, "migration", s.Migration, "note", s.Note)
 		}

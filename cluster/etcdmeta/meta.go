@@ -93,35 +93,35 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 		kind, id, _ := strings.Cut(name, "/")
 		switch kind {
 		case "map":
-			var m cluster.Map
-			if err := json.Unmarshal(kv.Value, &m); err != nil {
-				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			m, err := decode[cluster.Map](kv.Key, kv.Value)
+			if err != nil {
+				return st, err
 			}
 			st.Map, st.MapRevision = &m, kv.ModRevision
 		case "servers":
-			var srv cluster.Server
-			if err := json.Unmarshal(kv.Value, &srv); err != nil {
-				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			srv, err := decode[cluster.Server](kv.Key, kv.Value)
+			if err != nil {
+				return st, err
 			}
 			st.Live[cluster.ServerID(id)] = srv
 		case "migrations":
-			var m cluster.Migration
-			if err := json.Unmarshal(kv.Value, &m); err != nil {
-				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			m, err := decode[cluster.Migration](kv.Key, kv.Value)
+			if err != nil {
+				return st, err
 			}
 			m.Revision = kv.ModRevision
 			st.Migrations = append(st.Migrations, m) // keys sort by id (migrationKey)
 		case "plans":
-			var p cluster.Plan
-			if err := json.Unmarshal(kv.Value, &p); err != nil {
-				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			p, err := decode[cluster.Plan](kv.Key, kv.Value)
+			if err != nil {
+				return st, err
 			}
 			p.Revision = kv.ModRevision
 			st.Plans = append(st.Plans, p) // keys sort by id (planKey)
 		case "load":
-			var l cluster.ServerLoad
-			if err := json.Unmarshal(kv.Value, &l); err != nil {
-				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
+			l, err := decode[cluster.ServerLoad](kv.Key, kv.Value)
+			if err != nil {
+				return st, err
 			}
 			st.Loads[cluster.ServerID(id)] = l
 		case "applied":
@@ -135,80 +135,72 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 	return st, nil
 }
 
-// SwapMap stores m if the map key's ModRevision is still prev.
-func (s *Store) SwapMap(ctx context.Context, prev int64, m *cluster.Map) (int64, error) {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return 0, err
+// decode parses the JSON value of key as a T.
+func decode[T any](key, value []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(value, &v); err != nil {
+		return v, fmt.Errorf("etcdmeta: %s: %w", key, err)
 	}
-	k := s.key("map")
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", prev)).Then(clientv3.OpPut(k, string(b))).Commit()
+	return v, nil
+}
+
+// casPut is one put of a swap: value (JSON) at key if the key's
+// ModRevision is still rev (0: no such key).
+type casPut struct {
+	key   string
+	rev   int64
+	value any
+}
+
+// swap stores every put in one transaction if every key is still at its
+// revision, and returns the new revision; cluster.ErrConflict when one
+// moved. what names the swap in errors.
+func (s *Store) swap(ctx context.Context, what string, puts ...casPut) (int64, error) {
+	var ifs []clientv3.Cmp
+	var ops []clientv3.Op
+	for _, p := range puts {
+		b, err := json.Marshal(p.value)
+		if err != nil {
+			return 0, err
+		}
+		ifs = append(ifs, clientv3.Compare(clientv3.ModRevision(p.key), "=", p.rev))
+		ops = append(ops, clientv3.OpPut(p.key, string(b)))
+	}
+	resp, err := s.cli.Txn(ctx).If(ifs...).Then(ops...).Commit()
 	switch {
 	case err != nil:
-		return 0, fmt.Errorf("etcdmeta: swap the map: %w", err)
+		return 0, fmt.Errorf("etcdmeta: swap %s: %w", what, err)
 	case !resp.Succeeded:
 		return 0, cluster.ErrConflict
 	}
 	return resp.Header.Revision, nil
+}
+
+// SwapMap stores m if the map key's ModRevision is still prev.
+func (s *Store) SwapMap(ctx context.Context, prev int64, m *cluster.Map) (int64, error) {
+	return s.swap(ctx, "the map", casPut{s.key("map"), prev, m})
 }
 
 // SwapMigration stores w's record if its key's ModRevision is still
 // w.Migration.Revision (0: no such key), and w's map with it if the map
 // key's is still w.MapRevision, in one transaction.
 func (s *Store) SwapMigration(ctx context.Context, w cluster.MigrationSwap) (int64, error) {
-	rec, err := json.Marshal(w.Migration)
-	if err != nil {
-		return 0, err
-	}
-	mk := s.migrationKey(w.Migration.ID)
-	ifs := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(mk), "=", w.Migration.Revision)}
-	ops := []clientv3.Op{clientv3.OpPut(mk, string(rec))}
+	puts := []casPut{{s.migrationKey(w.Migration.ID), w.Migration.Revision, w.Migration}}
 	if w.Map != nil {
-		b, err := json.Marshal(w.Map)
-		if err != nil {
-			return 0, err
-		}
-		ifs = append(ifs, clientv3.Compare(clientv3.ModRevision(s.key("map")), "=", w.MapRevision))
-		ops = append(ops, clientv3.OpPut(s.key("map"), string(b)))
+		puts = append(puts, casPut{s.key("map"), w.MapRevision, w.Map})
 	}
-	resp, err := s.cli.Txn(ctx).If(ifs...).Then(ops...).Commit()
-	switch {
-	case err != nil:
-		return 0, fmt.Errorf("etcdmeta: swap migration %d: %w", w.Migration.ID, err)
-	case !resp.Succeeded:
-		return 0, cluster.ErrConflict
-	}
-	return resp.Header.Revision, nil
+	return s.swap(ctx, fmt.Sprintf("migration %d", w.Migration.ID), puts...)
 }
 
 // SwapPlan stores w's plan if its key's ModRevision is still
 // w.Plan.Revision (0: no such key), and w's migration record with it if
 // that key's is still w.Migration.Revision, in one transaction.
 func (s *Store) SwapPlan(ctx context.Context, w cluster.PlanSwap) (int64, error) {
-	b, err := json.Marshal(w.Plan)
-	if err != nil {
-		return 0, err
-	}
-	pk := s.key("plans", fmt.Sprintf("%020d", uint64(w.Plan.ID)))
-	ifs := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(pk), "=", w.Plan.Revision)}
-	ops := []clientv3.Op{clientv3.OpPut(pk, string(b))}
+	puts := []casPut{{s.key("plans", fmt.Sprintf("%020d", uint64(w.Plan.ID))), w.Plan.Revision, w.Plan}}
 	if m := w.Migration; m != nil {
-		rec, err := json.Marshal(m)
-		if err != nil {
-			return 0, err
-		}
-		mk := s.migrationKey(m.ID)
-		ifs = append(ifs, clientv3.Compare(clientv3.ModRevision(mk), "=", m.Revision))
-		ops = append(ops, clientv3.OpPut(mk, string(rec)))
+		puts = append(puts, casPut{s.migrationKey(m.ID), m.Revision, m})
 	}
-	resp, err := s.cli.Txn(ctx).If(ifs...).Then(ops...).Commit()
-	switch {
-	case err != nil:
-		return 0, fmt.Errorf("etcdmeta: swap plan %d: %w", w.Plan.ID, err)
-	case !resp.Succeeded:
-		return 0, cluster.ErrConflict
-	}
-	return resp.Header.Revision, nil
+	return s.swap(ctx, fmt.Sprintf("plan %d", w.Plan.ID), puts...)
 }
 
 // migrationKey is the key of migration id's record: zero-padded, so that

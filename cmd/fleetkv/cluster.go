@@ -20,6 +20,7 @@ import (
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/cluster/etcdmeta"
 	"github.com/fleetkv/fleetkv/clusterctl"
+	"github.com/fleetkv/fleetkv/planner"
 )
 
 // clusterFlags are the flags every cluster subcommand shares.
@@ -424,11 +425,8 @@ func drivePlan(ctx context.Context, cmd *cobra.Command, a *clusterctl.Admin, p c
 	start := time.Now()
 	prev := p
 	p, err := a.RunPlan(ctx, p.ID, func(q cluster.Plan) {
-		for i := range q.Steps {
+		for _, i := range planner.ChangedSteps(prev, q) {
 			s := &q.Steps[i]
-			if i < len(prev.Steps) && prev.Steps[i].State == s.State && prev.Steps[i].Migration == s.Migration {
-				continue
-			}
 			fmt.Fprintf(out, "%8.3fs  step %d %s → %s (%d slots): %s", time.Since(start).Seconds(), i+1, s.Source, s.Target, s.Slots(), s.State)
 			if s.Migration != 0 {
 				fmt.Fprintf(out, ", migration %d", s.Migration)
