@@ -68,6 +68,15 @@ type ClusterStats struct {
 type member struct {
 	addr string
 	sess *Session
+	// marked is the session and connection the last WaitDurable covered
+	// (a zero value: none yet).
+	marked connMark
+}
+
+// connMark names one connection of one session.
+type connMark struct {
+	sess  *Session
+	conns uint64
 }
 
 // sentOp names an operation sent: its session and serial.
@@ -287,6 +296,50 @@ func closeErr(err error) error {
 
 // Stats returns what the Cluster counted.
 func (c *Cluster) Stats() ClusterStats { return c.stats }
+
+// WaitContext is Wait bounded by ctx: its deadline is every connection's,
+// and its cancellation breaks them (their operations then fail with
+// ErrUnknownOutcome).
+func (c *Cluster) WaitContext(ctx context.Context) error { return c.waitWithin(ctx) }
+
+// WaitDurable waits within ctx for every operation queued so far, then asks
+// each server this Cluster has a session with for a checkpoint and returns
+// once every one reports its session's operations durable. So every
+// operation answered before the call is durable where it ran, unless a
+// connection was lost since the previous WaitDurable (or, for the first,
+// since the session was dialled): that connection's commit point went with
+// it, and WaitDurable fails with ErrUnknownOutcome (the next call covers
+// what comes after).
+func (c *Cluster) WaitDurable(ctx context.Context) error {
+	if err := c.waitWithin(ctx); err != nil {
+		return err
+	}
+	lost := false
+	for _, m := range c.members {
+		if m.sess == nil {
+			continue
+		}
+		now := connMark{m.sess, m.sess.conns}
+		if now != m.marked && (m.marked.sess != nil || now.conns != 1) {
+			lost = true
+		}
+		m.marked = now
+	}
+	if lost {
+		return fmt.Errorf("client: a connection was lost since the last durability wait: %w", ErrUnknownOutcome)
+	}
+	for _, m := range c.members {
+		if m.sess != nil && m.sess.err == nil {
+			if err := m.sess.WaitDurable(ctx); err != nil {
+				return err
+			}
+			if m.sess.conns != m.marked.conns {
+				return fmt.Errorf("client: a connection was lost while waiting for durability: %w", ErrUnknownOutcome)
+			}
+		}
+	}
+	return nil
+}
 
 // Outstanding returns how many operations are queued, in flight, pending
 // or waiting to be re-routed.

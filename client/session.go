@@ -133,6 +133,7 @@ type Session struct {
 	rpos       int
 	rend       int
 	durable    uint64 // the server's commit point: operations up to it are durable
+	conns      uint64 // connections made: the commit point of each is its own
 	resumed    uint64 // where a resumed session went on (0: a new session)
 	err        error  // sticky: the session can no longer work
 	backoff    time.Duration
@@ -205,6 +206,7 @@ func (s *Session) connect(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	s.nc, s.rpos, s.rend, s.serial, s.durable = nc, 0, 0, 1, 0
+	s.conns++
 	var resume []byte
 	if s.cfg.Resume != 0 && s.id == 0 {
 		resume = binary.LittleEndian.AppendUint64(nil, s.cfg.Resume)

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -273,6 +274,63 @@ func TestCommitPointsReachTheSession(t *testing.T) {
 	}
 	if cs.Durable() < 150 {
 		t.Fatalf("commit point %d after the second checkpoint, want 150", cs.Durable())
+	}
+}
+
+// TestClusterWaitDurable: a routed client's WaitDurable returns once the
+// server's commit point covers every operation it sent; after the server
+// restarts under it (its connection lost, and the commit point of that
+// connection with it) the next WaitDurable fails with ErrUnknownOutcome,
+// and the one after covers the operations since.
+func TestClusterWaitDurable(t *testing.T) {
+	dir := t.TempDir()
+	s, dev := durableServer(t, dir)
+	addr := s.Addr()
+	c, err := client.DialCluster(context.Background(), client.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	upsert := func(v string) error { // the operation's own error, or the wait's
+		var opErr error
+		if err := c.Upsert([]byte("k"), []byte(v), func(r client.Result) { opErr = r.Err }); err != nil {
+			return err
+		}
+		return errors.Join(c.WaitContext(ctx), opErr)
+	}
+	put := func(v string) {
+		t.Helper()
+		if err := upsert(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("1")
+	if err := c.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitDurable(ctx); err != nil {
+		t.Fatalf("a second wait with nothing new: %v", err)
+	}
+	shutdown(t, s, dev)
+	s, dev = durableServerWith(t, dir, func(cfg *Config) { cfg.Listen = addr })
+	defer shutdown(t, s, dev)
+	for i := 0; ; i++ { // the first tries may meet the old, closed connection
+		err := upsert("2")
+		if err == nil {
+			break
+		}
+		if i == 10 {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitDurable(ctx); !errors.Is(err, client.ErrUnknownOutcome) {
+		t.Fatalf("after a reconnection: %v, want ErrUnknownOutcome", err)
+	}
+	put("3")
+	if err := c.WaitDurable(ctx); err != nil {
+		t.Fatalf("after the lost connection was reported: %v", err)
 	}
 }
 
