@@ -16,6 +16,9 @@ func TestParseRanges(t *testing.T) {
 			t.Errorf("ParseRanges(%q) accepted", bad)
 		}
 	}
+	if got := FormatRanges(rs); got != "0-99,200,300" {
+		t.Errorf("FormatRanges = %q", got)
+	}
 }
 
 func TestSlotSet(t *testing.T) {

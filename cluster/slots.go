@@ -57,6 +57,15 @@ func ParseRanges(s string) ([]Range, error) {
 	return out, nil
 }
 
+// FormatRanges writes rs as ParseRanges reads them, "0-99,200"; "" for none.
+func FormatRanges(rs []Range) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, ",")
+}
+
 func parseSlot(s string) (uint16, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil || n >= Slots {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -167,7 +166,7 @@ func (a *Admin) countKeys(ctx context.Context, srv cluster.Server, rs []cluster.
 		return 0, errors.New("the server has no admin address")
 	}
 	var out struct{ Keys int64 }
-	if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/keys?slots="+rangesString(rs), &out); err != nil {
+	if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/keys?slots="+cluster.FormatRanges(rs), &out); err != nil {
 		return 0, err
 	}
 	return out.Keys, nil
@@ -187,14 +186,6 @@ func (a *Admin) getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func rangesString(rs []cluster.Range) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = r.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 // WaitServing waits until every handover of m is complete (each previous

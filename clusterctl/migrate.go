@@ -74,13 +74,13 @@ func ownerOf(st cluster.State, rs []cluster.Range) (cluster.ServerID, error) {
 			}
 			if owner != "" && as.Owner != owner {
 				return "", fmt.Errorf("clusterctl: slots %s have more than one owner (%s, %s): migrate each owner's part on its own",
-					rangesString(rs), owner, as.Owner)
+					cluster.FormatRanges(rs), owner, as.Owner)
 			}
 			owner = as.Owner
 		}
 	}
 	if owner == "" {
-		return "", fmt.Errorf("clusterctl: no server owns slots %s", rangesString(rs))
+		return "", fmt.Errorf("clusterctl: no server owns slots %s", cluster.FormatRanges(rs))
 	}
 	return owner, nil
 }
@@ -279,7 +279,7 @@ func WriteMigrations(w io.Writer, ms []cluster.Migration, progress map[cluster.M
 		if m.Reason != "" {
 			note = append(note, m.Reason)
 		}
-		fmt.Fprintf(w, "%-6d %-12s %-12s %-11s %-24s %s\n", m.ID, m.Source, m.Target, m.Phase, rangesString(m.Ranges),
+		fmt.Fprintf(w, "%-6d %-12s %-12s %-11s %-24s %s\n", m.ID, m.Source, m.Target, m.Phase, cluster.FormatRanges(m.Ranges),
 			strings.Join(note, "; "))
 	}
 }

@@ -125,7 +125,7 @@ func WritePlan(w io.Writer, p cluster.Plan) {
 		if s.Migration != 0 {
 			mig = strconv.FormatUint(uint64(s.Migration), 10)
 		}
-		note := rangesString(s.Ranges)
+		note := cluster.FormatRanges(s.Ranges)
 		if s.Note != "" {
 			note += "  (" + s.Note + ")"
 		}

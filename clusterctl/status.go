@@ -71,7 +71,7 @@ func (a *Admin) Status(ctx context.Context, name string, sample time.Duration) (
 			ss := add(m.Servers[id])
 			ss.InMap, ss.View = true, m.Views[id]
 			owned := m.Owned(id)
-			ss.Slots, ss.Ranges = owned.Count(), rangesString(owned.Ranges())
+			ss.Slots, ss.Ranges = owned.Count(), cluster.FormatRanges(owned.Ranges())
 		}
 	}
 	for _, s := range st.Live {

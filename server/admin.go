@@ -174,12 +174,13 @@ type ClusterStats struct {
 	Epoch   uint64 `json:"map_epoch"`     // of the map the loops route by
 	Owned   int    `json:"owned_slots"`   // assigned to the server by that map
 	Serving int    `json:"serving_slots"` // served now (owned and handed over)
+	Ranges  string `json:"serving_ranges"` // those slots, as "0-99,200"
 }
 
 // clusterStats describes the routing the loops take.
 func (s *Server) clusterStats() ClusterStats {
 	r := s.route.Load()
-	cs := ClusterStats{View: r.View, Serving: r.Serving.Count(), Owned: r.Serving.Count()}
+	cs := ClusterStats{View: r.View, Serving: r.Serving.Count(), Owned: r.Serving.Count(), Ranges: cluster.FormatRanges(r.Serving.Ranges())}
 	if r.Map != nil {
 		cs.Cluster, cs.Server, cs.Epoch = r.Map.Cluster, string(s.cfg.ServerID), r.Map.Epoch
 		cs.Owned = r.Map.Owned(s.cfg.ServerID).Count()

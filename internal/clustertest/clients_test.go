@@ -36,7 +36,8 @@ type stats struct {
 	Ops      map[string]int64 `json:"ops"`
 	NotOwner uint64           `json:"not_owner_ops"`
 	Cluster  struct {
-		Serving int `json:"serving_slots"`
+		Serving int    `json:"serving_slots"`
+		Ranges  string `json:"serving_ranges"`
 	} `json:"cluster"`
 }
 
@@ -131,6 +132,9 @@ func TestClientsReachEveryOwner(t *testing.T) {
 	for _, p := range tc.Servers {
 		var st stats
 		adminJSON(t, p, "/stats", &st)
+		if rs, err := cluster.ParseRanges(st.Cluster.Ranges); err != nil || len(rs) == 0 || rs[0].Len() != st.Cluster.Serving {
+			t.Fatalf("%s serves %d slots as %q (%v): one range each", p.Name, st.Cluster.Serving, st.Cluster.Ranges, err)
+		}
 		if st.Ops["upsert"] < n/5 || st.Ops["resp"] < n/5 || st.Cluster.Serving < cluster.Slots/4 {
 			t.Fatalf("%s served %d upserts, %d RESP commands, %d slots: not its share", p.Name, st.Ops["upsert"], st.Ops["resp"], st.Cluster.Serving)
 		}
