@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration bench-elastic sim crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration bench-elastic sim chaos crash-test lint fuzz clean
 
 all: build
 
@@ -93,6 +93,15 @@ bench-elastic:
 # The ownership simulation over more seeds (go test ./cluster -run
 # TestOwnershipSimulation -seed N replays one).
 SEEDS ?= 1000
+# Chaos on real processes in network namespaces (root, ip, iptables): the
+# long schedule, FAULTS faults over SPAN; make test runs a short one. A
+# failing run prints its seed: CHAOS_SEED=N replays it.
+FAULTS ?= 60
+SPAN ?= 150s
+CHAOS_SEED ?= 0
+chaos:
+	$(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos/ -chaos-faults $(FAULTS) -chaos-span $(SPAN) -chaos-seed $(CHAOS_SEED)
+
 sim:
 	$(GO) test -count=1 -timeout 0 -run 'TestOwnershipSimulation|TestMigrationSimulation' ./cluster/ -seeds $(SEEDS) -mig-seeds $(SEEDS)
 

@@ -31,7 +31,17 @@ type LocalConfig struct {
 	// ExternalMeta, when set, lists the client endpoints of an etcd
 	// cluster run elsewhere: no meta member is started.
 	ExternalMeta []string
+	// Place, when set, puts each process (by name: meta-0, s1, ...) on a
+	// host of its own, run through a command prefix that takes it there
+	// (ip netns exec NS). Every process then listens on fixed ports of
+	// its host: PlacedPorts.
+	Place func(name string) (host string, prefix []string)
 }
+
+// PlacedPorts are the ports of a placed process (LocalConfig.Place): a
+// server's native, RESP and admin addresses, a meta member's client and
+// peer addresses.
+var PlacedPorts = [3]int{7400, 7401, 7402}
 
 // Proc is one process of a Local cluster.
 type Proc struct {
@@ -151,7 +161,10 @@ func (l *Local) plan() error {
 			ln.Close()
 		}
 	}()
-	port := func(i int) (string, error) {
+	port := func(name string, i int) (string, error) {
+		if a, ok := l.placed(name, i); ok {
+			return a, nil
+		}
 		if cfg.PortBase != 0 {
 			return "127.0.0.1:" + strconv.Itoa(cfg.PortBase+i), nil
 		}
@@ -166,10 +179,10 @@ func (l *Local) plan() error {
 	for j := range cfg.Metas {
 		p := &Proc{Name: fmt.Sprintf("meta-%d", j), Dir: filepath.Join(cfg.Dir, fmt.Sprintf("meta-%d", j))}
 		var err error
-		if p.Native, err = port(1000 + 10*j); err != nil {
+		if p.Native, err = port(p.Name, 1000+10*j); err != nil {
 			return err
 		}
-		if p.Admin, err = port(1000 + 10*j + 1); err != nil {
+		if p.Admin, err = port(p.Name, 1000+10*j+1); err != nil {
 			return err
 		}
 		initial = append(initial, p.Name+"=http://"+p.Admin)
@@ -189,14 +202,25 @@ func (l *Local) plan() error {
 	return nil
 }
 
+// placed returns the address of a placed process's port i (numbered as
+// from PortBase: its last digit picks the port); false when processes are
+// not placed.
+func (l *Local) placed(name string, i int) (string, bool) {
+	if l.cfg.Place == nil {
+		return "", false
+	}
+	host, _ := l.cfg.Place(name)
+	return net.JoinHostPort(host, strconv.Itoa(PlacedPorts[i%10])), true
+}
+
 // newServer names the next server (s1, s2, ...) and gives it its
 // directory, ports (from port) and arguments.
-func (l *Local) newServer(port func(int) (string, error)) (*Proc, error) {
+func (l *Local) newServer(port func(string, int) (string, error)) (*Proc, error) {
 	i := len(l.Servers)
 	p := &Proc{Name: fmt.Sprintf("s%d", i+1)}
 	p.Dir = filepath.Join(l.cfg.Dir, p.Name)
 	for k, dst := range []*string{&p.Native, &p.RESP, &p.Admin} {
-		a, err := port(10*i + k)
+		a, err := port(p.Name, 10*i+k)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +235,10 @@ func (l *Local) newServer(port func(int) (string, error)) (*Proc, error) {
 // once it has registered; it owns no slot until given some (a plan, an
 // assignment, a migration).
 func (l *Local) AddServer(ctx context.Context, md cluster.Metadata) (*Proc, error) {
-	p, err := l.newServer(func(i int) (string, error) {
+	p, err := l.newServer(func(name string, i int) (string, error) {
+		if a, ok := l.placed(name, i); ok {
+			return a, nil
+		}
 		if l.cfg.PortBase != 0 {
 			return "127.0.0.1:" + strconv.Itoa(l.cfg.PortBase+i), nil
 		}
@@ -248,7 +275,12 @@ func (l *Local) Start(p *Proc) error {
 		return err
 	}
 	defer f.Close()
-	cmd := exec.Command(l.cfg.Bin, p.Args...)
+	argv := append([]string{l.cfg.Bin}, p.Args...)
+	if l.cfg.Place != nil { // run where it is placed
+		_, prefix := l.cfg.Place(p.Name)
+		argv = append(append([]string(nil), prefix...), argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "FLEETKV_AUTH_TOKEN=", "FLEETKV_REQUIREPASS="), p.Env...)
 	// A process that outlives whatever started it (killed, crashed) is

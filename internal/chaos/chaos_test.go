@@ -1,0 +1,364 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/cluster/etcdmeta"
+	"github.com/fleetkv/fleetkv/clusterctl"
+)
+
+var (
+	seedFlag    = flag.Uint64("chaos-seed", 0, "TestChaos: the seed of the fault schedule, the migrations and the clients' choices (0: from the clock)")
+	faultsFlag  = flag.Int("chaos-faults", 6, "TestChaos: faults to inject")
+	spanFlag    = flag.Duration("chaos-span", 18*time.Second, "TestChaos: time over which the faults are spread")
+	keysFlag    = flag.Int("chaos-keys", 16, "TestChaos: keys the clients share (half registers, half counters)")
+	clientsFlag = flag.Int("chaos-clients", 3, "TestChaos: client goroutines, each with its own routed sessions")
+	kindsFlag   = flag.String("chaos-kinds", "", "TestChaos: the kinds of fault to draw, comma-separated (kill-server, kill-meta, cut-meta, cut-peer, cut-client, lose, delay; empty: all)")
+)
+
+// innerEnv carries the network's description to the test run again inside
+// the clients' namespace: a run with it set is the harness proper.
+const innerEnv = "FLEETKV_CHAOS_NET"
+
+// netSpec describes a Net to the inner run.
+type netSpec struct {
+	Prefix string
+	Nodes  []string
+	Bin    string
+	Seed   uint64
+}
+
+var (
+	metaNodes   = []string{"meta-0", "meta-1", "meta-2"}
+	serverNodes = []string{"s1", "s2", "s3"}
+)
+
+// clientNode is the namespace of the clients and the harness's control.
+const clientNode = "c"
+
+// TestChaos builds the network (a namespace per process, and one for the
+// clients) and runs the test again inside the clients' namespace, where
+// every process is reachable; see runChaos.
+func TestChaos(t *testing.T) {
+	if spec := os.Getenv(innerEnv); spec != "" {
+		runChaos(t, spec)
+		return
+	}
+	if why := Available(); why != "" {
+		t.Skip("chaos: " + why)
+	}
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: go test ./internal/chaos -run TestChaos -chaos-seed %d -chaos-faults %d -chaos-span %v)",
+		seed, seed, *faultsFlag, *spanFlag)
+	bin := filepath.Join(t.TempDir(), "fleetkv")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fleetkv/fleetkv/cmd/fleetkv").CombinedOutput(); err != nil {
+		t.Fatalf("build fleetkv: %v\n%s", err, out)
+	}
+	nt, err := NewNet(fmt.Sprintf("fkv%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := nt.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, node := range append(append(append([]string(nil), metaNodes...), serverNodes...), clientNode) {
+		if _, err := nt.Add(node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec, _ := json.Marshal(netSpec{Prefix: nt.prefix, Nodes: nt.Nodes(), Bin: bin, Seed: seed})
+	args := append(append(nt.Exec(clientNode), os.Args[0]), os.Args[1:]...)
+	args = append(args, "-test.run=^TestChaos$", "-test.v=true", fmt.Sprintf("-chaos-seed=%d", seed))
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), innerEnv+"="+string(spec))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	t.Logf("the run inside %s:\n%s", nt.NS(clientNode), out)
+	if err != nil {
+		t.Fatalf("the run inside the namespaces failed (%v); replay with -chaos-seed %d", err, seed)
+	}
+}
+
+// harness is the inner run's view of the cluster.
+type harness struct {
+	t     *testing.T
+	net   *Net
+	local *clusterctl.Local
+	md    *etcdmeta.Store
+	admin *clusterctl.Admin
+	rng   *rand.Rand
+	hist  *History
+	start time.Time
+	netem bool // the kernel delays packets (tc netem)
+	procs map[string]*clusterctl.Proc
+	// crashes and faults count what was injected.
+	crashes, faults int
+}
+
+// runChaos is the harness, inside the clients' namespace.
+func runChaos(t *testing.T, specJSON string) {
+	var spec netSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		t.Fatal(err)
+	}
+	nt := AttachNet(spec.Prefix, spec.Nodes)
+	h := &harness{t: t, net: nt, rng: rand.New(rand.NewPCG(spec.Seed, 1)), start: time.Now(), procs: map[string]*clusterctl.Proc{},
+		hist: NewHistory()}
+	h.netem = nt.Delay(clientNode, 1) == nil
+	_ = nt.Heal()
+	kinds, err := ParseKinds(*kindsFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.netem {
+		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k FaultKind) bool { return k == Delay })
+		h.t.Log("no tc netem here: no delay faults")
+	}
+	sched := NewSchedule(spec.Seed, *faultsFlag, *spanFlag, serverNodes, metaNodes, kinds)
+	h.startCluster(spec.Bin)
+
+	ctx, stopClients := context.WithCancel(context.Background())
+	clientsDone := h.startClients(ctx, spec.Seed)
+	migCtx, stopMigrations := context.WithCancel(context.Background())
+	migrationsDone := h.migrateAtRandom(migCtx)
+	h.start = time.Now()
+	for _, f := range sched {
+		time.Sleep(time.Until(h.start.Add(f.At)))
+		h.inject(f)
+	}
+	stopMigrations()
+	<-migrationsDone
+	h.quiesce()
+	stopClients()
+	clients := <-clientsDone
+	h.finalReads()
+	h.checkServing()
+	h.checkHistory(clients)
+}
+
+// startCluster starts the meta members and servers, each in its namespace,
+// and the map.
+func (h *harness) startCluster(bin string) {
+	t := h.t
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := clusterctl.LocalConfig{Bin: bin, Dir: t.TempDir(), Name: "chaos", Servers: len(serverNodes), Metas: len(metaNodes),
+		Place: func(name string) (string, []string) { return h.net.Addr(name), h.net.Exec(name) },
+		ServerArgs: []string{"--loops", "1", "--pin=false", "--memory", "32MiB", "--page-size", "1MiB", "--segment-size", "8MiB",
+			"--checkpoint-interval", "1s", "--meta-timeout", "1s", "--rebalance", "off"}}
+	l, err := clusterctl.StartLocal(ctx, cfg, func(eps []string) (cluster.Metadata, error) { return dial(eps) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.local = l
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append(append([]*clusterctl.Proc(nil), l.Servers...), l.Metas...) {
+				if b, err := os.ReadFile(p.Log); err == nil {
+					t.Logf("%s's log (tail):\n%s", p.Name, tail(b, 4000))
+				}
+			}
+		}
+		h.md.Close()
+		l.Stop()
+	})
+	for _, p := range append(append([]*clusterctl.Proc(nil), l.Servers...), l.Metas...) {
+		h.procs[p.Name] = p
+	}
+	if h.md, err = dial(l.MetaEndpoints()); err != nil {
+		t.Fatal(err)
+	}
+	h.admin = &clusterctl.Admin{MD: h.md, Tokens: h.md}
+	m, err := h.admin.Init(ctx, "chaos", len(serverNodes), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.admin.WaitServing(ctx, m, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dial(endpoints []string) (*etcdmeta.Store, error) {
+	return etcdmeta.Dial(etcdmeta.Config{Endpoints: endpoints, Cluster: "chaos", DialTimeout: 2 * time.Second,
+		LeaseTTL: 2 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// logf logs with the time since the faults started.
+func (h *harness) logf(format string, args ...any) {
+	h.t.Helper()
+	h.t.Logf("%7.2fs %s", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// inject puts fault f in place, waits for its time and takes it away.
+func (h *harness) inject(f Fault) {
+	h.logf("fault %s", f)
+	h.faults++
+	var err error
+	switch f.Kind {
+	case KillServer, KillMeta:
+		err = h.kill(f.Node)
+	case CutMeta:
+		for _, m := range metaNodes {
+			if err == nil {
+				err = h.net.Cut(f.Node, m)
+			}
+		}
+	case CutPeer:
+		h.migrate(h.rng, f.Node, f.Peer)
+		err = h.net.Cut(f.Node, f.Peer)
+	case CutClient:
+		err = h.net.Cut(f.Node, clientNode)
+	case Lose:
+		err = h.net.Lose(f.Node, 0.2)
+	case Delay:
+		err = h.net.Delay(f.Node, 20)
+	}
+	if err != nil {
+		h.t.Fatalf("fault %s: %v", f, err)
+	}
+	time.Sleep(f.For)
+	if err := h.net.Heal(); err != nil {
+		h.t.Fatalf("heal after %s: %v", f, err)
+	}
+	if f.Kind == KillServer || f.Kind == KillMeta {
+		if err := h.local.Start(h.procs[f.Node]); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// kill ends node's process with SIGKILL. A server's is a crash in the
+// history: what it had not made durable may be gone.
+func (h *harness) kill(node string) error {
+	p := h.procs[node]
+	if !p.Running() {
+		return fmt.Errorf("%s is not running", node)
+	}
+	call := h.hist.Now()
+	h.local.Kill(p)
+	if strings.HasPrefix(node, "s") {
+		h.hist.Add(crashClient, Input{Kind: Crash}, call, Output{}, h.hist.Now())
+		h.crashes++
+	}
+	return nil
+}
+
+// migrateAtRandom starts a migration of a random part of a random server's
+// slots to another every one to three seconds until ctx ends.
+func (h *harness) migrateAtRandom(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	rng := rand.New(rand.NewPCG(h.rng.Uint64(), 2))
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))):
+			}
+			from := serverNodes[rng.IntN(len(serverNodes))]
+			to := from
+			for to == from {
+				to = serverNodes[rng.IntN(len(serverNodes))]
+			}
+			h.migrate(rng, from, to)
+		}
+	}()
+	return done
+}
+
+// migrate starts moving a random part (16 to 2048 slots) of one of from's
+// ranges to to; a refusal (one running, the store unreachable) is logged.
+func (h *harness) migrate(rng *rand.Rand, from, to string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := h.md.Load(ctx)
+	if err != nil {
+		h.logf("migration %s->%s not started: %v", from, to, err)
+		return
+	}
+	rs := st.Map.Owned(cluster.ServerID(from)).Ranges()
+	if len(rs) == 0 {
+		h.logf("migration %s->%s not started: %s owns nothing", from, to, from)
+		return
+	}
+	r := rs[rng.IntN(len(rs))]
+	n := min(r.Len(), 16+rng.IntN(2033))
+	first := int(r.First) + rng.IntN(r.Len()-n+1)
+	part := cluster.Range{First: uint16(first), Last: uint16(first + n - 1)}
+	rec, err := h.admin.Migrate(ctx, []cluster.Range{part}, cluster.ServerID(to))
+	if err != nil {
+		h.logf("migration %s->%s of %v not started: %v", from, to, part, err)
+		return
+	}
+	h.logf("migration %d: %s->%s of %v", rec.ID, from, to, part)
+}
+
+// quiesce heals the network, starts whatever is down and waits until
+// every migration has ended (completed or cancelled).
+func (h *harness) quiesce() {
+	t := h.t
+	if err := h.net.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range h.procs {
+		if !p.Running() {
+			if err := h.local.Start(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		st, err := h.md.Load(ctx)
+		cancel()
+		var running []string
+		var complete, cancelled int
+		for _, m := range st.Migrations {
+			switch {
+			case m.Phase == cluster.PhaseComplete:
+				complete++
+			case m.Phase == cluster.PhaseCancelled:
+				cancelled++
+			default:
+				running = append(running, fmt.Sprintf("%d %s->%s %s", m.ID, m.Source, m.Target, m.Phase))
+			}
+		}
+		if err == nil && len(running) == 0 {
+			h.logf("quiet: %d migrations completed, %d cancelled", complete, cancelled)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migrations still running 120 s after the last fault: %v (%v)", running, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
