@@ -171,9 +171,9 @@ type ClusterStats struct {
 	Cluster string `json:"cluster,omitempty"` // "" outside any cluster
 	Server  string `json:"server,omitempty"`
 	View    uint64 `json:"view"`
-	Epoch   uint64 `json:"map_epoch"`     // of the map the loops route by
-	Owned   int    `json:"owned_slots"`   // assigned to the server by that map
-	Serving int    `json:"serving_slots"` // served now (owned and handed over)
+	Epoch   uint64 `json:"map_epoch"`      // of the map the loops route by
+	Owned   int    `json:"owned_slots"`    // assigned to the server by that map
+	Serving int    `json:"serving_slots"`  // served now (owned and handed over)
 	Ranges  string `json:"serving_ranges"` // those slots, as "0-99,200"
 }
 
