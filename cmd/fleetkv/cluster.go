@@ -551,6 +551,9 @@ cluster drain') and stops it. Start a load first with --plan-delay.`,
 			if add < 0 {
 				return errors.New("--add must be 0 or more")
 			}
+			if err := checkLocalDrain(drain, n+add); err != nil {
+				return err
+			}
 			cfg := clusterctl.LocalConfig{Bin: bin, Dir: dir, Name: f.name, Servers: n, Metas: metas, PortBase: portBase,
 				ServerArgs: []string{"--memory", memory, "--page-size", formatSize(page), "--segment-size", "64MiB",
 					"--shared-tier", "dir://" + filepath.Join(dir, "shared")}, Token: f.token}
@@ -567,6 +570,22 @@ cluster drain') and stops it. Start a load first with --plan-delay.`,
 	return cmd
 }
 
+// checkLocalDrain checks, before anything starts, that --drain names one
+// of the servers a local cluster will have (s1..sN) and leaves one.
+func checkLocalDrain(drain string, servers int) error {
+	if drain == "" {
+		return nil
+	}
+	var i int
+	if _, err := fmt.Sscanf(drain, "s%d", &i); err != nil || fmt.Sprintf("s%d", i) != drain || i < 1 || i > servers {
+		return fmt.Errorf("--drain %q: not one of the servers s1..s%d", drain, servers)
+	}
+	if servers == 1 {
+		return fmt.Errorf("--drain %s: it is the only server; its slots would have nowhere to go", drain)
+	}
+	return nil
+}
+
 // localPlans are the changes runLocal makes once the cluster serves.
 type localPlans struct {
 	add   int
@@ -578,6 +597,9 @@ type localPlans struct {
 // it, carries out plans, and stops it on SIGINT or SIGTERM.
 func runLocal(cmd *cobra.Command, cfg clusterctl.LocalConfig, plans localPlans) error {
 	ctx := cmd.Context()
+	sig := make(chan os.Signal, 1) // from the start: a signal while it starts stops it once started
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	dialMD := func(endpoints []string) (cluster.Metadata, error) {
 		return etcdmeta.Dial(etcdmeta.Config{Endpoints: endpoints, Cluster: cfg.Name, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}
@@ -618,30 +640,39 @@ Try:
 
 Ctrl-C stops every process.
 `, bin, first.Native, portOf(first.RESP), strings.Join(l.MetaEndpoints(), ","), cfg.Name)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	if err := runLocalPlans(cmd, l, a, plans, sig); err != nil {
+	switch err := runLocalPlans(cmd, l, a, plans, sig); {
+	case errors.Is(err, errStopped): // the signal came during the plans
+	case err != nil:
 		return err
+	default:
+		<-sig
 	}
-	<-sig
 	fmt.Fprintln(out, "stopping the cluster...")
 	return nil
 }
 
+// errStopped ends runLocalPlans on a signal: a stop, not a failure.
+var errStopped = errors.New("stopped")
+
 // runLocalPlans adds plans.add servers to l, one plan each, then drains
 // and stops plans.drain, printing the plans and the map after each; a
-// signal on sig stops it.
-func runLocalPlans(cmd *cobra.Command, l *clusterctl.Local, a *clusterctl.Admin, plans localPlans, sig <-chan os.Signal) error {
+// signal on sig stops it with errStopped.
+func runLocalPlans(cmd *cobra.Command, l *clusterctl.Local, a *clusterctl.Admin, plans localPlans, sig <-chan os.Signal) (err error) {
 	if plans.add == 0 && plans.drain == "" {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(cmd.Context())
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(cmd.Context())
+	defer cancel(nil)
 	go func() {
 		select {
 		case <-sig:
-			cancel()
+			cancel(errStopped)
 		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if context.Cause(ctx) == errStopped {
+			err = errStopped
 		}
 	}()
 	out := cmd.OutOrStdout()

@@ -169,3 +169,14 @@ func TestClusterLocalAddDrain(t *testing.T) {
 	}()
 	lc.stop(t)
 }
+
+// TestClusterLocalStopsDuringPlans: a signal while `cluster local` waits
+// to carry out its plans stops the cluster cleanly (exit status 0).
+func TestClusterLocalStopsDuringPlans(t *testing.T) {
+	lc := startLocalCmd(t, "1", "--add", "1", "--plan-delay", "1m")
+	go func() {
+		for range lc.lines {
+		}
+	}()
+	lc.stop(t)
+}
