@@ -68,15 +68,13 @@ type ClusterStats struct {
 type member struct {
 	addr string
 	sess *Session
-	// marked is the session and connection the last WaitDurable covered
-	// (a zero value: none yet).
-	marked connMark
-}
-
-// connMark names one connection of one session.
-type connMark struct {
-	sess  *Session
-	conns uint64
+	// marked is the connection of sess that the next WaitDurable covers
+	// (sess.conns when it was dialled or last covered); lost is set when a
+	// session of m was replaced since. Maintained by session and
+	// WaitDurable: a commit point belongs to one connection, so operations
+	// answered on any other since the last WaitDurable are not covered.
+	marked uint64
+	lost   bool
 }
 
 // sentOp names an operation sent: its session and serial.
@@ -206,7 +204,8 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 		return c.refusedLate(s, op, key, value, cb, serial)
 	}
 	s.viewChanged = func() { c.stale, c.direct = true, nil; c.stats.ViewMoves++ }
-	m.sess = s
+	m.lost = m.lost || m.sess != nil // the old session's commit point is gone
+	m.sess, m.marked = s, s.conns
 	c.setDirect()
 	return s, nil
 }
@@ -319,11 +318,8 @@ func (c *Cluster) WaitDurable(ctx context.Context) error {
 		if m.sess == nil {
 			continue
 		}
-		now := connMark{m.sess, m.sess.conns}
-		if now != m.marked && (m.marked.sess != nil || now.conns != 1) {
-			lost = true
-		}
-		m.marked = now
+		lost = lost || m.lost || m.sess.err != nil || m.sess.conns != m.marked
+		m.lost, m.marked = false, m.sess.conns
 	}
 	if lost {
 		return fmt.Errorf("client: a connection was lost since the last durability wait: %w", ErrUnknownOutcome)
@@ -333,7 +329,7 @@ func (c *Cluster) WaitDurable(ctx context.Context) error {
 			if err := m.sess.WaitDurable(ctx); err != nil {
 				return err
 			}
-			if m.sess.conns != m.marked.conns {
+			if m.sess.conns != m.marked {
 				return fmt.Errorf("client: a connection was lost while waiting for durability: %w", ErrUnknownOutcome)
 			}
 		}

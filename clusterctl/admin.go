@@ -166,13 +166,14 @@ func (a *Admin) countKeys(ctx context.Context, srv cluster.Server, rs []cluster.
 		return 0, errors.New("the server has no admin address")
 	}
 	var out struct{ Keys int64 }
-	if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/keys?slots="+cluster.FormatRanges(rs), &out); err != nil {
+	if err := a.GetJSON(ctx, "http://"+srv.Admin+"/cluster/keys?slots="+cluster.FormatRanges(rs), &out); err != nil {
 		return 0, err
 	}
 	return out.Keys, nil
 }
 
-func (a *Admin) getJSON(ctx context.Context, url string, v any) error {
+// GetJSON reads the JSON document at url (a server's admin endpoint) into v.
+func (a *Admin) GetJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -168,10 +168,10 @@ func (a *Admin) askServer(ctx context.Context, st cluster.State, id cluster.Serv
 	var s struct {
 		ParkedReads uint64 `json:"parked_reads"`
 	}
-	if err := a.getJSON(ctx, "http://"+srv.Admin+"/cluster/migrations", &ts); err != nil {
+	if err := a.GetJSON(ctx, "http://"+srv.Admin+"/cluster/migrations", &ts); err != nil {
 		return err
 	}
-	if err := a.getJSON(ctx, "http://"+srv.Admin+"/stats", &s); err != nil {
+	if err := a.GetJSON(ctx, "http://"+srv.Admin+"/stats", &s); err != nil {
 		return err
 	}
 	tasks[id], held[id] = ts, s.ParkedReads

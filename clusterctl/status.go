@@ -96,7 +96,7 @@ func (a *Admin) sampleStats(ctx context.Context, byID map[cluster.ServerID]*Serv
 		if !ss.Live || ss.Admin == "" {
 			continue
 		}
-		if err := a.getJSON(ctx, "http://"+ss.Admin+"/stats", &s); err != nil {
+		if err := a.GetJSON(ctx, "http://"+ss.Admin+"/stats", &s); err != nil {
 			ss.Error = err.Error()
 			continue
 		}
@@ -113,7 +113,7 @@ func (a *Admin) sampleStats(ctx context.Context, byID map[cluster.ServerID]*Serv
 	for id, s0 := range first {
 		ss := byID[id]
 		var s1 serverStats
-		if err := a.getJSON(ctx, "http://"+ss.Admin+"/stats", &s1); err != nil {
+		if err := a.GetJSON(ctx, "http://"+ss.Admin+"/stats", &s1); err != nil {
 			ss.Error = err.Error()
 			continue
 		}

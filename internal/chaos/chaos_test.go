@@ -137,11 +137,11 @@ func runChaos(t *testing.T, specJSON string) {
 	sched := NewSchedule(spec.Seed, *faultsFlag, *spanFlag, serverNodes, metaNodes, kinds)
 	h.startCluster(spec.Bin)
 
+	h.start = time.Now() // before the goroutines that log with it
 	ctx, stopClients := context.WithCancel(context.Background())
 	clientsDone := h.startClients(ctx, spec.Seed)
 	migCtx, stopMigrations := context.WithCancel(context.Background())
 	migrationsDone := h.migrateAtRandom(migCtx)
-	h.start = time.Now()
 	for _, f := range sched {
 		time.Sleep(time.Until(h.start.Add(f.At)))
 		h.inject(f)
@@ -179,8 +179,10 @@ func (h *harness) startCluster(bin string) {
 				}
 			}
 		}
-		h.md.Close()
 		l.Stop()
+		if h.md != nil {
+			h.md.Close()
+		}
 	})
 	for _, p := range append(append([]*clusterctl.Proc(nil), l.Servers...), l.Metas...) {
 		h.procs[p.Name] = p
@@ -198,6 +200,7 @@ func (h *harness) startCluster(bin string) {
 	}
 }
 
+// dial connects to the chaos cluster's metadata store.
 func dial(endpoints []string) (*etcdmeta.Store, error) {
 	return etcdmeta.Dial(etcdmeta.Config{Endpoints: endpoints, Cluster: "chaos", DialTimeout: 2 * time.Second,
 		LeaseTTL: 2 * time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -3,11 +3,9 @@ package chaos
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -122,11 +120,11 @@ func (h *harness) runClient(ctx context.Context, id int, rng *rand.Rand) clientS
 		}
 		in := h.pick(rng, ks)
 		call := h.hist.Now()
-		out, err := do(ctx, c, in)
+		out, sent, err := do(ctx, c, in)
 		ret := h.hist.Now()
 		st.ops++
 		if err != nil {
-			if in.Kind != Get && unknownOutcome(err) { // a read that failed says nothing
+			if in.Kind != Get && sent { // a read that failed says nothing
 				h.hist.Add(id, in, call, Output{Unknown: true}, ret)
 				st.unknown++
 			} else {
@@ -151,18 +149,13 @@ func (h *harness) runClient(ctx context.Context, id int, rng *rand.Rand) clientS
 	return st
 }
 
-// unknownOutcome says whether an operation that failed with err may have
-// been applied: its connection was lost after it was sent, or the wait for
-// its answer was cut short. Any other failure (no connection, a refusal)
-// leaves it unapplied; were that not so, the history would show a value
-// from nowhere.
-func unknownOutcome(err error) bool {
-	return errors.Is(err, client.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
-}
-
 // mark waits until c's operations are durable and records a mark for the
 // last write of each key since the previous mark.
 func (h *harness) mark(ctx context.Context, id int, c *client.Cluster, unmarked map[string]written, st *clientStats) {
+	// A mark's call is after its write's return, strictly: porcupine
+	// orders a call before a return at the same time, and a mark it may
+	// place before its write constrains nothing (durable).
+	call := h.hist.Now()
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	err := c.WaitDurable(wctx)
 	cancel()
@@ -173,7 +166,7 @@ func (h *harness) mark(ctx context.Context, id int, c *client.Cluster, unmarked 
 	}
 	now := h.hist.Now()
 	for k, w := range unmarked {
-		h.hist.Add(id, Input{Kind: Durable, Key: k, Ref: w.id}, w.ret, Output{}, now)
+		h.hist.Add(id, Input{Kind: Durable, Key: k, Ref: w.id}, max(call, w.ret+1), Output{}, max(now, w.ret+1))
 		st.marks++
 	}
 	clear(unmarked)
@@ -196,9 +189,12 @@ func (h *harness) pick(rng *rand.Rand, ks []string) Input {
 	}
 }
 
-// do runs one operation on c within 2 s.
-func do(ctx context.Context, c *client.Cluster, in Input) (Output, error) {
-	var out Output
+// do runs one operation on c within 2 s. sent is false when it failed
+// before it was queued (no session could be dialled): only then is it
+// known not to have been applied; any later failure may follow its
+// execution (an ERROR batch fails the batches in flight, a dropped
+// Cluster's Close may still send its re-routed operations).
+func do(ctx context.Context, c *client.Cluster, in Input) (out Output, sent bool, err error) {
 	var opErr error
 	cb := func(r client.Result) {
 		if r.Err != nil {
@@ -218,7 +214,6 @@ func do(ctx context.Context, c *client.Cluster, in Input) (Output, error) {
 		}
 	}
 	key := []byte(in.Key)
-	var err error
 	switch in.Kind {
 	case Get:
 		err = c.Read(key, cb)
@@ -230,11 +225,11 @@ func do(ctx context.Context, c *client.Cluster, in Input) (Output, error) {
 		err = c.Add(key, in.Delta, cb)
 	}
 	if err != nil {
-		return out, err
+		return out, false, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return out, errors.Join(c.WaitContext(wctx), opErr)
+	return out, true, errors.Join(c.WaitContext(wctx), opErr)
 }
 
 // finalReads reads every key once the cluster is quiet (each retried for
@@ -250,7 +245,7 @@ func (h *harness) finalReads() {
 				in := Input{Kind: Get, Key: k}
 				call := h.hist.Now()
 				var out Output
-				out, err = do(ctx, c, in)
+				out, _, err = do(ctx, c, in)
 				if err == nil {
 					h.hist.Add(finalClient, in, call, out, h.hist.Now())
 				}
@@ -284,6 +279,7 @@ func (h *harness) checkServing() {
 	}
 }
 
+// servingOnce is one look of checkServing.
 func (h *harness) servingOnce() error {
 	var by [cluster.Slots]string
 	for _, p := range h.local.Servers {
@@ -292,7 +288,10 @@ func (h *harness) servingOnce() error {
 				Ranges string `json:"serving_ranges"`
 			} `json:"cluster"`
 		}
-		if err := getJSON("http://"+p.Admin+"/stats", &st); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := h.admin.GetJSON(ctx, "http://"+p.Admin+"/stats", &st)
+		cancel()
+		if err != nil {
 			return err
 		}
 		if st.Cluster.Ranges == "" {
@@ -319,26 +318,13 @@ func (h *harness) servingOnce() error {
 	return nil
 }
 
-func getJSON(url string, v any) error {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 // checkHistory checks the history with porcupine; a history that is not
 // linearizable is drawn to an HTML file kept for the reader.
 func (h *harness) checkHistory(clients clientStats) {
 	t := h.t
 	ops := h.hist.Operations()
 	answered := clients.ops - clients.unknown - clients.failed
-	h.logf("history: %d operations (%d clients' ops: %d answered, %d failed unapplied, %d unknown outcomes; %d durability marks, %d failed waits, %d redials), %d server crashes, %d faults",
+	h.logf("history: %d operations (%d clients' ops: %d answered, %d failed (reads, or before they were sent), %d unknown outcomes; %d durability marks, %d failed waits, %d redials), %d server crashes, %d faults",
 		len(ops), clients.ops, answered, clients.failed, clients.unknown, clients.marks, clients.markFailures, clients.redials, h.crashes, h.faults)
 	if answered < 100*len(keys()) {
 		t.Fatalf("only %d operations answered: too few to check", answered)
