@@ -34,7 +34,7 @@ demo: bin
 # migration simulations run 40 seeds each here; make sim SEEDS=N runs more.
 test: lint
 	$(GO) test -tags invariants -count=1 -timeout 10m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/ ./cluster/etcdmeta/ ./node/ ./clusterctl/ ./migrate/ ./tier/ ./planner/
+	$(GO) test -race -count=1 -timeout 10m ./epoch/ ./index/ ./hlog/ ./ssd/ ./store/ ./session/ ./server/ ./resp/ ./client/ ./loadgen/ ./internal/uring/ ./cluster/etcdmeta/ ./node/ ./clusterctl/ ./migrate/ ./tier/ ./planner/ ./dashboard/
 
 race:
 	$(GO) test -race -tags invariants -count=1 -timeout 20m $(PKGS)

@@ -82,6 +82,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	scfg := cfg.Server
 	scfg.Checkpoints = ckpts
+	scfg.AdminRoutes = n.dashboardRoutes
 	scfg.Store.Log.Device = n.dev
 	if cfg.Cluster.Name != "" {
 		if n.member, err = prepareMember(cfg, &scfg); err != nil {

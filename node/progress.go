@@ -43,7 +43,10 @@ func (rp *runProgress) count(next migrate.Progress) migrate.Progress {
 }
 
 // progress lists the running data tasks (server.Config.Progress).
-func (g *migrations) progress() any {
+func (g *migrations) progress() any { return g.tasks() }
+
+// tasks lists the running data tasks, in the order of their migrations.
+func (g *migrations) tasks() []cluster.TaskProgress {
 	out := []cluster.TaskProgress{}
 	g.running.Range(func(k, _ any) bool {
 		rp := k.(*runProgress)

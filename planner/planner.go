@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,12 +89,49 @@ func advance(ctx context.Context, md cluster.Metadata, id cluster.PlanID) (clust
 // errIdle is advance's answer when the plan waits for the store to change.
 var errIdle = errors.New("planner: the plan waits")
 
-// Decisions counts what a planner's Rebalancer decided, for /metrics.
+// Decisions counts what a planner's Rebalancer decided, for /metrics, and
+// keeps the latest decisions for the dashboard (Recent).
 type Decisions struct {
 	Hot      atomic.Uint64 // servers seen turning hot
 	Planned  atomic.Uint64 // rebalance plans stored (RebalanceOn)
 	Observed atomic.Uint64 // rebalance plans only logged (RebalanceObserve)
 	Failed   atomic.Uint64 // rebalance plans the store refused
+
+	mu     sync.Mutex
+	recent []Decision // the newest last; at most keptDecisions
+}
+
+// Decision is one of a planner's rebalancing decisions.
+type Decision struct {
+	Time time.Time      `json:"time"`
+	Kind string         `json:"kind"` // hot, planned, observed or failed (the counter it added to)
+	Note string         `json:"note"`
+	Plan cluster.PlanID `json:"plan,omitempty"`
+}
+
+// keptDecisions is how many decisions Recent returns at most.
+const keptDecisions = 16
+
+// record counts a decision of kind and keeps it.
+func (d *Decisions) record(kind string, n *atomic.Uint64, note string, plan cluster.PlanID) {
+	n.Add(1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.recent) == keptDecisions {
+		d.recent = append(d.recent[:0], d.recent[1:]...)
+	}
+	d.recent = append(d.recent, Decision{Time: time.Now(), Kind: kind, Note: note, Plan: plan})
+}
+
+// Recent returns the latest decisions, the newest first.
+func (d *Decisions) Recent() []Decision {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Decision, len(d.recent))
+	for i, x := range d.recent {
+		out[len(out)-1-i] = x
+	}
+	return out
 }
 
 // Run drives every plan of md that has not ended, in the order of their
@@ -136,18 +174,18 @@ func rebalance(ctx context.Context, md cluster.Metadata, st cluster.State, rb *c
 	d := rb.Step(st, time.Now())
 	switch {
 	case d.Plan == nil && d.Note != "":
-		dec.Hot.Add(1)
+		dec.record("hot", &dec.Hot, d.Note, 0)
 		log.Info("rebalance: "+d.Note, "mode", rb.Config().Mode)
 	case d.Plan != nil && rb.Config().Mode == cluster.RebalanceObserve:
-		dec.Observed.Add(1)
+		dec.record("observed", &dec.Observed, d.Note, d.Plan.ID)
 		log.Info("rebalance (observe, nothing moves): "+d.Note, "plan", d.Plan.ID)
 	case d.Plan != nil:
 		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: *d.Plan}); err != nil {
-			dec.Failed.Add(1)
+			dec.record("failed", &dec.Failed, d.Note+": "+err.Error(), d.Plan.ID)
 			log.Warn("rebalance: plan not stored", "err", err, "decision", d.Note)
 			return false
 		}
-		dec.Planned.Add(1)
+		dec.record("planned", &dec.Planned, d.Note, d.Plan.ID)
 		log.Info("rebalance: "+d.Note, "plan", d.Plan.ID)
 		return true
 	}

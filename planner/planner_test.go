@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -57,5 +58,22 @@ func TestRunRebalances(t *testing.T) {
 		}
 		cancel()
 		<-done
+		want := map[cluster.RebalanceMode]string{cluster.RebalanceObserve: "observed", cluster.RebalanceOn: "planned"}[mode]
+		if r := dec.Recent(); len(r) == 0 || r[0].Kind != want || r[0].Plan == 0 || r[0].Note == "" {
+			t.Fatalf("%s: recent decisions %+v, want the newest %s with its plan", mode, r, want)
+		}
+	}
+}
+
+// TestDecisionsKeepTheNewest: Recent holds the latest keptDecisions, the
+// newest first, while the counters count every decision.
+func TestDecisionsKeepTheNewest(t *testing.T) {
+	var d Decisions
+	for i := range keptDecisions + 5 {
+		d.record("hot", &d.Hot, fmt.Sprint(i), 0)
+	}
+	r := d.Recent()
+	if len(r) != keptDecisions || r[0].Note != fmt.Sprint(keptDecisions+4) || r[len(r)-1].Note != "5" || d.Hot.Load() != keptDecisions+5 {
+		t.Fatalf("recent %d (first %q, last %q), hot %d", len(r), r[0].Note, r[len(r)-1].Note, d.Hot.Load())
 	}
 }

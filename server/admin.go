@@ -18,8 +18,9 @@ import (
 )
 
 // adminServer serves /healthz, /stats, /metrics, /checkpoint (POST),
-// /compact (POST), /cluster/keys (live keys of slots) and /debug/pprof/ on
-// its own listener, apart from the data path.
+// /compact (POST), /cluster/keys (live keys of slots), /debug/pprof/ and
+// Config.AdminRoutes (the node's dashboard) on its own listener, apart from
+// the data path.
 type adminServer struct {
 	addr string
 	srv  *http.Server
@@ -96,6 +97,11 @@ func startAdmin(s *Server, addr string) (*adminServer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]int64{"keys": n})
 	})
+	if s.cfg.AdminRoutes != nil {
+		for pattern, h := range s.cfg.AdminRoutes(s) {
+			mux.Handle(pattern, h)
+		}
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -212,6 +218,30 @@ type MemStats struct {
 	HeapSys    uint64 `json:"heap_sys"`
 	NumGC      uint32 `json:"num_gc"`
 	Goroutines int    `json:"goroutines"`
+}
+
+// Summary is the part of Stats that is cheap to read: no runtime
+// statistics (runtime.ReadMemStats stops the world), no store walk.
+type Summary struct {
+	Ops       int64          // data operations answered since start (control operations not counted)
+	Admission AdmissionStats // background work's share and the foreground's p99.9
+	Cluster   ClusterStats
+}
+
+// Summary sums the loops' operation counters and reads admission control
+// and the routing: what a dashboard polls every second.
+func (s *Server) Summary() Summary {
+	sum := Summary{Admission: s.adm.stats(), Cluster: s.clusterStats()}
+	s.mu.Lock()
+	for _, l := range s.mu.list {
+		for i := range l.stats.ops {
+			if opNames[i] != "control" {
+				sum.Ops += int64(l.stats.ops[i].Load())
+			}
+		}
+	}
+	s.mu.Unlock()
+	return sum
 }
 
 var opNames = [...]string{"read", "upsert", "delete", "add", "append", "control", "resp", "expire"}

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"time"
 
@@ -118,6 +119,11 @@ type Config struct {
 	// Progress, when set, says how far the node's running migration tasks
 	// got; the admin listener serves it as JSON at /cluster/migrations.
 	Progress func() any
+	// AdminRoutes, when set, gives more routes for the admin listener
+	// (ServeMux patterns to handlers; the node's dashboard). It is called
+	// once, with the server, before the listener serves; the handlers may
+	// run before Start returns.
+	AdminRoutes func(s *Server) map[string]http.Handler
 	// Collectors are more metrics for /metrics (the node's: its
 	// planner's decisions).
 	Collectors []prometheus.Collector
