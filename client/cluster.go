@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/fleetkv/fleetkv/cluster"
@@ -56,6 +57,9 @@ type Cluster struct {
 	last  [cluster.Slots]sentOp
 	stats ClusterStats
 	err   error
+	// scope is the WaitContext in progress (nil: none): every connection
+	// dialled during it (re-routing, fetching the map) is bounded by it.
+	scope *waitScope
 }
 
 // ClusterStats count what a Cluster did besides sending operations.
@@ -173,7 +177,7 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32)
 			return nil
 		}
 	}
-	s, err := c.session(context.Background(), m)
+	s, err := c.session(c.ctx(), m)
 	if err != nil {
 		return err
 	}
@@ -204,6 +208,14 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 		return c.refusedLate(s, op, key, value, cb, serial)
 	}
 	s.viewChanged = func() { c.stale, c.direct = true, nil; c.stats.ViewMoves++ }
+	s.onConnect = func(nc net.Conn) {
+		if c.scope != nil {
+			c.scope.add(nc)
+		}
+	}
+	if c.scope != nil {
+		c.scope.add(s.nc)
+	}
 	m.lost = m.lost || m.sess != nil // the old session's commit point is gone
 	m.sess, m.marked = s, s.conns
 	c.setDirect()
@@ -350,30 +362,73 @@ func (c *Cluster) Outstanding() int {
 }
 
 // waitWithin is Wait bounded by ctx: its deadline is every connection's,
+// those dialled while it waits included (re-routing, fetching the map),
 // and its cancellation breaks them (their operations then fail with
 // ErrUnknownOutcome).
 func (c *Cluster) waitWithin(ctx context.Context) error {
-	deadline, _ := ctx.Deadline()
-	var conns []net.Conn // the AfterFunc must not read m.sess.nc, which a reconnect replaces
+	w := newWaitScope(ctx)
 	for _, m := range c.members {
 		if m.sess != nil && m.sess.nc != nil {
-			conns = append(conns, m.sess.nc)
-			_ = m.sess.nc.SetDeadline(deadline)
+			w.add(m.sess.nc)
 		}
 	}
-	stop := context.AfterFunc(ctx, func() {
-		for _, nc := range conns {
-			_ = nc.SetDeadline(time.Unix(1, 0))
-		}
-	})
+	c.scope = w
+	stop := context.AfterFunc(ctx, w.breakAll)
 	err := c.Wait()
 	stop()
+	c.scope = nil
 	for _, m := range c.members {
 		if m.sess != nil && m.sess.nc != nil {
 			_ = m.sess.nc.SetDeadline(time.Time{})
 		}
 	}
 	return err
+}
+
+// ctx is the context of the wait in progress, for the dials it makes.
+func (c *Cluster) ctx() context.Context {
+	if c.scope != nil {
+		return c.scope.ctx
+	}
+	return context.Background()
+}
+
+// waitScope is a WaitContext's hold on the connections it waits on: each
+// gets its deadline, and all are broken when its context ends. Safe for
+// the AfterFunc's goroutine (the rest of a Cluster is not).
+type waitScope struct {
+	ctx      context.Context
+	deadline time.Time // zero: none
+	mu       sync.Mutex
+	conns    []net.Conn // the AfterFunc must not read m.sess.nc, which a reconnect replaces
+	broken   bool       // ctx ended: a connection added now is broken at once
+}
+
+func newWaitScope(ctx context.Context) *waitScope {
+	d, _ := ctx.Deadline()
+	return &waitScope{ctx: ctx, deadline: d}
+}
+
+// add bounds nc by the wait.
+func (w *waitScope) add(nc net.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.conns = append(w.conns, nc)
+	if w.broken {
+		_ = nc.SetDeadline(time.Unix(1, 0))
+		return
+	}
+	_ = nc.SetDeadline(w.deadline)
+}
+
+// breakAll breaks every connection of the wait, and those added later.
+func (w *waitScope) breakAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.broken = true
+	for _, nc := range w.conns {
+		_ = nc.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // healthy reports whether every session can go on being used.
@@ -412,7 +467,7 @@ func (c *Cluster) reroute() error {
 		}
 		c.rerouted()
 		before := c.epoch
-		if err := c.refresh(context.Background()); err != nil {
+		if err := c.refresh(c.ctx()); err != nil {
 			return err
 		}
 		if len(c.retry) == 0 {

@@ -145,6 +145,9 @@ type Session struct {
 	// in its completion (with its serial); false: it is answered with the
 	// refusal. A Cluster re-issues it when that keeps its order.
 	refusedLate func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool
+	// onConnect, when set, is told of every connection the session makes
+	// once it is open (a Cluster bounds it by the wait in progress).
+	onConnect func(nc net.Conn)
 	// viewChanged, when set, is called when the server answers
 	// VIEW_CHANGED: ownership changed, and a Cluster refreshes its map.
 	viewChanged func()
@@ -215,7 +218,6 @@ func (s *Session) connect(ctx context.Context) error {
 	b = wire.AppendOp(b, wire.OpOpen, resume, []byte(s.cfg.AuthToken))
 	wire.FinishRequest(b, start, wire.RequestHeader{Flags: wire.FlagControl, Count: 1})
 	_ = nc.SetDeadline(deadline)
-	defer nc.SetDeadline(time.Time{})
 	if _, err := nc.Write(b); err != nil {
 		nc.Close()
 		return fmt.Errorf("client: open session: %w", err)
@@ -241,6 +243,10 @@ func (s *Session) connect(ctx context.Context) error {
 		s.resumed = binary.LittleEndian.Uint64(res.Value[16:])
 		s.serial = s.resumed + 1
 		s.durable = binary.LittleEndian.Uint64(res.Value[24:])
+	}
+	_ = nc.SetDeadline(time.Time{})
+	if s.onConnect != nil {
+		s.onConnect(nc)
 	}
 	return nil
 }
