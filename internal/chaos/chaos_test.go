@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -8,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +75,9 @@ func TestChaos(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fleetkv/fleetkv/cmd/fleetkv").CombinedOutput(); err != nil {
 		t.Fatalf("build fleetkv: %v\n%s", err, out)
 	}
+	if gone, err := CleanStale(); err != nil || len(gone) > 0 {
+		t.Logf("namespaces of dead runs deleted: %v (%v)", gone, err)
+	}
 	nt, err := NewNet(fmt.Sprintf("fkv%d", os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +93,61 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	spec, _ := json.Marshal(netSpec{Prefix: nt.prefix, Nodes: nt.Nodes(), Bin: bin, Seed: seed})
-	args := append(append(nt.Exec(clientNode), os.Args[0]), os.Args[1:]...)
-	args = append(args, "-test.run=^TestChaos$", "-test.v=true", fmt.Sprintf("-chaos-seed=%d", seed))
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), innerEnv+"="+string(spec))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	t.Logf("the run inside %s:\n%s", nt.NS(clientNode), out)
-	if err != nil {
+	if err := runInside(t, nt, string(spec), seed); err != nil {
 		t.Fatalf("the run inside the namespaces failed (%v); replay with -chaos-seed %d", err, seed)
 	}
+}
+
+// runInside runs the test binary again inside the clients' namespace with
+// spec, its output logged line by line as it comes. It is killed 30 s
+// before the test's deadline, so that the namespaces are still deleted.
+func runInside(t *testing.T, nt *Net, spec string, seed uint64) error {
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-30*time.Second))
+		defer cancel()
+	}
+	args := append(nt.Exec(clientNode), os.Args[0])
+	args = append(append(args, innerArgs(os.Args[1:])...), "-test.run=^TestChaos$", "-test.v=true", fmt.Sprintf("-chaos-seed=%d", seed))
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), innerEnv+"="+spec)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("killed 30 s before the test's deadline: %w", err)
+	}
+	return err
+}
+
+// innerArgs are the outer run's flags that the inner run may share: none
+// that names a file the outer run writes (its test log, profiles,
+// coverage), and not its -test.run.
+func innerArgs(args []string) []string {
+	var out []string
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "test.testlogfile", "test.coverprofile", "test.gocoverdir", "test.cpuprofile", "test.memprofile", "test.blockprofile",
+			"test.mutexprofile", "test.trace", "test.outputdir", "test.artifacts", "test.run":
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // harness is the inner run's view of the cluster.
@@ -134,6 +185,9 @@ func runChaos(t *testing.T, specJSON string) {
 		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k FaultKind) bool { return k == Delay })
 		h.t.Log("no tc netem here: no delay faults")
 	}
+	if len(kinds) == 0 {
+		t.Fatalf("no kind of fault left to draw from %q here", *kindsFlag)
+	}
 	sched := NewSchedule(spec.Seed, *faultsFlag, *spanFlag, serverNodes, metaNodes, kinds)
 	h.startCluster(spec.Bin)
 
@@ -142,6 +196,18 @@ func runChaos(t *testing.T, specJSON string) {
 	clientsDone := h.startClients(ctx, spec.Seed)
 	migCtx, stopMigrations := context.WithCancel(context.Background())
 	migrationsDone := h.migrateAtRandom(migCtx)
+	var clients *clientStats
+	// A t.Fatal on the way stops the goroutines before the test ends
+	// (they log through t); cleanups run in reverse, so before the
+	// cluster's is stopped.
+	t.Cleanup(func() {
+		stopMigrations()
+		<-migrationsDone
+		stopClients()
+		if clients == nil {
+			<-clientsDone
+		}
+	})
 	for _, f := range sched {
 		time.Sleep(time.Until(h.start.Add(f.At)))
 		h.inject(f)
@@ -150,10 +216,32 @@ func runChaos(t *testing.T, specJSON string) {
 	<-migrationsDone
 	h.quiesce()
 	stopClients()
-	clients := <-clientsDone
+	cs := <-clientsDone
+	clients = &cs
 	h.finalReads()
 	h.checkServing()
-	h.checkHistory(clients)
+	h.checkInjected(sched, cs)
+	h.checkHistory(cs)
+}
+
+// checkInjected fails the run when what it injected and checked falls
+// short of its schedule: every scheduled fault injected, a crash in the
+// history for every server killed, durability marks taken.
+func (h *harness) checkInjected(sched []Fault, cs clientStats) {
+	kills := 0
+	for _, f := range sched {
+		if f.Kind == KillServer {
+			kills++
+		}
+	}
+	switch {
+	case h.faults != len(sched):
+		h.t.Fatalf("%d faults injected of %d scheduled", h.faults, len(sched))
+	case h.crashes != kills:
+		h.t.Fatalf("%d crashes in the history for %d servers killed", h.crashes, kills)
+	case cs.marks == 0:
+		h.t.Fatal("no durability mark was taken: the history cannot show a lost durable write")
+	}
 }
 
 // startCluster starts the meta members and servers, each in its namespace,
@@ -251,10 +339,47 @@ func (h *harness) inject(f Fault) {
 		h.t.Fatalf("heal after %s: %v", f, err)
 	}
 	if f.Kind == KillServer || f.Kind == KillMeta {
-		if err := h.local.Start(h.procs[f.Node]); err != nil {
-			h.t.Fatal(err)
-		}
+		h.restart(h.procs[f.Node])
 	}
+}
+
+// restart starts p again and waits until it answers (a server's admin
+// /healthz, a meta member's client port), so that the next fault finds it
+// up: faults come one at a time, and two meta members down at once would
+// be two faults.
+func (h *harness) restart(p *clusterctl.Proc) {
+	t := h.t
+	if err := h.local.Start(p); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !h.answers(p) {
+		if !p.Running() || time.Now().After(deadline) {
+			b, _ := os.ReadFile(p.Log)
+			t.Fatalf("%s did not come back up (running %v); its log (tail):\n%s", p.Name, p.Running(), tail(b, 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// answers reports whether p's process answers on its port.
+func (h *harness) answers(p *clusterctl.Proc) bool {
+	if strings.HasPrefix(p.Name, "meta") {
+		c, err := net.DialTimeout("tcp", p.Native, 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Admin+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // kill ends node's process with SIGKILL. A server's is a crash in the
@@ -324,8 +449,9 @@ func (h *harness) migrate(rng *rand.Rand, from, to string) {
 	h.logf("migration %d: %s->%s of %v", rec.ID, from, to, part)
 }
 
-// quiesce heals the network, starts whatever is down and waits until
-// every migration has ended (completed or cancelled).
+// quiesce heals the network and waits until every migration has ended
+// (completed or cancelled). Every process must still be running: the
+// harness restarts what it kills, so one that is down exited by itself.
 func (h *harness) quiesce() {
 	t := h.t
 	if err := h.net.Heal(); err != nil {
@@ -333,9 +459,8 @@ func (h *harness) quiesce() {
 	}
 	for _, p := range h.procs {
 		if !p.Running() {
-			if err := h.local.Start(p); err != nil {
-				t.Fatal(err)
-			}
+			b, _ := os.ReadFile(p.Log)
+			t.Fatalf("%s exited by itself; its log (tail):\n%s", p.Name, tail(b, 3000))
 		}
 	}
 	deadline := time.Now().Add(120 * time.Second)

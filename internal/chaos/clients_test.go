@@ -263,13 +263,14 @@ func (h *harness) finalReads() {
 }
 
 // checkServing checks, for up to 30 s until it holds, that every slot is
-// served by exactly one server (as each server's /stats says).
+// served by exactly one server (as each server's /stats says), its owner
+// in the stored map.
 func (h *harness) checkServing() {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := h.servingOnce()
 		if err == nil {
-			h.logf("every slot served by exactly one server")
+			h.logf("every slot served by exactly one server, its owner in the map")
 			return
 		}
 		if time.Now().After(deadline) {
@@ -313,6 +314,19 @@ func (h *harness) servingOnce() error {
 	for s, who := range by {
 		if who == "" {
 			return fmt.Errorf("slot %d served by no server", s)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := h.md.Load(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range st.Map.Ranges {
+		for s := int(a.First); s <= int(a.Last); s++ {
+			if by[s] != string(a.Owner) {
+				return fmt.Errorf("slot %d served by %s, owned by %s in the map", s, by[s], a.Owner)
+			}
 		}
 	}
 	return nil

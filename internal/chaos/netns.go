@@ -37,7 +37,44 @@ func Available() string {
 			return tool + " is not installed"
 		}
 	}
+	probe := fmt.Sprintf("fkvprobe%d", os.Getpid()) // root without CAP_SYS_ADMIN (a container) cannot
+	if err := run("ip", "netns", "add", probe); err != nil {
+		return err.Error()
+	}
+	if err := run("ip", "netns", "del", probe); err != nil {
+		return err.Error()
+	}
 	return ""
+}
+
+// CleanStale deletes the namespaces of earlier runs whose process is gone
+// (named fkvPID-NODE, as TestChaos names them; a run killed before its
+// cleanup leaves them behind) and returns their names.
+func CleanStale() ([]string, error) {
+	ents, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	var errs []error
+	for _, e := range ents {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(e.Name(), "fkv"), "-")
+		if !strings.HasPrefix(e.Name(), "fkv") || !ok || pid == "" || strings.Trim(pid, "0123456789") != "" {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its run is alive (or the pid was reused: left alone)
+		}
+		if err := run("ip", "netns", "del", e.Name()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		gone = append(gone, e.Name())
+	}
+	return gone, errors.Join(errs...)
 }
 
 // NewNet creates the hub of a network whose namespaces are named
