@@ -94,7 +94,7 @@ run() {
   if [ "$migrate" = 1 ]; then
     local t0; t0=$(now)
     "$BIN" cluster migrate --meta 127.0.0.1:$mport --cluster bench --slots 0-4095 --to s2 --wait 10m >"$WORK/migrate.out" 2>&1 ||
-      { cat "$WORK/migrate.out"; exit 1; }
+      { cat "$WORK/migrate.out"; if [ -n "${KEEP_LOGS:-}" ]; then for i in 1 2; do cp "$WORK/s$i.log" "$OUT.$round.$name.s$i.log"; done; fi; exit 1; }
     mtook=$(elapsed "$t0")
   fi
   if [ "$compact" = 1 ]; then
