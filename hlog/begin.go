@@ -41,32 +41,82 @@ func (l *Log) ShiftBegin(ctx context.Context, to uint64) error {
 // key and used value, in buf when buf is large enough (and aligned for the
 // device), else in a new buffer, which it also returns for reuse.
 func ReadRecord(dev ssd.Device, addr uint64, buf []byte) (rec, newBuf []byte, err error) {
-	al := uint64(max(dev.Alignment(), 1))
-	start := addr / al * al
-	size := uint64(PrefixSize + 1<<10)
-	for tries := 0; tries < 2; tries++ {
-		end := (addr + size + al - 1) / al * al
-		if uint64(cap(buf)) < end-start {
-			buf = ssd.AlignedBuffer(int(max(end-start, 4<<10)))
+	r := RecordRead{Buf: buf}
+	done := make(scanWait, 1)
+	r.Start(dev, addr, done)
+	for {
+		res := <-done
+		rec, again, err := r.Finish(res.n, res.err, done)
+		if !again {
+			return rec, r.Buf, err
 		}
-		if err := ReadPage(dev, buf[:end-start], start); err != nil {
-			return nil, buf, err
-		}
-		b := buf[addr-start : end-start]
-		h, kl, vc, vl, _ := DecodePrefix(b)
-		if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= addr || vl > vc || kl == 0 {
-			return nil, buf, fmt.Errorf("%w: record header %#x at %d (key %d, value %d of %d)", ErrCorrupt, uint64(h), addr, kl, vl, vc)
-		}
-		need := uint64(PrefixSize + kl + vl)
-		if need <= uint64(len(b)) {
-			if !VerifyRecord(b[:need]) {
-				return nil, buf, fmt.Errorf("%w: record at %d: checksum %#x does not match", ErrCorrupt, addr, StoredChecksum(b))
-			}
-			return b[:need], buf, nil
-		}
-		size = need
 	}
-	return nil, buf, fmt.Errorf("%w: record at %d grew between two reads", ErrCorrupt, addr)
+}
+
+// RecordRead is ReadRecord in steps, for a caller that keeps several
+// reads in flight: Start issues the read, and once its callback has run,
+// Finish checks what came back. A record longer than the first read
+// fetched takes a second, longer read, which Finish issues (again: the
+// callback runs once more). Buf is the read's buffer (reused when it is
+// large enough and aligned for the device); it must stay untouched while
+// a read is in flight.
+type RecordRead struct {
+	Buf   []byte
+	dev   ssd.Device
+	addr  uint64
+	start uint64 // where the read began: addr rounded down to the alignment
+	size  uint64 // how many bytes from addr the read covers, at least
+	read  uint64 // bytes read at start
+	tries int
+}
+
+// Start issues the read of the record at addr from dev; cb is told when
+// it is done.
+func (r *RecordRead) Start(dev ssd.Device, addr uint64, cb ssd.Callback) {
+	al := uint64(max(dev.Alignment(), 1))
+	*r = RecordRead{Buf: r.Buf, dev: dev, addr: addr, start: addr / al * al, size: PrefixSize + 1<<10}
+	r.issue(cb)
+}
+
+// issue reads the aligned span that covers size bytes from addr.
+func (r *RecordRead) issue(cb ssd.Callback) {
+	al := uint64(max(r.dev.Alignment(), 1))
+	end := (r.addr + r.size + al - 1) / al * al
+	if uint64(cap(r.Buf)) < end-r.start {
+		r.Buf = ssd.AlignedBuffer(int(max(end-r.start, 4<<10)))
+	}
+	r.read, r.tries = end-r.start, r.tries+1
+	r.dev.ReadAsync(r.Buf[:r.read], r.start, cb)
+}
+
+// Finish checks the read whose callback reported n bytes and err. It
+// returns the record (as ReadRecord), or again when it issued a longer
+// read with cb, whose outcome goes to Finish in turn.
+func (r *RecordRead) Finish(n int, err error, cb ssd.Callback) (rec []byte, again bool, _ error) {
+	switch {
+	case err != nil:
+		return nil, false, err
+	case uint64(n) != r.read:
+		return nil, false, fmt.Errorf("hlog: %d of %d bytes transferred at %d", n, r.read, r.start)
+	}
+	b := r.Buf[r.addr-r.start : r.read]
+	h, kl, vc, vl, _ := DecodePrefix(b)
+	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= r.addr || vl > vc || kl == 0 {
+		return nil, false, fmt.Errorf("%w: record header %#x at %d (key %d, value %d of %d)", ErrCorrupt, uint64(h), r.addr, kl, vl, vc)
+	}
+	need := uint64(PrefixSize + kl + vl)
+	switch {
+	case need <= uint64(len(b)):
+		if !VerifyRecord(b[:need]) {
+			return nil, false, fmt.Errorf("%w: record at %d: checksum %#x does not match", ErrCorrupt, r.addr, StoredChecksum(b))
+		}
+		return b[:need], false, nil
+	case r.tries >= 2:
+		return nil, false, fmt.Errorf("%w: record at %d grew between two reads", ErrCorrupt, r.addr)
+	}
+	r.size = need
+	r.issue(cb)
+	return nil, true, nil
 }
 
 // FindKey follows a hash chain on dev from addr down to floor and returns

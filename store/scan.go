@@ -94,18 +94,22 @@ func (st *Store) scan(ctx context.Context, from, to uint64, in func(h uint64) bo
 		return err
 	}
 	defer s.Close()
-	w := chainScanner{st: st, s: s, in: in, bits: bits, seen: map[string]bool{}, fn: fn, cut: cut, indirect: indirect}
-	for _, hd := range heads {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		w.bucket, w.tag = hd.bucket, hd.tag
-		if err := w.walk(hd.addr); err != nil {
-			return err
-		}
+	w := chainScanner{st: st, s: s, in: in, bits: bits, fn: fn, cut: cut, indirect: indirect,
+		done: make(chan *chainWalk, scanReads)}
+	err = w.run(ctx, heads)
+	for w.inFlight > 0 { // no buffer is dropped under the device
+		<-w.done
+		w.inFlight--
 	}
-	return nil
+	return err
 }
+
+// scanReads is how many chains a scan walks on the device at once, each
+// with one read in flight. One at a time, a scan of records on the device
+// waits out a read per record behind whatever the loops keep queued there:
+// a migration's first slot group took longer than the 10 s its source
+// waits for progress (BENCHMARKS.md).
+const scanReads = 32
 
 // chainHeads returns where the chains of the buckets that hold positions
 // [from, to] start, and the size (bits) of the table they were read in.
@@ -124,98 +128,181 @@ type chainHead struct {
 	addr, bucket, tag uint64
 }
 
-// chainScanner walks chains for Scan.
+// chainScanner walks chains for Scan: each chain's in-memory part under
+// protection, one chain at a time, then its device part, up to scanReads
+// chains side by side. Everything but the device's callbacks runs on the
+// scan's goroutine: fn is never called concurrently.
 type chainScanner struct {
-	st *Store
-	s  *Session
-	in func(h uint64) bool // the keys the scan visits
-	// bucket is the bucket of the chain being walked, in a table of bits:
-	// a key of another bucket in it is met in its own.
-	bucket, tag uint64
-	bits        uint
-	seen        map[string]bool // keys of the chain's bucket met in the chain being walked
-	buf         []byte
-	fn          ScanFunc
-	// ScanCut's: where chains are cut, and what gets the cuts; dead: the
-	// chain being walked visited a deleted or expired key (no cut).
+	st   *Store
+	s    *Session
+	in   func(h uint64) bool // the keys the scan visits
+	bits uint                // the size of the table the chains were read in
+	fn   ScanFunc
+	// ScanCut's: where chains are cut, and what gets the cuts.
 	cut      uint64
 	indirect func(bits uint, chain, addr uint64) error
-	dead     bool
+	// The device walks: idle ones to reuse, and those whose read is done.
+	idle     []*chainWalk
+	made     int // walks made, at most scanReads
+	done     chan *chainWalk
+	inFlight int
 }
 
-// cuts reports whether the walk ends at addr with an indirection.
-func (w *chainScanner) cuts(addr uint64) bool { return w.indirect != nil && addr < w.cut && !w.dead }
-
-// cutAt hands the rest of the chain, from addr, to indirect.
-func (w *chainScanner) cutAt(addr uint64) error {
-	return w.indirect(w.bits, index.ChainID(w.bucket, w.tag), addr)
+// chainWalk is one chain being walked.
+type chainWalk struct {
+	// bucket is the bucket of the chain, in a table of bits: a key of
+	// another bucket in it is met in its own.
+	bucket, tag uint64
+	addr        uint64          // the next record to visit
+	seen        map[string]bool // keys of the chain's bucket met in it
+	dead        bool            // it visited a deleted or expired key: no cut
+	read        hlog.RecordRead
+	n           int // the read's outcome
+	err         error
+	done        chan<- *chainWalk
 }
 
-// walk visits the keys of the chain from addr: its in-memory part under
-// protection, then its device part.
-func (w *chainScanner) walk(addr uint64) error {
-	clear(w.seen)
-	w.dead = false
+// IODone is the device's callback for the walk's read; the channel holds
+// every walk, so it never blocks.
+func (c *chainWalk) IODone(n int, err error) {
+	c.n, c.err = n, err
+	c.done <- c
+}
+
+// run walks the chains of heads.
+func (w *chainScanner) run(ctx context.Context, heads []chainHead) error {
+	for _, hd := range heads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, err := w.walker()
+		if err != nil {
+			return err
+		}
+		c.bucket, c.tag, c.addr, c.dead = hd.bucket, hd.tag, hd.addr, false
+		clear(c.seen)
+		if err := w.inMemory(c); err != nil {
+			return err
+		}
+		if err := w.onDevice(c); err != nil {
+			return err
+		}
+	}
+	for w.inFlight > 0 {
+		if err := w.complete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walker returns an idle walk, waiting for a read when every one is busy.
+func (w *chainScanner) walker() (*chainWalk, error) {
+	for len(w.idle) == 0 {
+		if w.made < scanReads {
+			w.made++
+			return &chainWalk{seen: map[string]bool{}, done: w.done}, nil
+		}
+		if err := w.complete(); err != nil {
+			return nil, err
+		}
+	}
+	c := w.idle[len(w.idle)-1]
+	w.idle = w.idle[:len(w.idle)-1]
+	return c, nil
+}
+
+// cuts reports whether c's walk ends at addr with an indirection.
+func (w *chainScanner) cuts(c *chainWalk, addr uint64) bool {
+	return w.indirect != nil && addr < w.cut && !c.dead
+}
+
+// cutAt hands the rest of c's chain, from addr, to indirect.
+func (w *chainScanner) cutAt(c *chainWalk, addr uint64) error {
+	return w.indirect(w.bits, index.ChainID(c.bucket, c.tag), addr)
+}
+
+// inMemory visits the keys of c's chain while it is in memory, under
+// protection, and leaves c.addr where it goes on.
+func (w *chainScanner) inMemory(c *chainWalk) error {
 	l := w.st.log
 	if err := w.s.begin(); err != nil {
 		return err
 	}
-	for addr >= l.Head() && addr >= l.Begin() {
-		if w.cuts(addr) {
-			w.s.end()
-			w.s.Suspend()
-			return w.cutAt(addr)
-		}
-		r := l.Record(addr)
+	defer w.s.Suspend()
+	defer w.s.end()
+	for c.addr >= l.Head() && c.addr >= l.Begin() && !w.cuts(c, c.addr) {
+		r := l.Record(c.addr)
 		// The header and expiry as one moment (a value updated in place
 		// meanwhile may still be torn: Scan's doc), so that liveness never
 		// comes from a header that does not match the bytes split by it.
 		h, at := r.ReadExpiry()
 		v, _ := hlog.SplitValue(h, r.Value())
-		if err := w.met(r.Key(), v, at, h, addr); err != nil {
-			w.s.end()
+		if err := w.met(c, r.Key(), v, at, h, c.addr); err != nil {
 			return err
 		}
-		addr = h.Prev()
-	}
-	w.s.end()
-	w.s.Suspend()
-	dev := l.Device()
-	for addr >= l.Begin() && addr >= hlog.FirstAddress {
-		if w.cuts(addr) {
-			return w.cutAt(addr)
-		}
-		rec, buf, err := hlog.ReadRecord(dev, addr, w.buf)
-		w.buf = buf
-		if err != nil {
-			return err
-		}
-		h, kl, _, vl, _ := hlog.DecodePrefix(rec)
-		key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-		v, at := hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
-		if err := w.met(key, v, at, h, addr); err != nil {
-			return err
-		}
-		addr = h.Prev()
+		c.addr = h.Prev()
 	}
 	return nil
 }
 
-// met visits key when it is in the range, of the chain's bucket, and not
-// met before in the chain: its newest record, with header hdr, value v and
+// onDevice goes on with c's chain at c.addr, unprotected: it cuts it
+// there, or issues the read of its next record, or (at the chain's end)
+// makes c idle.
+func (w *chainScanner) onDevice(c *chainWalk) error {
+	l := w.st.log
+	switch {
+	case c.addr < l.Begin() || c.addr < hlog.FirstAddress:
+	case w.cuts(c, c.addr):
+		if err := w.cutAt(c, c.addr); err != nil {
+			return err
+		}
+	default:
+		w.inFlight++
+		c.read.Start(l.Device(), c.addr, c)
+		return nil
+	}
+	w.idle = append(w.idle, c)
+	return nil
+}
+
+// complete waits for a read and visits its record.
+func (w *chainScanner) complete() error {
+	c := <-w.done
+	w.inFlight--
+	rec, again, err := c.read.Finish(c.n, c.err, c)
+	switch {
+	case again:
+		w.inFlight++
+		return nil
+	case err != nil:
+		return err
+	}
+	h, kl, _, vl, _ := hlog.DecodePrefix(rec)
+	key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
+	v, at := hlog.SplitValue(h, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
+	if err := w.met(c, key, v, at, h, c.addr); err != nil {
+		return err
+	}
+	c.addr = h.Prev()
+	return w.onDevice(c)
+}
+
+// met visits key when it is in the range, of c's bucket, and not met
+// before in c's chain: its newest record, with header hdr, value v and
 // expiry at.
 //
 // With a cut (ScanCut), a deleted or expired key of the chain's bucket
 // keeps the chain from being cut, whether or not it is in the range: a
 // table made of several scans covers their ranges together.
-func (w *chainScanner) met(key, v []byte, at int64, hdr hlog.Header, addr uint64) error {
+func (w *chainScanner) met(c *chainWalk, key, v []byte, at int64, hdr hlog.Header, addr uint64) error {
 	h := keyhash.Hash(key)
-	if index.BucketOf(h, w.bits) != w.bucket || w.seen[string(key)] {
+	if index.BucketOf(h, w.bits) != c.bucket || c.seen[string(key)] {
 		return nil
 	}
-	w.seen[string(key)] = true
+	c.seen[string(key)] = true
 	dead := hdr.Invalid() || hdr.Tombstone() || w.st.expired(at)
-	w.dead = w.dead || dead
+	c.dead = c.dead || dead
 	switch {
 	case !w.in(h):
 		return nil

@@ -1,11 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/fleetkv/fleetkv/ssd"
 )
 
 // TestScanCursorSurvivesGrowth scans the whole store a few keys at a time
@@ -144,4 +149,98 @@ func smallIndexWith(t *testing.T, prefix string, n int) (*Store, *Session) {
 		}
 	}
 	return st, s
+}
+
+// TestScanWalksDeviceChainsSideBySide scans a churned store (values up to
+// 3 KiB, so some records take a second, longer read; deletes; appends)
+// whose device answers reads late and out of order: the scan meets every
+// key's newest record exactly once, and it kept several chains' reads in
+// flight at once, never more than scanReads.
+func TestScanWalksDeviceChainsSideBySide(t *testing.T) {
+	dev := &lateDevice{Device: ssd.NewMemDevice(), rng: rand.New(rand.NewPCG(7, 8))}
+	st := openTest(t, compactConfig(dev))
+	s := newSession(t, st)
+	m := model{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	churn(t, s, m, rng, "k", 600, 6000)
+	for i := 0; i < 40; i++ { // long values
+		k := fmt.Sprintf("k-%d", rng.IntN(600))
+		v := bytes.Repeat([]byte{'L'}, 1500+rng.IntN(1500))
+		if _, err := s.Upsert([]byte(k), v); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = v
+	}
+	churn(t, s, m, rng, "k", 600, 3000) // bury them
+	s.CompletePending(true)
+	s.Suspend()
+	dev.late.Store(true)
+	got := map[string][]byte{}
+	err := st.Scan(context.Background(), 0, ^uint64(0), func(key, value []byte, _ int64, live bool, _ uint64) error {
+		if _, ok := got[string(key)]; ok {
+			return fmt.Errorf("%s met twice", key)
+		}
+		got[string(key)] = nil
+		if live {
+			got[string(key)] = append([]byte{}, value...)
+		}
+		return nil
+	})
+	dev.late.Store(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range m {
+		if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
+			t.Fatalf("%s: scanned %.20q (met %v), want %.20q", k, g, ok, v)
+		}
+	}
+	for k, g := range got {
+		if _, ok := m[k]; !ok && g != nil {
+			t.Fatalf("%s scanned live, never written", k)
+		}
+	}
+	most, reads := dev.most.Load(), dev.reads.Load()
+	t.Logf("%d device reads, at most %d in flight", reads, most)
+	if most < 2 || most > scanReads {
+		t.Fatalf("at most %d reads in flight during the scan: want 2..%d", most, scanReads)
+	}
+}
+
+// lateDevice answers reads, while late is set, after a random delay of up
+// to a millisecond each, so that they complete out of order; it counts the
+// reads in flight.
+type lateDevice struct {
+	ssd.Device
+	late                  atomic.Bool
+	mu                    sync.Mutex
+	rng                   *rand.Rand
+	inFlight, most, reads atomic.Int64
+}
+
+func (d *lateDevice) ReadAsync(p []byte, off uint64, cb ssd.Callback) {
+	if !d.late.Load() {
+		d.Device.ReadAsync(p, off, cb)
+		return
+	}
+	d.reads.Add(1)
+	if n := d.inFlight.Add(1); n > d.most.Load() {
+		d.most.Store(n) // one scan goroutine issues: no race on the maximum
+	}
+	d.mu.Lock()
+	delay := time.Duration(d.rng.IntN(1000)) * time.Microsecond
+	d.mu.Unlock()
+	time.AfterFunc(delay, func() {
+		d.Device.ReadAsync(p, off, lateCallback{d, cb})
+	})
+}
+
+type lateCallback struct {
+	d  *lateDevice
+	cb ssd.Callback
+}
+
+func (c lateCallback) IODone(n int, err error) {
+	c.d.inFlight.Add(-1)
+	c.cb.IODone(n, err)
 }
