@@ -159,6 +159,20 @@ func (s *Mem) SwapPlan(_ context.Context, w PlanSwap) (int64, error) {
 	return rev, nil
 }
 
+func (s *Mem) DeletePlan(_ context.Context, id PlanID, rev int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch p, ok := s.plans[id]; {
+	case s.down:
+		return ErrUnavailable
+	case !ok || p.Revision != rev:
+		return ErrConflict
+	}
+	delete(s.plans, id)
+	s.changedLocked()
+	return nil
+}
+
 func (s *Mem) SwapMap(_ context.Context, prev int64, m *Map) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

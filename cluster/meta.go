@@ -59,6 +59,10 @@ type Metadata interface {
 	// transaction (PlanSwap) and returns the new revision; ErrConflict
 	// when either moved.
 	SwapPlan(ctx context.Context, w PlanSwap) (int64, error)
+	// DeletePlan removes plan id if it is still at revision rev;
+	// ErrConflict when it moved or is gone. The planner deletes ended
+	// plans only (planner.Run keeps the newest few).
+	DeletePlan(ctx context.Context, id PlanID, rev int64) error
 	// Register records s as alive until ctx ends or the process stops
 	// renewing it (a lease).
 	Register(ctx context.Context, s Server) error
@@ -75,6 +79,8 @@ type Metadata interface {
 	// noticed late costs races, not safety.
 	Lead(ctx context.Context, id ServerID) (<-chan struct{}, error)
 	// Changes is signalled (coalesced) after any change of the state.
+	// Each call subscribes a new channel for the store's life: a
+	// follower subscribes once, not once per wait.
 	Changes() <-chan struct{}
 	Close() error
 }

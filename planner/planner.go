@@ -28,7 +28,13 @@ const poll = time.Second
 // is tried again until ctx ends; the plan stays in the store, so a later
 // Drive of it (from any process) resumes it.
 func Drive(ctx context.Context, md cluster.Metadata, id cluster.PlanID, report func(cluster.Plan)) (cluster.Plan, error) {
-	changes := md.Changes()
+	return drive(ctx, md, md.Changes(), id, report)
+}
+
+// drive is Drive, woken by changes: a subscription of md's that outlives
+// it (each Changes call subscribes for the store's life, so Run, which
+// drives plan after plan, subscribes once).
+func drive(ctx context.Context, md cluster.Metadata, changes <-chan struct{}, id cluster.PlanID, report func(cluster.Plan)) (cluster.Plan, error) {
 	var last cluster.Plan
 	var lastErr error
 	for {
@@ -147,10 +153,13 @@ func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger, rb *cluster
 	for ctx.Err() == nil {
 		st, err := md.Load(ctx)
 		if id, ok := unended(st); ok {
-			if _, err := Drive(ctx, md, id, logger(log)); err != nil && ctx.Err() == nil {
+			if _, err := drive(ctx, md, changes, id, logger(log)); err != nil && ctx.Err() == nil {
 				log.Warn("planner: plan not driven", "plan", id, "err", err)
 			}
 			continue
+		}
+		if err == nil {
+			prune(ctx, md, st, log)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -190,6 +199,32 @@ func rebalance(ctx context.Context, md cluster.Metadata, st cluster.State, rb *c
 		return true
 	}
 	return false
+}
+
+// keptPlans is how many ended plans the store keeps. A cluster that
+// rebalances on its own ends a plan every cool-down, and every server
+// reads every plan on every change of the store.
+const keptPlans = 16
+
+// prune deletes st's ended plans but the newest keptPlans (by id). The
+// newest plan is always kept, so new ids (NewPlan: one above the highest)
+// never repeat. A plan that moved meanwhile stays (a conflict) until the
+// next pass.
+func prune(ctx context.Context, md cluster.Metadata, st cluster.State, log *slog.Logger) {
+	ended := 0
+	for i := len(st.Plans) - 1; i >= 0; i-- { // st.Plans is in id order
+		p := &st.Plans[i]
+		if !p.Ended {
+			continue
+		}
+		if ended++; ended <= keptPlans {
+			continue
+		}
+		if err := md.DeletePlan(ctx, p.ID, p.Revision); err != nil && !errors.Is(err, cluster.ErrConflict) {
+			log.Warn("planner: ended plan not deleted; will retry", "plan", p.ID, "err", err)
+			return
+		}
+	}
 }
 
 // unended returns the first plan of st that has not ended.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 func TestRunRebalances(t *testing.T) {
 	for _, mode := range []cluster.RebalanceMode{cluster.RebalanceOn, cluster.RebalanceObserve} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		md := cluster.NewMem()
+		md := &subscriptions{Metadata: cluster.NewMem()}
 		servers := []cluster.Server{{ID: "a"}, {ID: "b"}, {ID: "c"}}
 		for _, s := range servers {
 			if err := md.Register(ctx, s); err != nil {
@@ -58,11 +59,26 @@ func TestRunRebalances(t *testing.T) {
 		}
 		cancel()
 		<-done
+		if n := md.n.Load(); n != 1 {
+			t.Errorf("%s: Run subscribed to the store's changes %d times, want once", mode, n)
+		}
 		want := map[cluster.RebalanceMode]string{cluster.RebalanceObserve: "observed", cluster.RebalanceOn: "planned"}[mode]
 		if r := dec.Recent(); len(r) == 0 || r[0].Kind != want || r[0].Plan == 0 || r[0].Note == "" {
 			t.Fatalf("%s: recent decisions %+v, want the newest %s with its plan", mode, r, want)
 		}
 	}
+}
+
+// subscriptions counts the subscriptions to a store's changes: each lives
+// as long as the store.
+type subscriptions struct {
+	cluster.Metadata
+	n atomic.Int32
+}
+
+func (s *subscriptions) Changes() <-chan struct{} {
+	s.n.Add(1)
+	return s.Metadata.Changes()
 }
 
 // TestDecisionsKeepTheNewest: Recent holds the latest keptDecisions, the
@@ -75,5 +91,44 @@ func TestDecisionsKeepTheNewest(t *testing.T) {
 	r := d.Recent()
 	if len(r) != keptDecisions || r[0].Note != fmt.Sprint(keptDecisions+4) || r[len(r)-1].Note != "5" || d.Hot.Load() != keptDecisions+5 {
 		t.Fatalf("recent %d (first %q, last %q), hot %d", len(r), r[0].Note, r[len(r)-1].Note, d.Hot.Load())
+	}
+}
+
+// TestRunKeepsTheNewestEndedPlans: Run deletes every ended plan but the
+// newest keptPlans, so the store does not grow with every rebalance; a new
+// plan's id still comes after every earlier one.
+func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	md := cluster.NewMem()
+	servers := []cluster.Server{{ID: "a"}, {ID: "b"}}
+	m, _ := cluster.NewMap("t", servers)
+	if _, err := md.SwapMap(ctx, 0, m); err != nil {
+		t.Fatal(err)
+	}
+	const ended = keptPlans + 5
+	for id := cluster.PlanID(1); id <= ended; id++ {
+		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: cluster.Plan{ID: id, Kind: cluster.PlanAdd, Server: "b", Ended: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+		close(done)
+	}()
+	st, _ := md.Load(ctx)
+	for ; len(st.Plans) > keptPlans && ctx.Err() == nil; st, _ = md.Load(ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if len(st.Plans) != keptPlans || st.Plans[0].ID != ended-keptPlans+1 || st.Plans[keptPlans-1].ID != ended {
+		t.Fatalf("%d plans kept, ids %d..%d; want %d, %d..%d", len(st.Plans), st.Plans[0].ID, st.Plans[len(st.Plans)-1].ID,
+			keptPlans, ended-keptPlans+1, ended)
+	}
+	p, err := cluster.NewPlan(st, cluster.PlanDrain, "b", 0)
+	if err != nil || p.ID != ended+1 {
+		t.Fatalf("the next plan: id %d, %v; want %d", p.ID, err, ended+1)
 	}
 }

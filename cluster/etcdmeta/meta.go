@@ -196,11 +196,29 @@ func (s *Store) SwapMigration(ctx context.Context, w cluster.MigrationSwap) (int
 // w.Plan.Revision (0: no such key), and w's migration record with it if
 // that key's is still w.Migration.Revision, in one transaction.
 func (s *Store) SwapPlan(ctx context.Context, w cluster.PlanSwap) (int64, error) {
-	puts := []casPut{{s.key("plans", fmt.Sprintf("%020d", uint64(w.Plan.ID))), w.Plan.Revision, w.Plan}}
+	puts := []casPut{{s.planKey(w.Plan.ID), w.Plan.Revision, w.Plan}}
 	if m := w.Migration; m != nil {
 		puts = append(puts, casPut{s.migrationKey(m.ID), m.Revision, m})
 	}
 	return s.swap(ctx, fmt.Sprintf("plan %d", w.Plan.ID), puts...)
+}
+
+// DeletePlan deletes plan id's key if its ModRevision is still rev.
+func (s *Store) DeletePlan(ctx context.Context, id cluster.PlanID, rev int64) error {
+	key := s.planKey(id)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
+	switch {
+	case err != nil:
+		return fmt.Errorf("etcdmeta: delete plan %d: %w", id, err)
+	case !resp.Succeeded || rev == 0:
+		return cluster.ErrConflict
+	}
+	return nil
+}
+
+// planKey is the key of plan id: zero-padded, so that keys sort as ids do.
+func (s *Store) planKey(id cluster.PlanID) string {
+	return s.key("plans", fmt.Sprintf("%020d", uint64(id)))
 }
 
 // migrationKey is the key of migration id's record: zero-padded, so that

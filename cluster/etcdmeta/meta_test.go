@@ -143,7 +143,7 @@ func leadConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
 
 // planConformance: a plan is created once, swapped on its revision, and
 // swapped together with a migration record or not at all; plans load in
-// id order.
+// id order; a plan is deleted on its revision only.
 func planConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
 	p := cluster.Plan{ID: 1, Kind: cluster.PlanDrain, Server: "b",
 		Steps: []cluster.Step{{Source: "b", Target: "a", Ranges: []cluster.Range{{First: 0, Last: 9}}, State: cluster.StepPending}}}
@@ -183,6 +183,20 @@ func planConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
 	if now.Plans[0].Steps[0].State != cluster.StepRunning || now.Plans[0].Revision != rev || !now.Migrations[1].CancelRequested ||
 		now.Migrations[1].Revision != rev || len(now.Plans) != 3 || now.Plans[2].ID != 10 {
 		t.Fatalf("after the swaps: %+v %+v", now.Plans, now.Migrations)
+	}
+	// A plan is deleted on its revision, once.
+	two := now.Plans[1]
+	if err := md.DeletePlan(ctx, two.ID, two.Revision-1); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("deleting plan 2 at a stale revision: %v", err)
+	}
+	if err := md.DeletePlan(ctx, two.ID, two.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.DeletePlan(ctx, two.ID, two.Revision); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("deleting plan 2 twice: %v", err)
+	}
+	if now, _ = md.Load(ctx); len(now.Plans) != 2 || now.Plans[0].ID != 1 || now.Plans[1].ID != 10 {
+		t.Fatalf("after deleting plan 2: %+v", now.Plans)
 	}
 }
 
