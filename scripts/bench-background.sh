@@ -12,7 +12,12 @@
 #   busy:  WARM seconds into the load, s1 compacts everything on its
 #          device (POST /compact; nearly every record is live and is copied
 #          to its tail) while a quarter of the slots (0-4095, s1's) move to
-#          s2 (fleetkv cluster migrate), both at once
+#          s2 (fleetkv cluster migrate), both at once. With MOVE=swap, an
+#          eighth moves each way instead (0-2047 to s2 and 8192-10239 to
+#          s1, at once): as much data moves, and the servers end with the
+#          shares they started with, as in the quiet run (a quarter moved
+#          one way leaves s2 serving 5/8 of the keys from the same memory
+#          for the rest of the load)
 # and, named in CONFIGS (default "busy quiet"; busy must come first, as its
 # window is the next runs' window), to tell the parts apart:
 #   migrate, compact: only the one;  busy-flat: busy with admission
@@ -26,9 +31,15 @@
 # load after the window, or the report's figures dilute it.
 #
 # KEEP_LOGS=1 keeps the servers' logs as $OUT.ROUND.CONFIG.sN.log
+# SAMPLE=1 writes $OUT.ROUND.CONFIG.samples.jsonl: once a second, from each
+# server's /stats, its parked reads, admission control's share and its
+# loops' p99.9 against the learnt level, and from /proc, the CPU time its
+# threads ran and waited for a CPU (schedstat; in all, and its busiest
+# thread's: the loop's, locked to it), so that a run can be read
+# for where the background work's cost landed.
 # (SERVER_ARGS="--log-level debug" logs admission control's intervals).
 #
-# Usage: scripts/bench-background.sh   (KEYS=500000 VALUE=256 MEMORY=64MiB SECS=40 WARM=8 THREADS=2 ROUNDS=3 CONFIGS="busy quiet")
+# Usage: scripts/bench-background.sh   (KEYS=500000 VALUE=256 MEMORY=64MiB SECS=40 WARM=8 THREADS=2 ROUNDS=3 CONFIGS="busy quiet" MOVE=quarter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-500000}
@@ -83,6 +94,43 @@ run() {
     --json "$WORK/load.json" >"$WORK/load.out" 2>&1 &
   local lg=$!
   local start; start=$(now)
+  local sp=
+  if [ -n "${SAMPLE:-}" ]; then
+    python3 - "$OUT.$round.$name.samples.jsonl" "$start" "s1=${pids[1]}:$ap1" "s2=${pids[2]}:$ap2" <<'PY' &
+import glob, json, sys, time, urllib.request
+out, start = sys.argv[1], float(sys.argv[2])
+srv = {a.split("=")[0]: a.split("=")[1].split(":") for a in sys.argv[3:]}
+def sched(pid):  # ns on a CPU and ns waiting for one: summed over the threads, and the busiest thread's (the loop's)
+    run = wait = top_run = top_wait = 0
+    for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            r, w, _ = (int(x) for x in open(f).read().split())
+        except (OSError, ValueError):
+            continue
+        run, wait = run + r, wait + w
+        if r > top_run:
+            top_run, top_wait = r, w
+    return run, wait, top_run, top_wait
+with open(out, "w") as f:
+    while True:
+        row = {"t": round(time.time() - start, 2)}
+        for name, (pid, port) in srv.items():
+            try:
+                st = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2))
+            except Exception:
+                sys.exit(0)  # the server is gone: the run is over
+            run, wait, top_run, top_wait = sched(pid)
+            a = st["admission"]
+            row[name] = {"ops": st["batches"], "parks": st["parks"], "parked": st["parked_reads"],
+                         "share": a["share"], "workers": a["workers"], "p999_us": a["p999_us"],
+                         "level_us": a["level_us"], "cpu_ns": run, "runq_ns": wait,
+                         "top_cpu_ns": top_run, "top_runq_ns": top_wait}
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        time.sleep(1)
+PY
+    sp=$!
+  fi
   sleep "$WARM"
   local ctook=- mtook=- w0 w1
   w0=$(now)
@@ -92,9 +140,16 @@ run() {
     local cp=$!
   fi
   if [ "$migrate" = 1 ]; then
-    local t0; t0=$(now)
-    "$BIN" cluster migrate --meta 127.0.0.1:$mport --cluster bench --slots 0-4095 --to s2 --wait 10m >"$WORK/migrate.out" 2>&1 ||
-      { cat "$WORK/migrate.out"; if [ -n "${KEEP_LOGS:-}" ]; then for i in 1 2; do cp "$WORK/s$i.log" "$OUT.$round.$name.s$i.log"; done; fi; exit 1; }
+    local t0 moves=("0-4095 s2") mps=() m; t0=$(now)
+    if [ "${MOVE:-quarter}" = swap ]; then moves=("0-2047 s2" "8192-10239 s1"); fi
+    for m in "${moves[@]}"; do
+      read -r sl to <<<"$m"
+      "$BIN" cluster migrate --meta 127.0.0.1:$mport --cluster bench --slots "$sl" --to "$to" --wait 10m >"$WORK/migrate.$to.out" 2>&1 &
+      mps+=($!)
+    done
+    for m in "${mps[@]}"; do
+      wait "$m" || { cat "$WORK"/migrate.*.out; if [ -n "${KEEP_LOGS:-}" ]; then for i in 1 2; do cp "$WORK/s$i.log" "$OUT.$round.$name.s$i.log"; done; fi; exit 1; }
+    done
     mtook=$(elapsed "$t0")
   fi
   if [ "$compact" = 1 ]; then
@@ -109,6 +164,7 @@ run() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
+  if [ -n "$sp" ]; then wait "$sp" 2>/dev/null || true; fi
   if [ -n "${KEEP_LOGS:-}" ]; then for i in 1 2; do cp "$WORK/s$i.log" "$OUT.$round.$name.s$i.log"; done; fi
   python3 - "$round" "$name" "$WORK/timeline.csv" "$WORK/load.json" "$start" "$w0" "$WINDOW" "$ctook" "$mtook" <<'PY' | tee -a "$OUT"
 import csv, json, sys
