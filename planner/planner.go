@@ -159,7 +159,7 @@ func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger, rb *cluster
 			continue
 		}
 		if err == nil {
-			prune(ctx, md, st, log)
+			prune(ctx, md, st, keepSince(rb, time.Now()), log)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -206,18 +206,18 @@ func rebalance(ctx context.Context, md cluster.Metadata, st cluster.State, rb *c
 // reads every plan on every change of the store.
 const keptPlans = 16
 
-// prune deletes st's ended plans but the newest keptPlans (by id). The
-// newest plan is always kept, so new ids (NewPlan: one above the highest)
-// never repeat. A plan that moved meanwhile stays (a conflict) until the
-// next pass.
-func prune(ctx context.Context, md cluster.Metadata, st cluster.State, log *slog.Logger) {
+// prune deletes st's ended plans but the newest keptPlans (by id) and
+// those started after since. The newest plan is always kept, so new ids
+// (NewPlan: one above the highest) never repeat. A plan that moved
+// meanwhile stays (a conflict) until the next pass.
+func prune(ctx context.Context, md cluster.Metadata, st cluster.State, since time.Time, log *slog.Logger) {
 	ended := 0
 	for i := len(st.Plans) - 1; i >= 0; i-- { // st.Plans is in id order
 		p := &st.Plans[i]
 		if !p.Ended {
 			continue
 		}
-		if ended++; ended <= keptPlans {
+		if ended++; ended <= keptPlans || p.At.After(since) {
 			continue
 		}
 		if err := md.DeletePlan(ctx, p.ID, p.Revision); err != nil && !errors.Is(err, cluster.ErrConflict) {
@@ -225,6 +225,16 @@ func prune(ctx context.Context, md cluster.Metadata, st cluster.State, log *slog
 			return
 		}
 	}
+}
+
+// keepSince returns when the plans prune must keep start: the rebalancer
+// never moves back a slot that a rebalance plan started within its
+// NoMoveBack moved, and it reads that from the stored plans.
+func keepSince(rb *cluster.Rebalancer, now time.Time) time.Time {
+	if rb == nil {
+		return now
+	}
+	return now.Add(-rb.Config().NoMoveBack)
 }
 
 // unended returns the first plan of st that has not ended.

@@ -95,8 +95,9 @@ func TestDecisionsKeepTheNewest(t *testing.T) {
 }
 
 // TestRunKeepsTheNewestEndedPlans: Run deletes every ended plan but the
-// newest keptPlans, so the store does not grow with every rebalance; a new
-// plan's id still comes after every earlier one.
+// newest keptPlans and the rebalance plans its rebalancer still reads (no
+// slot moves back within NoMoveBack), so the store does not grow with
+// every rebalance; a new plan's id still comes after every earlier one.
 func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -108,24 +109,32 @@ func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 	}
 	const ended = keptPlans + 5
 	for id := cluster.PlanID(1); id <= ended; id++ {
-		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: cluster.Plan{ID: id, Kind: cluster.PlanAdd, Server: "b", Ended: true}}); err != nil {
+		p := cluster.Plan{ID: id, Kind: cluster.PlanAdd, Server: "b", Ended: true, At: time.Now().Add(-time.Hour)}
+		if id == 1 { // within the rebalancer's NoMoveBack: it reads the plan
+			p.Kind, p.At = cluster.PlanRebalance, time.Now().Add(-time.Minute)
+		}
+		if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	rb := cluster.NewRebalancer(cluster.RebalanceConfig{Mode: cluster.RebalanceOn, NoMoveBack: 5 * time.Minute})
 	done := make(chan struct{})
 	go func() {
-		Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+		Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), rb, nil)
 		close(done)
 	}()
 	st, _ := md.Load(ctx)
-	for ; len(st.Plans) > keptPlans && ctx.Err() == nil; st, _ = md.Load(ctx) {
+	for ; len(st.Plans) > keptPlans+1 && ctx.Err() == nil; st, _ = md.Load(ctx) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	if len(st.Plans) != keptPlans || st.Plans[0].ID != ended-keptPlans+1 || st.Plans[keptPlans-1].ID != ended {
-		t.Fatalf("%d plans kept, ids %d..%d; want %d, %d..%d", len(st.Plans), st.Plans[0].ID, st.Plans[len(st.Plans)-1].ID,
-			keptPlans, ended-keptPlans+1, ended)
+	var ids []cluster.PlanID
+	for _, p := range st.Plans {
+		ids = append(ids, p.ID)
+	}
+	if len(ids) != keptPlans+1 || ids[0] != 1 || ids[1] != ended-keptPlans+1 || ids[keptPlans] != ended {
+		t.Fatalf("plans %v kept; want 1 (a recent rebalance) and %d..%d", ids, ended-keptPlans+1, ended)
 	}
 	p, err := cluster.NewPlan(st, cluster.PlanDrain, "b", 0)
 	if err != nil || p.ID != ended+1 {
