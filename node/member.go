@@ -175,6 +175,7 @@ func (m *member) start(srv *server.Server) {
 // carries out every plan that has not ended (planner.Run), until ctx ends.
 func (m *member) plan(ctx context.Context) {
 	defer m.mg.wg.Done()
+	changes := m.md.Changes() // one subscription for every term (it lives as long as the store)
 	for ctx.Err() == nil {
 		lost, err := m.md.Lead(ctx, m.id)
 		if err != nil {
@@ -196,7 +197,7 @@ func (m *member) plan(ctx context.Context) {
 			}
 			cancel()
 		}()
-		planner.Run(lctx, m.md, m.log, cluster.NewRebalancer(m.rebalance), &m.decisions)
+		planner.Run(lctx, m.md, changes, m.log, cluster.NewRebalancer(m.rebalance), &m.decisions)
 		cancel()
 		<-lost // closed once ctx ended or the lead was lost: Run ends only then
 		m.log.Info("no longer leading the cluster's planner")

@@ -46,6 +46,8 @@ func drive(ctx context.Context, md cluster.Metadata, changes <-chan struct{}, id
 			}
 		}
 		switch {
+		case done && errors.Is(err, errNoPlan) && last.ID != 0:
+			return last, ErrPlanGone // it was here: it ended, and Run pruned it
 		case done:
 			return p, err
 		case err == nil:
@@ -75,7 +77,7 @@ func advance(ctx context.Context, md cluster.Metadata, id cluster.PlanID) (clust
 	}
 	p, ok := st.PlanByID(id)
 	if !ok {
-		return p, true, fmt.Errorf("planner: no plan %d", id)
+		return p, true, fmt.Errorf("%w %d", errNoPlan, id)
 	}
 	if p.Ended {
 		return p, true, nil
@@ -94,6 +96,14 @@ func advance(ctx context.Context, md cluster.Metadata, id cluster.PlanID) (clust
 
 // errIdle is advance's answer when the plan waits for the store to change.
 var errIdle = errors.New("planner: the plan waits")
+
+// errNoPlan is advance's answer for a plan the store does not hold.
+var errNoPlan = errors.New("planner: no plan")
+
+// ErrPlanGone is Drive's answer when the plan it drove left the store:
+// it ended, and the elected planner deleted it (it keeps the newest ended
+// plans). Drive returns the plan as it last saw it.
+var ErrPlanGone = errors.New("planner: the plan ended and was deleted from the store (the planner keeps the newest 16 ended plans)")
 
 // Decisions counts what a planner's Rebalancer decided, for /metrics, and
 // keeps the latest decisions for the dashboard (Recent).
@@ -144,12 +154,13 @@ func (d *Decisions) Recent() []Decision {
 // ids, until ctx ends, logging each change of a step. While none is left
 // it steps rb (nil: no rebalancing) once a poll and on every change, and
 // stores the plan it makes (RebalanceOn) or logs it (RebalanceObserve);
-// counts go to dec (nil: none).
-func Run(ctx context.Context, md cluster.Metadata, log *slog.Logger, rb *cluster.Rebalancer, dec *Decisions) {
+// counts go to dec (nil: none). changes is a subscription to md's changes
+// (Metadata.Changes), which the caller keeps across runs: one lives as
+// long as the store.
+func Run(ctx context.Context, md cluster.Metadata, changes <-chan struct{}, log *slog.Logger, rb *cluster.Rebalancer, dec *Decisions) {
 	if dec == nil {
 		dec = &Decisions{}
 	}
-	changes := md.Changes()
 	for ctx.Err() == nil {
 		st, err := md.Load(ctx)
 		if id, ok := unended(st); ok {
@@ -221,6 +232,9 @@ func prune(ctx context.Context, md cluster.Metadata, st cluster.State, since tim
 			continue
 		}
 		if err := md.DeletePlan(ctx, p.ID, p.Revision); err != nil && !errors.Is(err, cluster.ErrConflict) {
+			if ctx.Err() != nil {
+				return // the lead ended
+			}
 			log.Warn("planner: ended plan not deleted; will retry", "plan", p.ID, "err", err)
 			return
 		}

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,7 +38,7 @@ func TestRunRebalances(t *testing.T) {
 		var dec Decisions
 		done := make(chan struct{})
 		go func() {
-			Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), rb, &dec)
+			Run(ctx, md, md.Changes(), slog.New(slog.NewTextHandler(io.Discard, nil)), rb, &dec)
 			close(done)
 		}()
 		for dec.Planned.Load()+dec.Observed.Load() == 0 && ctx.Err() == nil {
@@ -60,7 +61,7 @@ func TestRunRebalances(t *testing.T) {
 		cancel()
 		<-done
 		if n := md.n.Load(); n != 1 {
-			t.Errorf("%s: Run subscribed to the store's changes %d times, want once", mode, n)
+			t.Errorf("%s: %d subscriptions to the store's changes, want the caller's one (Run and the plans it drove took %d)", mode, n, n-1)
 		}
 		want := map[cluster.RebalanceMode]string{cluster.RebalanceObserve: "observed", cluster.RebalanceOn: "planned"}[mode]
 		if r := dec.Recent(); len(r) == 0 || r[0].Kind != want || r[0].Plan == 0 || r[0].Note == "" {
@@ -120,7 +121,7 @@ func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 	rb := cluster.NewRebalancer(cluster.RebalanceConfig{Mode: cluster.RebalanceOn, NoMoveBack: 5 * time.Minute})
 	done := make(chan struct{})
 	go func() {
-		Run(ctx, md, slog.New(slog.NewTextHandler(io.Discard, nil)), rb, nil)
+		Run(ctx, md, md.Changes(), slog.New(slog.NewTextHandler(io.Discard, nil)), rb, nil)
 		close(done)
 	}()
 	st, _ := md.Load(ctx)
@@ -139,5 +140,49 @@ func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 	p, err := cluster.NewPlan(st, cluster.PlanDrain, "b", 0)
 	if err != nil || p.ID != ended+1 {
 		t.Fatalf("the next plan: id %d, %v; want %d", p.ID, err, ended+1)
+	}
+}
+
+// TestDriveOfAPlanThatLeftTheStore: a plan deleted while Drive follows it
+// (Run prunes ended plans) ends the drive with ErrPlanGone and the plan
+// as Drive last saw it, not with an empty plan.
+func TestDriveOfAPlanThatLeftTheStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	md := cluster.NewMem()
+	m, _ := cluster.NewMap("t", []cluster.Server{{ID: "a"}, {ID: "b"}})
+	if _, err := md.SwapMap(ctx, 0, m); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := md.Load(ctx)
+	ranges := []cluster.Range{{First: 0, Last: 9}}
+	rec, err := cluster.NewMigration(st, "a", "b", ranges) // holds the slots: the plan's step waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err != nil {
+		t.Fatal(err)
+	}
+	p := cluster.Plan{ID: 3, Kind: cluster.PlanDrain, Server: "a", Steps: []cluster.Step{{Source: "a", Target: "b", Ranges: ranges, State: cluster.StepPending}}}
+	if _, err := md.SwapPlan(ctx, cluster.PlanSwap{Plan: p}); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan cluster.Plan, 16)
+	type result struct {
+		p   cluster.Plan
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := Drive(ctx, md, 3, func(p cluster.Plan) { seen <- p })
+		done <- result{p, err}
+	}()
+	first := <-seen
+	if err := md.DeletePlan(ctx, 3, first.Revision); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if !errors.Is(r.err, ErrPlanGone) || r.p.ID != 3 || r.p.Revision != first.Revision {
+		t.Fatalf("Drive of a deleted plan: plan %d at revision %d, %v; want plan 3 at %d, ErrPlanGone", r.p.ID, r.p.Revision, r.err, first.Revision)
 	}
 }

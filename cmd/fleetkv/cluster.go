@@ -438,7 +438,11 @@ func drivePlan(ctx context.Context, cmd *cobra.Command, a *clusterctl.Admin, p c
 		}
 		prev = q
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, planner.ErrPlanGone):
+		fmt.Fprintf(out, "%8.3fs  %s ended while this command did not watch; it is no longer in the store\n", time.Since(start).Seconds(), &p)
+		return p, nil
+	case err != nil:
 		return p, fmt.Errorf("%s not ended; the servers' planner goes on with it (the same command follows it again): %w", &p, err)
 	}
 	fmt.Fprintf(out, "%8.3fs  %s ended: %s\n", time.Since(start).Seconds(), &p, p.Summary())
