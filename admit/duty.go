@@ -17,7 +17,12 @@ import (
 type Duty struct {
 	Share  float64
 	Budget *Budget
-	Slice  time.Duration
+	// Peer, when set, is the share that the other server the work loads
+	// allows (a migration's target, from its own admission control): the
+	// duty takes the smaller of Budget's and Peer's. 0 or less counts as
+	// unknown (no limit).
+	Peer  func() float64
+	Slice time.Duration
 
 	mu    sync.Mutex
 	start time.Time // of the work since the last rest
@@ -35,7 +40,13 @@ func (d *Duty) share() float64 {
 	if s <= 0 || s > 1 {
 		s = 1
 	}
-	return s * d.Budget.Share()
+	b := d.Budget.Share()
+	if d.Peer != nil {
+		if p := d.Peer(); p > 0 && p < b {
+			b = p
+		}
+	}
+	return s * b
 }
 
 // Begin starts the clock of the work before the first Wait.

@@ -127,6 +127,13 @@ func Gather(ctx context.Context, client *http.Client, st cluster.State, self clu
 	return out
 }
 
+// Fetch reads the sample a server's admin listener serves at
+// /cluster/local (a migration's source follows its target's BgShare).
+func Fetch(ctx context.Context, client *http.Client, admin string) (*Sample, error) {
+	r := fetch(ctx, client, admin)
+	return r.Sample, r.Err
+}
+
 // fetch reads a server's /cluster/local.
 func fetch(ctx context.Context, client *http.Client, admin string) Result {
 	if admin == "" {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/dashboard"
 	"github.com/fleetkv/fleetkv/migrate"
 	"github.com/fleetkv/fleetkv/wire"
 )
@@ -46,6 +49,11 @@ type migrations struct {
 	fetch  func(context.Context) error               // ClusterConfig.fetchGate
 	fail   string                                    // ClusterConfig.Failpoint
 	rate   int                                       // ClusterConfig.MigrationRate
+	// receiving ends this server's count as background work while it
+	// takes a migration's records as its target (nil: it takes none):
+	// its admission control then sets a share, which the source follows
+	// (peerShare). On the membership goroutine.
+	receiving func()
 
 	mu    sync.Mutex
 	known map[cluster.ServerID]cluster.Server // peers' entries (addresses, tier), newest read
@@ -247,6 +255,7 @@ func (m *member) installHolds(ctx context.Context) error {
 	}
 	g.holds, g.todo = *h, nil
 	g.g.HoldsInstalled(h.Version)
+	m.countReceiving(h)
 	sources := map[cluster.MigrationID]cluster.ServerID{}
 	for _, rec := range h.Save {
 		if rec.Target == m.id {
@@ -257,6 +266,24 @@ func (m *member) installHolds(ctx context.Context) error {
 	m.log.Info("migration holds installed", "version", h.Version, "held_slots", h.Hold.Count(), "miss_slots", h.Misses.Count(),
 		"accepting", len(h.Accept))
 	return nil
+}
+
+// countReceiving counts this server as running background work while its
+// holds accept a migration's records as the target (an Accepting with a
+// Since: the source's ship-back acceptances have none).
+func (m *member) countReceiving(h *cluster.Holds) {
+	g := m.mg
+	receiving := false
+	for _, a := range h.Accept {
+		receiving = receiving || a.Since != 0
+	}
+	switch {
+	case receiving && g.receiving == nil:
+		g.receiving = m.srv.Background().Begin()
+	case !receiving && g.receiving != nil:
+		g.receiving()
+		g.receiving = nil
+	}
 }
 
 // startTask runs t on a goroutine of its own.
@@ -352,11 +379,12 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 	case cluster.TaskMove:
 		rp, untrack := m.mg.track(t)
 		defer untrack()
-		return m.move(ctx, t, sess, rp.count(m.paced(ctx, progress)))
+		return m.move(ctx, t, sess, rp.count(m.paced(ctx, progress, m.peerShare(ctx, t.Peer))))
 	case cluster.TaskShipBack:
 		rp, untrack := m.mg.track(t)
 		defer untrack()
-		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped, rp.count(m.paced(ctx, progress)))
+		return migrate.Send(ctx, st, t.Ranges, t.Since, sess, t.Migration, wire.MigrateShipped,
+			rp.count(m.paced(ctx, progress, m.peerShare(ctx, t.Peer))))
 	}
 	return 0, fmt.Errorf("node: unknown migration task %v", t.Kind)
 }
@@ -369,16 +397,16 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 const dropShare = 0.25
 
 // paced returns a data task's progress callback: it reports progress,
-// works the share of the time the server's admission control allows
-// (admit.Duty: it follows the foreground's p99.9), and holds the task
-// back to at most ClusterConfig.MigrationRate records a second, the
-// ceiling.
-func (m *member) paced(ctx context.Context, progress func()) migrate.Progress {
+// works the share of the time that the admission control of this server,
+// or the peer's (peer: peerShare) when smaller, allows (admit.Duty: it
+// follows the foreground's p99.9), and holds the task back to at most
+// ClusterConfig.MigrationRate records a second, the ceiling.
+func (m *member) paced(ctx context.Context, progress func(), peer func() float64) migrate.Progress {
 	rate := m.mg.rate
 	start, sent := time.Now(), 0
 	// The duty's clock starts at the first report (the move's seal before
 	// it is not the sending's work).
-	duty := &admit.Duty{Budget: m.srv.Background(), Slice: dutySlice}
+	duty := &admit.Duty{Budget: m.srv.Background(), Peer: peer, Slice: dutySlice}
 	return func(records, _ int) {
 		progress()
 		duty.Wait(ctx)
@@ -395,6 +423,44 @@ func (m *member) paced(ctx context.Context, progress func()) migrate.Progress {
 			duty.Begin() // the wait was a rest too, not work
 		}
 	}
+}
+
+// shareEvery is how often a data task reads its peer's background share.
+const shareEvery = 500 * time.Millisecond
+
+// peerShare reads the background share that server id's admission
+// control allows (its /cluster/local sample) every shareEvery until ctx
+// ends, and returns what reads the latest: 0 (unknown: no limit) before
+// the first answer, after a failed one, and for a peer without an admin
+// listener.
+func (m *member) peerShare(ctx context.Context, id cluster.ServerID) func() float64 {
+	var share atomic.Uint64 // math.Float64bits
+	read := func() float64 { return math.Float64frombits(share.Load()) }
+	admin := m.mg.peer(id).Admin
+	if admin == "" {
+		return read
+	}
+	hc := &http.Client{Timeout: shareEvery}
+	m.mg.wg.Add(1)
+	go func() {
+		defer m.mg.wg.Done()
+		t := time.NewTicker(shareEvery)
+		defer t.Stop()
+		for {
+			s, err := dashboard.Fetch(ctx, hc, admin)
+			v := 0.0
+			if err == nil && s.ID == id {
+				v = s.BgShare
+			}
+			share.Store(math.Float64bits(v))
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return read
 }
 
 func (m *member) dialPeer(ctx context.Context, id cluster.ServerID) (*client.Session, error) {

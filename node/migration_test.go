@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/keyhash"
@@ -496,4 +497,46 @@ func TestHotKeysGoFirst(t *testing.T) {
 	}
 	s.Suspend()
 	close(move.release)
+}
+
+// TestSourceFollowsTheTargetsShare: while b takes a migration's records it
+// counts as running background work (its admission control sets a share),
+// and a's data tasks read b's share from b's admin listener, which their
+// duty takes when it is the smaller (paced); once the migration ended, b
+// counts nothing.
+func TestSourceFollowsTheTargetsShare(t *testing.T) {
+	md := cluster.NewMem()
+	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
+	move := gateOn(&ca, cluster.TaskMove)
+	for _, c := range []*Config{&ca, &cb} {
+		c.Server.Admin = "127.0.0.1:0"
+		c.Server.AdmitInterval = time.Hour // the test sets the shares
+	}
+	a, b := twoMembers(t, md, ca, cb)
+	fill(t, dialCluster(t, a), 500)
+	startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	move.wait(t)
+	eventually(t, "b counts taking the records as background work", func() bool {
+		return b.Server().Background().Active() >= 1
+	})
+	b.Server().Background().Set(0.2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	peer := a.member.peerShare(ctx, "b")
+	eventually(t, "a reads b's share", func() bool { return peer() == 0.2 })
+	d := admit.Duty{Budget: a.Server().Background(), Peer: peer}
+	if a.Server().Background().Share() <= 0.2 {
+		t.Fatalf("a's own share %v: the test needs it above b's", a.Server().Background().Share())
+	}
+	d.Begin()
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	d.Wait(ctx)
+	if rest := time.Since(start); rest < 40*time.Millisecond {
+		t.Fatalf("a's duty rested %v after 20 ms of work at b's share of 0.2, want about 80 ms", rest)
+	}
+	close(move.release)
+	eventually(t, "the migration ended and b counts nothing", func() bool {
+		return serving(b) == cluster.Slots/2+int(quarter.Last-quarter.First+1) && b.Server().Background().Active() == 0
+	})
 }
