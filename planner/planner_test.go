@@ -102,12 +102,7 @@ func TestDecisionsKeepTheNewest(t *testing.T) {
 func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	md := cluster.NewMem()
-	servers := []cluster.Server{{ID: "a"}, {ID: "b"}}
-	m, _ := cluster.NewMap("t", servers)
-	if _, err := md.SwapMap(ctx, 0, m); err != nil {
-		t.Fatal(err)
-	}
+	md := mapped(ctx, t)
 	const ended = keptPlans + 5
 	for id := cluster.PlanID(1); id <= ended; id++ {
 		p := cluster.Plan{ID: id, Kind: cluster.PlanAdd, Server: "b", Ended: true, At: time.Now().Add(-time.Hour)}
@@ -149,11 +144,7 @@ func TestRunKeepsTheNewestEndedPlans(t *testing.T) {
 func TestDriveOfAPlanThatLeftTheStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	md := cluster.NewMem()
-	m, _ := cluster.NewMap("t", []cluster.Server{{ID: "a"}, {ID: "b"}})
-	if _, err := md.SwapMap(ctx, 0, m); err != nil {
-		t.Fatal(err)
-	}
+	md := mapped(ctx, t)
 	st, _ := md.Load(ctx)
 	ranges := []cluster.Range{{First: 0, Last: 9}}
 	rec, err := cluster.NewMigration(st, "a", "b", ranges) // holds the slots: the plan's step waits
@@ -185,4 +176,15 @@ func TestDriveOfAPlanThatLeftTheStore(t *testing.T) {
 	if !errors.Is(r.err, ErrPlanGone) || r.p.ID != 3 || r.p.Revision != first.Revision {
 		t.Fatalf("Drive of a deleted plan: plan %d at revision %d, %v; want plan 3 at %d, ErrPlanGone", r.p.ID, r.p.Revision, r.err, first.Revision)
 	}
+}
+
+// mapped returns a store whose map spreads the slots over servers a and b.
+func mapped(ctx context.Context, t *testing.T) *cluster.Mem {
+	t.Helper()
+	md := cluster.NewMem()
+	m, _ := cluster.NewMap("t", []cluster.Server{{ID: "a"}, {ID: "b"}})
+	if _, err := md.SwapMap(ctx, 0, m); err != nil {
+		t.Fatal(err)
+	}
+	return md
 }
