@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/wire"
 )
 
 // TestAdmissionFollowsTheTurns runs a client one operation at a time and
@@ -105,5 +108,67 @@ func TestMigrationsEndpoint(t *testing.T) {
 	})
 	if got := get(s); got != `[{"migration":3}]` {
 		t.Fatalf("with progress: %s", got)
+	}
+}
+
+// TestPeerWaitsAreNotTheForegrounds: a connection that sends MIGRATE
+// operations is another server's migration task; its batches are not
+// counted among the foreground's waits (admission control would slow the
+// migration for the time its own records take to insert), while a
+// client's batches are.
+func TestPeerWaitsAreNotTheForegrounds(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.AdmitInterval = time.Hour; c.ServerID = "me" }) // nothing takes the waits
+	ctx := context.Background()
+	m, err := cluster.NewMap("test", []cluster.Server{{ID: "me", Native: s.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := cluster.AllSlots()
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Accept: []cluster.Accepting{{ID: 7, Slots: all, Since: s.Store().Log().Tail()}}}
+	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: all, Map: m}).WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	waits := func() (n int64) {
+		_ = s.onEveryLoop(ctx, func(l *loop) { n += l.waits.TotalCount() })
+		return n
+	}
+	peer, err := client.Dial(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	opened := waits() // the session's OPEN, before it is known as a peer
+	for i := range 200 {
+		if err := peer.Migrate(7, wire.MigrateMoved, []byte(fmt.Sprint("k", i)), 0, []byte("v"), func(r client.Result) {
+			if r.Err != nil {
+				t.Error(r.Err)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			if err := peer.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := peer.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := waits() - opened; n != 0 {
+		t.Fatalf("%d waits recorded for a peer's MIGRATE batches", n)
+	}
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		if _, _, err := c.Get(ctx, []byte(fmt.Sprint("k", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := waits() - opened; n < 20 {
+		t.Fatalf("%d waits recorded for 20 client reads", n)
 	}
 }

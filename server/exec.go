@@ -231,6 +231,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
 	case wire.OpMigrate:
+		cs.peer = true
 		st, payload, err = l.migrate(op.Key, h, op.Value)
 	default:
 		l.control(cs, op, serial)

@@ -269,7 +269,9 @@ func (l *loop) await(ref pendingRef) {
 	if l.awaitMiss {
 		ref.miss, ref.slot, l.awaitMiss = true, l.awaitSlot, false
 	}
-	ref.at = l.turnAt
+	if ref.c == nil || !ref.c.peer {
+		ref.at = l.turnAt // a peer's wait is not the foreground's (conn.peer)
+	}
 	l.pending[l.ss.Serial()] = ref
 	l.stats.pending.Add(1)
 }

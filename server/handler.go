@@ -44,6 +44,11 @@ type conn struct {
 	// operations on them are refused too (exec), so that none runs before
 	// an earlier one the client re-issues.
 	fence *cluster.SlotSet
+	// peer is set once the connection sent a MIGRATE: another server's
+	// migration task, not a client. Its waits are not the foreground's
+	// (admission control would slow the migration for the time its own
+	// records take to insert).
+	peer bool
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
@@ -95,7 +100,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	case *conn:
 		n := x.l.beginTurn()
 		a := x.l.traffic(x)
-		x.l.endTurn(n)
+		if !x.peer {
+			x.l.endTurn(n)
+		}
 		return a
 	case *respConn:
 		n := x.l.beginTurn()
