@@ -129,9 +129,10 @@ func TestPeerWaitsAreNotTheForegrounds(t *testing.T) {
 	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: all, Map: m}).WithHolds(&holds)); err != nil {
 		t.Fatal(err)
 	}
-	waits := func() (n int64) {
-		_ = s.onEveryLoop(ctx, func(l *loop) { n += l.waits.TotalCount() })
-		return n
+	waits := func() int64 {
+		var n atomic.Int64 // the loops run the function at once
+		_ = s.onEveryLoop(ctx, func(l *loop) { n.Add(l.waits.TotalCount()) })
+		return n.Load()
 	}
 	peer, err := client.Dial(client.Config{Addr: s.Addr()})
 	if err != nil {
