@@ -231,9 +231,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
 	case wire.OpMigrate:
-		if _, kind, _, _, ok := wire.ParseMigrateValue(op.Value); ok && kind != wire.MigrateFetch {
-			cs.peer = true // a fetch reads for clients' parked reads: their wait
-		}
+		cs.peer = true
 		st, payload, err = l.migrate(op.Key, h, op.Value)
 	default:
 		l.control(cs, op, serial)

@@ -44,11 +44,10 @@ type conn struct {
 	// operations on them are refused too (exec), so that none runs before
 	// an earlier one the client re-issues.
 	fence *cluster.SlotSet
-	// peer is set once the connection sent a MIGRATE that stores a record:
-	// another server's migration task, not a client. Its waits are not the
-	// foreground's (admission control would slow the migration for the
-	// time its own records take to insert). A MIGRATE fetch does not set
-	// it: it reads for reads parked on the target, which clients wait on.
+	// peer is set once the connection sent a MIGRATE: another server's
+	// migration task, not a client. Its waits are not the foreground's
+	// (admission control would slow the migration for the time its own
+	// records take to insert).
 	peer bool
 }
 
