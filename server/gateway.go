@@ -256,8 +256,9 @@ type pendingRef struct {
 	// fails with errNotOwner (for slot).
 	miss bool
 	slot uint16
-	// at is when the turn that issued it started (Server.clock; 0 when
-	// admission control is off): its wait counts as the foreground's.
+	// at is when the turn that issued it started (Server.clock): its wait
+	// counts as the foreground's. 0 when admission control is off, or when
+	// a peer's connection issued it (conn.peer): completed records nothing.
 	at time.Duration
 }
 

@@ -45,9 +45,12 @@ type conn struct {
 	// an earlier one the client re-issues.
 	fence *cluster.SlotSet
 	// peer is set once the connection sent a MIGRATE: another server's
-	// migration task, not a client. Its waits are not the foreground's
-	// (admission control would slow the migration for the time its own
-	// records take to insert).
+	// migration task (a move, a ship-back, a target's fetches), not a
+	// client. Its waits are not the foreground's: neither its turns
+	// (OnTraffic) nor its pending operations (await) are recorded, or
+	// admission control would slow a migration for the time its own
+	// records take to insert. Counting a target's fetches stalled the
+	// load in the cold-migration runs (BENCHMARKS.md).
 	peer bool
 }
 
