@@ -32,12 +32,24 @@ type pull struct {
 // full is not fetched (its reads are answered when the move sends it).
 const pullQueue = 65536
 
+// fetchCounts count what became of the keys the loops parked reads on,
+// for /metrics: a key is dropped (the queue was full), or asked of its
+// source, which answers it (record, absent, or where the tier has it),
+// refuses it (not lent yet) or never answers in time (lost); a key asked
+// through the tier is counted again as read there (tier) or not (lost).
+// Every key not answered stays parked until the move sends it or the
+// read's time runs out.
+type fetchCounts struct {
+	dropped, asked, record, absent, below, refused, lost, tier atomic.Int64
+}
+
 // onParked takes the first read a loop parked on a key
 // (server.Config.OnParked): the key is fetched from the source.
 func (g *migrations) onParked(id cluster.MigrationID, key []byte) {
 	select {
 	case g.pulls <- pull{id, bytes.Clone(key)}:
 	default:
+		g.fetches.dropped.Add(1)
 	}
 }
 
@@ -89,6 +101,8 @@ type fetcher struct {
 	// below are the fetches a source answered with where the key's chain
 	// goes on in the tier, read once the batch's answers are in.
 	below []tierFetch
+	// answered counts the sources' answers to the batch being fetched.
+	answered int64
 }
 
 // tierFetch is a key to read from a source's log in the tier: the first
@@ -105,6 +119,8 @@ func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
 		return nil
 	}
 	var errs []error
+	asked := int64(0)
+	f.answered = 0
 	for _, p := range batch {
 		src, ok := (*srcs)[p.id]
 		if !ok {
@@ -112,7 +128,9 @@ func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
 		}
 		if err := f.ask(ctx, src, p); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		asked++
 	}
 	for src, sess := range f.sources {
 		if err := f.wait(ctx, sess); err != nil {
@@ -121,6 +139,9 @@ func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
 			delete(f.sources, src)
 		}
 	}
+	c := &f.m.mg.fetches
+	c.asked.Add(asked)
+	c.lost.Add(asked - f.answered)
 	if err := f.readTier(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -145,20 +166,30 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 		}
 		f.sources[src] = sess
 	}
+	c := &f.m.mg.fetches
 	return sess.Migrate(uint64(p.id), wire.MigrateFetch, p.key, 0, nil, func(r client.Result) {
+		f.answered++
 		kind := wire.MigrateMoved
 		at, value, ok := store.SplitExpiring(r.Value)
 		switch {
 		case r.Err != nil:
+			c.refused.Add(1)
 			return // not lent (yet): the move sends it
 		case r.Status == client.NotFound:
 			kind = wire.MigrateAbsent
 		case !ok:
+			c.refused.Add(1)
 			return // not an answer from this build: the move sends it
 		}
 		if addr, begin, log, below := wire.ParseFetchBelow(r.Value); below {
+			c.below.Add(1)
 			f.below = append(f.below, tierFetch{pull: p, addr: addr, begin: begin, log: string(log)})
 			return
+		}
+		if kind == wire.MigrateAbsent {
+			c.absent.Add(1)
+		} else {
+			c.record.Add(1)
 		}
 		f.deliver(ctx, p, kind, at, value)
 	})
@@ -233,7 +264,8 @@ func (f *fetcher) readTier(ctx context.Context) error {
 			n++
 		}
 	}
-	f.m.mg.tierFetches.Add(int64(n))
+	f.m.mg.fetches.tier.Add(int64(n))
+	f.m.mg.fetches.lost.Add(int64(len(jobs) - n))
 	if len(failed) > 0 {
 		return fmt.Errorf("node: %d of %d keys not read from the tier: %w", len(failed), len(jobs), failed[0])
 	}

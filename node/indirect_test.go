@@ -205,7 +205,7 @@ func TestParkedReadsReadTheTier(t *testing.T) {
 	servedBy(t, quarter, b, a)
 	pending := a.Server().Stats().Pending
 	check(t, dialCluster(t, b), want)
-	below, read, devReads := a.Server().Stats().FetchesBelow, b.member.mg.tierFetches.Load(), a.Server().Stats().Pending-pending
+	below, read, devReads := a.Server().Stats().FetchesBelow, b.member.mg.fetches.tier.Load(), a.Server().Stats().Pending-pending
 	t.Logf("a answered %d fetches through the tier and read %d keys from its device; b read %d keys from the tier", below, devReads, read)
 	if below < 2000 || read != int64(below) || devReads > 1000 {
 		t.Fatal("the keys a's memory does not hold were not read through the tier")

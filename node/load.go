@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,8 +79,8 @@ func summarise(ops *[cluster.Slots]uint64, secs float64, seq uint64) cluster.Ser
 	return l
 }
 
-// collectors are the member's metrics: its reported load and its
-// planner's rebalancing decisions.
+// collectors are the member's metrics: its reported load, its
+// planner's rebalancing decisions and its fetches as a migration's target.
 func (m *member) collectors() []prometheus.Collector {
 	d := &m.decisions
 	decision := func(what string, n func() uint64) prometheus.Collector {
@@ -87,9 +88,18 @@ func (m *member) collectors() []prometheus.Collector {
 			Help:        "What this server's planner decided about load while it led: hot (a server seen turning hot), planned (a plan stored), observed (a plan only logged, --rebalance observe), failed (a plan the store refused).",
 			ConstLabels: prometheus.Labels{"decision": what}}, func() float64 { return float64(n()) })
 	}
+	f := &m.mg.fetches
+	fetched := func(what string, n *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleetkv_migration_fetches_total",
+			Help:        "What became of the keys this server, a migration's target, parked reads on and fetched from the source: dropped (the fetch queue was full), asked, then record, absent, below (answered with where the shared tier has it), refused (not lent yet) or lost (no answer within the timeout, or not read from the tier); tier counts the keys read from the tier.",
+			ConstLabels: prometheus.Labels{"result": what}}, func() float64 { return float64(n.Load()) })
+	}
 	return []prometheus.Collector{
 		decision("hot", d.Hot.Load), decision("planned", d.Planned.Load),
 		decision("observed", d.Observed.Load), decision("failed", d.Failed.Load),
+		fetched("dropped", &f.dropped), fetched("asked", &f.asked), fetched("record", &f.record),
+		fetched("absent", &f.absent), fetched("below", &f.below), fetched("refused", &f.refused),
+		fetched("lost", &f.lost), fetched("tier", &f.tier),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetkv_reported_ops_per_second",
 			Help: "The data operations a second this server last reported to the metadata store for rebalancing."},
 			func() float64 {

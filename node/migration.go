@@ -62,9 +62,7 @@ type migrations struct {
 
 	pulls   chan pull                                                // keys the loops parked reads on (onParked)
 	sources atomic.Pointer[map[cluster.MigrationID]cluster.ServerID] // the source of each migration this server is the target of
-	// tierFetches counts the parked keys the fetcher read from the
-	// sources' logs in the shared tier (fetch.go).
-	tierFetches atomic.Int64
+	fetches fetchCounts                                              // what became of the parked keys (fetch.go)
 }
 
 // event is what reaches the membership goroutine from others: a peer's
