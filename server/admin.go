@@ -156,6 +156,7 @@ type Stats struct {
 	NotOwner        uint64           `json:"not_owner_ops"`  // operations refused for a slot not served here
 	ParkedReads     uint64           `json:"parked_reads"`   // reads a migration's target holds now until their keys arrive
 	Parks           uint64           `json:"parks"`          // reads ever parked
+	Reparks         uint64           `json:"reparks"`        // of them, reads parked after the device did not find their key
 	ParkedCovered   uint64           `json:"parked_covered"` // parked reads answered through an indirection table when their slot left Misses
 	FetchesBelow    uint64           `json:"fetches_below"`  // a source's fetches answered with where the shared tier has the key
 	Errors          uint64           `json:"errors"`
@@ -268,6 +269,7 @@ func (s *Server) Stats() Stats {
 		st.NotOwner += l.stats.notOwner.Load()
 		st.ParkedReads += l.stats.parked.Load()
 		st.Parks += l.stats.parks.Load()
+		st.Reparks += l.stats.reparks.Load()
 		st.ParkedCovered += l.stats.parkedCovered.Load()
 		st.FetchesBelow += l.stats.fetchesBelow.Load()
 		st.Errors += l.stats.errors.Load()

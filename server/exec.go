@@ -196,7 +196,9 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	switch op.Op {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
-		if err == errNotOwner && l.missRead && l.park(cs, serial, op.Key, h) {
+		if err == errNotOwner && l.missRead && l.park(cs, serial, op.Key, h, l.missSince) {
+			l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused
+			cs.sess.AddPending(serial)
 			cs.sess.Result(wire.StatusPending, nil, 0)
 			return
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"syscall"
@@ -93,6 +94,10 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 	}
 	var st store.Status
 	var err error
+	var since uint64 // before the read: what is written from now on is at or above it
+	if l.rt.Misses != nil {
+		since = l.s.st.Log().Tail()
+	}
 	if withAt {
 		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
 	} else {
@@ -101,11 +106,10 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 	if st != store.OK && err == nil && l.rt.Misses != nil {
 		switch {
 		case st == store.NotFound && l.missing(h):
-			l.missRead = true
+			l.missRead, l.missSince = true, since
 			return 0, nil, errNotOwner
-		case st == store.Pending:
-			slot := keyhash.SlotOf(h)
-			l.awaitMiss, l.awaitSlot = l.rt.Misses.Has(slot), slot
+		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
+			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, since: since, slot: keyhash.SlotOf(h)}
 		}
 	}
 	return st, l.value, err
@@ -252,14 +256,24 @@ type pendingRef struct {
 	serial uint64
 	r      *respConn
 	hole   *respHole
-	// miss: a read in a slot of Routing.Misses; not finding its key, it
-	// fails with errNotOwner (for slot).
-	miss bool
-	slot uint16
+	// miss: a read in a slot of Routing.Misses (nil: none); not finding
+	// its key, a native read is parked (repark) or fails with errNotOwner
+	// (for its slot).
+	miss *missedRead
 	// at is when the turn that issued it started (Server.clock): its wait
 	// counts as the foreground's. 0 when admission control is off, or when
 	// a peer's connection issued it (conn.peer): completed records nothing.
 	at time.Duration
+}
+
+// missedRead is a read that went to the device for a key of a slot of
+// Routing.Misses: its key (hash h), its slot, and the log's tail before
+// it was issued (a record of the key at or above it came since).
+type missedRead struct {
+	key   []byte
+	h     uint64
+	since uint64
+	slot  uint16
 }
 
 // await registers ref as waiting for the store operation the gateway just
@@ -267,8 +281,8 @@ type pendingRef struct {
 // any other gateway call: l.awaitMiss, set by that read, is meant for this
 // ref alone.
 func (l *loop) await(ref pendingRef) {
-	if l.awaitMiss {
-		ref.miss, ref.slot, l.awaitMiss = true, l.awaitSlot, false
+	if l.awaitMiss != nil {
+		ref.miss, l.awaitMiss = l.awaitMiss, nil
 	}
 	if ref.c == nil || !ref.c.peer {
 		ref.at = l.turnAt // a peer's wait is not the foreground's (conn.peer)

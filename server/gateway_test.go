@@ -19,6 +19,7 @@ import (
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
+	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/wire"
 )
 
@@ -157,10 +158,10 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	defer sess.Close()
 	results := map[string]error{}
 	record := func(name string) func(client.Result) { return func(r client.Result) { results[name] = r.Err } }
-	// A native READ of an absent key is parked (TestParkedReads).
+	// A native READ of an absent key is parked (TestParkedReads, and
+	// TestReadsParkAfterTheDevice for one deleted on the device).
 	_ = sess.Read([]byte("{m}here"), record("read here"))
 	_ = sess.Upsert([]byte("{m}new2"), []byte("v"), record("upsert"))
-	_ = sess.Read([]byte("{m}gone"), record("read gone"))
 	_ = sess.Delete([]byte("{m}here"), record("delete"))
 	_ = sess.Add([]byte("{m}counter"), 1, record("add"))
 	_ = sess.Upsert([]byte("{h}held"), []byte("v"), record("upsert held"))
@@ -171,7 +172,7 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	if err := sess.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read gone": client.ErrNotOwner,
+	for name, want := range map[string]error{"read here": nil, "upsert": nil,
 		"delete": client.ErrNotOwner, "add": client.ErrNotOwner, "upsert held": client.ErrNotOwner,
 		"upsert once the refusals were answered": nil} {
 		if got := results[name]; !errors.Is(got, want) && got != want {
@@ -453,6 +454,103 @@ func TestParkedReads(t *testing.T) {
 	}
 	if got := answers["parked, slot gone"]; !errors.Is(got.err, client.ErrNotOwner) {
 		t.Errorf("a parked read whose slot left: %+v, want NOT_OWNER", got)
+	}
+}
+
+// TestReadsParkAfterTheDevice: on a migration's target, a native read
+// that goes to the device for a key of a Misses slot and finds no live
+// record there is parked like one that memory answered (repark), and is
+// answered by the key's record when it arrives; one whose key arrived
+// while its device read was in flight is refused NOT_OWNER (the client
+// re-issues it and finds the key).
+func TestReadsParkAfterTheDevice(t *testing.T) {
+	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
+	s := startTest(t, func(c *Config) {
+		c.ServerID = "me"
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd} // the fillers push keys to the device
+	})
+	ctx := context.Background()
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, k := range []string{"{m}a", "{m}b"} { // deleted: no live record, on the device
+		if err := c.Set(ctx, []byte(k), []byte("garbage of an earlier ownership")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Delete(ctx, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 400 {
+		if err := c.Set(ctx, fmt.Appendf(nil, "filler-%d", i), bytes.Repeat([]byte("f"), 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot,
+		Accept: []cluster.Accepting{{ID: 7, Slots: &slot, Since: s.Store().Log().Tail()}}}
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
+	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	reader, migrator := dialSession(t, client.Config{Addr: s.Addr()}), dialSession(t, client.Config{Addr: s.Addr()})
+	type answer struct {
+		value string
+		found bool
+		err   error
+	}
+	answers := map[string]answer{}
+	read := func(name, key string) {
+		t.Helper()
+		if err := reader.Read([]byte(key), func(r client.Result) {
+			answers[name] = answer{string(r.Value), r.Status == client.OK && r.Err == nil, r.Err}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := reader.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	migrate := func(key string) {
+		t.Helper()
+		if err := migrator.Migrate(7, wire.MigrateMoved, []byte(key), 0, []byte("from the source"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := migrator.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pending := s.Stats().Pending
+	read("parked after the device", "{m}a")
+	eventually(t, "a read parked after the device", func() bool { return s.Stats().Reparks == 1 })
+	if s.Stats().Pending == pending {
+		t.Error("the read did not go to the device")
+	}
+	migrate("{m}a")
+	eventually(t, "no read parked", func() bool { return s.Stats().ParkedReads == 0 })
+
+	fd.HoldReads()
+	pending = s.Stats().Pending
+	read("arrived while on the device", "{m}b")
+	eventually(t, "a read on the device", func() bool { return s.Stats().Pending > pending })
+	migrate("{m}b")
+	fd.ReleaseReads()
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := answers["parked after the device"], (answer{"from the source", true, nil}); got != want {
+		t.Errorf("parked after the device: %+v, want %+v", got, want)
+	}
+	if got := answers["arrived while on the device"]; !errors.Is(got.err, client.ErrNotOwner) {
+		t.Errorf("arrived while on the device: %+v, want NOT_OWNER", got)
+	}
+	if got := s.Stats(); got.Parks != 1 || got.Reparks != 1 || got.ParkedReads != 0 {
+		t.Errorf("parks %d, after the device %d, parked now %d; want 1, 1 and 0", got.Parks, got.Reparks, got.ParkedReads)
 	}
 }
 

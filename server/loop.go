@@ -58,17 +58,18 @@ type loop struct {
 	scratch  [32]byte
 	// notOwned is the slot of the last operation the gateway refused.
 	notOwned uint16
-	// awaitMiss: the read the gateway just answered Pending is in slot
-	// awaitSlot, one of Routing.Misses (await takes them).
-	awaitMiss bool
-	awaitSlot uint16
+	// awaitMiss: the read the gateway just answered Pending is in a slot
+	// of Routing.Misses (await takes it); nil otherwise.
+	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
-	// in a slot of Routing.Misses (exec parks it).
-	missRead bool
-	parked   parking                           // parked reads (parking.go)
-	samples  map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
-	slotOps  slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
-	stats    loopStats
+	// in a slot of Routing.Misses (exec parks it); missSince is the log's
+	// tail before that read.
+	missRead  bool
+	missSince uint64
+	parked    parking                           // parked reads (parking.go)
+	samples   map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
+	slotOps   slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
+	stats     loopStats
 	// waits holds how long the batches and commands the loop answered
 	// waited, since admission control last took them (admit.go); nil when
 	// it is off.
@@ -104,6 +105,7 @@ type loopStats struct {
 	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
 	parked    atomic.Uint64 // reads parked now (parking.go)
 	parks     atomic.Uint64 // reads ever parked
+	reparks   atomic.Uint64 // of them, reads parked after the device did not find their key (repark)
 	// parkedCovered counts parked reads answered through an indirection
 	// table once their slot left Misses (parking.go).
 	parkedCovered atomic.Uint64
@@ -285,8 +287,11 @@ func (l *loop) completed(c store.Completion) {
 	if ref.at != 0 {
 		l.record(ref.at, 1)
 	}
-	if ref.miss && c.Err == nil && c.Status == store.NotFound {
-		c.Err, l.notOwned = errNotOwner, ref.slot // the key may not have arrived yet
+	if ref.miss != nil && c.Err == nil && c.Status == store.NotFound {
+		if ref.kind == pendingNative && l.repark(ref) {
+			return
+		}
+		c.Err, l.notOwned = errNotOwner, ref.miss.slot // the key may not have arrived yet
 		l.stats.notOwner.Add(1)
 	}
 	switch ref.kind {
@@ -305,7 +310,7 @@ func (l *loop) completed(c store.Completion) {
 		return
 	}
 	if c.Err == errNotOwner {
-		ref.c.fenceSlot(ref.slot) // later operations may have run already: see docs/cluster.md
+		ref.c.fenceSlot(ref.miss.slot) // later operations may have run already: see docs/cluster.md
 	}
 	st, payload, code := resultOf(ref.op, c.Status, c.Err, c.Value)
 	ref.c.sess.Complete(ref.serial, st, payload, code)

@@ -14,19 +14,19 @@ import (
 type metrics struct {
 	s *Server
 
-	ops, batches, rejected, errors, pending, held *prometheus.Desc
-	bytes, conns, view, logAddr, logMemory        *prometheus.Desc
-	ioDepth, indexBuckets, indexEntries           *prometheus.Desc
-	keys, keyDoubts                               *prometheus.Desc
-	epoch, epochActions, loops                    *prometheus.Desc
-	ckptTaken, ckptSeconds, ckptEnd, ckptTime     *prometheus.Desc
-	ckptPause, flushes                            *prometheus.Desc
-	compRuns, compRecords, compBytes, compSeconds *prometheus.Desc
-	garbage, notOwner, clusterInfo, slots         *prometheus.Desc
-	expired, expiring                             *prometheus.Desc
-	parked, parks, fetchesBelow, parkedCovered    *prometheus.Desc
-	indirections                                  *prometheus.Desc
-	bgShare, bgWorkers, fgP999, fgLevel           *prometheus.Desc
+	ops, batches, rejected, errors, pending, held       *prometheus.Desc
+	bytes, conns, view, logAddr, logMemory              *prometheus.Desc
+	ioDepth, indexBuckets, indexEntries                 *prometheus.Desc
+	keys, keyDoubts                                     *prometheus.Desc
+	epoch, epochActions, loops                          *prometheus.Desc
+	ckptTaken, ckptSeconds, ckptEnd, ckptTime           *prometheus.Desc
+	ckptPause, flushes                                  *prometheus.Desc
+	compRuns, compRecords, compBytes, compSeconds       *prometheus.Desc
+	garbage, notOwner, clusterInfo, slots               *prometheus.Desc
+	expired, expiring                                   *prometheus.Desc
+	parked, parks, reparks, fetchesBelow, parkedCovered *prometheus.Desc
+	indirections                                        *prometheus.Desc
+	bgShare, bgWorkers, fgP999, fgLevel                 *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -69,6 +69,7 @@ func newMetrics(s *Server) *metrics {
 		notOwner:      d("not_owner_operations_total", "Operations refused because the server does not serve their key's slot (NOT_OWNER, MOVED)."),
 		parked:        d("parked_reads", "Reads a migration's target holds until their keys arrive."),
 		parks:         d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
+		reparks:       d("parked_after_device_reads_total", "Of the parked reads, those parked after the device did not find their key."),
 		parkedCovered: d("parked_reads_covered_total", "A migration's target: parked reads answered through an indirection table (the source's log in the shared tier) once their slot left Misses."),
 		fetchesBelow:  d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
 		indirections:  d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
@@ -148,6 +149,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.notOwner, float64(st.NotOwner))
 	gauge(m.parked, float64(st.ParkedReads))
 	counter(m.parks, float64(st.Parks))
+	counter(m.reparks, float64(st.Reparks))
 	counter(m.fetchesBelow, float64(st.FetchesBelow))
 	counter(m.parkedCovered, float64(st.ParkedCovered))
 	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")

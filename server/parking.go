@@ -19,7 +19,10 @@ import (
 // Parked reads: on a migration's target, a native READ of a key it lacks in
 // a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
-// known:
+// known. It is parked whether memory told it the key is not here, or a
+// device read (repark) did, provided no record of the key was written
+// since the read was issued (it is refused then, and the client re-issues
+// it). Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
 //     Config.OnParked tells of the first read parked on a key): the read
@@ -133,11 +136,30 @@ type parking struct {
 	swept  time.Time
 }
 
-// park parks cs's read of key (hash h) with serial; false when the loop
-// holds as many as it may.
-func (l *loop) park(cs *conn, serial uint64, key []byte, h uint64) bool {
+// park parks cs's read of key (hash h) with serial, which found no
+// record of the key as of the log's tail since; false when the loop holds
+// as many as it may, or when a record of the key may have been written
+// since (a migration's insert, or a client's write): the read is refused
+// then, and the client re-issues it. The caller counts serial pending in
+// its session.
+//
+// The loop lists itself as parking on h before it looks for such a
+// record, and a migration's insert announces after it inserts
+// (gateway.go's migrate): either the look finds the insert, or the
+// announcement finds the loop.
+func (l *loop) park(cs *conn, serial uint64, key []byte, h, since uint64) bool {
 	p := &l.parked
 	if p.n >= l.s.cfg.MaxParked {
+		return false
+	}
+	first := len(p.byHash[h]) == 0
+	if first {
+		l.s.parkedOn.add(h, l)
+	}
+	if held, err := l.ss.HeldSince(key, h, since); err != nil || held {
+		if first {
+			l.s.parkedOn.remove(h, l)
+		}
 		return false
 	}
 	if p.byHash == nil {
@@ -147,17 +169,34 @@ func (l *loop) park(cs *conn, serial uint64, key []byte, h uint64) bool {
 		p.rt, p.swept = l.rt, time.Now()
 	}
 	slot := keyhash.SlotOf(h)
-	if len(p.byHash[h]) == 0 {
-		l.s.parkedOn.add(h, l)
+	if first {
 		if id, ok := l.acceptingSlot(slot); ok && l.s.cfg.OnParked != nil {
 			l.s.cfg.OnParked(id, key) // the node fetches it from the source
 		}
 	}
 	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: slot, at: time.Now()})
 	p.n++
-	cs.sess.AddPending(serial)
 	l.stats.parked.Add(1)
 	l.stats.parks.Add(1)
+	return true
+}
+
+// repark parks a native read that went to the device for a key of a slot
+// of Routing.Misses and did not find it (ref.miss), where it would be
+// refused: under a flat-out move most chains of a target's buckets reach
+// its device, and refused reads came back, went to the device and were
+// refused again until the move reached their keys (BENCHMARKS.md). Parked,
+// the key is fetched at once. The slot must still be one of Misses; the
+// read's session counts it pending already.
+func (l *loop) repark(ref pendingRef) bool {
+	m := ref.miss
+	if ref.c.closed || l.rt.Misses == nil || !l.rt.Misses.Has(m.slot) || !l.rt.Serving.Has(m.slot) {
+		return false
+	}
+	if !l.park(ref.c, ref.serial, m.key, m.h, m.since) {
+		return false
+	}
+	l.stats.reparks.Add(1)
 	return true
 }
 

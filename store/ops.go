@@ -107,6 +107,23 @@ func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 	return Pending, nil
 }
 
+// HeldSince reports whether the store may hold a record of key (hash h)
+// at or above address since, a tail the caller read from the log: one in
+// memory, or a chain that goes on to the device above since without a
+// record of the key in memory (not read: it may). False is certain: no
+// record of the key was written at or above since. It reads nothing from
+// the device.
+func (s *Session) HeldSince(key []byte, h, since uint64) (bool, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return false, err
+	}
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	defer s.end()
+	return s.heldSince(key, h, since), nil
+}
+
 // heldSince reports whether the store may hold a record of key (hash h)
 // at or above since: one in memory, or a chain that goes on to the device
 // above since without a record of the key in memory (not read: it may).
