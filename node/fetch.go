@@ -168,6 +168,10 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 	}
 	c := &f.m.mg.fetches
 	return sess.Migrate(uint64(p.id), wire.MigrateFetch, p.key, 0, nil, func(r client.Result) {
+		var refusal *client.OpError
+		if r.Err != nil && !errors.As(r.Err, &refusal) {
+			return // no answer (the wait timed out, the connection broke): lost
+		}
 		f.answered++
 		kind := wire.MigrateMoved
 		at, value, ok := store.SplitExpiring(r.Value)

@@ -196,11 +196,17 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	switch op.Op {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
-		if err == errNotOwner && l.missRead && l.park(cs, serial, op.Key, h, l.missSince) {
-			l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused
-			cs.sess.AddPending(serial)
-			cs.sess.Result(wire.StatusPending, nil, 0)
-			return
+		if err == errNotOwner && l.missRead {
+			switch l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead) {
+			case missParked:
+				l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused
+				cs.sess.AddPending(serial)
+				cs.sess.Result(wire.StatusPending, nil, 0)
+				return
+			case missAbsent:
+				l.stats.notOwner.Add(^uint64(0))
+				st, err = store.NotFound, nil
+			}
 		}
 		if st == store.OK && err == nil && cs.sess.ResponseLen()+len(payload) > l.s.cfg.MaxResponse {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeTooLarge)

@@ -94,9 +94,11 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 	}
 	var st store.Status
 	var err error
-	var since uint64 // before the read: what is written from now on is at or above it
-	if l.rt.Misses != nil {
-		since = l.s.st.Log().Tail()
+	var head uint64 // before the read: what is linked from now on is above it
+	if l.rt.Misses != nil && l.rt.Misses.Has(keyhash.SlotOf(h)) {
+		if head, err = l.ss.ChainHead(h); err != nil {
+			return 0, nil, err
+		}
 	}
 	if withAt {
 		l.value, st, err = l.ss.ReadExpiring(key, h, l.value[:0])
@@ -106,10 +108,10 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 	if st != store.OK && err == nil && l.rt.Misses != nil {
 		switch {
 		case st == store.NotFound && l.missing(h):
-			l.missRead, l.missSince = true, since
+			l.missRead, l.missHead, l.missDead = true, head, l.ss.ReadMet()
 			return 0, nil, errNotOwner
 		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
-			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, since: since, slot: keyhash.SlotOf(h)}
+			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h)}
 		}
 	}
 	return st, l.value, err
@@ -267,13 +269,13 @@ type pendingRef struct {
 }
 
 // missedRead is a read that went to the device for a key of a slot of
-// Routing.Misses: its key (hash h), its slot, and the log's tail before
-// it was issued (a record of the key at or above it came since).
+// Routing.Misses: its key (hash h), its slot, and its chain's head before
+// it was issued (store.Session.ChainHead: a record above it came since).
 type missedRead struct {
-	key   []byte
-	h     uint64
-	since uint64
-	slot  uint16
+	key  []byte
+	h    uint64
+	head uint64
+	slot uint16
 }
 
 // await registers ref as waiting for the store operation the gateway just

@@ -158,10 +158,13 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	defer sess.Close()
 	results := map[string]error{}
 	record := func(name string) func(client.Result) { return func(r client.Result) { results[name] = r.Err } }
-	// A native READ of an absent key is parked (TestParkedReads, and
-	// TestReadsParkAfterTheDevice for one deleted on the device).
+	// A native READ of an absent key is parked (TestParkedReads and
+	// TestReadsParkAfterTheDevice); one that meets a deletion while no
+	// migration accepts the slot is refused (nothing tells whether the
+	// deletion is garbage).
 	_ = sess.Read([]byte("{m}here"), record("read here"))
 	_ = sess.Upsert([]byte("{m}new2"), []byte("v"), record("upsert"))
+	_ = sess.Read([]byte("{m}gone"), record("read gone"))
 	_ = sess.Delete([]byte("{m}here"), record("delete"))
 	_ = sess.Add([]byte("{m}counter"), 1, record("add"))
 	_ = sess.Upsert([]byte("{h}held"), []byte("v"), record("upsert held"))
@@ -172,7 +175,7 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	if err := sess.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]error{"read here": nil, "upsert": nil,
+	for name, want := range map[string]error{"read here": nil, "upsert": nil, "read gone": client.ErrNotOwner,
 		"delete": client.ErrNotOwner, "add": client.ErrNotOwner, "upsert held": client.ErrNotOwner,
 		"upsert once the refusals were answered": nil} {
 		if got := results[name]; !errors.Is(got, want) && got != want {
@@ -462,7 +465,8 @@ func TestParkedReads(t *testing.T) {
 // record there is parked like one that memory answered (repark), and is
 // answered by the key's record when it arrives; one whose key arrived
 // while its device read was in flight is refused NOT_OWNER (the client
-// re-issues it and finds the key).
+// re-issues it and finds the key); one that meets an expiry written here
+// since the migration began to accept the slot answers NOT_FOUND.
 func TestReadsParkAfterTheDevice(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
 	s := startTest(t, func(c *Config) {
@@ -551,6 +555,41 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 	}
 	if got := s.Stats(); got.Parks != 1 || got.Reparks != 1 || got.ParkedReads != 0 {
 		t.Errorf("parks %d, after the device %d, parked now %d; want 1, 1 and 0", got.Parks, got.Reparks, got.ParkedReads)
+	}
+
+	// An expiry in the past written here since the migration began to
+	// accept the slot (a blind write, which Misses allows) is newer than
+	// anything the source holds: a read that meets it, on the device or
+	// in memory, answers NOT_FOUND at once, and nothing is parked.
+	expire := func(key string) {
+		t.Helper()
+		if err := reader.UpsertExpiring([]byte(key), []byte("expired here"), 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := reader.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expire("{m}c")
+	for i := range 400 {
+		if err := c.Set(ctx, fmt.Appendf(nil, "filler-%d", i), bytes.Repeat([]byte("g"), 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expire("{m}d")
+	pending = s.Stats().Pending
+	read("expired here, on the device", "{m}c")
+	read("expired here, in memory", "{m}d")
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"expired here, on the device", "expired here, in memory"} {
+		if got := answers[name]; got != (answer{}) {
+			t.Errorf("%s: %+v, want NOT_FOUND", name, got)
+		}
+	}
+	if got := s.Stats(); got.Parks != 1 || got.Pending != pending+1 {
+		t.Errorf("parks %d, device reads %d; want 1 and 1", got.Parks, got.Pending-pending)
 	}
 }
 

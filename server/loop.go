@@ -62,14 +62,14 @@ type loop struct {
 	// of Routing.Misses (await takes it); nil otherwise.
 	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
-	// in a slot of Routing.Misses (exec parks it); missSince is the log's
-	// tail before that read.
-	missRead  bool
-	missSince uint64
-	parked    parking                           // parked reads (parking.go)
-	samples   map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
-	slotOps   slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
-	stats     loopStats
+	// in a slot of Routing.Misses (exec parks it); missHead is its chain's
+	// head before that read, missDead the dead record of the key it met.
+	missRead           bool
+	missHead, missDead uint64
+	parked             parking                           // parked reads (parking.go)
+	samples            map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
+	slotOps            slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
+	stats              loopStats
 	// waits holds how long the batches and commands the loop answered
 	// waited, since admission control last took them (admit.go); nil when
 	// it is off.
@@ -288,11 +288,13 @@ func (l *loop) completed(c store.Completion) {
 		l.record(ref.at, 1)
 	}
 	if ref.miss != nil && c.Err == nil && c.Status == store.NotFound {
-		if ref.kind == pendingNative && l.repark(ref) {
+		switch l.repark(ref, c.Found) {
+		case missParked:
 			return
+		case missRefused:
+			c.Err, l.notOwned = errNotOwner, ref.miss.slot // the key may not have arrived yet
+			l.stats.notOwner.Add(1)
 		}
-		c.Err, l.notOwned = errNotOwner, ref.miss.slot // the key may not have arrived yet
-		l.stats.notOwner.Add(1)
 	}
 	switch ref.kind {
 	case pendingRESP:

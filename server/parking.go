@@ -20,9 +20,10 @@ import (
 // a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
 // known. It is parked whether memory told it the key is not here, or a
-// device read (repark) did, provided no record of the key was written
-// since the read was issued (it is refused then, and the client re-issues
-// it). Once parked:
+// device read (repark) did, unless a record of the key was linked since
+// the read was issued (it is refused then, and the client re-issues it),
+// or the read met a deletion or expiry written here since the migration
+// began to accept the slot (it answers NOT_FOUND: parkMiss). Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
 //     Config.OnParked tells of the first read parked on a key): the read
@@ -136,31 +137,53 @@ type parking struct {
 	swept  time.Time
 }
 
-// park parks cs's read of key (hash h) with serial, which found no
-// record of the key as of the log's tail since; false when the loop holds
-// as many as it may, or when a record of the key may have been written
-// since (a migration's insert, or a client's write): the read is refused
-// then, and the client re-issues it. The caller counts serial pending in
-// its session.
+// missAnswer is what becomes of a read of a slot of Routing.Misses that
+// found no live record of its key (parkMiss).
+type missAnswer uint8
+
+const (
+	missRefused missAnswer = iota // NOT_OWNER: the client re-issues it
+	missParked                    // parked until the key's record arrives
+	missAbsent                    // NOT_FOUND: a deletion or expiry written here decided it
+)
+
+// parkMiss decides cs's read (serial) of key (hash h), which found no live
+// record here. head is the key's chain head before the read was issued
+// (store.Session.ChainHead), dead the address of the deleted or expired
+// record of the key the read met (store.Session.ReadMet,
+// store.Completion.Found; 0: it met none). The read is
+//   - refused when a record of the key may have been linked since it was
+//     issued (above head: the move's or a fetch's insert, a client's
+//     write): the client re-issues it and finds that record;
+//   - answered NOT_FOUND when the record it met was written here since
+//     the migration began to accept the slot (Accepting.Since): a deletion
+//     or an expiry written by a client after the handover is newer than
+//     anything the source holds;
+//   - parked otherwise (it met nothing, or garbage of an earlier
+//     ownership below Since), or refused when the loop holds all it may,
+//     or when it met a record and no migration accepts the slot.
 //
-// The loop lists itself as parking on h before it looks for such a
-// record, and a migration's insert announces after it inserts
-// (gateway.go's migrate): either the look finds the insert, or the
-// announcement finds the loop.
-func (l *loop) park(cs *conn, serial uint64, key []byte, h, since uint64) bool {
+// The caller counts a parked read pending in its session.
+//
+// The loop lists itself as parking on h before it looks for newer records,
+// and a migration's insert announces after it inserts (gateway.go's
+// migrate): either the look finds the insert, or the announcement finds
+// the loop.
+func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint64) missAnswer {
 	p := &l.parked
-	if p.n >= l.s.cfg.MaxParked {
-		return false
-	}
 	first := len(p.byHash[h]) == 0
 	if first {
 		l.s.parkedOn.add(h, l)
 	}
-	if held, err := l.ss.HeldSince(key, h, since); err != nil || held {
+	answer := l.judgeMiss(key, h, head, dead)
+	if answer == missParked && p.n >= l.s.cfg.MaxParked {
+		answer = missRefused
+	}
+	if answer != missParked {
 		if first {
 			l.s.parkedOn.remove(h, l)
 		}
-		return false
+		return answer
 	}
 	if p.byHash == nil {
 		p.byHash = map[uint64][]parkedRead{}
@@ -178,26 +201,60 @@ func (l *loop) park(cs *conn, serial uint64, key []byte, h, since uint64) bool {
 	p.n++
 	l.stats.parked.Add(1)
 	l.stats.parks.Add(1)
-	return true
+	return missParked
 }
 
-// repark parks a native read that went to the device for a key of a slot
-// of Routing.Misses and did not find it (ref.miss), where it would be
-// refused: under a flat-out move most chains of a target's buckets reach
-// its device, and refused reads came back, went to the device and were
-// refused again until the move reached their keys (BENCHMARKS.md). Parked,
-// the key is fetched at once. The slot must still be one of Misses; the
-// read's session counts it pending already.
-func (l *loop) repark(ref pendingRef) bool {
+// judgeMiss is parkMiss's decision: from what memory holds of key now
+// (anything linked above head came after the read) and from what the read
+// met (dead).
+func (l *loop) judgeMiss(key []byte, h, head, dead uint64) missAnswer {
+	addr, _, err := l.ss.Newest(key, h)
+	if err != nil || addr > head {
+		return missRefused // linked since the read, or its chain leaves memory above where the read began
+	}
+	if dead == 0 {
+		return missParked // the key has no record here
+	}
+	since, ok := l.acceptedSince(keyhash.SlotOf(h))
+	switch {
+	case !ok:
+		return missRefused // no migration says which records are garbage
+	case dead >= since:
+		return missAbsent
+	}
+	return missParked // garbage of an earlier ownership (Prepare's drop)
+}
+
+// acceptedSince is where the migration that accepts slot began to accept
+// it: records from there on were written here since; !ok when none
+// accepts it.
+func (l *loop) acceptedSince(slot uint16) (uint64, bool) {
+	for _, a := range l.rt.Accept {
+		if a.Slots.Has(slot) {
+			return a.Since, true
+		}
+	}
+	return 0, false
+}
+
+// repark decides a native read that went to the device for a key of a
+// slot of Routing.Misses and met no live record there (ref.miss; dead, the
+// record it met, if any) as parkMiss does, where it used to be refused:
+// under a flat-out move most chains of a target's buckets reach its
+// device, and refused reads came back, went to the device and were
+// refused again until the move reached their keys (BENCHMARKS.md). The
+// slot must still be one of Misses; the read's session counts it pending
+// already.
+func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 	m := ref.miss
-	if ref.c.closed || l.rt.Misses == nil || !l.rt.Misses.Has(m.slot) || !l.rt.Serving.Has(m.slot) {
-		return false
+	if ref.kind != pendingNative || ref.c.closed || l.rt.Misses == nil || !l.rt.Misses.Has(m.slot) || !l.rt.Serving.Has(m.slot) {
+		return missRefused
 	}
-	if !l.park(ref.c, ref.serial, m.key, m.h, m.since) {
-		return false
+	answer := l.parkMiss(ref.c, ref.serial, m.key, m.h, m.head, dead)
+	if answer == missParked {
+		l.stats.reparks.Add(1)
 	}
-	l.stats.reparks.Add(1)
-	return true
+	return answer
 }
 
 // arrived completes the reads parked on key (hash h) with the value a

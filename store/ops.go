@@ -107,21 +107,47 @@ func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 	return Pending, nil
 }
 
-// HeldSince reports whether the store may hold a record of key (hash h)
-// at or above address since, a tail the caller read from the log: one in
-// memory, or a chain that goes on to the device above since without a
-// record of the key in memory (not read: it may). False is certain: no
-// record of the key was written at or above since. It reads nothing from
-// the device.
-func (s *Session) HeldSince(key []byte, h, since uint64) (bool, error) {
-	if err := s.checkKeyHash(key, h); err != nil {
-		return false, err
-	}
+// ReadMet tells, right after a read that answered NotFound at once, the
+// address of the deleted or expired record of the key it met (0: it met
+// none). Otherwise it means nothing.
+func (s *Session) ReadMet() uint64 { return s.met }
+
+// ChainHead returns the address the index gives for hash h's chain (0:
+// the index has no entry). A chain links records in address order (a
+// record whose link lost a race is marked invalid and written again
+// higher), so a read that starts after this call walks every record at
+// or below it, and any record linked later is above it.
+func (s *Session) ChainHead(h uint64) (uint64, error) {
 	if err := s.begin(); err != nil {
-		return false, err
+		return 0, err
 	}
 	defer s.end()
-	return s.heldSince(key, h, since), nil
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return 0, nil
+	}
+	return e.Address(), nil
+}
+
+// Newest returns the address of key's (hash h) newest record when memory
+// holds it (found), or else where its chain leaves memory: an address
+// below the log's head where the device part goes on, or one below the
+// log's begin (0 included) where the chain ends. It reads nothing from the
+// device.
+func (s *Session) Newest(key []byte, h uint64) (addr uint64, found bool, err error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return 0, false, err
+	}
+	if err := s.begin(); err != nil {
+		return 0, false, err
+	}
+	defer s.end()
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return 0, false, nil
+	}
+	addr, _, found = s.trace(key, e.Address(), s.st.log.Head())
+	return addr, found, nil
 }
 
 // heldSince reports whether the store may hold a record of key (hash h)
@@ -302,6 +328,7 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 		if ind != nil {
 			return dst, s.readRemote(key, h, p, withAt, 0, ind, raddr), nil
 		}
+		s.met = 0
 		return dst, NotFound, nil
 	}
 	l := s.st.log
@@ -310,8 +337,10 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 		v, hdr := r.ReadValue(dst)
 		switch {
 		case hdr.Tombstone():
+			s.met = addr
 			return dst, NotFound, nil
 		case hdr.Expires() || withAt:
+			s.met = addr // read only after NotFound
 			return s.splitRead(v, len(dst), hdr, withAt)
 		}
 		return v, OK, nil
@@ -321,6 +350,7 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 	case ind != nil && (found || addr < max(begin, ind.Since)):
 		return dst, s.readRemote(key, h, p, withAt, e.Address(), ind, raddr), nil
 	case addr < begin:
+		s.met = 0
 		return dst, NotFound, nil
 	}
 	p = s.pend.reuse(p, OpRead, h, key, nil, nil)

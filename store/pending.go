@@ -202,7 +202,11 @@ func (ps *pendingSet) finish(p *pendingOp, st Status, err error, value []byte) {
 		}
 	}
 	if fn := ps.s.onComplete; fn != nil {
-		fn(Completion{Serial: p.serial, Kind: p.kind, Status: st, Err: err, Value: value})
+		c := Completion{Serial: p.serial, Kind: p.kind, Status: st, Err: err, Value: value}
+		if p.kind == OpRead && st == NotFound && p.hit && !p.remote {
+			c.Found = p.addr
+		}
+		fn(c)
 	}
 	p.merger = nil
 	ps.free = append(ps.free, p)
@@ -386,6 +390,9 @@ func (ps *pendingSet) restart(p *pendingOp) {
 		return
 	}
 	if v, st, err := ps.s.read(p.key(), p.hash, nil, p, p.upd.withAt); st != Pending || err != nil {
+		if st == NotFound && err == nil && ps.s.met != 0 {
+			p.hit, p.addr, p.remote = true, ps.s.met, false // Completion.Found
+		}
 		ps.finish(p, st, err, v)
 	}
 }

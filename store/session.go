@@ -45,6 +45,10 @@ type Completion struct {
 	// Value is a Read's value, or the value an Update wanted. It aliases
 	// session memory and is valid only during the callback.
 	Value []byte
+	// Found is a Read's that found no live record: the address of the
+	// key's newest record, deleted or expired, in this store's log; 0 when
+	// the chain held none, or the read did not learn it.
+	Found uint64
 }
 
 // OpKind names an operation.
@@ -91,6 +95,7 @@ type Session struct {
 	pend         pendingSet
 	res          result // the running RMW's report (update.go)
 	newEntries   int64  // index entries created since the last refresh
+	met          uint64 // ReadMet: the dead record the last read that answered NotFound at once met
 	entriesGen   uint64 // the index's Resets when newEntries began
 	keys         sessionKeys
 	closed       bool
