@@ -108,8 +108,10 @@ func (st *Store) scan(ctx context.Context, from, to uint64, in func(h uint64) bo
 // with one read in flight. One at a time, a scan of records on the device
 // waits out a read per record behind whatever the loops keep queued there:
 // a migration's first slot group took longer than the 10 s its source
-// waits for progress (BENCHMARKS.md).
-const scanReads = 32
+// waits for progress. 32 at once still waited on the device's latency:
+// 128 scan 1.6-2x the records a second (BenchmarkScanDevice,
+// BENCHMARKS.md).
+const scanReads = 128
 
 // chainHeads returns where the chains of the buckets that hold positions
 // [from, to] start, and the size (bits) of the table they were read in.
