@@ -382,29 +382,10 @@ func TestRefusalsFenceTheSlot(t *testing.T) {
 func TestParkedReads(t *testing.T) {
 	s := startTest(t, func(c *Config) { c.ServerID = "me" })
 	ctx := context.Background()
-	mSlot := keyhash.Slot([]byte("{m}x"))
-	var slot cluster.SlotSet
-	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
-	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot,
-		Accept: []cluster.Accepting{{ID: 7, Slots: &slot, Since: s.Store().Log().Tail()}}}
-	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
-	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
-		t.Fatal(err)
-	}
-	reader, migrator := dialSession(t, client.Config{Addr: s.Addr()}), dialSession(t, client.Config{Addr: s.Addr()})
-	type answer struct {
-		value string
-		found bool
-		err   error
-	}
-	answers := map[string]answer{}
-	read := func(name, key string) {
-		if err := reader.Read([]byte(key), func(r client.Result) {
-			answers[name] = answer{string(r.Value), r.Status == client.OK && r.Err == nil, r.Err}
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pt := newParkingTarget(t, s)
+	mSlot, holds, base, reader, migrator := pt.slot, pt.holds, pt.base, pt.reader, pt.migrator
+	answers := pt.answers
+	read := pt.read
 	read("parked, then sent", "{m}a")
 	if err := reader.Upsert([]byte("{m}a"), []byte("written after the read"), nil); err != nil {
 		t.Fatal(err)
@@ -428,7 +409,7 @@ func TestParkedReads(t *testing.T) {
 	if err := reader.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]answer{"parked, then sent": {"from the source", true, nil},
+	for name, want := range map[string]readAnswer{"parked, then sent": {"from the source", true, nil},
 		"after the write": {"written after the read", true, nil}, "parked, never sent": {"", false, nil}} {
 		if got := answers[name]; got != want {
 			t.Errorf("%s: %+v, want %+v", name, got, want)
@@ -492,29 +473,12 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mSlot := keyhash.Slot([]byte("{m}x"))
-	var slot cluster.SlotSet
-	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
-	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot,
-		Accept: []cluster.Accepting{{ID: 7, Slots: &slot, Since: s.Store().Log().Tail()}}}
-	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
-	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {
-		t.Fatal(err)
-	}
-	reader, migrator := dialSession(t, client.Config{Addr: s.Addr()}), dialSession(t, client.Config{Addr: s.Addr()})
-	type answer struct {
-		value string
-		found bool
-		err   error
-	}
-	answers := map[string]answer{}
+	pt := newParkingTarget(t, s)
+	reader, migrator := pt.reader, pt.migrator
+	answers := pt.answers
 	read := func(name, key string) {
 		t.Helper()
-		if err := reader.Read([]byte(key), func(r client.Result) {
-			answers[name] = answer{string(r.Value), r.Status == client.OK && r.Err == nil, r.Err}
-		}); err != nil {
-			t.Fatal(err)
-		}
+		pt.read(name, key)
 		if err := reader.Flush(); err != nil {
 			t.Fatal(err)
 		}
@@ -547,7 +511,7 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 	if err := reader.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := answers["parked after the device"], (answer{"from the source", true, nil}); got != want {
+	if got, want := answers["parked after the device"], (readAnswer{"from the source", true, nil}); got != want {
 		t.Errorf("parked after the device: %+v, want %+v", got, want)
 	}
 	if got := answers["arrived while on the device"]; !errors.Is(got.err, client.ErrNotOwner) {
@@ -584,12 +548,57 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"expired here, on the device", "expired here, in memory"} {
-		if got := answers[name]; got != (answer{}) {
+		if got := answers[name]; got != (readAnswer{}) {
 			t.Errorf("%s: %+v, want NOT_FOUND", name, got)
 		}
 	}
 	if got := s.Stats(); got.Parks != 1 || got.Pending != pending+1 {
 		t.Errorf("parks %d, device reads %d; want 1 and 1", got.Parks, got.Pending-pending)
+	}
+}
+
+// parkingTarget is s made a migration's target for the slot of {m}
+// keys: it serves every slot, with that one in Misses and accepted by
+// migration 7 from the log's tail on; reader reads, migrator sends
+// MIGRATEs, and read records each answer by name.
+type parkingTarget struct {
+	t                *testing.T
+	slot             uint16
+	holds            cluster.Holds
+	base             *cluster.Routing
+	reader, migrator *client.Session
+	answers          map[string]readAnswer
+}
+
+// readAnswer is what a read was answered.
+type readAnswer struct {
+	value string
+	found bool
+	err   error
+}
+
+func newParkingTarget(t *testing.T, s *Server) *parkingTarget {
+	t.Helper()
+	pt := &parkingTarget{t: t, slot: keyhash.Slot([]byte("{m}x")), answers: map[string]readAnswer{}}
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: pt.slot, Last: pt.slot})
+	pt.holds = cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot,
+		Accept: []cluster.Accepting{{ID: 7, Slots: &slot, Since: s.Store().Log().Tail()}}}
+	pt.base = &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
+	if err := s.Install(context.Background(), pt.base.WithHolds(&pt.holds)); err != nil {
+		t.Fatal(err)
+	}
+	pt.reader, pt.migrator = dialSession(t, client.Config{Addr: s.Addr()}), dialSession(t, client.Config{Addr: s.Addr()})
+	return pt
+}
+
+// read queues the reader's READ of key; its answer is recorded as name.
+func (pt *parkingTarget) read(name, key string) {
+	pt.t.Helper()
+	if err := pt.reader.Read([]byte(key), func(r client.Result) {
+		pt.answers[name] = readAnswer{string(r.Value), r.Status == client.OK && r.Err == nil, r.Err}
+	}); err != nil {
+		pt.t.Fatal(err)
 	}
 }
 
