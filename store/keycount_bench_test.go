@@ -10,6 +10,25 @@ import (
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
+// openOnFiles opens a store of cfg whose log has 4 MiB of memory (1 MiB
+// pages) over segment files in a temporary directory (O_DIRECT), closed
+// when b ends.
+func openOnFiles(b *testing.B, cfg Config) *Store {
+	b.Helper()
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: b.TempDir(), SegmentSize: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dev.Close() })
+	cfg.Log = hlog.Config{PageBits: 20, MemoryBytes: 4 << 20, Device: dev}
+	st, err := Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() }) // before the device: cleanups run last first
+	return st
+}
+
 // BenchmarkKeyDoubts measures what the exact key count costs a workload
 // of cold blind writes: 256 Ki keys of 8 B in a log with 4 MiB of memory
 // over segment files (O_DIRECT), every key upserted again (most of them
@@ -19,17 +38,8 @@ import (
 // write that read before it wrote would pay instead.
 func BenchmarkKeyDoubts(b *testing.B) {
 	b.StopTimer() // the loads are not timed
-	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: b.TempDir(), SegmentSize: 64 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dev.Close()
-	st, err := Open(Config{IndexBits: 18, MaxDoubts: 1 << 30, // no background resolution: Keys resolves them all
-		Log: hlog.Config{PageBits: 20, MemoryBytes: 4 << 20, Device: dev}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	// No background resolution: Keys resolves them all.
+	st := openOnFiles(b, Config{IndexBits: 18, MaxDoubts: 1 << 30})
 	s, err := st.NewSession()
 	if err != nil {
 		b.Fatal(err)

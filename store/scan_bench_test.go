@@ -5,9 +5,6 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
-
-	"github.com/fleetkv/fleetkv/hlog"
-	"github.com/fleetkv/fleetkv/ssd"
 )
 
 // BenchmarkScanDevice measures a scan of records that are on the device,
@@ -19,16 +16,7 @@ import (
 // key visited.
 func BenchmarkScanDevice(b *testing.B) {
 	b.StopTimer()
-	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: b.TempDir(), SegmentSize: 64 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dev.Close()
-	st, err := Open(Config{IndexBits: 17, Log: hlog.Config{PageBits: 20, MemoryBytes: 4 << 20, Device: dev}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := openOnFiles(b, Config{IndexBits: 17})
 	s, err := st.NewSession()
 	if err != nil {
 		b.Fatal(err)
