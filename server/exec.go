@@ -197,14 +197,16 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
 		if err == errNotOwner && l.missRead {
-			switch l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead) {
-			case missParked:
+			answer := l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead)
+			if answer != missRefused {
 				l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused
+			}
+			switch answer {
+			case missParked:
 				cs.sess.AddPending(serial)
 				cs.sess.Result(wire.StatusPending, nil, 0)
 				return
 			case missAbsent:
-				l.stats.notOwner.Add(^uint64(0))
 				st, err = store.NotFound, nil
 			}
 		}

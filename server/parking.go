@@ -208,7 +208,7 @@ func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint6
 // (anything linked above head came after the read) and from what the read
 // met (dead).
 func (l *loop) judgeMiss(key []byte, h, head, dead uint64) missAnswer {
-	addr, _, err := l.ss.Newest(key, h)
+	addr, err := l.ss.Newest(key, h)
 	if err != nil || addr > head {
 		return missRefused // linked since the read, or its chain leaves memory above where the read began
 	}

@@ -130,24 +130,24 @@ func (s *Session) ChainHead(h uint64) (uint64, error) {
 }
 
 // Newest returns the address of key's (hash h) newest record when memory
-// holds it (found), or else where its chain leaves memory: an address
-// below the log's head where the device part goes on, or one below the
-// log's begin (0 included) where the chain ends. It reads nothing from the
-// device.
-func (s *Session) Newest(key []byte, h uint64) (addr uint64, found bool, err error) {
+// holds it, or else where its chain leaves memory: an address below the
+// log's head where the device part goes on, or one below the log's begin
+// (0 included) where the chain ends. Either way, nothing of the key's
+// chain lies above it. It reads nothing from the device.
+func (s *Session) Newest(key []byte, h uint64) (uint64, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	if err := s.begin(); err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	defer s.end()
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
-		return 0, false, nil
+		return 0, nil
 	}
-	addr, _, found = s.trace(key, e.Address(), s.st.log.Head())
-	return addr, found, nil
+	addr, _, _ := s.trace(key, e.Address(), s.st.log.Head())
+	return addr, nil
 }
 
 // heldSince reports whether the store may hold a record of key (hash h)
@@ -696,6 +696,14 @@ func (s *Session) install(slot index.Slot, e index.Entry, addr uint64, r hlog.Re
 // installCounted is install with header flags (FlagTombstone), which
 // counts delta in the key count once the record is in, and marks and
 // lists it as a doubt when doubt is set.
+//
+// Invariant (chains in address order): addr was allocated after e was
+// read, so it is above e's address, and a record whose CAS loses is
+// marked invalid, never linked: an entry only moves up, and a record
+// linked after someone read an entry is above it (ChainHead and the
+// server's parked reads rely on it; index growth may give an entry a
+// lower address, but only under an epoch phase change that waits out
+// every reader of the old one).
 func (s *Session) installCounted(slot index.Slot, e index.Entry, addr uint64, r hlog.Record, flags hlog.Header, delta int64, doubt bool) error {
 	h := hlog.MakeHeader(e.Address(), s.version, false) | flags
 	if flags&hlog.FlagExpires != 0 {
