@@ -341,7 +341,17 @@ func (m *member) runTask(ctx context.Context, t cluster.Task, progress func()) (
 		if err != nil {
 			return 0, err
 		}
-		if _, err = m.srv.Checkpoint(ctx); err != nil {
+		// A prepare's checkpoint is a fold-over in either checkpoint mode:
+		// the target tells the records written since the drop by their
+		// address (at or above since: the move's conditional insert, the
+		// parked reads, a cancel's ship-back), so none may be written in
+		// place below it later. A snapshot would leave the drop's
+		// tombstones mutable, and a client's write revive one in place.
+		checkpoint := m.srv.Checkpoint
+		if t.Kind == cluster.TaskPrepare {
+			checkpoint = m.srv.FoldOver
+		}
+		if _, err = checkpoint(ctx); err != nil {
 			return 0, err
 		}
 		if t.Kind == cluster.TaskDrop && m.ind != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -539,4 +540,51 @@ func TestSourceFollowsTheTargetsShare(t *testing.T) {
 	eventually(t, "the migration ended and b counts nothing", func() bool {
 		return serving(b) == cluster.Slots/2+int(quarter.Last-quarter.First+1) && b.Server().Background().Active() == 0
 	})
+}
+
+// TestSnapshotTargetKeepsItsWrites: a target whose checkpoints are log
+// snapshots (they leave its log mutable) holds a stale copy of a key in
+// the slots it takes; the migration's drop deletes it, and a client's
+// write to the key on the target before the move reaches it wins over
+// the source's record the move sends. The write goes to the tail, not in
+// place into the drop's tombstone below the migration's Since, where the
+// move's conditional insert would not see it.
+func TestSnapshotTargetKeepsItsWrites(t *testing.T) {
+	md := cluster.NewMem()
+	ca, cb := memberConfig(t, md, "a"), memberConfig(t, md, "b")
+	cb.Server.SnapshotCheckpoints = true
+	move := gateOn(&ca, cluster.TaskMove)
+	a, b := twoMembers(t, md, ca, cb)
+	c := dialCluster(t, a)
+	moving := quarter
+	var key []byte
+	for i := 0; key == nil; i++ {
+		if k := fmt.Appendf(nil, "stale-%d", i); keyhash.Slot(k) <= moving.Last {
+			key = k
+		}
+	}
+	if err := c.Set(context.Background(), key, []byte("source")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Server().Store().NewSession() // what b kept from an earlier ownership
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Upsert(key, bytes.Repeat([]byte("x"), 64)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	startMigration(t, md, "a", "b", []cluster.Range{moving})
+	move.wait(t)
+	servedBy(t, moving, b, a)
+	if err := c.Set(context.Background(), key, []byte("target")); err != nil {
+		t.Fatal(err)
+	}
+	close(move.release)
+	eventually(t, "a dropped its copies", func() bool { return keysIn(a, moving) == 0 })
+	got, found, err := c.Get(context.Background(), key)
+	if err != nil || !found || string(got) != "target" {
+		t.Fatalf("%s after the move: %q %v %v, want the write b took", key, got, found, err)
+	}
 }

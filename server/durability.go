@@ -123,7 +123,7 @@ func (d *durability) start(every time.Duration) {
 		if d.idle.Load() == d.s.changes() {
 			return
 		}
-		if _, err := d.take(d.ctx); err != nil && d.ctx.Err() == nil {
+		if _, err := d.take(d.ctx, false); err != nil && d.ctx.Err() == nil {
 			d.s.log.Error("periodic checkpoint failed", "err", err)
 		}
 	})
@@ -159,29 +159,30 @@ func (d *durability) request() {
 		if d.stopped {
 			return // the final checkpoint is taken (or being taken)
 		}
-		if _, err := d.takeLocked(d.ctx); err != nil && d.ctx.Err() == nil {
+		if _, err := d.takeLocked(d.ctx, false); err != nil && d.ctx.Err() == nil {
 			d.s.log.Error("requested checkpoint failed", "err", err)
 		}
 	}()
 }
 
-// take makes everything the store holds durable and records it. Shutdown
+// take makes everything the store holds durable and records it, as a
+// fold-over whatever the configured mode when foldOver is set. Shutdown
 // (halt) ends it too: it waits for the loops, which stop then.
-func (d *durability) take(ctx context.Context) (checkpoint.Meta, error) {
+func (d *durability) take(ctx context.Context, foldOver bool) (checkpoint.Meta, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(d.ctx, cancel)()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.takeLocked(ctx)
+	return d.takeLocked(ctx, foldOver)
 }
 
-func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
+func (d *durability) takeLocked(ctx context.Context, foldOver bool) (checkpoint.Meta, error) {
 	t0 := time.Now()
 	changes := d.s.changes() // before: what changes meanwhile makes the next one run
 	last := d.latest()
 	seq := last.Seq + 1
-	c, indexSeq, err := d.checkpoint(ctx, seq, last)
+	c, indexSeq, err := d.checkpoint(ctx, seq, last, foldOver)
 	if err != nil {
 		return checkpoint.Meta{}, err
 	}
@@ -211,11 +212,11 @@ func (d *durability) takeLocked(ctx context.Context) (checkpoint.Meta, error) {
 // replay) has grown past snapshotEvery times the snapshot's size (what
 // recovery would load); otherwise the checkpoint keeps using the last
 // snapshot. It returns the checkpoint and the seq of the index snapshot it
-// uses (0: none). With SnapshotCheckpoints (but at shutdown) it is a log
-// snapshot.
-func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint.Meta) (store.Checkpoint, uint64, error) {
+// uses (0: none). With SnapshotCheckpoints it is a log snapshot unless
+// foldOver asks for a fold-over (shutdown, a migration's drop).
+func (d *durability) checkpoint(ctx context.Context, seq uint64, last checkpoint.Meta, foldOver bool) (store.Checkpoint, uint64, error) {
 	o := store.CheckpointOptions{Pause: d.pause}
-	if d.s.cfg.SnapshotCheckpoints && !d.stopped {
+	if d.s.cfg.SnapshotCheckpoints && !foldOver {
 		return d.sideFile(checkpoint.LogSnapshot, seq, &o.Snapshot, func() (store.Checkpoint, uint64, error) {
 			return d.checkpointIndex(ctx, seq, last, o)
 		})
@@ -308,7 +309,7 @@ func (d *durability) close(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopped = true
-	_, err := d.takeLocked(ctx)
+	_, err := d.takeLocked(ctx, true)
 	return err
 }
 
@@ -329,7 +330,20 @@ func (s *Server) Checkpoint(ctx context.Context) (checkpoint.Meta, error) {
 	if s.dur == nil {
 		return checkpoint.Meta{}, errNoCheckpoints
 	}
-	return s.dur.take(ctx)
+	return s.dur.take(ctx, false)
+}
+
+// FoldOver takes a fold-over checkpoint now, whatever the checkpoint mode,
+// and returns its record: once it returns, no record below the log's tail
+// as the checkpoint read it is updated in place again (a later snapshot
+// checkpoint lowers its fence only back to this one's). A migration's
+// drop relies on it: the target tells a record written since the drop by
+// its address alone, so no later write may land in place below it.
+func (s *Server) FoldOver(ctx context.Context) (checkpoint.Meta, error) {
+	if s.dur == nil {
+		return checkpoint.Meta{}, errNoCheckpoints
+	}
+	return s.dur.take(ctx, true)
 }
 
 var errNoCheckpoints = fmt.Errorf("server: checkpoints are off (no data directory)")
