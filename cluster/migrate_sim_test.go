@@ -13,7 +13,7 @@ import (
 
 var (
 	migSeed  = flag.Uint64("mig-seed", 0, "run the migration simulation with this seed only (replays a failure)")
-	migSeeds = flag.Int("mig-seeds", 40, "how many seeds the migration simulation runs")
+	migSeeds = flag.Int("mig-seeds", 150, "how many seeds the migration simulation runs")
 	migSteps = flag.Int("mig-steps", 4000, "steps of each migration simulation")
 	migTail  = flag.Int("mig-tail", 40, "how many of the last events a failure shows")
 )
@@ -103,6 +103,7 @@ type migSim struct {
 	md        *Mem
 	servers   []*mserver
 	net       []Message
+	old       []Message // messages delivered before: one comes again, late, now and then
 	cut       map[[2]ServerID]bool
 	maps      []*Map // what clients route by
 	incs      uint64
@@ -333,9 +334,18 @@ func (w *migSim) deliver() {
 	i := w.rng.IntN(len(w.net))
 	msg := w.net[i]
 	w.net = slices.Delete(w.net, i, i+1)
+	late := ""
+	if w.faults && len(w.old) > 0 && w.rng.IntN(20) == 0 {
+		w.net = append(w.net, msg) // this one waits; an old one comes again
+		msg, late = w.old[w.rng.IntN(len(w.old))], " (late copy)"
+	} else if len(w.old) < 256 {
+		w.old = append(w.old, msg)
+	} else {
+		w.old[w.rng.IntN(len(w.old))] = msg
+	}
 	if to := w.server(msg.To); to.up && !w.cut[[2]ServerID{msg.From, msg.To}] {
 		to.g.Step(msg)
-		w.note("%s→%s: %s of migration %d (inc %d, peer inc %d)", msg.From, msg.To, msg.Kind, msg.Migration.ID, msg.Inc, msg.PeerInc)
+		w.note("%s→%s: %s of migration %d (inc %d, peer inc %d)%s", msg.From, msg.To, msg.Kind, msg.Migration.ID, msg.Inc, msg.PeerInc, late)
 		w.maybeCrash(to)
 		if msg.Kind == w.focusMsg {
 			w.focusCrash(to, w.server(msg.From))

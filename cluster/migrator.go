@@ -171,7 +171,10 @@ type MigratorConfig struct {
 // phases that move ownership change the map in the same transaction. The
 // target follows the record and the source's messages. It remembers every
 // migration it took part in since the server started (a few hundred bytes
-// each); one it first sees final, it takes as cleaned up.
+// each); one it first sees final, it takes as cleaned up. A message about
+// a migration it does not know is taken only when the migration is newer
+// than every record it read (and it read one): a late copy of a message
+// must not bring back one it forgot.
 //
 // Invariant (one owner): the map moves the ranges to the target only in
 // Map.Assign's handover, so the target serves them only after the source
@@ -204,6 +207,7 @@ type Migrator struct {
 	out     MigratorReady
 	holds   Holds // newest handed out
 	applied uint64
+	maxID   MigrationID // the highest id read from the store (0: no record read yet)
 }
 
 type pendingPersist struct {
@@ -287,6 +291,7 @@ func (g *Migrator) StepState(st State) {
 	}
 	for _, rec := range st.Migrations {
 		g.learn(rec, fromStore)
+		g.maxID = max(g.maxID, rec.ID)
 	}
 	if st.Map != nil && (g.read.Map == nil || st.MapRevision >= g.read.MapRevision) {
 		g.read = st
@@ -438,6 +443,14 @@ func (g *Migrator) TaskProgress(t Task) {
 // Step takes a message from a peer.
 func (g *Migrator) Step(msg Message) {
 	if msg.To != g.cfg.Self {
+		return
+	}
+	if _, known := g.migs[msg.Migration.ID]; !known && (g.maxID == 0 || msg.Migration.ID <= g.maxID) {
+		// A late copy of a message about a migration this server forgot
+		// (a restart forgets the clean ones), or not its own: a migration
+		// it did not read is newer than every one it read. Before the
+		// first read of the store it cannot tell: that read brings a new
+		// migration, and its source sends again.
 		return
 	}
 	m := g.learn(msg.Migration, fromPeer)
@@ -790,7 +803,8 @@ func (g *Migrator) dropsWhenFinal(m *mig) bool {
 // one read of the store, whose map and records agree, that shows m final:
 // the slots that read's map gives here again (a later migration brought
 // them back) or the loops still serve are not garbage, and while a
-// migration that is not final brings any of them here, it waits. (What it
+// migration that is not final brings any of them here, or one this
+// server knows of is not final in the read, it waits. (What it
 // leaves is garbage that the next migration bringing the slots here drops
 // in Prepare; a migration that starts after the read waits in Prepare
 // until the drop ended.)
@@ -810,7 +824,15 @@ func (g *Migrator) cleanUp(m *mig) {
 		}
 	}
 	for _, o := range g.migs {
-		if o != m && !o.rec.Phase.Final() && o.rec.Slots().overlaps(slots) {
+		// Every other migration over the slots that this server knows of
+		// must be final in the read too: one known final from its peer's
+		// messages only (this server cut off from the store) may have
+		// brought the slots here after the read, whose map then does not
+		// show them owned.
+		if o == m || !o.rec.Slots().overlaps(slots) {
+			continue
+		}
+		if rec, ok := st.MigrationByID(o.rec.ID); !ok || !rec.Phase.Final() {
 			return
 		}
 	}
