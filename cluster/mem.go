@@ -16,6 +16,7 @@ type Mem struct {
 	mapRev  int64
 	live    map[ServerID]Server
 	applied map[ServerID]uint64
+	cleaned map[ServerID]MigrationID
 	migs    map[MigrationID]Migration // with their revisions
 	plans   map[PlanID]Plan           // with their revisions
 	loads   map[ServerID]ServerLoad
@@ -30,7 +31,7 @@ type Mem struct {
 
 // NewMem returns an empty in-memory metadata store.
 func NewMem() *Mem {
-	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{},
+	return &Mem{live: map[ServerID]Server{}, applied: map[ServerID]uint64{}, cleaned: map[ServerID]MigrationID{}, migs: map[MigrationID]Migration{}, plans: map[PlanID]Plan{},
 		loads: map[ServerID]ServerLoad{}, free: make(chan struct{})}
 }
 
@@ -109,7 +110,8 @@ func (s *Mem) Load(context.Context) (State, error) {
 	if s.down {
 		return State{}, ErrUnavailable
 	}
-	st := State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied), Loads: maps.Clone(s.loads)}
+	st := State{Map: s.m, MapRevision: s.mapRev, Live: maps.Clone(s.live), Applied: maps.Clone(s.applied), Loads: maps.Clone(s.loads),
+		Cleaned: maps.Clone(s.cleaned)}
 	for _, id := range slices.Sorted(maps.Keys(s.migs)) {
 		st.Migrations = append(st.Migrations, s.migs[id])
 	}
@@ -173,6 +175,20 @@ func (s *Mem) DeletePlan(_ context.Context, id PlanID, rev int64) error {
 	return nil
 }
 
+func (s *Mem) DeleteMigration(_ context.Context, id MigrationID, rev int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch m, ok := s.migs[id]; {
+	case s.down:
+		return ErrUnavailable
+	case !ok || m.Revision != rev:
+		return ErrConflict
+	}
+	delete(s.migs, id)
+	s.changedLocked()
+	return nil
+}
+
 func (s *Mem) SwapMap(_ context.Context, prev int64, m *Map) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -229,6 +245,19 @@ func (s *Mem) ReportApplied(_ context.Context, id ServerID, view uint64) error {
 	}
 	if view > s.applied[id] {
 		s.applied[id] = view
+		s.changedLocked()
+	}
+	return nil
+}
+
+func (s *Mem) ReportCleaned(_ context.Context, id ServerID, floor MigrationID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return ErrUnavailable
+	}
+	if floor > s.cleaned[id] {
+		s.cleaned[id] = floor
 		s.changedLocked()
 	}
 	return nil

@@ -23,6 +23,9 @@ type State struct {
 	Plans []Plan
 	// Loads holds the latest load each live server reported.
 	Loads map[ServerID]ServerLoad
+	// Cleaned holds each server's clean-up floor (ReportCleaned): it needs
+	// no migration record with a lower id any more.
+	Cleaned map[ServerID]MigrationID
 }
 
 // ServerLoad is a server's load over its latest report interval: its data
@@ -72,6 +75,15 @@ type Metadata interface {
 	// ReportApplied records that server id serves under view (views only
 	// grow: a lower one than recorded changes nothing).
 	ReportApplied(ctx context.Context, id ServerID, view uint64) error
+	// ReportCleaned records that server id needs no migration record with
+	// an id below floor (Migrator's Ready.Cleaned); floors only grow, a
+	// lower one than recorded changes nothing. Like an applied view, it
+	// outlives the server's registration.
+	ReportCleaned(ctx context.Context, id ServerID, floor MigrationID) error
+	// DeleteMigration removes migration record id if it is still at
+	// revision rev; ErrConflict when it moved or is gone. The planner
+	// deletes only records no server needs (Collectable).
+	DeleteMigration(ctx context.Context, id MigrationID, rev int64) error
 	// Lead campaigns for the cluster's one planner as id: it returns once
 	// id leads, with a channel closed when it no longer does (ctx ended,
 	// which resigns; its lease lapsed; the store closed), or ctx's error

@@ -31,9 +31,13 @@ var (
 // last acknowledged write of its key unless the server that acknowledged
 // it crashed before a checkpoint held it (its client was never told it
 // was durable: CPR), and never an older one than a write its server
-// checkpointed; records only take allowed phase steps. After the faults stop: every migration is
-// Complete or Cancelled, every key reads as above at its owner, and no
-// server holds a record of a slot it does not own.
+// checkpointed; records only take allowed phase steps; no server needs a
+// migration record the planner deleted (the sim deletes every collectable
+// one but the newest now and then, and delivers late copies of old
+// messages). After the faults stop: every migration is Complete or
+// Cancelled, every key reads as above at its owner, no server holds a
+// record of a slot it does not own, and only the newest migration record
+// is left.
 func TestMigrationSimulation(t *testing.T) {
 	seeds := seedsToRun(*migSeed, *migSeeds)
 	var done [PhaseCancelled + 1]int
@@ -104,6 +108,7 @@ type migSim struct {
 	servers   []*mserver
 	net       []Message
 	old       []Message // messages delivered before: one comes again, late, now and then
+	deleted   map[MigrationID]bool
 	cut       map[[2]ServerID]bool
 	maps      []*Map // what clients route by
 	incs      uint64
@@ -131,7 +136,8 @@ type migSim struct {
 
 func runMigSim(seed uint64, steps int) (*migSim, error) {
 	w := &migSim{rng: rand.New(rand.NewPCG(seed, seed^0x319)), md: NewMem(), cut: map[[2]ServerID]bool{},
-		phases: map[MigrationID]Phase{}, ranges: map[MigrationID][]Range{}, ackedBy: map[int]ServerID{}, faults: true}
+		phases: map[MigrationID]Phase{}, ranges: map[MigrationID][]Range{}, ackedBy: map[int]ServerID{}, faults: true,
+		deleted: map[MigrationID]bool{}}
 	n := 2 + w.rng.IntN(2)
 	w.faultRate = []int{2, 10, 40}[w.rng.IntN(3)]
 	w.crashRate = []int{0, 10, 40}[w.rng.IntN(3)]
@@ -215,8 +221,10 @@ func (w *migSim) step() {
 		if v.up && w.rng.IntN(10) < w.ckptRate {
 			w.checkpoint(v) // the server's own periodic checkpoints
 		}
-	case p < 4:
+	case p < 3:
 		w.startMigration()
+	case p < 4:
+		w.collect()
 	case p < 5:
 		if w.rng.IntN(40) == 0 {
 			w.requestCancel()
@@ -430,7 +438,39 @@ func (w *migSim) migReady(v *mserver) {
 	if rd.Persist != nil {
 		w.persist(v, rd.Persist)
 	}
+	if rd.Cleaned != 0 {
+		var err error = ErrUnavailable
+		if !v.cutMeta {
+			err = w.md.ReportCleaned(context.Background(), v.id, rd.Cleaned)
+		}
+		v.g.CleanedReported(rd.Cleaned, err)
+	}
 	w.maybeCrash(v)
+}
+
+// collect deletes the migration records no server needs (Collectable),
+// keeping only the newest, as the elected planner does (it keeps more).
+func (w *migSim) collect() {
+	st, err := w.md.Load(context.Background())
+	if err != nil {
+		return
+	}
+	for _, m := range Collectable(st, 1) {
+		for _, v := range w.servers {
+			if v.saved != nil && slices.ContainsFunc(v.saved.Save, func(r Migration) bool { return r.ID == m.ID }) {
+				w.bad = fmt.Errorf("the record of %v is collectable while %s saves it with its holds", &m, v.id)
+				return
+			}
+			if g := v.g.migs[m.ID]; v.up && g != nil && !v.g.clean(g) {
+				w.bad = fmt.Errorf("the record of %v is collectable while %s has it to clean up", &m, v.id)
+				return
+			}
+		}
+		if w.md.DeleteMigration(context.Background(), m.ID, m.Revision) == nil {
+			w.deleted[m.ID] = true
+			w.note("planner deletes the record of %v", &m)
+		}
+	}
 }
 
 func (w *migSim) persist(v *mserver, p *MigrationSwap) {
@@ -450,6 +490,9 @@ func (w *migSim) persist(v *mserver, p *MigrationSwap) {
 	}
 	w.phases[rec.ID] = rec.Phase
 	w.reached[rec.Phase]++
+	if rec.Phase.Final() {
+		w.finals = append(w.finals, rec) // its record may be deleted before the end
+	}
 	w.note("%s stores %v (%s)", v.id, &rec, rec.Reason)
 	w.poll(v)
 }
@@ -713,10 +756,21 @@ func (w *migSim) checkRead(k int, r version, found bool) error {
 	return nil
 }
 
-// check fails when a slot is served by two servers or a check failed.
+// check fails when a slot is served by two servers, a server needs a
+// deleted migration record, or a check failed.
 func (w *migSim) check() error {
 	if w.bad != nil {
 		return w.bad
+	}
+	for _, v := range w.servers {
+		for id := range w.deleted {
+			if m := v.g.migs[id]; v.up && m != nil && !v.g.clean(m) {
+				return fmt.Errorf("%s has migration %d (%s) to clean up, whose record was deleted", v.id, id, m.rec.Phase)
+			}
+			if v.saved != nil && slices.ContainsFunc(v.saved.Save, func(r Migration) bool { return r.ID == id }) {
+				return fmt.Errorf("%s saves migration %d, whose record was deleted", v.id, id)
+			}
+		}
 	}
 	var served servedBy
 	for _, v := range w.servers {
@@ -773,12 +827,18 @@ func (w *migSim) settle() error {
 			w.deliver()
 		}
 	}
-	st, _ := w.md.Load(context.Background())
-	for _, m := range st.Migrations {
-		if !m.Phase.Final() {
-			return fmt.Errorf("after settling, %v is stuck", &m)
+	for id, p := range w.phases {
+		if !p.Final() {
+			return fmt.Errorf("after settling, migration %d is stuck in %s", id, p)
 		}
-		w.finals = append(w.finals, m)
+	}
+	w.collect()
+	if err := w.check(); err != nil {
+		return err
+	}
+	st, _ := w.md.Load(context.Background())
+	if len(st.Migrations) > 1 {
+		return fmt.Errorf("after settling, %d migration records are kept (floors %v), want only the newest", len(st.Migrations), st.Cleaned)
 	}
 	for k := range simKeys {
 		a, _ := st.Map.Owner(keySlot(k))

@@ -190,6 +190,35 @@ func (st State) NotMigrating(rs []Range) error {
 	return nil
 }
 
+// Collectable returns the migration records of st that no server needs
+// any more, in id order, to be deleted (Metadata.DeleteMigration): final,
+// below the clean-up floors of both their source and their target
+// (State.Cleaned: neither saves the record with its holds nor has a drop
+// of it to run), and not the migration of a running step of a plan that
+// has not ended (the plan reads how it ended). The newest keep records
+// stay, and always the newest one: a new migration's id is one above the
+// highest stored, and an id must never name two migrations, since a
+// server remembers the ones it took part in by id. (That holds for
+// creators that read the store fresh: one whose read missed more than
+// keep records created and then deleted since could repeat an id.)
+func Collectable(st State, keep int) []Migration {
+	running := map[MigrationID]bool{}
+	for _, p := range st.Plans {
+		for _, s := range p.Steps {
+			if !p.Ended && s.State == StepRunning {
+				running[s.Migration] = true
+			}
+		}
+	}
+	var out []Migration
+	for _, m := range st.Migrations[:max(len(st.Migrations)-max(keep, 1), 0)] {
+		if m.Phase.Final() && m.ID < st.Cleaned[m.Source] && m.ID < st.Cleaned[m.Target] && !running[m.ID] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // MigrationByID returns the migration with id in st.
 func (st State) MigrationByID(id MigrationID) (Migration, bool) {
 	for _, m := range st.Migrations {

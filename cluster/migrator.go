@@ -147,6 +147,10 @@ type MigratorReady struct {
 	// Abort are tasks to stop (their phase ended); the server still
 	// reports how each ended.
 	Abort []Task
+	// Cleaned, when not 0, is a new clean-up floor to report with
+	// Metadata.ReportCleaned: this server needs no migration record with
+	// a lower id any more. Then the server calls CleanedReported.
+	Cleaned MigrationID
 }
 
 // MigratorConfig sets a Migrator up. Ticks are the server's timer beats.
@@ -169,12 +173,24 @@ type MigratorConfig struct {
 //
 // The source drives: it persists every phase before acting on it, and the
 // phases that move ownership change the map in the same transaction. The
-// target follows the record and the source's messages. It remembers every
-// migration it took part in since the server started (a few hundred bytes
-// each); one it first sees final, it takes as cleaned up. A message about
-// a migration it does not know is taken only when the migration is newer
-// than every record it read (and it read one): a late copy of a message
-// must not bring back one it forgot.
+// target follows the record and the source's messages. It remembers the
+// migrations it took part in since the server started (a few hundred
+// bytes each) until their records are deleted; one it first sees final,
+// it takes as cleaned up.
+//
+// Invariant (records are deleted only when no one needs them): the
+// clean-up floor this server reports (Ready.Cleaned) is the lowest id of
+// a migration it needs the record of (one not final, or whose drop is to
+// run or a task still running: its holds save all but the last), or one
+// above the highest id of a migration it read that it takes part in; it
+// reports none while the holds it handed out are not installed
+// (persisted), so a restart never finds a saved migration below its
+// floor. A migration it has not read yet has a higher id than any it
+// read (ids grow and the newest record is never deleted: Collectable).
+// Floors only grow. A message about a migration it does not know is
+// taken only when the migration is newer than every record it read (and
+// it read one): a late copy of a message must not bring back one it
+// forgot, or whose record was deleted.
 //
 // Invariant (one owner): the map moves the ranges to the target only in
 // Map.Assign's handover, so the target serves them only after the source
@@ -208,6 +224,11 @@ type Migrator struct {
 	holds   Holds // newest handed out
 	applied uint64
 	maxID   MigrationID // the highest id read from the store (0: no record read yet)
+	maxMine MigrationID // the highest id read of a migration this server takes part in
+	cleaned MigrationID // the clean-up floor reported
+	// cleanWait counts the ticks until a failed report of the floor is
+	// tried again; cleanFails the reports failed in a row.
+	cleanWait, cleanFails int
 }
 
 type pendingPersist struct {
@@ -289,14 +310,61 @@ func (g *Migrator) StepState(st State) {
 	for id, v := range st.Applied {
 		g.st.Applied[id] = max(g.st.Applied[id], v)
 	}
+	stored := map[MigrationID]bool{}
 	for _, rec := range st.Migrations {
-		g.learn(rec, fromStore)
+		if g.learn(rec, fromStore) != nil {
+			g.maxMine = max(g.maxMine, rec.ID)
+		}
 		g.maxID = max(g.maxID, rec.ID)
+		stored[rec.ID] = true
+	}
+	for id, m := range g.migs {
+		if id < g.cleaned && !stored[id] && g.clean(m) {
+			delete(g.migs, id) // its record was deleted: no one needs it
+		}
 	}
 	if st.Map != nil && (g.read.Map == nil || st.MapRevision >= g.read.MapRevision) {
 		g.read = st
 	}
 	g.blocked = false
+}
+
+// clean reports whether this server needs m's record no more: m is final,
+// its clean-up here, if it has one, is done (computeHolds saves the
+// migrations for which either is not so), and none of its tasks runs (a
+// prepare's drop runs to its end behind its hold).
+func (g *Migrator) clean(m *mig) bool {
+	return m.rec.Phase.Final() && (m.done[TaskDrop] != 0 || !g.dropsWhenFinal(m)) && len(m.running) == 0
+}
+
+// floor returns the clean-up floor to report (see the invariant on
+// Migrator): the lowest id of a migration that is not clean, else one
+// above the highest id read of one this server takes part in (the floor
+// moves only when one of its own migrations ends); the floor reported
+// while the newest holds are not installed.
+func (g *Migrator) floor() MigrationID {
+	if g.applied < g.holds.Version {
+		return g.cleaned
+	}
+	f := g.maxMine + 1
+	for id, m := range g.migs {
+		if id < f && !g.clean(m) {
+			f = id
+		}
+	}
+	return f
+}
+
+// CleanedReported reports how the report of Ready's Cleaned floor ended.
+// A failed one is tried again after RetryTicks, twice as long after each
+// further failure (up to 32 times).
+func (g *Migrator) CleanedReported(floor MigrationID, err error) {
+	if err != nil {
+		g.cleanWait = g.cfg.RetryTicks << min(g.cleanFails, 5)
+		g.cleanFails++
+		return
+	}
+	g.cleaned, g.cleanFails = max(g.cleaned, floor), 0
 }
 
 // StepRouting takes the routing installed on every loop.
@@ -377,6 +445,7 @@ func (g *Migrator) Tick() {
 		m.taskWait--
 	}
 	g.blocked = false
+	g.cleanWait--
 }
 
 // Persisted reports how the last Ready's Persist ended: its new revision,
@@ -447,10 +516,11 @@ func (g *Migrator) Step(msg Message) {
 	}
 	if _, known := g.migs[msg.Migration.ID]; !known && (g.maxID == 0 || msg.Migration.ID <= g.maxID) {
 		// A late copy of a message about a migration this server forgot
-		// (a restart forgets the clean ones), or not its own: a migration
-		// it did not read is newer than every one it read. Before the
-		// first read of the store it cannot tell: that read brings a new
-		// migration, and its source sends again.
+		// (a restart forgets the clean ones, and a deleted record its
+		// migration), or not its own: a migration it did not read is
+		// newer than every one it read. Before the first read of the
+		// store it cannot tell: that read brings a new migration, and its
+		// source sends again.
 		return
 	}
 	m := g.learn(msg.Migration, fromPeer)
@@ -619,9 +689,12 @@ func (g *Migrator) Ready() (MigratorReady, bool) {
 		g.holds = h
 		g.out.Holds = &h
 	}
+	if f := g.floor(); f > g.cleaned && g.cleanWait <= 0 {
+		g.out.Cleaned = f
+	}
 	rd := g.out
 	g.out = MigratorReady{}
-	ok := rd.Holds != nil || rd.Persist != nil || len(rd.Messages)+len(rd.Tasks)+len(rd.Abort) > 0
+	ok := rd.Holds != nil || rd.Persist != nil || len(rd.Messages)+len(rd.Tasks)+len(rd.Abort) > 0 || rd.Cleaned != 0
 	return rd, ok
 }
 

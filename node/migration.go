@@ -234,6 +234,13 @@ func (m *member) migrate(ctx context.Context) error {
 					"source", p.Migration.Source, "target", p.Migration.Target, "reason", p.Migration.Reason)
 			}
 		}
+		if f := rd.Cleaned; f != 0 {
+			err := m.call(ctx, func(ctx context.Context) error { return m.md.ReportCleaned(ctx, m.id, f) })
+			g.g.CleanedReported(f, err)
+			if err != nil {
+				m.log.Debug("clean-up floor not reported; will retry", "floor", f, "err", err)
+			}
+		}
 	}
 }
 

@@ -163,6 +163,9 @@ func Run(ctx context.Context, md cluster.Metadata, changes <-chan struct{}, log 
 	}
 	for ctx.Err() == nil {
 		st, err := md.Load(ctx)
+		if err == nil {
+			collect(ctx, md, st, log) // also between plans' drives: their running steps' records stay
+		}
 		if id, ok := unended(st); ok {
 			if _, err := drive(ctx, md, changes, id, logger(log)); err != nil && ctx.Err() == nil {
 				log.Warn("planner: plan not driven", "plan", id, "err", err)
@@ -236,6 +239,26 @@ func prune(ctx context.Context, md cluster.Metadata, st cluster.State, since tim
 				return // the lead ended
 			}
 			log.Warn("planner: ended plan not deleted; will retry", "plan", p.ID, "err", err)
+			return
+		}
+	}
+}
+
+// keptMigrations is how many of the newest migration records the store
+// keeps whether or not a server needs them, for `fleetkv cluster
+// migrations` and the dashboard; older ones stay while a server needs
+// them. Every server reads every record on every change of the store.
+const keptMigrations = 64
+
+// collect deletes the migration records no server needs any more
+// (cluster.Collectable) but the newest keptMigrations. A record that
+// moved meanwhile stays (a conflict) until the next pass.
+func collect(ctx context.Context, md cluster.Metadata, st cluster.State, log *slog.Logger) {
+	for _, m := range cluster.Collectable(st, keptMigrations) {
+		if err := md.DeleteMigration(ctx, m.ID, m.Revision); err != nil && !errors.Is(err, cluster.ErrConflict) {
+			if ctx.Err() == nil {
+				log.Warn("planner: migration record not deleted; will retry", "migration", m.ID, "err", err)
+			}
 			return
 		}
 	}

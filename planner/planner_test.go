@@ -188,3 +188,45 @@ func mapped(ctx context.Context, t *testing.T) *cluster.Mem {
 	}
 	return md
 }
+
+// TestRunDeletesMigrationRecordsNoOneNeeds: the elected planner deletes
+// the final migration records below both their servers' clean-up floors,
+// keeping the newest keptMigrations; a record a server still needs stays.
+func TestRunDeletesMigrationRecordsNoOneNeeds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	md := mapped(ctx, t)
+	const n = keptMigrations + 10
+	for id := cluster.MigrationID(1); id <= n; id++ {
+		rec := cluster.Migration{ID: id, Source: "a", Target: "b", Phase: cluster.PhaseComplete}
+		if id == 3 {
+			rec.Target = "c" // c has not cleaned it up
+		}
+		if _, err := md.SwapMigration(ctx, cluster.MigrationSwap{Migration: rec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, f := range map[cluster.ServerID]cluster.MigrationID{"a": n + 1, "b": n + 1, "c": 3} {
+		if err := md.ReportCleaned(ctx, id, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		Run(ctx, md, md.Changes(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+		close(done)
+	}()
+	st, _ := md.Load(ctx)
+	for ; len(st.Migrations) > keptMigrations+1 && ctx.Err() == nil; st, _ = md.Load(ctx) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	var ids []cluster.MigrationID
+	for _, m := range st.Migrations {
+		ids = append(ids, m.ID)
+	}
+	if len(ids) != keptMigrations+1 || ids[0] != 3 || ids[1] != n-keptMigrations+1 || ids[keptMigrations] != n {
+		t.Fatalf("records %v kept; want 3 (c needs it) and %d..%d", ids, n-keptMigrations+1, n)
+	}
+}

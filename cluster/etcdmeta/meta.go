@@ -87,7 +87,7 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 		return cluster.State{}, fmt.Errorf("etcdmeta: load: %w", err)
 	}
 	st := cluster.State{Live: map[cluster.ServerID]cluster.Server{}, Applied: map[cluster.ServerID]uint64{},
-		Loads: map[cluster.ServerID]cluster.ServerLoad{}}
+		Loads: map[cluster.ServerID]cluster.ServerLoad{}, Cleaned: map[cluster.ServerID]cluster.MigrationID{}}
 	for _, kv := range resp.Kvs {
 		name := strings.TrimPrefix(string(kv.Key), s.prefix)
 		kind, id, _ := strings.Cut(name, "/")
@@ -124,12 +124,16 @@ func (s *Store) Load(ctx context.Context) (cluster.State, error) {
 				return st, err
 			}
 			st.Loads[cluster.ServerID(id)] = l
-		case "applied":
+		case "applied", "cleaned":
 			v, err := strconv.ParseUint(string(kv.Value), 10, 64)
 			if err != nil {
 				return st, fmt.Errorf("etcdmeta: %s: %w", kv.Key, err)
 			}
-			st.Applied[cluster.ServerID(id)] = v
+			if kind == "applied" {
+				st.Applied[cluster.ServerID(id)] = v
+			} else {
+				st.Cleaned[cluster.ServerID(id)] = cluster.MigrationID(v)
+			}
 		}
 	}
 	return st, nil
@@ -205,11 +209,21 @@ func (s *Store) SwapPlan(ctx context.Context, w cluster.PlanSwap) (int64, error)
 
 // DeletePlan deletes plan id's key if its ModRevision is still rev.
 func (s *Store) DeletePlan(ctx context.Context, id cluster.PlanID, rev int64) error {
-	key := s.planKey(id)
+	return s.delete(ctx, s.planKey(id), rev)
+}
+
+// DeleteMigration removes migration record id if it is still at revision
+// rev (cluster.Metadata).
+func (s *Store) DeleteMigration(ctx context.Context, id cluster.MigrationID, rev int64) error {
+	return s.delete(ctx, s.migrationKey(id), rev)
+}
+
+// delete removes key if it is still at revision rev (not 0: it exists).
+func (s *Store) delete(ctx context.Context, key string, rev int64) error {
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
 	switch {
 	case err != nil:
-		return fmt.Errorf("etcdmeta: delete plan %d: %w", id, err)
+		return fmt.Errorf("etcdmeta: delete %s: %w", key, err)
 	case !resp.Succeeded || rev == 0:
 		return cluster.ErrConflict
 	}
@@ -297,23 +311,34 @@ func (s *Store) dropLease(id clientv3.LeaseID) {
 
 // ReportApplied records view for id when it is newer than the recorded one.
 func (s *Store) ReportApplied(ctx context.Context, id cluster.ServerID, view uint64) error {
-	k := s.key("applied", string(id))
+	return s.raise(ctx, s.key("applied", string(id)), view)
+}
+
+// ReportCleaned raises server id's clean-up floor (cluster.Metadata): the
+// key cleaned/<id>, under no lease.
+func (s *Store) ReportCleaned(ctx context.Context, id cluster.ServerID, floor cluster.MigrationID) error {
+	return s.raise(ctx, s.key("cleaned", string(id)), uint64(floor))
+}
+
+// raise stores v at key k (a decimal number, under no lease) unless k
+// holds v or more already: the value only grows.
+func (s *Store) raise(ctx context.Context, k string, v uint64) error {
 	for {
 		resp, err := s.cli.Get(ctx, k)
 		if err != nil {
-			return fmt.Errorf("etcdmeta: report applied: %w", err)
+			return fmt.Errorf("etcdmeta: raise %s: %w", k, err)
 		}
 		rev := int64(0)
 		if len(resp.Kvs) == 1 {
 			rev = resp.Kvs[0].ModRevision
-			if old, err := strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64); err == nil && old >= view {
+			if old, err := strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64); err == nil && old >= v {
 				return nil
 			}
 		}
 		t, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
-			Then(clientv3.OpPut(k, strconv.FormatUint(view, 10))).Commit()
+			Then(clientv3.OpPut(k, strconv.FormatUint(v, 10))).Commit()
 		if err != nil {
-			return fmt.Errorf("etcdmeta: report applied: %w", err)
+			return fmt.Errorf("etcdmeta: raise %s: %w", k, err)
 		}
 		if t.Succeeded {
 			return nil

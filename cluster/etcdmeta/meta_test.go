@@ -84,7 +84,36 @@ func conformance(t *testing.T, md cluster.Metadata) {
 	}
 	migrationConformance(ctx, t, md)
 	planConformance(ctx, t, md)
+	cleanConformance(ctx, t, md)
 	leadConformance(ctx, t, md)
+}
+
+// cleanConformance: clean-up floors only grow; a migration record is
+// deleted at its revision only, once.
+func cleanConformance(ctx context.Context, t *testing.T, md cluster.Metadata) {
+	for _, f := range []cluster.MigrationID{2, 1} { // the lower one changes nothing
+		if err := md.ReportCleaned(ctx, "b", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := md.Load(ctx)
+	if err != nil || st.Cleaned["b"] != 2 || st.Cleaned["a"] != 0 {
+		t.Fatalf("floors %v, %v", st.Cleaned, err)
+	}
+	rec := st.Migrations[0]
+	if err := md.DeleteMigration(ctx, rec.ID, rec.Revision-1); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("a delete at a stale revision: %v", err)
+	}
+	if err := md.DeleteMigration(ctx, rec.ID, rec.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.DeleteMigration(ctx, rec.ID, rec.Revision); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("deleting a record twice: %v", err)
+	}
+	now, err := md.Load(ctx)
+	if err != nil || len(now.Migrations) != len(st.Migrations)-1 || now.Migrations[0].ID == rec.ID {
+		t.Fatalf("after the delete: %+v %v", now.Migrations, err)
+	}
 }
 
 // leadConformance: one leader at a time; a campaign waits while another

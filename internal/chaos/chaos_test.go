@@ -481,7 +481,7 @@ func (h *harness) quiesce() {
 			}
 		}
 		if err == nil && len(running) == 0 {
-			h.logf("quiet: %d migrations completed, %d cancelled", complete, cancelled)
+			h.logf("quiet: of the migration records kept (the planner deletes old ones), %d completed, %d cancelled", complete, cancelled)
 			return
 		}
 		if time.Now().After(deadline) {
