@@ -318,7 +318,11 @@ func (g *Migrator) StepState(st State) {
 		g.maxID = max(g.maxID, rec.ID)
 		stored[rec.ID] = true
 	}
+	// The floor as stored may come from an earlier start: every id below
+	// it is at most the highest this read holds.
+	g.cleaned = max(g.cleaned, st.Cleaned[g.cfg.Self])
 	for id, m := range g.migs {
+		// Below the floor, a late message about it is ignored (Step).
 		if id < g.cleaned && !stored[id] && g.clean(m) {
 			delete(g.migs, id) // its record was deleted: no one needs it
 		}
