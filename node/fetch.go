@@ -17,12 +17,12 @@ import (
 )
 
 // A migration's target parks the reads of keys it has not received
-// (server/parking.go) and tells the node of each key (onParked); the
-// fetcher gets the key's record from the source at once instead of waiting
-// for the move to reach it.
+// (server/parking.go), refuses other operations on them, and tells the
+// node of each key (onParked); the fetcher gets the key's record from the
+// source at once instead of waiting for the move to reach it.
 
-// pull is a key a loop parked a read on, to fetch from the migration's
-// source.
+// pull is a key a loop parked a read on, or refused an operation for, to
+// fetch from the migration's source.
 type pull struct {
 	id  cluster.MigrationID
 	key []byte
@@ -32,19 +32,19 @@ type pull struct {
 // full is not fetched (its reads are answered when the move sends it).
 const pullQueue = 65536
 
-// fetchCounts count what became of the keys the loops parked reads on,
-// for /metrics: a key is dropped (the queue was full), or asked of its
+// fetchCounts count what became of the keys the loops parked reads on or
+// refused operations for, for /metrics: a key is dropped (the queue was full), or asked of its
 // source, which answers it (record, absent, or where the tier has it),
 // refuses it (not lent yet) or never answers in time (lost); a key asked
 // through the tier is counted again as read there (tier) or not (lost).
-// Every key not answered stays parked until the move sends it or the
-// read's time runs out.
+// A read of a key not answered stays parked until the move sends it or
+// the read's time runs out.
 type fetchCounts struct {
 	dropped, asked, record, absent, below, refused, lost, tier atomic.Int64
 }
 
-// onParked takes the first read a loop parked on a key
-// (server.Config.OnParked): the key is fetched from the source.
+// onParked takes a key a loop parks a read on, or refused an operation
+// for (server.Config.OnParked): the key is fetched from the source.
 func (g *migrations) onParked(id cluster.MigrationID, key []byte) {
 	select {
 	case g.pulls <- pull{id, bytes.Clone(key)}:

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
@@ -593,4 +596,96 @@ func TestSnapshotTargetKeepsItsWrites(t *testing.T) {
 	if err != nil || !found || string(got) != "target" {
 		t.Fatalf("%s after the move: %q %v %v, want the write b took", key, got, found, err)
 	}
+}
+
+// TestRefusalsFetchTheKey: while the source's move is held back, an
+// operation that decides from a key's value (an increment) on the target
+// runs once the key's record is there (taken at the handover, fetched, or
+// written since), and one on a key not there yet is refused but has the
+// node fetch the key, so that the client's retry succeeds; a RESP GET of
+// a key not there yet answers TRYAGAIN once, and its retry the value; a
+// RESP DEL of two keys, one not there yet, deletes neither at first.
+func TestRefusalsFetchTheKey(t *testing.T) {
+	md := cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	ca.Cluster.MigrationTick = 50 * time.Millisecond // the source cancels after 100 beats without progress
+	move := gateOn(&ca, cluster.TaskMove)
+	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	ctx := context.Background()
+	var counters, plain []string
+	for i := 0; len(counters) < 20 || len(plain) < 20; i++ {
+		k := fmt.Sprintf("n%d", i)
+		if keyhash.Slot([]byte(k)) > quarter.Last {
+			continue
+		}
+		if len(counters) < 20 {
+			if _, err := c.Incr(ctx, []byte(k), 10); err != nil {
+				t.Fatal(err)
+			}
+			counters = append(counters, k)
+		} else {
+			if err := c.Set(ctx, []byte(k), []byte("v-"+k)); err != nil {
+				t.Fatal(err)
+			}
+			plain = append(plain, k)
+		}
+	}
+	var tag string // a DEL of two keys of one slot, one fetched first
+	for i := 0; tag == ""; i++ {
+		if k := fmt.Sprintf("{t%d}", i); keyhash.Slot([]byte(k)) <= quarter.Last {
+			tag = k
+		}
+	}
+	pair := []string{tag + "a", tag + "b"}
+	for _, k := range pair {
+		if err := c.Set(ctx, []byte(k), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	move.wait(t)
+	servedBy(t, quarter, b, a)
+	held := func(after string) {
+		t.Helper()
+		if h := b.Server().Routing().Misses; h == nil || !h.Has(quarter.First) {
+			t.Fatalf("after %s, the slots left Misses while the move was held back: the migration was cancelled", after)
+		}
+	}
+	refused := b.Server().Stats().NotOwner
+	for _, k := range counters {
+		v, err := c.Incr(ctx, []byte(k), 1)
+		if err != nil || v != 11 {
+			t.Fatalf("increment of %s on the target while the move is held back: %d, %v; want 11", k, v, err)
+		}
+	}
+	if b.Server().Stats().NotOwner == refused {
+		t.Fatal("no increment was refused: the keys were at the target before the test asked")
+	}
+	held("the increments")
+	rc := redis.NewClient(&redis.Options{Addr: b.Server().RESPAddr(), MaxRetries: -1})
+	defer rc.Close()
+	retry := func(f func() error) error { // what a Redis Cluster client does with TRYAGAIN
+		var err error
+		for try := 0; try < 50; try++ {
+			if err = f(); err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return err
+	}
+	for _, k := range append(plain, pair[0]) {
+		var got string
+		err := retry(func() (err error) { got, err = rc.Get(ctx, k).Result(); return err })
+		if want := "v-" + k; err != nil || got != want && k != pair[0] {
+			t.Fatalf("RESP GET %s on the target while the move is held back: %q, %v; want %q", k, got, err, want)
+		}
+	}
+	var deleted int64
+	if err := retry(func() (err error) { deleted, err = rc.Del(ctx, pair...).Result(); return err }); err != nil || deleted != 2 {
+		t.Fatalf("RESP DEL %v on the target, %s fetched before: %d, %v; want 2", pair, pair[0], deleted, err)
+	}
+	held("the RESP commands")
+	close(move.release)
 }

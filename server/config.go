@@ -111,10 +111,13 @@ type Config struct {
 	// MaxSampled bounds the keys each loop samples for a migration's
 	// source (sampling.go). Default 65536.
 	MaxSampled int
-	// OnParked, when set, is told of the first read parked on a key of
-	// migration id's slots (parking.go), so that the node fetches the
-	// key's record from the source. It runs on a loop: it must not block,
-	// and key is valid only during the call.
+	// OnParked, when set, is told of a key of migration id's slots that
+	// the target may not hold yet: the first read a loop parks on it
+	// (parking.go), or an operation refused for it (a RESP read, one that
+	// decides from the value: gateway.go's fetchMissing), so that the node
+	// fetches the key's record from the source and a retry finds it. It
+	// runs on a loop: it must not block, and key is valid only during the
+	// call.
 	OnParked func(id cluster.MigrationID, key []byte)
 	// Progress, when set, says how far the node's running migration tasks
 	// got; the admin listener serves it as JSON at /cluster/migrations.

@@ -29,10 +29,13 @@ import (
 // Invariant: in a slot of l.rt.Misses (a migration's target before every
 // record arrived) no operation is answered from a key's absence: a read
 // that does not find its key, now or when its device read completes, and
-// every operation that decides from the key's value fail with errNotOwner
-// as well (a native READ that does not find it at once is parked instead:
-// parking.go); blind writes go through (a record sent later does not
-// replace them).
+// every operation that decides from the key's value, unless memory holds
+// a record of the key written here since the migration began to accept
+// the slot (missingHere), fail with errNotOwner as well (a native READ that does
+// not find it at once is parked instead: parking.go), and the node is
+// asked to fetch the key (fetchMissing), so that the client's retry finds
+// it; blind writes go through (a record sent later does not replace
+// them).
 
 // errNotOwner is the gateway's refusal of a key whose slot the loop does
 // not serve; l.notOwned holds the slot.
@@ -75,6 +78,56 @@ func (l *loop) missing(h uint64) bool {
 	return true
 }
 
+// missingHere reports whether an operation that decides from key's value
+// (hash h) must be refused because its slot is one of l.rt.Misses and
+// memory holds no record of the key written here since the migration
+// began to accept the slot (Accepting.Since): the source may hold a newer
+// one (a record of it that left for the device is not looked for). A record at or
+// above Since is the source's last (it writes the slot no more once the
+// target serves it) or a client's later write, so an operation on it may
+// run. When refused, the node is asked to fetch the key (fetchMissing).
+func (l *loop) missingHere(key []byte, h uint64) bool {
+	if !l.missing(h) {
+		return false
+	}
+	if a, ok := l.acceptance(keyhash.SlotOf(h)); ok && a.Since != 0 {
+		if since, err := l.ss.WrittenSince(key, h, a.Since); err == nil && since {
+			l.stats.notOwner.Add(^uint64(0)) // missing counted it refused
+			return false
+		}
+	}
+	l.fetchMissing(key, h)
+	return true
+}
+
+// fetchMissing asks the node to fetch key (hash h) from the source of the
+// migration that accepts its slot, for an operation refused or parked
+// because the key may not have arrived yet, unless a read is parked on
+// the key already (its fetch is under way) or the key was asked for less
+// than a second ago (a client retrying a refused operation; a key the
+// source lacks is never inserted, so each retry would ask again).
+func (l *loop) fetchMissing(key []byte, h uint64) {
+	if l.s.cfg.OnParked == nil || len(l.parked.byHash[h]) != 0 {
+		return
+	}
+	a, ok := l.acceptance(keyhash.SlotOf(h))
+	if !ok {
+		return
+	}
+	now := time.Now()
+	if at, ok := l.fetched[h]; ok && now.Sub(at) < time.Second {
+		return
+	}
+	if l.fetched == nil || len(l.fetched) >= maxFetched {
+		l.fetched = map[uint64]time.Time{}
+	}
+	l.fetched[h] = now
+	l.s.cfg.OnParked(a.ID, key)
+}
+
+// maxFetched bounds a loop's memory of the keys it asked to fetch.
+const maxFetched = 4096
+
 // read reads key into the loop's value buffer; the value is valid until the
 // next read.
 func (l *loop) read(key []byte, h uint64) (store.Status, []byte, error) {
@@ -108,7 +161,15 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 	if st != store.OK && err == nil && l.rt.Misses != nil {
 		switch {
 		case st == store.NotFound && l.missing(h):
-			l.missRead, l.missHead, l.missDead = true, head, l.ss.ReadMet()
+			dead := l.ss.ReadMet()
+			if a, ok := l.acceptance(keyhash.SlotOf(h)); ok && a.Since != 0 && dead >= a.Since {
+				// A deletion or expiry written here since the handover:
+				// newer than anything the source holds.
+				l.stats.notOwner.Add(^uint64(0)) // missing counted it refused
+				return st, l.value, nil
+			}
+			l.missRead, l.missHead, l.missDead = true, head, dead
+			l.missKey, l.missH = key, h
 			return 0, nil, errNotOwner
 		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
 			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h)}
@@ -135,7 +196,7 @@ func (l *loop) upsertExpiring(key []byte, h uint64, value []byte, at int64) (sto
 // update runs a conditional operation; the value it wants lands in the
 // loop's value buffer, valid until the next read or update.
 func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
-	if !l.admits(key, h) || l.missing(h) {
+	if !l.admits(key, h) || l.missingHere(key, h) {
 		return 0, nil, errNotOwner
 	}
 	var st store.Status
@@ -145,7 +206,7 @@ func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byt
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
-	if !l.admits(key, h) || l.missing(h) {
+	if !l.admits(key, h) || l.missingHere(key, h) {
 		return 0, errNotOwner
 	}
 	return l.ss.RMWHashed(key, h, input, m)
@@ -230,15 +291,15 @@ func findAccepting(as []cluster.Accepting, id cluster.MigrationID, slot uint16) 
 	return cluster.Accepting{}, false
 }
 
-// acceptingSlot returns the migration whose records the turn's routing
-// takes for slot.
-func (l *loop) acceptingSlot(slot uint16) (cluster.MigrationID, bool) {
+// acceptance returns the acceptance of the migration whose records the
+// turn's routing takes for slot.
+func (l *loop) acceptance(slot uint16) (cluster.Accepting, bool) {
 	for _, a := range l.rt.Accept {
 		if a.Slots.Has(slot) {
-			return a.ID, true
+			return a, true
 		}
 	}
-	return 0, false
+	return cluster.Accepting{}, false
 }
 
 // pendingKind says which front waits for a pending store operation.

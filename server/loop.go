@@ -62,14 +62,22 @@ type loop struct {
 	// of Routing.Misses (await takes it); nil otherwise.
 	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
-	// in a slot of Routing.Misses (exec parks it); missHead is its chain's
-	// head before that read, missDead the dead record of the key it met.
+	// in a slot of Routing.Misses (exec parks it; the RESP front has the
+	// key fetched); missHead is its chain's head before that read,
+	// missDead the dead record of the key it met, missKey and missH the
+	// key (valid during the turn) and its hash.
 	missRead           bool
 	missHead, missDead uint64
-	parked             parking                           // parked reads (parking.go)
-	samples            map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
-	slotOps            slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
-	stats              loopStats
+	missKey            []byte
+	missH              uint64
+	// fetched holds when each key hash was last asked of the node to
+	// fetch (fetchMissing), so that retries of a refused operation do not
+	// ask again within a second; it is emptied when it grows large.
+	fetched map[uint64]time.Time
+	parked  parking                           // parked reads (parking.go)
+	samples map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
+	slotOps slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
+	stats   loopStats
 	// waits holds how long the batches and commands the loop answered
 	// waited, since admission control last took them (admit.go); nil when
 	// it is off.
@@ -288,6 +296,9 @@ func (l *loop) completed(c store.Completion) {
 		l.record(ref.at, 1)
 	}
 	if ref.miss != nil && c.Err == nil && c.Status == store.NotFound {
+		if ref.kind != pendingNative { // a native read parks, and parkMiss fetches
+			l.fetchMissing(ref.miss.key, ref.miss.h)
+		}
 		switch l.repark(ref, c.Found) {
 		case missParked:
 			return

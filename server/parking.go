@@ -26,7 +26,8 @@ import (
 // began to accept the slot (it answers NOT_FOUND: parkMiss). Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
-//     Config.OnParked tells of the first read parked on a key): the read
+//     Config.OnParked tells of the key when the first read of it is about
+//     to park: fetchMissing): the read
 //     answers that record's value, whatever the insert did (a newer write
 //     keeps the key; the read, parked before it, is answered as before
 //     it), or NOT_FOUND when the source has no record of the key;
@@ -191,12 +192,10 @@ func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint6
 	if p.n == 0 {
 		p.rt, p.swept = l.rt, time.Now()
 	}
-	slot := keyhash.SlotOf(h)
 	if first {
-		if id, ok := l.acceptingSlot(slot); ok && l.s.cfg.OnParked != nil {
-			l.s.cfg.OnParked(id, key) // the node fetches it from the source
-		}
+		l.fetchMissing(key, h) // the node fetches it from the source
 	}
+	slot := keyhash.SlotOf(h)
 	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: slot, at: time.Now()})
 	p.n++
 	l.stats.parked.Add(1)

@@ -275,6 +275,10 @@ func (l *loop) respSteps(r *respConn) {
 			}
 			return
 		}
+		if err == errNotOwner && l.missRead { // a read of a key that may not have arrived yet
+			l.fetchMissing(l.missKey, l.missH)
+		}
+		l.missRead = false
 		if !op.cmd.take(l, r, st, v, err) {
 			return
 		}

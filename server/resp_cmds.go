@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -92,8 +93,8 @@ func init() {
 		{name: "expiretime", arity: 2, issue: issueReadExpiry, take: takeExpireTime(false)},
 		{name: "pexpiretime", arity: 2, issue: issueReadExpiry, take: takeExpireTime(true)},
 		{name: "getdel", arity: 2, issue: issueGetDel, take: takeGetDel},
-		{name: "del", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
-		{name: "unlink", arity: -2, issue: issueDel, take: takeDel, keyStep: 1},
+		{name: "del", arity: -2, prepare: prepareDel, issue: issueDel, take: takeDel, keyStep: 1},
+		{name: "unlink", arity: -2, prepare: prepareDel, issue: issueDel, take: takeDel, keyStep: 1},
 		{name: "exists", arity: -2, issue: readEach, take: takeExists, keyStep: 1},
 		{name: "mget", arity: -2, prepare: prepareMGet, issue: readEach, take: takeMGet, fill: fillBulk, keyStep: 1},
 		{name: "mset", arity: -3, prepare: prepareMSet, issue: issueMSet, take: takeMSet, keyStep: 2},
@@ -541,6 +542,26 @@ func takeGetDel(l *loop, r *respConn, st store.Status, v []byte, err error) bool
 
 // DEL and UNLINK remove each key with an Update that reports whether it
 // held a live value: step j removes key j.
+// prepareDel refuses a DEL or UNLINK whole when one of its keys (all of
+// one slot) may not have arrived at this migration target yet
+// (missingHere, which has each such key fetched): deleting the others
+// first would answer the retry a smaller count.
+func prepareDel(l *loop, r *respConn) bool {
+	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(r.op.hash(1))) {
+		return true
+	}
+	refused := false
+	for k := 1; k < len(r.op.args); k++ {
+		if l.missingHere(r.op.args[k], r.op.hash(k)) {
+			refused = true
+		}
+	}
+	if refused {
+		r.out = l.respNotOwner(r.out)
+	}
+	return !refused
+}
+
 func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
 	return l.update(op.args[1+op.i], op.hash(1+op.i), store.Update{If: store.Remove})
 }

@@ -150,6 +150,26 @@ func (s *Session) Newest(key []byte, h uint64) (uint64, error) {
 	return addr, nil
 }
 
+// WrittenSince reports whether key's (hash h) newest record, live or
+// deleted, is in memory at or above since: one written or inserted there
+// since. It reads nothing from the device: a newest record there reports
+// false.
+func (s *Session) WrittenSince(key []byte, h, since uint64) (bool, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return false, err
+	}
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	defer s.end()
+	_, e, ok := s.st.index.Find(s.g, h)
+	if !ok {
+		return false, nil
+	}
+	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
+	return found && addr >= since, nil
+}
+
 // heldSince reports whether the store may hold a record of key (hash h)
 // at or above since: one in memory, or a chain that goes on to the device
 // above since without a record of the key in memory (not read: it may).
