@@ -197,6 +197,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
 		if err == errNotOwner && l.missRead {
+			l.missKey = nil // the op's key, in the connection's input
 			answer := l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead)
 			if answer != missRefused {
 				l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused

@@ -100,28 +100,41 @@ func (l *loop) missingHere(key []byte, h uint64) bool {
 	return true
 }
 
+// deletedHere reports whether dead, the address of a deleted or expired
+// record a read met in slot (0: none), was written here since the
+// migration that accepts the slot began to: newer than anything its
+// source holds, so the read answers not found.
+func (l *loop) deletedHere(slot uint16, dead uint64) bool {
+	a, ok := l.acceptance(slot)
+	return ok && a.Since != 0 && dead >= a.Since
+}
+
 // fetchMissing asks the node to fetch key (hash h) from the source of the
-// migration that accepts its slot, for an operation refused or parked
-// because the key may not have arrived yet, unless a read is parked on
-// the key already (its fetch is under way) or the key was asked for less
-// than a second ago (a client retrying a refused operation; a key the
-// source lacks is never inserted, so each retry would ask again).
+// migration that accepts its slot, for an operation refused because the
+// key may not have arrived yet, unless the key was asked for less than a
+// second ago (a client retrying a refused operation; a key the source
+// lacks is never inserted, so each retry would ask again). The first read
+// parked on a key asks again however recently it was asked (parkMiss
+// calls askFetch): only the answer to a fetch made after it parked
+// reaches it.
 func (l *loop) fetchMissing(key []byte, h uint64) {
-	if l.s.cfg.OnParked == nil || len(l.parked.byHash[h]) != 0 {
+	if at, ok := l.fetched[h]; ok && time.Since(at) < time.Second {
 		return
 	}
+	l.askFetch(key, h)
+}
+
+// askFetch asks the node to fetch key (hash h) from the source of the
+// migration that accepts its slot, and notes when (fetchMissing).
+func (l *loop) askFetch(key []byte, h uint64) {
 	a, ok := l.acceptance(keyhash.SlotOf(h))
-	if !ok {
-		return
-	}
-	now := time.Now()
-	if at, ok := l.fetched[h]; ok && now.Sub(at) < time.Second {
+	if l.s.cfg.OnParked == nil || !ok {
 		return
 	}
 	if l.fetched == nil || len(l.fetched) >= maxFetched {
 		l.fetched = map[uint64]time.Time{}
 	}
-	l.fetched[h] = now
+	l.fetched[h] = time.Now()
 	l.s.cfg.OnParked(a.ID, key)
 }
 
@@ -162,9 +175,7 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 		switch {
 		case st == store.NotFound && l.missing(h):
 			dead := l.ss.ReadMet()
-			if a, ok := l.acceptance(keyhash.SlotOf(h)); ok && a.Since != 0 && dead >= a.Since {
-				// A deletion or expiry written here since the handover:
-				// newer than anything the source holds.
+			if l.deletedHere(keyhash.SlotOf(h), dead) {
 				l.stats.notOwner.Add(^uint64(0)) // missing counted it refused
 				return st, l.value, nil
 			}

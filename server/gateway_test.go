@@ -701,6 +701,28 @@ func TestFetchAndAbsent(t *testing.T) {
 	if got.Err != nil || got.Status != client.NotFound {
 		t.Errorf("a parked read the source has no record for: %+v", got)
 	}
+	// A read parked on the key again at once has it fetched again: an
+	// absent answer wrote nothing, and only a fetch of its own answers it.
+	got.Err = errors.New("not answered")
+	if err := reader.Read([]byte("{m}z"), func(r client.Result) { got = r }); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the read parked again", func() bool { return s.Stats().ParkedReads == 1 })
+	mu.Lock()
+	if len(told) != 2 || told[1] != (parked{7, "{m}z"}) {
+		t.Errorf("the node was told %+v; want the key a second time", told)
+	}
+	mu.Unlock()
+	do(func(cb client.Callback) error { return sess.Migrate(7, wire.MigrateAbsent, []byte("{m}z"), 0, nil, cb) })
+	if err := reader.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Err != nil || got.Status != client.NotFound {
+		t.Errorf("the read parked again: %+v", got)
+	}
 }
 
 // TestSampling: while the routing samples a migration's slots, every data

@@ -193,7 +193,7 @@ func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint6
 		p.rt, p.swept = l.rt, time.Now()
 	}
 	if first {
-		l.fetchMissing(key, h) // the node fetches it from the source
+		l.askFetch(key, h) // the node fetches it from the source
 	}
 	slot := keyhash.SlotOf(h)
 	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: slot, at: time.Now()})

@@ -263,6 +263,7 @@ func (l *loop) respCommand(r *respConn, cmd *command, args [][]byte, h uint64) {
 func (l *loop) respSteps(r *respConn) {
 	op := &r.op
 	for {
+		l.missRead = false // set by this step's read alone
 		st, v, err := op.cmd.issue(l, op)
 		if err == nil && st == store.Pending {
 			if !l.canHole(r) {
@@ -278,7 +279,7 @@ func (l *loop) respSteps(r *respConn) {
 		if err == errNotOwner && l.missRead { // a read of a key that may not have arrived yet
 			l.fetchMissing(l.missKey, l.missH)
 		}
-		l.missRead = false
+		l.missRead, l.missKey = false, nil
 		if !op.cmd.take(l, r, st, v, err) {
 			return
 		}

@@ -540,8 +540,6 @@ func takeGetDel(l *loop, r *respConn, st store.Status, v []byte, err error) bool
 	return takeGet(l, r, st, v, err)
 }
 
-// DEL and UNLINK remove each key with an Update that reports whether it
-// held a live value: step j removes key j.
 // prepareDel refuses a DEL or UNLINK whole when one of its keys (all of
 // one slot) may not have arrived at this migration target yet
 // (missingHere, which has each such key fetched): deleting the others
@@ -550,18 +548,22 @@ func prepareDel(l *loop, r *respConn) bool {
 	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(r.op.hash(1))) {
 		return true
 	}
-	refused := false
+	refused := 0
 	for k := 1; k < len(r.op.args); k++ {
 		if l.missingHere(r.op.args[k], r.op.hash(k)) {
-			refused = true
+			refused++
 		}
 	}
-	if refused {
-		r.out = l.respNotOwner(r.out)
+	if refused == 0 {
+		return true
 	}
-	return !refused
+	l.stats.notOwner.Add(-uint64(refused - 1)) // one refused command
+	r.out = l.respNotOwner(r.out)
+	return false
 }
 
+// DEL and UNLINK remove each key with an Update that reports whether it
+// held a live value: step j removes key j.
 func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
 	return l.update(op.args[1+op.i], op.hash(1+op.i), store.Update{If: store.Remove})
 }
