@@ -543,7 +543,9 @@ func takeGetDel(l *loop, r *respConn, st store.Status, v []byte, err error) bool
 // prepareDel refuses a DEL or UNLINK whole when one of its keys (all of
 // one slot) may not have arrived at this migration target yet
 // (missingHere, which has each such key fetched): deleting the others
-// first would answer the retry a smaller count.
+// first would answer the retry a smaller count. (A key whose record
+// another loop's writes push from memory to the device between this check
+// and its step is still refused at its step, after the keys before it.)
 func prepareDel(l *loop, r *respConn) bool {
 	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(r.op.hash(1))) {
 		return true
