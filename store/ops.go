@@ -135,19 +135,26 @@ func (s *Session) ChainHead(h uint64) (uint64, error) {
 // (0 included) where the chain ends. Either way, nothing of the key's
 // chain lies above it. It reads nothing from the device.
 func (s *Session) Newest(key []byte, h uint64) (uint64, error) {
+	addr, _, err := s.newestInMemory(key, h)
+	return addr, err
+}
+
+// newestInMemory is Newest, also reporting whether the address is a
+// record of the key (found) rather than where the chain leaves memory.
+func (s *Session) newestInMemory(key []byte, h uint64) (addr uint64, found bool, err error) {
 	if err := s.checkKeyHash(key, h); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if err := s.begin(); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer s.end()
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
-		return 0, nil
+		return 0, false, nil
 	}
-	addr, _, _ := s.trace(key, e.Address(), s.st.log.Head())
-	return addr, nil
+	addr, _, found = s.trace(key, e.Address(), s.st.log.Head())
+	return addr, found, nil
 }
 
 // WrittenSince reports whether key's (hash h) newest record, live or
@@ -155,19 +162,8 @@ func (s *Session) Newest(key []byte, h uint64) (uint64, error) {
 // since. It reads nothing from the device: a newest record there reports
 // false.
 func (s *Session) WrittenSince(key []byte, h, since uint64) (bool, error) {
-	if err := s.checkKeyHash(key, h); err != nil {
-		return false, err
-	}
-	if err := s.begin(); err != nil {
-		return false, err
-	}
-	defer s.end()
-	_, e, ok := s.st.index.Find(s.g, h)
-	if !ok {
-		return false, nil
-	}
-	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
-	return found && addr >= since, nil
+	addr, found, err := s.newestInMemory(key, h)
+	return found && addr >= since, err
 }
 
 // heldSince reports whether the store may hold a record of key (hash h)
