@@ -65,7 +65,7 @@ type loop struct {
 	// in a slot of Routing.Misses (exec parks it; the RESP front has the
 	// key fetched); missHead is its chain's head before that read,
 	// missDead the dead record of the key it met, missKey and missH the
-	// key (valid during the turn) and its hash.
+	// key (in a connection's input: cleared once used) and its hash.
 	missRead           bool
 	missHead, missDead uint64
 	missKey            []byte

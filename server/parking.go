@@ -26,8 +26,8 @@ import (
 // began to accept the slot (it answers NOT_FOUND: parkMiss). Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
-//     Config.OnParked tells of the key when the first read of it is about
-//     to park: fetchMissing): the read
+//     Config.OnParked tells of the key when the first read parks on it:
+//     askFetch): the read
 //     answers that record's value, whatever the insert did (a newer write
 //     keeps the key; the read, parked before it, is answered as before
 //     it), or NOT_FOUND when the source has no record of the key;
