@@ -162,29 +162,25 @@ func (s *Mem) SwapPlan(_ context.Context, w PlanSwap) (int64, error) {
 }
 
 func (s *Mem) DeletePlan(_ context.Context, id PlanID, rev int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch p, ok := s.plans[id]; {
-	case s.down:
-		return ErrUnavailable
-	case !ok || p.Revision != rev:
-		return ErrConflict
-	}
-	delete(s.plans, id)
-	s.changedLocked()
-	return nil
+	return deleteAt(s, s.plans, id, rev, func(p Plan) int64 { return p.Revision })
 }
 
 func (s *Mem) DeleteMigration(_ context.Context, id MigrationID, rev int64) error {
+	return deleteAt(s, s.migs, id, rev, func(m Migration) int64 { return m.Revision })
+}
+
+// deleteAt removes entry id of m (one of s's maps) if it is still at
+// revision rev (revOf reads it).
+func deleteAt[K comparable, V any](s *Mem, m map[K]V, id K, rev int64, revOf func(V) int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch m, ok := s.migs[id]; {
+	switch v, ok := m[id]; {
 	case s.down:
 		return ErrUnavailable
-	case !ok || m.Revision != rev:
+	case !ok || revOf(v) != rev:
 		return ErrConflict
 	}
-	delete(s.migs, id)
+	delete(m, id)
 	s.changedLocked()
 	return nil
 }

@@ -96,7 +96,16 @@ type Message struct {
 // Accepting lets the loops insert the records of migration ID's data
 // tasks for Slots. On the target, a record sent is inserted unless the key
 // has a record at or above Since (store.IfNoneSince); on the source, what
-// the target ships back is stored as it comes.
+// the target ships back is stored as it comes (Since 0).
+//
+// Invariant (kept by the server that runs TaskPrepare: its checkpoint
+// after the drop is a fold-over in every checkpoint mode, node/migration.go
+// and server.Server.FoldOver): on the target, no record below Since is
+// updated in place once the migration is prepared, so a record of a key
+// at or above Since was written or inserted since and is newer than any
+// the source holds. The conditional insert, the ship-back (Task.Since),
+// and the target's parked reads and refusals (server/gateway.go,
+// parking.go) rely on it.
 type Accepting struct {
 	ID    MigrationID
 	Slots *SlotSet
