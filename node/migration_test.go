@@ -598,11 +598,31 @@ func TestSnapshotTargetKeepsItsWrites(t *testing.T) {
 	}
 }
 
+// pushOut writes to keys that b serves until every record b held in
+// memory before is on its device.
+func pushOut(t *testing.T, c *client.Client, b *Node) {
+	t.Helper()
+	log := b.Server().Store().Log()
+	tail := log.Tail()
+	big := make([]byte, 64<<10)
+	for i := 0; log.Head() <= tail; i++ {
+		k := fmt.Sprintf("push%d", i)
+		if keyhash.Slot([]byte(k)) < cluster.Slots/2 {
+			continue // a's half
+		}
+		if err := c.Set(context.Background(), []byte(k), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestRefusalsFetchTheKey: while the source's move is held back, an
 // operation that decides from a key's value (an increment) on the target
 // runs once the key's record is there (taken at the handover, fetched, or
-// written since), and one on a key not there yet is refused but has the
-// node fetch the key, so that the client's retry succeeds; a RESP GET of
+// written since; in memory or on the target's device), and one on a key
+// not there yet is refused but has the node fetch the key, so that the
+// client's retry succeeds, also where the source has no record of it
+// (an increment, a RESP SETNX); a RESP GET of
 // a key not there yet answers TRYAGAIN once, and its retry the value; a
 // RESP DEL of two keys, one not there yet, deletes neither at first.
 func TestRefusalsFetchTheKey(t *testing.T) {
@@ -613,13 +633,15 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
 	c := dialCluster(t, a)
 	ctx := context.Background()
-	var counters, plain []string
-	for i := 0; len(counters) < 20 || len(plain) < 20; i++ {
+	var counters, plain, fresh []string // fresh: never written
+	for i := 0; len(counters) < 20 || len(plain) < 20 || len(fresh) < 20; i++ {
 		k := fmt.Sprintf("n%d", i)
 		if keyhash.Slot([]byte(k)) > quarter.Last {
 			continue
 		}
-		if len(counters) < 20 {
+		if len(fresh) < 20 {
+			fresh = append(fresh, k)
+		} else if len(counters) < 20 {
 			if _, err := c.Incr(ctx, []byte(k), 10); err != nil {
 				t.Fatal(err)
 			}
@@ -662,6 +684,19 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 	if b.Server().Stats().NotOwner == refused {
 		t.Fatal("no increment was refused: the keys were at the target before the test asked")
 	}
+	pushOut(t, c, b) // the incremented records leave the target's memory: it reads them from its device
+	for _, k := range counters {
+		v, err := c.Incr(ctx, []byte(k), 1)
+		if err != nil || v != 12 {
+			t.Fatalf("increment of %s, its record on the target's device, while the move is held back: %d, %v; want 12", k, v, err)
+		}
+	}
+	for _, k := range fresh[:10] { // the source answers absent: a deletion lets them run
+		v, err := c.Incr(ctx, []byte(k), 1)
+		if err != nil || v != 1 {
+			t.Fatalf("increment of %s, which the source never held, on the target while the move is held back: %d, %v; want 1", k, v, err)
+		}
+	}
 	held("the increments")
 	rc := redis.NewClient(&redis.Options{Addr: b.Server().RESPAddr(), MaxRetries: -1})
 	defer rc.Close()
@@ -680,6 +715,16 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 		err := retry(func() (err error) { got, err = rc.Get(ctx, k).Result(); return err })
 		if want := "v-" + k; err != nil || got != want && k != pair[0] {
 			t.Fatalf("RESP GET %s on the target while the move is held back: %q, %v; want %q", k, got, err, want)
+		}
+	}
+	for _, k := range fresh[10:] {
+		var set bool
+		err := retry(func() (err error) { set, err = rc.SetNX(ctx, k, "nx", 0).Result(); return err })
+		if err != nil || !set {
+			t.Fatalf("RESP SETNX %s, which the source never held, on the target while the move is held back: %v, %v; want set", k, set, err)
+		}
+		if got, err := rc.Get(ctx, k).Result(); err != nil || got != "nx" {
+			t.Fatalf("RESP GET %s after its SETNX: %q, %v", k, got, err)
 		}
 	}
 	var deleted int64

@@ -29,13 +29,14 @@ import (
 // Invariant: in a slot of l.rt.Misses (a migration's target before every
 // record arrived) no operation is answered from a key's absence: a read
 // that does not find its key, now or when its device read completes, and
-// every operation that decides from the key's value, unless memory holds
-// a record of the key written here since the migration began to accept
-// the slot (missingHere), fail with errNotOwner as well (a native READ that does
-// not find it at once is parked instead: parking.go), and the node is
-// asked to fetch the key (fetchMissing), so that the client's retry finds
-// it; blind writes go through (a record sent later does not replace
-// them).
+// every operation that decides from the key's value, unless the store
+// holds a record of the key written here since the migration began to
+// accept the slot (heldFrom; the store decides, after a device read when
+// it must: store.Update.Held), fail with errNotOwner as well (a native
+// READ that does not find it at once is parked instead: parking.go), and
+// the node is asked to fetch the key (fetchMissing), so that the client's
+// retry finds it; blind writes go through (a record sent later does not
+// replace them).
 
 // errNotOwner is the gateway's refusal of a key whose slot the loop does
 // not serve; l.notOwned holds the slot.
@@ -68,7 +69,7 @@ func (l *loop) admits(key []byte, h uint64) bool {
 }
 
 // missing reports whether h's slot is one of l.rt.Misses, and records the
-// slot for the front's reply when it is.
+// slot and counts the refusal when it is.
 func (l *loop) missing(h uint64) bool {
 	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(h)) {
 		return false
@@ -78,21 +79,45 @@ func (l *loop) missing(h uint64) bool {
 	return true
 }
 
-// missingHere reports whether an operation that decides from key's value
-// (hash h) must be refused because its slot is one of l.rt.Misses and
-// memory holds no record of the key written here since the migration
-// began to accept the slot (Accepting.Since): the source may hold a newer
-// one (a record of it that left for the device is not looked for). A record at or
-// above Since is the source's last (it writes the slot no more once the
-// target serves it) or a client's later write, so an operation on it may
-// run. When refused, the node is asked to fetch the key (fetchMissing).
-func (l *loop) missingHere(key []byte, h uint64) bool {
-	if !l.missing(h) {
+// heldFrom returns the address from which the store must hold a record of
+// a key (hash h) for an operation that decides from its value to run
+// (store.Update.Held): 0 (anywhere) unless h's slot is one of l.rt.Misses,
+// where it is the Since of the migration that accepts the slot. A record
+// at or above it is the source's last (it writes the slot no more once the
+// target serves it), a client's later write, or the deletion written when
+// the source answered that it has none (migrate). ok is false where the
+// slot is one of Misses without such a migration: the operation is
+// refused (notHeld).
+func (l *loop) heldFrom(h uint64) (held uint64, ok bool) {
+	slot := keyhash.SlotOf(h)
+	if l.rt.Misses == nil || !l.rt.Misses.Has(slot) {
+		return 0, true
+	}
+	a, ok := l.acceptance(slot)
+	return a.Since, ok && a.Since != 0
+}
+
+// notHeld refuses an operation on key (hash h) whose record may not have
+// arrived yet (heldFrom, store.ErrNotHeld), and has the key fetched.
+func (l *loop) notHeld(key []byte, h uint64) error {
+	l.notOwned = keyhash.SlotOf(h)
+	l.stats.notOwner.Add(1)
+	l.fetchMissing(key, h)
+	return errNotOwner
+}
+
+// mayMiss reports whether an operation that decides from key's value
+// (hash h) would be refused at once because the store holds no record of
+// the key from heldFrom on (store.Session.MayHoldSince; one it may hold
+// on the device lets it through, and the operation decides), and has
+// each such key fetched. It counts no refusal.
+func (l *loop) mayMiss(key []byte, h uint64) bool {
+	held, ok := l.heldFrom(h)
+	if ok && held == 0 {
 		return false
 	}
-	if a, ok := l.acceptance(keyhash.SlotOf(h)); ok && a.Since != 0 {
-		if since, err := l.ss.WrittenSince(key, h, a.Since); err == nil && since {
-			l.stats.notOwner.Add(^uint64(0)) // missing counted it refused
+	if ok {
+		if may, err := l.ss.MayHoldSince(key, h, held); err == nil && may {
 			return false
 		}
 	}
@@ -112,8 +137,8 @@ func (l *loop) deletedHere(slot uint16, dead uint64) bool {
 // fetchMissing asks the node to fetch key (hash h) from the source of the
 // migration that accepts its slot, for an operation refused because the
 // key may not have arrived yet, unless the key was asked for less than a
-// second ago (a client retrying a refused operation; a key the source
-// lacks is never inserted, so each retry would ask again). The first read
+// second ago (a client retrying a refused operation before the answer
+// came). The first read
 // parked on a key asks again however recently it was asked (parkMiss
 // calls askFetch): only the answer to a fetch made after it parked
 // reaches it.
@@ -207,20 +232,45 @@ func (l *loop) upsertExpiring(key []byte, h uint64, value []byte, at int64) (sto
 // update runs a conditional operation; the value it wants lands in the
 // loop's value buffer, valid until the next read or update.
 func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
-	if !l.admits(key, h) || l.missingHere(key, h) {
+	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
+	}
+	var ok bool
+	if u.Held, ok = l.heldFrom(h); !ok {
+		return 0, nil, l.notHeld(key, h)
 	}
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
-	return st, l.value, err
+	return st, l.value, l.heldOutcome(key, h, u.Held, st, err)
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
-	if !l.admits(key, h) || l.missingHere(key, h) {
+	if !l.admits(key, h) {
 		return 0, errNotOwner
 	}
-	return l.ss.RMWHashed(key, h, input, m)
+	held, ok := l.heldFrom(h)
+	if !ok {
+		return 0, l.notHeld(key, h)
+	}
+	st, err := l.ss.RMWHeld(key, h, input, m, held)
+	return st, l.heldOutcome(key, h, held, st, err)
+}
+
+// heldOutcome is the error of an operation run with store.Update.Held
+// (held; 0: none) that ended with st and err: a refusal when the key has
+// no record from held on. One that went pending notes its key for await,
+// whose completion may still be refused so (completed).
+func (l *loop) heldOutcome(key []byte, h, held uint64, st store.Status, err error) error {
+	switch {
+	case held == 0:
+		return err
+	case err == store.ErrNotHeld:
+		return l.notHeld(key, h)
+	case err == nil && st == store.Pending:
+		l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, slot: keyhash.SlotOf(h), held: true}
+	}
+	return err
 }
 
 // errBadMigrate refuses a MIGRATE whose value cannot be parsed.
@@ -229,8 +279,9 @@ var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | 
 // migrate stores a record a migration sent (wire.OpMigrate) when the turn's
 // routing accepts that migration's records for the key's slot
 // (Routing.Accept): a moved record unless the key has one written since
-// the target prepared, a shipped-back record or deletion as it comes; an
-// absent one answers the reads parked for the key. A fetch reads the key
+// the target prepared, a shipped-back record or deletion as it comes; a
+// key the source holds no record of is deleted, again unless it has a
+// record written since, and the reads parked for it answer not found. A fetch reads the key
 // for the migration's target where the routing lends the slot
 // (Routing.Lend); its value, with its expiry in front of it
 // (store.ReadExpiring), or where the shared tier has it (lend.go), lands
@@ -259,19 +310,26 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		st, err := l.ss.UpsertExpiring(key, h, value, at)
 		return st, nil, err
 	case wire.MigrateAbsent:
-		l.announce(key, h, nil, false)
-		return store.OK, nil, nil
+		// A deletion since Since, unless the key has a record there: the
+		// source holds none and writes the slot no more, so an operation
+		// that decides from the key's value may run here from now on
+		// (heldFrom), and a read answers not found (deletedHere).
+		u = store.Update{If: store.DeleteIfNoneSince, Since: a.Since}
 	default:
 		u = store.Update{If: store.Remove}
 	}
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
-	if kind == wire.MigrateMoved && err == nil {
+	switch {
+	case err != nil:
+	case kind == wire.MigrateMoved:
 		// Whether inserted or not: parking.go. A value that expired on
 		// the way reads as absent.
 		live := !store.Expired(at, l.s.st.Now())
 		l.announce(key, h, value, live)
+	case kind == wire.MigrateAbsent:
+		l.announce(key, h, nil, false)
 	}
 	return st, nil, err
 }
@@ -343,11 +401,15 @@ type pendingRef struct {
 // missedRead is a read that went to the device for a key of a slot of
 // Routing.Misses: its key (hash h), its slot, and its chain's head before
 // it was issued (store.Session.ChainHead: a record above it came since).
+// missedRead is a pending operation in a slot of Routing.Misses: a read
+// that may not find its key (pendingRef.miss), or, held, an operation that
+// decides from the key's value and may find no record from heldFrom on.
 type missedRead struct {
 	key  []byte
 	h    uint64
 	head uint64
 	slot uint16
+	held bool
 }
 
 // await registers ref as waiting for the store operation the gateway just

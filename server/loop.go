@@ -295,7 +295,10 @@ func (l *loop) completed(c store.Completion) {
 	if ref.at != 0 {
 		l.record(ref.at, 1)
 	}
-	if ref.miss != nil && c.Err == nil && c.Status == store.NotFound && !l.deletedHere(ref.miss.slot, c.Found) {
+	if m := ref.miss; m != nil && m.held && c.Err == store.ErrNotHeld {
+		c.Err = l.notHeld(m.key, m.h) // its record may not have arrived yet
+	}
+	if ref.miss != nil && !ref.miss.held && c.Err == nil && c.Status == store.NotFound && !l.deletedHere(ref.miss.slot, c.Found) {
 		if ref.kind != pendingNative { // a native read parks, and parkMiss fetches
 			l.fetchMissing(ref.miss.key, ref.miss.h)
 		}

@@ -541,25 +541,26 @@ func takeGetDel(l *loop, r *respConn, st store.Status, v []byte, err error) bool
 }
 
 // prepareDel refuses a DEL or UNLINK whole when one of its keys (all of
-// one slot) may not have arrived at this migration target yet
-// (missingHere, which has each such key fetched): deleting the others
-// first would answer the retry a smaller count. (A key whose record
-// another loop's writes push from memory to the device between this check
-// and its step is still refused at its step, after the keys before it.)
+// one slot) has not arrived at this migration target yet (mayMiss, which
+// has each such key fetched): deleting the others first would answer the
+// retry a smaller count. (A key that mayMiss lets through because its
+// chain goes on to the device, and whose record there turns out older, is
+// still refused at its step, after the keys before it.)
 func prepareDel(l *loop, r *respConn) bool {
 	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(r.op.hash(1))) {
 		return true
 	}
 	refused := 0
 	for k := 1; k < len(r.op.args); k++ {
-		if l.missingHere(r.op.args[k], r.op.hash(k)) {
+		if l.mayMiss(r.op.args[k], r.op.hash(k)) {
 			refused++
 		}
 	}
 	if refused == 0 {
 		return true
 	}
-	l.stats.notOwner.Add(-uint64(refused - 1)) // one refused command
+	l.notOwned = keyhash.SlotOf(r.op.hash(1))
+	l.stats.notOwner.Add(1) // one refused command
 	r.out = l.respNotOwner(r.out)
 	return false
 }

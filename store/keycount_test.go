@@ -25,7 +25,7 @@ func (w *keyWriter) run(st *Store, s *Session, rng *rand.Rand, n int) error {
 		key := []byte(k)
 		v := make([]byte, 1+rng.IntN(120))
 		var err error
-		switch op := rng.IntN(8); op {
+		switch op := rng.IntN(9); op {
 		case 0:
 			_, err = s.Upsert(key, v)
 			w.live[k] = true
@@ -46,6 +46,9 @@ func (w *keyWriter) run(st *Store, s *Session, rng *rand.Rand, n int) error {
 		case 6: // no record of the key since the tail: it is inserted over whatever is below
 			_, _, err = s.Update(key, Update{If: IfNoneSince, Since: st.Log().Tail(), Merge: Replace{}, Input: v}, nil)
 			w.live[k] = true
+		case 7: // the same, a deletion
+			_, _, err = s.Update(key, Update{If: DeleteIfNoneSince, Since: st.Log().Tail()}, nil)
+			w.live[k] = false
 		default:
 			_, err = s.Upsert(key, append(v, make([]byte, 200)...)) // grows: no room in place
 			w.live[k] = true

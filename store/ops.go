@@ -135,35 +135,34 @@ func (s *Session) ChainHead(h uint64) (uint64, error) {
 // (0 included) where the chain ends. Either way, nothing of the key's
 // chain lies above it. It reads nothing from the device.
 func (s *Session) Newest(key []byte, h uint64) (uint64, error) {
-	addr, _, err := s.newestInMemory(key, h)
-	return addr, err
-}
-
-// newestInMemory is Newest, also reporting whether the address is a
-// record of the key (found) rather than where the chain leaves memory.
-func (s *Session) newestInMemory(key []byte, h uint64) (addr uint64, found bool, err error) {
 	if err := s.checkKeyHash(key, h); err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	if err := s.begin(); err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	defer s.end()
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
-		return 0, false, nil
+		return 0, nil
 	}
-	addr, _, found = s.trace(key, e.Address(), s.st.log.Head())
-	return addr, found, nil
+	addr, _, _ := s.trace(key, e.Address(), s.st.log.Head())
+	return addr, nil
 }
 
-// WrittenSince reports whether key's (hash h) newest record, live or
-// deleted, is in memory at or above since: one written or inserted there
-// since. It reads nothing from the device: a newest record there reports
-// false.
-func (s *Session) WrittenSince(key []byte, h, since uint64) (bool, error) {
-	addr, found, err := s.newestInMemory(key, h)
-	return found && addr >= since, err
+// MayHoldSince reports whether key's (hash h) newest record, live or
+// deleted, may be at or above since: it is in memory there, or the key's
+// chain goes on to the device above since (not read). False means the
+// key has no record at or above since.
+func (s *Session) MayHoldSince(key []byte, h, since uint64) (bool, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return false, err
+	}
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	defer s.end()
+	return s.heldSince(key, h, since), nil
 }
 
 // heldSince reports whether the store may hold a record of key (hash h)
@@ -175,6 +174,13 @@ func (s *Session) heldSince(key []byte, h, since uint64) bool {
 		return false
 	}
 	addr, _, found := s.trace(key, e.Address(), s.st.log.Head())
+	return s.mayHold(addr, found, since)
+}
+
+// mayHold reports whether a key whose chain, traced through memory, ended
+// at addr (found: at the key's newest record) may have a record at or
+// above since (heldSince).
+func (s *Session) mayHold(addr uint64, found bool, since uint64) bool {
 	if found {
 		return addr >= since
 	}
@@ -251,6 +257,13 @@ func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
 
 // RMWHashed is RMW with key's hash, h == keyhash.Hash(key), already computed.
 func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Status, error) {
+	return s.RMWHeld(key, h, input, m, 0)
+}
+
+// RMWHeld is RMWHashed that runs only where key's newest record is in this
+// store's log at or above held (0: anywhere), as Update.Held says; it
+// fails with ErrNotHeld otherwise.
+func (s *Session) RMWHeld(key []byte, h uint64, input []byte, m Merger, held uint64) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
@@ -261,7 +274,9 @@ func (s *Session) RMWHashed(key []byte, h uint64, input []byte, m Merger) (Statu
 	if invariants.Enabled && (s.res.update || s.res.dst != nil) {
 		invariants.Fail("a plain RMW runs with an Update's result %+v", s.res)
 	}
+	s.res.held = held
 	st, err := s.rmw(key, input, m, h, nil)
+	s.res.held = 0
 	s.end()
 	return st, err
 }

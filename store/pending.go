@@ -127,7 +127,7 @@ func (ps *pendingSet) newOp(kind OpKind, h uint64, key, input []byte, m Merger) 
 	if kind == OpRMW {
 		ps.rmws[h]++
 		r := &ps.s.res
-		p.upd = result{update: r.update, cond: r.cond, want: r.want, since: r.since, x: r.x, withAt: r.withAt, dst: p.upd.dst[:0]}
+		p.upd = result{update: r.update, cond: r.cond, want: r.want, since: r.since, x: r.x, withAt: r.withAt, held: r.held, dst: p.upd.dst[:0]}
 	}
 	return p
 }
@@ -452,7 +452,12 @@ func (ps *pendingSet) found(p *pendingOp, old prior) {
 	}
 	ps.resume(p)
 	ps.s.res.recent = p.hit && !p.remote && p.addr >= p.upd.since
+	held := p.upd.held == 0 || p.hit && !p.remote && p.addr >= p.upd.held
 	p.hit = false // a search the RMW starts again begins without a hit
+	if !held {
+		ps.settle(p, 0, ErrNotHeld) // the key's newest record is below Held, or it has none
+		return
+	}
 	st, err := ps.s.continueRMW(p, old)
 	ps.settle(p, st, err)
 }

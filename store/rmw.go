@@ -21,11 +21,13 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	l := s.st.log
 	var ind *Indirections
 	var raddr uint64
-	if s.res.cond != IfNoneSince { // an insert since is decided by local records alone
+	if !s.res.local() {
 		ind, raddr = s.st.covered(h)
 	}
 	slot, e, ok := s.entryFor(h)
 	switch {
+	case !ok && s.res.held != 0:
+		return 0, ErrNotHeld
 	case !ok && ind != nil:
 		// No entry: the remote value decides, and an entry is made only
 		// if the Update then writes (continueRMW).
@@ -38,14 +40,17 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		return s.rmwCopy(slot, e, key, input, m, absent) // absent, and it cannot create: kept
 	}
 	head, safeRO, quiet, ro := l.Head(), l.SafeReadOnly(), l.Quiet(), l.MutableFrom()
-	if s.res.cond == IfNoneSince {
+	if s.res.cond.bySince() {
 		if st, done, err := s.rmwSince(slot, e, key, input, m, head); done {
 			return st, err
 		}
 	}
 	addr, r, found := s.trace(key, e.Address(), head)
-	if s.res.cond == IfNoneSince {
+	if s.res.cond.bySince() {
 		s.res.recent = found && addr >= s.res.since
+	}
+	if s.res.held != 0 && !s.mayHold(addr, found, s.res.held) {
+		return 0, ErrNotHeld // a record on the device is read first (pendingSet.found decides)
 	}
 	if found && ind != nil && addr < ind.Since {
 		found = false // an older owner's copy: the remote chain decides
@@ -55,7 +60,7 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 		// An insert that wins over records below since goes to the tail,
 		// never into one of them: a later client write there would look
 		// older than since to a repeated insert.
-		return s.rmwMutable(slot, e, r, key, input, m, s.res.cond != IfNoneSince)
+		return s.rmwMutable(slot, e, r, key, input, m, !s.res.cond.bySince())
 	case found && addr >= max(safeRO, quiet):
 		// Another worker may still update this record in place: a copy
 		// made now could lose its update. Retry once everyone has seen
@@ -89,10 +94,10 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	return s.rmwCopy(slot, e, key, input, m, absent)
 }
 
-// rmwSince decides an IfNoneSince Update from memory when it can: a record
-// of the key at or above since (found above head) wins and the key is kept;
-// a chain that ends without one means the key has none, and the value is
-// inserted. Otherwise (done false) rmwOnce goes on as for any Update: the
+// rmwSince decides an IfNoneSince or DeleteIfNoneSince Update from memory
+// when it can: a record of the key at or above since (found above head)
+// wins and the key is kept; a chain that ends without one means the key
+// has none, and the value (or a tombstone) is inserted. Otherwise (done false) rmwOnce goes on as for any Update: the
 // key's newest record is below since, or on the device (the search's end
 // decides, pendingSet.found).
 func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m Merger, head uint64) (st Status, done bool, err error) {
@@ -113,6 +118,10 @@ func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m 
 		// blind, as a doubt of the key count (keycount.go).
 		s.res.recent = false
 		s.reportOld(absent)
+		if s.res.cond == DeleteIfNoneSince {
+			st, err := s.appendTombstone(slot, e, key, 0, true) // a blind delete's count
+			return st, true, err
+		}
 		st, err := s.writeMerged(slot, e, key, input, m, absent, true)
 		return st, true, err
 	}
@@ -170,9 +179,10 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 // entryFor returns h's index entry for the running RMW, creating it only
 // when the operation may create the key: an Update that cannot (Remove,
 // IfPresent) of a key without an entry is decided without one (ok false),
-// so deletes of absent keys leave no empty entries behind.
+// so deletes of absent keys leave no empty entries behind; nor does one
+// that must find a record of the key (Update.Held).
 func (s *Session) entryFor(h uint64) (index.Slot, index.Entry, bool) {
-	if s.res.update && !s.res.cond.creates() {
+	if s.res.update && !s.res.cond.creates() || s.res.held != 0 {
 		return s.st.index.Find(s.g, h)
 	}
 	slot, e := s.findOrCreate(h)

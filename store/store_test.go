@@ -10,7 +10,6 @@ import (
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/internal/uring"
-	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -52,6 +51,16 @@ func syncRead(t testing.TB, s *Session, key []byte) ([]byte, Status) {
 // and status; other completions go to the session's callback.
 func awaitLast(t testing.TB, s *Session, what string) ([]byte, Status) {
 	t.Helper()
+	v, st, err := awaitOutcome(t, s, what)
+	if err != nil {
+		t.Fatalf("%s completed with %v", what, err)
+	}
+	return v, st
+}
+
+// awaitOutcome is awaitLast that returns the operation's error too.
+func awaitOutcome(t testing.TB, s *Session, what string) ([]byte, Status, error) {
+	t.Helper()
 	serial := s.Serial()
 	var got *Completion
 	prev := s.onComplete
@@ -70,10 +79,7 @@ func awaitLast(t testing.TB, s *Session, what string) ([]byte, Status) {
 			t.Fatalf("%s pending but never completed", what)
 		}
 	}
-	if got.Err != nil {
-		t.Fatalf("%s completed with %v", what, got.Err)
-	}
-	return got.Value, got.Status
+	return got.Value, got.Status, got.Err
 }
 
 func mustStatus(t testing.TB, want Status) func(Status, error) {
@@ -306,38 +312,4 @@ func openDevice(t *testing.T, kind string) ssd.Device {
 	}
 	t.Cleanup(func() { dev.Close() })
 	return dev
-}
-
-// TestWrittenSince: a key's newest record counts as written since an
-// address when memory holds it there or above, a deletion included; an
-// older record, an absent key and a newest record on the device do not.
-func TestWrittenSince(t *testing.T) {
-	st := openTest(t, Config{IndexBits: 3, Log: hlog.Config{PageBits: 12, MemoryBytes: 4 << 12}})
-	s := newSession(t, st)
-	written := func(key string, since uint64) bool {
-		t.Helper()
-		ok, err := s.WrittenSince([]byte(key), keyhash.Hash([]byte(key)), since)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	mustStatus(t, OK)(s.Upsert([]byte("old"), []byte("1")))
-	since := st.Log().Tail()
-	mustStatus(t, OK)(s.Upsert([]byte("new"), []byte("2")))
-	mustStatus(t, OK)(s.Delete([]byte("new")))
-	switch {
-	case written("old", since):
-		t.Fatal("a record below since counts as written since")
-	case !written("new", since):
-		t.Fatal("a deletion above since does not count")
-	case written("absent", since):
-		t.Fatal("an absent key counts as written since")
-	}
-	for i := 0; st.Log().Head() <= since; i++ { // push both to the device
-		mustStatus(t, OK)(s.Upsert([]byte(fmt.Sprint("fill", i)), make([]byte, 64)))
-	}
-	if written("new", since) {
-		t.Fatal("a newest record on the device counts as written since (memory alone was to be read)")
-	}
 }

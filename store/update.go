@@ -41,6 +41,12 @@ const (
 	// active expiry pass); it keeps every other key as it is. Merge is not
 	// used.
 	ReapExpired
+	// DeleteIfNoneSince deletes the key unless it has a record at or above
+	// Update.Since (as IfNoneSince decides): it writes a tombstone even
+	// where the key has no record at all, so that the key has one since
+	// then. A migration's target records so that the source holds no
+	// record of a key it asked for. Merge and Want are not used.
+	DeleteIfNoneSince
 )
 
 // Want says which value an Update returns.
@@ -61,14 +67,26 @@ type Update struct {
 	Want  Want
 	Merge Merger // the merge (Replace for a conditional set); nil for Remove
 	Input []byte
-	Since uint64 // IfNoneSince: the log address from which a record wins
+	Since uint64 // IfNoneSince, DeleteIfNoneSince: the log address from which a record wins
 	// Expire says what happens to the value's expiry (expiry.go): its zero
 	// value keeps the expiry a live value had.
 	Expire Expiry
 	// WithExpiry returns the wanted value with its expiry in front of it
 	// (SplitExpiring).
 	WithExpiry bool
+	// Held, when not 0, runs the Update only where the key's newest
+	// record, live or deleted, is in this store's log at or above Held;
+	// otherwise it writes nothing and fails with ErrNotHeld (a remote
+	// value, indirect.go, is not looked for). A migration's target runs
+	// operations that decide from a key's value so until every record has
+	// arrived: a record there was written since the source stopped
+	// writing the key. Not with IfNoneSince or DeleteIfNoneSince.
+	Held uint64
 }
+
+// ErrNotHeld fails an Update or RMW whose key has no record at or above
+// the address it must hold one at (Update.Held, Session.RMWHeld).
+var ErrNotHeld = errors.New("store: the key has no record since the address the operation requires")
 
 // errNoMerger rejects an Update that would merge without a merger.
 var errNoMerger = errors.New("store: Update without a Merger")
@@ -83,7 +101,18 @@ const (
 )
 
 // creates reports whether an Update under c may create an absent key.
-func (c Cond) creates() bool { return c == Always || c == IfAbsent || c == IfNoneSince }
+func (c Cond) creates() bool {
+	return c == Always || c == IfAbsent || c == IfNoneSince || c == DeleteIfNoneSince
+}
+
+// local reports whether the running operation is decided by the store's
+// own records alone (its condition's, or those at or above held).
+func (r *result) local() bool { return r.cond.bySince() || r.held != 0 }
+
+// bySince reports whether c is decided by whether the key has a record at
+// or above Update.Since, from the store's own records alone (a remote
+// value, indirect.go, is not looked for).
+func (c Cond) bySince() bool { return c == IfNoneSince || c == DeleteIfNoneSince }
 
 // action decides on the key's value old; recent: it has a record at or
 // above the Update's Since. Remove deletes an expired value too (it is
@@ -94,9 +123,9 @@ func (c Cond) action(old prior, recent bool) action {
 	switch {
 	case c == ReapExpired && old.counted && !live:
 		return actRemove
-	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !old.counted && !live, c == IfNoneSince && recent, c == ReapExpired:
+	case c == IfAbsent && live, c == IfPresent && !live, c == Remove && !old.counted && !live, c.bySince() && recent, c == ReapExpired:
 		return actKeep
-	case c == Remove:
+	case c == Remove, c == DeleteIfNoneSince:
 		return actRemove
 	}
 	return actMerge
@@ -133,18 +162,19 @@ func (s *Session) decide(old prior, m Merger) action {
 // overwrites it, so it always describes the attempt that took effect.
 //
 // Invariant: zero outside a run of the rmw path; set at the entry of every
-// run of an Update (its first run and each continuation of a pending one)
-// and zeroed at its end; nothing between that entry and the run's end issues
-// another operation on the session.
+// run of an Update or of an RMW with held (its first run and each
+// continuation of a pending one) and zeroed at its end; nothing between
+// that entry and the run's end issues another operation on the session.
 type result struct {
 	update bool // an Update (a plain RMW reports OK and no value)
 	cond   Cond
 	want   Want
 	live   bool   // the key had a live value
-	since  uint64 // IfNoneSince: Update.Since
+	since  uint64 // IfNoneSince, DeleteIfNoneSince: Update.Since
 	x      Expiry // Update.Expire (a plain RMW keeps the expiry)
 	withAt bool   // Update.WithExpiry
-	recent bool   // IfNoneSince: the key has a record at or above since (set before the decision)
+	recent bool   // bySince: the key has a record at or above since (set before the decision)
+	held   uint64 // Update.Held (also of a plain RMW: RMWHeld)
 	dst    []byte // where the wanted value goes (the caller's, or the pending op's buffer)
 	out    []byte // dst with the wanted value appended
 }
@@ -200,14 +230,14 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]by
 	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
 	}
-	if u.Merge == nil && u.If != Remove && u.If != ReapExpired {
+	if u.Merge == nil && u.If != Remove && u.If != ReapExpired && u.If != DeleteIfNoneSince {
 		return dst, 0, errNoMerger
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, x: u.Expire, withAt: u.WithExpiry, dst: dst, out: dst}
+	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, x: u.Expire, withAt: u.WithExpiry, held: u.Held, dst: dst, out: dst}
 	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
 	s.end()
 	out := s.res.out

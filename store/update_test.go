@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -330,12 +331,32 @@ func TestUpdateOfAbsentKeyCreatesNoEntry(t *testing.T) {
 }
 
 // TestUpdateIfNoneSince: a record sent to a migration's target is inserted
-// unless the key has a record, live or deleted, at or above Since. Since is
-// put at the key's record (it wins), just after it (the sent record wins,
-// also when the key's record must be read from the device to learn where it
-// is) and at the tail.
+// (IfNoneSince), or the key is deleted (DeleteIfNoneSince: the source has
+// no record of it), unless the key has a record, live or deleted, at or
+// above Since. Since is put at the key's record (it wins), just after it
+// (the sent record or the deletion wins, also when the key's record must be
+// read from the device to learn where it is) and at the tail.
 func TestUpdateIfNoneSince(t *testing.T) {
+	for _, c := range []Cond{IfNoneSince, DeleteIfNoneSince} {
+		t.Run(map[Cond]string{IfNoneSince: "insert", DeleteIfNoneSince: "delete"}[c], func(t *testing.T) {
+			testUpdateSince(t, c)
+		})
+	}
+}
+
+// testUpdateSince is TestUpdateIfNoneSince for Updates under c.
+func testUpdateSince(t *testing.T, c Cond) {
 	sent := []byte("sent-value")
+	u := func(since uint64) Update {
+		if c == DeleteIfNoneSince {
+			return Update{If: c, Since: since}
+		}
+		return Update{If: c, Since: since, Merge: Replace{}, Input: sent}
+	}
+	wins := sent // what the key holds when the Update writes (nil: deleted)
+	if c == DeleteIfNoneSince {
+		wins = nil
+	}
 	type at int
 	const (
 		sinceAt    at = iota // Since at the record's address
@@ -359,14 +380,17 @@ func TestUpdateIfNoneSince(t *testing.T) {
 					}
 					push(t, st, s, addr, r)
 					since := map[at]uint64{sinceAt: addr, sinceAfter: addr + 1, sinceTail: st.Log().Tail()}[where]
-					syncUpdate(t, s, k, Update{If: IfNoneSince, Since: since, Merge: Replace{}, Input: sent})
+					syncUpdate(t, s, k, u(since))
 					got, gst := syncRead(t, s, k)
-					wantV, wantLive := value, value != nil
+					want := value
 					if where != sinceAt {
-						wantV, wantLive = sent, true
+						want = wins
 					}
-					if (gst == OK) != wantLive || !bytes.Equal(got, wantV) {
-						t.Errorf("afterwards %v %q, want live=%v %q", gst, got, wantLive, wantV)
+					if (gst == OK) != (want != nil) || !bytes.Equal(got, want) {
+						t.Errorf("afterwards %v %q, want live=%v %q", gst, got, want != nil, want)
+					}
+					if held, err := s.MayHoldSince(k, keyhash.Hash(k), since); err != nil || !held {
+						t.Errorf("MayHoldSince: %v %v, want a record at or above Since", held, err)
 					}
 				})
 			}
@@ -379,29 +403,129 @@ func TestUpdateIfNoneSince(t *testing.T) {
 		s := newSession(t, st)
 		k := []byte("the-key")
 		bits := st.index.Bits()
-		c := collider(t, k, bits)
+		other := collider(t, k, bits)
 		mustStatus(t, OK)(s.Upsert(k, []byte("old-value")))
 		since := st.Log().Tail()
-		mustStatus(t, OK)(s.Upsert(c, []byte("other")))
+		mustStatus(t, OK)(s.Upsert(other, []byte("other")))
 		push(t, st, s, since, onDevice)
 		if st.index.Bits() != bits {
 			t.Fatalf("the index grew to %d bits: the keys no longer share a chain", st.index.Bits())
 		}
-		syncUpdate(t, s, k, Update{If: IfNoneSince, Since: since, Merge: Replace{}, Input: sent})
-		if got, gst := syncRead(t, s, k); gst != OK || !bytes.Equal(got, sent) {
-			t.Errorf("afterwards %v %q, want %q", gst, got, sent)
+		syncUpdate(t, s, k, u(since))
+		if got, gst := syncRead(t, s, k); (gst == OK) != (wins != nil) || !bytes.Equal(got, wins) {
+			t.Errorf("afterwards %v %q, want %q", gst, got, wins)
 		}
-		if got, gst := syncRead(t, s, c); gst != OK || string(got) != "other" {
+		if got, gst := syncRead(t, s, other); gst != OK || string(got) != "other" {
 			t.Errorf("the other key: %v %q", gst, got)
 		}
 	})
 	t.Run("never-written", func(t *testing.T) {
 		st, s := updateStore(t)
-		syncUpdate(t, s, []byte("k"), Update{If: IfNoneSince, Since: st.Log().Tail(), Merge: Replace{}, Input: sent})
-		if got, gst := syncRead(t, s, []byte("k")); gst != OK || !bytes.Equal(got, sent) {
-			t.Errorf("afterwards %v %q", gst, got)
+		since := st.Log().Tail()
+		syncUpdate(t, s, []byte("k"), u(since))
+		if got, gst := syncRead(t, s, []byte("k")); (gst == OK) != (wins != nil) || !bytes.Equal(got, wins) {
+			t.Errorf("afterwards %v %q, want %q", gst, got, wins)
+		}
+		if held, err := s.MayHoldSince([]byte("k"), keyhash.Hash([]byte("k")), since); err != nil || !held {
+			t.Errorf("MayHoldSince: %v %v, want the Update's record", held, err)
 		}
 	})
+}
+
+// TestHeld: an RMW or Update that must find a record of its key at or
+// above an address (Update.Held, RMWHeld) runs where the key's newest
+// record is there, in memory or on the device, and otherwise writes
+// nothing and fails with ErrNotHeld: a newest record below it, in every
+// region, or none (without leaving an index entry behind). MayHoldSince
+// agrees where memory decides.
+func TestHeld(t *testing.T) {
+	ops := map[string]struct {
+		run  func(s *Session, k []byte, held uint64) (Status, error)
+		want string // the value after it ran on "new"
+	}{
+		"rmw": {func(s *Session, k []byte, held uint64) (Status, error) {
+			return s.RMWHeld(k, keyhash.Hash(k), []byte("+"), Append{}, held)
+		}, "new+"},
+		"update": {func(s *Session, k []byte, held uint64) (Status, error) {
+			_, st, err := s.Update(k, Update{If: IfPresent, Merge: Replace{}, Input: []byte("sent"), Held: held}, nil)
+			return st, err
+		}, "sent"},
+	}
+	for name, op := range ops {
+		for _, r := range []region{inMutable, inReadOnly, onDevice} {
+			for _, above := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%v/above=%v", name, r, above), func(t *testing.T) {
+					st, s := updateStore(t)
+					k := []byte("the-key")
+					before := st.Log().Tail()
+					v := "old"
+					if above {
+						v = "new"
+					}
+					mustStatus(t, OK)(s.Upsert(k, []byte(v)))
+					since := st.Log().Tail()
+					if above {
+						since = before
+					}
+					push(t, st, s, before, r)
+					if held, err := s.MayHoldSince(k, keyhash.Hash(k), since); err != nil || held != above && r != onDevice {
+						t.Errorf("MayHoldSince: %v, %v", held, err)
+					}
+					stt, err := op.run(s, k, since)
+					if err == nil && stt == Pending {
+						_, _, err = awaitOutcome(t, s, name)
+					}
+					want := v
+					switch {
+					case above && err != nil:
+						t.Fatalf("on a record at or above Held: %v", err)
+					case above:
+						want = op.want
+					case !errors.Is(err, ErrNotHeld):
+						t.Fatalf("on a record below Held: %v, want ErrNotHeld", err)
+					}
+					if got, gst := syncRead(t, s, k); gst != OK || string(got) != want {
+						t.Errorf("afterwards %v %q, want %q", gst, got, want)
+					}
+				})
+			}
+		}
+		t.Run(name+"/device/below-a-newer-record-of-another-key", func(t *testing.T) {
+			// The chain leaves memory at another key's record above Held:
+			// the key's own, below it, is read from the device first.
+			st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, MutableFraction: 0.5}})
+			s := newSession(t, st)
+			k := []byte("the-key")
+			other := collider(t, k, st.index.Bits())
+			mustStatus(t, OK)(s.Upsert(k, []byte("old")))
+			since := st.Log().Tail()
+			mustStatus(t, OK)(s.Upsert(other, []byte("other")))
+			push(t, st, s, since, onDevice)
+			stt, err := op.run(s, k, since)
+			if err != nil || stt != Pending {
+				t.Fatalf("decided without reading the device: %v, %v", stt, err)
+			}
+			if _, _, err := awaitOutcome(t, s, name); !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("on a record below Held on the device: %v, want ErrNotHeld", err)
+			}
+			if got, gst := syncRead(t, s, k); gst != OK || string(got) != "old" {
+				t.Errorf("afterwards %v %q", gst, got)
+			}
+		})
+		t.Run(name+"/absent", func(t *testing.T) {
+			st, s := updateStore(t)
+			k := []byte("absent")
+			if _, err := op.run(s, k, st.Log().Tail()); !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("on an absent key: %v, want ErrNotHeld", err)
+			}
+			if _, ok := st.index.Peek(keyhash.Hash(k)); ok {
+				t.Error("a refused operation left an index entry")
+			}
+			if held, err := s.MayHoldSince(k, keyhash.Hash(k), st.Log().Tail()); err != nil || held {
+				t.Errorf("MayHoldSince of an absent key: %v, %v", held, err)
+			}
+		})
+	}
 }
 
 // collider returns a key whose hash has k's bucket (at bits) and tag: its
