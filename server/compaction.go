@@ -100,10 +100,12 @@ func (c *compaction) check(threshold float64, chunk uint64) error {
 	return err
 }
 
-// run compacts the log up to until (at most the head) and counts it.
+// run compacts the log up to until (at most the head, and below every
+// migration's Since: acceptedFloor) and counts it.
 func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	until = min(until, c.s.acceptedFloor())
 	t0 := time.Now()
 	pace, end := c.pace()
 	cs, err := c.s.st.CompactPaced(ctx, until, pace)
@@ -128,6 +130,24 @@ func (c *compaction) run(ctx context.Context, until uint64) (store.CompactStats,
 		err = c.s.st.Release(cs.Until)
 	}
 	return cs, err
+}
+
+// acceptedFloor returns the lowest Since of the migrations whose records
+// the routing accepts (cluster.Accepting; no limit without one).
+// Compaction drops tombstones, and one written at or above a migration's
+// Since must stay while its records may still arrive: a client's deletion
+// there, or the one written for a key its source does not hold, hides any
+// record the migration sends for the key later (store.IfNoneSince). A
+// migration accepted after this is read has its Since at the tail then,
+// above anything a compaction that began before may reach (the head).
+func (s *Server) acceptedFloor() uint64 {
+	floor := uint64(math.MaxUint64)
+	for _, a := range s.Routing().Accept {
+		if a.Since != 0 {
+			floor = min(floor, a.Since)
+		}
+	}
+	return floor
 }
 
 // compactSlice is how long a compaction works before it rests by the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/client"
+	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/store"
@@ -151,5 +152,51 @@ func TestStartFailureDoesNotHang(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Start hung after the admin listener failed")
+	}
+}
+
+// TestCompactionStaysBelowAcceptedSince: while the routing accepts a
+// migration's records, compaction does not move the log's begin past the
+// migration's Since, so the deletions written since then (which compaction
+// would drop) keep hiding the records the migration sends later; once the
+// routing accepts none, it compacts past it.
+func TestCompactionStaysBelowAcceptedSince(t *testing.T) {
+	s, dev := durableServerWith(t, t.TempDir(), func(c *Config) { c.ServerID = "me"; c.CompactInterval = Off })
+	defer shutdown(t, s, dev)
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := c.Set(ctx, fmt.Appendf(nil, "k%d", i), make([]byte, 500)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(0, 200)
+	since := s.st.Log().Tail()
+	base := &cluster.Routing{View: 1, Serving: cluster.AllSlots()}
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: 0, Last: 0})
+	accepting := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &slot, Accept: []cluster.Accepting{{ID: 3, Slots: &slot, Since: since}}}
+	if err := s.Install(ctx, base.WithHolds(&accepting)); err != nil {
+		t.Fatal(err)
+	}
+	write(200, 2000)
+	if head := s.st.Log().Head(); head <= since+2<<14 {
+		t.Fatalf("the head %d is not past since %d: nothing to hold back", head, since)
+	}
+	cs, err := s.Compact(ctx, 0)
+	if err != nil || cs.Until > since {
+		t.Fatalf("compaction while accepting: %+v, %v; want it to stop at or below %d", cs, err, since)
+	}
+	if err := s.Install(ctx, base.WithHolds(&cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}})); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err = s.Compact(ctx, 0); err != nil || cs.Until <= since {
+		t.Fatalf("compaction once nothing is accepted: %+v, %v; want it past %d", cs, err, since)
 	}
 }
