@@ -223,8 +223,7 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 }
 
 // refusedLate takes an operation s's server answered PENDING and then
-// refused with NOT_OWNER in its completion (a read a migration's target
-// parked, server/parking.go). It is re-issued, as a fresh refusal, only
+// refused with NOT_OWNER in its completion (Session.keepPending). It is re-issued, as a fresh refusal, only
 // when no operation on its slot was sent after it: operations sent after
 // it may have run, and running it again after them would break the order
 // this Cluster keeps per key; it then fails (false).

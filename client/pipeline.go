@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -398,16 +397,19 @@ func (s *Session) decode(b *batch, op opRec) (wire.Operation, bool) {
 	return o, ok && err == nil
 }
 
-// keepPending keeps a copy of a read answered PENDING when the session's
-// late refusals are re-routed (refusedLate): a server may still refuse it
-// with NOT_OWNER in its completion (a read a migration's target parked,
-// server/parking.go). Only reads are refused that way.
+// keepPending keeps a copy of an operation answered PENDING when the
+// session's late refusals are re-routed (refusedLate): a server may still
+// refuse it with NOT_OWNER in its completion (a read a migration's target
+// parked, server/parking.go; an operation that decides from a key's value
+// whose device read found no record the target may use, server/gateway.go
+// heldFrom).
 func (s *Session) keepPending(b *batch, op opRec) {
 	if s.refusedLate == nil {
 		return
 	}
-	if o, ok := s.decode(b, op); ok && o.Op == wire.OpRead {
-		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: bytes.Clone(o.Key), keyLen: len(o.Key)}
+	if o, ok := s.decode(b, op); ok {
+		kv := append(append(make([]byte, 0, len(o.Key)+len(o.Value)), o.Key...), o.Value...)
+		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: kv, keyLen: len(o.Key)}
 	}
 }
 

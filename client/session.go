@@ -126,7 +126,7 @@ type Session struct {
 	inflight []*batch // sent, unanswered, oldest first
 	free     []*batch
 	pending  map[uint64]Callback // answered PENDING, completion not seen
-	// pendingOps are copies of the pending reads, kept when refusedLate
+	// pendingOps are copies of the pending operations, kept when refusedLate
 	// is set (keepPending).
 	pendingOps map[uint64]pendingOp
 	rbuf       []byte // received bytes: rbuf[rpos:rend] unparsed

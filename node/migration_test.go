@@ -15,6 +15,7 @@ import (
 	"github.com/fleetkv/fleetkv/admit"
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/index"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/store"
 )
@@ -732,5 +733,61 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 		t.Fatalf("RESP DEL %v on the target, %s fetched before: %d, %v; want 2", pair, pair[0], deleted, err)
 	}
 	held("the RESP commands")
+	close(move.release)
+}
+
+// TestLateRefusalIsRerouted: an increment on a migration target whose
+// device read finds no record of its key written since the handover (the
+// key's chain leaves memory at another key's record, written there since)
+// is refused in its completion; the routed client re-issues it, the
+// refusal had the key fetched, and the retry returns the right value.
+func TestLateRefusalIsRerouted(t *testing.T) {
+	md := cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	ca.Cluster.MigrationTick = 50 * time.Millisecond // the source cancels after 100 beats without progress
+	move := gateOn(&ca, cluster.TaskMove)
+	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	c := dialCluster(t, a)
+	ctx := context.Background()
+	var tag string
+	for i := 0; tag == ""; i++ {
+		if k := fmt.Sprintf("{t%d}", i); keyhash.Slot([]byte(k)) <= quarter.Last {
+			tag = k
+		}
+	}
+	k := []byte(tag + "counter")
+	bits := b.Server().Store().Stats().Index.Bits
+	hk := keyhash.Hash(k)
+	var other []byte // shares k's index bucket and tag on b: its chain
+	for i := 0; other == nil; i++ {
+		x := fmt.Appendf(nil, "%sother%d", tag, i)
+		if h := keyhash.Hash(x); h&(1<<14-1) == hk&(1<<14-1) && index.BucketOf(h, bits) == index.BucketOf(hk, bits) {
+			other = x
+		}
+	}
+	if _, err := c.Incr(ctx, k, 10); err != nil {
+		t.Fatal(err)
+	}
+	startMigration(t, md, "a", "b", []cluster.Range{quarter})
+	move.wait(t)
+	servedBy(t, quarter, b, a)
+	if err := c.Set(ctx, other, []byte("written on the target")); err != nil {
+		t.Fatal(err)
+	}
+	pushOut(t, c, b)
+	if b.Server().Store().Stats().Index.Bits != bits {
+		t.Fatal("b's index grew: the keys no longer share a chain")
+	}
+	if m := b.Server().Routing().Misses; m == nil || !m.Has(keyhash.Slot(k)) {
+		t.Fatal("the slot left Misses before the increment")
+	}
+	refused := b.Server().Stats().NotOwner
+	v, err := c.Incr(ctx, k, 1)
+	if err != nil || v != 11 {
+		t.Fatalf("increment refused after its device read, re-routed: %d, %v; want 11", v, err)
+	}
+	if b.Server().Stats().NotOwner == refused {
+		t.Error("the increment was not refused: the test did not reach the late refusal")
+	}
 	close(move.release)
 }

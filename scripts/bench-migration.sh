@@ -5,7 +5,8 @@
 #    slot (one loop), KEYS keys of VALUE bytes loaded, server s2 started
 #    empty, then a verified YCSB-B Zipf load through the routed client
 #    (loadgen --verify --verify-loaded --timeline, THREADS threads) for SECS
-#    seconds; after WARM seconds half the slots (8192-16383) move to s2
+#    seconds (WORKLOAD=ycsb-f for increments: VALUE must be 8); after WARM
+#    seconds half the slots (8192-16383) move to s2
 #    (fleetkv cluster migrate). Reported: time to move, the lowest 1 s
 #    throughput during the move over the mean before it (the dip; and the
 #    lowest 1 s before it, the machine's own noise), p99.9 before and
@@ -19,7 +20,7 @@
 # The machine's CPUs are shared by the servers and the clients (nothing is
 # pinned). The timelines are kept as $OUT.fleetkv.csv and $OUT.redis.csv.
 #
-# Usage: scripts/bench-migration.sh   (KEYS=1000000 VALUE=8 SECS=40 WARM=10 THREADS=2)
+# Usage: scripts/bench-migration.sh   (KEYS=1000000 VALUE=8 SECS=40 WARM=10 THREADS=2 WORKLOAD=ycsb-b)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
@@ -41,7 +42,7 @@ now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 : >"$OUT"
 echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $KEYS keys x $VALUE B, $(redis-server --version | cut -d' ' -f1-3)" | tee -a "$OUT"
 
-echo "## 1. fleetkv: s1 owns every slot, half of them (8192-16383) move to s2 under a verified YCSB-B Zipf load" | tee -a "$OUT"
+echo "## 1. fleetkv: s1 owns every slot, half of them (8192-16383) move to s2 under a verified ${WORKLOAD:-ycsb-b} Zipf load" | tee -a "$OUT"
 read -r mport mpeer np1 np2 <<<"$(ports 4)"
 "$BIN" meta --name m --dir "$WORK/meta" --client 127.0.0.1:$mport --peer 127.0.0.1:$mpeer >"$WORK/meta.log" 2>&1 &
 pids+=($!)
@@ -63,7 +64,7 @@ t0=$(now)
 echo "loaded $KEYS keys in $(elapsed "$t0") s" | tee -a "$OUT"
 server 2 $np2
 sleep 1
-"$BIN" loadgen --servers 127.0.0.1:$np1,127.0.0.1:$np2 --threads "${THREADS:-2}" --workload ycsb-b --dist zipf --keys "$KEYS" --value-size "$VALUE" \
+"$BIN" loadgen --servers 127.0.0.1:$np1,127.0.0.1:$np2 --threads "${THREADS:-2}" --workload "${WORKLOAD:-ycsb-b}" --dist zipf --keys "$KEYS" --value-size "$VALUE" \
   --verify --verify-loaded --duration "${SECS}s" --warmup 1s --timeline "$OUT.fleetkv.csv" --json "$WORK/load.json" \
   >"$WORK/load.out" 2>&1 &
 lg=$!; pids+=($lg)

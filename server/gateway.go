@@ -138,10 +138,9 @@ func (l *loop) deletedHere(slot uint16, dead uint64) bool {
 // migration that accepts its slot, for an operation refused because the
 // key may not have arrived yet, unless the key was asked for less than a
 // second ago (a client retrying a refused operation before the answer
-// came). The first read
-// parked on a key asks again however recently it was asked (parkMiss
-// calls askFetch): only the answer to a fetch made after it parked
-// reaches it.
+// came). The first read parked on a key asks again however recently it
+// was asked (parkMiss calls askFetch): only the answer to a fetch made
+// after it parked reaches it.
 func (l *loop) fetchMissing(key []byte, h uint64) {
 	if at, ok := l.fetched[h]; ok && time.Since(at) < time.Second {
 		return
@@ -310,27 +309,35 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		st, err := l.ss.UpsertExpiring(key, h, value, at)
 		return st, nil, err
 	case wire.MigrateAbsent:
-		// A deletion since Since, unless the key has a record there: the
-		// source holds none and writes the slot no more, so an operation
-		// that decides from the key's value may run here from now on
-		// (heldFrom), and a read answers not found (deletedHere).
-		u = store.Update{If: store.DeleteIfNoneSince, Since: a.Since}
+		return l.absent(key, h, a.Since)
 	default:
 		u = store.Update{If: store.Remove}
 	}
 	var st store.Status
 	var err error
 	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
-	switch {
-	case err != nil:
-	case kind == wire.MigrateMoved:
+	if kind == wire.MigrateMoved && err == nil {
 		// Whether inserted or not: parking.go. A value that expired on
 		// the way reads as absent.
 		live := !store.Expired(at, l.s.st.Now())
 		l.announce(key, h, value, live)
-	case kind == wire.MigrateAbsent:
-		l.announce(key, h, nil, false)
 	}
+	return st, nil, err
+}
+
+// absent takes a migration source's answer that it holds no record of key
+// (hash h): a deletion from since on, unless the key has a record there.
+// The source writes the slot no more, so an operation that decides from
+// the key's value may run here from now on (heldFrom), and a read answers
+// not found (deletedHere). The reads parked for the key answer not found,
+// whatever the deletion did.
+func (l *loop) absent(key []byte, h, since uint64) (store.Status, []byte, error) {
+	var st store.Status
+	var err error
+	if since != 0 { // 0: not known, and nothing is written
+		l.value, st, err = l.ss.UpdateHashed(key, h, store.Update{If: store.DeleteIfNoneSince, Since: since}, l.value[:0])
+	}
+	l.announce(key, h, nil, false)
 	return st, nil, err
 }
 
@@ -388,9 +395,9 @@ type pendingRef struct {
 	serial uint64
 	r      *respConn
 	hole   *respHole
-	// miss: a read in a slot of Routing.Misses (nil: none); not finding
-	// its key, a native read is parked (repark) or fails with errNotOwner
-	// (for its slot).
+	// miss: an operation in a slot of Routing.Misses (nil: none): a read
+	// that does not find its key is parked (native: repark) or fails with
+	// errNotOwner (for its slot), and so does a held one the store refuses.
 	miss *missedRead
 	// at is when the turn that issued it started (Server.clock): its wait
 	// counts as the foreground's. 0 when admission control is off, or when
@@ -398,12 +405,12 @@ type pendingRef struct {
 	at time.Duration
 }
 
-// missedRead is a read that went to the device for a key of a slot of
-// Routing.Misses: its key (hash h), its slot, and its chain's head before
-// it was issued (store.Session.ChainHead: a record above it came since).
-// missedRead is a pending operation in a slot of Routing.Misses: a read
-// that may not find its key (pendingRef.miss), or, held, an operation that
-// decides from the key's value and may find no record from heldFrom on.
+// missedRead is a pending operation on a key (hash h) of a slot of
+// Routing.Misses: a read that went to the device and may not find its key,
+// with its chain's head before it was issued (store.Session.ChainHead: a
+// record above it came since), or, held, an operation that decides from
+// the key's value and may find no record from heldFrom on
+// (store.ErrNotHeld).
 type missedRead struct {
 	key  []byte
 	h    uint64

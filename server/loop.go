@@ -58,8 +58,9 @@ type loop struct {
 	scratch  [32]byte
 	// notOwned is the slot of the last operation the gateway refused.
 	notOwned uint16
-	// awaitMiss: the read the gateway just answered Pending is in a slot
-	// of Routing.Misses (await takes it); nil otherwise.
+	// awaitMiss: the read, or held operation, the gateway just answered
+	// Pending is in a slot of Routing.Misses (await takes it); nil
+	// otherwise.
 	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
 	// in a slot of Routing.Misses (exec parks it; the RESP front has the

@@ -46,9 +46,13 @@ func (w *keyWriter) run(st *Store, s *Session, rng *rand.Rand, n int) error {
 		case 6: // no record of the key since the tail: it is inserted over whatever is below
 			_, _, err = s.Update(key, Update{If: IfNoneSince, Since: st.Log().Tail(), Merge: Replace{}, Input: v}, nil)
 			w.live[k] = true
-		case 7: // the same, a deletion
-			_, _, err = s.Update(key, Update{If: DeleteIfNoneSince, Since: st.Log().Tail()}, nil)
-			w.live[k] = false
+		case 7: // the same, a deletion; or, since the log's start, kept where the key has any record
+			if rng.IntN(2) == 0 {
+				_, _, err = s.Update(key, Update{If: DeleteIfNoneSince, Since: st.Log().Tail()}, nil)
+				w.live[k] = false
+			} else {
+				_, _, err = s.Update(key, Update{If: DeleteIfNoneSince, Since: 1}, nil)
+			}
 		default:
 			_, err = s.Upsert(key, append(v, make([]byte, 200)...)) // grows: no room in place
 			w.live[k] = true

@@ -271,7 +271,7 @@ func (s *Session) RMWHeld(key []byte, h uint64, input []byte, m Merger, held uin
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
-	if invariants.Enabled && (s.res.update || s.res.dst != nil) {
+	if invariants.Enabled && (s.res.update || s.res.dst != nil || s.res.held != 0) {
 		invariants.Fail("a plain RMW runs with an Update's result %+v", s.res)
 	}
 	s.res.held = held

@@ -57,9 +57,9 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	}
 	switch {
 	case found && addr >= ro:
-		// An insert that wins over records below since goes to the tail,
-		// never into one of them: a later client write there would look
-		// older than since to a repeated insert.
+		// An insert (or deletion) that wins over records below since goes
+		// to the tail, never into one of them: a later client write there
+		// would look older than since to a repeated insert.
 		return s.rmwMutable(slot, e, r, key, input, m, !s.res.cond.bySince())
 	case found && addr >= max(safeRO, quiet):
 		// Another worker may still update this record in place: a copy
@@ -97,9 +97,10 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 // rmwSince decides an IfNoneSince or DeleteIfNoneSince Update from memory
 // when it can: a record of the key at or above since (found above head)
 // wins and the key is kept; a chain that ends without one means the key
-// has none, and the value (or a tombstone) is inserted. Otherwise (done false) rmwOnce goes on as for any Update: the
-// key's newest record is below since, or on the device (the search's end
-// decides, pendingSet.found).
+// has none, and the value (or a tombstone) is inserted. Otherwise (done
+// false) rmwOnce goes on as for any Update: the key's newest record is
+// below since, or on the device (the search's end decides,
+// pendingSet.found).
 func (s *Session) rmwSince(slot index.Slot, e index.Entry, key, input []byte, m Merger, head uint64) (st Status, done bool, err error) {
 	since := s.res.since
 	addr, r, found := s.trace(key, e.Address(), max(head, since))
@@ -154,8 +155,8 @@ func (s *Session) rmwMutable(slot index.Slot, e index.Entry, r hlog.Record, key,
 		s.reportNew(old.live, old.at, old.value)
 		r.Unlock(hdr, len(raw))
 		return OK, nil
-	case actRemove: // only of a counted value
-		if inPlace {
+	case actRemove:
+		if inPlace { // only of a counted value: bySince Updates never go in place
 			r.Unlock(hdr&^hlog.FlagExpires|hlog.FlagTombstone, 0)
 			s.countKeys(-1)
 			return OK, nil

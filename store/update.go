@@ -91,6 +91,10 @@ var ErrNotHeld = errors.New("store: the key has no record since the address the 
 // errNoMerger rejects an Update that would merge without a merger.
 var errNoMerger = errors.New("store: Update without a Merger")
 
+// errHeldSince rejects an Update with both Held and a condition decided by
+// Since: rmwSince decides those before Held is looked at.
+var errHeldSince = errors.New("store: Update.Held with IfNoneSince or DeleteIfNoneSince")
+
 // action is what an Update does with the value it found.
 type action uint8
 
@@ -232,6 +236,9 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]by
 	}
 	if u.Merge == nil && u.If != Remove && u.If != ReapExpired && u.If != DeleteIfNoneSince {
 		return dst, 0, errNoMerger
+	}
+	if u.Held != 0 && u.If.bySince() {
+		return dst, 0, errHeldSince
 	}
 	s.awaitRMW(h)
 	if err := s.begin(); err != nil {

@@ -18,8 +18,9 @@ const (
 	// MigrateFetch: a target asks its source for the key's record (the
 	// value is empty): answered with the value, or NOT_FOUND.
 	MigrateFetch
-	// MigrateAbsent: the source holds no record of the key: reads the
-	// target parked for it answer NOT_FOUND (nothing is stored).
+	// MigrateAbsent: the source holds no record of the key: the target
+	// deletes it unless it has a record written since it began to accept
+	// the slot, and reads it parked for it answer NOT_FOUND.
 	MigrateAbsent
 )
 
