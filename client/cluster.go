@@ -223,10 +223,11 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 }
 
 // refusedLate takes an operation s's server answered PENDING and then
-// refused with NOT_OWNER in its completion (Session.keepPending). It is re-issued, as a fresh refusal, only
-// when no operation on its slot was sent after it: operations sent after
-// it may have run, and running it again after them would break the order
-// this Cluster keeps per key; it then fails (false).
+// refused with NOT_OWNER in its completion (Session.keepPending). It is
+// re-issued, as a fresh refusal, only when no operation on its slot was
+// sent after it: operations sent after it may have run, and running it
+// again after them would break the order this Cluster keeps per key; it
+// then fails (false).
 func (c *Cluster) refusedLate(s *Session, op wire.Op, key, value []byte, cb Callback, serial uint64) bool {
 	if c.last[keyhash.Slot(key)] != (sentOp{s, serial}) {
 		return false

@@ -617,6 +617,29 @@ func pushOut(t *testing.T, c *client.Client, b *Node) {
 	}
 }
 
+// heldMove starts members a and b over a metadata store md whose
+// migrations' move tasks on a are held back (move) until the test
+// releases them, beating slowly enough that a source waits 5 s for its
+// target's progress before it cancels.
+func heldMove(t *testing.T) (md *cluster.Mem, move *gate, a, b *Node) {
+	t.Helper()
+	md = cluster.NewMem()
+	ca := memberConfig(t, md, "a")
+	ca.Cluster.MigrationTick = 50 * time.Millisecond // the source cancels after 100 beats without progress
+	move = gateOn(&ca, cluster.TaskMove)
+	a, b = twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	return md, move, a, b
+}
+
+// tagIn returns a hash tag ("{t…}") whose keys' slot is in r.
+func tagIn(r cluster.Range) string {
+	for i := 0; ; i++ {
+		if k := fmt.Sprintf("{t%d}", i); keyhash.Slot([]byte(k)) >= r.First && keyhash.Slot([]byte(k)) <= r.Last {
+			return k
+		}
+	}
+}
+
 // TestRefusalsFetchTheKey: while the source's move is held back, an
 // operation that decides from a key's value (an increment) on the target
 // runs once the key's record is there (taken at the handover, fetched, or
@@ -627,11 +650,7 @@ func pushOut(t *testing.T, c *client.Client, b *Node) {
 // a key not there yet answers TRYAGAIN once, and its retry the value; a
 // RESP DEL of two keys, one not there yet, deletes neither at first.
 func TestRefusalsFetchTheKey(t *testing.T) {
-	md := cluster.NewMem()
-	ca := memberConfig(t, md, "a")
-	ca.Cluster.MigrationTick = 50 * time.Millisecond // the source cancels after 100 beats without progress
-	move := gateOn(&ca, cluster.TaskMove)
-	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	md, move, a, b := heldMove(t)
 	c := dialCluster(t, a)
 	ctx := context.Background()
 	var counters, plain, fresh []string // fresh: never written
@@ -654,12 +673,7 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 			plain = append(plain, k)
 		}
 	}
-	var tag string // a DEL of two keys of one slot, one fetched first
-	for i := 0; tag == ""; i++ {
-		if k := fmt.Sprintf("{t%d}", i); keyhash.Slot([]byte(k)) <= quarter.Last {
-			tag = k
-		}
-	}
+	tag := tagIn(quarter) // a DEL of two keys of one slot, one fetched first
 	pair := []string{tag + "a", tag + "b"}
 	for _, k := range pair {
 		if err := c.Set(ctx, []byte(k), []byte("x")); err != nil {
@@ -742,19 +756,10 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 // is refused in its completion; the routed client re-issues it, the
 // refusal had the key fetched, and the retry returns the right value.
 func TestLateRefusalIsRerouted(t *testing.T) {
-	md := cluster.NewMem()
-	ca := memberConfig(t, md, "a")
-	ca.Cluster.MigrationTick = 50 * time.Millisecond // the source cancels after 100 beats without progress
-	move := gateOn(&ca, cluster.TaskMove)
-	a, b := twoMembers(t, md, ca, memberConfig(t, md, "b"))
+	md, move, a, b := heldMove(t)
 	c := dialCluster(t, a)
 	ctx := context.Background()
-	var tag string
-	for i := 0; tag == ""; i++ {
-		if k := fmt.Sprintf("{t%d}", i); keyhash.Slot([]byte(k)) <= quarter.Last {
-			tag = k
-		}
-	}
+	tag := tagIn(quarter)
 	k := []byte(tag + "counter")
 	bits := b.Server().Store().Stats().Index.Bits
 	hk := keyhash.Hash(k)

@@ -280,11 +280,11 @@ var errBadMigrate = errors.New("server: MIGRATE value is not id u64 | kind u8 | 
 // (Routing.Accept): a moved record unless the key has one written since
 // the target prepared, a shipped-back record or deletion as it comes; a
 // key the source holds no record of is deleted, again unless it has a
-// record written since, and the reads parked for it answer not found. A fetch reads the key
-// for the migration's target where the routing lends the slot
-// (Routing.Lend); its value, with its expiry in front of it
-// (store.ReadExpiring), or where the shared tier has it (lend.go), lands
-// in the loop's value buffer.
+// record written since, and the reads parked for it answer not found
+// (absent). A fetch reads the key for the migration's target where the
+// routing lends the slot (Routing.Lend); its value, with its expiry in
+// front of it (store.ReadExpiring), or where the shared tier has it
+// (lend.go), lands in the loop's value buffer.
 func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, error) {
 	id, kind, at, value, ok := wire.ParseMigrateValue(v)
 	if !ok {
