@@ -49,8 +49,7 @@ func (l *loop) serves(h uint64) bool {
 	if l.rt.Serving.Has(s) {
 		return true
 	}
-	l.notOwned = s
-	l.stats.notOwner.Add(1)
+	_ = l.refuse(s)
 	return false
 }
 
@@ -74,8 +73,7 @@ func (l *loop) missing(h uint64) bool {
 	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(h)) {
 		return false
 	}
-	l.notOwned = keyhash.SlotOf(h)
-	l.stats.notOwner.Add(1)
+	_ = l.refuse(keyhash.SlotOf(h))
 	return true
 }
 
@@ -100,10 +98,8 @@ func (l *loop) heldFrom(h uint64) (held uint64, ok bool) {
 // notHeld refuses an operation on key (hash h) whose record may not have
 // arrived yet (heldFrom, store.ErrNotHeld), and has the key fetched.
 func (l *loop) notHeld(key []byte, h uint64) error {
-	l.notOwned = keyhash.SlotOf(h)
-	l.stats.notOwner.Add(1)
 	l.fetchMissing(key, h)
-	return errNotOwner
+	return l.refuse(keyhash.SlotOf(h))
 }
 
 // mayMiss reports whether an operation that decides from key's value
@@ -341,7 +337,10 @@ func (l *loop) absent(key []byte, h, since uint64) (store.Status, []byte, error)
 	return st, nil, err
 }
 
-// refuse counts a MIGRATE refused for slot.
+// refuse records an operation refused NOT_OWNER for slot: the slot for
+// the front's reply (l.notOwned), and the refusal in not_owner_ops. Every
+// refusal of the gateway, the parked reads and their completions goes
+// through it.
 func (l *loop) refuse(slot uint16) error {
 	l.notOwned = slot
 	l.stats.notOwner.Add(1)

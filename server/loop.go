@@ -307,8 +307,7 @@ func (l *loop) completed(c store.Completion) {
 		case missParked:
 			return
 		case missRefused:
-			c.Err, l.notOwned = errNotOwner, ref.miss.slot // the key may not have arrived yet
-			l.stats.notOwner.Add(1)
+			c.Err = l.refuse(ref.miss.slot) // the key may not have arrived yet
 		}
 	}
 	switch ref.kind {

@@ -302,8 +302,7 @@ func (l *loop) sweepParked() {
 			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout ||
 				l.rt.Misses == nil || !l.rt.Misses.Has(r.slot): // covered: re-issued, see above
 				r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
-				l.notOwned = r.slot
-				l.stats.notOwner.Add(1)
+				_ = l.refuse(r.slot)
 				l.unpark(r, wire.StatusError, nil, wire.CodeNotOwner)
 			default:
 				kept = append(kept, r)

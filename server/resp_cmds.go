@@ -559,8 +559,7 @@ func prepareDel(l *loop, r *respConn) bool {
 	if refused == 0 {
 		return true
 	}
-	l.notOwned = keyhash.SlotOf(r.op.hash(1))
-	l.stats.notOwner.Add(1) // one refused command
+	_ = l.refuse(keyhash.SlotOf(r.op.hash(1))) // one refused command
 	r.out = l.respNotOwner(r.out)
 	return false
 }
