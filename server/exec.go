@@ -199,10 +199,9 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 		if err == errNotOwner && l.missRead {
 			l.missKey = nil // the op's key, in the connection's input
 			answer := l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead)
-			if answer != missRefused {
-				l.stats.notOwner.Add(^uint64(0)) // readWith counted it refused
-			}
 			switch answer {
+			case missRefused:
+				err = l.refuse(keyhash.SlotOf(h))
 			case missParked:
 				cs.sess.AddPending(serial)
 				cs.sess.Result(wire.StatusPending, nil, 0)

@@ -67,14 +67,9 @@ func (l *loop) admits(key []byte, h uint64) bool {
 	return true
 }
 
-// missing reports whether h's slot is one of l.rt.Misses, and records the
-// slot and counts the refusal when it is.
+// missing reports whether h's slot is one of l.rt.Misses.
 func (l *loop) missing(h uint64) bool {
-	if l.rt.Misses == nil || !l.rt.Misses.Has(keyhash.SlotOf(h)) {
-		return false
-	}
-	_ = l.refuse(keyhash.SlotOf(h))
-	return true
+	return l.rt.Misses != nil && l.rt.Misses.Has(keyhash.SlotOf(h))
 }
 
 // heldFrom returns the address from which the store must hold a record of
@@ -196,11 +191,13 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 		case st == store.NotFound && l.missing(h):
 			dead := l.ss.ReadMet()
 			if l.deletedHere(keyhash.SlotOf(h), dead) {
-				l.stats.notOwner.Add(^uint64(0)) // missing counted it refused
 				return st, l.value, nil
 			}
+			// Not counted yet: the caller parks the read, answers it,
+			// or refuses it (l.refuse).
 			l.missRead, l.missHead, l.missDead = true, head, dead
 			l.missKey, l.missH = key, h
+			l.notOwned = keyhash.SlotOf(h)
 			return 0, nil, errNotOwner
 		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
 			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h)}

@@ -63,8 +63,9 @@ type loop struct {
 	// otherwise.
 	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
-	// in a slot of Routing.Misses (exec parks it; the RESP front has the
-	// key fetched); missHead is its chain's head before that read,
+	// in a slot of Routing.Misses, and is not counted refused yet (exec
+	// parks, answers or refuses it; the RESP front has the key fetched
+	// and refuses it); missHead is its chain's head before that read,
 	// missDead the dead record of the key it met, missKey and missH the
 	// key (in a connection's input: cleared once used) and its hash.
 	missRead           bool

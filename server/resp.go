@@ -278,6 +278,7 @@ func (l *loop) respSteps(r *respConn) {
 		}
 		if err == errNotOwner && l.missRead { // a read of a key that may not have arrived yet
 			l.fetchMissing(l.missKey, l.missH)
+			err = l.refuse(keyhash.SlotOf(l.missH))
 		}
 		l.missRead, l.missKey = false, nil
 		if !op.cmd.take(l, r, st, v, err) {
