@@ -22,12 +22,12 @@ func startServer(t *testing.T) *server.Server {
 	return servertest.Start(t, servertest.Config())
 }
 
-// TestSessionOverEachTransport drives a pipelined session over both
-// transports: many small batches in flight, callbacks in issue order, every
+// TestSessionOverEachTransport drives a pipelined session over every
+// transport: many small batches in flight, callbacks in issue order, every
 // result what the operations before it imply.
 func TestSessionOverEachTransport(t *testing.T) {
 	srv := startServer(t)
-	for _, tr := range []string{client.TransportStd, client.TransportNetpoll} {
+	for _, tr := range []string{client.TransportStd, client.TransportNetpoll, client.TransportBlocking} {
 		t.Run(tr, func(t *testing.T) {
 			s, err := client.Dial(client.Config{Addr: srv.Addr(), Transport: tr, BatchBytes: 512, InFlight: 3})
 			if err != nil {
@@ -237,11 +237,20 @@ func TestConnectionLossFailsOnlyWhatWasInFlight(t *testing.T) {
 }
 
 // TestClientDeadline: a synchronous call whose answer never comes returns
-// once its context expires, with the context's error.
+// once its context expires or is cancelled, with the context's error, over
+// the standard transport and the blocking one. Over the blocking one, the
+// first case's read sleeps in the kernel when the cancellation comes; the
+// other two wait in the netpoller (a context with a deadline).
 func TestClientDeadline(t *testing.T) {
+	for _, tr := range []string{client.TransportStd, client.TransportBlocking} {
+		t.Run(tr, func(t *testing.T) { testClientDeadline(t, tr) })
+	}
+}
+
+func testClientDeadline(t *testing.T, transport string) {
 	srv := startServer(t)
 	p := newProxy(t, srv.Addr())
-	c, err := client.New(client.Config{Addr: p.ln.Addr().String()})
+	c, err := client.New(client.Config{Addr: p.ln.Addr().String(), Transport: transport})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,17 +268,22 @@ func TestClientDeadline(t *testing.T) {
 	}
 
 	p.stall.Store(true) // answers are dropped from now on
-	for _, cancelEarly := range []bool{false, true} {
+	// The first case finds the session's connection open (then lost).
+	for _, how := range []string{"cancel without a deadline", "deadline", "cancel before the deadline"} {
 		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		if cancelEarly {
+		if how == "cancel without a deadline" {
+			cancel()
+			dctx, cancel = context.WithCancel(ctx)
+		}
+		if how != "deadline" {
 			time.AfterFunc(20*time.Millisecond, cancel)
 		}
 		start := time.Now()
 		_, _, err = c.Get(dctx, []byte("k"))
 		cancel()
 		if err == nil || ctx.Err() != nil || dctx.Err() == nil || time.Since(start) > 5*time.Second {
-			t.Fatalf("Get through a stalled connection (cancel %v): %v after %v; want the context's error",
-				cancelEarly, err, time.Since(start))
+			t.Fatalf("Get through a stalled connection (%s): %v after %v; want the context's error",
+				how, err, time.Since(start))
 		}
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			t.Errorf("error %v does not wrap the context's error", err)

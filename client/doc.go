@@ -12,11 +12,17 @@
 // that was sent and not answered fails at once with ErrUnknownOutcome, and
 // the session reconnects when it next sends the operations it still holds.
 //
-// Transports: TransportStd (Go's net package, the default) or
-// TransportNetpoll (cloudwego/netpoll). With netpoll, a deadline set before a
-// call is honoured but cancelling a context without a deadline does not
-// interrupt a read already waiting (netpoll reads its deadline when a wait
-// starts); BENCHMARKS.md has the measurement between the two.
+// Transports: TransportStd (Go's net package, the default),
+// TransportNetpoll (cloudwego/netpoll) or TransportBlocking (Go's net
+// package with the socket in blocking mode while no deadline is set: a
+// session waits for a response asleep in read(2) on its own OS thread,
+// which takes a Go netpoller hand-off out of every round trip, at the cost
+// of a thread per waiting session; a wait bounded by a context deadline
+// goes through the netpoller as with std). With netpoll, a deadline set
+// before a call is honoured but cancelling a context without a deadline
+// does not interrupt a read already waiting (netpoll reads its deadline
+// when a wait starts); the blocking transport's cancellation shuts the
+// connection down. BENCHMARKS.md has the measurements between them.
 //
 // Client is the synchronous API on top: Get, Set, Delete, Incr with context
 // deadlines, safe from any goroutine, over a pool of sessions.

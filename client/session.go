@@ -18,7 +18,7 @@ type Config struct {
 	BatchBytes  int           // a batch is sent when it reaches this size; default 32 KiB
 	InFlight    int           // unanswered batches per session; default 4
 	DialTimeout time.Duration // default 5 s
-	Transport   string        // TransportStd (default) or TransportNetpoll
+	Transport   string        // TransportStd (default), TransportNetpoll or TransportBlocking
 	Limits      wire.Limits   // bounds on what the server may send; default 128 MiB batches, 64 KiB keys, 16 MiB values
 	// Resume, when not 0, is the id of a session to resume instead of
 	// opening a new one: the server answers the serial up to which that
@@ -55,8 +55,8 @@ func (c *Config) fill() error {
 	if c.RerouteTimeout == 0 {
 		c.RerouteTimeout = 10 * time.Second
 	}
-	if c.Transport != TransportStd && c.Transport != TransportNetpoll {
-		return fmt.Errorf("client: unknown transport %q (want %s or %s)", c.Transport, TransportStd, TransportNetpoll)
+	if c.Transport != TransportStd && c.Transport != TransportNetpoll && c.Transport != TransportBlocking {
+		return fmt.Errorf("client: unknown transport %q (want %s)", c.Transport, transports)
 	}
 	if c.Limits == (wire.Limits{}) {
 		c.Limits = wire.Limits{MaxBatch: 128 << 20, MaxKey: 64 << 10, MaxValue: 16 << 20}

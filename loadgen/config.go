@@ -42,7 +42,7 @@ type Config struct {
 	Timeline      io.Writer
 	TimelineEvery time.Duration
 	Seed          uint64
-	Transport     string // client transport: std (default) or netpoll
+	Transport     string // client transport: std (default), netpoll or blocking
 	// NoRoute sends through plain sessions to Servers[0] instead of
 	// routed Clusters (the baseline of the routing's cost).
 	NoRoute bool

@@ -223,11 +223,18 @@ func TestRoutedRunOverTwoServers(t *testing.T) {
 }
 
 // TestClosedLoop: with ClosedLoop every operation is its own batch (one in
-// flight per thread), the run verifies, and the report says so.
+// flight per thread), the run verifies, and the report says so; over the
+// standard transport and the blocking one, which is meant for it.
 func TestClosedLoop(t *testing.T) {
+	for _, tr := range []string{client.TransportStd, client.TransportBlocking} {
+		t.Run(tr, func(t *testing.T) { testClosedLoop(t, tr) })
+	}
+}
+
+func testClosedLoop(t *testing.T, transport string) {
 	s := startServer(t)
 	cfg := Config{Servers: []string{s.Addr()}, Keys: 2000, ValueSize: 16, Threads: 2, Sessions: 1,
-		Verify: true, Dist: "uniform", Seed: 3, Workload: "load"}
+		Verify: true, Dist: "uniform", Seed: 3, Workload: "load", Transport: transport}
 	if rep, err := Run(context.Background(), cfg, nil); err != nil || rep.Errors != 0 {
 		t.Fatalf("load: %+v %v", rep, err)
 	}

@@ -96,7 +96,7 @@ migration or a checkpoint does to the load.`,
 	fl.DurationVar(&cfg.TimelineEvery, "timeline-every", 100*time.Millisecond, "the timeline's step")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")
 	fl.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
-	fl.StringVar(&cfg.Transport, "transport", "std", "client transport: std (Go's net package) or netpoll (cloudwego/netpoll)")
+	fl.StringVar(&cfg.Transport, "transport", "std", "client transport: std (Go's net package), netpoll (cloudwego/netpoll) or blocking (Go's net package, waiting for responses in read(2) on the session's OS thread: lower latency with one operation in flight, a thread per session)")
 	return cmd
 }
 
