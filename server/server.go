@@ -170,7 +170,8 @@ func (s *Server) gnetOptions() []gnet.Option {
 }
 
 // resolveListen turns host:0 into host:port with a port that is free now, so
-// that every SO_REUSEPORT listener binds the same one.
+// that every SO_REUSEPORT listener binds the same one, and refuses a port
+// another socket listens on (listen.go).
 func resolveListen(listen string) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -179,6 +180,9 @@ func resolveListen(listen string) (string, error) {
 	if port != "0" {
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			return "", fmt.Errorf("server: listen port %q: not a port number", port)
+		}
+		if err := refuseInUse(listen); err != nil {
+			return "", err
 		}
 		return listen, nil
 	}

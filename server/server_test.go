@@ -557,3 +557,45 @@ func TestHeldBackClientInputIsBounded(t *testing.T) {
 		t.Fatalf("another client after the flood: %v", err)
 	}
 }
+
+// TestAddressInUseIsRefused: a server started on a data or RESP address
+// that another server listens on fails to start, where SO_REUSEPORT would
+// have let it share the first one's connections; the first goes on
+// serving. Once it stopped, a server starts on its address although the
+// connections it accepted there linger.
+func TestAddressInUseIsRefused(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0", RESP: "127.0.0.1:0", Loops: 2, NoPin: true,
+		Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 8 << 20}}}
+	first, err := Start(cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, listen, resp string }{
+		{"data", first.Addr(), ""},
+		{"resp", "127.0.0.1:0", first.RESPAddr()},
+	} {
+		c := cfg
+		c.Listen, c.RESP = tc.listen, tc.resp
+		s, err := Start(c, quietLog())
+		if err == nil {
+			_ = s.Shutdown(context.Background())
+			t.Fatalf("%s: a second server started on an address in use", tc.name)
+		}
+		if !strings.Contains(err.Error(), "in use by another listener") {
+			t.Errorf("%s: error %q does not say the address is in use", tc.name, err)
+		}
+	}
+	cl, err := client.New(client.Config{Addr: first.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Set(context.Background(), []byte("k"), []byte("v")); err != nil {
+		t.Fatalf("the first server after the refusals: %v", err)
+	}
+	if err := first.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	cfg.Listen, cfg.RESP = first.Addr(), first.RESPAddr()
+	startTest(t, func(c *Config) { *c = cfg })
+}
