@@ -50,10 +50,11 @@ type Node struct {
 	sealer *sealer     // nil without a shared tier
 	ind    *indirector // a member's with a shared tier, else nil
 	logID  string      // DIR/log-id: names this log in the shared tier
+	lock   *dirLock    // DIR/LOCK, released last by Shutdown
 }
 
-// Start opens the data directory, starts the server and, in a cluster,
-// joins it.
+// Start locks and opens the data directory, starts the server and, in a
+// cluster, joins it.
 func Start(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -61,7 +62,21 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Device.SegmentSize == 0 {
 		cfg.Device.SegmentSize = 1 << 30
 	}
-	n := &Node{cfg: cfg}
+	lock, err := lockDir(cfg.Dir, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	n, err := start(cfg, lock)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	return n, nil
+}
+
+// start is Start once the directory is locked.
+func start(cfg Config, lock *dirLock) (*Node, error) {
+	n := &Node{cfg: cfg, lock: lock}
 	ckpts, err := checkpoint.Open(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -142,8 +157,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if n.sealer != nil {
 		n.sealer.close()
 	}
-	errs = append(errs, n.srv.Shutdown(ctx))
-	return errors.Join(append(errs, n.dev.Close())...)
+	err := n.srv.Shutdown(ctx)
+	errs = append(errs, err, n.dev.Close())
+	if err == nil || ctx.Err() == nil {
+		// Stopped: a server cut short by ctx may still run, and the
+		// directory stays locked while this process lives.
+		n.lock.release()
+	}
+	return errors.Join(errs...)
 }
 
 func (n *Node) closeMember() error {

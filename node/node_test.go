@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +151,37 @@ func testLog() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// TestDataDirectoryIsLocked: a second node on a data directory in use is
+// refused with the holder's pid, and starts once the first stopped; a start
+// that fails after it locked its directory releases it.
+func TestDataDirectoryIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir, nil, "")
+	cfg.Cluster = ClusterConfig{}
+	first, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Start(cfg)
+	if err == nil {
+		stopNode(t, second)
+		stopNode(t, first)
+		t.Fatal("a second node started on a data directory in use")
+	}
+	if want := fmt.Sprintf("in use by another server (pid %d)", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	other := testConfig(t.TempDir(), nil, "")
+	other.Cluster = ClusterConfig{}
+	other.Server.Listen = first.Server().Addr()
+	if n, err := Start(other); err == nil { // the address is in use
+		stopNode(t, n)
+		t.Fatal("a node started on an address in use")
+	}
+	other.Server.Listen = "127.0.0.1:0"
+	startNode(t, other) // the failed start released its directory
+	stopNode(t, first)
+	startNode(t, cfg)
 }

@@ -108,9 +108,9 @@ complete, cancelling, cancelled; the source's stores).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "127.0.0.1:7400", "data address host:port (port 0 picks a free one)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:7400", "data address host:port (port 0 picks a free one); a port another socket listens on is refused")
 	fl.StringVar(&f.admin, "admin", "127.0.0.1:7401", "admin HTTP address (pprof, healthz, stats); empty turns it off")
-	fl.StringVar(&f.dir, "dir", "./data", "data directory")
+	fl.StringVar(&f.dir, "dir", "./data", "data directory, locked while the server runs (DIR/LOCK: a second server on it is refused)")
 	fl.IntVar(&f.loops, "loops", 0, "event loops (0: one per CPU)")
 	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core")
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
