@@ -126,3 +126,18 @@ func refuseInUse(listen string) error {
 	}
 	return nil
 }
+
+// collide reports whether listeners on x and y (host:port) would share a
+// port: the same port at overlapping addresses, an empty host being every
+// address. Addresses that do not resolve collide when they are equal.
+func collide(x, y string) bool {
+	a, errA := net.ResolveTCPAddr("tcp", x)
+	b, errB := net.ResolveTCPAddr("tcp", y)
+	if errA != nil || errB != nil {
+		return x == y
+	}
+	if a.Port != b.Port {
+		return false
+	}
+	return a.IP == nil || overlap(a.IP, b.IP)
+}

@@ -62,3 +62,22 @@ func TestListenerIn(t *testing.T) {
 		t.Error("a malformed table was accepted")
 	}
 }
+
+func TestCollide(t *testing.T) {
+	for _, tc := range []struct {
+		x, y string
+		want bool
+	}{
+		{"127.0.0.1:7400", "127.0.0.1:7400", true},
+		{"127.0.0.1:7400", "127.0.0.1:6380", false},
+		{":7400", "127.0.0.1:7400", true},
+		{"127.0.0.1:7400", ":7400", true},
+		{"0.0.0.0:7400", "127.0.0.1:7400", true},
+		{"127.0.0.1:7400", "127.0.0.2:7400", false},
+		{"localhost:7400", "127.0.0.1:7400", true},
+	} {
+		if got := collide(tc.x, tc.y); got != tc.want {
+			t.Errorf("collide(%s, %s) = %v, want %v", tc.x, tc.y, got, tc.want)
+		}
+	}
+}

@@ -104,13 +104,13 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.RESP != "" {
 		// Two port-0 listeners are resolved one after the other, each to a
 		// port free at the time: the second may get the first's again.
-		for try := 0; try == 0 || (s.respAddr == addr && strings.HasSuffix(cfg.RESP, ":0") && try < 8); try++ {
+		for try := 0; try == 0 || (collide(s.respAddr, addr) && strings.HasSuffix(cfg.RESP, ":0") && try < 8); try++ {
 			if s.respAddr, s.respPort, err = resolvePort(cfg.RESP); err != nil {
 				return nil, err
 			}
 		}
-		if s.respAddr == addr {
-			return nil, fmt.Errorf("server: the RESP listener %s is the data listener", s.respAddr)
+		if collide(s.respAddr, addr) {
+			return nil, fmt.Errorf("server: the RESP listener %s would share the data listener %s's port", s.respAddr, addr)
 		}
 		listeners = append(listeners, "tcp://"+s.respAddr)
 	}

@@ -599,3 +599,24 @@ func TestAddressInUseIsRefused(t *testing.T) {
 	cfg.Listen, cfg.RESP = first.Addr(), first.RESPAddr()
 	startTest(t, func(c *Config) { *c = cfg })
 }
+
+// TestListenersMustNotShareAPort: a RESP listener on the data listener's
+// port is refused, also where one of the two is on every address.
+func TestListenersMustNotShareAPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := Config{Listen: fmt.Sprintf("127.0.0.1:%d", port), RESP: fmt.Sprintf(":%d", port), Loops: 1, NoPin: true,
+		Store: store.Config{IndexBits: 12, Log: hlog.Config{PageBits: 20, MemoryBytes: 8 << 20}}}
+	s, err := Start(cfg, quietLog())
+	if err == nil {
+		_ = s.Shutdown(context.Background())
+		t.Fatal("a RESP listener on the data listener's port was accepted")
+	}
+	if !strings.Contains(err.Error(), "would share the data listener") {
+		t.Errorf("error %q does not say the listeners share a port", err)
+	}
+}
