@@ -197,7 +197,6 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 			// or refuses it (l.refuse).
 			l.missRead, l.missHead, l.missDead = true, head, dead
 			l.missKey, l.missH = key, h
-			l.notOwned = keyhash.SlotOf(h)
 			return 0, nil, errNotOwner
 		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
 			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h)}
