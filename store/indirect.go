@@ -228,6 +228,15 @@ func (st *Store) Covered(h uint64) bool {
 	return t != nil
 }
 
+// anyIndirections reports whether a table of indirections is installed.
+// It inlines where covered does not: a read tests it before calling covered
+// (a one-op read is bound by the instructions on its path, BENCHMARKS.md,
+// issue 18).
+func (st *Store) anyIndirections() bool {
+	p := st.indirections.Load()
+	return p != nil && len(*p) > 0
+}
+
 // covered returns the table covering h and where its chain goes on, when
 // any is installed (one atomic load otherwise).
 func (st *Store) covered(h uint64) (*Indirections, uint64) {
