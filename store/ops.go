@@ -321,6 +321,7 @@ func (s *Session) awaitRMW(h uint64) {
 	}
 }
 
+// awaitPendingRMW is awaitRMW's loop, out of line.
 func (s *Session) awaitPendingRMW(h uint64) {
 	for len(s.pend.rmws) > 0 && s.pend.rmws[h] > 0 && !s.pend.running {
 		s.CompletePending(true)
