@@ -193,8 +193,9 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 			if l.deletedHere(keyhash.SlotOf(h), dead) {
 				return st, l.value, nil
 			}
-			// Not counted yet: the caller parks the read, answers it,
-			// or refuses it (l.refuse).
+			// Not counted yet, and l.notOwned not set: the caller parks
+			// the read, answers it, or refuses it through l.refuse, which
+			// records the slot (exec and respSteps, the only callers).
 			l.missRead, l.missHead, l.missDead = true, head, dead
 			l.missKey, l.missH = key, h
 			return 0, nil, errNotOwner
