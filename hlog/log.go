@@ -126,7 +126,7 @@ type Log struct {
 	pageSize     uint64
 	pageMask     uint64
 	frames       uint64
-	frameMask    uint64 // frames-1 when frames is a power of two, else 0
+	memMask      uint64 // frames*pageSize-1 when frames is a power of two, else 0
 	mutablePages uint64
 	mem          []byte
 	dev          ssd.Device
@@ -175,7 +175,7 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 	// tail turns a page; at least one read-only page lets flushing overlap
 	// with filling the mutable region.
 	if l.frames&(l.frames-1) == 0 {
-		l.frameMask = l.frames - 1
+		l.memMask = l.frames<<cfg.PageBits - 1
 	}
 	l.mutablePages = min(max(uint64(cfg.MutableFraction*float64(l.frames)+0.5), 2), l.frames-1)
 	mem, err := manual.Alloc(int(l.frames * l.pageSize))
@@ -317,15 +317,13 @@ func (l *Log) Prefetch(addr uint64) {
 
 // frameOffset maps an address to its byte in frame memory. It is on the path
 // from an index entry to its record, so a power-of-two frame count (the
-// default) avoids the division.
+// default) makes it one AND: page p lives in frame p mod frames, and with
+// both counts powers of two that is the address's low bits.
 func (l *Log) frameOffset(addr uint64) uint64 {
-	page := addr >> l.pageBits
-	if l.frameMask != 0 {
-		page &= l.frameMask
-	} else {
-		page %= l.frames
+	if l.memMask != 0 {
+		return addr & l.memMask
 	}
-	return page<<l.pageBits | addr&l.pageMask
+	return (addr>>l.pageBits)%l.frames<<l.pageBits | addr&l.pageMask
 }
 
 // frameBytes returns the memory of page p's frame.

@@ -86,8 +86,16 @@ func (ix *Index) Bits() uint { return ix.state.Load().cur.bits }
 
 // Find returns the slot of h's tag, skipping tentative entries; ok is false
 // when the chain has no entry for the tag.
+//
+// The table is read here when the index is at rest, the common case, and
+// by current otherwise: a call fewer per read.
 func (ix *Index) Find(g *epoch.Guard, h uint64) (s Slot, e Entry, ok bool) {
-	return findIn(ix.current(g, h), h, tagBitsOf(h))
+	ps := ix.state.Load()
+	t := ps.cur
+	if ps.phase != phaseRest {
+		t = ix.current(g, h)
+	}
+	return findIn(t, h, tagBitsOf(h))
 }
 
 // FindOrCreate returns the slot of h's tag, creating an entry with address 0
@@ -143,15 +151,45 @@ func (ix *Index) LoadFactor() float64 {
 
 func findIn(t *table, h, tag uint64) (Slot, Entry, bool) {
 	for b := t.bucketFor(h); b != nil; b = t.next(b) {
-		for i := 0; i < entriesPerBucket; i++ {
-			v := b[i].Load()
-			if v&(usedBit|tentativeBit|tagMask) == usedBit|tag {
-				return Slot{&b[i]}, Entry(v), true
-			}
+		if i, v := b.match(usedBit | tag); i >= 0 {
+			return Slot{&b[i]}, Entry(v), true
 		}
 	}
 	return Slot{}, 0, false
 }
+
+// match returns the first entry of b whose used, tentative and tag bits
+// are want, with its value, or -1. It is unrolled: each entry costs a
+// load, a mask and a compare, where a loop recomputed its bound and the
+// wanted bits per entry, and every read and write probes a bucket.
+func (b *bucket) match(want uint64) (int, uint64) {
+	const m = usedBit | tentativeBit | tagMask
+	if v := b[0].Load(); v&m == want {
+		return 0, v
+	}
+	if v := b[1].Load(); v&m == want {
+		return 1, v
+	}
+	if v := b[2].Load(); v&m == want {
+		return 2, v
+	}
+	if v := b[3].Load(); v&m == want {
+		return 3, v
+	}
+	if v := b[4].Load(); v&m == want {
+		return 4, v
+	}
+	if v := b[5].Load(); v&m == want {
+		return 5, v
+	}
+	if v := b[6].Load(); v&m == want {
+		return 6, v
+	}
+	return -1, 0
+}
+
+// match's cases are b[0] to b[entriesPerBucket-1].
+var _ = [1]struct{}{}[entriesPerBucket-7]
 
 // freeSlot returns an empty entry of h's chain, adding an overflow bucket
 // when the chain is full.

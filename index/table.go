@@ -15,6 +15,7 @@ const overflowChunk = 1024
 // and a slab of overflow buckets.
 type table struct {
 	bits    uint
+	shift   uint // 64 - bits, the shift from a bucket hash to its bucket
 	mem     []byte
 	buckets []bucket
 	over    overflowSlab
@@ -27,12 +28,15 @@ func newTable(bits uint) (*table, error) {
 		return nil, err
 	}
 	b := unsafe.Slice((*bucket)(unsafe.Pointer(unsafe.SliceData(mem))), n)
-	return &table{bits: bits, mem: mem, buckets: b}, nil
+	return &table{bits: bits, shift: 64 - bits, mem: mem, buckets: b}, nil
 }
 
 func (t *table) free() { manual.Free(t.mem) }
 
-func (t *table) bucketFor(h uint64) *bucket { return &t.buckets[BucketOf(h, t.bits)] }
+// bucketFor is BucketOf's bucket. bits is at least 1 (New), so the shift
+// is below 64 and the mask tells the compiler so: one SHR, no guard for
+// Go's shift-by-64 semantics.
+func (t *table) bucketFor(h uint64) *bucket { return &t.buckets[bucketHash(h)>>(t.shift&63)] }
 
 // next returns b's overflow bucket, or nil.
 func (t *table) next(b *bucket) *bucket {

@@ -315,8 +315,11 @@ func (s *Session) DeleteHashed(key []byte, h uint64) (Status, error) {
 // pending RMW pays a length test, not a call (a one-op read is bound by how
 // many instructions lie between its misses and the next operation's; see
 // BENCHMARKS.md, issue 18).
+//
+// The test is on the pending count, one field, rather than on the RMW map:
+// an unfinished RMW is a pending operation (pendingSet's invariants).
 func (s *Session) awaitRMW(h uint64) {
-	if len(s.pend.rmws) > 0 {
+	if s.pend.count > 0 {
 		s.awaitPendingRMW(h)
 	}
 }

@@ -90,6 +90,8 @@ type Session struct {
 	protected    bool
 	serial       uint64
 	sinceRefresh int
+	refreshEvery int // st.cfg.RefreshEvery, read per operation without the hop
+	maxKeyLen    int // st.cfg.MaxKeyLen, likewise
 	version      uint8
 	onComplete   func(Completion)
 	pend         pendingSet
@@ -111,7 +113,7 @@ func (st *Store) NewSession() (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{st: st, g: g}
+	s := &Session{st: st, g: g, refreshEvery: st.cfg.RefreshEvery, maxKeyLen: st.cfg.MaxKeyLen}
 	s.pend.init(s)
 	st.keys.register(s)
 	return s, nil
@@ -163,27 +165,41 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// begin starts an operation: protection, serial number.
+// begin starts an operation: protection, serial number. A protected
+// session is open (Close drops protection), so the common case tests one
+// field.
 func (s *Session) begin() error {
-	if s.closed {
-		return ErrClosed
-	}
 	if !s.protected {
-		s.g.Protect()
-		s.protected = true
+		if err := s.protect(); err != nil {
+			return err
+		}
 	}
 	s.serial++
 	return nil
 }
 
+// protect is begin's entry into protection, out of line.
+func (s *Session) protect() error {
+	if s.closed {
+		return ErrClosed
+	}
+	s.g.Protect()
+	s.protected = true
+	return nil
+}
+
 // end finishes an operation: every RefreshEvery operations the session
 // refreshes its epoch, which lets deferred actions run, and checks whether
-// the index should grow.
+// the index should grow. The count inlines; the refresh does not.
 func (s *Session) end() {
 	s.sinceRefresh++
-	if s.sinceRefresh < s.st.cfg.RefreshEvery {
-		return
+	if s.sinceRefresh >= s.refreshEvery {
+		s.refresh()
 	}
+}
+
+// refresh is end's every-RefreshEvery part, out of line.
+func (s *Session) refresh() {
 	s.sinceRefresh = 0
 	s.g.Refresh()
 	if s.newEntries != 0 {
@@ -215,14 +231,21 @@ func (s *Session) waitForTail(spins int) {
 	}
 }
 
+// checkKey refuses an empty key and one over MaxKeyLen: one unsigned
+// compare covers both, and the error is chosen out of line.
 func (s *Session) checkKey(key []byte) error {
-	switch {
-	case len(key) == 0:
-		return ErrEmptyKey
-	case len(key) > s.st.cfg.MaxKeyLen:
-		return ErrKeyTooLarge
+	if uint(len(key))-1 < uint(s.maxKeyLen) {
+		return nil
 	}
-	return nil
+	return keyError(key)
+}
+
+// keyError is checkKey's error for a key it refused.
+func keyError(key []byte) error {
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
+	return ErrKeyTooLarge
 }
 
 // checkKeyHash is checkKey for the *Hashed operations, which also trust the
