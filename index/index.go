@@ -269,6 +269,17 @@ func (ix *Index) Prefetch(h uint64) {
 	prefetch.Line(unsafe.Pointer(ix.state.Load().cur.bucketFor(h)))
 }
 
+// Touch loads the first word of h's main bucket and drops it: a one-op
+// caller that has just hashed a key starts the miss on the bucket there,
+// while the previous operation's miss may still be outstanding, instead of
+// a hundred instructions later in Find (BENCHMARKS.md, issue 18). It is a
+// load rather than Prefetch because Go has no prefetch outside the runtime:
+// Prefetch is an assembly call, and this one instruction in line. The
+// caller must be epoch-protected (the table is read).
+func (ix *Index) Touch(h uint64) {
+	ix.state.Load().cur.bucketFor(h)[0].Load()
+}
+
 // Peek returns the address in h's entry when h's main bucket holds one for
 // h's tag, without following overflow buckets or taking part in growth. It
 // is a hint for prefetching the record an operation will read: the entry may

@@ -21,7 +21,9 @@ var (
 // NotFound. When the record has left memory it returns Pending and the value
 // arrives through the completion callback.
 func (s *Session) Read(key, dst []byte) ([]byte, Status, error) {
-	return s.ReadHashed(key, keyhash.Hash(key), dst)
+	h := keyhash.Hash(key)
+	s.touch(h)
+	return s.ReadHashed(key, h, dst)
 }
 
 // ReadHashed is Read with key's hash, h == keyhash.Hash(key), already computed.
@@ -215,7 +217,9 @@ func (s *Session) chainBelow(key []byte, h, bound uint64) ChainBelow {
 
 // Upsert sets key to value.
 func (s *Session) Upsert(key, value []byte) (Status, error) {
-	return s.UpsertHashed(key, keyhash.Hash(key), value)
+	h := keyhash.Hash(key)
+	s.touch(h)
+	return s.UpsertHashed(key, h, value)
 }
 
 // UpsertHashed is Upsert with key's hash, h == keyhash.Hash(key), already computed.
@@ -252,7 +256,9 @@ func (s *Session) UpsertExpiring(key []byte, h uint64, value []byte, expireAt in
 // is absent). It returns Pending when the current value must be read from the
 // device or the record sits in the fuzzy region.
 func (s *Session) RMW(key, input []byte, m Merger) (Status, error) {
-	return s.RMWHashed(key, keyhash.Hash(key), input, m)
+	h := keyhash.Hash(key)
+	s.touch(h)
+	return s.RMWHashed(key, h, input, m)
 }
 
 // RMWHashed is RMW with key's hash, h == keyhash.Hash(key), already computed.
@@ -285,7 +291,9 @@ func (s *Session) RMWHeld(key []byte, h uint64, input []byte, m Merger, held uin
 // without reading the device; a key whose newest record is on the device is
 // deleted blindly and reported OK.
 func (s *Session) Delete(key []byte) (Status, error) {
-	return s.DeleteHashed(key, keyhash.Hash(key))
+	h := keyhash.Hash(key)
+	s.touch(h)
+	return s.DeleteHashed(key, h)
 }
 
 // DeleteHashed is Delete with key's hash, h == keyhash.Hash(key), already computed.

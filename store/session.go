@@ -258,6 +258,22 @@ func (s *Session) checkKeyHash(key []byte, h uint64) error {
 	return s.checkKey(key)
 }
 
+// touch starts the miss on h's index bucket the moment a one-op entry point
+// (Read, Upsert, RMW, Delete) has hashed its key. An operation that waits
+// for memory twice (bucket, then record) overlaps with the next one only if
+// the next one's first miss starts while the CPU still holds this one's
+// instructions; the checks, protection and calls between the hash and Find
+// pushed it out of that window, and one-op reads ran at one miss after the
+// other (BENCHMARKS.md, issue 18). A session that is not protected yet
+// (its first operation, or after Suspend) skips it: the table may only be
+// read under protection. The *Hashed operations leave it to their callers,
+// which prefetch (PrefetchBucket) a batch ahead.
+func (s *Session) touch(h uint64) {
+	if s.protected {
+		s.st.index.Touch(h)
+	}
+}
+
 // PrefetchBucket asks the CPU to bring the index bucket of hash h into
 // cache: the first stage of a batched executor, a few operations ahead.
 func (s *Session) PrefetchBucket(h uint64) { s.st.index.Prefetch(h) }
