@@ -21,7 +21,7 @@ func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (
 	l := s.st.log
 	var ind *Indirections
 	var raddr uint64
-	if !s.res.local() {
+	if !s.res.local() && s.st.anyIndirections() { // the test inlines, covered does not
 		ind, raddr = s.st.covered(h)
 	}
 	slot, e, ok := s.entryFor(h)
