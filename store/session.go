@@ -87,10 +87,10 @@ type Session struct {
 	_            cpu.CacheLinePad
 	st           *Store
 	g            *epoch.Guard
-	protected    bool
+	protected    bool // in epoch protection; never once closed (Close drops it, protect refuses), so begin tests only this
 	serial       uint64
 	sinceRefresh int
-	refreshEvery int // st.cfg.RefreshEvery, read per operation without the hop
+	refreshEvery int // st.cfg.RefreshEvery (fixed at Open), read per operation without the hop
 	maxKeyLen    int // st.cfg.MaxKeyLen, likewise
 	version      uint8
 	onComplete   func(Completion)

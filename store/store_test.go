@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/internal/uring"
+	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -154,6 +155,20 @@ func TestInvalidArguments(t *testing.T) {
 	s.Close()
 	if _, err := s.Upsert([]byte("k"), nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed session: %v", err)
+	}
+	// begin tests only "protected": a closed session must never be
+	// protected again, whatever is called on it.
+	s.CompletePending(true)
+	s.CompleteWrites()
+	s.PrefetchRecord(keyhash.Hash([]byte("k")))
+	if _, _, err := s.Read([]byte("k"), nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read on a closed session: %v", err)
+	}
+	if _, err := s.RMW([]byte("k"), i64(1), Int64Add{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RMW on a closed session: %v", err)
+	}
+	if _, err := s.Delete([]byte("k")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("delete on a closed session: %v", err)
 	}
 }
 
