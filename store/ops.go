@@ -319,13 +319,10 @@ func (s *Session) DeleteHashed(key []byte, h uint64) (Status, error) {
 // completion callback it cannot wait (CompletePending is not reentrant), and
 // order is then the callback's business.
 //
-// It is split so that the check inlines: an operation of a session with no
-// pending RMW pays a length test, not a call (a one-op read is bound by how
-// many instructions lie between its misses and the next operation's; see
-// BENCHMARKS.md, issue 18).
-//
-// The test is on the pending count, one field, rather than on the RMW map:
-// an unfinished RMW is a pending operation (pendingSet's invariants).
+// It is split so that the check inlines: an operation of a session with
+// nothing pending pays one field test, not a call (BENCHMARKS.md, issue
+// 18). The test is on the pending count rather than on the RMW map: an
+// unfinished RMW is a pending operation (pendingSet's invariants).
 func (s *Session) awaitRMW(h uint64) {
 	if s.pend.count > 0 {
 		s.awaitPendingRMW(h)

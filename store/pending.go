@@ -241,9 +241,8 @@ func (s *Session) advance(wait bool, left func(*pendingSet) bool) {
 	s.pend.running = true
 	defer func() { s.pend.running = false }()
 	for spins := 0; left(&s.pend); spins++ {
-		if !s.protected {
-			s.g.Protect()
-			s.protected = true
+		if !s.protected && s.protect() != nil {
+			return // closed: Close completed everything it had
 		}
 		s.g.Refresh()
 		progressed := s.pend.continueReads() + s.pend.runRetries()

@@ -87,7 +87,7 @@ type Session struct {
 	_            cpu.CacheLinePad
 	st           *Store
 	g            *epoch.Guard
-	protected    bool // in epoch protection; never once closed (Close drops it, protect refuses), so begin tests only this
+	protected    bool // in epoch protection; set only by protect, dropped by Close and Suspend
 	serial       uint64
 	sinceRefresh int
 	refreshEvery int // st.cfg.RefreshEvery (fixed at Open), read per operation without the hop
@@ -178,7 +178,9 @@ func (s *Session) begin() error {
 	return nil
 }
 
-// protect is begin's entry into protection, out of line.
+// protect enters epoch protection, refusing a closed session. It and Close
+// are the only writers of protected, which keeps begin's one-field test
+// sound: a protected session is never a closed one.
 func (s *Session) protect() error {
 	if s.closed {
 		return ErrClosed
@@ -282,12 +284,8 @@ func (s *Session) PrefetchBucket(h uint64) { s.st.index.Prefetch(h) }
 // brought in) and asks for the first line of the record it points to: the
 // second stage, fewer operations ahead. Both are hints; they change nothing.
 func (s *Session) PrefetchRecord(h uint64) {
-	if s.closed {
+	if !s.protected && s.protect() != nil { // Peek reads the table, which protection keeps alive
 		return
-	}
-	if !s.protected { // Peek reads the table, which protection keeps alive
-		s.g.Protect()
-		s.protected = true
 	}
 	if addr, ok := s.st.index.Peek(h); ok {
 		s.st.log.Prefetch(addr)
