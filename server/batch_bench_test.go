@@ -13,20 +13,22 @@ import (
 
 // BenchmarkBatchPath is the loop's CPU per operation on the native batch
 // path without the network (validate, decode, execute with the prefetch
-// pipeline, encode results): YCSB-B (95 % reads, 5 % upserts) and YCSB-C
+// pipeline, encode results): YCSB-B (95 % reads, 5 % upserts), YCSB-C and
+// the engine's F (every operation an ADD of 1, which answers the new value)
 // over 1 M uniformly chosen keys of 8 bytes, in memory, in batches of 1500
 // operations (about the 32 KiB the load generator sends). Its like-for-like
 // engine figure is store's BenchmarkYCSBBatched/<mix>/uniform/1M/w1.
 func BenchmarkBatchPath(b *testing.B) {
 	for _, mix := range []struct {
-		name  string
-		reads int // of 100
-	}{{"B", 95}, {"C", 100}} {
+		name          string
+		reads, writes int // of 100: READ, UPSERT; ADD for the rest
+	}{{"B", 95, 5}, {"C", 100, 0}, {"F", 0, 0}} {
 		b.Run(mix.name, func(b *testing.B) {
 			const keys, batchOps = 1 << 20, 1500
 			l := handLoopWith(b, store.Config{IndexBits: 18, Log: hlog.Config{PageBits: 22, MemoryBytes: 1 << 30}})
 			cs := &conn{l: l, sess: session.New(false)}
-			var k [8]byte
+			var k, one [8]byte
+			one[0] = 1
 			for i := range uint64(keys) {
 				binary.LittleEndian.PutUint64(k[:], i)
 				if _, err := l.ss.Upsert(k[:], k[:]); err != nil {
@@ -40,10 +42,13 @@ func BenchmarkBatchPath(b *testing.B) {
 				in, start := wire.BeginBatch(nil)
 				for range batchOps {
 					binary.LittleEndian.PutUint64(k[:], rng.Uint64N(keys))
-					if rng.IntN(100) < mix.reads {
+					switch p := rng.IntN(100); {
+					case p < mix.reads:
 						in = wire.AppendOp(in, wire.OpRead, k[:], nil)
-					} else {
+					case p < mix.reads+mix.writes:
 						in = wire.AppendOp(in, wire.OpUpsert, k[:], k[:])
+					default:
+						in = wire.AppendOp(in, wire.OpAdd, k[:], one[:])
 					}
 				}
 				wire.FinishRequest(in, start, wire.RequestHeader{Count: batchOps, View: 1})
