@@ -63,7 +63,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 			}
 			continue
 		}
-		l.exec(cs, a.op, a.h, h.Serial+uint64(i))
+		l.exec(cs, &a.op, a.h, h.Serial+uint64(i))
 	}
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)
@@ -97,14 +97,13 @@ type ahead struct {
 // decodeAhead decodes operation n of the batch into the window and prefetches
 // its bucket; false when the batch has no more operations.
 func (l *loop) decodeAhead(n int) bool {
-	op, ok, _ := l.ops.Next() // validated before
-	if !ok {
+	a := &l.win[n&(window-1)]
+	if ok, _ := l.ops.NextInto(&a.op); !ok { // validated before
 		return false
 	}
-	a := &l.win[n&(window-1)]
-	a.op, a.h = op, 0
-	if !op.Op.Control() {
-		a.h = keyhash.Hash(op.Key)
+	a.h = 0
+	if !a.op.Op.Control() {
+		a.h = keyhash.Hash(a.op.Key)
 		l.ss.PrefetchBucket(a.h)
 	}
 	return true
@@ -183,8 +182,10 @@ func (l *loop) resume(cs *conn, id uint64) *wire.Error {
 	return nil
 }
 
-// exec runs one data or control operation and appends its result.
-func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
+// exec runs one data or control operation and appends its result. op is
+// the loop's window slot (by pointer: an Operation does not fit in
+// registers).
+func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 	if cs.fence != nil && !op.Op.Control() && op.Op != wire.OpMigrate && cs.fence.Has(keyhash.SlotOf(h)) {
 		l.stats.notOwner.Add(1)
 		cs.sess.Result(wire.StatusError, nil, wire.CodeNotOwner)
@@ -259,7 +260,7 @@ func (l *loop) exec(cs *conn, op wire.Operation, h, serial uint64) {
 }
 
 // control answers a control operation other than OPEN.
-func (l *loop) control(cs *conn, op wire.Operation, serial uint64) {
+func (l *loop) control(cs *conn, op *wire.Operation, serial uint64) {
 	switch op.Op {
 	case wire.OpPing:
 		cs.sess.Result(wire.StatusOK, op.Value, 0)

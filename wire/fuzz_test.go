@@ -81,3 +81,94 @@ func FuzzResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNextMatchesReference: OpReader.Next, with its shape table and its
+// in-line lengths, decodes any body exactly as the plain decoder below
+// (hasValue, Control and uvarint for every length) does: the same
+// operations and the same error (the operation returned with an error
+// means nothing).
+func FuzzNextMatchesReference(f *testing.F) {
+	f.Add(uint32(2), false, encodeRequest(RequestHeader{}, []testOp{
+		{op: OpUpsert, key: bytes.Repeat([]byte("k"), 200), value: []byte("v")}, {op: OpRead, key: []byte("k")},
+	})[HeaderSize:])
+	f.Add(uint32(1), true, []byte{byte(OpPing), 0, 0x80, 0x01})
+	f.Fuzz(func(t *testing.T, count uint32, control bool, body []byte) {
+		lim := Limits{MaxBatch: 1 << 16, MaxKey: 300, MaxValue: 1 << 12}
+		h := RequestHeader{Count: count % 64, Length: uint32(len(body))}
+		if control {
+			h.Flags = FlagControl
+		}
+		var r OpReader
+		r.Reset(h, body, lim)
+		ref := referenceReader{body: body, left: h.Count, control: control, lim: lim}
+		for i := 0; ; i++ {
+			o, ok, err := r.Next()
+			wo, wok, werr := ref.next()
+			if !ok {
+				o, wo = Operation{}, Operation{}
+			}
+			if err != werr || ok != wok || o.Op != wo.Op || !bytes.Equal(o.Key, wo.Key) || !bytes.Equal(o.Value, wo.Value) {
+				t.Fatalf("op %d: Next gives %v %v %v, the reference %v %v %v", i, o, ok, err, wo, wok, werr)
+			}
+			if !ok {
+				return
+			}
+		}
+	})
+}
+
+// referenceReader is OpReader.Next written plainly, as it was before its
+// shape table and in-line lengths.
+type referenceReader struct {
+	body    []byte
+	left    uint32
+	control bool
+	lim     Limits
+}
+
+func (r *referenceReader) next() (o Operation, ok bool, err error) {
+	if r.left == 0 {
+		if len(r.body) != 0 {
+			return o, false, errTrailing
+		}
+		return o, false, nil
+	}
+	b := r.body
+	if len(b) < 2 {
+		return o, false, errTruncated
+	}
+	o.Op = Op(b[0])
+	has, known := o.Op.hasValue()
+	switch {
+	case !known:
+		return o, false, errUnknownOp
+	case r.control && !o.Op.Control():
+		return o, false, errControl
+	}
+	kl, n, err := uvarint(b[1:])
+	if err != nil {
+		return o, false, err
+	}
+	if kl > uint64(r.lim.MaxKey) {
+		return o, false, errKeySize
+	}
+	pos := 1 + n
+	var vl uint64
+	if has {
+		if vl, n, err = uvarint(b[pos:]); err != nil {
+			return o, false, err
+		}
+		if vl > uint64(r.lim.MaxValue) {
+			return o, false, errValueSize
+		}
+		pos += n
+	}
+	if uint64(len(b)-pos) < kl+vl {
+		return o, false, errTruncated
+	}
+	end := pos + int(kl)
+	o.Key, o.Value = b[pos:end], b[end:end+int(vl)]
+	r.body = b[end+int(vl):]
+	r.left--
+	return o, true, nil
+}

@@ -104,51 +104,82 @@ func (r *OpReader) Reset(h RequestHeader, body []byte, lim Limits) {
 // Next returns the next operation; ok is false after the last one. An error
 // means the batch is malformed and nothing after it can be trusted.
 func (r *OpReader) Next() (o Operation, ok bool, err error) {
-	if r.left == 0 {
-		if len(r.body) != 0 {
-			return o, false, errTrailing
-		}
-		return o, false, nil
-	}
+	ok, err = r.NextInto(&o)
+	return o, ok, err
+}
+
+// NextInto is Next decoding into *o, which it changes only when ok: a
+// caller that keeps operations in place (the server's window) saves the
+// copy of a returned Operation, which does not fit in registers.
+func (r *OpReader) NextInto(o *Operation) (ok bool, err error) {
 	b := r.body
+	pos, kl, vl, err := r.advance()
+	if pos == 0 {
+		return false, err
+	}
+	rest := b[pos:]
+	o.Op, o.Key, o.Value = Op(b[0]), rest[:kl:kl], rest[kl:kl+vl:kl+vl]
+	return true, nil
+}
+
+// advance checks the next operation and moves past it: its key starts at
+// pos in the body it was read from, its value right after, kl and vl
+// long. pos is 0 after the last operation, and with an error.
+//
+// A server runs it twice per operation (ValidateRequest, then the
+// execution's decode), so its common case stays short: the operation's
+// shape comes from a table, a length under 128 is read in line, and
+// validation builds no Operation (BENCHMARKS.md, issue 16).
+func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
+	b := r.body
+	if r.left == 0 {
+		if len(b) != 0 {
+			return 0, 0, 0, errTrailing
+		}
+		return 0, 0, 0, nil
+	}
 	if len(b) < 2 {
-		return o, false, errTruncated
+		return 0, 0, 0, errTruncated
 	}
-	o.Op = Op(b[0])
-	has, known := o.Op.hasValue()
+	shape := opShapes[b[0]]
 	switch {
-	case !known:
-		return o, false, errUnknownOp
-	case r.control && !o.Op.Control():
-		return o, false, errControl
+	case shape&shapeKnown == 0:
+		return 0, 0, 0, errUnknownOp
+	case r.control && shape&shapeControl == 0:
+		return 0, 0, 0, errControl
 	}
-	kl, n, err := uvarint(b[1:])
-	if err != nil {
-		return o, false, err
+	kl, pos = uint64(b[1]), 2
+	if kl >= 0x80 {
+		var n int
+		if kl, n, err = uvarint(b[1:]); err != nil {
+			return 0, 0, 0, err
+		}
+		pos = 1 + n
 	}
 	if kl > uint64(r.lim.MaxKey) {
-		return o, false, errKeySize
+		return 0, 0, 0, errKeySize
 	}
-	pos := 1 + n
-	var vl uint64
-	if has {
-		if vl, n, err = uvarint(b[pos:]); err != nil {
-			return o, false, err
+	if shape&shapeValue != 0 {
+		if pos < len(b) && b[pos] < 0x80 {
+			vl = uint64(b[pos])
+			pos++
+		} else {
+			var n int
+			if vl, n, err = uvarint(b[pos:]); err != nil {
+				return 0, 0, 0, err
+			}
+			pos += n
 		}
 		if vl > uint64(r.lim.MaxValue) {
-			return o, false, errValueSize
+			return 0, 0, 0, errValueSize
 		}
-		pos += n
 	}
 	if uint64(len(b)-pos) < kl+vl {
-		return o, false, errTruncated
+		return 0, 0, 0, errTruncated
 	}
-	end := pos + int(kl)
-	o.Key = b[pos:end:end]
-	o.Value = b[end : end+int(vl) : end+int(vl)]
-	r.body = b[end+int(vl):]
+	r.body = b[pos+int(kl+vl):]
 	r.left--
-	return o, true, nil
+	return pos, kl, vl, nil
 }
 
 // ValidateRequest decodes a whole request body without acting on it, so a
@@ -157,8 +188,7 @@ func ValidateRequest(h RequestHeader, body []byte, lim Limits) error {
 	var r OpReader
 	r.Reset(h, body, lim)
 	for {
-		_, ok, err := r.Next()
-		if err != nil || !ok {
+		if pos, _, _, err := r.advance(); pos == 0 {
 			return err
 		}
 	}

@@ -78,6 +78,30 @@ func (o Op) hasValue() (has, ok bool) {
 	return false, false
 }
 
+// Operation shapes, per code (opShapes): known, carries a value, control.
+const (
+	shapeKnown uint8 = 1 << iota
+	shapeValue
+	shapeControl
+)
+
+// opShapes is hasValue and Control as a table, for OpReader.Next.
+var opShapes = func() (t [256]uint8) {
+	for c := range t {
+		o := Op(c)
+		if has, ok := o.hasValue(); ok {
+			t[c] = shapeKnown
+			if has {
+				t[c] |= shapeValue
+			}
+			if o.Control() {
+				t[c] |= shapeControl
+			}
+		}
+	}
+	return t
+}()
+
 // Control reports whether the operation is a session control operation.
 func (o Op) Control() bool { return o >= OpOpen }
 
