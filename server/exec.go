@@ -230,15 +230,15 @@ func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, payload, err = l.update(op.Key, h, store.Update{If: store.IfPresent, Merge: store.Keep{}, Expire: store.ExpiryOf(at), Want: store.WantOld, WithExpiry: true})
+		st, payload, err = l.update(op.Key, h, &store.Update{If: store.IfPresent, Merge: store.Keep{}, Expire: store.ExpiryOf(at), Want: store.WantOld, WithExpiry: true})
 	case wire.OpDelete:
-		st, _, err = l.update(op.Key, h, store.Update{If: store.Remove})
+		st, _, err = l.update(op.Key, h, &store.Update{If: store.Remove})
 	case wire.OpAdd:
 		if len(op.Value) != 8 {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, payload, err = l.update(op.Key, h, store.Update{Want: store.WantNew, Merge: store.Int64Add{}, Input: op.Value})
+		st, payload, err = l.update(op.Key, h, &store.Update{Want: store.WantNew, Merge: store.Int64Add{}, Input: op.Value})
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
 	case wire.OpMigrate:

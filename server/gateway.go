@@ -223,7 +223,8 @@ func (l *loop) upsertExpiring(key []byte, h uint64, value []byte, at int64) (sto
 
 // update runs a conditional operation; the value it wants lands in the
 // loop's value buffer, valid until the next read or update.
-func (l *loop) update(key []byte, h uint64, u store.Update) (store.Status, []byte, error) {
+// u is by reference: an Update does not fit in registers.
+func (l *loop) update(key []byte, h uint64, u *store.Update) (store.Status, []byte, error) {
 	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
 	}
@@ -308,7 +309,7 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 	}
 	var st store.Status
 	var err error
-	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	l.value, st, err = l.ss.UpdateHashed(key, h, &u, l.value[:0])
 	if kind == wire.MigrateMoved && err == nil {
 		// Whether inserted or not: parking.go. A value that expired on
 		// the way reads as absent.
@@ -328,7 +329,7 @@ func (l *loop) absent(key []byte, h, since uint64) (store.Status, []byte, error)
 	var st store.Status
 	var err error
 	if since != 0 { // 0: not known, and nothing is written
-		l.value, st, err = l.ss.UpdateHashed(key, h, store.Update{If: store.DeleteIfNoneSince, Since: since}, l.value[:0])
+		l.value, st, err = l.ss.UpdateHashed(key, h, &store.Update{If: store.DeleteIfNoneSince, Since: since}, l.value[:0])
 	}
 	l.announce(key, h, nil, false)
 	return st, nil, err

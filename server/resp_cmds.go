@@ -500,7 +500,7 @@ func issueSet(l *loop, op *respOp) (store.Status, []byte, error) {
 	if op.set.get {
 		u.Want = store.WantOld
 	}
-	return l.update(op.args[1], op.hash(1), u)
+	return l.update(op.args[1], op.hash(1), &u)
 }
 
 // takeSet replies to SET: with GET the old value (or nil), otherwise OK, or
@@ -532,7 +532,7 @@ func takeSetNX(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool 
 
 // GETDEL removes the key and returns the value it removed, in one Update.
 func issueGetDel(l *loop, op *respOp) (store.Status, []byte, error) {
-	return l.update(op.args[1], op.hash(1), store.Update{If: store.Remove, Want: store.WantOld})
+	return l.update(op.args[1], op.hash(1), &store.Update{If: store.Remove, Want: store.WantOld})
 }
 
 // takeGetDel replies as GET does: the removed value, or nil.
@@ -567,7 +567,7 @@ func prepareDel(l *loop, r *respConn) bool {
 // DEL and UNLINK remove each key with an Update that reports whether it
 // held a live value: step j removes key j.
 func issueDel(l *loop, op *respOp) (store.Status, []byte, error) {
-	return l.update(op.args[1+op.i], op.hash(1+op.i), store.Update{If: store.Remove})
+	return l.update(op.args[1+op.i], op.hash(1+op.i), &store.Update{If: store.Remove})
 }
 
 func takeDel(_ *loop, r *respConn, st store.Status, _ []byte, err error) bool {
@@ -674,7 +674,7 @@ func prepareIncr(sign int64, byArg bool) func(*loop, *respConn) bool {
 
 // issueIncr adds the delta and asks for the value it produced.
 func issueIncr(l *loop, op *respOp) (store.Status, []byte, error) {
-	return l.update(op.args[1], op.hash(1), store.Update{Want: store.WantNew, Merge: decimalAdd{}, Input: op.delta[:]})
+	return l.update(op.args[1], op.hash(1), &store.Update{Want: store.WantNew, Merge: decimalAdd{}, Input: op.delta[:]})
 }
 
 func takeIncr(_ *loop, r *respConn, _ store.Status, v []byte, err error) bool {

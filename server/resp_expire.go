@@ -203,7 +203,7 @@ func issueGetEx(l *loop, op *respOp) (store.Status, []byte, error) {
 		return l.read(op.args[1], op.hash(1))
 	}
 	u := store.Update{If: store.IfPresent, Want: store.WantOld, Merge: store.Keep{}, Expire: op.exp.expiry()}
-	return l.update(op.args[1], op.hash(1), u)
+	return l.update(op.args[1], op.hash(1), &u)
 }
 
 func takeGetEx(l *loop, r *respConn, st store.Status, v []byte, err error) bool {
@@ -258,7 +258,7 @@ func prepareExpire(kind ttlKind, cmd string) func(*loop, *respConn) bool {
 // conditions let it change (store.Expiry.Allows).
 func issueExpire(l *loop, op *respOp) (store.Status, []byte, error) {
 	u := store.Update{If: store.IfPresent, Want: store.WantOld, WithExpiry: true, Merge: store.Keep{}, Expire: op.exp.expiry()}
-	return l.update(op.args[1], op.hash(1), u)
+	return l.update(op.args[1], op.hash(1), &u)
 }
 
 func takeExpire(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {
@@ -273,7 +273,7 @@ func takeExpire(_ *loop, r *respConn, st store.Status, v []byte, err error) bool
 // issuePersist removes a live key's expiry, asking for the one it had.
 func issuePersist(l *loop, op *respOp) (store.Status, []byte, error) {
 	u := store.Update{If: store.IfPresent, Want: store.WantOld, WithExpiry: true, Merge: store.Keep{}, Expire: store.Expiry{Mode: store.ClearExpiry}}
-	return l.update(op.args[1], op.hash(1), u)
+	return l.update(op.args[1], op.hash(1), &u)
 }
 
 func takePersist(_ *loop, r *respConn, st store.Status, v []byte, err error) bool {

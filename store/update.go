@@ -225,12 +225,13 @@ func (r *result) appendValue(at int64, v []byte) []byte {
 // read from the device, or sits in the fuzzy region, it returns Pending and
 // the completion carries the same Status and the value.
 func (s *Session) Update(key []byte, u Update, dst []byte) ([]byte, Status, error) {
-	return s.UpdateHashed(key, keyhash.Hash(key), u, dst)
+	return s.UpdateHashed(key, keyhash.Hash(key), &u, dst)
 }
 
 // UpdateHashed is Update with key's hash, h == keyhash.Hash(key), already
-// computed.
-func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]byte, Status, error) {
+// computed, and u by reference (it is read, never kept): an Update does
+// not fit in registers, and the server's ADD pays for every copy.
+func (s *Session) UpdateHashed(key []byte, h uint64, u *Update, dst []byte) ([]byte, Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return dst, 0, err
 	}
@@ -244,7 +245,9 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u Update, dst []byte) ([]by
 	if err := s.begin(); err != nil {
 		return dst, 0, err
 	}
-	s.res = result{update: true, cond: u.If, want: u.Want, since: u.Since, x: u.Expire, withAt: u.WithExpiry, held: u.Held, dst: dst, out: dst}
+	r := &s.res // field by field: a composite literal is built aside and copied
+	r.update, r.cond, r.want, r.since, r.x, r.withAt, r.held = true, u.If, u.Want, u.Since, u.Expire, u.WithExpiry, u.Held
+	r.dst, r.out = dst, dst
 	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
 	s.end()
 	out := s.res.out
