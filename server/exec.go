@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/internal/invariants"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/session"
 	"github.com/fleetkv/fleetkv/store"
@@ -38,18 +39,16 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	l.batchLast = h.Serial + uint64(h.Count) - 1
 	l.ops.Reset(h, body, l.s.cfg.Limits)
 	var counts [len(opNames)]uint64
-	decoded, done := 0, false
-	for i := 0; ; i++ {
-		for !done && decoded <= i+bucketAhead {
-			done = !l.decodeAhead(decoded)
-			if !done {
-				decoded++
-			}
+	// The batch was validated: it holds exactly h.Count operations.
+	n := int(h.Count)
+	for d := range min(n, bucketAhead) {
+		l.decodeAhead(d)
+	}
+	for i := range n {
+		if d := i + bucketAhead; d < n {
+			l.decodeAhead(d)
 		}
-		if i >= decoded {
-			break
-		}
-		if j := i + recordAhead; j < decoded {
+		if j := i + recordAhead; j < n {
 			if a := &l.win[j&(window-1)]; !a.op.Op.Control() {
 				l.ss.PrefetchRecord(a.h)
 			}
@@ -94,19 +93,18 @@ type ahead struct {
 	h  uint64         // keyhash.Hash(op.Key) for data operations
 }
 
-// decodeAhead decodes operation n of the batch into the window and prefetches
-// its bucket; false when the batch has no more operations.
-func (l *loop) decodeAhead(n int) bool {
+// decodeAhead decodes operation n of the batch, which has one (runBatch
+// validated it), into the window and prefetches its bucket.
+func (l *loop) decodeAhead(n int) {
 	a := &l.win[n&(window-1)]
-	if ok, _ := l.ops.NextInto(&a.op); !ok { // validated before
-		return false
+	if ok, err := l.ops.NextInto(&a.op); invariants.Enabled && !ok {
+		invariants.Fail("operation %d of a validated batch does not decode: %v", n, err)
 	}
 	a.h = 0
 	if !a.op.Op.Control() {
 		a.h = keyhash.Hash(a.op.Key)
 		l.ss.PrefetchBucket(a.h)
 	}
-	return true
 }
 
 // opIndex is an operation's counter in loopStats.ops: READ..APPEND (an
