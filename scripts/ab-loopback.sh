@@ -14,7 +14,9 @@
 # on CPU 0. A line per run: binary, workload, ops/s, server ns/op (its CPU
 # time from /proc over the run's wall time, per operation), errors.
 #
-# Usage: scripts/ab-loopback.sh BINARY_A BINARY_B   (env: ROUNDS, SECS, DIR)
+# Usage: scripts/ab-loopback.sh BINARY_A BINARY_B   (env: ROUNDS, SECS, DIR,
+#        ARGS_A and ARGS_B: extra server flags; one binary twice with two
+#        flag sets compares the flags)
 set -euo pipefail
 A=$(realpath "$1"); B=$(realpath "$2")
 cd "$(dirname "$0")/.."
@@ -24,10 +26,10 @@ D=$(mktemp -d "${DIR:-$PWD}/bench-abl.XXXXXX")
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait; rm -rf "$D"' EXIT
 go test -c -o "$D/store.test" ./store/
-declare -A bin=([a]=$A [b]=$B) port pid
+declare -A bin=([a]=$A [b]=$B) args=([a]=${ARGS_A:-} [b]=${ARGS_B:-}) port pid
 for v in a b; do
   port[$v]=$(free_port)
-  taskset -c 0 "${bin[$v]}" server --listen 127.0.0.1:${port[$v]} --admin "" --loops 1 --dir "$D/$v" --log-level warn &
+  taskset -c 0 "${bin[$v]}" server --listen 127.0.0.1:${port[$v]} --admin "" --loops 1 --dir "$D/$v" --log-level warn ${args[$v]} &
   pid[$v]=$!; pids+=($!)
 done
 for v in a b; do
@@ -43,7 +45,7 @@ run() { # v workload
   python3 -c "import json;r=json.load(open('$j'));cpu=($t1-$t0)/$hz;wall=$s1-$s0
 print('$v $wl', int(r['ops_per_sec']), round(cpu/wall/r['ops_per_sec']*1e9,1), r['errors']+r['verify_failures'])"
 }
-echo "A=$A B=$B, $(nproc) CPUs, $(date -u +%FT%TZ)"
+echo "A=$A ${ARGS_A:-} B=$B ${ARGS_B:-}, $(nproc) CPUs, $(date -u +%FT%TZ)"
 for r in $(seq "$ROUNDS"); do
   for wl in ycsb-b ycsb-f; do
     if [ $((r % 2)) = 1 ]; then run a $wl; run b $wl; else run b $wl; run a $wl; fi
