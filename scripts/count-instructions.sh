@@ -12,16 +12,17 @@
 #        scripts/count-instructions.sh /tmp/store.test 'YCSBBatched$/B/uniform/1M/w1$' 300000 600000 1
 #
 # The test binary runs with GOGC=off (no collector work inside the
-# difference), GOMAXPROCS=1 and without asynchronous preemption (its
-# signals break callgrind). Valgrind does not decode every instruction the
-# Go runtime may use (RDTSCP): a run that dies of SIGILL is retried.
+# difference), GOMAXPROCS=1, without asynchronous preemption (its signals
+# break callgrind) and with cpu.rdtscp=off (valgrind's CPU claims RDTSCP
+# but cannot decode it, and the runtime's cputicks would die of SIGILL). A
+# run that fails anyway is retried.
 set -euo pipefail
 bin=$1 bench=$2 n1=$3 n2=$4 per=$5
 command -v valgrind >/dev/null || { apt-get update && apt-get install -y valgrind; } >/dev/null
 total() {
 	local out tries
 	for tries in 1 2 3 4 5; do
-		out=$(GOGC=off GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --fair-sched=yes \
+		out=$(GOGC=off GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind --tool=callgrind --fair-sched=yes \
 			--callgrind-out-file=/dev/null "$bin" -test.run '^$' -test.bench "$bench" -test.benchtime "${1}x" 2>&1) || true
 		if grep -q '^PASS' <<<"$out"; then
 			grep 'Collected' <<<"$out" | awk '{gsub(",", "", $NF); print $NF}'
