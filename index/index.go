@@ -292,12 +292,8 @@ func (ix *Index) Touch(h uint64) {
 // The caller must be epoch-protected (a store session between operations
 // is), so that the table it reads is not freed by a finished growth.
 func (ix *Index) Peek(h uint64) (addr uint64, ok bool) {
-	b := ix.state.Load().cur.bucketFor(h)
-	tag := tagBitsOf(h)
-	for i := 0; i < entriesPerBucket; i++ {
-		if v := b[i].Load(); v&(usedBit|tentativeBit|tagMask) == usedBit|tag {
-			return Entry(v).Address(), true
-		}
+	if i, v := ix.state.Load().cur.bucketFor(h).match(usedBit | tagBitsOf(h)); i >= 0 {
+		return Entry(v).Address(), true
 	}
 	return 0, false
 }
