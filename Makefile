@@ -9,7 +9,7 @@ BIN      := bin/fleetkv
 DATA     ?= ./data
 FUZZTIME ?= 20s
 
-.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration bench-elastic sim chaos crash-test lint fuzz clean
+.PHONY: all build bin run demo test race bench bench-engine bench-server bench-ssd bench-resp bench-resp-cold bench-durability bench-checkpoint-modes bench-recovery bench-cluster bench-migration bench-elastic sim chaos crash-test lint fuzz clean
 
 all: build
 
@@ -79,6 +79,13 @@ bench-recovery:
 # The Redis protocol front and redis-server, driven by redis-benchmark (REQUESTS per run).
 bench-resp:
 	./scripts/bench-resp.sh $(REQUESTS)
+
+# Cold reads on the RESP front beside the native front, MGET of 500 cold
+# keys beside a GET at queue depth 32, and fio's figures for the device
+# (ROUNDS rounds).
+ROUNDS ?= 3
+bench-resp-cold:
+	./scripts/bench-resp-cold.sh $(ROUNDS)
 
 # The routed client's cost on one server, and three fleetkv servers beside
 # three redis-server processes in cluster mode (redis-benchmark --cluster).
