@@ -106,10 +106,12 @@ type Ring struct {
 	// The submitter goroutine is the only one that enters the kernel to
 	// submit (Close aside): entering can block while the device's queue is
 	// full, and the goroutines that publish SQEs are event loops that must
-	// never block. kick (capacity 1) wakes it; it re-reads the SQ after each
-	// wake, so a kick that finds the channel full loses nothing.
-	kick    chan struct{}
-	subStop chan struct{}
+	// never block. It sleeps on the futex word kick (kicker.go), not on a
+	// channel: waking a goroutine locked to its thread through the Go
+	// scheduler costs a hand-off of a P between threads, two or three
+	// thread wake-ups, where a futex wakes the one thread.
+	kick    kicker
+	subStop atomic.Bool
 	subDone chan struct{}
 
 	// backlog holds requests that found every slot taken, oldest first at
@@ -168,8 +170,6 @@ func (r *Ring) init(p *params) error {
 		return err
 	}
 	r.closing = make(chan struct{})
-	r.kick = make(chan struct{}, 1)
-	r.subStop = make(chan struct{})
 	r.subDone = make(chan struct{})
 	r.done = make(chan struct{})
 	r.closeDone = make(chan struct{})
@@ -347,12 +347,7 @@ func (r *Ring) submit(idx uint32, req request) bool {
 }
 
 // kickSubmitter wakes the submitter goroutine; it never blocks.
-func (r *Ring) kickSubmitter() {
-	select {
-	case r.kick <- struct{}{}:
-	default: // a kick is pending: the submitter will see this SQE too
-	}
-}
+func (r *Ring) kickSubmitter() { r.kick.wake() }
 
 // submitLoop is the submitter goroutine: on each kick it enters the kernel
 // until every published SQE is consumed. It is locked to its thread, so the
@@ -363,9 +358,8 @@ func (r *Ring) submitLoop() {
 	defer runtime.UnlockOSThread()
 	defer close(r.subDone)
 	for {
-		select {
-		case <-r.kick:
-		case <-r.subStop:
+		r.kick.sleep()
+		if r.subStop.Load() {
 			return
 		}
 		r.flush(atomic.LoadUint32(r.sqTail) - 1)
@@ -561,7 +555,8 @@ func (r *Ring) Close() error {
 		<-r.free // each slot comes back when its I/O has completed
 	}
 	r.flushing.Wait()
-	close(r.subStop) // every slot is back: every SQE was consumed
+	r.subStop.Store(true) // every slot is back: every SQE was consumed
+	r.kick.wake()
 	<-r.subDone
 	r.stopReaper()
 	<-r.done
