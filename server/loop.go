@@ -40,14 +40,11 @@ type loop struct {
 	// last operation (and calls sessionGone).
 	closing map[*conn]struct{}
 	dirty   []*conn // connections with completions to write
-	// respDirty are the RESP connections with replies that completions
-	// made ready (respHoleCompleted).
-	respDirty []*respConn
-	polling   bool    // a poll of pending operations is scheduled
-	stalled   []*conn // connections with unread input held back by MaxPendingIO
-	pollFn    gnet.RunnableFunc
-	ops       wire.OpReader
-	win       [window]ahead // decoded operations of the batch running
+	polling bool    // a poll of pending operations is scheduled
+	stalled []*conn // connections with unread input held back by MaxPendingIO
+	pollFn  gnet.RunnableFunc
+	ops     wire.OpReader
+	win     [window]ahead // decoded operations of the batch running
 	// batchLast is the serial of the last operation of the batch running.
 	batchLast uint64
 	value     []byte       // read buffer, reused
@@ -340,8 +337,7 @@ func (l *loop) completed(c store.Completion) {
 	}
 }
 
-// flushDirty writes completions that arrived for other connections: the
-// native ones' responses and the RESP ones' replies they made ready.
+// flushDirty writes completions that arrived for other connections.
 func (l *loop) flushDirty() {
 	for i, cs := range l.dirty {
 		cs.dirty = false
@@ -349,12 +345,6 @@ func (l *loop) flushDirty() {
 		l.dirty[i] = nil
 	}
 	l.dirty = l.dirty[:0]
-	for i, r := range l.respDirty {
-		r.dirty = false
-		l.respWrite(r)
-		l.respDirty[i] = nil
-	}
-	l.respDirty = l.respDirty[:0]
 }
 
 // schedulePoll arranges for the loop to advance its pending operations again

@@ -134,23 +134,14 @@ func (l *loop) freeOut(b []byte) {
 	}
 }
 
-// respHoleCompleted fills a hole of r with its read's outcome. Replies
-// that became ready are written by flushDirty, which follows every
-// advancePending, with those of every other connection the same
-// completions filled, in the turn they completed in. Only a connection
-// that quit goes through gnet again: its turn closes it once the last
-// reply is out.
+// respHoleCompleted fills a hole of r with its read's outcome and, when
+// replies became ready, has the connection write them.
 func (l *loop) respHoleCompleted(r *respConn, h *respHole, c store.Completion) {
-	if r.closed || !l.fillHole(r, h, c) {
+	if r.closed {
 		return
 	}
-	if r.quit {
+	if l.fillHole(r, h, c) {
 		_ = r.c.Wake(nil)
-		return
-	}
-	if !r.dirty {
-		r.dirty = true
-		l.respDirty = append(l.respDirty, r)
 	}
 }
 
