@@ -37,6 +37,9 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// The servers' ports are picked free next: until etcd holds its client
+	// port, one of them can be that port (a server then fails to listen).
+	waitListening(t, client, 30*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -85,4 +88,21 @@ func twoPorts(t *testing.T) (string, string) {
 	}
 	defer b.Close()
 	return a.Addr().String(), b.Addr().String()
+}
+
+// waitListening waits until something accepts connections at addr.
+func waitListening(t *testing.T, addr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens at %s after %v: %v", addr, limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
