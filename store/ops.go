@@ -280,6 +280,12 @@ func (s *Session) RMWHeld(key []byte, h uint64, input []byte, m Merger, held uin
 	if invariants.Enabled && (s.res.update || s.res.dst != nil || s.res.held != 0) {
 		invariants.Fail("a plain RMW runs with an Update's result %+v", s.res)
 	}
+	if held == 0 && !s.st.anyIndirections() { // mergesLive of the zero result
+		if done, err := s.rmwNewest(key, h, input, m); done {
+			s.end()
+			return OK, err
+		}
+	}
 	s.res.held = held
 	st, err := s.rmw(key, input, m, h, nil)
 	s.res.held = 0

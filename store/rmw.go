@@ -1,20 +1,84 @@
 package store
 
 import (
+	"bytes"
+
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/internal/invariants"
 )
 
 // rmw runs one read-modify-write. p is the pending record when the operation
 // is being retried from CompletePending, nil for a new operation; when rmw
 // returns Pending, the operation (p or a new record) is queued again,
-// otherwise the caller finishes p.
+// otherwise the caller finishes p. Its entry points (RMWHeld, UpdateHashed)
+// try rmwNewest first, in line, where result.mergesLive allows.
 func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {
 	for spins := 0; ; spins++ {
 		if st, err := s.rmwOnce(key, input, m, h, p); !s.again(err, spins) {
 			return st, err
 		}
 	}
+}
+
+// rmwNewest is the common case of an RMW, or of an Update that merges
+// into a live value (result.mergesLive), tried before the general path and
+// decided as rmwOnce and rmwMutable would decide it: key's newest record
+// is the first of its index chain, in the mutable region, live without an
+// expiry, and the merge fits in place. It reports whether it is done
+// (merged, or the merge failed with err); otherwise nothing changed and
+// rmwOnce decides. The caller has checked mergesLive and that no
+// indirection is installed (a covered key's records here may not be its
+// newest).
+func (s *Session) rmwNewest(key []byte, h uint64, input []byte, m Merger) (bool, error) {
+	var e index.Entry
+	if s.res.update {
+		var ok bool
+		if _, e, ok = s.entryFor(h); !ok {
+			return false, nil
+		}
+	} else {
+		_, e = s.findOrCreate(h) // entryFor's case for a plain RMW, without its tests
+	}
+	l := s.st.log
+	addr := e.Address()
+	if addr < l.MutableFrom() {
+		return false, nil // a new entry, or read-only or on the device
+	}
+	r := l.Record(addr)
+	if invariants.Enabled {
+		s.checkRecord(addr, r)
+	}
+	if !bytes.Equal(r.Key(), key) {
+		return false, nil // another key's record first: rmwOnce traces the chain
+	}
+	hdr, ok := r.Lock()
+	if !ok {
+		return false, nil // sealed: a newer copy exists
+	}
+	raw := r.Value()
+	if hdr&(hlog.FlagTombstone|hlog.FlagExpires) != 0 {
+		r.Unlock(hdr, len(raw)) // as it was: rmwMutable counts and keeps expiries
+		return false, nil
+	}
+	if s.res.update {
+		s.reportOld(prior{value: raw, counted: true, live: true})
+	}
+	var n int
+	var fits bool
+	var err error
+	if _, add := m.(Int64Add); add {
+		n, fits, err = Int64Add{}.InPlace(raw, input) // counters' merge, called directly: it inlines
+	} else {
+		n, fits, err = m.InPlace(raw, input)
+	}
+	if err != nil || !fits {
+		r.Unlock(hdr, len(raw)) // as it was
+		return err != nil, err
+	}
+	s.reportNew(true, 0, raw[:n])
+	r.Unlock(hdr, n)
+	return true, nil
 }
 
 func (s *Session) rmwOnce(key, input []byte, m Merger, h uint64, p *pendingOp) (Status, error) {

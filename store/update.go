@@ -113,6 +113,15 @@ func (c Cond) creates() bool {
 // own records alone (its condition's, or those at or above held).
 func (r *result) local() bool { return r.cond.bySince() || r.held != 0 }
 
+// mergesLive reports whether the running RMW or Update merges its input
+// into the key's value when that value is live, keeping its expiry, with
+// nothing else to decide: a plain RMW, or an Update that is not held, is
+// not conditional on absence or on a record's age, and leaves the expiry
+// as it is. rmwNewest may then decide it from the newest record alone.
+func (r *result) mergesLive() bool {
+	return r.held == 0 && r.x.Mode == KeepExpiry && (r.cond == Always || r.cond == IfPresent)
+}
+
 // bySince reports whether c is decided by whether the key has a record at
 // or above Update.Since, from the store's own records alone (a remote
 // value, indirect.go, is not looked for).
@@ -212,6 +221,8 @@ func (s *Session) reportNew(live bool, at int64, v []byte) {
 }
 
 // appendValue appends a wanted value to dst, with its expiry when asked.
+//
+//go:noinline
 func (r *result) appendValue(at int64, v []byte) []byte {
 	if r.withAt {
 		return withExpiry(r.dst, at, v)
@@ -248,7 +259,13 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u *Update, dst []byte) ([]b
 	r := &s.res // field by field: a composite literal is built aside and copied
 	r.update, r.cond, r.want, r.since, r.x, r.withAt, r.held = true, u.If, u.Want, u.Since, u.Expire, u.WithExpiry, u.Held
 	r.dst, r.out = dst, dst
-	st, err := s.rmw(key, u.Input, u.Merge, h, nil)
+	st, err, done := OK, error(nil), false
+	if r.mergesLive() && !s.st.anyIndirections() {
+		done, err = s.rmwNewest(key, h, u.Input, u.Merge)
+	}
+	if !done {
+		st, err = s.rmw(key, u.Input, u.Merge, h, nil)
+	}
 	s.end()
 	out := s.res.out
 	if err == nil && st != Pending {

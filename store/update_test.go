@@ -563,3 +563,80 @@ func TestIfNoneSinceNeverWritesBelowSince(t *testing.T) {
 		t.Fatalf("after a repeated insert: %q %v, want the client's write", v, status)
 	}
 }
+
+// TestRMWInPlaceCases: an add, as a plain RMW and as an Update, on the
+// records where rmwNewest must leave the decision to the general path (the
+// key's record behind another key's in the chain, a tombstone, an expiring
+// value) and where it merges itself (a live value, a value that is not an
+// int64), all in the mutable region. Each case checks the answer, the
+// key's value and expiry afterwards, and that the other key in its chain
+// kept its value.
+func TestRMWInPlaceCases(t *testing.T) {
+	const soon = 5000 // ms ahead of the clock
+	cases := []struct {
+		name  string
+		place func(t *testing.T, st *Store, s *Session, k []byte, now int64) (other []byte) // other holds 7
+		err   error
+		value []byte // the key's value afterwards (nil: none)
+		ahead int64  // and its expiry, ahead of the clock (0: none)
+	}{
+		{"live", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			return nil
+		}, nil, i64(42), 0},
+		{"not-int64", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, []byte("abc")))
+			return nil
+		}, ErrNotInt64, []byte("abc"), 0},
+		{"behind-collider", func(t *testing.T, st *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			c := collider(t, k, st.index.Bits())
+			mustStatus(t, OK)(s.Upsert(c, i64(7)))
+			return c
+		}, nil, i64(42), 0},
+		{"deleted", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			mustStatus(t, OK)(s.Delete(k))
+			return nil
+		}, nil, i64(1), 0},
+		{"expiring", func(t *testing.T, _ *Store, s *Session, k []byte, now int64) []byte {
+			mustStatus(t, OK)(s.UpsertExpiring(k, keyhash.Hash(k), i64(41), now+soon))
+			return nil
+		}, nil, i64(42), soon},
+	}
+	adds := []struct {
+		name string
+		run  func(s *Session, k []byte) (Status, error)
+	}{
+		{"rmw", func(s *Session, k []byte) (Status, error) { return s.RMW(k, i64(1), Int64Add{}) }},
+		{"update", func(s *Session, k []byte) (Status, error) {
+			_, st, err := s.Update(k, Update{Want: WantNew, Merge: Int64Add{}, Input: i64(1)}, nil)
+			return st, err
+		}},
+	}
+	for _, c := range cases {
+		for _, add := range adds {
+			t.Run(c.name+"/"+add.name, func(t *testing.T) {
+				st, s, clock := expiryStore(t)
+				k := []byte("counter")
+				other := c.place(t, st, s, k, clock.Now())
+				if stt, err := add.run(s, k); !errors.Is(err, c.err) || stt == Pending {
+					t.Fatalf("add: %v %v, want error %v", stt, err, c.err)
+				}
+				at, v, gst := readExpiring(t, s, k)
+				wantAt := int64(0)
+				if c.ahead != 0 {
+					wantAt = clock.Now() + c.ahead
+				}
+				if (gst == OK) != (c.value != nil) || !bytes.Equal(v, c.value) || at != wantAt {
+					t.Errorf("afterwards %v %q expiring at %d, want %q at %d", gst, v, at, c.value, wantAt)
+				}
+				if other != nil {
+					if v, gst := syncRead(t, s, other); gst != OK || !bytes.Equal(v, i64(7)) {
+						t.Errorf("the other key of the chain holds %v %q, want 7", gst, v)
+					}
+				}
+			})
+		}
+	}
+}
