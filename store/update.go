@@ -221,8 +221,6 @@ func (s *Session) reportNew(live bool, at int64, v []byte) {
 }
 
 // appendValue appends a wanted value to dst, with its expiry when asked.
-//
-//go:noinline
 func (r *result) appendValue(at int64, v []byte) []byte {
 	if r.withAt {
 		return withExpiry(r.dst, at, v)
