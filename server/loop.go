@@ -40,11 +40,14 @@ type loop struct {
 	// last operation (and calls sessionGone).
 	closing map[*conn]struct{}
 	dirty   []*conn // connections with completions to write
-	polling bool    // a poll of pending operations is scheduled
-	stalled []*conn // connections with unread input held back by MaxPendingIO
-	pollFn  gnet.RunnableFunc
-	ops     wire.OpReader
-	win     [window]ahead // decoded operations of the batch running
+	// respDirty are the RESP connections with replies that completions
+	// made ready (respHoleCompleted).
+	respDirty []*respConn
+	polling   bool    // a poll of pending operations is scheduled
+	stalled   []*conn // connections with unread input held back by MaxPendingIO
+	pollFn    gnet.RunnableFunc
+	ops       wire.OpReader
+	win       [window]ahead // decoded operations of the batch running
 	// batchLast is the serial of the last operation of the batch running.
 	batchLast uint64
 	value     []byte       // read buffer, reused
@@ -337,7 +340,8 @@ func (l *loop) completed(c store.Completion) {
 	}
 }
 
-// flushDirty writes completions that arrived for other connections.
+// flushDirty writes completions that arrived for other connections: the
+// native ones' responses and the RESP ones' replies they made ready.
 func (l *loop) flushDirty() {
 	for i, cs := range l.dirty {
 		cs.dirty = false
@@ -345,6 +349,12 @@ func (l *loop) flushDirty() {
 		l.dirty[i] = nil
 	}
 	l.dirty = l.dirty[:0]
+	for i, r := range l.respDirty {
+		r.dirty = false
+		l.respWrite(r)
+		l.respDirty[i] = nil
+	}
+	l.respDirty = l.respDirty[:0]
 }
 
 // schedulePoll arranges for the loop to advance its pending operations again

@@ -40,6 +40,7 @@ type respConn struct {
 	// output before the first (resp_holes.go).
 	holes []*respHole
 	ready []byte
+	dirty bool // in l.respDirty: holes filled since its last write
 }
 
 // respOp is the command running on a connection: which step of it is next,

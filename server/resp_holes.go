@@ -134,14 +134,26 @@ func (l *loop) freeOut(b []byte) {
 	}
 }
 
-// respHoleCompleted fills a hole of r with its read's outcome and, when
-// replies became ready, has the connection write them.
+// respHoleCompleted fills a hole of r with its read's outcome. When the
+// fill answers the connection's last open hole, its replies are written by
+// flushDirty, which follows every advancePending: in the turn they
+// completed in, with those of every other connection the same completions
+// answered. While holes stay open, the connection goes through gnet
+// (Wake), so that a pipeline's partial fills make one write per pass
+// (writing every turn's fills cost pipelined throughput; BENCHMARKS.md);
+// so does a connection that quit, whose turn closes it once the last
+// reply is out.
 func (l *loop) respHoleCompleted(r *respConn, h *respHole, c store.Completion) {
-	if r.closed {
+	if r.closed || !l.fillHole(r, h, c) {
 		return
 	}
-	if l.fillHole(r, h, c) {
+	if r.quit || len(r.holes) > 0 {
 		_ = r.c.Wake(nil)
+		return
+	}
+	if !r.dirty {
+		r.dirty = true
+		l.respDirty = append(l.respDirty, r)
 	}
 }
 
