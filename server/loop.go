@@ -283,7 +283,10 @@ func (l *loop) write(cs *conn) {
 }
 
 // advancePending lets the store finish what it can of the loop's pending
-// operations; their completions go to their connections' output.
+// operations; their completions go to their connections' output. Every
+// caller follows it with flushDirty: the connections completions queued
+// (l.dirty, native ones; l.respDirty, RESP ones whose last open hole was
+// filled) are written there, and nothing wakes them otherwise.
 func (l *loop) advancePending() {
 	if l.ss.PendingCount() > 0 {
 		l.ss.CompletePending(false)
