@@ -40,8 +40,8 @@ type loop struct {
 	// last operation (and calls sessionGone).
 	closing map[*conn]struct{}
 	dirty   []*conn // connections with completions to write
-	// respDirty are the RESP connections with replies that completions
-	// made ready (respHoleCompleted).
+	// respDirty are the RESP connections whose last open hole a
+	// completion filled, for flushDirty to write (respHoleCompleted).
 	respDirty []*respConn
 	polling   bool    // a poll of pending operations is scheduled
 	stalled   []*conn // connections with unread input held back by MaxPendingIO

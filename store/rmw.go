@@ -38,7 +38,10 @@ func (s *Session) rmwNewest(key []byte, h uint64, input []byte, m Merger) (bool,
 			return false, nil
 		}
 	} else {
-		_, e = s.findOrCreate(h) // entryFor's case for a plain RMW, without its tests
+		// entryFor's case for a plain RMW, called without its tests
+		// (entryFor does not inline): 597 instructions per one-op RMW
+		// against 611 through entryFor.
+		_, e = s.findOrCreate(h)
 	}
 	l := s.st.log
 	addr := e.Address()
