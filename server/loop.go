@@ -46,7 +46,7 @@ type loop struct {
 	polling   bool    // a poll of pending operations is scheduled
 	stalled   []*conn // connections with unread input held back by MaxPendingIO
 	pollFn    gnet.RunnableFunc
-	ops       wire.OpReader
+	ops       wire.ValidOps
 	win       [window]ahead // decoded operations of the batch running
 	// batchLast is the serial of the last operation of the batch running.
 	batchLast uint64

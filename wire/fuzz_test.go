@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -86,35 +87,103 @@ func FuzzResponse(f *testing.F) {
 // in-line lengths, decodes any body exactly as the plain decoder below
 // (hasValue, Control and uvarint for every length) does: the same
 // operations and the same error (the operation returned with an error
-// means nothing).
+// means nothing). ValidateRequest, with its own in-line common case, gives
+// the reference's first error, and on a body it accepts ValidOps decodes
+// the reference's operations.
 func FuzzNextMatchesReference(f *testing.F) {
 	f.Add(uint32(2), false, encodeRequest(RequestHeader{}, []testOp{
 		{op: OpUpsert, key: bytes.Repeat([]byte("k"), 200), value: []byte("v")}, {op: OpRead, key: []byte("k")},
 	})[HeaderSize:])
 	f.Add(uint32(1), true, []byte{byte(OpPing), 0, 0x80, 0x01})
-	f.Fuzz(func(t *testing.T, count uint32, control bool, body []byte) {
-		lim := Limits{MaxBatch: 1 << 16, MaxKey: 300, MaxValue: 1 << 12}
-		h := RequestHeader{Count: count % 64, Length: uint32(len(body))}
-		if control {
-			h.Flags = FlagControl
+	f.Add(uint32(2), false, encodeRequest(RequestHeader{}, []testOp{
+		{op: OpUpsert, key: []byte("k"), value: bytes.Repeat([]byte("v"), 300)}, {op: OpDelete, key: bytes.Repeat([]byte("k"), 130)},
+	})[HeaderSize:])
+	f.Fuzz(matchReference)
+}
+
+// TestDecodersMatchReference runs FuzzNextMatchesReference's check on
+// seeded random bodies: well-formed batches of short and long operations
+// with one byte changed, or cut short, in most of them.
+func TestDecodersMatchReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		ops := make([]testOp, rng.IntN(6))
+		for i := range ops {
+			ops[i] = testOp{op: allOps[rng.IntN(len(allOps))], key: make([]byte, randLen(rng)), value: make([]byte, randLen(rng))}
 		}
-		var r OpReader
-		r.Reset(h, body, lim)
-		ref := referenceReader{body: body, left: h.Count, control: control, lim: lim}
-		for i := 0; ; i++ {
-			o, ok, err := r.Next()
-			wo, wok, werr := ref.next()
-			if !ok {
-				o, wo = Operation{}, Operation{}
+		body := encodeRequest(RequestHeader{}, ops)[HeaderSize:]
+		switch rng.IntN(4) {
+		case 0, 1:
+			if len(body) > 0 {
+				body[rng.IntN(len(body))] = byte(rng.Uint32())
 			}
-			if err != werr || ok != wok || o.Op != wo.Op || !bytes.Equal(o.Key, wo.Key) || !bytes.Equal(o.Value, wo.Value) {
-				t.Fatalf("op %d: Next gives %v %v %v, the reference %v %v %v", i, o, ok, err, wo, wok, werr)
-			}
-			if !ok {
-				return
-			}
+		case 2:
+			body = body[:rng.IntN(len(body)+1)]
 		}
-	})
+		count := uint32(len(ops)) + uint32(rng.IntN(3)) - 1
+		matchReference(t, count|uint32(rng.IntN(2))<<6, rng.IntN(8) == 0, body)
+	}
+}
+
+// randLen is a key or value length: mostly short, sometimes 128 or more.
+func randLen(rng *rand.Rand) int {
+	if rng.IntN(8) == 0 {
+		return 120 + rng.IntN(200)
+	}
+	return rng.IntN(12)
+}
+
+// matchReference is FuzzNextMatchesReference's check of one body.
+func matchReference(t *testing.T, count uint32, control bool, body []byte) {
+	lim := Limits{MaxBatch: 1 << 16, MaxKey: 300, MaxValue: 1 << 12}
+	if count&64 != 0 { // limits under 128, met by one-byte lengths
+		lim.MaxKey, lim.MaxValue = 5, 9
+	}
+	h := RequestHeader{Count: count % 64, Length: uint32(len(body))}
+	if control {
+		h.Flags = FlagControl
+	}
+	var r OpReader
+	r.Reset(h, body, lim)
+	ref := referenceReader{body: body, left: h.Count, control: control, lim: lim}
+	var want []Operation
+	for i := 0; ; i++ {
+		o, ok, err := r.Next()
+		wo, wok, werr := ref.next()
+		if !ok {
+			o, wo = Operation{}, Operation{}
+		}
+		if err != werr || ok != wok || o.Op != wo.Op || !bytes.Equal(o.Key, wo.Key) || !bytes.Equal(o.Value, wo.Value) {
+			t.Fatalf("op %d: Next gives %v %v %v, the reference %v %v %v", i, o, ok, err, wo, wok, werr)
+		}
+		if !ok {
+			if verr := ValidateRequest(h, body, lim); verr != werr {
+				t.Fatalf("ValidateRequest gives %v, the reference %v", verr, werr)
+			}
+			if werr == nil {
+				checkValidOps(t, body, want)
+			}
+			return
+		}
+		want = append(want, wo)
+	}
+}
+
+// checkValidOps: ValidOps decodes the operations of a body that
+// ValidateRequest accepted as want, and ends where the body does.
+func checkValidOps(t *testing.T, body []byte, want []Operation) {
+	var v ValidOps
+	v.Reset(body)
+	for i, w := range want {
+		var o Operation
+		v.NextInto(&o)
+		if o.Op != w.Op || !bytes.Equal(o.Key, w.Key) || !bytes.Equal(o.Value, w.Value) {
+			t.Fatalf("op %d: ValidOps gives %v, the reference %v", i, o, w)
+		}
+	}
+	if v.pos != len(body) {
+		t.Fatalf("ValidOps ends at %d of a body of %d bytes", v.pos, len(body))
+	}
 }
 
 // referenceReader is OpReader.Next written plainly, as it was before its

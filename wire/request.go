@@ -125,11 +125,6 @@ func (r *OpReader) NextInto(o *Operation) (ok bool, err error) {
 // advance checks the next operation and moves past it: its key starts at
 // pos in the body it was read from, its value right after, kl and vl
 // long. pos is 0 after the last operation, and with an error.
-//
-// A server runs it twice per operation (ValidateRequest, then the
-// execution's decode), so its common case stays short: the operation's
-// shape comes from a table, a length under 128 is read in line, and
-// validation builds no Operation (BENCHMARKS.md, issue 16).
 func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 	b := r.body
 	if r.left == 0 {
@@ -138,6 +133,23 @@ func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 		}
 		return 0, 0, 0, nil
 	}
+	if pos, kl, vl, err = checkOp(b, r.control, r.lim); err != nil {
+		return 0, 0, 0, err
+	}
+	r.body = b[pos+int(kl+vl):]
+	r.left--
+	return pos, kl, vl, nil
+}
+
+// checkOp checks the operation that starts b: its key starts at pos, its
+// value right after, kl and vl long, all within b. It is the one check of
+// an operation, for OpReader and ValidateRequest alike.
+//
+// A server runs it once per operation (ValidateRequest) and decodes the
+// operation again without checks (ValidOps), so its common case stays
+// short: the operation's shape comes from a table, a length under 128 is
+// read in line, and it builds no Operation (BENCHMARKS.md, issue 16).
+func checkOp(b []byte, control bool, lim Limits) (pos int, kl, vl uint64, err error) {
 	if len(b) < 2 {
 		return 0, 0, 0, errTruncated
 	}
@@ -145,7 +157,7 @@ func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 	switch {
 	case shape&shapeKnown == 0:
 		return 0, 0, 0, errUnknownOp
-	case r.control && shape&shapeControl == 0:
+	case control && shape&shapeControl == 0:
 		return 0, 0, 0, errControl
 	}
 	kl, pos = uint64(b[1]), 2
@@ -156,7 +168,7 @@ func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 		}
 		pos = 1 + n
 	}
-	if kl > uint64(r.lim.MaxKey) {
+	if kl > uint64(lim.MaxKey) {
 		return 0, 0, 0, errKeySize
 	}
 	if shape&shapeValue != 0 {
@@ -170,26 +182,92 @@ func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 			}
 			pos += n
 		}
-		if vl > uint64(r.lim.MaxValue) {
+		if vl > uint64(lim.MaxValue) {
 			return 0, 0, 0, errValueSize
 		}
 	}
 	if uint64(len(b)-pos) < kl+vl {
 		return 0, 0, 0, errTruncated
 	}
-	r.body = b[pos+int(kl+vl):]
-	r.left--
 	return pos, kl, vl, nil
 }
 
 // ValidateRequest decodes a whole request body without acting on it, so a
 // server can reject a malformed batch before executing any of it.
+//
+// Its loop takes the common operation in line: a data batch, a known
+// operation code, key and value lengths under 128 within the limits and
+// the body. Everything else goes to checkOp, which gives the error.
 func ValidateRequest(h RequestHeader, body []byte, lim Limits) error {
-	var r OpReader
-	r.Reset(h, body, lim)
-	for {
-		if pos, _, _, err := r.advance(); pos == 0 {
+	b, control := body[:h.Length], h.Control()
+	maxKey, maxValue := uint64(lim.MaxKey), uint64(lim.MaxValue)
+	for left := h.Count; left > 0; left-- {
+		if !control && len(b) >= 3 {
+			shape, kl, vl, pos := opShapes[b[0]], uint64(b[1]), uint64(0), 2
+			if shape&shapeValue != 0 {
+				vl, pos = uint64(b[2]), 3
+			}
+			if shape&shapeKnown != 0 && (kl|vl) < 0x80 && kl <= maxKey && vl <= maxValue && uint64(len(b)-pos) >= kl+vl {
+				b = b[pos+int(kl+vl):]
+				continue
+			}
+		}
+		pos, kl, vl, err := checkOp(b, control, lim)
+		if err != nil {
 			return err
 		}
+		b = b[pos+int(kl+vl):]
 	}
+	if len(b) != 0 {
+		return errTrailing
+	}
+	return nil
+}
+
+// ValidOps decodes the operations of a body that ValidateRequest accepted
+// (Reset with exactly that body) without checking them again. On any
+// other body it may panic with an index out of range; it never reads
+// outside the body.
+type ValidOps struct {
+	body []byte
+	pos  int // where the next operation starts
+}
+
+// Reset prepares v for a body ValidateRequest accepted.
+func (v *ValidOps) Reset(body []byte) { v.body, v.pos = body, 0 }
+
+// NextInto decodes the next operation into *o; the caller calls it no more
+// times than the batch has operations. Lengths under 128 are read in line;
+// a longer one goes to nextLong.
+func (v *ValidOps) NextInto(o *Operation) {
+	b := v.body[v.pos:]
+	kl, vl, pos := int(b[1]), 0, 2
+	if opShapes[b[0]]&shapeValue != 0 {
+		vl, pos = int(b[2]), 3
+	}
+	if kl|vl >= 0x80 {
+		v.nextLong(o)
+		return
+	}
+	v.take(o, b, pos, kl, vl)
+}
+
+// nextLong is NextInto for an operation with a length of 128 or more.
+func (v *ValidOps) nextLong(o *Operation) {
+	b := v.body[v.pos:]
+	k, n := binary.Uvarint(b[1:])
+	kl, pos, vl := int(k), 1+n, 0
+	if opShapes[b[0]]&shapeValue != 0 {
+		x, n := binary.Uvarint(b[pos:])
+		vl, pos = int(x), pos+n
+	}
+	v.take(o, b, pos, kl, vl)
+}
+
+// take sets *o to the operation that starts b, whose key starts at pos,
+// and moves past it.
+func (v *ValidOps) take(o *Operation, b []byte, pos, kl, vl int) {
+	rest := b[pos:]
+	o.Op, o.Key, o.Value = Op(b[0]), rest[:kl:kl], rest[kl:kl+vl:kl+vl]
+	v.pos += pos + kl + vl
 }
