@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/fleetkv/fleetkv/internal/invariants"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/session"
 	"github.com/fleetkv/fleetkv/store"
@@ -62,6 +63,9 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 			continue
 		}
 		l.exec(cs, &a.op, a.h, h.Serial+uint64(i))
+	}
+	if invariants.Enabled && !l.ops.Done() {
+		invariants.Fail("a validated batch of %d operations has bytes after them", n)
 	}
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)

@@ -181,7 +181,7 @@ func checkValidOps(t *testing.T, body []byte, want []Operation) {
 			t.Fatalf("op %d: ValidOps gives %v, the reference %v", i, o, w)
 		}
 	}
-	if v.pos != len(body) {
+	if !v.Done() {
 		t.Fatalf("ValidOps ends at %d of a body of %d bytes", v.pos, len(body))
 	}
 }
