@@ -145,10 +145,12 @@ func (r *OpReader) advance() (pos int, kl, vl uint64, err error) {
 // value right after, kl and vl long, all within b. It is the one check of
 // an operation, for OpReader and ValidateRequest alike.
 //
-// A server runs it once per operation (ValidateRequest) and decodes the
-// operation again without checks (ValidOps), so its common case stays
-// short: the operation's shape comes from a table, a length under 128 is
-// read in line, and it builds no Operation (BENCHMARKS.md, issue 16).
+// A server's ValidateRequest runs it only for operations outside its
+// in-line common case, and the server then decodes every operation once
+// more without checks (ValidOps). OpReader (clients, tests) runs it for
+// every operation, so its common case stays short too: the operation's
+// shape comes from a table, a length under 128 is read in line, and it
+// builds no Operation (BENCHMARKS.md, issue 16).
 func checkOp(b []byte, control bool, lim Limits) (pos int, kl, vl uint64, err error) {
 	if len(b) < 2 {
 		return 0, 0, 0, errTruncated
