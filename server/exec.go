@@ -38,7 +38,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	cs.sess.BeginResponse(h.Serial)
 	l.batchLast = h.Serial + uint64(h.Count) - 1
 	l.ops.Reset(body)
-	var counts [len(opNames)]uint64
+	var counts opCounts
 	// The batch was validated: it holds exactly h.Count operations.
 	n := int(h.Count)
 	for d := range min(n, bucketAhead) {
@@ -54,7 +54,7 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 			}
 		}
 		a := &l.win[i&(window-1)]
-		counts[opIndex(a.op.Op)]++
+		counts[a.op.Op]++
 		if a.op.Op == wire.OpOpen {
 			if err := l.open(cs, a.op); err != nil {
 				l.countOps(&counts)
@@ -123,10 +123,16 @@ func opIndex(o wire.Op) int {
 	return int(o) - 1
 }
 
-func (l *loop) countOps(counts *[len(opNames)]uint64) {
-	for i, n := range counts {
+// opCounts counts a batch's operations by code, which is known
+// (ValidateRequest): one increment per operation, sorted into opIndex's
+// counters once per batch.
+type opCounts [wire.MaxOp + 1]uint64
+
+// countOps adds a batch's counts to loopStats.ops, by opIndex.
+func (l *loop) countOps(counts *opCounts) {
+	for op, n := range counts {
 		if n != 0 {
-			l.stats.ops[i].Add(n)
+			l.stats.ops[opIndex(wire.Op(op))].Add(n)
 		}
 	}
 }
@@ -196,7 +202,7 @@ func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 	switch op.Op {
 	case wire.OpRead:
 		st, payload, err = l.read(op.Key, h)
-		if err == errNotOwner && l.missRead {
+		if l.missRead && err == errNotOwner {
 			l.missKey = nil // the op's key, in the connection's input
 			answer := l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead)
 			switch answer {
@@ -237,7 +243,7 @@ func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 			cs.sess.Result(wire.StatusError, nil, wire.CodeBadArgument)
 			return
 		}
-		st, payload, err = l.update(op.Key, h, &store.Update{Want: store.WantNew, Merge: store.Int64Add{}, Input: op.Value})
+		st, payload, err = l.add(op.Key, h, op.Value)
 	case wire.OpAppend:
 		st, err = l.rmw(op.Key, h, op.Value, store.Append{})
 	case wire.OpMigrate:
@@ -247,11 +253,14 @@ func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 		l.control(cs, op, serial)
 		return
 	}
-	if err == nil && st == store.Pending {
+	switch {
+	case err == nil && st == store.OK && op.Op != wire.OpExpire:
+		cs.sess.Result(wire.StatusOK, payload, 0) // resultOf's common case, without the call
+		return
+	case err == nil && st == store.Pending:
 		l.await(pendingRef{kind: pendingNative, c: cs, serial: serial, op: op.Op})
 		cs.sess.AddPending(serial)
-	}
-	if err == errNotOwner && op.Op != wire.OpMigrate { // a refused MIGRATE ends its task's session
+	case err == errNotOwner && op.Op != wire.OpMigrate: // a refused MIGRATE ends its task's session
 		cs.fenceSlot(l.notOwned)
 	}
 	rs, p, code := resultOf(op.Op, st, err, payload)

@@ -82,8 +82,16 @@ func (l *loop) missing(h uint64) bool {
 // slot is one of Misses without such a migration: the operation is
 // refused (notHeld).
 func (l *loop) heldFrom(h uint64) (held uint64, ok bool) {
+	if l.rt.Misses == nil {
+		return 0, true // in line: no migration is missing records here
+	}
+	return l.heldFromMisses(h)
+}
+
+// heldFromMisses is heldFrom where the turn's routing has Misses.
+func (l *loop) heldFromMisses(h uint64) (held uint64, ok bool) {
 	slot := keyhash.SlotOf(h)
-	if l.rt.Misses == nil || !l.rt.Misses.Has(slot) {
+	if !l.rt.Misses.Has(slot) {
 		return 0, true
 	}
 	a, ok := l.acceptance(slot)
@@ -238,6 +246,25 @@ func (l *loop) update(key []byte, h uint64, u *store.Update) (store.Status, []by
 	return st, l.value, l.heldOutcome(key, h, u.Held, st, err)
 }
 
+// add is update of store.Update{Want: store.WantNew, Merge:
+// store.Int64Add{}, Input: input} (ADD), through the loop's addUpdate.
+func (l *loop) add(key []byte, h uint64, input []byte) (store.Status, []byte, error) {
+	if !l.admits(key, h) {
+		return 0, nil, errNotOwner
+	}
+	held, ok := l.heldFrom(h)
+	if !ok {
+		return 0, nil, l.notHeld(key, h)
+	}
+	u := &l.addUpdate
+	u.Input, u.Held = input, held
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	u.Input = nil // the batch's bytes, not kept past the operation
+	return st, l.value, l.heldOutcome(key, h, held, st, err)
+}
+
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {
 	if !l.admits(key, h) {
 		return 0, errNotOwner
@@ -255,9 +282,15 @@ func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.St
 // no record from held on. One that went pending notes its key for await,
 // whose completion may still be refused so (completed).
 func (l *loop) heldOutcome(key []byte, h, held uint64, st store.Status, err error) error {
+	if held == 0 {
+		return err // in line: the common case costs no call
+	}
+	return l.heldRefusal(key, h, held, st, err)
+}
+
+// heldRefusal is heldOutcome where held is not 0.
+func (l *loop) heldRefusal(key []byte, h, held uint64, st store.Status, err error) error {
 	switch {
-	case held == 0:
-		return err
 	case err == store.ErrNotHeld:
 		return l.notHeld(key, h)
 	case err == nil && st == store.Pending:

@@ -64,6 +64,10 @@ const (
 	// are each entirely before or after it. Answered once the keys are
 	// gone; durable at the next checkpoint.
 	OpFlush Op = 23
+
+	// MaxOp is the largest known code: tables indexed by a known
+	// operation's code need MaxOp+1 entries.
+	MaxOp = OpFlush
 )
 
 // hasValue reports whether an operation carries a value; ok is false for an

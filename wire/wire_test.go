@@ -219,3 +219,16 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/op-decoded")
 }
+
+// TestMaxOpIsTheLargestKnownCode: tables indexed by a known code (the
+// server's per-batch counts) have MaxOp+1 entries.
+func TestMaxOpIsTheLargestKnownCode(t *testing.T) {
+	if _, ok := MaxOp.hasValue(); !ok {
+		t.Fatalf("MaxOp %d is not a known code", MaxOp)
+	}
+	for c := int(MaxOp) + 1; c < 256; c++ {
+		if _, ok := Op(c).hasValue(); ok {
+			t.Errorf("code %d is known and above MaxOp %d", c, MaxOp)
+		}
+	}
+}
