@@ -202,7 +202,7 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 		l.stats.bytesIn.Add(uint64(used))
 	}
 	if cs.more && action == gnet.None {
-		_ = cs.c.Wake(nil) // runs traffic again after the loop's other events
+		_ = cs.c.Wake(nil) // runs traffic again before gnet next polls its sockets (turnOps)
 	}
 	l.advancePending()
 	l.write(cs)
@@ -257,9 +257,14 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 }
 
 // turnOps is how many operations a connection runs in one turn of its loop
-// (whole batches: the last one may pass it). A client of in-memory keys then
-// waits behind at most a turn of each other connection, not behind all they
-// have sent.
+// (whole batches: the last one may pass it). What this bounds is weaker than
+// it looks: traffic asks for the rest through gnet's Wake, and gnet runs
+// its queued tasks until the queue is empty, tasks queued meanwhile
+// included, before it polls its sockets again. So a connection with several
+// batches buffered runs them all, turn after turn, before a socket that
+// became readable meanwhile is read (measured beside a cold load: a probe's
+// request waited in the server up to 183 ms, and Wake tasks took half the
+// loop's time; BENCHMARKS.md, issue 16).
 const turnOps = 1024
 
 // fail answers a malformed batch and closes the connection.
