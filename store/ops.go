@@ -247,9 +247,47 @@ func (s *Session) UpsertExpiring(key []byte, h uint64, value []byte, expireAt in
 	if err := s.begin(); err != nil {
 		return 0, err
 	}
+	if expireAt == 0 && !s.st.anyIndirections() && s.upsertNewest(key, value, h) {
+		s.end()
+		return OK, nil
+	}
 	st, err := s.upsert(key, value, h, expireAt)
 	s.end()
 	return st, err
+}
+
+// upsertNewest is the common case of an upsert without an expiry, tried
+// before the general path and decided as upsertOnce decides it: key's
+// newest record is the first of its index chain, in the mutable region,
+// and the value fits it. It reports whether it is done; otherwise nothing
+// changed and upsertOnce decides. The caller has checked that no
+// indirection is installed (upsertOnce's belowSince).
+func (s *Session) upsertNewest(key, value []byte, h uint64) bool {
+	_, e := s.findOrCreate(h)
+	l := s.st.log
+	addr := e.Address()
+	if addr < l.MutableFrom() {
+		return false // a new entry, or read-only or on the device
+	}
+	r := l.Record(addr)
+	if invariants.Enabled {
+		s.checkRecord(addr, r)
+	}
+	if !bytes.Equal(r.Key(), key) {
+		return false // another key's record first: upsertOnce traces the chain
+	}
+	hdr, ok := r.Lock()
+	if !ok {
+		return false // sealed: a newer copy exists
+	}
+	if r.ValueCap() < len(value) {
+		r.Unlock(hdr, r.ValueLen()) // as it was: upsertOnce appends
+		return false
+	}
+	copy(r.Value()[:len(value)], value)
+	r.Unlock(hdr&^(hlog.FlagTombstone|hlog.FlagExpires), len(value))
+	s.countKeys(revived(hdr))
+	return true
 }
 
 // RMW merges input into key's value with m (creating the value when the key

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -638,5 +639,92 @@ func TestRMWInPlaceCases(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestUpsertInPlaceCases: an upsert without an expiry on the records where
+// upsertNewest must leave the decision to the general path (the key's
+// record behind another key's in the chain, a value longer than the
+// record's room, a record below the mutable region) and where it writes in
+// place itself (a live value, a shorter one, a tombstone, an expiring
+// value). Each case checks the value and expiry afterwards, whether the
+// log grew (an append) or not (in place), the key count, and that the
+// other key in its chain kept its value.
+func TestUpsertInPlaceCases(t *testing.T) {
+	const soon = 5000 // ms ahead of the clock
+	long := bytes.Repeat([]byte("L"), 100)
+	cases := []struct {
+		name    string
+		place   func(t *testing.T, st *Store, s *Session, k []byte, now int64) (other []byte) // other holds 7
+		value   []byte                                                                        // the upsert's value
+		appends bool                                                                          // the upsert must append
+	}{
+		{"live", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			return nil
+		}, i64(42), false},
+		{"shorter", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, []byte("abcdefgh")))
+			return nil
+		}, []byte("xy"), false},
+		{"longer", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, []byte("ab")))
+			return nil
+		}, long, true},
+		{"behind-collider", func(t *testing.T, st *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			c := collider(t, k, st.index.Bits())
+			mustStatus(t, OK)(s.Upsert(c, i64(7)))
+			return c
+		}, i64(42), false},
+		{"deleted", func(t *testing.T, _ *Store, s *Session, k []byte, _ int64) []byte {
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			mustStatus(t, OK)(s.Delete(k))
+			return nil
+		}, i64(42), false},
+		{"expiring", func(t *testing.T, _ *Store, s *Session, k []byte, now int64) []byte {
+			mustStatus(t, OK)(s.UpsertExpiring(k, keyhash.Hash(k), i64(41), now+soon))
+			return nil
+		}, i64(42), false},
+		{"read-only", func(t *testing.T, st *Store, s *Session, k []byte, _ int64) []byte {
+			at := st.Log().Tail() // where the key's record goes
+			mustStatus(t, OK)(s.Upsert(k, i64(41)))
+			for i := 0; st.Log().MutableFrom() <= at; i++ {
+				mustStatus(t, OK)(s.Upsert(fmt.Appendf(nil, "push-%d", i), long))
+			}
+			return nil
+		}, i64(42), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, s, clock := expiryStore(t)
+			k := []byte("key")
+			other := c.place(t, st, s, k, clock.Now())
+			s.Suspend() // the key count waits for every session's epoch
+			want, err := st.Keys(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, gst := syncRead(t, s, k); gst != OK {
+				want++ // the upsert makes the key live
+			}
+			tail := st.Log().Tail()
+			mustStatus(t, OK)(s.Upsert(k, c.value))
+			if grew := st.Log().Tail() != tail; grew != c.appends {
+				t.Errorf("the log grew: %v, want %v", grew, c.appends)
+			}
+			if at, v, gst := readExpiring(t, s, k); gst != OK || !bytes.Equal(v, c.value) || at != 0 {
+				t.Errorf("afterwards %v %q expiring at %d, want %q without an expiry", gst, v, at, c.value)
+			}
+			s.Suspend()
+			if n, err := st.Keys(context.Background()); err != nil || n != want {
+				t.Errorf("key count %d (%v), want %d", n, err, want)
+			}
+			if other != nil {
+				if v, gst := syncRead(t, s, other); gst != OK || !bytes.Equal(v, i64(7)) {
+					t.Errorf("the other key of the chain holds %v %q, want 7", gst, v)
+				}
+			}
+		})
 	}
 }
