@@ -249,20 +249,11 @@ func (l *loop) update(key []byte, h uint64, u *store.Update) (store.Status, []by
 // add is update of store.Update{Want: store.WantNew, Merge:
 // store.Int64Add{}, Input: input} (ADD), through the loop's addUpdate.
 func (l *loop) add(key []byte, h uint64, input []byte) (store.Status, []byte, error) {
-	if !l.admits(key, h) {
-		return 0, nil, errNotOwner
-	}
-	held, ok := l.heldFrom(h)
-	if !ok {
-		return 0, nil, l.notHeld(key, h)
-	}
 	u := &l.addUpdate
-	u.Input, u.Held = input, held
-	var st store.Status
-	var err error
-	l.value, st, err = l.ss.UpdateHashed(key, h, u, l.value[:0])
+	u.Input = input
+	st, v, err := l.update(key, h, u)
 	u.Input = nil // the batch's bytes, not kept past the operation
-	return st, l.value, l.heldOutcome(key, h, held, st, err)
+	return st, v, err
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {

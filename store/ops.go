@@ -555,7 +555,9 @@ func (s *Session) upsert(key, value []byte, h uint64, at int64) (Status, error) 
 }
 
 // upsertOnce updates key's mutable record in place when the value (and its
-// expiry at) fits, and otherwise appends a new record. A mutable record is
+// expiry at) fits, and otherwise appends a new record. UpsertExpiring tries
+// upsertNewest first, which repeats the in-place case for a record first in
+// its chain: a change to that case here is a change there too. A mutable record is
 // locked while the upsert decides, and sealed when it appends past it, so
 // that the key count sees the state it replaces (keycount.go); past a
 // record in the fuzzy region, which it must not touch, the new one is a
