@@ -29,7 +29,7 @@ func (s *Session) rmw(key, input []byte, m Merger, h uint64, p *pendingOp) (Stat
 // (merged, or the merge failed with err); otherwise nothing changed and
 // rmwOnce decides. The caller has checked mergesLive and that no
 // indirection is installed (a covered key's records here may not be its
-// newest).
+// newest). upsertNewest repeats its steps up to the lock.
 func (s *Session) rmwNewest(key []byte, h uint64, input []byte, m Merger) (bool, error) {
 	var e index.Entry
 	if s.res.update {
