@@ -14,6 +14,10 @@ import (
 // a protocol error: the client re-issues every rejected batch in order.
 // Invariant: pending holds exactly the serials answered PENDING whose
 // completion has not been appended to a response yet.
+// Invariant: held is true from Hold until the held response is closed
+// (EndResponse, Fail); meanwhile out[batchStart:] is that response, which
+// TakeOutput leaves in place, and a COMMIT waits in commitAt to follow it:
+// the client reads exactly one response per request batch.
 
 // Verdict is what the session says about a request batch before it runs.
 type Verdict uint8
@@ -35,10 +39,13 @@ type Session struct {
 	rejecting bool   // a batch was rejected and next has not run since
 	pending   map[uint64]struct{}
 
-	out        []byte // response bytes not yet written
-	batchStart int    // where the open response batch starts in out, or -1
+	out        []byte // response bytes; those before sent were taken already
+	sent       int
+	batchStart int // where the open response batch starts in out, or -1
 	entries    uint32
 	serial     uint64 // first serial the open response answers
+	held       bool   // the open response's request batch goes on in a later turn
+	commitAt   uint64 // a COMMIT for after the held response; 0: none
 }
 
 // New returns a session; requireOpen says whether data batches need a
@@ -82,6 +89,14 @@ func (s *Session) Check(h wire.RequestHeader, loopView uint64) Verdict {
 // has run.
 func (s *Session) Executed(serial uint64, n uint32) {
 	s.next, s.rejecting = serial+uint64(n), false
+}
+
+// Hold records that the request batch being answered has run up to, not
+// including, serial next and goes on in a later turn of the loop: next is
+// exact (a checkpoint's CPR point reads it), and the open response stays
+// open across TakeOutput until EndResponse closes it at the batch's end.
+func (s *Session) Hold(next uint64) {
+	s.next, s.rejecting, s.held = next, false, true
 }
 
 // FirstSerial is the serial of a connection's first operation. It is fixed,
@@ -141,7 +156,11 @@ func (s *Session) EndResponse(view uint64) {
 		return
 	}
 	wire.FinishResponse(s.out, s.batchStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.entries, View: view, Serial: s.serial})
-	s.batchStart = -1
+	s.batchStart, s.held = -1, false
+	if s.commitAt != 0 {
+		s.out = wire.AppendCommit(s.out, view, s.commitAt)
+		s.commitAt = 0
+	}
 }
 
 // Reject appends an empty VIEW_CHANGED or RETRY_LATER response telling the
@@ -160,27 +179,38 @@ func (s *Session) Reject(st wire.BatchStatus, view, serial uint64) {
 func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
 	if s.batchStart >= 0 {
 		s.out = s.out[:s.batchStart]
-		s.batchStart = -1
+		s.batchStart, s.held = -1, false
 	}
 	s.out = wire.AppendErrorBatch(s.out, code, view, serial, msg)
 }
 
 // Commit appends a COMMIT batch: the operations up to serial are durable.
+// While a response is held it follows that response (EndResponse).
 func (s *Session) Commit(view, serial uint64) {
+	if s.held {
+		s.commitAt = max(s.commitAt, serial)
+		return
+	}
 	s.EndResponse(view)
 	s.out = wire.AppendCommit(s.out, view, serial)
 }
 
 // ResponseLen returns how many response bytes wait to be written; the server
 // uses it to bound a connection's memory.
-func (s *Session) ResponseLen() int { return len(s.out) }
+func (s *Session) ResponseLen() int { return len(s.out) - s.sent }
 
 // TakeOutput closes any open response batch with view, returns the response
-// bytes and empties the buffer, keeping its memory. The slice is valid until
-// the next call that appends.
+// bytes and empties the buffer, keeping its memory. A held response is
+// neither closed nor taken: the bytes before it are. The slice is valid
+// until the next call that appends.
 func (s *Session) TakeOutput(view uint64) []byte {
+	if s.held {
+		b := s.out[s.sent:s.batchStart]
+		s.sent = s.batchStart
+		return b
+	}
 	s.EndResponse(view)
-	b := s.out
-	s.out = s.out[:0]
+	b := s.out[s.sent:]
+	s.out, s.sent = s.out[:0], 0
 	return b
 }

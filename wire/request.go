@@ -241,6 +241,13 @@ type ValidOps struct {
 // Reset prepares v for a body ValidateRequest accepted.
 func (v *ValidOps) Reset(body []byte) { v.body, v.pos = body, 0 }
 
+// ResetAt prepares v for such a body from pos, where an operation starts
+// (a Pos of the same body).
+func (v *ValidOps) ResetAt(body []byte, pos int) { v.body, v.pos = body, pos }
+
+// Pos is where the next operation starts in the body.
+func (v *ValidOps) Pos() int { return v.pos }
+
 // Done reports whether every operation of the body was decoded.
 func (v *ValidOps) Done() bool { return v.pos == len(v.body) }
 
