@@ -162,6 +162,7 @@ type Stats struct {
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
 	HeldBack        uint64           `json:"held_back"`           // connection turns held back by MaxPendingIO
+	HeldBatches     uint64           `json:"held_batches"`        // native turns that ended inside a batch (turnReads)
 	RESPParallel    uint64           `json:"resp_parallel_reads"` // RESP device reads issued without stopping their connection
 	BytesIn         uint64           `json:"bytes_in"`
 	BytesOut        uint64           `json:"bytes_out"`
@@ -275,6 +276,7 @@ func (s *Server) Stats() Stats {
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()
 		st.HeldBack += l.stats.held.Load()
+		st.HeldBatches += l.stats.heldBatches.Load()
 		st.RESPParallel += l.stats.respHoles.Load()
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.BytesOut += l.stats.bytesOut.Load()

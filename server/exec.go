@@ -36,15 +36,31 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 		cs.fence = nil // the client re-issued every refused operation first
 	}
 	cs.sess.BeginResponse(h.Serial)
+	return l.runOps(cs, h, body, 0, 0)
+}
+
+// runOps runs a batch's operations from number from, which starts pos bytes
+// into body, to its end; or, once the turn has sent turnReads operations to
+// the device, holds the batch where it stands (hold) for a later turn.
+func (l *loop) runOps(cs *conn, h wire.RequestHeader, body []byte, from, pos int) gnet.Action {
 	l.batchLast = h.Serial + uint64(h.Count) - 1
-	l.ops.Reset(body)
+	l.ops.ResetAt(body, pos)
 	var counts opCounts
 	// The batch was validated: it holds exactly h.Count operations.
 	n := int(h.Count)
-	for d := range min(n, bucketAhead) {
+	for d := from; d < min(n, from+bucketAhead); d++ {
 		l.decodeAhead(d)
 	}
-	for i := range n {
+	for i := from; i < n; i++ {
+		// Never true at i == from: a turn starts with what it held
+		// (issued 0) and starts a batch only below turnReads
+		// (runBatches), so each turn runs an operation at least. Nor
+		// in a control batch: its operations never go to the device.
+		if l.issued >= turnReads {
+			l.hold(cs, h, i)
+			l.countOps(&counts)
+			return gnet.None
+		}
 		if d := i + bucketAhead; d < n {
 			l.decodeAhead(d)
 		}
@@ -67,12 +83,21 @@ func (l *loop) runBatch(cs *conn, h wire.RequestHeader, body []byte) gnet.Action
 	if invariants.Enabled && !l.ops.Done() {
 		invariants.Fail("a validated batch of %d operations has bytes after them", n)
 	}
+	cs.part.active = false
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)
 	}
 	cs.sess.EndResponse(l.rt.View)
 	l.countOps(&counts)
 	return gnet.None
+}
+
+// hold ends the turn before operation i of the batch h: the session has
+// executed exactly the operations before it, and the response stays open.
+func (l *loop) hold(cs *conn, h wire.RequestHeader, i int) {
+	cs.part = partBatch{active: true, h: h, op: i, pos: l.win[i&(window-1)].pos}
+	cs.sess.Hold(h.Serial + uint64(i))
+	l.stats.heldBatches.Add(1)
 }
 
 // Prefetch distances, in operations. A batch is decoded bucketAhead
@@ -92,14 +117,16 @@ var _ [window - bucketAhead - 1]struct{}
 
 // ahead is one decoded operation waiting in the loop's window.
 type ahead struct {
-	op wire.Operation // Key and Value point into the batch body
-	h  uint64         // keyhash.Hash(op.Key) for data operations
+	op  wire.Operation // Key and Value point into the batch body
+	h   uint64         // keyhash.Hash(op.Key) for data operations
+	pos int            // where op starts in the body (hold)
 }
 
 // decodeAhead decodes operation n of the batch, which has one (runBatch
 // validated it), into the window and prefetches its bucket.
 func (l *loop) decodeAhead(n int) {
 	a := &l.win[n&(window-1)]
+	a.pos = l.ops.Pos()
 	l.ops.NextInto(&a.op)
 	a.h = 0
 	if !a.op.Op.Control() {

@@ -453,6 +453,7 @@ func (l *loop) await(ref pendingRef) {
 	}
 	l.pending[l.ss.Serial()] = ref
 	l.stats.pending.Add(1)
+	l.issued++ // the native turn running counts it (turnReads)
 }
 
 // failure is a store error as both fronts report it: the native result

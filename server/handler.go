@@ -32,7 +32,10 @@ type conn struct {
 	closed  bool
 	dirty   bool // completions appended while another connection ran
 	stalled bool // in its loop's stalled list
+	queued  bool // in its loop's bell's ready list
 	more    bool // input left over when its turn ended
+	// part is the request batch a turn ended inside, if any.
+	part partBatch
 	// barrier is set while an operation that the connection's later ones
 	// must follow runs aside (FLUSH): its input waits until that ends.
 	barrier bool
@@ -55,6 +58,9 @@ type conn struct {
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if _, ok := c.Context().(*bell); ok {
+		return nil, gnet.None // a loop's doorbell, enrolled by newBell
+	}
 	l, err := h.s.loopFor(c.EventLoop())
 	if err != nil {
 		h.s.log.Error("cannot serve connection", "remote", c.RemoteAddr(), "err", err)
@@ -91,6 +97,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		x.closed = true
 		x.l.stats.conns.Add(-1)
 		x.l.stats.respConns.Add(-1)
+	case *bell: // the engine stops
 	}
 	if err != nil {
 		h.s.log.Debug("connection closed", "remote", c.RemoteAddr(), "err", err)
@@ -112,6 +119,8 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		a := x.l.respTraffic(x)
 		x.l.endTurn(n)
 		return a
+	case *bell:
+		return x.answer(c)
 	}
 	return gnet.Close
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/internal/invariants"
 	"github.com/fleetkv/fleetkv/resp"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/wire"
@@ -45,9 +46,15 @@ type loop struct {
 	respDirty []*respConn
 	polling   bool    // a poll of pending operations is scheduled
 	stalled   []*conn // connections with unread input held back by MaxPendingIO
-	pollFn    gnet.RunnableFunc
-	ops       wire.ValidOps
-	win       [window]ahead // decoded operations of the batch running
+	// bell wakes connections after the loop's next poll (bell.go); nil
+	// for a loop without gnet (benchmarks).
+	bell *bell
+	// issued counts the operations that went to the device in the native
+	// turn running (await); a turn ends at turnReads of them.
+	issued int
+	pollFn gnet.RunnableFunc
+	ops    wire.ValidOps
+	win    [window]ahead // decoded operations of the batch running
 	// batchLast is the serial of the last operation of the batch running.
 	batchLast uint64
 	value     []byte // read buffer, reused
@@ -109,19 +116,21 @@ const expireOpIndex = 7
 
 // loopStats are counters the admin page reads; the loop adds once per batch.
 type loopStats struct {
-	ops       [len(opNames)]atomic.Uint64 // by opIndex: READ..APPEND, control, RESP commands, EXPIRE
-	batches   atomic.Uint64
-	bytesIn   atomic.Uint64
-	bytesOut  atomic.Uint64
-	errors    atomic.Uint64
-	rejected  atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
-	notOwner  atomic.Uint64 // operations refused for a slot not served here
-	pending   atomic.Uint64
-	held      atomic.Uint64 // turns a connection was held back by MaxPendingIO
-	respHoles atomic.Uint64 // RESP reads that went to the device without stopping their connection
-	parked    atomic.Uint64 // reads parked now (parking.go)
-	parks     atomic.Uint64 // reads ever parked
-	reparks   atomic.Uint64 // of them, reads parked after the device did not find their key (repark)
+	ops      [len(opNames)]atomic.Uint64 // by opIndex: READ..APPEND, control, RESP commands, EXPIRE
+	batches  atomic.Uint64
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
+	errors   atomic.Uint64
+	rejected atomic.Uint64 // VIEW_CHANGED and RETRY_LATER batches
+	notOwner atomic.Uint64 // operations refused for a slot not served here
+	pending  atomic.Uint64
+	held     atomic.Uint64 // turns a connection was held back by MaxPendingIO
+	// heldBatches counts native turns that ended inside a batch (hold).
+	heldBatches atomic.Uint64
+	respHoles   atomic.Uint64 // RESP reads that went to the device without stopping their connection
+	parked      atomic.Uint64 // reads parked now (parking.go)
+	parks       atomic.Uint64 // reads ever parked
+	reparks     atomic.Uint64 // of them, reads parked after the device did not find their key (repark)
 	// parkedCovered counts parked reads answered through an indirection
 	// table once their slot left Misses (parking.go).
 	parkedCovered atomic.Uint64
@@ -146,6 +155,12 @@ func newLoop(s *Server, el gnet.EventLoop, idx int) (*loop, error) {
 	if s.adm != nil && s.adm.ctl != nil {
 		l.waits = newWaitHistogram()
 	}
+	if el != nil {
+		if l.bell, err = newBell(el); err != nil {
+			_ = ss.Close()
+			return nil, err
+		}
+	}
 	ss.SetCompletion(l.completed)
 	l.pollFn = l.poll
 	ss.SetWake(l.wake)
@@ -166,8 +181,23 @@ func (l *loop) turn() {
 	}
 }
 
-// close releases the loop's store session. Only after the loops stopped.
-func (l *loop) close() error { return l.ss.Close() }
+// close releases the loop's store session and its doorbell. Only after
+// the loops stopped.
+func (l *loop) close() error {
+	if l.bell != nil {
+		_ = l.bell.close()
+	}
+	return l.ss.Close()
+}
+
+// later wakes cs after the loop's next poll of its sockets (bell).
+func (l *loop) later(cs *conn) {
+	if l.bell == nil {
+		_ = cs.c.Wake(nil)
+		return
+	}
+	l.bell.later(cs)
+}
 
 // traffic runs every complete batch the connection has buffered and writes
 // all their responses with one write. While the loop has MaxPendingIO
@@ -196,12 +226,17 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 	}
 	in, _ := cs.c.Peek(-1)
 	cs.more = false
+	l.issued = 0
 	used, action := l.runBatches(cs, in)
 	if used > 0 {
 		cs.c.Discard(used)
 		l.stats.bytesIn.Add(uint64(used))
 	}
-	if cs.more && action == gnet.None {
+	switch {
+	case !cs.more || action != gnet.None:
+	case l.issued >= turnReads:
+		l.later(cs) // after the next poll: the device's work is slow
+	default:
 		_ = cs.c.Wake(nil) // runs traffic again before gnet next polls its sockets (turnOps)
 	}
 	l.advancePending()
@@ -219,14 +254,31 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 	return action
 }
 
-// runBatches executes the complete batches at the start of in and returns
-// how many bytes they took. A malformed batch gets an ERROR response and
-// closes the connection; the batches before it stand.
+// runBatches executes the complete batches at the start of in, the one a
+// turn held first, and returns how many bytes they took. A malformed batch
+// gets an ERROR response and closes the connection; the batches before it
+// stand. A batch held again (partBatch) takes no bytes: it stays the first
+// of the input.
 func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 	lim := l.s.cfg.Limits
 	used, ran := 0, 0
+	if p := &cs.part; p.active {
+		end := wire.HeaderSize + int(p.h.Length)
+		if invariants.Enabled && len(in) < end {
+			invariants.Fail("a held batch of %d bytes has %d left in its input", end, len(in))
+		}
+		ran = int(p.h.Count) - p.op
+		if action := l.runOps(cs, p.h, in[wire.HeaderSize:end], p.op, p.pos); action != gnet.None {
+			return end, action
+		}
+		if p.active {
+			cs.more = true
+			return 0, gnet.None
+		}
+		used = end
+	}
 	for len(in)-used >= wire.HeaderSize {
-		if ran >= turnOps {
+		if ran >= turnOps || l.issued >= turnReads {
 			// Let the loop's other connections have their turn; traffic
 			// asks gnet to come back for the rest.
 			cs.more = true
@@ -244,11 +296,15 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 		if err := wire.ValidateRequest(h, b[wire.HeaderSize:end], lim); err != nil {
 			return used, l.fail(cs, err, h.Serial)
 		}
-		used += end
 		ran += int(h.Count)
 		if action := l.runBatch(cs, h, b[wire.HeaderSize:end]); action != gnet.None {
-			return used, action
+			return used + end, action
 		}
+		if cs.part.active {
+			cs.more = true
+			break // its bytes stay in the input for the next turn
+		}
+		used += end
 		if cs.barrier {
 			break // the rest waits for what runs aside (flushNative)
 		}
@@ -261,11 +317,33 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 // it looks: traffic asks for the rest through gnet's Wake, and gnet runs
 // its queued tasks until the queue is empty, tasks queued meanwhile
 // included, before it polls its sockets again. So a connection with several
-// batches buffered runs them all, turn after turn, before a socket that
-// became readable meanwhile is read (measured beside a cold load: a probe's
-// request waited in the server up to 183 ms, and Wake tasks took half the
-// loop's time; BENCHMARKS.md, issue 16).
+// batches of in-memory operations buffered runs them all, turn after turn,
+// before a socket that became readable meanwhile is read. turnReads, not
+// this, bounds the turns of connections whose operations go to the device.
 const turnOps = 1024
+
+// turnReads is how many operations that went to the device (await) end a
+// native connection's turn, inside a batch if need be (partBatch). Sending
+// one to the device costs the loop's core microseconds (the ring's
+// submission and the block layer share it), a thousand times an in-memory
+// operation: a turn of whole cold batches took 10+ ms on the 2-vCPU VM,
+// and a probe's request waited behind several (BENCHMARKS.md, issue 16).
+// Such a turn resumes after the loop's next poll (bell), so a request on
+// another socket waits for at most one such turn per connection.
+const turnReads = 16
+
+// partBatch is where a request batch stands that a turn ended inside. Its
+// bytes stay the first of the connection's input (runBatches takes a
+// batch's bytes only once it ran whole; gnet's buffer may move them, so
+// they are found again by offset), its response stays open
+// (session.Hold), and the next turn runs it from operation op, which
+// starts pos bytes into its body.
+type partBatch struct {
+	active bool
+	h      wire.RequestHeader
+	op     int
+	pos    int
+}
 
 // fail answers a malformed batch and closes the connection.
 func (l *loop) fail(cs *conn, err error, serial uint64) gnet.Action {
@@ -432,8 +510,9 @@ func (l *loop) stall(cs *conn) {
 	}
 }
 
-// resumeStalled asks gnet to run traffic again for every held-back
-// connection once the loop is below its bound.
+// resumeStalled asks for traffic to run again, after the loop's next poll
+// (later), for every held-back connection once the loop is below its
+// bound: their turns send more to the device.
 func (l *loop) resumeStalled() {
 	if len(l.stalled) == 0 || l.ss.PendingCount() >= l.s.cfg.MaxPendingIO {
 		return
@@ -441,7 +520,7 @@ func (l *loop) resumeStalled() {
 	for i, cs := range l.stalled {
 		cs.stalled = false
 		if !cs.closed {
-			_ = cs.c.Wake(nil)
+			l.later(cs)
 		}
 		l.stalled[i] = nil
 	}
