@@ -17,7 +17,10 @@ import (
 // Invariant: held is true from Hold until the held response is closed
 // (EndResponse, Fail); meanwhile out[batchStart:] is that response, which
 // TakeOutput leaves in place, and a COMMIT waits in commitAt to follow it:
-// the client reads exactly one response per request batch.
+// the client reads exactly one response per request batch. Completions of
+// operations before the held response's go to side, a completion batch
+// TakeOutput writes at once (their PENDING results were written before
+// it); those of its own operations go into it, after their results.
 
 // Verdict is what the session says about a request batch before it runs.
 type Verdict uint8
@@ -46,12 +49,17 @@ type Session struct {
 	serial     uint64 // first serial the open response answers
 	held       bool   // the open response's request batch goes on in a later turn
 	commitAt   uint64 // a COMMIT for after the held response; 0: none
+	// side is the completion batch built while a response is held
+	// (sideStart its start, or -1); spare joins it to out for one write.
+	side, spare []byte
+	sideStart   int
+	sideEntries uint32
 }
 
 // New returns a session; requireOpen says whether data batches need a
 // successful OPEN first.
 func New(requireOpen bool) *Session {
-	return &Session{open: !requireOpen, next: FirstSerial, pending: make(map[uint64]struct{}), batchStart: -1}
+	return &Session{open: !requireOpen, next: FirstSerial, pending: make(map[uint64]struct{}), batchStart: -1, sideStart: -1}
 }
 
 // Opened marks the session as authenticated under id.
@@ -142,6 +150,15 @@ func (s *Session) Complete(serial uint64, st wire.Status, payload []byte, code w
 		return false
 	}
 	delete(s.pending, serial)
+	if s.held && serial < s.serial {
+		if s.sideStart < 0 {
+			s.side, s.sideStart = wire.BeginBatch(s.side)
+			s.sideEntries = 0
+		}
+		s.side = wire.AppendCompletion(s.side, serial, st, payload, code)
+		s.sideEntries++
+		return true
+	}
 	if s.batchStart < 0 {
 		s.BeginResponse(0)
 	}
@@ -157,6 +174,9 @@ func (s *Session) EndResponse(view uint64) {
 	}
 	wire.FinishResponse(s.out, s.batchStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.entries, View: view, Serial: s.serial})
 	s.batchStart, s.held = -1, false
+	if s.sideStart >= 0 {
+		s.out = append(s.out, s.takeSide(view)...)
+	}
 	if s.commitAt != 0 {
 		s.out = wire.AppendCommit(s.out, view, s.commitAt)
 		s.commitAt = 0
@@ -181,6 +201,7 @@ func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
 		s.out = s.out[:s.batchStart]
 		s.batchStart, s.held = -1, false
 	}
+	s.side, s.sideStart = s.side[:0], -1
 	s.out = wire.AppendErrorBatch(s.out, code, view, serial, msg)
 }
 
@@ -197,7 +218,7 @@ func (s *Session) Commit(view, serial uint64) {
 
 // ResponseLen returns how many response bytes wait to be written; the server
 // uses it to bound a connection's memory.
-func (s *Session) ResponseLen() int { return len(s.out) - s.sent }
+func (s *Session) ResponseLen() int { return len(s.out) - s.sent + len(s.side) }
 
 // TakeOutput closes any open response batch with view, returns the response
 // bytes and empties the buffer, keeping its memory. A held response is
@@ -207,10 +228,27 @@ func (s *Session) TakeOutput(view uint64) []byte {
 	if s.held {
 		b := s.out[s.sent:s.batchStart]
 		s.sent = s.batchStart
+		switch {
+		case s.sideStart < 0:
+		case len(b) == 0:
+			b = s.takeSide(view)
+		default:
+			s.spare = append(append(s.spare[:0], b...), s.takeSide(view)...)
+			b = s.spare
+		}
 		return b
 	}
 	s.EndResponse(view)
 	b := s.out[s.sent:]
 	s.out, s.sent = s.out[:0], 0
+	return b
+}
+
+// takeSide closes the side completion batch with view and returns it,
+// emptying side (the bytes are valid until the next completion).
+func (s *Session) takeSide(view uint64) []byte {
+	wire.FinishResponse(s.side, s.sideStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.sideEntries, View: view})
+	b := s.side
+	s.side, s.sideStart = s.side[:0], -1
 	return b
 }

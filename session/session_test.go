@@ -158,9 +158,10 @@ func TestFirstBatchCannotBeOvertaken(t *testing.T) {
 
 // TestHeldResponseSpansTurns: a response held across the server's turns
 // (Hold) is neither closed nor written by TakeOutput, which writes what
-// was finished before it; completions and results go on into it, a COMMIT
-// meanwhile follows it, and Next is exact at every hold (a checkpoint's
-// CPR point reads it).
+// was finished before it; results and its own operations' completions go
+// on into it, completions of earlier operations are written at once in a
+// completion batch, a COMMIT meanwhile follows it, and Next is exact at
+// every hold (a checkpoint's CPR point reads it).
 func TestHeldResponseSpansTurns(t *testing.T) {
 	s := New(false)
 	s.BeginResponse(1)
@@ -168,8 +169,9 @@ func TestHeldResponseSpansTurns(t *testing.T) {
 	s.AddPending(1)
 	s.EndResponse(7)
 	s.BeginResponse(2) // a batch of serials 2..5, its turn ending before 4
+	s.Result(wire.StatusPending, nil, 0)
+	s.AddPending(2)
 	s.Result(wire.StatusOK, []byte("a"), 0)
-	s.Result(wire.StatusOK, []byte("b"), 0)
 	s.Hold(4)
 	if s.Next() != 4 {
 		t.Fatalf("next = %d after a hold before serial 4", s.Next())
@@ -178,10 +180,14 @@ func TestHeldResponseSpansTurns(t *testing.T) {
 	if len(hs) != 1 || hs[0].Serial != 1 {
 		t.Fatalf("first turn wrote %+v: want only the finished response to serial 1", hs)
 	}
-	if !s.Complete(1, wire.StatusOK, []byte("late"), 0) {
+	if !s.Complete(1, wire.StatusOK, []byte("late"), 0) || !s.Complete(2, wire.StatusOK, []byte("b"), 0) {
 		t.Fatal("completion refused")
 	}
 	s.Commit(7, 3)
+	hs, rs := decode(t, s.TakeOutput(7))
+	if len(hs) != 1 || hs[0].Serial != 0 || len(rs[0]) != 1 || rs[0][0].Serial != 1 || string(rs[0][0].Value) != "late" {
+		t.Fatalf("second turn wrote %+v %+v: want only the completion of serial 1, written before the held response", hs, rs)
+	}
 	if b := s.TakeOutput(7); len(b) != 0 {
 		t.Fatalf("a held response wrote %d bytes", len(b))
 	}
@@ -192,13 +198,13 @@ func TestHeldResponseSpansTurns(t *testing.T) {
 	s.Result(wire.StatusOK, []byte("d"), 0)
 	s.Executed(2, 4)
 	s.EndResponse(8)
-	hs, rs := decode(t, s.TakeOutput(8))
+	hs, rs = decode(t, s.TakeOutput(8))
 	if len(hs) != 2 {
 		t.Fatalf("%d batches after the batch ended, want its response and the COMMIT", len(hs))
 	}
 	if h, r := hs[0], rs[0]; h.Status != wire.BatchOK || h.Serial != 2 || h.View != 8 || h.Count != 5 ||
-		string(r[0].Value) != "a" || string(r[1].Value) != "b" || !r[2].Completion || r[2].Serial != 1 ||
-		string(r[3].Value) != "c" || string(r[4].Value) != "d" {
+		r[0].Status != wire.StatusPending || string(r[1].Value) != "a" || !r[2].Completion || r[2].Serial != 2 ||
+		string(r[2].Value) != "b" || string(r[3].Value) != "c" || string(r[4].Value) != "d" {
 		t.Fatalf("held response %+v %+v", h, r)
 	}
 	if hs[1].Status != wire.BatchCommit || hs[1].Serial != 3 {
@@ -207,11 +213,28 @@ func TestHeldResponseSpansTurns(t *testing.T) {
 	if s.Next() != 6 || s.ResponseLen() != 0 {
 		t.Fatalf("next %d, %d bytes left", s.Next(), s.ResponseLen())
 	}
-	// A failure drops a held response: the connection closes.
+	// A completion left in the side batch when the held response closes
+	// follows it; a failure drops a held response: the connection closes.
 	s.BeginResponse(6)
+	s.Result(wire.StatusPending, nil, 0)
+	s.AddPending(6)
+	s.EndResponse(8)
+	s.BeginResponse(7)
 	s.Result(wire.StatusOK, nil, 0)
-	s.Hold(7)
-	s.Fail(wire.CodeMalformed, 8, 7, "bad")
+	s.Hold(8)
+	s.TakeOutput(8)
+	s.Complete(6, wire.StatusOK, []byte("e"), 0)
+	s.Result(wire.StatusOK, nil, 0)
+	s.Executed(7, 2)
+	s.EndResponse(8)
+	hs, rs = decode(t, s.TakeOutput(8))
+	if len(hs) != 2 || hs[0].Serial != 7 || hs[1].Serial != 0 || string(rs[1][0].Value) != "e" {
+		t.Fatalf("a held response and a completion after it: %+v %+v", hs, rs)
+	}
+	s.BeginResponse(9)
+	s.Result(wire.StatusOK, nil, 0)
+	s.Hold(10)
+	s.Fail(wire.CodeMalformed, 8, 10, "bad")
 	hs, _ = decode(t, s.TakeOutput(8))
 	if len(hs) != 1 || hs[0].Status != wire.BatchError {
 		t.Fatalf("after a failure %+v", hs)
