@@ -18,9 +18,10 @@ import (
 // (EndResponse, Fail); meanwhile out[batchStart:] is that response, which
 // TakeOutput leaves in place, and a COMMIT waits in commitAt to follow it:
 // the client reads exactly one response per request batch. Completions of
-// operations before the held response's go to side, a completion batch
-// TakeOutput writes at once (their PENDING results were written before
-// it); those of its own operations go into it, after their results.
+// operations before the held response's go to side, batches TakeOutput
+// writes at once (their PENDING results were written before it); those of
+// its own operations go into it, after their results. So does a COMMIT, up
+// to the operation before the held response; commitAt keeps the rest.
 
 // Verdict is what the session says about a request batch before it runs.
 type Verdict uint8
@@ -49,8 +50,9 @@ type Session struct {
 	serial     uint64 // first serial the open response answers
 	held       bool   // the open response's request batch goes on in a later turn
 	commitAt   uint64 // a COMMIT for after the held response; 0: none
-	// side is the completion batch built while a response is held
-	// (sideStart its start, or -1); spare joins it to out for one write.
+	// side holds the batches written beside a held response: COMMITs, and
+	// the completion batch being built at sideStart (or -1); spare joins
+	// side to out for one write.
 	side, spare []byte
 	sideStart   int
 	sideEntries uint32
@@ -174,7 +176,7 @@ func (s *Session) EndResponse(view uint64) {
 	}
 	wire.FinishResponse(s.out, s.batchStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.entries, View: view, Serial: s.serial})
 	s.batchStart, s.held = -1, false
-	if s.sideStart >= 0 {
+	if len(s.side) > 0 {
 		s.out = append(s.out, s.takeSide(view)...)
 	}
 	if s.commitAt != 0 {
@@ -209,7 +211,14 @@ func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
 // While a response is held it follows that response (EndResponse).
 func (s *Session) Commit(view, serial uint64) {
 	if s.held {
-		s.commitAt = max(s.commitAt, serial)
+		if serial >= s.serial {
+			s.commitAt = max(s.commitAt, serial)
+			serial = s.serial - 1
+		}
+		if serial > 0 {
+			s.closeSide(view)
+			s.side = wire.AppendCommit(s.side, view, serial)
+		}
 		return
 	}
 	s.EndResponse(view)
@@ -229,7 +238,7 @@ func (s *Session) TakeOutput(view uint64) []byte {
 		b := s.out[s.sent:s.batchStart]
 		s.sent = s.batchStart
 		switch {
-		case s.sideStart < 0:
+		case len(s.side) == 0:
 		case len(b) == 0:
 			b = s.takeSide(view)
 		default:
@@ -244,11 +253,20 @@ func (s *Session) TakeOutput(view uint64) []byte {
 	return b
 }
 
-// takeSide closes the side completion batch with view and returns it,
-// emptying side (the bytes are valid until the next completion).
+// closeSide closes the side completion batch being built, if any, with
+// view.
+func (s *Session) closeSide(view uint64) {
+	if s.sideStart >= 0 {
+		wire.FinishResponse(s.side, s.sideStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.sideEntries, View: view})
+		s.sideStart = -1
+	}
+}
+
+// takeSide closes side's batches with view and returns them, emptying side
+// (the bytes are valid until the next completion or COMMIT).
 func (s *Session) takeSide(view uint64) []byte {
-	wire.FinishResponse(s.side, s.sideStart, wire.ResponseHeader{Status: wire.BatchOK, Count: s.sideEntries, View: view})
+	s.closeSide(view)
 	b := s.side
-	s.side, s.sideStart = s.side[:0], -1
+	s.side = s.side[:0]
 	return b
 }

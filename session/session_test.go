@@ -160,7 +160,8 @@ func TestFirstBatchCannotBeOvertaken(t *testing.T) {
 // (Hold) is neither closed nor written by TakeOutput, which writes what
 // was finished before it; results and its own operations' completions go
 // on into it, completions of earlier operations are written at once in a
-// completion batch, a COMMIT meanwhile follows it, and Next is exact at
+// completion batch, a COMMIT meanwhile is written at once up to the
+// operation before it and follows it for the rest, and Next is exact at
 // every hold (a checkpoint's CPR point reads it).
 func TestHeldResponseSpansTurns(t *testing.T) {
 	s := New(false)
@@ -185,8 +186,9 @@ func TestHeldResponseSpansTurns(t *testing.T) {
 	}
 	s.Commit(7, 3)
 	hs, rs := decode(t, s.TakeOutput(7))
-	if len(hs) != 1 || hs[0].Serial != 0 || len(rs[0]) != 1 || rs[0][0].Serial != 1 || string(rs[0][0].Value) != "late" {
-		t.Fatalf("second turn wrote %+v %+v: want only the completion of serial 1, written before the held response", hs, rs)
+	if len(hs) != 2 || hs[0].Serial != 0 || len(rs[0]) != 1 || rs[0][0].Serial != 1 || string(rs[0][0].Value) != "late" ||
+		hs[1].Status != wire.BatchCommit || hs[1].Serial != 1 {
+		t.Fatalf("second turn wrote %+v %+v: want the completion of serial 1 and COMMIT 1 (the rest of COMMIT 3 after the held response)", hs, rs)
 	}
 	if b := s.TakeOutput(7); len(b) != 0 {
 		t.Fatalf("a held response wrote %d bytes", len(b))
