@@ -26,12 +26,10 @@ import (
 // in flight at most); ready holds each connection at most once (its
 // queued flag).
 type bell struct {
-	w     int       // the writing end, written by ring
-	c     gnet.Conn // the reading end, nil until gnet opened it
+	w     int // the writing end (the reading end is gnet's)
 	rung  bool
 	ready []*conn
 	spare []*conn
-	rings uint64 // how many times it rang, for the tests
 }
 
 // newBell opens l's doorbell and enrolls its reading end in l's event loop.
@@ -68,7 +66,6 @@ func (b *bell) later(cs *conn) {
 	}
 	if !b.rung {
 		b.rung = true
-		b.rings++
 		// One byte at a time cannot fill the socket; once the engine
 		// closed the reading end (shutdown) the send fails, unsignalled.
 		var one = [1]byte{1}

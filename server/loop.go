@@ -280,7 +280,8 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 	for len(in)-used >= wire.HeaderSize {
 		if ran >= turnOps || l.issued >= turnReads {
 			// Let the loop's other connections have their turn; traffic
-			// asks gnet to come back for the rest.
+			// asks gnet to come back for the rest. (runOps relies on a
+			// batch starting below turnReads.)
 			cs.more = true
 			break
 		}

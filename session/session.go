@@ -16,12 +16,13 @@ import (
 // completion has not been appended to a response yet.
 // Invariant: held is true from Hold until the held response is closed
 // (EndResponse, Fail); meanwhile out[batchStart:] is that response, which
-// TakeOutput leaves in place, and a COMMIT waits in commitAt to follow it:
-// the client reads exactly one response per request batch. Completions of
-// operations before the held response's go to side, batches TakeOutput
-// writes at once (their PENDING results were written before it); those of
-// its own operations go into it, after their results. So does a COMMIT, up
-// to the operation before the held response; commitAt keeps the rest.
+// TakeOutput leaves in place (the client reads exactly one response per
+// request batch). What the session owes the client for operations before
+// the held response's goes to side, which TakeOutput writes at once:
+// their completions (their PENDING results were written before) and
+// COMMITs up to the operation before it. The held batch's own completions
+// go into the held response, after their results, and a COMMIT past its
+// first operation waits in commitAt to follow it.
 
 // Verdict is what the session says about a request batch before it runs.
 type Verdict uint8
@@ -208,7 +209,8 @@ func (s *Session) Fail(code wire.Code, view, serial uint64, msg string) {
 }
 
 // Commit appends a COMMIT batch: the operations up to serial are durable.
-// While a response is held it follows that response (EndResponse).
+// While a response is held, the part before it goes to side and the rest
+// follows it (EndResponse).
 func (s *Session) Commit(view, serial uint64) {
 	if s.held {
 		if serial >= s.serial {
