@@ -163,6 +163,7 @@ type Stats struct {
 	Pending         uint64           `json:"pending_ops"`
 	HeldBack        uint64           `json:"held_back"`           // connection turns held back by MaxPendingIO
 	HeldBatches     uint64           `json:"held_batches"`        // native turns that ended inside a batch (turnReads)
+	RESPCutTurns    uint64           `json:"resp_cut_turns"`      // RESP turns that ended at turnReads with commands left
 	RESPParallel    uint64           `json:"resp_parallel_reads"` // RESP device reads issued without stopping their connection
 	BytesIn         uint64           `json:"bytes_in"`
 	BytesOut        uint64           `json:"bytes_out"`
@@ -277,6 +278,7 @@ func (s *Server) Stats() Stats {
 		st.Pending += l.stats.pending.Load()
 		st.HeldBack += l.stats.held.Load()
 		st.HeldBatches += l.stats.heldBatches.Load()
+		st.RESPCutTurns += l.stats.respCut.Load()
 		st.RESPParallel += l.stats.respHoles.Load()
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.BytesOut += l.stats.bytesOut.Load()

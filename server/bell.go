@@ -17,10 +17,11 @@ import (
 // that queue their successors can keep a readable socket unread for as
 // long as they go on. A connection whose turn ended for the device
 // (turnReads) or that was held back by MaxPendingIO waits in the loop's
-// ready list instead; ringing makes the bell's socket readable, and epoll
-// reports it beside the other sockets on the loop's next poll, which reads
-// them too. The bell's traffic wakes the listed connections then: each
-// waits for at most one round of the others' turns.
+// ready list instead, a connection of either front; ringing makes the
+// bell's socket readable, and epoll reports it beside the other sockets on
+// the loop's next poll, which reads them too. The bell's traffic wakes the
+// listed connections then: each waits for at most one round of the
+// others' turns.
 //
 // Invariant: rung is true from a ring until the bell's traffic (one byte
 // in flight at most); ready holds each connection at most once (its
@@ -28,8 +29,16 @@ import (
 type bell struct {
 	w     int // the writing end (the reading end is gnet's)
 	rung  bool
-	ready []*conn
-	spare []*conn
+	ready []belled
+	spare []belled
+}
+
+// belled is a connection in the ready list. queued and closed point to its
+// own flags (conn's or respConn's), which only the loop touches.
+type belled struct {
+	c      gnet.Conn
+	queued *bool // in the ready list; set by later, cleared by answer
+	closed *bool
 }
 
 // newBell opens l's doorbell and enrolls its reading end in l's event loop.
@@ -58,11 +67,11 @@ func newBell(el gnet.EventLoop) (*bell, error) {
 	return b, nil
 }
 
-// later lists cs to be woken after the loop's next poll.
-func (b *bell) later(cs *conn) {
-	if !cs.queued {
-		cs.queued = true
-		b.ready = append(b.ready, cs)
+// later lists x to be woken after the loop's next poll.
+func (b *bell) later(x belled) {
+	if !*x.queued {
+		*x.queued = true
+		b.ready = append(b.ready, x)
 	}
 	if !b.rung {
 		b.rung = true
@@ -82,12 +91,12 @@ func (b *bell) answer(c gnet.Conn) gnet.Action {
 	b.rung = false
 	woken := b.ready
 	b.ready, b.spare = b.spare[:0], nil
-	for i, cs := range woken {
-		cs.queued = false
-		if !cs.closed {
-			_ = cs.c.Wake(nil)
+	for i, x := range woken {
+		*x.queued = false
+		if !*x.closed {
+			_ = x.c.Wake(nil)
 		}
-		woken[i] = nil
+		woken[i] = belled{}
 	}
 	b.spare = woken[:0]
 	return gnet.None

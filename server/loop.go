@@ -49,7 +49,7 @@ type loop struct {
 	// bell wakes connections after the loop's next poll (bell.go); nil
 	// for a loop without gnet (benchmarks).
 	bell *bell
-	// issued counts the operations that went to the device in the native
+	// issued counts the operations that went to the device in the
 	// turn running (await); a turn ends at turnReads of them.
 	issued int
 	pollFn gnet.RunnableFunc
@@ -127,6 +127,7 @@ type loopStats struct {
 	held     atomic.Uint64 // turns a connection was held back by MaxPendingIO
 	// heldBatches counts native turns that ended inside a batch (hold).
 	heldBatches atomic.Uint64
+	respCut     atomic.Uint64 // RESP turns that ended at turnReads with commands left
 	respHoles   atomic.Uint64 // RESP reads that went to the device without stopping their connection
 	parked      atomic.Uint64 // reads parked now (parking.go)
 	parks       atomic.Uint64 // reads ever parked
@@ -191,12 +192,19 @@ func (l *loop) close() error {
 }
 
 // later wakes cs after the loop's next poll of its sockets (bell).
-func (l *loop) later(cs *conn) {
+func (l *loop) later(cs *conn) { l.ring(belled{c: cs.c, queued: &cs.queued, closed: &cs.closed}) }
+
+// laterRESP wakes r after the loop's next poll of its sockets (bell).
+func (l *loop) laterRESP(r *respConn) {
+	l.ring(belled{c: r.c, queued: &r.queued, closed: &r.closed})
+}
+
+func (l *loop) ring(x belled) {
 	if l.bell == nil {
-		_ = cs.c.Wake(nil)
+		_ = x.c.Wake(nil)
 		return
 	}
-	l.bell.later(cs)
+	l.bell.later(x)
 }
 
 // traffic runs every complete batch the connection has buffered and writes
@@ -324,7 +332,8 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 const turnOps = 1024
 
 // turnReads is how many operations that went to the device (await) end a
-// native connection's turn, inside a batch if need be (partBatch). Sending
+// connection's turn: a native one's inside a batch if need be (partBatch),
+// a RESP one's after the command that reached it (respRunWindow). Sending
 // one to the device costs the loop's core microseconds (the ring's
 // submission and the block layer share it), a thousand times an in-memory
 // operation: a turn of whole cold batches took 10+ ms on the 2-vCPU VM,

@@ -15,7 +15,7 @@ type metrics struct {
 	s *Server
 
 	ops, batches, rejected, errors, pending, held       *prometheus.Desc
-	heldBatches                                         *prometheus.Desc
+	heldBatches, respCut                                *prometheus.Desc
 	bytes, conns, view, logAddr, logMemory              *prometheus.Desc
 	ioDepth, indexBuckets, indexEntries                 *prometheus.Desc
 	keys, keyDoubts                                     *prometheus.Desc
@@ -42,6 +42,7 @@ func newMetrics(s *Server) *metrics {
 		pending:       d("pending_operations_total", "Operations that went to the device (a record below the log's head)."),
 		held:          d("held_back_turns_total", "Connection turns held back because the loop was at --max-pending-io."),
 		heldBatches:   d("held_batches_total", "Native turns that ended inside a request batch, after as many device reads as one turn may send."),
+		respCut:       d("resp_cut_turns_total", "RESP turns that ended with commands left, after as many device reads as one turn may send."),
 		bytes:         d("network_bytes_total", "Request and response bytes.", "direction"),
 		conns:         d("connections", "Open client connections.", "protocol"),
 		view:          d("view", "The server's view number."),
@@ -105,6 +106,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.pending, float64(st.Pending))
 	counter(m.held, float64(st.HeldBack))
 	counter(m.heldBatches, float64(st.HeldBatches))
+	counter(m.respCut, float64(st.RESPCutTurns))
 	counter(m.bytes, float64(st.BytesIn), "in")
 	counter(m.bytes, float64(st.BytesOut), "out")
 	gauge(m.conns, float64(st.Connections-st.RESPConnections), "native")

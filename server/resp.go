@@ -32,6 +32,7 @@ type respConn struct {
 	// in l.pending names r) or for a checkpoint (respAfterCheckpoint's
 	// goroutine); exactly that completion clears it and queues r again.
 	waiting bool
+	queued  bool   // in its loop's bell's ready list
 	name    []byte // CLIENT SETNAME
 	op      respOp
 	out     []byte
@@ -83,7 +84,8 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 	l.turn()
 	in, _ := r.c.Peek(-1)
 	used, ran, action := 0, 0, gnet.None
-	for ran < turnOps && !r.waiting && !r.quit && action == gnet.None {
+	l.issued = 0
+	for ran < turnOps && l.issued < turnReads && !r.waiting && !r.quit && action == gnet.None {
 		n, err := l.respParse(in[used:])
 		if len(l.rwin) == 0 {
 			if err != nil {
@@ -99,7 +101,7 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 		if done == len(l.rwin) {
 			used += n // the whole window ran; n counts skipped empty commands too
 		} else {
-			used += l.rwin[done-1].end // stopped at a pending command
+			used += l.rwin[done-1].end // stopped at a pending command, or at turnReads
 		}
 	}
 	if used > 0 {
@@ -107,8 +109,14 @@ func (l *loop) respTraffic(r *respConn) gnet.Action {
 		l.stats.bytesIn.Add(uint64(used))
 	}
 	l.stats.ops[respOpIndex].Add(uint64(ran))
-	if action == gnet.None && !r.waiting && !r.quit && used < len(in) && ran >= turnOps {
-		_ = r.c.Wake(nil) // the rest after the loop's other events
+	if action == gnet.None && !r.waiting && !r.quit && used < len(in) {
+		switch {
+		case l.issued >= turnReads:
+			l.stats.respCut.Add(1)
+			l.laterRESP(r) // after the next poll: the device's work is slow
+		case ran >= turnOps:
+			_ = r.c.Wake(nil) // the rest after the loop's other events
+		}
 	}
 	l.respWrite(r)
 	l.advancePending()
@@ -171,7 +179,9 @@ func (l *loop) respParse(in []byte) (int, error) {
 }
 
 // respRunWindow runs the window's commands until one waits for the device,
-// and returns how many ran (the waiting one included).
+// or until the turn has sent turnReads reads to it, and returns how many
+// ran (the last one included). A command is never cut: an MGET's keys all
+// go in one turn.
 func (l *loop) respRunWindow(r *respConn) int {
 	for i := range l.rwin {
 		if j := i + recordAhead; j < len(l.rwin) && l.rwin[j].h != 0 {
@@ -179,7 +189,7 @@ func (l *loop) respRunWindow(r *respConn) int {
 		}
 		p := &l.rwin[i]
 		l.respCommand(r, p.cmd, l.rargs[p.first:p.last], p.h)
-		if r.waiting || r.quit {
+		if r.waiting || r.quit || l.issued >= turnReads {
 			return i + 1
 		}
 	}

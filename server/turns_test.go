@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -94,5 +96,65 @@ func TestColdBatchTurnsEndInsideIt(t *testing.T) {
 	}
 	if d := sent(); d < 2*turnReads {
 		t.Fatalf("%d reads went to the device: the test did not reach it", d)
+	}
+}
+
+// TestRESPColdTurnsEndAtTurnReads: a pipeline of GETs of cold keys on a
+// stalled device ends its connection's turn each time turnReads reads went
+// to the device (before, one turn sent them all), the turns go on through
+// the loop's doorbell until every read is on the device, another client is
+// served meanwhile, and once the device answers every reply arrives, in
+// order and right.
+func TestRESPColdTurnsEndAtTurnReads(t *testing.T) {
+	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
+	s := startRESP(t, func(c *Config) {
+		c.Loops = 1
+		c.MaxPendingIO = 1024
+		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+	})
+	rc := goRedis(t, s, nil)
+	ctx := context.Background()
+	const reads = 200
+	setCold(t, rc, reads, func(k int) any { return fmt.Sprint("v", k) })
+	var req, want bytes.Buffer
+	for k := range reads {
+		key, v := fmt.Sprint("cold-", k), fmt.Sprint("v", k)
+		fmt.Fprintf(&req, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(key), key)
+		fmt.Fprintf(&want, "$%d\r\n%s\r\n", len(v), v)
+	}
+	fd.HoldReads()
+	defer fd.ReleaseReads()
+	before := s.Stats()
+	nc, err := net.Dial("tcp", s.RESPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(req.Bytes()); err != nil { // one write: one turn could take all
+		t.Fatal(err)
+	}
+	sent := func() uint64 { return s.Stats().Pending - before.Pending }
+	for deadline := time.Now().Add(10 * time.Second); sent() < reads; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d reads went to the device in 10 s: the cut turns were not resumed", sent(), reads)
+		}
+	}
+	if cut := s.Stats().RESPCutTurns - before.RESPCutTurns; cut < reads/turnReads-1 {
+		t.Fatalf("%d turns ended at turnReads, want %d: a turn sent more than %d reads", cut, reads/turnReads, turnReads)
+	}
+	if err := rc.Set(ctx, "hot", "h", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rc.Get(ctx, "hot").Result(); err != nil || v != "h" {
+		t.Fatalf("another client beside the stalled reads: %q %v", v, err)
+	}
+	fd.ReleaseReads()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, want.Len())
+	if _, err := io.ReadFull(nc, got); err != nil {
+		t.Fatalf("reading the replies: %v", err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("replies differ from the commands' order and values:\ngot  %q\nwant %q", got, want.Bytes())
 	}
 }
