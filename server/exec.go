@@ -83,7 +83,6 @@ func (l *loop) runOps(cs *conn, h wire.RequestHeader, body []byte, from, pos int
 	if invariants.Enabled && !l.ops.Done() {
 		invariants.Fail("a validated batch of %d operations has bytes after them", n)
 	}
-	cs.part.active = false
 	if !h.Control() {
 		cs.sess.Executed(h.Serial, h.Count)
 	}
@@ -95,7 +94,7 @@ func (l *loop) runOps(cs *conn, h wire.RequestHeader, body []byte, from, pos int
 // hold ends the turn before operation i of the batch h: the session has
 // executed exactly the operations before it, and the response stays open.
 func (l *loop) hold(cs *conn, h wire.RequestHeader, i int) {
-	cs.part = partBatch{active: true, h: h, op: i, pos: l.win[i&(window-1)].pos}
+	cs.part = partBatch{h: h, op: i, pos: l.win[i&(window-1)].pos}
 	cs.sess.Hold(h.Serial + uint64(i))
 	l.stats.heldBatches.Add(1)
 }

@@ -34,7 +34,7 @@ type conn struct {
 	stalled bool // in its loop's stalled list
 	queued  bool // in its loop's bell's ready list
 	more    bool // input left over when its turn ended
-	// part is the request batch a turn ended inside, if any.
+	// part is the request batch a turn ended inside, while cs.sess.Held().
 	part partBatch
 	// barrier is set while an operation that the connection's later ones
 	// must follow runs aside (FLUSH): its input waits until that ends.

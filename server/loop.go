@@ -270,7 +270,8 @@ func (l *loop) traffic(cs *conn) gnet.Action {
 func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 	lim := l.s.cfg.Limits
 	used, ran := 0, 0
-	if p := &cs.part; p.active {
+	if cs.sess.Held() {
+		p := &cs.part
 		end := wire.HeaderSize + int(p.h.Length)
 		if invariants.Enabled && len(in) < end {
 			invariants.Fail("a held batch of %d bytes has %d left in its input", end, len(in))
@@ -279,7 +280,7 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 		if action := l.runOps(cs, p.h, in[wire.HeaderSize:end], p.op, p.pos); action != gnet.None {
 			return end, action
 		}
-		if p.active {
+		if cs.sess.Held() {
 			cs.more = true
 			return 0, gnet.None
 		}
@@ -309,7 +310,7 @@ func (l *loop) runBatches(cs *conn, in []byte) (int, gnet.Action) {
 		if action := l.runBatch(cs, h, b[wire.HeaderSize:end]); action != gnet.None {
 			return used + end, action
 		}
-		if cs.part.active {
+		if cs.sess.Held() {
 			cs.more = true
 			break // its bytes stay in the input for the next turn
 		}
@@ -347,12 +348,12 @@ const turnReads = 16
 // batch's bytes only once it ran whole; gnet's buffer may move them, so
 // they are found again by offset), its response stays open
 // (session.Hold), and the next turn runs it from operation op, which
-// starts pos bytes into its body.
+// starts pos bytes into its body. It stands for as long as the session
+// holds the response (Session.Held): runOps' end closes both.
 type partBatch struct {
-	active bool
-	h      wire.RequestHeader
-	op     int
-	pos    int
+	h   wire.RequestHeader
+	op  int
+	pos int
 }
 
 // fail answers a malformed batch and closes the connection.

@@ -110,6 +110,9 @@ func (s *Session) Hold(next uint64) {
 	s.next, s.rejecting, s.held = next, false, true
 }
 
+// Held reports whether a response is held (Hold) and not yet closed.
+func (s *Session) Held() bool { return s.held }
+
 // FirstSerial is the serial of a connection's first operation. It is fixed,
 // not taken from the first batch: were it taken, a batch overtaking a
 // rejected first batch (one re-sent with a newer view) would set it, and the
