@@ -322,7 +322,8 @@ func (l *loop) respWait(r *respConn) {
 }
 
 // respCompleted finishes the step that waited and runs the command's other
-// steps, then queues the connection to go on with its input.
+// steps, then queues the connection to go on with its input after the
+// loop's next poll (laterRESP).
 func (l *loop) respCompleted(r *respConn, c store.Completion) {
 	r.waiting = false
 	if r.closed {
@@ -333,7 +334,7 @@ func (l *loop) respCompleted(r *respConn, c store.Completion) {
 	}
 	if !r.waiting {
 		r.op.reset(nil, nil, 0)
-		_ = r.c.Wake(nil) // write the replies and go on with the input
+		l.laterRESP(r) // write the replies and go on with the input
 	}
 }
 

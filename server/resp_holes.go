@@ -138,17 +138,18 @@ func (l *loop) freeOut(b []byte) {
 // fill answers the connection's last open hole, its replies are written by
 // flushDirty, which follows every advancePending: in the turn they
 // completed in, with those of every other connection the same completions
-// answered. While holes stay open, the connection goes through gnet
-// (Wake), so that a pipeline's partial fills make one write per pass
-// (writing every turn's fills cost pipelined throughput; BENCHMARKS.md);
-// so does a connection that quit, whose turn closes it once the last
-// reply is out.
+// answered. While holes stay open, the connection's next turn comes after
+// the loop's next poll (laterRESP), so that a pipeline's partial fills
+// make one write per pass (writing every turn's fills cost pipelined
+// throughput; BENCHMARKS.md) and its further input waits behind the other
+// sockets, as a cut turn's does; so does a connection that quit, whose
+// turn closes it once the last reply is out.
 func (l *loop) respHoleCompleted(r *respConn, h *respHole, c store.Completion) {
 	if r.closed || !l.fillHole(r, h, c) {
 		return
 	}
 	if r.quit || len(r.holes) > 0 {
-		_ = r.c.Wake(nil)
+		l.laterRESP(r)
 		return
 	}
 	if !r.dirty {
