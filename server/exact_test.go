@@ -11,7 +11,6 @@ import (
 
 	"github.com/fleetkv/fleetkv/checkpoint"
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -113,7 +112,7 @@ func exactServer(t *testing.T, dir string, dev *ssd.CrashDevice, snapshots bool)
 	cfg := Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Loops: 2, NoPin: true, Checkpoints: ck, CheckpointInterval: -1,
 		SnapshotCheckpoints: snapshots}
 	cfg.Store.IndexBits = 8
-	cfg.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}
+	cfg.Store.Log = tinyLog(dev)
 	s, err := Start(cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 func startFlushed(t *testing.T, keys int, value func(k int) any) (*Server, *redis.Client) {
 	t.Helper()
 	s := startRESP(t, func(c *Config) {
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+		c.Store.Log = tinyLog(nil)
 	})
 	rc := goRedis(t, s, nil)
 	setCold(t, rc, keys, value)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/ssd"
 	"github.com/fleetkv/fleetkv/wire"
@@ -99,7 +98,7 @@ func TestSlotsNotServedAreRefused(t *testing.T) {
 func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.ServerID = "me"
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12} // 400 fillers push keys to the device
+		c.Store.Log = tinyLog(nil) // 400 fillers push keys to the device
 	})
 	ctx := context.Background()
 	m, err := cluster.NewMap("test", []cluster.Server{{ID: "me", Native: s.Addr(), RESP: s.RESPAddr()}})
@@ -452,7 +451,7 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
 	s := startTest(t, func(c *Config) {
 		c.ServerID = "me"
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd} // the fillers push keys to the device
+		c.Store.Log = tinyLog(fd) // the fillers push keys to the device
 	})
 	ctx := context.Background()
 	c, err := client.New(client.Config{Addr: s.Addr()})

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/fleetkv/fleetkv/hlog"
 )
 
 func startRESP(t *testing.T, mod func(*Config)) *Server {
@@ -163,7 +161,7 @@ func TestRESPPipelines(t *testing.T) {
 func TestRESPColdKeys(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.Loops = 1
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+		c.Store.Log = tinyLog(nil)
 	})
 	rc := goRedis(t, s, nil)
 	ctx := context.Background()
@@ -323,7 +321,7 @@ func TestRESPErrorTextsAreOneLine(t *testing.T) {
 func TestRESPColdReadsInParallel(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.Loops = 1
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+		c.Store.Log = tinyLog(nil)
 	})
 	rc := goRedis(t, s, nil)
 	const keys = 64

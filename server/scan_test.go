@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/fleetkv/fleetkv/hlog"
 )
 
 // globAlphabet makes keys and patterns that meet every glob rule: the
@@ -69,7 +67,7 @@ func TestRESPScanMatchesRedis(t *testing.T) {
 	defer rd.Close()
 	s := startRESP(t, func(c *Config) {
 		c.Store.IndexBits = 6 // grows while the keys load
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+		c.Store.Log = tinyLog(nil)
 	})
 	fk := goRedis(t, s, nil)
 	ctx := context.Background()

@@ -26,6 +26,12 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// tinyLog is a store log of eight 4 KiB pages in memory over dev (nil: a
+// memory device): a few hundred records push the older ones to the device.
+func tinyLog(dev ssd.Device) hlog.Config {
+	return hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}
+}
+
 func startTest(t *testing.T, mod func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true,
@@ -373,7 +379,7 @@ func TestKilledClientLeaksNothing(t *testing.T) {
 func TestColdKeyOperationsKeepTheirOrder(t *testing.T) {
 	s := startTest(t, func(c *Config) {
 		c.Loops = 1
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12}
+		c.Store.Log = tinyLog(nil)
 	})
 	cs, err := client.Dial(client.Config{Addr: s.Addr(), BatchBytes: 1 << 10, InFlight: 2})
 	if err != nil {
@@ -437,7 +443,7 @@ func TestDeviceErrorFailsOnlyThatOperation(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
 	s := startTest(t, func(c *Config) {
 		c.Loops = 1
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+		c.Store.Log = tinyLog(fd)
 	})
 	cs, err := client.Dial(client.Config{Addr: s.Addr(), BatchBytes: 1 << 10, InFlight: 2})
 	if err != nil {
@@ -504,7 +510,7 @@ func TestHeldBackClientInputIsBounded(t *testing.T) {
 		c.Limits = wire.DefaultLimits
 		c.Limits.MaxBatch = 64 << 10
 		c.MaxInput = maxInput
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+		c.Store.Log = tinyLog(fd)
 	})
 	c, err := client.New(client.Config{Addr: s.Addr()})
 	if err != nil {

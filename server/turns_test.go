@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fleetkv/fleetkv/client"
-	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/ssd"
 )
 
@@ -25,7 +24,7 @@ func TestColdBatchTurnsEndInsideIt(t *testing.T) {
 	s := startTest(t, func(c *Config) {
 		c.Loops = 1
 		c.MaxPendingIO = 4
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+		c.Store.Log = tinyLog(fd)
 	})
 	c, err := client.New(client.Config{Addr: s.Addr()})
 	if err != nil {
@@ -110,7 +109,7 @@ func TestRESPColdTurnsEndAtTurnReads(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.Loops = 1
 		c.MaxPendingIO = 1024
-		c.Store.Log = hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: fd}
+		c.Store.Log = tinyLog(fd)
 	})
 	rc := goRedis(t, s, nil)
 	ctx := context.Background()
