@@ -13,9 +13,14 @@
 # redis-benchmark -P RESP_P (default 64) -c 8 GET of uniformly chosen ones; cold's ops/s are
 # then the server's RESP commands per second over the probe's run.
 #
+# SERVER_CPUS=0,1 lets the server's threads run on both CPUs: its loop stays
+# pinned to CPU 0 (--pin), and the device's threads go to CPU 1 with the
+# clients (the default, 0, keeps every server thread on CPU 0).
+#
 # Usage: scripts/bench-probe.sh BINARY TAG   (env: KEYS, MEMORY, SECS, DIR,
-#        LOAD=native|resp; PERF=1 also counts the server's system calls and
-#        context switches for 4 s of the mixed load, into DIR's perf-TAG.txt)
+#        LOAD=native|resp, SERVER_CPUS; PERF=1 also counts the server's system
+#        calls and context switches for 4 s of the mixed load, into DIR's
+#        perf-TAG.txt)
 set -euo pipefail
 BIN=$(realpath "$1") TAG=$2
 cd "$(dirname "$0")/.."
@@ -26,7 +31,7 @@ spid=""
 trap 'if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi; rm -rf "$W"' EXIT
 LOAD=${LOAD:-native}
 read -r port rp admin <<<"$(ports 3)"
-taskset -c 0 "$BIN" server --listen 127.0.0.1:$port --resp 127.0.0.1:$rp --admin 127.0.0.1:$admin --loops 1 --io uring \
+taskset -c "${SERVER_CPUS:-0}" "$BIN" server --listen 127.0.0.1:$port --resp 127.0.0.1:$rp --admin 127.0.0.1:$admin --loops 1 --io uring \
   --dir "$W/data" --memory "$MEMORY" --log-level warn --read-copy=false &
 spid=$!
 wait_tcp $port

@@ -117,6 +117,11 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if s.st, err = s.openStore(); err != nil {
 		return nil, err
 	}
+	if cpus, err := s.placeDevice(); err != nil {
+		log.Warn("cannot keep the device's threads off the loops' cores", "err", err)
+	} else if cpus.Count() > 0 {
+		log.Info("the device's threads run off the loops' cores", "cpus", cpus.Count())
+	}
 	st := s.st
 	if cfg.Recovered != nil {
 		if err := cfg.Recovered(st); err != nil {

@@ -147,6 +147,16 @@ func (d *FileDevice) Engine() string { return d.eng.name() }
 // completed: the device's queue depth as the process sees it.
 func (d *FileDevice) InFlight() int { return d.eng.inFlight() }
 
+// Threads returns the IDs of the threads that submit and complete the
+// device's I/O where its engine has threads of its own (io_uring's
+// submitter and reaper); nil for pread, whose workers are goroutines.
+func (d *FileDevice) Threads() []int {
+	if u, ok := d.eng.(*uringEngine); ok {
+		return u.r.Threads()
+	}
+	return nil
+}
+
 // Dir returns the directory of the segment files.
 func (d *FileDevice) Dir() string { return d.cfg.Dir }
 

@@ -112,7 +112,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.admin, "admin", "127.0.0.1:7401", "admin HTTP address (pprof, healthz, stats); empty turns it off")
 	fl.StringVar(&f.dir, "dir", "./data", "data directory, locked while the server runs (DIR/LOCK: a second server on it is refused)")
 	fl.IntVar(&f.loops, "loops", 0, "event loops (0: one per CPU)")
-	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core")
+	fl.BoolVar(&f.pin, "pin", true, "pin each event loop's thread to a core (and, with fewer loops than CPUs, keep io_uring's threads off those cores)")
 	fl.BoolVar(&f.reusePort, "reuseport", true, "one SO_REUSEPORT listener per loop (false: one listener, round-robin hand-off)")
 	fl.StringVar(&f.authToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "token every session must present (default $FLEETKV_AUTH_TOKEN)")
 	fl.StringVar(&f.resp, "resp", "", "Redis-protocol address host:port, served by the same loops; empty turns it off")

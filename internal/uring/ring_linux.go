@@ -113,6 +113,7 @@ type Ring struct {
 	kick    kicker
 	subStop atomic.Bool
 	subDone chan struct{}
+	subTid  atomic.Int32 // thread the submitter is locked to; 0 when gone
 
 	// backlog holds requests that found every slot taken, oldest first at
 	// backlogHead; the reaper submits them as it frees slots.
@@ -149,7 +150,9 @@ func Open(entries uint32) (*Ring, error) {
 	ready := make(chan struct{})
 	go r.reap(ready)
 	<-ready
-	go r.submitLoop()
+	ready = make(chan struct{})
+	go r.submitLoop(ready)
+	<-ready
 	return r, nil
 }
 
@@ -346,6 +349,20 @@ func (r *Ring) submit(idx uint32, req request) bool {
 	return true
 }
 
+// Threads returns the IDs of the threads the ring's submitter and reaper
+// are locked to, those still running. The kernel's work for the I/O the
+// ring submits and completes runs on them, so a caller may place them
+// (sched_setaffinity) away from threads that must not wait for a CPU.
+func (r *Ring) Threads() []int {
+	var tids []int
+	for _, t := range [...]int32{r.subTid.Load(), r.reaperTid.Load()} {
+		if t != 0 {
+			tids = append(tids, int(t))
+		}
+	}
+	return tids
+}
+
 // kickSubmitter wakes the submitter goroutine; it never blocks.
 func (r *Ring) kickSubmitter() { r.kick.wake() }
 
@@ -353,10 +370,13 @@ func (r *Ring) kickSubmitter() { r.kick.wake() }
 // until every published SQE is consumed. It is locked to its thread, so the
 // kernel's completion work for the I/O it submits runs here and not on the
 // event loops' threads.
-func (r *Ring) submitLoop() {
+func (r *Ring) submitLoop(ready chan<- struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(r.subDone)
+	r.subTid.Store(int32(unix.Gettid()))
+	defer r.subTid.Store(0)
+	close(ready)
 	for {
 		r.kick.sleep()
 		if r.subStop.Load() {

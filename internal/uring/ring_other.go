@@ -22,6 +22,9 @@ func (r *Ring) Read(fd int, p []byte, off int64, c Completion) { c.IODone(0, Err
 // Write completes with ErrClosed; a Ring cannot be opened on this platform.
 func (r *Ring) Write(fd int, p []byte, off int64, c Completion) { c.IODone(0, ErrClosed) }
 
+// Threads returns nil: there are none.
+func (r *Ring) Threads() []int { return nil }
+
 // InFlight returns 0.
 func (r *Ring) InFlight() int { return 0 }
 

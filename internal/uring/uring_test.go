@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -542,4 +543,25 @@ func TestSaturatedRingNeverBlocks(t *testing.T) {
 		}
 	}
 	t.Logf("queued %d reads on a 4-entry ring in %v, all done in %v", blocks, queued, time.Since(start))
+}
+
+// TestThreads: an open ring reports its submitter's and reaper's threads,
+// two threads of this process, and none once closed.
+func TestThreads(t *testing.T) {
+	r := openRing(t, 8)
+	tids := r.Threads()
+	if len(tids) != 2 || tids[0] == tids[1] {
+		t.Fatalf("threads %v, want the submitter's and the reaper's", tids)
+	}
+	for _, tid := range tids {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err != nil {
+			t.Errorf("thread %d is not this process's: %v", tid, err)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tids := r.Threads(); len(tids) != 0 {
+		t.Errorf("a closed ring reports threads %v", tids)
+	}
 }
