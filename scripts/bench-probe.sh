@@ -36,14 +36,7 @@ taskset -c "${SERVER_CPUS:-0}" "$BIN" server --listen 127.0.0.1:$port --resp 127
 spid=$!
 wait_tcp $port
 if [ "$LOAD" = resp ]; then
-  python3 -c "
-import sys
-v = b'x' * 256
-out = sys.stdout.buffer
-for i in range($KEYS):
-    k = b'key:%012d' % i
-    out.write(b'*3\r\n\$3\r\nSET\r\n\$%d\r\n%s\r\n\$256\r\n%s\r\n' % (len(k), k, v))
-" | taskset -c 1 redis-cli -p $rp --pipe >/dev/null
+  resp_keys $rp "$KEYS"
 else
   taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload load --keys "$KEYS" --value-size 256 >/dev/null 2>&1
 fi

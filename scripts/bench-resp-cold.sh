@@ -39,14 +39,7 @@ rate() { python3 -c "print(int(($2-$1)/($4-$3)))"; }
 echo "commit $(git describe --always --dirty), $(nproc) CPUs, $(date -u +%FT%TZ), $(df -T "$WORK" | awk 'NR==2 {print $1, $2}')"
 echo "$KEYS keys x 256 B for each front, --memory $MEMORY, ${ARGS:-default flags}"
 taskset -c 1 "$BIN" loadgen --servers 127.0.0.1:$port --workload load --keys "$KEYS" --value-size 256 >/dev/null 2>&1
-python3 -c "
-import sys
-v = b'x' * 256
-out = sys.stdout.buffer
-for i in range($KEYS):
-    k = b'key:%012d' % i
-    out.write(b'*3\r\n\$3\r\nSET\r\n\$%d\r\n%s\r\n\$256\r\n%s\r\n' % (len(k), k, v))
-" | taskset -c 1 redis-cli -p $rp --pipe >/dev/null
+resp_keys $rp "$KEYS"
 echo "| round | native device reads/s | RESP GET -P 64 requests/s | RESP device reads/s | RESP / native | MGET 500 p50 ms | GET QD 32 p50 ms | MGET / GET |"
 echo "|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do

@@ -39,3 +39,16 @@ while len(out) < int(sys.argv[1]):
         continue
     held += [a, b]; out.append(p)
 print(" ".join(map(str, out)))' "$1"; }
+
+# resp_keys PORT N writes key:%012d = 256 bytes for 0..N-1 over a RESP port
+# (redis-cli --pipe, on CPU 1): the key names redis-benchmark -r N reads.
+resp_keys() {
+  python3 -c "
+import sys
+v = b'x' * 256
+out = sys.stdout.buffer
+for i in range($2):
+    k = b'key:%012d' % i
+    out.write(b'*3\r\n\$3\r\nSET\r\n\$%d\r\n%s\r\n\$256\r\n%s\r\n' % (len(k), k, v))
+" | taskset -c 1 redis-cli -p "$1" --pipe >/dev/null
+}
