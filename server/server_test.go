@@ -32,6 +32,12 @@ func tinyLog(dev ssd.Device) hlog.Config {
 	return hlog.Config{PageBits: 12, MemoryBytes: 8 << 12, Device: dev}
 }
 
+// oneLoopOver sets c up for the tests of cold turns: one loop whose log
+// (tinyLog) lies over dev, with at most maxPending device reads waiting.
+func oneLoopOver(c *Config, dev ssd.Device, maxPending int) {
+	c.Loops, c.MaxPendingIO, c.Store.Log = 1, maxPending, tinyLog(dev)
+}
+
 func startTest(t *testing.T, mod func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{Listen: "127.0.0.1:0", Loops: 2, NoPin: true,
@@ -505,12 +511,10 @@ func TestHeldBackClientInputIsBounded(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
 	const maxInput = 256 << 10
 	s := startTest(t, func(c *Config) {
-		c.Loops = 1
-		c.MaxPendingIO = 1
+		oneLoopOver(c, fd, 1)
 		c.Limits = wire.DefaultLimits
 		c.Limits.MaxBatch = 64 << 10
 		c.MaxInput = maxInput
-		c.Store.Log = tinyLog(fd)
 	})
 	c, err := client.New(client.Config{Addr: s.Addr()})
 	if err != nil {

@@ -21,11 +21,7 @@ import (
 // in-memory keys is served while the batch is held.
 func TestColdBatchTurnsEndInsideIt(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
-	s := startTest(t, func(c *Config) {
-		c.Loops = 1
-		c.MaxPendingIO = 4
-		c.Store.Log = tinyLog(fd)
-	})
+	s := startTest(t, func(c *Config) { oneLoopOver(c, fd, 4) })
 	c, err := client.New(client.Config{Addr: s.Addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +102,7 @@ func TestColdBatchTurnsEndInsideIt(t *testing.T) {
 // order and right.
 func TestRESPColdTurnsEndAtTurnReads(t *testing.T) {
 	fd := ssd.NewFaultyDevice(ssd.NewMemDevice())
-	s := startRESP(t, func(c *Config) {
-		c.Loops = 1
-		c.MaxPendingIO = 1024
-		c.Store.Log = tinyLog(fd)
-	})
+	s := startRESP(t, func(c *Config) { oneLoopOver(c, fd, 1024) })
 	rc := goRedis(t, s, nil)
 	ctx := context.Background()
 	const reads = 200
