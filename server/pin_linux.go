@@ -1,6 +1,7 @@
 package server
 
 import (
+	"os"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -31,7 +32,10 @@ func (s *Server) placeDevice() (unix.CPUSet, error) {
 	if !ok || s.cfg.NoPin {
 		return spare, nil
 	}
-	if err := unix.SchedGetaffinity(0, &spare); err != nil {
+	// The process's CPUs, read from its main thread: the calling thread's
+	// own mask may have been narrowed (a pinned thread's, were one ever
+	// returned to the runtime's pool).
+	if err := unix.SchedGetaffinity(os.Getpid(), &spare); err != nil {
 		return unix.CPUSet{}, err
 	}
 	for i := range min(s.cfg.Loops, runtime.NumCPU()) {

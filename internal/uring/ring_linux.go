@@ -371,8 +371,10 @@ func (r *Ring) kickSubmitter() { r.kick.wake() }
 // kernel's completion work for the I/O it submits runs here and not on the
 // event loops' threads.
 func (r *Ring) submitLoop(ready chan<- struct{}) {
+	// Never unlocked: a caller may have narrowed the thread's CPUs
+	// (Threads), and the thread must end with the goroutine rather than
+	// carry that mask to others.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer close(r.subDone)
 	r.subTid.Store(int32(unix.Gettid()))
 	defer r.subTid.Store(0)
@@ -458,8 +460,7 @@ func (r *Ring) unpark() (request, bool) {
 // reap is the reaper goroutine: it waits for completions and dispatches them
 // until it consumes the stop NOP.
 func (r *Ring) reap(ready chan<- struct{}) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	runtime.LockOSThread() // never unlocked, as submitLoop's
 	r.reaperTid.Store(int32(unix.Gettid()))
 	close(ready)
 	for {
