@@ -647,8 +647,9 @@ func tagIn(r cluster.Range) string {
 // not there yet is refused but has the node fetch the key, so that the
 // client's retry succeeds, also where the source has no record of it
 // (an increment, a RESP SETNX); a RESP GET of
-// a key not there yet answers TRYAGAIN once, and its retry the value; a
-// RESP DEL of two keys, one not there yet, deletes neither at first.
+// a key not there yet is parked while the node fetches the key, and
+// answers its value the first time; a RESP DEL of two keys, one not there
+// yet, deletes neither at first.
 func TestRefusalsFetchTheKey(t *testing.T) {
 	md, move, a, b := heldMove(t)
 	c := dialCluster(t, a)
@@ -725,12 +726,15 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 		}
 		return err
 	}
+	parks := b.Server().Stats().Parks
 	for _, k := range append(plain, pair[0]) {
-		var got string
-		err := retry(func() (err error) { got, err = rc.Get(ctx, k).Result(); return err })
+		got, err := rc.Get(ctx, k).Result() // parked, not TRYAGAIN: no retry
 		if want := "v-" + k; err != nil || got != want && k != pair[0] {
 			t.Fatalf("RESP GET %s on the target while the move is held back: %q, %v; want %q", k, got, err, want)
 		}
+	}
+	if b.Server().Stats().Parks == parks {
+		t.Error("no RESP GET was parked: the keys were at the target before the test asked")
 	}
 	for _, k := range fresh[10:] {
 		var set bool

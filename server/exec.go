@@ -230,7 +230,7 @@ func (l *loop) exec(cs *conn, op *wire.Operation, h, serial uint64) {
 		st, payload, err = l.read(op.Key, h)
 		if l.missRead && err == errNotOwner {
 			l.missKey = nil // the op's key, in the connection's input
-			answer := l.parkMiss(cs, serial, op.Key, h, l.missHead, l.missDead)
+			answer := l.parkMiss(parkedRead{c: cs, serial: serial}, op.Key, h, l.missHead, l.missDead)
 			switch answer {
 			case missRefused:
 				err = l.refuse(keyhash.SlotOf(h))

@@ -91,10 +91,13 @@ func TestSlotsNotServedAreRefused(t *testing.T) {
 // TestMigrationHoldsAtTheGateway: under a routing with a migration's holds
 // (Routing.WithHolds), a held slot is not served (TRYAGAIN: this server
 // owns it), and in a slot whose records may not all have arrived (Misses)
-// a read that finds its key is answered, in memory or from the device,
-// while a read that does not, now or when its device read completes, and
-// every operation that decides from the key's value are refused on both
-// fronts; blind writes go through. Without the holds all are served.
+// a read that finds its key is answered, in memory or from the device, a
+// read that finds nothing is parked (on both fronts), while a read that
+// meets a deletion, now or when its device read completes, and every
+// operation that decides from the key's value are refused on both fronts
+// (no migration accepts the slot here to say whether the deletion is
+// garbage); blind writes go through. Without the holds all are served,
+// the parked reads too.
 func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.ServerID = "me"
@@ -138,7 +141,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	}
 	equal(t, "GET of a key that is here", res(rc.Get(ctx, "{m}here").Result()).ok(t), "hot-value")
 	equal(t, "GET of a cold key that is here", res(rc.Get(ctx, "{m}cold").Result()).ok(t), "cold-value")
-	tryAgain("GET of an absent key", rc.Get(ctx, "{m}absent").Err())
+	parked := make(chan error, 1)
+	go func() { parked <- goRedis(t, s, nil).Get(ctx, "{m}absent").Err() }()
+	eventually(t, "the GET of an absent key parked", func() bool { return s.Stats().ParkedReads == 1 })
 	tryAgain("GET of a key deleted on the device", rc.Get(ctx, "{m}gone").Err())
 	if s.Stats().Pending == pending {
 		t.Error("no GET went to the device")
@@ -184,6 +189,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 
 	if err := s.Install(ctx, base); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-parked; !errors.Is(err, redis.Nil) {
+		t.Errorf("GET of an absent key, parked until the holds went: %v", err)
 	}
 	if err := rc.Get(ctx, "{m}absent").Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("GET of an absent key without holds: %v", err)
@@ -553,6 +561,109 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 	}
 	if got := s.Stats(); got.Parks != 1 || got.Pending != pending+1 {
 		t.Errorf("parks %d, device reads %d; want 1 and 1", got.Parks, got.Pending-pending)
+	}
+}
+
+// TestRESPReadsPark: on a migration's target, RESP read steps of keys it
+// lacks in a Misses slot are parked as holes, not answered TRYAGAIN: the
+// pipeline's replies wait in order while later commands run (a SET of a
+// parked key, reads of it), and each hole is filled by what the migration
+// sends for its key, also after the step went to the device and met no
+// live record there (repark), or NOT_FOUND once the slot leaves Misses. A
+// parked read whose slot leaves the server is refused (here CLUSTERDOWN:
+// the routing has no map); one whose connection closed is dropped.
+func TestRESPReadsPark(t *testing.T) {
+	s := startRESP(t, func(c *Config) {
+		c.ServerID = "me"
+		c.Store.Log = tinyLog(ssd.NewMemDevice()) // the fillers push {m}z to the device
+	})
+	ctx := context.Background()
+	rc := goRedis(t, s, &redis.Options{MaxRetries: -1})
+	if err := rc.Set(ctx, "{m}z", "garbage of an earlier ownership", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Del(ctx, "{m}z").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 400 {
+		if err := rc.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pt := newParkingTarget(t, s)
+	migrate := func(key, value string) {
+		t.Helper()
+		if err := pt.migrator.Migrate(7, wire.MigrateMoved, []byte(key), 0, []byte(value), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := pt.migrator.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p := rc.Pipeline()
+	get1 := p.Get(ctx, "{m}a")
+	set := p.Set(ctx, "{m}a", "written after the read", 0)
+	get2 := p.Get(ctx, "{m}a")
+	mget := p.MGet(ctx, "{m}b", "{m}a")
+	typ := p.Type(ctx, "{m}z")
+	strlen := p.StrLen(ctx, "{m}a")
+	done := make(chan error, 1)
+	go func() { _, err := p.Exec(ctx); done <- err }()
+	eventually(t, "three RESP reads parked, one after the device", func() bool {
+		st := s.Stats()
+		return st.ParkedReads == 3 && st.Reparks == 1
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the pipeline was answered with reads still parked: %v", err)
+	default:
+	}
+	migrate("{m}a", "from the source")
+	migrate("{m}z", "sent for z")
+	eventually(t, "one read parked", func() bool { return s.Stats().ParkedReads == 1 })
+	if err := s.Install(ctx, pt.base); err != nil { // every record arrived
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "GET parked, then sent", get1.Val(), "from the source")
+	equal(t, "SET after it", set.Val(), "OK")
+	equal(t, "GET after the SET", get2.Val(), "written after the read")
+	if v := mget.Val(); len(v) != 2 || v[0] != nil || v[1] != "written after the read" {
+		t.Errorf("MGET of a key parked, never sent, and a key written: %q", v)
+	}
+	equal(t, "TYPE parked after the device, then sent", typ.Val(), "string")
+	equal(t, "STRLEN", strlen.Val(), int64(len("written after the read")))
+
+	// Parked, then the slot leaves the server (a cancelled migration); and
+	// parked on a connection that closed.
+	if err := s.Install(ctx, pt.base.WithHolds(&pt.holds)); err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 1)
+	go func() { refused <- rc.Get(ctx, "{m}e").Err() }()
+	raw, err := net.Dial("tcp", s.RESPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write([]byte("*2\r\n$3\r\nGET\r\n$3\r\n{m}f\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
+	raw.Close()
+	without := *cluster.AllSlots()
+	without.Remove(cluster.Range{First: pt.slot, Last: pt.slot})
+	if err := s.Install(ctx, &cluster.Routing{View: 1, Serving: &without}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-refused; err == nil || !strings.HasPrefix(err.Error(), "CLUSTERDOWN") {
+		t.Errorf("a parked RESP read whose slot left: %v, want CLUSTERDOWN", err)
+	}
+	eventually(t, "no read parked", func() bool { return s.Stats().ParkedReads == 0 })
+	if got := s.Stats(); got.Parks != 5 || got.Reparks != 1 {
+		t.Errorf("parks %d, after the device %d; want 5 and 1", got.Parks, got.Reparks)
 	}
 }
 

@@ -405,13 +405,13 @@ func (l *loop) completed(c store.Completion) {
 		c.Err = l.notHeld(m.key, m.h) // its record may not have arrived yet
 	}
 	if ref.miss != nil && !ref.miss.held && c.Err == nil && c.Status == store.NotFound && !l.deletedHere(ref.miss.slot, c.Found) {
-		if ref.kind != pendingNative { // a native read parks, and parkMiss fetches
-			l.fetchMissing(ref.miss.key, ref.miss.h)
-		}
-		switch l.repark(ref, c.Found) {
+		switch l.repark(ref, c.Found) { // a read parks, and parkMiss fetches
 		case missParked:
 			return
 		case missRefused:
+			if ref.kind != pendingNative {
+				l.fetchMissing(ref.miss.key, ref.miss.h) // for the RESP client's retry
+			}
 			c.Err = l.refuse(ref.miss.slot) // the key may not have arrived yet
 		}
 	}

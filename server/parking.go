@@ -19,7 +19,10 @@ import (
 // Parked reads: on a migration's target, a native READ of a key it lacks in
 // a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
-// known. It is parked whether memory told it the key is not here, or a
+// known. So is a RESP read step that has a hole's fill (GET, each key of
+// MGET, STRLEN, TYPE: resp_holes.go): its reply becomes a hole that the
+// answer fills, and the connection goes on meanwhile; a RESP step without
+// one is refused (TRYAGAIN) and has the key fetched, as before. It is parked whether memory told it the key is not here, or a
 // device read (repark) did, unless a record of the key was linked since
 // the read was issued (it is refused then, and the client re-issues it),
 // or the read met a deletion or expiry written here since the migration
@@ -121,13 +124,24 @@ func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
 // parkTimeout bounds how long a read stays parked.
 const parkTimeout = 10 * time.Second
 
-// parkedRead is one parked read.
+// parkedRead is one parked read: a native connection's operation (c,
+// serial) or a RESP connection's read step (r, and hole once parked).
 type parkedRead struct {
 	c      *conn
 	serial uint64
+	r      *respConn
+	hole   *respHole
 	key    []byte
 	slot   uint16
 	at     time.Time
+}
+
+// closed reports whether the read's connection closed.
+func (p parkedRead) closed() bool {
+	if p.r != nil {
+		return p.r.closed
+	}
+	return p.c.closed
 }
 
 // parking is a loop's parked reads, by key hash.
@@ -148,8 +162,8 @@ const (
 	missAbsent                    // NOT_FOUND: a deletion or expiry written here decided it
 )
 
-// parkMiss decides cs's read (serial) of key (hash h), which found no live
-// record here. head is the key's chain head before the read was issued
+// parkMiss decides the read pr (its connection's part: parkedRead) of key
+// (hash h), which found no live record here. head is the key's chain head before the read was issued
 // (store.Session.ChainHead), dead the address of the deleted or expired
 // record of the key the read met (store.Session.ReadMet,
 // store.Completion.Found; 0: it met none). The read is
@@ -164,13 +178,15 @@ const (
 //     ownership below Since), or refused when the loop holds all it may,
 //     or when it met a record and no migration accepts the slot.
 //
-// The caller counts a parked read pending in its session.
+// The caller counts a parked native read pending in its session; a parked
+// RESP read's reply becomes a hole here, unless it has one already (its
+// device read's).
 //
 // The loop lists itself as parking on h before it looks for newer records,
 // and a migration's insert announces after it inserts (gateway.go's
 // migrate): either the look finds the insert, or the announcement finds
 // the loop.
-func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint64) missAnswer {
+func (l *loop) parkMiss(pr parkedRead, key []byte, h, head, dead uint64) missAnswer {
 	p := &l.parked
 	first := len(p.byHash[h]) == 0
 	if first {
@@ -195,8 +211,11 @@ func (l *loop) parkMiss(cs *conn, serial uint64, key []byte, h, head, dead uint6
 	if first {
 		l.askFetch(key, h) // the node fetches it from the source
 	}
-	slot := keyhash.SlotOf(h)
-	p.byHash[h] = append(p.byHash[h], parkedRead{c: cs, serial: serial, key: bytes.Clone(key), slot: slot, at: time.Now()})
+	if pr.r != nil && pr.hole == nil {
+		pr.hole = l.addHole(pr.r)
+	}
+	pr.key, pr.slot, pr.at = bytes.Clone(key), keyhash.SlotOf(h), time.Now()
+	p.byHash[h] = append(p.byHash[h], pr)
 	p.n++
 	l.stats.parked.Add(1)
 	l.stats.parks.Add(1)
@@ -236,20 +255,30 @@ func (l *loop) acceptedSince(slot uint16) (uint64, bool) {
 	return 0, false
 }
 
-// repark decides a native read that went to the device for a key of a
-// slot of Routing.Misses and met no live record there (ref.miss; dead, the
-// record it met, if any) as parkMiss does, where it used to be refused:
+// repark decides a native read, or a RESP read step with a hole, that
+// went to the device for a key of a slot of Routing.Misses and met no live
+// record there (ref.miss; dead, the record it met, if any) as parkMiss
+// does, where it used to be refused:
 // under a flat-out move most chains of a target's buckets reach its
 // device, and refused reads came back, went to the device and were
 // refused again until the move reached their keys (BENCHMARKS.md). The
-// slot must still be one of Misses; the read's session counts it pending
-// already.
+// slot must still be one of Misses; a native read's session counts it
+// pending already, and a RESP read keeps its hole.
 func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 	m := ref.miss
-	if ref.kind != pendingNative || ref.c.closed || l.rt.Misses == nil || !l.rt.Misses.Has(m.slot) || !l.rt.Serving.Has(m.slot) {
+	var pr parkedRead
+	switch {
+	case ref.kind == pendingNative && !ref.c.closed:
+		pr = parkedRead{c: ref.c, serial: ref.serial}
+	case ref.kind == pendingRESPHole && !ref.r.closed:
+		pr = parkedRead{r: ref.r, hole: ref.hole}
+	default:
 		return missRefused
 	}
-	answer := l.parkMiss(ref.c, ref.serial, m.key, m.h, m.head, dead)
+	if l.rt.Misses == nil || !l.rt.Misses.Has(m.slot) || !l.rt.Serving.Has(m.slot) {
+		return missRefused
+	}
+	answer := l.parkMiss(pr, m.key, m.h, m.head, dead)
 	if answer == missParked {
 		l.stats.reparks.Add(1)
 	}
@@ -293,7 +322,7 @@ func (l *loop) sweepParked() {
 		kept := rs[:0]
 		for _, r := range rs {
 			switch {
-			case r.c.closed:
+			case r.closed():
 				l.unpark(r, 0, nil, 0)
 			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && !l.s.st.Covered(h):
 				l.unpark(r, wire.StatusNotFound, nil, 0)
@@ -301,8 +330,10 @@ func (l *loop) sweepParked() {
 				// covered: it reads where the table leads
 			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout ||
 				l.rt.Misses == nil || !l.rt.Misses.Has(r.slot): // covered: re-issued, see above
-				r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
-				_ = l.refuse(r.slot)
+				if r.c != nil {
+					r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
+				}
+				_ = l.refuse(r.slot) // a RESP reply names the slot: TRYAGAIN, MOVED or CLUSTERDOWN
 				l.unpark(r, wire.StatusError, nil, wire.CodeNotOwner)
 			default:
 				kept = append(kept, r)
@@ -327,6 +358,10 @@ func (l *loop) readCovered(r parkedRead, h uint64) bool {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
 	l.stats.parkedCovered.Add(1)
+	if r.r != nil {
+		l.await(pendingRef{kind: pendingRESPHole, r: r.r, hole: r.hole})
+		return true
+	}
 	// The connection counted it pending when it was parked.
 	l.await(pendingRef{kind: pendingNative, c: r.c, serial: r.serial, op: wire.OpRead})
 	return true
@@ -342,11 +377,25 @@ func (l *loop) keepParked(h uint64, kept []parkedRead) {
 }
 
 // unpark completes a parked read with its answer (to a closed connection:
-// nothing, and its session is gone with its last pending operation).
+// nothing, and a native one's session is gone with its last pending
+// operation). A RESP read's hole is filled as by its store read: st OK
+// with value, NOT_FOUND, or an error, which is NOT_OWNER for the slot
+// l.refuse recorded last.
 func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code) {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
-	l.completeAside(r.c, r.serial, st, value, code)
+	if r.r == nil {
+		l.completeAside(r.c, r.serial, st, value, code)
+		return
+	}
+	c := store.Completion{Status: store.NotFound}
+	switch st {
+	case wire.StatusOK:
+		c = store.Completion{Status: store.OK, Value: value}
+	case wire.StatusError:
+		c = store.Completion{Err: errNotOwner}
+	}
+	l.respHoleCompleted(r.r, r.hole, c)
 }
 
 // completeAside completes c's pending operation serial, which waited for

@@ -288,14 +288,35 @@ func (l *loop) respSteps(r *respConn) {
 			return
 		}
 		if err == errNotOwner && l.missRead { // a read of a key that may not have arrived yet
-			l.fetchMissing(l.missKey, l.missH)
-			err = l.refuse(keyhash.SlotOf(l.missH))
+			switch l.parkRESP(r) {
+			case missParked:
+				l.missRead, l.missKey = false, nil
+				if op.i++; 1+op.i < len(op.args) {
+					continue
+				}
+				return
+			case missAbsent:
+				st, err = store.NotFound, nil
+			default:
+				l.fetchMissing(l.missKey, l.missH)
+				err = l.refuse(keyhash.SlotOf(l.missH))
+			}
 		}
 		l.missRead, l.missKey = false, nil
 		if !op.cmd.take(l, r, st, v, err) {
 			return
 		}
 	}
+}
+
+// parkRESP decides r's read step that found no live record of its key
+// in a slot of Routing.Misses (l.missKey: parking.go): parked as a hole
+// when the command fills holes and the connection may open one more.
+func (l *loop) parkRESP(r *respConn) missAnswer {
+	if r.op.cmd.fill == nil || len(r.holes) >= maxHoles {
+		return missRefused
+	}
+	return l.parkMiss(parkedRead{r: r}, l.missKey, l.missH, l.missHead, l.missDead)
 }
 
 // respWait parks r behind its command's pending store operation. The

@@ -39,9 +39,16 @@ func (l *loop) canHole(r *respConn) bool {
 	return r.op.cmd.fill != nil && len(r.holes) < maxHoles && l.ss.PendingCount() <= l.s.cfg.MaxPendingIO
 }
 
-// openHole makes the pending step's reply a hole and sends what follows to a
-// new buffer.
+// openHole makes the pending step's reply a hole that its store
+// completion fills.
 func (l *loop) openHole(r *respConn) {
+	l.await(pendingRef{kind: pendingRESPHole, r: r, hole: l.addHole(r)})
+}
+
+// addHole makes the running step's reply a hole and sends what follows to
+// a new buffer; the caller arranges for it to be filled (openHole, or a
+// parked read: parking.go).
+func (l *loop) addHole(r *respConn) *respHole {
 	h := l.newHole()
 	h.fill = r.op.cmd.fill
 	if len(r.holes) == 0 {
@@ -51,8 +58,8 @@ func (l *loop) openHole(r *respConn) {
 	}
 	r.out = l.newOut()
 	r.holes = append(r.holes, h)
-	l.await(pendingRef{kind: pendingRESPHole, r: r, hole: h})
 	l.stats.respHoles.Add(1)
+	return h
 }
 
 // fillHole answers h and moves every filled hole at the front to r.ready;
