@@ -103,12 +103,15 @@ bench-elastic:
 SEEDS ?= 1000
 # Chaos on real processes in network namespaces (root, ip, iptables): the
 # long schedule, FAULTS faults over SPAN; make test runs a short one. A
-# failing run prints its seed: CHAOS_SEED=N replays it.
+# failing run prints its seed: CHAOS_SEED=N replays it. Servers checkpoint
+# by snapshot for odd seeds, by fold-over for even ones; CHAOS_MODE=fold-over
+# or CHAOS_MODE=snapshot picks one.
 FAULTS ?= 60
 SPAN ?= 150s
 CHAOS_SEED ?= 0
+CHAOS_MODE ?=
 chaos:
-	$(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos/ -chaos-faults $(FAULTS) -chaos-span $(SPAN) -chaos-seed $(CHAOS_SEED)
+	$(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos/ -chaos-faults $(FAULTS) -chaos-span $(SPAN) -chaos-seed $(CHAOS_SEED) -chaos-checkpoint-mode "$(CHAOS_MODE)"
 
 sim:
 	$(GO) test -count=1 -timeout 0 -run 'TestOwnershipSimulation|TestMigrationSimulation' ./cluster/ -seeds $(SEEDS) -mig-seeds $(SEEDS)

@@ -32,7 +32,21 @@ var (
 	keysFlag    = flag.Int("chaos-keys", 16, "TestChaos: keys the clients share (half registers, half counters)")
 	clientsFlag = flag.Int("chaos-clients", 3, "TestChaos: client goroutines, each with its own routed sessions")
 	kindsFlag   = flag.String("chaos-kinds", "", "TestChaos: the kinds of fault to draw, comma-separated (kill-server, kill-meta, cut-meta, cut-peer, cut-client, lose, delay; empty: all)")
+	modeFlag    = flag.String("chaos-checkpoint-mode", "", "TestChaos: the servers' --checkpoint-mode (fold-over or snapshot; empty: from the seed, snapshot for odd seeds)")
 )
+
+// checkpointMode is the servers' --checkpoint-mode for a run of seed:
+// -chaos-checkpoint-mode, or else one of the two by the seed's parity, so
+// that runs with clock seeds (make test) cover both.
+func checkpointMode(seed uint64) string {
+	switch {
+	case *modeFlag != "":
+		return *modeFlag
+	case seed%2 == 1:
+		return "snapshot"
+	}
+	return "fold-over"
+}
 
 // innerEnv carries the network's description to the test run again inside
 // the clients' namespace: a run with it set is the harness proper.
@@ -69,8 +83,8 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("seed %d (replay: go test ./internal/chaos -run TestChaos -chaos-seed %d -chaos-faults %d -chaos-span %v)",
-		seed, seed, *faultsFlag, *spanFlag)
+	t.Logf("seed %d, checkpoint mode %s (replay: go test ./internal/chaos -run TestChaos -chaos-seed %d -chaos-faults %d -chaos-span %v)",
+		seed, checkpointMode(seed), seed, *faultsFlag, *spanFlag)
 	bin := filepath.Join(t.TempDir(), "fleetkv")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fleetkv/fleetkv/cmd/fleetkv").CombinedOutput(); err != nil {
 		t.Fatalf("build fleetkv: %v\n%s", err, out)
@@ -189,7 +203,7 @@ func runChaos(t *testing.T, specJSON string) {
 		t.Fatalf("no kind of fault left to draw from %q here", *kindsFlag)
 	}
 	sched := NewSchedule(spec.Seed, *faultsFlag, *spanFlag, serverNodes, metaNodes, kinds)
-	h.startCluster(spec.Bin)
+	h.startCluster(spec.Bin, checkpointMode(spec.Seed))
 
 	h.start = time.Now() // before the goroutines that log with it
 	ctx, stopClients := context.WithCancel(context.Background())
@@ -244,16 +258,16 @@ func (h *harness) checkInjected(sched []Fault, cs clientStats) {
 	}
 }
 
-// startCluster starts the meta members and servers, each in its namespace,
-// and the map.
-func (h *harness) startCluster(bin string) {
+// startCluster starts the meta members and servers (checkpoints in mode),
+// each in its namespace, and the map.
+func (h *harness) startCluster(bin, mode string) {
 	t := h.t
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cfg := clusterctl.LocalConfig{Bin: bin, Dir: t.TempDir(), Name: "chaos", Servers: len(serverNodes), Metas: len(metaNodes),
 		Place: func(name string) (string, []string) { return h.net.Addr(name), h.net.Exec(name) },
 		ServerArgs: []string{"--loops", "1", "--pin=false", "--memory", "32MiB", "--page-size", "1MiB", "--segment-size", "8MiB",
-			"--checkpoint-interval", "1s", "--meta-timeout", "1s", "--rebalance", "off"}}
+			"--checkpoint-interval", "1s", "--checkpoint-mode", mode, "--meta-timeout", "1s", "--rebalance", "off"}}
 	l, err := clusterctl.StartLocal(ctx, cfg, func(eps []string) (cluster.Metadata, error) { return dial(eps) })
 	if err != nil {
 		t.Fatal(err)

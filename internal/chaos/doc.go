@@ -10,6 +10,8 @@
 // cluster, once quiet, must have every migration ended and every slot
 // served by exactly one server.
 //
-// make chaos runs the long schedule; make test runs a short one. A failing
-// run prints its seed; -chaos-seed replays it.
+// The servers checkpoint by fold-over for even seeds and by snapshot for
+// odd ones (-chaos-checkpoint-mode picks one). make chaos runs the long
+// schedule; make test runs a short one. A failing run prints its seed;
+// -chaos-seed replays it.
 package chaos
