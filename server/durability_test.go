@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -103,6 +105,10 @@ func TestRestartRecoversTheCheckpoint(t *testing.T) {
 		res(rc.Set(ctx, key, "resp", 0).Result()).ok(t)
 		want[key] = []byte("resp")
 		equal(t, "SAVE", res(rc.Save(ctx).Result()).ok(t), "OK")
+		// Commands pipelined behind a SAVE run once it answers.
+		if got, want := respExchange(t, s.RESPAddr(), "SAVE\r\nGET "+key+"\r\nPING\r\n", len("+OK\r\n$4\r\nresp\r\n+PONG\r\n")), "+OK\r\n$4\r\nresp\r\n+PONG\r\n"; got != want {
+			t.Errorf("SAVE, GET and PING in one write: %q, want %q", got, want)
+		}
 		if got := fmt.Sprint(res(rc.Do(ctx, "WAITAOF", 1, 0, 5000).Result()).ok(t)); got != "[1 0]" {
 			t.Errorf("WAITAOF = %s, want [1 0]", got)
 		}
@@ -117,6 +123,24 @@ func TestRestartRecoversTheCheckpoint(t *testing.T) {
 		rc.Close()
 		shutdown(t, s, dev)
 	}
+}
+
+// respExchange writes in to a new RESP connection at addr and reads n bytes
+// of replies (10 s at most).
+func respExchange(t *testing.T, addr, in string, n int) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, in); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out := make([]byte, n)
+	got, _ := io.ReadFull(c, out)
+	return string(out[:got])
 }
 
 // TestDamagedLogIsCutAndTheServerStarts: the last segment truncated at a

@@ -113,7 +113,8 @@ func (l *loop) respAside(r *respConn, timeout time.Duration, job func(context.Co
 			}
 			r.out = finish(r.out, err)
 			r.op.reset(nil, nil, 0)
-			return r.c.Wake(nil)
+			l.laterRESP(r) // write the reply and go on with the input, as respCompleted does
+			return nil
 		}))
 	}()
 }
