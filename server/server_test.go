@@ -630,3 +630,47 @@ func TestListenersMustNotShareAPort(t *testing.T) {
 		t.Errorf("error %q does not say the listeners share a port", err)
 	}
 }
+
+// TestReadsBoundTheResponse: values read into one batch's response stop
+// at MaxResponse: the read that would pass it fails TOO_LARGE alone, and
+// the reads before and after it are answered.
+func TestReadsBoundTheResponse(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.MaxResponse = 5 << 10 })
+	ctx := context.Background()
+	c, err := client.New(client.Config{Addr: s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big, small := bytes.Repeat([]byte("b"), 2<<10), []byte("s")
+	for _, k := range []string{"big1", "big2", "big3"} {
+		if err := c.Set(ctx, []byte(k), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Set(ctx, []byte("small"), small); err != nil {
+		t.Fatal(err)
+	}
+	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	got := map[string]client.Result{}
+	for _, k := range []string{"big1", "big2", "big3", "small"} {
+		if err := sess.Read([]byte(k), func(r client.Result) {
+			r.Value = bytes.Clone(r.Value)
+			got[k] = r
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string][]byte{"big1": big, "big2": big, "small": small} {
+		if r := got[k]; r.Err != nil || !bytes.Equal(r.Value, want) {
+			t.Errorf("%s: %d bytes, %v; want %d bytes", k, len(r.Value), r.Err, len(want))
+		}
+	}
+	var oe *client.OpError
+	if r := got["big3"]; !errors.As(r.Err, &oe) || oe.Code != wire.CodeTooLarge {
+		t.Errorf("the read past the response limit: %d bytes, %v; want TOO_LARGE", len(r.Value), r.Err)
+	}
+}
