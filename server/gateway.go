@@ -205,10 +205,10 @@ func (l *loop) readWith(key []byte, h uint64, withAt bool) (store.Status, []byte
 			// the read, answers it, or refuses it through l.refuse, which
 			// records the slot (exec and respSteps, the only callers).
 			l.missRead, l.missHead, l.missDead = true, head, dead
-			l.missKey, l.missH = key, h
+			l.missKey, l.missH, l.missWithAt = key, h, withAt
 			return 0, nil, errNotOwner
 		case st == store.Pending && l.rt.Misses.Has(keyhash.SlotOf(h)):
-			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h)}
+			l.awaitMiss = &missedRead{key: bytes.Clone(key), h: h, head: head, slot: keyhash.SlotOf(h), withAt: withAt}
 		}
 	}
 	return st, l.value, err
@@ -433,11 +433,12 @@ type pendingRef struct {
 // the key's value and may find no record from heldFrom on
 // (store.ErrNotHeld).
 type missedRead struct {
-	key  []byte
-	h    uint64
-	head uint64
-	slot uint16
-	held bool
+	key    []byte
+	h      uint64
+	head   uint64
+	slot   uint16
+	held   bool
+	withAt bool // a read that wanted the expiry too (readExpiring)
 }
 
 // await registers ref as waiting for the store operation the gateway just

@@ -145,6 +145,7 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	go func() { parked <- goRedis(t, s, nil).Get(ctx, "{m}absent").Err() }()
 	eventually(t, "the GET of an absent key parked", func() bool { return s.Stats().ParkedReads == 1 })
 	tryAgain("GET of a key deleted on the device", rc.Get(ctx, "{m}gone").Err())
+	tryAgain("TTL of an absent key (a parked read carries no expiry)", rc.TTL(ctx, "{m}absent").Err())
 	if s.Stats().Pending == pending {
 		t.Error("no GET went to the device")
 	}
@@ -565,13 +566,14 @@ func TestReadsParkAfterTheDevice(t *testing.T) {
 }
 
 // TestRESPReadsPark: on a migration's target, RESP read steps of keys it
-// lacks in a Misses slot are parked as holes, not answered TRYAGAIN: the
-// pipeline's replies wait in order while later commands run (a SET of a
-// parked key, reads of it), and each hole is filled by what the migration
-// sends for its key, also after the step went to the device and met no
-// live record there (repark), or NOT_FOUND once the slot leaves Misses. A
-// parked read whose slot leaves the server is refused (here CLUSTERDOWN:
-// the routing has no map); one whose connection closed is dropped.
+// lacks in a Misses slot are parked, not answered TRYAGAIN: as holes, so
+// that the pipeline's replies wait in order while later commands run (a
+// SET of a parked key, reads of it), or, for EXISTS, with the connection
+// waiting; each is answered by what the migration sends for its key, also
+// after the step went to the device and met no live record there
+// (repark), or NOT_FOUND once the slot leaves Misses. A parked read whose
+// slot leaves the server is refused (here CLUSTERDOWN: the routing has no
+// map); one whose connection closed is dropped.
 func TestRESPReadsPark(t *testing.T) {
 	s := startRESP(t, func(c *Config) {
 		c.ServerID = "me"
@@ -579,11 +581,13 @@ func TestRESPReadsPark(t *testing.T) {
 	})
 	ctx := context.Background()
 	rc := goRedis(t, s, &redis.Options{MaxRetries: -1})
-	if err := rc.Set(ctx, "{m}z", "garbage of an earlier ownership", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Del(ctx, "{m}z").Err(); err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"{m}z", "{m}y"} {
+		if err := rc.Set(ctx, k, "garbage of an earlier ownership", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Del(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range 400 {
 		if err := rc.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0).Err(); err != nil {
@@ -608,11 +612,13 @@ func TestRESPReadsPark(t *testing.T) {
 	mget := p.MGet(ctx, "{m}b", "{m}a")
 	typ := p.Type(ctx, "{m}z")
 	strlen := p.StrLen(ctx, "{m}a")
+	existsSent := p.Exists(ctx, "{m}y", "{m}a") // {m}y: parked after the device, the connection waiting
+	existsNever := p.Exists(ctx, "{m}c")        // parked once {m}y was sent
 	done := make(chan error, 1)
 	go func() { _, err := p.Exec(ctx); done <- err }()
-	eventually(t, "three RESP reads parked, one after the device", func() bool {
+	eventually(t, "four RESP reads parked, two after the device", func() bool {
 		st := s.Stats()
-		return st.ParkedReads == 3 && st.Reparks == 1
+		return st.ParkedReads == 4 && st.Reparks == 2
 	})
 	select {
 	case err := <-done:
@@ -621,7 +627,8 @@ func TestRESPReadsPark(t *testing.T) {
 	}
 	migrate("{m}a", "from the source")
 	migrate("{m}z", "sent for z")
-	eventually(t, "one read parked", func() bool { return s.Stats().ParkedReads == 1 })
+	migrate("{m}y", "sent for y")
+	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
 	if err := s.Install(ctx, pt.base); err != nil { // every record arrived
 		t.Fatal(err)
 	}
@@ -636,6 +643,8 @@ func TestRESPReadsPark(t *testing.T) {
 	}
 	equal(t, "TYPE parked after the device, then sent", typ.Val(), "string")
 	equal(t, "STRLEN", strlen.Val(), int64(len("written after the read")))
+	equal(t, "EXISTS of a key parked after the device, then sent, and a key written", existsSent.Val(), int64(2))
+	equal(t, "EXISTS of a key parked, never sent", existsNever.Val(), int64(0))
 
 	// Parked, then the slot leaves the server (a cancelled migration); and
 	// parked on a connection that closed.
@@ -662,8 +671,8 @@ func TestRESPReadsPark(t *testing.T) {
 		t.Errorf("a parked RESP read whose slot left: %v, want CLUSTERDOWN", err)
 	}
 	eventually(t, "no read parked", func() bool { return s.Stats().ParkedReads == 0 })
-	if got := s.Stats(); got.Parks != 5 || got.Reparks != 1 {
-		t.Errorf("parks %d, after the device %d; want 5 and 1", got.Parks, got.Reparks)
+	if got := s.Stats(); got.Parks != 7 || got.Reparks != 2 {
+		t.Errorf("parks %d, after the device %d; want 7 and 2", got.Parks, got.Reparks)
 	}
 }
 

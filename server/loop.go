@@ -77,14 +77,15 @@ type loop struct {
 	awaitMiss *missedRead
 	// missRead: the last read the gateway refused did not find its key
 	// in a slot of Routing.Misses, and is not counted refused yet (exec
-	// parks, answers or refuses it; the RESP front has the key fetched
-	// and refuses it); missHead is its chain's head before that read,
-	// missDead the dead record of the key it met, missKey and missH the
-	// key (in a connection's input: cleared once used) and its hash.
-	missRead           bool
-	missHead, missDead uint64
-	missKey            []byte
-	missH              uint64
+	// parks, answers or refuses it; so does the RESP front); missHead is
+	// its chain's head before that read, missDead the dead record of the
+	// key it met, missKey and missH the key (in a connection's input:
+	// cleared once used) and its hash, missWithAt whether it wanted the
+	// expiry too (readExpiring).
+	missRead, missWithAt bool
+	missHead, missDead   uint64
+	missKey              []byte
+	missH                uint64
 	// fetched holds when each key hash was last asked of the node to
 	// fetch (fetchMissing), so that retries of a refused operation do not
 	// ask again within a second; it is emptied when it grows large.

@@ -19,10 +19,13 @@ import (
 // Parked reads: on a migration's target, a native READ of a key it lacks in
 // a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
-// known. So is a RESP read step that has a hole's fill (GET, each key of
-// MGET, STRLEN, TYPE: resp_holes.go): its reply becomes a hole that the
-// answer fills, and the connection goes on meanwhile; a RESP step without
-// one is refused (TRYAGAIN) and has the key fetched, as before. It is parked whether memory told it the key is not here, or a
+// known. So is a RESP read step: one that has a hole's fill (GET, each key
+// of MGET, STRLEN, TYPE: resp_holes.go) becomes a hole that the answer
+// fills, and the connection goes on meanwhile; another (each key of
+// EXISTS) holds its connection until the answer, as a step waiting for the
+// device does (respWait). A RESP read that wants the expiry too (TTL and
+// its kin) is refused (TRYAGAIN) and has the key fetched: a parked read's
+// answer carries no expiry. It is parked whether memory told it the key is not here, or a
 // device read (repark) did, unless a record of the key was linked since
 // the read was issued (it is refused then, and the client re-issues it),
 // or the read met a deletion or expiry written here since the migration
@@ -125,12 +128,14 @@ func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
 const parkTimeout = 10 * time.Second
 
 // parkedRead is one parked read: a native connection's operation (c,
-// serial) or a RESP connection's read step (r, and hole once parked).
+// serial) or a RESP connection's read step (r, and hole once parked; or
+// wait: the connection waits for it).
 type parkedRead struct {
 	c      *conn
 	serial uint64
 	r      *respConn
 	hole   *respHole
+	wait   bool
 	key    []byte
 	slot   uint16
 	at     time.Time
@@ -211,7 +216,10 @@ func (l *loop) parkMiss(pr parkedRead, key []byte, h, head, dead uint64) missAns
 	if first {
 		l.askFetch(key, h) // the node fetches it from the source
 	}
-	if pr.r != nil && pr.hole == nil {
+	switch {
+	case pr.r != nil && pr.wait && !pr.r.waiting:
+		l.respHold(pr.r)
+	case pr.r != nil && !pr.wait && pr.hole == nil:
 		pr.hole = l.addHole(pr.r)
 	}
 	pr.key, pr.slot, pr.at = bytes.Clone(key), keyhash.SlotOf(h), time.Now()
@@ -272,6 +280,8 @@ func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 		pr = parkedRead{c: ref.c, serial: ref.serial}
 	case ref.kind == pendingRESPHole && !ref.r.closed:
 		pr = parkedRead{r: ref.r, hole: ref.hole}
+	case ref.kind == pendingRESP && !ref.r.closed && !m.withAt:
+		pr = parkedRead{r: ref.r, wait: true} // waiting since its device read
 	default:
 		return missRefused
 	}
@@ -358,7 +368,11 @@ func (l *loop) readCovered(r parkedRead, h uint64) bool {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
 	l.stats.parkedCovered.Add(1)
-	if r.r != nil {
+	switch {
+	case r.r != nil && r.wait:
+		l.await(pendingRef{kind: pendingRESP, r: r.r})
+		return true
+	case r.r != nil:
 		l.await(pendingRef{kind: pendingRESPHole, r: r.r, hole: r.hole})
 		return true
 	}
@@ -378,9 +392,9 @@ func (l *loop) keepParked(h uint64, kept []parkedRead) {
 
 // unpark completes a parked read with its answer (to a closed connection:
 // nothing, and a native one's session is gone with its last pending
-// operation). A RESP read's hole is filled as by its store read: st OK
-// with value, NOT_FOUND, or an error, which is NOT_OWNER for the slot
-// l.refuse recorded last.
+// operation). A RESP read's hole is filled, or its waiting command goes
+// on, as after its store read: st OK with value, NOT_FOUND, or an error,
+// which is NOT_OWNER for the slot l.refuse recorded last.
 func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code) {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
@@ -394,6 +408,10 @@ func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code
 		c = store.Completion{Status: store.OK, Value: value}
 	case wire.StatusError:
 		c = store.Completion{Err: errNotOwner}
+	}
+	if r.wait {
+		l.respCompleted(r.r, c)
+		return
 	}
 	l.respHoleCompleted(r.r, r.hole, c)
 }

@@ -291,6 +291,9 @@ func (l *loop) respSteps(r *respConn) {
 			switch l.parkRESP(r) {
 			case missParked:
 				l.missRead, l.missKey = false, nil
+				if r.waiting { // until the answer: respCompleted goes on
+					return
+				}
 				if op.i++; 1+op.i < len(op.args) {
 					continue
 				}
@@ -311,20 +314,31 @@ func (l *loop) respSteps(r *respConn) {
 
 // parkRESP decides r's read step that found no live record of its key
 // in a slot of Routing.Misses (l.missKey: parking.go): parked as a hole
-// when the command fills holes and the connection may open one more.
+// when the command fills holes and the connection may open one more,
+// parked with the connection waiting otherwise, refused when it wants the
+// expiry too.
 func (l *loop) parkRESP(r *respConn) missAnswer {
-	if r.op.cmd.fill == nil || len(r.holes) >= maxHoles {
+	pr := parkedRead{r: r}
+	switch {
+	case l.missWithAt:
 		return missRefused
+	case r.op.cmd.fill == nil || len(r.holes) >= maxHoles:
+		pr.wait = true
 	}
-	return l.parkMiss(parkedRead{r: r}, l.missKey, l.missH, l.missHead, l.missDead)
+	return l.parkMiss(pr, l.missKey, l.missH, l.missHead, l.missDead)
 }
 
-// respWait parks r behind its command's pending store operation. The
-// arguments are copied: the input buffer they point into may move while
-// the connection waits.
+// respWait parks r behind its command's pending store operation.
 func (l *loop) respWait(r *respConn) {
-	r.waiting = true
 	l.await(pendingRef{kind: pendingRESP, r: r})
+	l.respHold(r)
+}
+
+// respHold makes r wait: its command goes on when respCompleted is
+// called. The arguments are copied: the input buffer they point into may
+// move while the connection waits.
+func (l *loop) respHold(r *respConn) {
+	r.waiting = true
 	size := 0
 	for _, a := range r.op.args {
 		size += len(a)
