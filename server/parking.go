@@ -16,8 +16,8 @@ import (
 	"github.com/fleetkv/fleetkv/wire"
 )
 
-// Parked reads: on a migration's target, a native READ of a key it lacks in
-// a slot whose records may not all have arrived (Routing.Misses) is not
+// Parked reads: on a migration's target, a native READ of a key it lacks
+// in a slot whose records may not all have arrived (Routing.Misses) is not
 // refused but parked, answered PENDING, and completed when the answer is
 // known. So is a RESP read step: one that has a hole's fill (GET, each key
 // of MGET, STRLEN, TYPE: resp_holes.go) becomes a hole that the answer
@@ -25,11 +25,12 @@ import (
 // EXISTS) holds its connection until the answer, as a step waiting for the
 // device does (respWait). A RESP read that wants the expiry too (TTL and
 // its kin) is refused (TRYAGAIN) and has the key fetched: a parked read's
-// answer carries no expiry. It is parked whether memory told it the key is not here, or a
-// device read (repark) did, unless a record of the key was linked since
-// the read was issued (it is refused then, and the client re-issues it),
-// or the read met a deletion or expiry written here since the migration
-// began to accept the slot (it answers NOT_FOUND: parkMiss). Once parked:
+// answer carries no expiry. A read is parked whether memory told it the
+// key is not here, or a device read (repark) did, unless a record of the
+// key was linked since the read was issued (it is refused then, and the
+// client re-issues it), or the read met a deletion or expiry written here
+// since the migration began to accept the slot (it answers NOT_FOUND:
+// parkMiss). Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
 //     Config.OnParked tells of the key when the first read parks on it:
@@ -168,10 +169,11 @@ const (
 )
 
 // parkMiss decides the read pr (its connection's part: parkedRead) of key
-// (hash h), which found no live record here. head is the key's chain head before the read was issued
-// (store.Session.ChainHead), dead the address of the deleted or expired
-// record of the key the read met (store.Session.ReadMet,
-// store.Completion.Found; 0: it met none). The read is
+// (hash h), which found no live record here. head is the key's chain head
+// before the read was issued (store.Session.ChainHead), dead the address
+// of the deleted or expired record of the key the read met
+// (store.Session.ReadMet, store.Completion.Found; 0: it met none). The
+// read is
 //   - refused when a record of the key may have been linked since it was
 //     issued (above head: the move's or a fetch's insert, a client's
 //     write): the client re-issues it and finds that record;
@@ -185,7 +187,7 @@ const (
 //
 // The caller counts a parked native read pending in its session; a parked
 // RESP read's reply becomes a hole here, unless it has one already (its
-// device read's).
+// device read's), or its connection waits for it (pr.wait).
 //
 // The loop lists itself as parking on h before it looks for newer records,
 // and a migration's insert announces after it inserts (gateway.go's
@@ -263,15 +265,16 @@ func (l *loop) acceptedSince(slot uint16) (uint64, bool) {
 	return 0, false
 }
 
-// repark decides a native read, or a RESP read step with a hole, that
-// went to the device for a key of a slot of Routing.Misses and met no live
-// record there (ref.miss; dead, the record it met, if any) as parkMiss
-// does, where it used to be refused:
-// under a flat-out move most chains of a target's buckets reach its
-// device, and refused reads came back, went to the device and were
-// refused again until the move reached their keys (BENCHMARKS.md). The
-// slot must still be one of Misses; a native read's session counts it
-// pending already, and a RESP read keeps its hole.
+// repark decides a native read, or a RESP read step (with a hole, or with
+// its connection waiting, unless it wants the expiry too), that went to
+// the device for a key of a slot of Routing.Misses and met no live record
+// there (ref.miss; dead, the record it met, if any) as parkMiss does,
+// where it used to be refused: under a flat-out move most chains of a
+// target's buckets reach its device, and refused reads came back, went to
+// the device and were refused again until the move reached their keys
+// (BENCHMARKS.md). The slot must still be one of Misses; a native read's
+// session counts it pending already, and a RESP read keeps its hole or its
+// wait.
 func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 	m := ref.miss
 	var pr parkedRead
