@@ -628,7 +628,13 @@ func TestRESPReadsPark(t *testing.T) {
 	migrate("{m}a", "from the source")
 	migrate("{m}z", "sent for z")
 	migrate("{m}y", "sent for y")
-	eventually(t, "two reads parked", func() bool { return s.Stats().ParkedReads == 2 })
+	// Parks is monotonic: five parks with two still parked are a, z and y
+	// answered (the answers reach the RESP connection's loop through its
+	// task queue) and {m}c parked after them; b and c wait for the slot.
+	eventually(t, "{m}a, {m}z and {m}y answered, {m}c parked", func() bool {
+		st := s.Stats()
+		return st.Parks == 5 && st.ParkedReads == 2
+	})
 	if err := s.Install(ctx, pt.base); err != nil { // every record arrived
 		t.Fatal(err)
 	}

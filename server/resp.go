@@ -29,8 +29,11 @@ type respConn struct {
 	closed bool
 	quit   bool // QUIT: close once the replies are written
 	// waiting: the running command waits for a store operation (an entry
-	// in l.pending names r) or for a checkpoint (respAfterCheckpoint's
-	// goroutine); exactly that completion clears it and queues r again.
+	// in l.pending names r), for a parked read of a key a migration has
+	// not sent yet (an entry in l.parked names r with wait set:
+	// parking.go) or for a job off the loop (respAside's goroutine);
+	// exactly that completion clears it (respCompleted, respAside) and
+	// queues r again. Its arguments were copied then (respHold).
 	waiting bool
 	queued  bool   // in its loop's bell's ready list
 	name    []byte // CLIENT SETNAME
