@@ -646,16 +646,18 @@ func tagIn(r cluster.Range) string {
 // written since; in memory or on the target's device), and one on a key
 // not there yet is refused but has the node fetch the key, so that the
 // client's retry succeeds, also where the source has no record of it
-// (an increment, a RESP SETNX); a RESP GET of
-// a key not there yet is parked while the node fetches the key, and
-// answers its value the first time; a RESP DEL of two keys, one not there
+// (an increment, a RESP SETNX); a RESP GET of a key not there yet is
+// parked while the node fetches the key, and answers its value the first
+// time, and so does a PTTL with the key's expiry; a RESP DEL of two keys, one not there
 // yet, deletes neither at first.
 func TestRefusalsFetchTheKey(t *testing.T) {
 	md, move, a, b := heldMove(t)
 	c := dialCluster(t, a)
 	ctx := context.Background()
-	var counters, plain, fresh []string // fresh: never written
-	for i := 0; len(counters) < 20 || len(plain) < 20 || len(fresh) < 20; i++ {
+	var counters, plain, fresh, expiring []string // fresh: never written
+	src := redis.NewClient(&redis.Options{Addr: a.Server().RESPAddr(), MaxRetries: -1})
+	defer src.Close()
+	for i := 0; len(counters) < 20 || len(plain) < 20 || len(fresh) < 20 || len(expiring) < 3; i++ {
 		k := fmt.Sprintf("n%d", i)
 		if keyhash.Slot([]byte(k)) > quarter.Last {
 			continue
@@ -667,6 +669,11 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			counters = append(counters, k)
+		} else if len(expiring) < 3 {
+			if err := src.Set(ctx, k, "e-"+k, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			expiring = append(expiring, k)
 		} else {
 			if err := c.Set(ctx, []byte(k), []byte("v-"+k)); err != nil {
 				t.Fatal(err)
@@ -735,6 +742,16 @@ func TestRefusalsFetchTheKey(t *testing.T) {
 	}
 	if b.Server().Stats().Parks == parks {
 		t.Error("no RESP GET was parked: the keys were at the target before the test asked")
+	}
+	parks = b.Server().Stats().Parks
+	for _, k := range expiring {
+		left, err := rc.PTTL(ctx, k).Result() // parked too, answered with the expiry fetched
+		if err != nil || left <= 0 || left > time.Hour {
+			t.Fatalf("RESP PTTL %s (an hour at the source) on the target while the move is held back: %v, %v", k, left, err)
+		}
+	}
+	if b.Server().Stats().Parks == parks {
+		t.Error("no RESP PTTL was parked: the keys were at the target before the test asked")
 	}
 	for _, k := range fresh[10:] {
 		var set bool

@@ -338,7 +338,7 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		// Whether inserted or not: parking.go. A value that expired on
 		// the way reads as absent.
 		live := !store.Expired(at, l.s.st.Now())
-		l.announce(key, h, value, live)
+		l.announce(key, h, value, at, live)
 	}
 	return st, nil, err
 }
@@ -355,7 +355,7 @@ func (l *loop) absent(key []byte, h, since uint64) (store.Status, []byte, error)
 	if since != 0 { // 0: not known, and nothing is written
 		l.value, st, err = l.ss.UpdateHashed(key, h, &store.Update{If: store.DeleteIfNoneSince, Since: since}, l.value[:0])
 	}
-	l.announce(key, h, nil, false)
+	l.announce(key, h, nil, 0, false)
 	return st, nil, err
 }
 

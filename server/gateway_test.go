@@ -145,7 +145,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	go func() { parked <- goRedis(t, s, nil).Get(ctx, "{m}absent").Err() }()
 	eventually(t, "the GET of an absent key parked", func() bool { return s.Stats().ParkedReads == 1 })
 	tryAgain("GET of a key deleted on the device", rc.Get(ctx, "{m}gone").Err())
-	tryAgain("TTL of an absent key (a parked read carries no expiry)", rc.TTL(ctx, "{m}absent").Err())
+	ttl := make(chan *redis.DurationCmd, 1)
+	go func() { ttl <- goRedis(t, s, nil).TTL(ctx, "{m}absent") }()
+	eventually(t, "the TTL of an absent key parked too", func() bool { return s.Stats().ParkedReads == 2 })
 	if s.Stats().Pending == pending {
 		t.Error("no GET went to the device")
 	}
@@ -193,6 +195,9 @@ func TestMigrationHoldsAtTheGateway(t *testing.T) {
 	}
 	if err := <-parked; !errors.Is(err, redis.Nil) {
 		t.Errorf("GET of an absent key, parked until the holds went: %v", err)
+	}
+	if c := <-ttl; c.Err() != nil || c.Val() != -2 {
+		t.Errorf("TTL of an absent key, parked until the holds went: %v %v, want -2", c.Val(), c.Err())
 	}
 	if err := rc.Get(ctx, "{m}absent").Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("GET of an absent key without holds: %v", err)
@@ -679,6 +684,90 @@ func TestRESPReadsPark(t *testing.T) {
 	eventually(t, "no read parked", func() bool { return s.Stats().ParkedReads == 0 })
 	if got := s.Stats(); got.Parks != 7 || got.Reparks != 2 {
 		t.Errorf("parks %d, after the device %d; want 7 and 2", got.Parks, got.Reparks)
+	}
+}
+
+// TestRESPExpiryReadsPark: the RESP reads that want the expiry too (TTL,
+// PTTL, EXPIRETIME, PEXPIRETIME) of keys a migration's target lacks park
+// with their connection waiting, in memory or after the device, and answer
+// from the record the migration sends with its expiry: one, none, one past
+// (absent), or no record once the slot leaves Misses.
+func TestRESPExpiryReadsPark(t *testing.T) {
+	s := startRESP(t, func(c *Config) {
+		c.ServerID = "me"
+		c.Store.Log = tinyLog(ssd.NewMemDevice()) // the fillers push {m}y to the device
+	})
+	ctx := context.Background()
+	rc := goRedis(t, s, &redis.Options{MaxRetries: -1})
+	res(rc.Set(ctx, "{m}y", "garbage of an earlier ownership", 0).Result()).ok(t)
+	res(rc.Del(ctx, "{m}y").Result()).ok(t)
+	p := rc.Pipeline()
+	for i := range 400 {
+		p.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0)
+	}
+	res(p.Exec(ctx)).ok(t)
+	pt := newParkingTarget(t, s)
+	type reply struct {
+		name string
+		val  int64
+		err  error
+	}
+	replies := make(chan reply, 5)
+	send := func(name string, cmd func() (int64, error)) {
+		go func() { v, err := cmd(); replies <- reply{name, v, err} }()
+	}
+	// in unit, as the server replied it (go-redis keeps -1 and -2 as they are)
+	in := func(unit time.Duration, cmd func(context.Context, string) *redis.DurationCmd, key string) func() (int64, error) {
+		return func() (int64, error) {
+			c := cmd(ctx, key)
+			if c.Val() < 0 {
+				return int64(c.Val()), c.Err()
+			}
+			return int64(c.Val() / unit), c.Err()
+		}
+	}
+	// Each on its own connection: a connection waits for its parked read.
+	send("TTL a", in(time.Second, rc.TTL, "{m}a"))
+	send("PTTL y", in(time.Millisecond, rc.PTTL, "{m}y"))
+	send("PEXPIRETIME b", in(time.Millisecond, rc.PExpireTime, "{m}b"))
+	send("TTL d", in(time.Second, rc.TTL, "{m}d"))
+	send("EXPIRETIME c", in(time.Second, rc.ExpireTime, "{m}c"))
+	eventually(t, "five expiry reads parked, one after the device", func() bool {
+		st := s.Stats()
+		return st.ParkedReads == 5 && st.Reparks == 1
+	})
+	in100s := time.Now().Add(100 * time.Second).UnixMilli()
+	for _, m := range []struct {
+		key string
+		at  int64
+	}{{"{m}a", in100s}, {"{m}y", 0}, {"{m}b", in100s}, {"{m}d", time.Now().Add(-time.Second).UnixMilli()}} {
+		if err := pt.migrator.Migrate(7, wire.MigrateMoved, []byte(m.key), m.at, []byte("sent"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pt.migrator.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]reply{}
+	for range 4 {
+		r := <-replies
+		got[r.name] = r
+	}
+	if err := s.Install(ctx, pt.base); err != nil { // every record arrived: {m}c has none
+		t.Fatal(err)
+	}
+	r := <-replies
+	got[r.name] = r
+	want := map[string]int64{"TTL a": 100, "PTTL y": -1, "PEXPIRETIME b": in100s, "TTL d": -2, "EXPIRETIME c": -2}
+	for name, w := range want {
+		r := got[name]
+		ok := r.val == w
+		if name == "TTL a" {
+			ok = r.val > 90 && r.val <= 100
+		}
+		if r.err != nil || !ok {
+			t.Errorf("%s: %d %v, want %d", name, r.val, r.err, w)
+		}
 	}
 }
 

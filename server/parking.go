@@ -23,9 +23,9 @@ import (
 // of MGET, STRLEN, TYPE: resp_holes.go) becomes a hole that the answer
 // fills, and the connection goes on meanwhile; another (each key of
 // EXISTS) holds its connection until the answer, as a step waiting for the
-// device does (respWait). A RESP read that wants the expiry too (TTL and
-// its kin) is refused (TRYAGAIN) and has the key fetched: a parked read's
-// answer carries no expiry. A read is parked whether memory told it the
+// device does (respWait), and so does a read that wants the expiry too
+// (TTL and its kin: parkedRead.withAt; the record's expiry comes with it,
+// announce). A read is parked whether memory told it the
 // key is not here, or a device read (repark) did, unless a record of the
 // key was linked since the read was issued (it is refused then, and the
 // client re-issues it), or the read met a deletion or expiry written here
@@ -98,10 +98,11 @@ func (r *parkedRegistry) remove(h uint64, l *loop) {
 	}
 }
 
-// announce hands the record a migration sent for key (found: a value; or
-// none at the source) to every loop that parks reads on it: this one at
-// once, the others through their task queues.
-func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
+// announce hands the record a migration sent for key (found: a value and
+// its expiry at, 0 for none; or none at the source) to every loop that
+// parks reads on it: this one at once, the others through their task
+// queues.
+func (l *loop) announce(key []byte, h uint64, value []byte, at int64, found bool) {
 	r := &l.s.parkedOn
 	if r.n.Load() == 0 {
 		return
@@ -110,7 +111,7 @@ func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
 	others := slices.DeleteFunc(slices.Clone(r.m[h]), func(x *loop) bool { return x == l })
 	r.mu.Unlock()
 	if l.parked.n > 0 {
-		l.arrived(key, h, value, found)
+		l.arrived(key, h, value, at, found)
 	}
 	if len(others) == 0 {
 		return
@@ -118,7 +119,7 @@ func (l *loop) announce(key []byte, h uint64, value []byte, found bool) {
 	key, value = bytes.Clone(key), bytes.Clone(value)
 	for _, o := range others {
 		_ = o.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			o.arrived(key, h, value, found)
+			o.arrived(key, h, value, at, found)
 			o.flushDirty()
 			return nil
 		}))
@@ -130,13 +131,15 @@ const parkTimeout = 10 * time.Second
 
 // parkedRead is one parked read: a native connection's operation (c,
 // serial) or a RESP connection's read step (r, and hole once parked; or
-// wait: the connection waits for it).
+// wait: the connection waits for it; withAt: it wants the value with its
+// expiry in front, as store.ReadExpiring answers).
 type parkedRead struct {
 	c      *conn
 	serial uint64
 	r      *respConn
 	hole   *respHole
 	wait   bool
+	withAt bool
 	key    []byte
 	slot   uint16
 	at     time.Time
@@ -266,15 +269,14 @@ func (l *loop) acceptedSince(slot uint16) (uint64, bool) {
 }
 
 // repark decides a native read, or a RESP read step (with a hole, or with
-// its connection waiting, unless it wants the expiry too), that went to
-// the device for a key of a slot of Routing.Misses and met no live record
-// there (ref.miss; dead, the record it met, if any) as parkMiss does,
-// where it used to be refused: under a flat-out move most chains of a
-// target's buckets reach its device, and refused reads came back, went to
-// the device and were refused again until the move reached their keys
-// (BENCHMARKS.md). The slot must still be one of Misses; a native read's
-// session counts it pending already, and a RESP read keeps its hole or its
-// wait.
+// its connection waiting), that went to the device for a key of a slot of
+// Routing.Misses and met no live record there (ref.miss; dead, the record
+// it met, if any) as parkMiss does, where it used to be refused: under a
+// flat-out move most chains of a target's buckets reach its device, and
+// refused reads came back, went to the device and were refused again until
+// the move reached their keys (BENCHMARKS.md). The slot must still be one
+// of Misses; a native read's session counts it pending already, and a RESP
+// read keeps its hole or its wait.
 func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 	m := ref.miss
 	var pr parkedRead
@@ -283,8 +285,8 @@ func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 		pr = parkedRead{c: ref.c, serial: ref.serial}
 	case ref.kind == pendingRESPHole && !ref.r.closed:
 		pr = parkedRead{r: ref.r, hole: ref.hole}
-	case ref.kind == pendingRESP && !ref.r.closed && !m.withAt:
-		pr = parkedRead{r: ref.r, wait: true} // waiting since its device read
+	case ref.kind == pendingRESP && !ref.r.closed:
+		pr = parkedRead{r: ref.r, wait: true, withAt: m.withAt} // waiting since its device read
 	default:
 		return missRefused
 	}
@@ -299,8 +301,9 @@ func (l *loop) repark(ref pendingRef, dead uint64) missAnswer {
 }
 
 // arrived completes the reads parked on key (hash h) with the value a
-// migration sent for it; !found: the source has no record of the key.
-func (l *loop) arrived(key []byte, h uint64, value []byte, found bool) {
+// migration sent for it and its expiry at; !found: the source has no
+// record of the key.
+func (l *loop) arrived(key []byte, h uint64, value []byte, at int64, found bool) {
 	p := &l.parked
 	rs := p.byHash[h]
 	if len(rs) == 0 {
@@ -310,9 +313,9 @@ func (l *loop) arrived(key []byte, h uint64, value []byte, found bool) {
 	for _, r := range rs {
 		if bytes.Equal(r.key, key) {
 			if !found {
-				l.unpark(r, wire.StatusNotFound, nil, 0)
+				l.unpark(r, wire.StatusNotFound, nil, 0, 0)
 			} else {
-				l.unpark(r, wire.StatusOK, value, 0)
+				l.unpark(r, wire.StatusOK, value, at, 0)
 			}
 			continue
 		}
@@ -336,9 +339,9 @@ func (l *loop) sweepParked() {
 		for _, r := range rs {
 			switch {
 			case r.closed():
-				l.unpark(r, 0, nil, 0)
+				l.unpark(r, 0, nil, 0, 0)
 			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && !l.s.st.Covered(h):
-				l.unpark(r, wire.StatusNotFound, nil, 0)
+				l.unpark(r, wire.StatusNotFound, nil, 0, 0)
 			case l.rt.Serving.Has(r.slot) && (l.rt.Misses == nil || !l.rt.Misses.Has(r.slot)) && l.readCovered(r, h):
 				// covered: it reads where the table leads
 			case !l.rt.Serving.Has(r.slot) || now.Sub(r.at) > parkTimeout ||
@@ -347,7 +350,7 @@ func (l *loop) sweepParked() {
 					r.c.fenceSlot(r.slot) // the client re-issues it before later operations on the slot
 				}
 				_ = l.refuse(r.slot) // a RESP reply names the slot: TRYAGAIN, MOVED or CLUSTERDOWN
-				l.unpark(r, wire.StatusError, nil, wire.CodeNotOwner)
+				l.unpark(r, wire.StatusError, nil, 0, wire.CodeNotOwner)
 			default:
 				kept = append(kept, r)
 			}
@@ -364,7 +367,7 @@ func (l *loop) sweepParked() {
 // was written here since, so the connection's order holds. False when the
 // store did not take it (the table went meanwhile): it is refused then.
 func (l *loop) readCovered(r parkedRead, h uint64) bool {
-	st, err := l.ss.ReadCovered(r.key, h)
+	st, err := l.ss.ReadCovered(r.key, h, r.withAt)
 	if err != nil || st != store.Pending {
 		return false
 	}
@@ -396,9 +399,10 @@ func (l *loop) keepParked(h uint64, kept []parkedRead) {
 // unpark completes a parked read with its answer (to a closed connection:
 // nothing, and a native one's session is gone with its last pending
 // operation). A RESP read's hole is filled, or its waiting command goes
-// on, as after its store read: st OK with value, NOT_FOUND, or an error,
-// which is NOT_OWNER for the slot l.refuse recorded last.
-func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code) {
+// on, as after its store read: st OK with value (and its expiry at, in
+// front of it when the read wants it), NOT_FOUND, or an error, which is
+// NOT_OWNER for the slot l.refuse recorded last.
+func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, at int64, code wire.Code) {
 	l.parked.n--
 	l.stats.parked.Add(^uint64(0))
 	if r.r == nil {
@@ -406,10 +410,12 @@ func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, code wire.Code
 		return
 	}
 	c := store.Completion{Status: store.NotFound}
-	switch st {
-	case wire.StatusOK:
+	switch {
+	case st == wire.StatusOK && r.withAt:
+		c = store.Completion{Status: store.OK, Value: store.AppendExpiring(nil, at, value)} // rare: a migration's reads alone
+	case st == wire.StatusOK:
 		c = store.Completion{Status: store.OK, Value: value}
-	case wire.StatusError:
+	case st == wire.StatusError:
 		c = store.Completion{Err: errNotOwner}
 	}
 	if r.wait {

@@ -318,16 +318,11 @@ func (l *loop) respSteps(r *respConn) {
 // parkRESP decides r's read step that found no live record of its key
 // in a slot of Routing.Misses (l.missKey: parking.go): parked as a hole
 // when the command fills holes and the connection may open one more,
-// parked with the connection waiting otherwise, refused when it wants the
-// expiry too.
+// parked with the connection waiting otherwise. A read that wants the
+// expiry too (TTL and its kin) is answered with it (parkedRead.withAt).
 func (l *loop) parkRESP(r *respConn) missAnswer {
-	pr := parkedRead{r: r}
-	switch {
-	case l.missWithAt:
-		return missRefused
-	case r.op.cmd.fill == nil || len(r.holes) >= maxHoles:
-		pr.wait = true
-	}
+	pr := parkedRead{r: r, withAt: l.missWithAt}
+	pr.wait = r.op.cmd.fill == nil || len(r.holes) >= maxHoles
 	return l.parkMiss(pr, l.missKey, l.missH, l.missHead, l.missDead)
 }
 

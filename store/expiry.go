@@ -153,9 +153,10 @@ func (st *Store) priorOf(h hlog.Header, raw []byte) prior {
 // absent is the prior state of a key without a record.
 var absent = prior{}
 
-// withExpiry appends the 8-byte expiry at, then v, to dst: the form of a
-// value returned with its expiry (ReadExpiring, Update.WithExpiry).
-func withExpiry(dst []byte, at int64, v []byte) []byte {
+// AppendExpiring appends the 8-byte expiry at, then v, to dst: the form of
+// a value returned with its expiry (ReadExpiring, Update.WithExpiry), which
+// SplitExpiring takes apart.
+func AppendExpiring(dst []byte, at int64, v []byte) []byte {
 	return append(binary.LittleEndian.AppendUint64(dst, uint64(at)), v...)
 }
 

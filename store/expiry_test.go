@@ -73,7 +73,7 @@ type outcome struct {
 	counted bool   // the key count counts it afterwards
 }
 
-func exp(at int64, v string) []byte { return withExpiry(nil, at, []byte(v)) }
+func exp(at int64, v string) []byte { return AppendExpiring(nil, at, []byte(v)) }
 
 func existed(k keyState) Status {
 	if k.live() {

@@ -20,6 +20,7 @@ type sourceLog struct {
 	st     *Store
 	remote RemoteLog
 	want   map[string][]byte // nil: deleted
+	ats    map[string]int64  // the expiries of the keys written with one
 	counts map[string]int64
 	end    uint64 // the checkpoint's end: the tier's bytes below it are the log's
 }
@@ -38,7 +39,7 @@ func sealedSource(t *testing.T) *sourceLog {
 	dev := ssd.NewMemDevice()
 	st := openTest(t, Config{IndexBits: 8, Log: hlog.Config{PageBits: 14, MemoryBytes: 4 << 14, Device: dev}})
 	s := newSession(t, st)
-	src := &sourceLog{st: st, want: map[string][]byte{}, counts: map[string]int64{}}
+	src := &sourceLog{st: st, want: map[string][]byte{}, ats: map[string]int64{}, counts: map[string]int64{}}
 	for i := range indirectKeys {
 		v := fmt.Appendf(nil, "first-%d", i)
 		mustStatus(t, OK)(s.Upsert(ikey(i), v))
@@ -48,6 +49,11 @@ func sealedSource(t *testing.T) *sourceLog {
 		v := fmt.Appendf(nil, "second-%d", i)
 		mustStatus(t, OK)(s.Upsert(ikey(i), v))
 		src.want[string(ikey(i))] = v
+	}
+	for i := 5; i < indirectKeys; i += 13 {
+		v, at := fmt.Appendf(nil, "expiring-%d", i), st.Now()+3_600_000
+		mustStatus(t, OK)(s.UpsertExpiring(ikey(i), keyhash.Hash(ikey(i)), v, at))
+		src.want[string(ikey(i))], src.ats[string(ikey(i))] = v, at
 	}
 	for i := 3; i < indirectKeys; i += 11 {
 		if _, err := s.Delete(ikey(i)); err != nil {
@@ -623,8 +629,10 @@ func TestReadCovered(t *testing.T) {
 		}
 	}
 	tail := st.Log().Tail()
+	expiring := 0 // keys read with a nonzero expiry
 	for i, k := range keys {
-		status, err := s.ReadCovered([]byte(k), keyhash.Hash([]byte(k)))
+		withAt := i%4 == 3 // every other key read from the source comes with its expiry
+		status, err := s.ReadCovered([]byte(k), keyhash.Hash([]byte(k)), withAt)
 		if i%2 == 0 {
 			if err != nil || status != NotFound || s.PendingCount() != 0 {
 				t.Fatalf("ReadCovered(%s) of a key written here: %v %v, want NotFound at once", k, status, err)
@@ -635,9 +643,22 @@ func TestReadCovered(t *testing.T) {
 			t.Fatalf("ReadCovered(%s): %v %v, want Pending", k, status, err)
 		}
 		v, status := awaitLast(t, s, "ReadCovered "+k)
+		if withAt && status == OK {
+			at, value, ok := SplitExpiring(v)
+			if !ok || at != src.ats[k] {
+				t.Fatalf("ReadCovered(%s, withAt): expiry %d (%v), want the source's %d", k, at, ok, src.ats[k])
+			}
+			v = value
+			if at != 0 {
+				expiring++
+			}
+		}
 		if w := src.want[k]; (w == nil) != (status == NotFound) || (w != nil && string(v) != string(w)) {
 			t.Fatalf("ReadCovered(%s) = %q (%v), want the source's %q", k, v, status, w)
 		}
+	}
+	if expiring == 0 {
+		t.Fatal("no key read with its expiry had one")
 	}
 	if got := st.Log().Tail(); got != tail {
 		t.Fatalf("ReadCovered moved the tail %d -> %d: it copied records", tail, got)
@@ -651,7 +672,7 @@ func TestReadCovered(t *testing.T) {
 	if !st.RemoveIndirections(tbl) {
 		t.Fatal("table not installed")
 	}
-	if status, err := s.ReadCovered([]byte(keys[0]), keyhash.Hash([]byte(keys[0]))); err != nil || status != NotFound {
+	if status, err := s.ReadCovered([]byte(keys[0]), keyhash.Hash([]byte(keys[0])), false); err != nil || status != NotFound {
 		t.Fatalf("ReadCovered without a table: %v %v, want NotFound", status, err)
 	}
 }

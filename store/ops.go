@@ -87,8 +87,9 @@ func (s *Session) ReadAbove(key []byte, h, bound uint64, dst []byte) (v []byte, 
 // write here): it is Pending then, completed like any read, and never
 // copies what it finds to the tail. Otherwise, or when no table has an
 // indirection for the key's chain, it answers NotFound at once and reads
-// nothing: the caller must not take that as the key's absence.
-func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
+// nothing: the caller must not take that as the key's absence. withAt:
+// the completion's value comes with its expiry in front (ReadExpiring).
+func (s *Session) ReadCovered(key []byte, h uint64, withAt bool) (Status, error) {
 	if err := s.checkKeyHash(key, h); err != nil {
 		return 0, err
 	}
@@ -101,7 +102,7 @@ func (s *Session) ReadCovered(key []byte, h uint64) (Status, error) {
 		return NotFound, nil
 	}
 	p := s.pend.newOp(OpRead, h, key, nil, nil)
-	p.upd.withAt = false
+	p.upd.withAt = withAt
 	p.entryAddr, p.begin = 0, s.st.log.Begin()
 	p.cover(ind, raddr)
 	p.noCopy = true

@@ -443,7 +443,7 @@ func (ps *pendingSet) found(p *pendingOp, old prior) {
 		}
 		v := old.value
 		if p.upd.withAt {
-			p.upd.dst = withExpiry(p.upd.dst[:0], old.at, v)
+			p.upd.dst = AppendExpiring(p.upd.dst[:0], old.at, v)
 			v = p.upd.dst
 		}
 		ps.finish(p, OK, nil, v)

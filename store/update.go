@@ -223,7 +223,7 @@ func (s *Session) reportNew(live bool, at int64, v []byte) {
 // appendValue appends a wanted value to dst, with its expiry when asked.
 func (r *result) appendValue(at int64, v []byte) []byte {
 	if r.withAt {
-		return withExpiry(r.dst, at, v)
+		return AppendExpiring(r.dst, at, v)
 	}
 	return append(r.dst, v...)
 }
