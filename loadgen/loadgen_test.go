@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
+	"github.com/fleetkv/fleetkv/loadgen/timeline"
 	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/server/servertest"
 )
@@ -122,7 +123,8 @@ func TestVerifyLoadedCatchesALostKey(t *testing.T) {
 }
 
 // TestTimeline: a run with a timeline writes its header and a row per
-// step, each with the operations completed in it.
+// step, each with the operations completed in it, which timeline.Read
+// reads back.
 func TestTimeline(t *testing.T) {
 	s := startServer(t)
 	var tl strings.Builder
@@ -132,7 +134,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("%+v %v", rep, err)
 	}
 	lines := strings.Split(strings.TrimSpace(tl.String()), "\n")
-	if lines[0] != "t_s,ops_per_s,p50_us,p99_us,p999_us,errors" || len(lines) < 10 {
+	if lines[0] != timeline.Header || len(lines) < 10 {
 		t.Fatalf("timeline of %d lines:\n%s", len(lines), tl.String())
 	}
 	// A row's latencies come from the threads' interval histograms, which
@@ -154,6 +156,10 @@ func TestTimeline(t *testing.T) {
 	}
 	if busy < len(lines)/2 || timed == 0 {
 		t.Fatalf("only %d of %d rows saw operations, %d latencies:\n%s", busy, len(lines)-1, timed, tl.String())
+	}
+	read, err := timeline.Read(strings.NewReader(tl.String())) // what fleetkv loadgen plot draws
+	if err != nil || len(read.T) != len(lines)-1 || len(read.P999us) != len(read.T) || len(read.Errors) != len(read.T) {
+		t.Fatalf("the timeline read back: %v", err)
 	}
 }
 

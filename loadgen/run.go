@@ -9,6 +9,8 @@ import (
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/fleetkv/fleetkv/loadgen/timeline"
 )
 
 // Report is a run's outcome; its JSON form is what --json writes.
@@ -197,7 +199,7 @@ func startProgress(w io.Writer, cfg *Config, threads []*thread, intervals <-chan
 	step := time.Second
 	if cfg.Timeline != nil {
 		step = min(cfg.TimelineEvery, time.Second)
-		fmt.Fprintln(cfg.Timeline, "t_s,ops_per_s,p50_us,p99_us,p999_us,errors")
+		fmt.Fprintln(cfg.Timeline, timeline.Header)
 	}
 	go func() {
 		defer close(done)

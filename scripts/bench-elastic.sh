@@ -24,7 +24,8 @@
 #    (del-node). Reported: the same, from the load's 250 ms timeline, and its
 #    errors.
 # Every process shares the machine's CPUs (nothing is pinned). The
-# timelines are kept as $OUT.fleetkv.csv and $OUT.redis.csv.
+# timelines are kept as $OUT.fleetkv.csv and $OUT.redis.csv, and drawn as
+# $OUT.fleetkv.svg and $OUT.redis.svg (fleetkv loadgen plot).
 #
 # Usage: scripts/bench-elastic.sh   (KEYS=1000000 VALUE=8 SECS=50 WARM=10 SETTLE=5 THREADS=2)
 set -euo pipefail
@@ -139,6 +140,8 @@ wait "${spids[1]}" 2>/dev/null || true
 echo "s1 stopped $(elapsed "$start") s into the load" | tee -a "$OUT"
 wait $lg || { tail -5 "$WORK/load.out"; echo "the load generator failed" | tee -a "$OUT"; }
 report "$OUT.fleetkv.csv" 0.1 "$start" "$a0" "$a1" "$b0" "$b1" "fleetkv, 2 → 3 → 2 servers" | tee -a "$OUT"
+plot_timeline "$OUT.fleetkv.csv" "fleetkv: s3 added, then s1 drained, under YCSB-B ($KEYS keys x $VALUE B)" \
+  "$start" "$a0=add s3" "$a1=added" "$b0=drain s1" "$b1=drained" | tee -a "$OUT"
 python3 - "$WORK/load.json" <<'PY' | tee -a "$OUT"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -194,4 +197,6 @@ redis-cli --cluster del-node 127.0.0.1:$r2 "$id1" >>"$WORK/drain.out" 2>&1 || { 
 b1=$(now)
 wait $rl || { tail -3 "$WORK/rl.out"; echo "redisload failed" | tee -a "$OUT"; }
 report "$OUT.redis.csv" 0.25 "$start" "$a0" "$a1" "$b0" "$b1" "Redis Cluster, 2 → 3 → 2 masters" | tee -a "$OUT"
+plot_timeline "$OUT.redis.csv" "Redis Cluster: a third master added and rebalanced, then the first drained" \
+  "$start" "$a0=add" "$a1=added" "$b0=drain" "$b1=drained" | tee -a "$OUT"
 echo "| Redis load | $(cat "$WORK/rl.out") | keys after: $(for p in $r2 $r3; do redis-cli -p $p dbsize; done | awk '{s += $1} END {print s}') |" | tee -a "$OUT"

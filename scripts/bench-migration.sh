@@ -18,7 +18,8 @@
 #    time to move, the lowest rps redis-benchmark printed during it over
 #    its mean before it, and the errors it printed.
 # The machine's CPUs are shared by the servers and the clients (nothing is
-# pinned). The timelines are kept as $OUT.fleetkv.csv and $OUT.redis.csv.
+# pinned). The timelines are kept as $OUT.fleetkv.csv and $OUT.redis.csv,
+# and drawn as $OUT.fleetkv.svg and $OUT.redis.svg (fleetkv loadgen plot).
 #
 # Usage: scripts/bench-migration.sh   (KEYS=1000000 VALUE=8 SECS=40 WARM=10 THREADS=2 WORKLOAD=ycsb-b)
 set -euo pipefail
@@ -98,6 +99,8 @@ print(f"| fleetkv, 1 → 2 servers | move {b - a:.2f} s | before {mean:,.0f} ops
       f"| worst 100 ms p99.9 before {p999(2, a):,.0f} us, during {p999(a, b):,.0f} us | errors {errs} (report {rep['errors']}) "
       f"| verify failures {rep['verify_failures']} | {rep['ops']:,} ops |")
 PY
+plot_timeline "$OUT.fleetkv.csv" "fleetkv: slots 8192-16383 move from s1 to s2 under ${WORKLOAD:-ycsb-b} ($KEYS keys x $VALUE B)" \
+  "$start" "$m0=migrate" "$m1=moved" | tee -a "$OUT"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 pids=()
@@ -154,5 +157,7 @@ low = min(win) if win else 0
 print(f"| Redis Cluster, 3 servers | move {b - a:.2f} s | before {mean:,.0f} rps | lowest 1 s during {low:,.0f} rps ({low / max(mean, 1):.0%}) "
       f"| error lines from redis-benchmark {errors} |")
 PY
+plot_timeline "$OUT.redis.csv" "Redis Cluster: 8192 slots resharded to the third node under redis-benchmark GET -P 16" \
+  "$start" "$m0=reshard" "$m1=resharded" | tee -a "$OUT"
 n=$(for p in "${rports[@]}"; do redis-cli -p $p dbsize; done | awk '{s += $1} END {print s}')
 echo "keys after the reshard: $n" | tee -a "$OUT"

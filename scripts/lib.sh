@@ -52,3 +52,16 @@ for i in range($2):
     out.write(b'*3\r\n\$3\r\nSET\r\n\$%d\r\n%s\r\n\$256\r\n%s\r\n' % (len(k), k, v))
 " | taskset -c 1 redis-cli -p "$1" --pipe >/dev/null
 }
+
+# plot_timeline CSV TITLE START [EPOCH=LABEL ...] draws CSV, the timeline of
+# a load started at epoch START, as CSV's name with .svg (fleetkv loadgen
+# plot), with each mark at its epoch seconds since START.
+plot_timeline() {
+  local csv=$1 title=$2 start=$3 m
+  shift 3
+  local marks=()
+  for m in "$@"; do
+    marks+=(--mark "$(python3 -c "print(f'{max(${m%%=*} - $start, 0):.2f}')")=${m#*=}")
+  done
+  "$BIN" loadgen plot "$csv" --out "${csv%.csv}.svg" --title "$title" "${marks[@]}" && echo "chart: ${csv%.csv}.svg"
+}

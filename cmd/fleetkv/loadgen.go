@@ -37,7 +37,7 @@ ycsb-b (95/5), ycsb-c (read only), ycsb-f (add to 8-byte counters).
 A progress line per second goes to stderr, the report to stdout, with
 --json the report as JSON to a file, and with --timeline a CSV row every
 --timeline-every (ops/s, p50, p99, p99.9, errors) to a file, to plot what a
-migration or a checkpoint does to the load.`,
+migration or a checkpoint does to the load (fleetkv loadgen plot draws it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Servers = splitList(servers)
@@ -96,6 +96,7 @@ migration or a checkpoint does to the load.`,
 	fl.DurationVar(&cfg.TimelineEvery, "timeline-every", 100*time.Millisecond, "the timeline's step")
 	fl.StringVar(&cfg.AuthToken, "auth-token", os.Getenv("FLEETKV_AUTH_TOKEN"), "session token (default $FLEETKV_AUTH_TOKEN)")
 	fl.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
+	cmd.AddCommand(plotCmd())
 	fl.StringVar(&cfg.Transport, "transport", "std", "client transport: std (Go's net package), netpoll (cloudwego/netpoll) or blocking (Go's net package, waiting for responses in read(2) on the session's OS thread: lower latency with one operation in flight, a thread per session)")
 	return cmd
 }
