@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"io"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -105,6 +106,7 @@ func throughputChart(tl *Timeline, o Options) (*plot.Plot, error) {
 	if err != nil {
 		return nil, err
 	}
+	plain(p)
 	p.Add(plotter.NewGrid(), raw, mean)
 	p.Legend.Add("each step", raw)
 	p.Legend.Add(fmt.Sprintf("mean over %g s", o.Window), mean)
@@ -126,9 +128,25 @@ func latencyChart(tl *Timeline, o Options) (*plot.Plot, error) {
 	if err != nil {
 		return nil, err
 	}
+	plain(p)
 	p.Add(plotter.NewGrid(), l)
 	p.Y.Max = max(slices.Max(tl.P999us)*1e-3*1.08, 1e-3)
 	return p, addMarks(p, o.Marks, p.Y.Max, false)
+}
+
+// plain labels p's ticks where gonum's default puts them, with no more
+// digits than each needs (25, not 25.00).
+func plain(p *plot.Plot) {
+	t := plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+		ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+		for i := range ticks {
+			if ticks[i].Label != "" {
+				ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'g', 6, 64)
+			}
+		}
+		return ticks
+	})
+	p.X.Tick.Marker, p.Y.Tick.Marker = t, t
 }
 
 // unitOf returns the scale and the axis label for throughput up to top.
