@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fleetkv/fleetkv/ssd"
 )
@@ -14,7 +15,10 @@ import (
 // that log with the same code that follows one into its own device.
 //
 // A read runs on a goroutine of its own (at most depth at once; the rest
-// wait for a turn on theirs, never on the caller's) and completes there.
+// wait for a turn on theirs, never on the caller's) and completes there,
+// except a BlockReader's read of blocks it keeps: that one completes
+// before ReadAsync returns (a resolver's sweep reads most records so: a
+// goroutine and its hand-offs per record cost more than the copy).
 // A read that starts in a missing segment fails with ErrNotFound; bytes
 // past the end of a present segment that fall in a missing one read as
 // zeros, as a device returns for bytes never written (a store's first read
@@ -26,8 +30,8 @@ type Reader struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	shut  bool // under mu: Close ran; reads fail with ssd.ErrClosed
+	mu    sync.Mutex  // orders a read's wg.Add before Close's Wait
+	shut  atomic.Bool // Close ran (set under mu): reads fail with ssd.ErrClosed
 }
 
 // ErrReadOnly is returned for a write to a Reader.
@@ -58,8 +62,12 @@ func (r *Reader) WriteAsync(p []byte, off uint64, cb ssd.Callback) { cb.IODone(0
 
 // ReadAsync implements ssd.Device.
 func (r *Reader) ReadAsync(p []byte, off uint64, cb ssd.Callback) {
+	if r.cache != nil && !r.shut.Load() && r.kept(p, off) {
+		cb.IODone(len(p), nil)
+		return
+	}
 	r.mu.Lock()
-	if r.shut {
+	if r.shut.Load() {
 		r.mu.Unlock()
 		cb.IODone(0, ssd.ErrClosed)
 		return
@@ -98,6 +106,22 @@ func (r *Reader) read(p []byte, off uint64) error {
 	return nil
 }
 
+// kept fills p from the log at off when every block it needs is kept and
+// read; false otherwise (p may then be partly filled).
+func (r *Reader) kept(p []byte, off uint64) bool {
+	size := r.segs.size
+	for done := 0; done < len(p); {
+		pos := off + uint64(done)
+		in := pos % size
+		b, ok := r.cache.peek(blockKey{pos / size, in / BlockSize})
+		if !ok {
+			return false
+		}
+		done += copy(p[done:], b[in%BlockSize:]) // a block never crosses its segment's end
+	}
+	return true
+}
+
 // readPart fills part from segment n at in, through the block cache when
 // there is one.
 func (r *Reader) readPart(n, in uint64, part []byte) error {
@@ -129,7 +153,7 @@ func (r *Reader) Release(uint64) error { return nil }
 // ones fail with ssd.ErrClosed.
 func (r *Reader) Close() error {
 	r.mu.Lock()
-	r.shut = true
+	r.shut.Store(true)
 	r.mu.Unlock()
 	r.stop()
 	r.wg.Wait()
@@ -188,6 +212,27 @@ func (c *blockCache) get(k blockKey, fetch func() ([]byte, error)) ([]byte, erro
 		c.mu.Unlock()
 	}
 	return e.b, e.err
+}
+
+// peek returns block k when it is kept and was read without error.
+func (c *blockCache) peek(k blockKey) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[k]
+	if e == nil {
+		return nil, false
+	}
+	select {
+	case <-e.done:
+	default:
+		return nil, false // being read: the caller's read waits on a goroutine
+	}
+	if e.err != nil {
+		return nil, false
+	}
+	c.tick++
+	e.used = c.tick
+	return e.b, true
 }
 
 // evict drops the least recently used blocks above the cap (a linear

@@ -128,3 +128,67 @@ func TestNewSegmentsRefuses(t *testing.T) {
 		}
 	}
 }
+
+// inline is an ssd.Callback that records whether it ran and how.
+type inline struct {
+	ran bool
+	n   int
+	err error
+}
+
+func (c *inline) IODone(n int, err error) { c.ran, c.n, c.err = true, n, err }
+
+// TestBlockReaderAnswersKeptBlocksAtOnce: a BlockReader's read of bytes in
+// blocks it keeps completes before ReadAsync returns, with the right
+// bytes; one across into a block not kept reads it, and one after Close
+// fails.
+func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
+	ctx := context.Background()
+	const size = 2 * BlockSize // two blocks a segment
+	s, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: t.TempDir(), SegmentSize: size, IO: ssd.IOPread})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	log := make([]byte, size)
+	for i := range log {
+		log[i] = byte(i * 7)
+	}
+	page := ssd.AlignedBuffer(size)
+	copy(page, log)
+	if err := hlog.WritePage(dev, page, 0); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := NewSegments(s, "0123abcd", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := segs.Upload(ctx, dev, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	br := segs.BlockReader(2, 4)
+	defer br.Close()
+	if err := readLog(br, make([]byte, 16), 100); err != nil { // keeps block 0
+		t.Fatal(err)
+	}
+	p := make([]byte, 300)
+	var c inline
+	br.ReadAsync(p, 5000, &c)
+	if !c.ran || c.err != nil || c.n != len(p) || !bytes.Equal(p, log[5000:5300]) {
+		t.Fatalf("a read in a kept block: ran at once %v, %d bytes, %v, right bytes %v", c.ran, c.n, c.err, bytes.Equal(p, log[5000:5300]))
+	}
+	across := BlockSize - 100 // into block 1, not kept yet
+	if err := readLog(br, p, uint64(across)); err != nil || !bytes.Equal(p, log[across:across+300]) {
+		t.Fatalf("a read across into a block not kept: %v, right bytes %v", err, bytes.Equal(p, log[across:across+300]))
+	}
+	br.Close()
+	c = inline{}
+	br.ReadAsync(p, 5000, &c)
+	if !c.ran || !errors.Is(c.err, ssd.ErrClosed) {
+		t.Fatalf("a read of a kept block after Close: ran %v, %v; want ErrClosed", c.ran, c.err)
+	}
+}
