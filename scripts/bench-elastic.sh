@@ -44,7 +44,12 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   (apt-get update && apt-get install -y redis-server redis-tools) >/dev/null
 fi
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "${KEEP_LOGS:-}" ]; then for f in "$WORK"/s[0-9].log; do [ -f "$f" ] && cp "$f" "$OUT.$(basename "$f")"; done; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 # agreed PORT... waits (10 s at most) until redis-cli --cluster check
