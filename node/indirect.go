@@ -185,6 +185,7 @@ type indirector struct {
 	srv   *server.Server
 	rate  int                             // records a second a resolver inserts at most (0: no cap)
 	gate  func(ctx context.Context) error // ClusterConfig.resolveGate
+	cpus  cpuGate                         // the resolvers' workers running at once (set with srv)
 
 	ctx  context.Context
 	stop context.CancelFunc
@@ -606,7 +607,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	if err != nil {
 		return 0, err
 	}
-	dev := segs.BlockReader(resolveWorkers, resolveBlocks)
+	dev := gatedDevice{segs.BlockReader(resolveWorkers, resolveBlocks), x.cpus}
 	defer dev.Close()
 	defer context.AfterFunc(ctx, func() { dev.Close() })() // reads in progress end with the resolver
 	var chains, addrs []uint64
@@ -630,6 +631,8 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {
 		go func() {
+			x.cpus.acquire()
+			defer x.cpus.release()
 			errs <- x.insertChains(ctx, st, t, dev, func() (uint64, uint64, bool) {
 				i := next.Add(1) - 1
 				if i >= int64(len(chains)) {

@@ -120,6 +120,7 @@ func start(cfg Config, lock *dirLock) (*Node, error) {
 	}
 	if n.ind != nil {
 		n.ind.srv = n.srv // before the member runs tasks that take tables
+		n.ind.cpus = newCPUGate(n.srv.Loops())
 	}
 	if n.sealer != nil {
 		n.sealer.run(n.srv) // before the member runs moves that pin
