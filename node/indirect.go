@@ -589,7 +589,9 @@ const resolveShare = 0.5
 const dutySlice = 20 * time.Millisecond
 
 // resolveWorkers is how many chains a resolver walks at once: each step of
-// a walk is a read of the tier (a ranged GET on S3), so they overlap.
+// a walk is a read of the tier (a ranged GET on S3), so they overlap; of
+// the walks, only as many run as the node's cpuGate lets (the others wait
+// for the tier, or for a token).
 const resolveWorkers = 16
 
 // resolveBlocks is how many blocks of the tier (tier.BlockSize each) a
@@ -599,9 +601,10 @@ const resolveBlocks = 64
 // insertAll walks every chain of t in the remote log and inserts each
 // key's newest live record of it (a key of the chain's own, in the
 // table's ranges) unless the store has one since t.Since. Chains go to
-// resolveWorkers goroutines, each with a store session of its own, in
-// the order of their addresses, newest first: the walks sweep the log,
-// read through the tier a block at a time.
+// resolveWorkers goroutines, each with a store session of its own and
+// running while it holds a token of x.cpus, in the order of their
+// addresses, newest first: the walks sweep the log, read through the tier
+// a block at a time.
 func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.Indirections, h tableHeader) (int, error) {
 	segs, err := tier.NewSegments(x.tier, h.LogID, h.SegmentSize)
 	if err != nil {

@@ -586,19 +586,7 @@ func TestRESPReadsPark(t *testing.T) {
 	})
 	ctx := context.Background()
 	rc := goRedis(t, s, &redis.Options{MaxRetries: -1})
-	for _, k := range []string{"{m}z", "{m}y"} {
-		if err := rc.Set(ctx, k, "garbage of an earlier ownership", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if err := rc.Del(ctx, k).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 400 {
-		if err := rc.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	garbageOnTheDevice(t, rc, "{m}z", "{m}y")
 	pt := newParkingTarget(t, s)
 	migrate := func(key, value string) {
 		t.Helper()
@@ -699,13 +687,7 @@ func TestRESPExpiryReadsPark(t *testing.T) {
 	})
 	ctx := context.Background()
 	rc := goRedis(t, s, &redis.Options{MaxRetries: -1})
-	res(rc.Set(ctx, "{m}y", "garbage of an earlier ownership", 0).Result()).ok(t)
-	res(rc.Del(ctx, "{m}y").Result()).ok(t)
-	p := rc.Pipeline()
-	for i := range 400 {
-		p.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0)
-	}
-	res(p.Exec(ctx)).ok(t)
+	garbageOnTheDevice(t, rc, "{m}y")
 	pt := newParkingTarget(t, s)
 	type reply struct {
 		name string
@@ -769,6 +751,24 @@ func TestRESPExpiryReadsPark(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", name, r.val, r.err, w)
 		}
 	}
+}
+
+// garbageOnTheDevice writes and deletes each key, then 400 fillers of 200
+// bytes that push the deletions out of a tinyLog's memory: once a
+// migration accepts their slot from the log's tail on, they are garbage
+// of an earlier ownership, on the device.
+func garbageOnTheDevice(t *testing.T, rc *redis.Client, keys ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range keys {
+		res(rc.Set(ctx, k, "garbage of an earlier ownership", 0).Result()).ok(t)
+		res(rc.Del(ctx, k).Result()).ok(t)
+	}
+	p := rc.Pipeline()
+	for i := range 400 {
+		p.Set(ctx, fmt.Sprintf("filler-%d", i), strings.Repeat("f", 200), 0)
+	}
+	res(p.Exec(ctx)).ok(t)
 }
 
 // parkingTarget is s made a migration's target for the slot of {m}

@@ -25,12 +25,12 @@ import (
 // EXISTS) holds its connection until the answer, as a step waiting for the
 // device does (respWait), and so does a read that wants the expiry too
 // (TTL and its kin: parkedRead.withAt; the record's expiry comes with it,
-// announce). A read is parked whether memory told it the
-// key is not here, or a device read (repark) did, unless a record of the
-// key was linked since the read was issued (it is refused then, and the
-// client re-issues it), or the read met a deletion or expiry written here
-// since the migration began to accept the slot (it answers NOT_FOUND:
-// parkMiss). Once parked:
+// announce). A read is parked whether memory told it the key is not here,
+// or a device read (repark) did, unless a record of the key was linked
+// since the read was issued (it is refused then, and the client re-issues
+// it), or the read met a deletion or expiry written here since the
+// migration began to accept the slot (it answers NOT_FOUND: parkMiss).
+// Once parked:
 //   - the key's record arrives (a MIGRATE of this migration: sent by the
 //     source's move, or fetched from the source by the node, which
 //     Config.OnParked tells of the key when the first read parks on it:
