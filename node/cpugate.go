@@ -14,7 +14,8 @@ import (
 // CPUs than the loops leave. On 2 CPUs with one loop that is one: 16
 // workers at once took both, and the load's throughput fell to 10-25 %
 // while a migration's 166 K records were pulled in (BENCHMARKS.md). A nil
-// gate lets every worker run.
+// gate lets every worker run. What a worker does while it holds its token
+// (rests included) is insertAll's to say.
 type cpuGate chan struct{}
 
 // newCPUGate is the gate for a server of loops loops: the CPUs they leave

@@ -634,6 +634,14 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	errs := make(chan error, resolveWorkers)
 	for range resolveWorkers {
 		go func() {
+			// The token is held from here to the end of the walks, given up
+			// only while a read waits for the tier (gatedDevice): also
+			// while the worker rests (d.Wait, pace) or waits for its
+			// session's own device (CompletePending). So a resting resolver
+			// keeps the node's other resolvers waiting too: with the one
+			// token of 2 CPUs, two migrations' resolvers share half a CPU,
+			// not one (giving it up around a rest that sleeps would need
+			// Duty to say beforehand that it will).
 			x.cpus.acquire()
 			defer x.cpus.release()
 			errs <- x.insertChains(ctx, st, t, dev, func() (uint64, uint64, bool) {
