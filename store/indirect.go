@@ -1,9 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
+	"math/bits"
 	"slices"
-	"sort"
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
@@ -60,9 +61,65 @@ type Indirections struct {
 	// spans a slot group), which the table must not cover: this store
 	// may own them, with records older than Since that are theirs.
 	Ranges [][2]uint64
-	bits   uint // the source index's bucket bits the chains are named under
-	chains []uint64
-	addrs  []uint64
+	bits   uint          // the source index's bucket bits the chains are named under
+	ind    []indirection // by chain once sealed (a chain's address in its line)
+	dir    chainDir      // over ind, built by seal
+}
+
+// indirection is one chain of the source and where it goes on.
+type indirection struct{ chain, addr uint64 }
+
+// chainDir finds a chain in a sealed table in about two loads (its slot,
+// then the chain with its address): a binary search of a table of 170 K
+// chains, 18 dependent loads on every read of a covered slot, was 40 % of
+// a target's CPU while its indirections were unresolved (BENCHMARKS.md).
+//
+// Invariant: first[j] is the index of the first chain c with
+// (c-base)>>shift >= j, for j in [0, len(first)); the chains in
+// [first[j], first[j+1]) are those with (c-base)>>shift == j.
+type chainDir struct {
+	base  uint64 // the smallest chain
+	last  uint64 // the largest
+	shift uint
+	first []uint32
+}
+
+// newChainDir indexes chains (sorted, unique) with about one slot per
+// chain over the span they lie in: a table covers some slots only, so its
+// chains lie in a few runs of the whole name space.
+func newChainDir(ind []indirection) chainDir {
+	n := len(ind)
+	if n == 0 {
+		return chainDir{}
+	}
+	d := chainDir{base: ind[0].chain, last: ind[n-1].chain}
+	spanBits := uint(bits.Len64(d.last - d.base))
+	slotBits := min(uint(bits.Len(uint(n))), spanBits)
+	d.shift = spanBits - slotBits
+	d.first = make([]uint32, 1<<slotBits+1)
+	i := 0
+	for j := range d.first {
+		for i < n && (ind[i].chain-d.base)>>d.shift < uint64(j) {
+			i++
+		}
+		d.first[j] = uint32(i)
+	}
+	return d
+}
+
+// find returns c's indirection in ind (the slice the directory was built
+// over), or false.
+func (d *chainDir) find(ind []indirection, c uint64) (*indirection, bool) {
+	if len(d.first) == 0 || c < d.base || c > d.last {
+		return nil, false
+	}
+	j := (c - d.base) >> d.shift
+	for i := d.first[j]; i < d.first[j+1]; i++ { // about one, in one or two lines
+		if ind[i].chain >= c {
+			return &ind[i], ind[i].chain == c
+		}
+	}
+	return nil, false
 }
 
 // NewIndirections returns an empty table covering the hashes of ranges,
@@ -75,20 +132,19 @@ func NewIndirections(id string, remote RemoteLog, since uint64, bits uint, range
 // Add records that the chain named chain goes on at addr in the remote
 // log. Call it before the table is installed.
 func (t *Indirections) Add(chain, addr uint64) {
-	t.chains = append(t.chains, chain)
-	t.addrs = append(t.addrs, addr)
+	t.ind = append(t.ind, indirection{chain, addr})
 }
 
 // Len returns the number of indirections.
-func (t *Indirections) Len() int { return len(t.chains) }
+func (t *Indirections) Len() int { return len(t.ind) }
 
 // Bits returns the source index bits the chains are named under.
 func (t *Indirections) Bits() uint { return t.bits }
 
 // Each calls fn with every indirection, in chain order.
 func (t *Indirections) Each(fn func(chain, addr uint64) error) error {
-	for i := range t.chains {
-		if err := fn(t.chains[i], t.addrs[i]); err != nil {
+	for _, in := range t.ind {
+		if err := fn(in.chain, in.addr); err != nil {
 			return err
 		}
 	}
@@ -98,23 +154,22 @@ func (t *Indirections) Each(fn func(chain, addr uint64) error) error {
 // seal sorts the table for lookup; a chain added twice keeps its last
 // address.
 func (t *Indirections) seal() error {
-	idx := make([]int, len(t.chains))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return t.chains[idx[a]] < t.chains[idx[b]] })
-	chains, addrs := make([]uint64, 0, len(idx)), make([]uint64, 0, len(idx))
-	for _, i := range idx {
-		if t.addrs[i] < hlog.FirstAddress {
-			return fmt.Errorf("store: indirection %s: chain %#x at address %d", t.ID, t.chains[i], t.addrs[i])
+	for _, in := range t.ind {
+		if in.addr < hlog.FirstAddress {
+			return fmt.Errorf("store: indirection %s: chain %#x at address %d", t.ID, in.chain, in.addr)
 		}
-		if n := len(chains); n > 0 && chains[n-1] == t.chains[i] {
-			addrs[n-1] = t.addrs[i]
+	}
+	slices.SortStableFunc(t.ind, func(a, b indirection) int { return cmp.Compare(a.chain, b.chain) })
+	out := t.ind[:0]
+	for _, in := range t.ind {
+		if n := len(out); n > 0 && out[n-1].chain == in.chain {
+			out[n-1].addr = in.addr
 			continue
 		}
-		chains, addrs = append(chains, t.chains[i]), append(addrs, t.addrs[i])
+		out = append(out, in)
 	}
-	t.chains, t.addrs = chains, addrs
+	t.ind = slices.Clip(out)
+	t.dir = newChainDir(t.ind)
 	return nil
 }
 
@@ -131,12 +186,11 @@ func (t *Indirections) Covers(h uint64) bool {
 // lookup returns where h's chain goes on in the remote log (false: the
 // source sent every record of it; h's own records decide).
 func (t *Indirections) lookup(h uint64) (uint64, bool) {
-	c := index.ChainOf(h, t.bits)
-	i, ok := slices.BinarySearch(t.chains, c)
+	in, ok := t.dir.find(t.ind, index.ChainOf(h, t.bits))
 	if !ok {
 		return 0, false
 	}
-	return t.addrs[i], true
+	return in.addr, true
 }
 
 // indirections is the store's installed tables, newest last; replaced

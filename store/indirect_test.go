@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -674,5 +675,96 @@ func TestReadCovered(t *testing.T) {
 	}
 	if status, err := s.ReadCovered([]byte(keys[0]), keyhash.Hash([]byte(keys[0])), false); err != nil || status != NotFound {
 		t.Fatalf("ReadCovered without a table: %v %v, want NotFound", status, err)
+	}
+}
+
+// TestChainDirFinds checks a sealed table's lookups against a map, for
+// chains spread over the whole name space, crowded into one slot's few
+// buckets, in two runs far apart, one alone, and none: every chain is
+// found at its address (a chain added twice at its last one), and chains
+// between, before and after them are not.
+func TestChainDirFinds(t *testing.T) {
+	const bits = 20
+	space := uint64(1) << (bits + 14) // index.ChainID's names under 2^bits buckets
+	rng := rand.New(rand.NewPCG(11, 12))
+	cases := map[string]func() uint64{
+		"spread":   func() uint64 { return rng.Uint64N(space) },
+		"one slot": func() uint64 { return index.ChainID(77<<(bits-14)+rng.Uint64N(1<<(bits-14)), rng.Uint64N(1<<14)) },
+		"two runs": func() uint64 {
+			if rng.IntN(2) == 0 {
+				return rng.Uint64N(1 << 20)
+			}
+			return space - 1 - rng.Uint64N(1<<20)
+		},
+	}
+	for name, draw := range cases {
+		for _, n := range []int{0, 1, 2, 1000, 100_000} {
+			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
+				tb := NewIndirections("m", RemoteLog{}, 0, bits, nil)
+				want := map[uint64]uint64{}
+				for i := range n {
+					c, a := draw(), hlog.FirstAddress+uint64(i)
+					tb.Add(c, a)
+					want[c] = a
+				}
+				if err := tb.seal(); err != nil {
+					t.Fatal(err)
+				}
+				for c, a := range want {
+					if in, ok := tb.dir.find(tb.ind, c); !ok || in.addr != a {
+						t.Fatalf("chain %#x: found %v (%v), want address %d", c, ok, in, a)
+					}
+				}
+				for range 20_000 {
+					c := draw() ^ uint64(rng.IntN(2)) // near the chains too
+					if _, in := want[c]; in {
+						continue
+					}
+					if in, ok := tb.dir.find(tb.ind, c); ok {
+						t.Fatalf("chain %#x not in the table found (%v)", c, in)
+					}
+				}
+				for _, c := range []uint64{0, space - 1, space, ^uint64(0)} {
+					_, ok := tb.dir.find(tb.ind, c)
+					if _, in := want[c]; ok != in {
+						t.Fatalf("chain %#x: found %v, in the table %v", c, ok, in)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkIndirectionLookup: a covered read's lookup in a table of a
+// migration's size (500 K chains over a third of the hashes), half of the
+// reads' chains in it.
+func BenchmarkIndirectionLookup(b *testing.B) {
+	const bits, n = 22, 500_000
+	rng := rand.New(rand.NewPCG(13, 14))
+	third := ^uint64(0) / 3
+	hs := make([]uint64, 1<<16)
+	for i := range hs {
+		hs[i] = rng.Uint64N(third)
+	}
+	tb := NewIndirections("m", RemoteLog{}, 0, bits, [][2]uint64{{0, third}})
+	for i := range n {
+		h := rng.Uint64N(third)
+		if i < len(hs)/2 {
+			h = hs[i]
+		}
+		tb.Add(index.ChainOf(h, bits), hlog.FirstAddress+uint64(i))
+	}
+	if err := tb.seal(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	found := 0
+	for i := range b.N {
+		if _, ok := tb.lookup(hs[i&(len(hs)-1)]); ok {
+			found++
+		}
+	}
+	if b.N >= len(hs) && found < b.N/2 {
+		b.Fatalf("%d of %d lookups found their chain", found, b.N)
 	}
 }
