@@ -98,23 +98,34 @@ func syncDir(dir string) error {
 }
 
 // ReadAt opens the file for each call, so that no open file keeps a
-// deleted segment's space. A resolver reads whole blocks (BlockReader),
-// but a target's own reads of keys not pulled in yet come here one record
-// each: openat, fcntl and close were 4-5 % of a target's CPU while it
-// resolved a migration (BENCHMARKS.md, "The timelines drawn"); keeping
-// files open is the next step there.
+// deleted segment's space; a Reader keeps its segments' files open
+// instead (open, openFiles).
 func (d *Dir) ReadAt(ctx context.Context, name string, p []byte, off int64) error {
-	if err := checkName(name); err != nil {
+	f, err := d.open(name)
+	if err != nil {
 		return err
+	}
+	defer f.Close()
+	return readFileAt(f, name, p, off)
+}
+
+// open opens object name for reading; a missing one is ErrNotFound.
+func (d *Dir) open(name string) (*os.File, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(d.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s in %s", ErrNotFound, name, d)
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, name, d)
 	}
 	if err != nil {
-		return fmt.Errorf("tier: %w", err)
+		return nil, fmt.Errorf("tier: %w", err)
 	}
-	defer f.Close()
+	return f, nil
+}
+
+// readFileAt fills p from f, object name, at off.
+func readFileAt(f *os.File, name string, p []byte, off int64) error {
 	n, err := f.ReadAt(p, off)
 	if n == len(p) {
 		return nil

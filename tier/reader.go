@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -18,7 +19,8 @@ import (
 // wait for a turn on theirs, never on the caller's) and completes there,
 // except a BlockReader's read of blocks it keeps: that one completes
 // before ReadAsync returns (a resolver's sweep reads most records so: a
-// goroutine and its hand-offs per record cost more than the copy).
+// goroutine and its hand-offs per record cost more than the copy). A
+// Reader of a directory store keeps its segments' files open (files.go).
 // A read that starts in a missing segment fails with ErrNotFound; bytes
 // past the end of a present segment that fall in a missing one read as
 // zeros, as a device returns for bytes never written (a store's first read
@@ -26,6 +28,7 @@ import (
 type Reader struct {
 	segs  *Segments
 	cache *blockCache // nil: every read is its own ranged read
+	files *openFiles  // the segments' files kept open (a Dir's); nil for other stores
 	sem   chan struct{}
 	ctx   context.Context
 	stop  context.CancelFunc
@@ -41,7 +44,11 @@ var ErrReadOnly = errors.New("tier: a log read through the tier is read-only")
 // once (at least 1).
 func (g *Segments) Reader(depth int) *Reader {
 	ctx, stop := context.WithCancel(context.Background())
-	return &Reader{segs: g, sem: make(chan struct{}, max(depth, 1)), ctx: ctx, stop: stop}
+	r := &Reader{segs: g, sem: make(chan struct{}, max(depth, 1)), ctx: ctx, stop: stop}
+	if fs, ok := g.store.(fileStore); ok {
+		r.files = newOpenFiles(maxOpen, func(seg uint64) (*os.File, error) { return fs.open(g.Name(seg)) })
+	}
+	return r
 }
 
 // BlockReader is Reader that reads whole blocks (BlockSize bytes, aligned
@@ -126,13 +133,13 @@ func (r *Reader) kept(p []byte, off uint64) bool {
 // there is one.
 func (r *Reader) readPart(n, in uint64, part []byte) error {
 	if r.cache == nil {
-		return r.segs.store.ReadAt(r.ctx, r.segs.Name(n), part, int64(in))
+		return r.readAt(n, part, in)
 	}
 	for done := 0; done < len(part); {
 		pos := in + uint64(done)
 		b, err := r.cache.get(blockKey{n, pos / BlockSize}, func() ([]byte, error) {
 			blk := make([]byte, min(BlockSize, r.segs.size-pos/BlockSize*BlockSize))
-			return blk, r.segs.store.ReadAt(r.ctx, r.segs.Name(n), blk, int64(pos/BlockSize*BlockSize))
+			return blk, r.readAt(n, blk, pos/BlockSize*BlockSize)
 		})
 		if err != nil {
 			return err
@@ -140,6 +147,20 @@ func (r *Reader) readPart(n, in uint64, part []byte) error {
 		done += copy(part[done:], b[pos%BlockSize:])
 	}
 	return nil
+}
+
+// readAt fills p from segment n at in: through a kept file of a
+// directory store, or the store's ranged read.
+func (r *Reader) readAt(n uint64, p []byte, in uint64) error {
+	if r.files == nil {
+		return r.segs.store.ReadAt(r.ctx, r.segs.Name(n), p, int64(in))
+	}
+	f, err := r.files.acquire(n)
+	if err != nil {
+		return err
+	}
+	defer r.files.release(f)
+	return readFileAt(f.f, r.segs.Name(n), p, int64(in))
 }
 
 // Sync implements ssd.Device: nothing is written.
@@ -157,6 +178,9 @@ func (r *Reader) Close() error {
 	r.mu.Unlock()
 	r.stop()
 	r.wg.Wait()
+	if r.files != nil {
+		r.files.close()
+	}
 	return nil
 }
 

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fleetkv/fleetkv/hlog"
@@ -90,8 +95,14 @@ func TestSegmentsUploadAndRead(t *testing.T) {
 			if err := segs.Upload(ctx, dev, 1, size+8192); err != nil {
 				t.Fatal(err)
 			}
+			// A new Reader: r may keep the first upload's file open, whose
+			// bytes below from are the log's (the package invariant: no
+			// reader reads below the begin it was given).
 			p := make([]byte, 8192+16)
-			if err := readLog(r, p, size); err != nil {
+			fresh := segs.Reader(1)
+			err = readLog(fresh, p, size)
+			fresh.Close()
+			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(p[:8192], make([]byte, 8192)) || !bytes.Equal(p[8192:], log[size+8192:size+8192+16]) {
@@ -103,9 +114,13 @@ func TestSegmentsUploadAndRead(t *testing.T) {
 			if err := segs.Delete(ctx, 0); err != nil {
 				t.Fatal(err)
 			}
-			if err := readLog(r, make([]byte, 8), 8); !errors.Is(err, ErrNotFound) {
+			// A new Reader finds the segment gone (r may keep its file
+			// open: openFiles).
+			fresh = segs.Reader(1)
+			if err := readLog(fresh, make([]byte, 8), 8); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("a read of a deleted segment: %v, want ErrNotFound", err)
 			}
+			fresh.Close()
 			r.Close()
 			if err := readLog(r, make([]byte, 8), size); !errors.Is(err, ssd.ErrClosed) {
 				t.Fatalf("a read after Close: %v, want ErrClosed", err)
@@ -190,5 +205,87 @@ func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
 	br.ReadAsync(p, 5000, &c)
 	if !c.ran || !errors.Is(c.err, ssd.ErrClosed) {
 		t.Fatalf("a read of a kept block after Close: ran %v, %v; want ErrClosed", c.ran, c.err)
+	}
+}
+
+// segmentFDs counts this process's descriptors open on files under dir.
+func segmentFDs(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(p, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReaderKeepsSegmentFilesOpen: a Reader of a directory store keeps
+// the files of the segments it read open, at most its cap of them between
+// reads, reads right through concurrent reads that make it let files go,
+// and closes them all at Close.
+func TestReaderKeepsSegmentFilesOpen(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	d, err := OpenDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size, segments = MinSegmentSize, 3
+	segs, err := NewSegments(d, "0123abcd", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := make([]byte, segments*size)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range log {
+		log[i] = byte(rng.Uint32())
+	}
+	for n := range uint64(segments) {
+		if err := d.Put(ctx, segs.Name(n), bytes.NewReader(log[n*size:(n+1)*size]), size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := segs.Reader(8)
+	if r.files == nil {
+		t.Fatal("a Reader of a directory store keeps no files")
+	}
+	r.files.max = 2 // fewer than the segments: reads make it let files go
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(7, uint64(w)))
+			for range 300 {
+				off := rng.Uint64N(segments*size - 4096)
+				p := make([]byte, 1+rng.IntN(4096))
+				if err := readLog(r, p, off); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(p, log[off:off+uint64(len(p))]) {
+					errs <- fmt.Errorf("read %d at %d: wrong bytes", len(p), off)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := segmentFDs(t, root); n < 1 || n > 2 {
+		t.Fatalf("%d segment files open between reads; want 1 or 2 (kept, at most the cap)", n)
+	}
+	r.Close()
+	if n := segmentFDs(t, root); n != 0 {
+		t.Fatalf("%d segment files open after Close", n)
 	}
 }
