@@ -99,24 +99,38 @@ func (r *RecordRead) Finish(n int, err error, cb ssd.Callback) (rec []byte, agai
 	case uint64(n) != r.read:
 		return nil, false, fmt.Errorf("hlog: %d of %d bytes transferred at %d", n, r.read, r.start)
 	}
-	b := r.Buf[r.addr-r.start : r.read]
-	h, kl, vc, vl, _ := DecodePrefix(b)
-	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= r.addr || vl > vc || kl == 0 {
-		return nil, false, fmt.Errorf("%w: record header %#x at %d (key %d, value %d of %d)", ErrCorrupt, uint64(h), r.addr, kl, vl, vc)
-	}
-	need := uint64(PrefixSize + kl + vl)
+	rec, need, err := ParseRecord(r.Buf[r.addr-r.start:r.read], r.addr)
 	switch {
-	case need <= uint64(len(b)):
-		if !VerifyRecord(b[:need]) {
-			return nil, false, fmt.Errorf("%w: record at %d: checksum %#x does not match", ErrCorrupt, r.addr, StoredChecksum(b))
-		}
-		return b[:need], false, nil
+	case err != nil || rec != nil:
+		return rec, false, err
 	case r.tries >= 2:
 		return nil, false, fmt.Errorf("%w: record at %d grew between two reads", ErrCorrupt, r.addr)
 	}
-	r.size = need
+	r.size = uint64(need)
 	r.issue(cb)
 	return nil, true, nil
+}
+
+// ParseRecord checks b, bytes of a log from addr on, as the record there:
+// it returns the record (as ReadRecord) when b holds all of it, or else
+// how many bytes from addr it needs (need > len(b), rec nil), or
+// ErrCorrupt.
+func ParseRecord(b []byte, addr uint64) (rec []byte, need int, err error) {
+	if len(b) < PrefixSize {
+		return nil, PrefixSize, nil
+	}
+	h, kl, vc, vl, _ := DecodePrefix(b)
+	if !h.Final() || h.Filler() || h.Invalid() || h.Prev() >= addr || vl > vc || kl == 0 {
+		return nil, 0, fmt.Errorf("%w: record header %#x at %d (key %d, value %d of %d)", ErrCorrupt, uint64(h), addr, kl, vl, vc)
+	}
+	need = PrefixSize + kl + vl
+	if need > len(b) {
+		return nil, need, nil
+	}
+	if !VerifyRecord(b[:need]) {
+		return nil, 0, fmt.Errorf("%w: record at %d: checksum %#x does not match", ErrCorrupt, addr, StoredChecksum(b))
+	}
+	return b[:need], need, nil
 }
 
 // FindKey follows a hash chain on dev from addr down to floor and returns

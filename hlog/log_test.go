@@ -354,3 +354,58 @@ func TestScanDeviceStopsAtDamage(t *testing.T) {
 		t.Fatalf("torn page at %d: scan saw %d records, stopped at %d: %v", tornPage, got, end, err)
 	}
 }
+
+// TestParseRecordAgreesWithReadRecord: over the bytes of a flushed log,
+// ParseRecord returns each record as ReadRecord reads it, asks for the
+// bytes it lacks when given part of one (the prefix first), and finds a
+// garbled record corrupt.
+func TestParseRecordAgreesWithReadRecord(t *testing.T) {
+	l, em, dev := newTestLog(t, Config{PageBits: 12, MemoryBytes: 4 << 12})
+	g, _ := em.Acquire()
+	g.Protect()
+	var ws []written
+	for i := 0; l.FlushedUntil() < 8<<12; i++ {
+		key := binary.LittleEndian.AppendUint64(nil, uint64(i))
+		ws = append(ws, written{appendRecord(t, l, g, key, bytes.Repeat([]byte{byte(i)}, 1+i%900), uint64(i)), key, nil})
+		g.Refresh()
+	}
+	g.Release()
+	for !l.flush.settled() {
+		time.Sleep(time.Millisecond)
+	}
+	flushed := l.FlushedUntil()
+	logBytes := make([]byte, flushed)
+	if err := ReadPage(dev, logBytes[FirstAddress:], FirstAddress); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, w := range ws {
+		if w.addr+PrefixSize >= flushed {
+			break
+		}
+		want, _, err := ReadRecord(dev, w.addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest := logBytes[w.addr:]
+		rec, need, err := ParseRecord(rest, w.addr)
+		if err != nil || !bytes.Equal(rec, want) || need != len(want) {
+			t.Fatalf("record at %d: %d bytes, need %d, %v; ReadRecord read %d", w.addr, len(rec), need, err, len(want))
+		}
+		if rec, need, err := ParseRecord(rest[:len(want)-1], w.addr); rec != nil || need != len(want) || err != nil {
+			t.Fatalf("all but a byte of the record at %d: %d bytes, need %d (want %d), %v", w.addr, len(rec), need, len(want), err)
+		}
+		if rec, need, err := ParseRecord(rest[:PrefixSize-1], w.addr); rec != nil || need != PrefixSize || err != nil {
+			t.Fatalf("part of the prefix at %d: %d bytes, need %d, %v", w.addr, len(rec), need, err)
+		}
+		garbled := append([]byte(nil), want...)
+		garbled[len(garbled)-1] ^= 0xff
+		if _, _, err := ParseRecord(garbled, w.addr); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("a garbled record at %d: %v, want ErrCorrupt", w.addr, err)
+		}
+		checked++
+	}
+	if checked < 20 {
+		t.Fatalf("only %d records checked", checked)
+	}
+}

@@ -610,9 +610,10 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	if err != nil {
 		return 0, err
 	}
-	dev := gatedDevice{segs.BlockReader(resolveWorkers, resolveBlocks), x.cpus}
-	defer dev.Close()
-	defer context.AfterFunc(ctx, func() { dev.Close() })() // reads in progress end with the resolver
+	br := segs.BlockReader(resolveWorkers, resolveBlocks)
+	remote := remoteRecords{kept: br, dev: gatedDevice{br, x.cpus}}
+	defer br.Close()
+	defer context.AfterFunc(ctx, func() { br.Close() })() // reads in progress end with the resolver
 	var chains, addrs []uint64
 	_ = t.Each(func(c, a uint64) error { chains, addrs = append(chains, c), append(addrs, a); return nil })
 	order := make([]int, len(chains))
@@ -644,7 +645,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 			// Duty to say beforehand that it will).
 			x.cpus.acquire()
 			defer x.cpus.release()
-			errs <- x.insertChains(ctx, st, t, dev, func() (uint64, uint64, bool) {
+			errs <- x.insertChains(ctx, st, t, remote, func() (uint64, uint64, bool) {
 				i := next.Add(1) - 1
 				if i >= int64(len(chains)) {
 					return 0, 0, false
@@ -665,7 +666,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 
 // insertChains resolves the chains take hands out until it has none, on a
 // session of its own; inserted counts the records it inserts.
-func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store.Indirections, dev ssd.Device,
+func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store.Indirections, remote remoteRecords,
 	take func() (chain, addr uint64, ok bool), inserted *atomic.Int64) error {
 	s, err := st.NewSession()
 	if err != nil {
@@ -690,7 +691,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 		}
 		clear(seen)
 		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
-			rec, nb, err := hlog.ReadRecord(dev, a, buf)
+			rec, nb, err := remote.read(a, buf)
 			buf = nb
 			if err != nil {
 				return err
@@ -721,6 +722,25 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 			return err
 		}
 	}
+}
+
+// remoteRecords reads a resolver's records of the source's log: in place
+// in a block the reader keeps (most of a sweep's: no copy, no callback),
+// through the device otherwise (which fetches the block).
+type remoteRecords struct {
+	kept *tier.Reader
+	dev  ssd.Device // kept, gated (gatedDevice)
+}
+
+// read returns the record at addr (as hlog.ReadRecord), buf being the
+// buffer of the reads that go through the device.
+func (r remoteRecords) read(addr uint64, buf []byte) (rec, newBuf []byte, err error) {
+	if b := r.kept.Kept(addr); b != nil {
+		if rec, _, err := hlog.ParseRecord(b, addr); rec != nil || err != nil {
+			return rec, buf, err
+		}
+	}
+	return hlog.ReadRecord(r.dev, addr, buf)
 }
 
 // pace holds a resolver to the rate cap.

@@ -19,8 +19,9 @@ import (
 // wait for a turn on theirs, never on the caller's) and completes there,
 // except a BlockReader's read of blocks it keeps: that one completes
 // before ReadAsync returns (a resolver's sweep reads most records so: a
-// goroutine and its hand-offs per record cost more than the copy). A
-// Reader of a directory store keeps its segments' files open (files.go).
+// goroutine and its hand-offs per record cost more than the copy; Kept
+// hands out a kept block's bytes without even the copy). A Reader of a
+// directory store keeps its segments' files open (files.go).
 // A read that starts in a missing segment fails with ErrNotFound; bytes
 // past the end of a present segment that fall in a missing one read as
 // zeros, as a device returns for bytes never written (a store's first read
@@ -116,17 +117,31 @@ func (r *Reader) read(p []byte, off uint64) error {
 // kept fills p from the log at off when every block it needs is kept and
 // read; false otherwise (p may then be partly filled).
 func (r *Reader) kept(p []byte, off uint64) bool {
-	size := r.segs.size
 	for done := 0; done < len(p); {
-		pos := off + uint64(done)
-		in := pos % size
-		b, ok := r.cache.peek(blockKey{pos / size, in / BlockSize})
-		if !ok {
+		b := r.Kept(off + uint64(done))
+		if b == nil {
 			return false
 		}
-		done += copy(p[done:], b[in%BlockSize:]) // a block never crosses its segment's end
+		done += copy(p[done:], b) // a block never crosses its segment's end
 	}
 	return true
+}
+
+// Kept returns the log's bytes from off to the end of the block that
+// holds off, when a BlockReader keeps that block and has read it; nil
+// otherwise. The bytes are the kept block's own, not a copy: they never
+// change (the package invariant) and stay readable after the block leaves
+// the cache (a block is never reused).
+func (r *Reader) Kept(off uint64) []byte {
+	if r.cache == nil || r.shut.Load() {
+		return nil
+	}
+	in := off % r.segs.size
+	b, ok := r.cache.peek(blockKey{off / r.segs.size, in / BlockSize})
+	if !ok {
+		return nil
+	}
+	return b[in%BlockSize:]
 }
 
 // readPart fills part from segment n at in, through the block cache when

@@ -155,8 +155,8 @@ func (c *inline) IODone(n int, err error) { c.ran, c.n, c.err = true, n, err }
 
 // TestBlockReaderAnswersKeptBlocksAtOnce: a BlockReader's read of bytes in
 // blocks it keeps completes before ReadAsync returns, with the right
-// bytes; one across into a block not kept reads it, and one after Close
-// fails.
+// bytes, and Kept returns them in place; one across into a block not kept
+// reads it, and one after Close fails.
 func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
 	ctx := context.Background()
 	const size = 2 * BlockSize // two blocks a segment
@@ -196,11 +196,23 @@ func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
 	if !c.ran || c.err != nil || c.n != len(p) || !bytes.Equal(p, log[5000:5300]) {
 		t.Fatalf("a read in a kept block: ran at once %v, %d bytes, %v, right bytes %v", c.ran, c.n, c.err, bytes.Equal(p, log[5000:5300]))
 	}
+	if b := br.Kept(5000); !bytes.Equal(b, log[5000:BlockSize]) {
+		t.Fatalf("Kept in a kept block: %d bytes, right %v; want the rest of the block", len(b), bytes.Equal(b, log[5000:BlockSize]))
+	}
+	if b := br.Kept(BlockSize + 5); b != nil {
+		t.Fatalf("Kept in a block not read: %d bytes", len(b))
+	}
+	if r := segs.Reader(1); r.Kept(5000) != nil {
+		t.Fatal("a plain Reader's Kept returned bytes")
+	}
 	across := BlockSize - 100 // into block 1, not kept yet
 	if err := readLog(br, p, uint64(across)); err != nil || !bytes.Equal(p, log[across:across+300]) {
 		t.Fatalf("a read across into a block not kept: %v, right bytes %v", err, bytes.Equal(p, log[across:across+300]))
 	}
 	br.Close()
+	if br.Kept(5000) != nil {
+		t.Fatal("Kept after Close returned bytes")
+	}
 	c = inline{}
 	br.ReadAsync(p, 5000, &c)
 	if !c.ran || !errors.Is(c.err, ssd.ErrClosed) {
