@@ -52,11 +52,14 @@ type Cluster struct {
 	arena  int       // the arena retry's copies go to
 	start  time.Time // what retryOp.since counts from
 	// last is the newest operation sent on each slot (by its session and
-	// serial): a refusal that comes with a completion is re-issued only
-	// when nothing was sent on the slot after it (refusedLate).
-	last  [cluster.Slots]sentOp
-	stats ClusterStats
-	err   error
+	// serial), writes how many operations other than READ were sent on it
+	// (wrapping): a refusal that comes with a completion is re-issued only
+	// when nothing was sent on the slot after it, or, for a READ, no write
+	// (refusedLate).
+	last   [cluster.Slots]sentOp
+	writes [cluster.Slots]uint32
+	stats  ClusterStats
+	err    error
 	// scope is the WaitContext in progress (nil: none): every connection
 	// dialled during it (re-routing, fetching the map) is bounded by it.
 	scope *waitScope
@@ -181,10 +184,15 @@ func (c *Cluster) send(op wire.Op, key, value []byte, cb Callback, since uint32)
 	if err != nil {
 		return err
 	}
+	var writes uint32
 	if slot >= 0 {
 		c.last[slot] = sentOp{s, s.serial} // the serial add gives it
+		writes = c.writes[slot]
+		if op != wire.OpRead {
+			c.writes[slot]++
+		}
 	}
-	return s.addRefused(op, key, value, cb, since)
+	return s.addRefused(op, key, value, cb, since, writes)
 }
 
 // stamp is the time since the Cluster started in milliseconds, plus 1
@@ -204,8 +212,8 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 		return nil, err
 	}
 	s.misrouted = c.misrouted
-	s.refusedLate = func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool {
-		return c.refusedLate(s, op, key, value, cb, serial)
+	s.refusedLate = func(op wire.Op, key, value []byte, cb Callback, serial uint64, writes uint32) bool {
+		return c.refusedLate(s, op, key, value, cb, serial, writes)
 	}
 	s.viewChanged = func() { c.stale, c.direct = true, nil; c.stats.ViewMoves++ }
 	s.onConnect = func(nc net.Conn) {
@@ -223,13 +231,17 @@ func (c *Cluster) session(ctx context.Context, m *member) (*Session, error) {
 }
 
 // refusedLate takes an operation s's server answered PENDING and then
-// refused with NOT_OWNER in its completion (Session.keepPending). It is
-// re-issued, as a fresh refusal, only when no operation on its slot was
-// sent after it: operations sent after it may have run, and running it
-// again after them would break the order this Cluster keeps per key; it
-// then fails (false).
-func (c *Cluster) refusedLate(s *Session, op wire.Op, key, value []byte, cb Callback, serial uint64) bool {
-	if c.last[keyhash.Slot(key)] != (sentOp{s, serial}) {
+// refused with NOT_OWNER in its completion (Session.keepPending); writes
+// is c.writes of its slot when it was sent. It is re-issued, as a fresh
+// refusal, only when no operation on its slot was sent after it, or, for
+// a READ, no write: operations sent after it may have run, and running it
+// again after a write would break the order this Cluster keeps per key;
+// it then fails (false). A READ run again after later READs is answered
+// after them, as a read pending on a server's device may be (each was
+// sent while it was unanswered).
+func (c *Cluster) refusedLate(s *Session, op wire.Op, key, value []byte, cb Callback, serial uint64, writes uint32) bool {
+	slot := keyhash.Slot(key)
+	if c.last[slot] != (sentOp{s, serial}) && (op != wire.OpRead || c.writes[slot] != writes) {
 		return false
 	}
 	c.misrouted(op, key, value, cb, 0)

@@ -228,16 +228,17 @@ func TestClusterRerouteTimeoutIsPerEpisode(t *testing.T) {
 // TestClusterReroutesRefusedCompletions: a read that b, a migration's
 // target, parks (answered PENDING) and then refuses in its completion
 // (NOT_OWNER: b stopped serving the slot) is re-issued by the Cluster
-// until b serves the slot again, and answered then; it does not fail.
-// When a write of the key was sent after it (and ran), it fails instead:
-// re-issued, it would read that later write.
+// until b serves the slot again, and answered then; it does not fail,
+// also when a read of the key was sent after it (refused and re-issued
+// too). When a write of the key was sent after it (and ran), it fails
+// instead: re-issued, it would read that later write.
 func TestClusterReroutesRefusedCompletions(t *testing.T) {
-	for _, later := range []bool{false, true} {
-		t.Run(fmt.Sprintf("write after it %v", later), func(t *testing.T) { refusedCompletion(t, later) })
+	for _, after := range []string{"nothing", "a read", "a write"} {
+		t.Run(after+" after it", func(t *testing.T) { refusedCompletion(t, after) })
 	}
 }
 
-func refusedCompletion(t *testing.T, later bool) {
+func refusedCompletion(t *testing.T, after string) {
 	ctx := context.Background()
 	a, b, m := twoServers(t)
 	r := cluster.Range{First: 0, Last: 9}
@@ -261,10 +262,15 @@ func refusedCompletion(t *testing.T, later bool) {
 	if err := b.Install(ctx, rb.WithHolds(&holds)); err != nil {
 		t.Fatal(err)
 	}
-	var got client.Result
+	var got, got2 client.Result
 	must(t, c.Read(k, func(r client.Result) { got = r; got.Value = bytes.Clone(r.Value) }))
-	if later {
+	parked := uint64(1)
+	switch after {
+	case "a write":
 		must(t, c.Upsert(k, []byte("written after the read"), nil)) // blind: b takes it
+	case "a read":
+		must(t, c.Read(k, func(r client.Result) { got2 = r; got2.Value = bytes.Clone(r.Value) }))
+		parked = 2
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }() // c is this goroutine's until done
@@ -275,19 +281,19 @@ func refusedCompletion(t *testing.T, later bool) {
 			}
 		}
 	}
-	waitFor("b parked no read", func() bool { return b.Stats().ParkedReads == 1 })
+	waitFor("b parked no read", func() bool { return b.Stats().ParkedReads == parked })
 	refused := b.Stats().NotOwner
-	install(t, b, "b", next, nil) // b stops serving: the parked read is refused
-	if later {
+	install(t, b, "b", next, nil) // b stops serving: the parked reads are refused
+	if after == "a write" {
 		must(t, <-done)
 		if !errors.Is(got.Err, client.ErrNotOwner) {
 			t.Fatalf("the read refused after a later write answered %q, %v", got.Value, got.Err)
 		}
 		return
 	}
-	waitFor("b refused nothing", func() bool { return b.Stats().NotOwner > refused+1 })
-	if n := b.Stats().Parks; n != 1 {
-		t.Fatalf("b parked %d reads of a slot it does not serve", n-1)
+	waitFor("b refused nothing", func() bool { return b.Stats().NotOwner > refused+parked })
+	if n := b.Stats().Parks; n != parked {
+		t.Fatalf("b parked %d reads of a slot it does not serve", n-parked)
 	}
 	ss, err := b.Store().NewSession()
 	if err != nil {
@@ -301,5 +307,8 @@ func refusedCompletion(t *testing.T, later bool) {
 	must(t, <-done)
 	if got.Err != nil || string(got.Value) != "on b" {
 		t.Fatalf("the parked read answered %q, %v", got.Value, got.Err)
+	}
+	if after == "a read" && (got2.Err != nil || string(got2.Value) != "on b") {
+		t.Fatalf("the read sent after it answered %q, %v", got2.Value, got2.Err)
 	}
 }

@@ -100,12 +100,13 @@ func (s *Session) Migrate(id uint64, kind wire.MigrateKind, key []byte, expireAt
 }
 
 func (s *Session) add(op wire.Op, key, value []byte, cb Callback) error {
-	return s.addRefused(op, key, value, cb, 0)
+	return s.addRefused(op, key, value, cb, 0, 0)
 }
 
-// addRefused is add for an operation first refused at since (opRec.since;
-// 0: never), which a Cluster re-issues.
-func (s *Session) addRefused(op wire.Op, key, value []byte, cb Callback, since uint32) error {
+// addRefused is add for an operation a Cluster sends: first refused at
+// since (opRec.since; 0: never), after writes writes on its slot
+// (opRec.writes).
+func (s *Session) addRefused(op wire.Op, key, value []byte, cb Callback, since, writes uint32) error {
 	if s.err != nil {
 		return s.err
 	}
@@ -122,7 +123,7 @@ func (s *Session) addRefused(op wire.Op, key, value []byte, cb Callback, since u
 	}
 	off := uint32(len(s.cur.buf))
 	s.cur.buf = wire.AppendOp(s.cur.buf, op, key, value)
-	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, since: since, cb: cb})
+	s.cur.ops = append(s.cur.ops, opRec{serial: s.serial, off: off, since: since, writes: writes, cb: cb})
 	s.serial++
 	return nil
 }
@@ -409,7 +410,7 @@ func (s *Session) keepPending(b *batch, op opRec) {
 	}
 	if o, ok := s.decode(b, op); ok {
 		kv := append(append(make([]byte, 0, len(o.Key)+len(o.Value)), o.Key...), o.Value...)
-		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: kv, keyLen: len(o.Key)}
+		s.pendingOps[op.serial] = pendingOp{op: o.Op, kv: kv, keyLen: len(o.Key), writes: op.writes}
 	}
 }
 
@@ -431,7 +432,7 @@ func (s *Session) complete(res wire.Result) {
 		delete(s.pendingOps, res.Serial)
 	}
 	if kept && res.Status == wire.StatusError && res.Code == wire.CodeNotOwner &&
-		s.refusedLate(po.op, po.kv[:po.keyLen], po.kv[po.keyLen:], cb, res.Serial) {
+		s.refusedLate(po.op, po.kv[:po.keyLen], po.kv[po.keyLen:], cb, res.Serial, po.writes) {
 		return
 	}
 	deliver(cb, res)

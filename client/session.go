@@ -92,12 +92,14 @@ type pendingOp struct {
 	op     wire.Op
 	kv     []byte // key, then value
 	keyLen int
+	writes uint32 // opRec.writes
 }
 
 type opRec struct {
 	serial uint64
 	off    uint32 // where the operation starts in its batch's buf
 	since  uint32 // a Cluster's: when the operation was first refused (0: never)
+	writes uint32 // a Cluster's: the writes sent on its slot before it (Cluster.writes)
 	cb     Callback
 }
 
@@ -142,9 +144,10 @@ type Session struct {
 	// during the call) and its opRec.since: a Cluster re-routes it.
 	misrouted func(op wire.Op, key, value []byte, cb Callback, since uint32)
 	// refusedLate, when set, takes a pending read refused with NOT_OWNER
-	// in its completion (with its serial); false: it is answered with the
-	// refusal. A Cluster re-issues it when that keeps its order.
-	refusedLate func(op wire.Op, key, value []byte, cb Callback, serial uint64) bool
+	// in its completion (with its serial and opRec.writes); false: it is
+	// answered with the refusal. A Cluster re-issues it when that keeps
+	// its order.
+	refusedLate func(op wire.Op, key, value []byte, cb Callback, serial uint64, writes uint32) bool
 	// onConnect, when set, is told of every connection the session makes
 	// once it is open (a Cluster bounds it by the wait in progress).
 	onConnect func(nc net.Conn)

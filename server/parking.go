@@ -47,7 +47,7 @@ import (
 //     device (readCovered); when the store holds a record of the key
 //     written since the table's Since (here, or sent by the move after
 //     the read parked), it is refused NOT_OWNER instead, and the client
-//     re-issues it when it sent nothing on the slot after it
+//     re-issues it when it sent no write on the slot after it
 //     (client.Cluster.refusedLate; it fails otherwise); or the
 //     slot is no longer served (a cancel): NOT_OWNER, and the client
 //     re-routes it;
