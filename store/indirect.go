@@ -202,14 +202,33 @@ type indirections []*Indirections
 // table is never asked: the newest migration of h's slot to this store
 // sent what its source held.
 func (ts indirections) covering(h uint64) (*Indirections, uint64) {
+	return ts.table(h).chain(h)
+}
+
+// table returns the newest table whose ranges hold h (nil: none).
+func (ts indirections) table(h uint64) *Indirections {
 	for i := len(ts) - 1; i >= 0; i-- {
-		if !ts[i].Covers(h) {
-			continue
+		if ts[i].Covers(h) {
+			return ts[i]
 		}
-		if a, ok := ts[i].lookup(h); ok {
-			return ts[i], a
-		}
+	}
+	return nil
+}
+
+// has reports whether t has an indirection for h's chain.
+func (t *Indirections) has(h uint64) bool {
+	_, ok := t.lookup(h)
+	return ok
+}
+
+// chain returns t and where h's chain goes on when t (which may be nil)
+// has an indirection for it; nil otherwise.
+func (t *Indirections) chain(h uint64) (*Indirections, uint64) {
+	if t == nil {
 		return nil, 0
+	}
+	if a, ok := t.lookup(h); ok {
+		return t, a
 	}
 	return nil, 0
 }
@@ -283,12 +302,24 @@ func (st *Store) Covered(h uint64) bool {
 }
 
 // anyIndirections reports whether a table of indirections is installed.
-// It inlines where covered does not: a read tests it before calling covered
-// (a one-op read is bound by the instructions on its path, BENCHMARKS.md,
-// issue 18).
+// It inlines where covered does not: RMW and delete test it before calling
+// covered (a one-op operation is bound by the instructions on its path,
+// BENCHMARKS.md, issue 18).
 func (st *Store) anyIndirections() bool {
 	p := st.indirections.Load()
 	return p != nil && len(*p) > 0
+}
+
+// coveringTable returns the newest table whose ranges hold h, without
+// looking h's chain up in it (nil: none): a read whose key has a record
+// at or above the table's Since needs no more (two loads from memory
+// saved on most reads of a covered slot once its keys are pulled in).
+func (st *Store) coveringTable(h uint64) *Indirections {
+	p := st.indirections.Load()
+	if p == nil {
+		return nil
+	}
+	return p.table(h)
 }
 
 // covered returns the table covering h and where its chain goes on, when

@@ -423,14 +423,10 @@ func (s *Session) checkRecord(addr uint64, r hlog.Record) {
 // p is the pending record when a pending read starts over
 // (pendingSet.restart), nil for a new operation.
 func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bool) ([]byte, Status, error) {
-	var ind *Indirections
-	var raddr uint64
-	if s.st.anyIndirections() {
-		ind, raddr = s.st.covered(h)
-	}
+	cov := s.st.coveringTable(h) // its chain is looked up when h's own records do not decide
 	_, e, ok := s.st.index.Find(s.g, h)
 	if !ok {
-		if ind != nil {
+		if ind, raddr := cov.chain(h); ind != nil {
 			return dst, s.readRemote(key, h, p, withAt, 0, ind, raddr), nil
 		}
 		s.met = 0
@@ -438,7 +434,7 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 	}
 	l := s.st.log
 	addr, r, found := s.trace(key, e.Address(), l.Head())
-	if found && (ind == nil || addr >= ind.Since) {
+	if found && (cov == nil || addr >= cov.Since || !cov.has(h)) {
 		v, hdr := r.ReadValue(dst)
 		switch {
 		case hdr.Tombstone():
@@ -450,6 +446,7 @@ func (s *Session) read(key []byte, h uint64, dst []byte, p *pendingOp, withAt bo
 		}
 		return v, OK, nil
 	}
+	ind, raddr := cov.chain(h)
 	begin := l.Begin()
 	switch {
 	case ind != nil && (found || addr < max(begin, ind.Since)):
@@ -654,8 +651,8 @@ func (s *Session) belowSince(h, addr uint64) bool {
 	if !s.st.anyIndirections() { // the test inlines, covered does not
 		return false
 	}
-	ind, _ := s.st.covered(h)
-	return ind != nil && addr < ind.Since
+	t := s.st.coveringTable(h)
+	return t != nil && addr < t.Since && t.has(h) // the lookup last: most records are above
 }
 
 func (s *Session) delete(key []byte, h uint64) (Status, error) {
