@@ -223,9 +223,9 @@ func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
 // segmentFDs counts this process's descriptors open on files under dir.
 func segmentFDs(t *testing.T, dir string) int {
 	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
+	fds, err := os.ReadDir("/proc/self/fd") // fleetkv runs on Linux only
 	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
+		t.Fatal(err)
 	}
 	n := 0
 	for _, fd := range fds {
