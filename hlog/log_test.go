@@ -296,17 +296,18 @@ func TestInPlaceUpdateNeverTearsAReader(t *testing.T) {
 	}
 }
 
-// TestScanDeviceStopsAtDamage: a device scan returns every flushed record,
-// each with a holding checksum, and stops at the first damaged one: bytes
-// never written, a garbled byte, a torn page.
-func TestScanDeviceStopsAtDamage(t *testing.T) {
+// flushedLog returns a log of 4 KiB pages whose records (key i, a value
+// of valueLen(i) bytes i, chained to address i) reach past until, with
+// every page below FlushedUntil on its device.
+func flushedLog(t *testing.T, until uint64, valueLen func(i int) int) (*Log, *ssd.MemDevice, []written) {
+	t.Helper()
 	l, em, dev := newTestLog(t, Config{PageBits: 12, MemoryBytes: 4 << 12})
 	g, _ := em.Acquire()
 	g.Protect()
 	var ws []written
-	for i := 0; l.FlushedUntil() < 20<<12; i++ {
+	for i := 0; l.FlushedUntil() < until; i++ {
 		key := binary.LittleEndian.AppendUint64(nil, uint64(i))
-		value := bytes.Repeat([]byte{byte(i)}, 10+i%300)
+		value := bytes.Repeat([]byte{byte(i)}, valueLen(i))
 		ws = append(ws, written{appendRecord(t, l, g, key, value, uint64(i)), key, value})
 		g.Refresh()
 	}
@@ -314,6 +315,14 @@ func TestScanDeviceStopsAtDamage(t *testing.T) {
 	for !l.flush.settled() { // the flusher may still be writing requested pages
 		time.Sleep(time.Millisecond)
 	}
+	return l, dev, ws
+}
+
+// TestScanDeviceStopsAtDamage: a device scan returns every flushed record,
+// each with a holding checksum, and stops at the first damaged one: bytes
+// never written, a garbled byte, a torn page.
+func TestScanDeviceStopsAtDamage(t *testing.T) {
+	l, dev, ws := flushedLog(t, 20<<12, func(i int) int { return 10 + i%300 })
 	flushed := l.FlushedUntil()
 	scan := func(to uint64) (int, uint64, error) {
 		i := 0
@@ -360,19 +369,7 @@ func TestScanDeviceStopsAtDamage(t *testing.T) {
 // bytes it lacks when given part of one (the prefix first), and finds a
 // garbled record corrupt.
 func TestParseRecordAgreesWithReadRecord(t *testing.T) {
-	l, em, dev := newTestLog(t, Config{PageBits: 12, MemoryBytes: 4 << 12})
-	g, _ := em.Acquire()
-	g.Protect()
-	var ws []written
-	for i := 0; l.FlushedUntil() < 8<<12; i++ {
-		key := binary.LittleEndian.AppendUint64(nil, uint64(i))
-		ws = append(ws, written{appendRecord(t, l, g, key, bytes.Repeat([]byte{byte(i)}, 1+i%900), uint64(i)), key, nil})
-		g.Refresh()
-	}
-	g.Release()
-	for !l.flush.settled() {
-		time.Sleep(time.Millisecond)
-	}
+	l, dev, ws := flushedLog(t, 8<<12, func(i int) int { return 1 + i%900 })
 	flushed := l.FlushedUntil()
 	logBytes := make([]byte, flushed)
 	if err := ReadPage(dev, logBytes[FirstAddress:], FirstAddress); err != nil {

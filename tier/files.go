@@ -93,17 +93,11 @@ func (c *openFiles) release(e *openFile) {
 	}
 }
 
-// trim lets the least recently used files go above max (a linear scan:
-// max is small). The caller holds mu.
+// trim lets the least recently used files go above max. The caller
+// holds mu.
 func (c *openFiles) trim() {
 	for len(c.entries) > c.max {
-		var oldest uint64
-		min := ^uint64(0)
-		for seg, e := range c.entries {
-			if e.used < min {
-				oldest, min = seg, e.used
-			}
-		}
+		oldest := leastUsed(c.entries, func(e *openFile) uint64 { return e.used })
 		e := c.entries[oldest]
 		delete(c.entries, oldest)
 		e.evict = true

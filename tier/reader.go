@@ -274,17 +274,22 @@ func (c *blockCache) peek(k blockKey) ([]byte, bool) {
 	return e.b, true
 }
 
-// evict drops the least recently used blocks above the cap (a linear
-// scan: the cap is tens of blocks).
+// evict drops the least recently used blocks above the cap.
 func (c *blockCache) evict() {
 	for len(c.entries) > c.max {
-		var oldest blockKey
-		min := ^uint64(0)
-		for k, e := range c.entries {
-			if e.used < min {
-				oldest, min = k, e.used
-			}
-		}
-		delete(c.entries, oldest)
+		delete(c.entries, leastUsed(c.entries, func(e *blockEntry) uint64 { return e.used }))
 	}
+}
+
+// leastUsed returns the key of m's entry of the lowest used tick (a
+// linear scan: the caches hold tens of entries).
+func leastUsed[K comparable, V any](m map[K]V, used func(V) uint64) K {
+	var oldest K
+	min := ^uint64(0)
+	for k, v := range m {
+		if u := used(v); u < min {
+			oldest, min = k, u
+		}
+	}
+	return oldest
 }
