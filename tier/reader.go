@@ -153,6 +153,8 @@ func (r *Reader) readPart(n, in uint64, part []byte) error {
 	for done := 0; done < len(part); {
 		pos := in + uint64(done)
 		b, err := r.cache.get(blockKey{n, pos / BlockSize}, func() ([]byte, error) {
+			// A new block each fetch, never reused: Kept hands its bytes
+			// out, to be read after the block has left the cache.
 			blk := make([]byte, min(BlockSize, r.segs.size-pos/BlockSize*BlockSize))
 			return blk, r.readAt(n, blk, pos/BlockSize*BlockSize)
 		})
