@@ -164,25 +164,15 @@ func TestBlockReaderAnswersKeptBlocksAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := ssd.OpenFile(ssd.FileConfig{Dir: t.TempDir(), SegmentSize: size, IO: ssd.IOPread})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
-	log := make([]byte, size)
+	log := make([]byte, size) // segment 0, put as the object it is (Upload: TestSegmentsUploadAndRead)
 	for i := range log {
 		log[i] = byte(i * 7)
-	}
-	page := ssd.AlignedBuffer(size)
-	copy(page, log)
-	if err := hlog.WritePage(dev, page, 0); err != nil {
-		t.Fatal(err)
 	}
 	segs, err := NewSegments(s, "0123abcd", size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := segs.Upload(ctx, dev, 0, 0); err != nil {
+	if err := s.Put(ctx, segs.Name(0), bytes.NewReader(log), size); err != nil {
 		t.Fatal(err)
 	}
 	br := segs.BlockReader(2, 4)
