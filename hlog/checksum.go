@@ -61,23 +61,32 @@ func SealCopy(page []byte, base uint64) {
 // is at offset first (FirstAddress on page 0, else 0). It stops at a
 // malformed size, which ScanMemory and recovery report; the page is
 // written as it is.
-func sealPage(page []byte, first uint64, unlock bool) {
+//
+// It returns how many bytes of the page hold something a reader may read:
+// up to the header of a filler that runs to the page's end (a fold-over's
+// closeTailPage, or an allocation that did not fit), the whole page
+// otherwise. Readers skip a filler by its length (ScanDevice, scanPage),
+// so what lies beyond its header is never read.
+func sealPage(page []byte, first uint64, unlock bool) (used uint64) {
 	for off := first; off+8 <= uint64(len(page)); {
 		h := Header(binary.LittleEndian.Uint64(page[off:]))
 		if h.Filler() {
 			if h.Prev() == 0 {
-				return
+				return uint64(len(page))
+			}
+			if off+h.Prev() == uint64(len(page)) {
+				return off + 8
 			}
 			off += h.Prev()
 			continue
 		}
 		if !h.Final() || off+PrefixSize > uint64(len(page)) {
-			return // not a record: the unused end of a page is zero
+			return uint64(len(page)) // not a record: the unused end of a page is zero
 		}
 		_, kl, vc, _, _ := DecodePrefix(page[off:])
 		size := RecordSize(kl, vc)
 		if off+size > uint64(len(page)) {
-			return
+			return uint64(len(page))
 		}
 		if unlock && h.Locked() {
 			binary.LittleEndian.PutUint64(page[off:], uint64(h&^FlagLocked))
@@ -90,4 +99,5 @@ func sealPage(page []byte, first uint64, unlock bool) {
 		}
 		off += size
 	}
+	return uint64(len(page))
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/fleetkv/fleetkv/ssd"
 )
 
 // flushState writes read-only pages to the device and tracks which have
@@ -14,7 +16,11 @@ import (
 // Invariant: flushedUntil only passes page p once p's write completed and
 // every page before p has passed; pages may complete out of order.
 // Invariant: a page is written whole (its frame holds only complete records
-// and fillers once it is below safeReadOnly).
+// and fillers once it is below safeReadOnly), except that a page ending in a
+// filler is written through the filler's header, rounded up to a sector
+// (sealPage): a fold-over's padded tail page costs the bytes it holds, not
+// a page of untouched frame memory (which the kernel would fault in and
+// zero to write it). What the device holds past that header is never read.
 type flushState struct {
 	l  *Log
 	mu struct {
@@ -33,9 +39,10 @@ type flushState struct {
 type pageWrite struct {
 	f    *flushState
 	page uint64
+	n    int // bytes written: the page, or less (the invariant above)
 }
 
-func (w *pageWrite) IODone(n int, err error) { w.f.complete(w.page, n, err) }
+func (w *pageWrite) IODone(n int, err error) { w.f.complete(w.page, w.n, n, err) }
 
 func (f *flushState) init(l *Log) {
 	f.l = l
@@ -93,10 +100,10 @@ func (f *flushState) handOver() bool {
 		if p == 0 {
 			first = FirstAddress
 		}
-		sealPage(page, first, false)
+		used := sealPage(page, first, false)
 		cb := &f.cbs[p%l.frames]
-		cb.page = p
-		l.dev.WriteAsync(page, p<<l.pageBits, cb)
+		cb.page, cb.n = p, int(min(l.pageSize, (used+ssd.SectorSize-1)&^(ssd.SectorSize-1)))
+		l.dev.WriteAsync(page[:cb.n], p<<l.pageBits, cb)
 	}
 	return target > from
 }
@@ -109,12 +116,13 @@ func (f *flushState) close() {
 	<-f.stopped
 }
 
-// complete records one page write and advances flushedUntil over every page
-// that is now contiguously flushed.
-func (f *flushState) complete(page uint64, n int, err error) {
+// complete records one page write of want bytes, n of which were
+// written, and advances flushedUntil over every page that is now
+// contiguously flushed.
+func (f *flushState) complete(page uint64, want, n int, err error) {
 	l := f.l
-	if err == nil && uint64(n) != l.pageSize {
-		err = fmt.Errorf("short write of %d bytes", n)
+	if err == nil && n != want {
+		err = fmt.Errorf("short write of %d of %d bytes", n, want)
 	}
 	if err != nil {
 		werr := fmt.Errorf("%w: page %d: %w", ErrFlush, page, err)

@@ -19,6 +19,13 @@ import (
 func newTestLog(t *testing.T, cfg Config) (*Log, *epoch.Manager, *ssd.MemDevice) {
 	t.Helper()
 	dev := ssd.NewMemDevice()
+	l, em, _ := newTestLogOn(t, cfg, dev)
+	return l, em, dev
+}
+
+// newTestLogOn is newTestLog over dev, which it closes at the end.
+func newTestLogOn(t *testing.T, cfg Config, dev ssd.Device) (*Log, *epoch.Manager, ssd.Device) {
+	t.Helper()
 	cfg.Device = dev
 	em := epoch.New(16)
 	l, err := New(cfg, em)
