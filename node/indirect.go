@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -614,13 +614,9 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 	remote := remoteRecords{kept: br, dev: gatedDevice{br, x.cpus}}
 	defer br.Close()
 	defer context.AfterFunc(ctx, func() { br.Close() })() // reads in progress end with the resolver
-	var chains, addrs []uint64
-	_ = t.Each(func(c, a uint64) error { chains, addrs = append(chains, c), append(addrs, a); return nil })
-	order := make([]int, len(chains))
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(a, b int) bool { return addrs[order[a]] > addrs[order[b]] })
+	chains := make([]chainAt, 0, t.Len())
+	_ = t.Each(func(c, a uint64) error { chains = append(chains, chainAt{c, a}); return nil })
+	slices.SortFunc(chains, func(a, b chainAt) int { return cmp.Compare(b.addr, a.addr) })
 	var next, inserted atomic.Int64
 	started := time.Now()
 	// Background work for admission control, but not held to its budget:
@@ -652,7 +648,7 @@ func (x *indirector) insertAll(ctx context.Context, st *store.Store, t *store.In
 				}
 				d.Wait(ctx)
 				x.pace(ctx, started, int(inserted.Load()))
-				return chains[order[i]], addrs[order[i]], true
+				return chains[i].chain, chains[i].addr, true
 			}, &inserted)
 		}()
 	}
@@ -680,16 +676,26 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 		}
 	})
 	var buf []byte
-	seen := map[string]bool{}
+	var seen seenKeys
+	u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}}
+	// now is read every nowEvery chains: it only spares the target
+	// records that expired already (one inserted a little late carries its
+	// expiry and reads as absent there).
+	var now int64
+	chains := 0
 	for {
 		chain, addr, ok := take()
 		if !ok {
 			return nil
 		}
-		if !slices.Contains(st.Indirections(), t) {
+		if !st.Installed(t) {
 			return errFlushed // the only other way a table leaves the store
 		}
-		clear(seen)
+		seen.reset()
+		if chains%nowEvery == 0 {
+			now = st.Now()
+		}
+		chains++
 		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
 			rec, nb, err := remote.read(a, buf)
 			buf = nb
@@ -698,14 +704,13 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 			}
 			hdr, kl, _, vl, _ := hlog.DecodePrefix(rec)
 			key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-			if hh := keyhash.Hash(key); !seen[string(key)] && t.Covers(hh) && index.ChainOf(hh, t.Bits()) == chain {
-				seen[string(key)] = true
+			if hh := keyhash.Hash(key); t.Covers(hh) && index.ChainOf(hh, t.Bits()) == chain && seen.add(hh, key) {
 				v, at := hlog.SplitValue(hdr, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
-				if !hdr.Tombstone() && !store.Expired(at, st.Now()) {
+				if !hdr.Tombstone() && !store.Expired(at, now) {
 					// The pending operation copies key and value: buf
 					// may be reused.
-					u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}, Input: v, Expire: store.ExpiryOf(at)}
-					if _, _, err := s.Update(key, u, nil); err != nil {
+					u.Input, u.Expire = v, store.ExpiryOf(at)
+					if _, _, err := s.UpdateHashed(key, hh, &u, nil); err != nil {
 						return err
 					}
 					inserted.Add(1)
@@ -722,6 +727,66 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 			return err
 		}
 	}
+}
+
+// nowEvery is how many chains a resolver's clock reading serves.
+const nowEvery = 1024
+
+// chainAt is a chain of an indirection table and its newest record's
+// address in the remote log.
+type chainAt struct{ chain, addr uint64 }
+
+// seenKeys is the set of keys a resolver met in one chain, newest first:
+// only a key's first (newest) record decides it. A chain holds few keys,
+// so they are searched in a list by hash, with copies of the keys (the
+// records they come from are reused); past seenListed keys, in a map.
+type seenKeys struct {
+	hashes []uint64
+	ends   []int // of each key in keys
+	keys   []byte
+	many   map[string]struct{}
+}
+
+const seenListed = 64
+
+func (k *seenKeys) reset() {
+	k.hashes, k.ends, k.keys = k.hashes[:0], k.ends[:0], k.keys[:0]
+	if k.many != nil {
+		clear(k.many)
+	}
+}
+
+// add reports whether key, of hash h, is new, and adds it.
+func (k *seenKeys) add(h uint64, key []byte) bool {
+	if k.many != nil && len(k.many) > 0 {
+		if _, ok := k.many[string(key)]; ok {
+			return false
+		}
+		k.many[string(key)] = struct{}{}
+		return true
+	}
+	start := 0
+	for i, kh := range k.hashes {
+		if kh == h && bytes.Equal(k.keys[start:k.ends[i]], key) {
+			return false
+		}
+		start = k.ends[i]
+	}
+	if len(k.hashes) == seenListed {
+		if k.many == nil {
+			k.many = make(map[string]struct{}, 2*seenListed)
+		}
+		start = 0
+		for _, end := range k.ends {
+			k.many[string(k.keys[start:end])] = struct{}{}
+			start = end
+		}
+		k.many[string(key)] = struct{}{}
+		return true
+	}
+	k.keys = append(k.keys, key...)
+	k.hashes, k.ends = append(k.hashes, h), append(k.ends, len(k.keys))
+	return true
 }
 
 // remoteRecords reads a resolver's records of the source's log: in place

@@ -287,6 +287,9 @@ func (st *Store) dropIndirections() {
 // Indirections returns the installed tables, oldest first.
 func (st *Store) Indirections() []*Indirections { return slices.Clone(st.tables()) }
 
+// Installed reports whether t is among the tables installed in the store.
+func (st *Store) Installed(t *Indirections) bool { return slices.Contains(st.tables(), t) }
+
 func (st *Store) tables() indirections {
 	if p := st.indirections.Load(); p != nil {
 		return *p
