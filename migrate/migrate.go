@@ -31,6 +31,9 @@ type record struct {
 	at         int64 // the value's expiry, 0: none
 	live       bool  // false: deleted or expired
 	addr       uint64
+	// off, kl, vl: where key and value start in their share's copy, and
+	// their lengths, while eachChunkOf collects them.
+	off, kl, vl int
 }
 
 // scanner scans the keys of hashes [lo, hi]: store.Scan, or ScanCut.
@@ -43,19 +46,29 @@ func eachChunk(ctx context.Context, st *store.Store, ranges []cluster.Range, fn 
 }
 
 // eachChunkOf is eachChunk over what scan finds; done (when set) is told
-// of the slots of each share once fn took its records.
+// of the slots of each share once fn took its records. The records' keys
+// and values are copies in one buffer per share (reused, as the slice is):
+// fn must copy what it keeps, as the store and the client do.
 func eachChunkOf(ctx context.Context, scan scanner, ranges []cluster.Range, fn func([]record) error, done func(slots int)) error {
 	var buf []record
+	var copies []byte
 	for _, r := range ranges {
 		for first := int(r.First); first <= int(r.Last); first = (first/groupSlots + 1) * groupSlots {
 			last := min(int(r.Last), (first/groupSlots+1)*groupSlots-1)
-			buf = buf[:0]
+			buf, copies = buf[:0], copies[:0]
 			err := scan(ctx, keyhash.FirstHash(uint16(first)), keyhash.LastHash(uint16(last)), func(key, value []byte, at int64, live bool, addr uint64) error {
-				buf = append(buf, record{key: append([]byte(nil), key...), value: append([]byte(nil), value...), at: at, live: live, addr: addr})
+				// Slices of copies are taken once it stops growing.
+				buf = append(buf, record{at: at, live: live, addr: addr, off: len(copies), kl: len(key), vl: len(value)})
+				copies = append(append(copies, key...), value...)
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			for i := range buf {
+				r := &buf[i]
+				k, v := r.off+r.kl, r.off+r.kl+r.vl
+				r.key, r.value = copies[r.off:k:k], copies[k:v:v]
 			}
 			if len(buf) > 0 {
 				if err := fn(buf); err != nil {

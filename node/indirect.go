@@ -23,6 +23,7 @@ import (
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/internal/keyset"
 	"github.com/fleetkv/fleetkv/keyhash"
 	"github.com/fleetkv/fleetkv/migrate"
 	"github.com/fleetkv/fleetkv/server"
@@ -676,7 +677,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 		}
 	})
 	var buf []byte
-	var seen seenKeys
+	var seen keyset.Set // the chain's keys: a key's newest record decides it
 	u := store.Update{If: store.IfNoneSince, Since: t.Since, Merge: store.Replace{}}
 	// now is read every nowEvery chains: it only spares the target
 	// records that expired already (one inserted a little late carries its
@@ -691,7 +692,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 		if !st.Installed(t) {
 			return errFlushed // the only other way a table leaves the store
 		}
-		seen.reset()
+		seen.Reset()
 		if chains%nowEvery == 0 {
 			now = st.Now()
 		}
@@ -704,7 +705,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 			}
 			hdr, kl, _, vl, _ := hlog.DecodePrefix(rec)
 			key := rec[hlog.PrefixSize : hlog.PrefixSize+kl]
-			if hh := keyhash.Hash(key); t.Covers(hh) && index.ChainOf(hh, t.Bits()) == chain && seen.add(hh, key) {
+			if hh := keyhash.Hash(key); t.Covers(hh) && index.ChainOf(hh, t.Bits()) == chain && seen.Add(hh, key) {
 				v, at := hlog.SplitValue(hdr, rec[hlog.PrefixSize+kl:hlog.PrefixSize+kl+vl])
 				if !hdr.Tombstone() && !store.Expired(at, now) {
 					// The pending operation copies key and value: buf
@@ -735,59 +736,6 @@ const nowEvery = 1024
 // chainAt is a chain of an indirection table and its newest record's
 // address in the remote log.
 type chainAt struct{ chain, addr uint64 }
-
-// seenKeys is the set of keys a resolver met in one chain, newest first:
-// only a key's first (newest) record decides it. A chain holds few keys,
-// so they are searched in a list by hash, with copies of the keys (the
-// records they come from are reused); past seenListed keys, in a map.
-type seenKeys struct {
-	hashes []uint64
-	ends   []int // of each key in keys
-	keys   []byte
-	many   map[string]struct{}
-}
-
-const seenListed = 64
-
-func (k *seenKeys) reset() {
-	k.hashes, k.ends, k.keys = k.hashes[:0], k.ends[:0], k.keys[:0]
-	if k.many != nil {
-		clear(k.many)
-	}
-}
-
-// add reports whether key, of hash h, is new, and adds it.
-func (k *seenKeys) add(h uint64, key []byte) bool {
-	if k.many != nil && len(k.many) > 0 {
-		if _, ok := k.many[string(key)]; ok {
-			return false
-		}
-		k.many[string(key)] = struct{}{}
-		return true
-	}
-	start := 0
-	for i, kh := range k.hashes {
-		if kh == h && bytes.Equal(k.keys[start:k.ends[i]], key) {
-			return false
-		}
-		start = k.ends[i]
-	}
-	if len(k.hashes) == seenListed {
-		if k.many == nil {
-			k.many = make(map[string]struct{}, 2*seenListed)
-		}
-		start = 0
-		for _, end := range k.ends {
-			k.many[string(k.keys[start:end])] = struct{}{}
-			start = end
-		}
-		k.many[string(key)] = struct{}{}
-		return true
-	}
-	k.keys = append(k.keys, key...)
-	k.hashes, k.ends = append(k.hashes, h), append(k.ends, len(k.keys))
-	return true
-}
 
 // remoteRecords reads a resolver's records of the source's log: in place
 // in a block the reader keeps (most of a sweep's: no copy, no callback),

@@ -5,6 +5,7 @@ import (
 
 	"github.com/fleetkv/fleetkv/hlog"
 	"github.com/fleetkv/fleetkv/index"
+	"github.com/fleetkv/fleetkv/internal/keyset"
 	"github.com/fleetkv/fleetkv/keyhash"
 )
 
@@ -113,6 +114,11 @@ func (st *Store) scan(ctx context.Context, from, to uint64, in func(h uint64) bo
 // BENCHMARKS.md).
 const scanReads = 128
 
+// scanAhead is how many chains ahead of the one it walks a scan prefetches
+// a chain's first record: in memory, each is a miss at an address the
+// index's order does not predict.
+const scanAhead = 8
+
 // chainHeads returns where the chains of the buckets that hold positions
 // [from, to] start, and the size (bits) of the table they were read in.
 func (st *Store) chainHeads(from, to uint64) ([]chainHead, uint, error) {
@@ -155,9 +161,9 @@ type chainWalk struct {
 	// bucket is the bucket of the chain, in a table of bits: a key of
 	// another bucket in it is met in its own.
 	bucket, tag uint64
-	addr        uint64          // the next record to visit
-	seen        map[string]bool // keys of the chain's bucket met in it
-	dead        bool            // it visited a deleted or expired key: no cut
+	addr        uint64     // the next record to visit
+	seen        keyset.Set // keys of the chain's bucket met in it
+	dead        bool       // it visited a deleted or expired key: no cut
 	read        hlog.RecordRead
 	n           int // the read's outcome
 	err         error
@@ -173,16 +179,20 @@ func (c *chainWalk) IODone(n int, err error) {
 
 // run walks the chains of heads.
 func (w *chainScanner) run(ctx context.Context, heads []chainHead) error {
-	for _, hd := range heads {
+	l := w.st.log
+	for i, hd := range heads {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if i+scanAhead < len(heads) {
+			l.Prefetch(heads[i+scanAhead].addr) // a miss each, overlapped (Prefetch checks the address)
 		}
 		c, err := w.walker()
 		if err != nil {
 			return err
 		}
 		c.bucket, c.tag, c.addr, c.dead = hd.bucket, hd.tag, hd.addr, false
-		clear(c.seen)
+		c.seen.Reset()
 		if err := w.inMemory(c); err != nil {
 			return err
 		}
@@ -203,7 +213,7 @@ func (w *chainScanner) walker() (*chainWalk, error) {
 	for len(w.idle) == 0 {
 		if w.made < scanReads {
 			w.made++
-			return &chainWalk{seen: map[string]bool{}, done: w.done}, nil
+			return &chainWalk{done: w.done}, nil
 		}
 		if err := w.complete(); err != nil {
 			return nil, err
@@ -299,10 +309,9 @@ func (w *chainScanner) complete() error {
 // table made of several scans covers their ranges together.
 func (w *chainScanner) met(c *chainWalk, key, v []byte, at int64, hdr hlog.Header, addr uint64) error {
 	h := keyhash.Hash(key)
-	if index.BucketOf(h, w.bits) != c.bucket || c.seen[string(key)] {
+	if index.BucketOf(h, w.bits) != c.bucket || !c.seen.Add(h, key) {
 		return nil
 	}
-	c.seen[string(key)] = true
 	dead := hdr.Invalid() || hdr.Tombstone() || w.st.expired(at)
 	c.dead = c.dead || dead
 	switch {

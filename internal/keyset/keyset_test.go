@@ -1,29 +1,29 @@
-package node
+package keyset
 
 import (
 	"fmt"
 	"testing"
 )
 
-// TestSeenKeys: a key is new once per chain, by its bytes, not its hash
+// TestSet: a key is new once per chain, by its bytes, not its hash
 // (two keys of one hash are two keys), in the list and past it, in the
 // map, and again after a reset.
-func TestSeenKeys(t *testing.T) {
-	var k seenKeys
-	for _, n := range []int{1, seenListed, seenListed + 1, 3 * seenListed} {
+func TestSet(t *testing.T) {
+	var k Set
+	for _, n := range []int{1, Listed, Listed + 1, 3 * Listed} {
 		for round := range 2 {
-			k.reset()
+			k.Reset()
 			for i := range n {
 				key := []byte(fmt.Sprintf("key-%d", i))
-				if !k.add(uint64(i%3), key) { // hashes shared by many keys
+				if !k.Add(uint64(i%3), key) { // hashes shared by many keys
 					t.Fatalf("n %d round %d: %s not new", n, round, key)
 				}
-				if k.add(uint64(i%3), key) {
+				if k.Add(uint64(i%3), key) {
 					t.Fatalf("n %d round %d: %s new twice", n, round, key)
 				}
 			}
 			for i := range n {
-				if key := []byte(fmt.Sprintf("key-%d", i)); k.add(uint64(i%3), key) {
+				if key := []byte(fmt.Sprintf("key-%d", i)); k.Add(uint64(i%3), key) {
 					t.Fatalf("n %d round %d: %s new again after %d keys", n, round, key, n)
 				}
 			}
