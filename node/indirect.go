@@ -683,7 +683,7 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 	// records that expired already (one inserted a little late carries its
 	// expiry and reads as absent there).
 	var now int64
-	chains := 0
+	walked := 0 // chains this session walked
 	for {
 		chain, addr, ok := take()
 		if !ok {
@@ -693,10 +693,10 @@ func (x *indirector) insertChains(ctx context.Context, st *store.Store, t *store
 			return errFlushed // the only other way a table leaves the store
 		}
 		seen.Reset()
-		if chains%nowEvery == 0 {
+		if walked%nowEvery == 0 {
 			now = st.Now()
 		}
-		chains++
+		walked++
 		for a := addr; a >= max(t.Remote.Begin, hlog.FirstAddress); {
 			rec, nb, err := remote.read(a, buf)
 			buf = nb
