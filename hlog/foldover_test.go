@@ -39,7 +39,7 @@ func TestFoldOverWritesItsPaddedPageThroughTheFiller(t *testing.T) {
 	const pageBits = 16 // 64 KiB pages, 16 sectors
 	mem := ssd.NewMemDevice()
 	dev := &writeSizes{Device: mem, sizes: map[uint64]int{}}
-	l, em, _ := newTestLogOn(t, Config{PageBits: pageBits, MemoryBytes: 8 << pageBits}, dev)
+	l, em := newTestLogOn(t, Config{PageBits: pageBits, MemoryBytes: 8 << pageBits}, dev)
 	g, _ := em.Acquire()
 	fold, _ := em.Acquire()
 	var want []written

@@ -19,12 +19,12 @@ import (
 func newTestLog(t *testing.T, cfg Config) (*Log, *epoch.Manager, *ssd.MemDevice) {
 	t.Helper()
 	dev := ssd.NewMemDevice()
-	l, em, _ := newTestLogOn(t, cfg, dev)
+	l, em := newTestLogOn(t, cfg, dev)
 	return l, em, dev
 }
 
 // newTestLogOn is newTestLog over dev, which it closes at the end.
-func newTestLogOn(t *testing.T, cfg Config, dev ssd.Device) (*Log, *epoch.Manager, ssd.Device) {
+func newTestLogOn(t *testing.T, cfg Config, dev ssd.Device) (*Log, *epoch.Manager) {
 	t.Helper()
 	cfg.Device = dev
 	em := epoch.New(16)
@@ -33,7 +33,7 @@ func newTestLogOn(t *testing.T, cfg Config, dev ssd.Device) (*Log, *epoch.Manage
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(); dev.Close() })
-	return l, em, dev
+	return l, em
 }
 
 // appendRecord allocates and publishes one record, refreshing and retrying
