@@ -236,6 +236,11 @@ func (l *loop) update(key []byte, h uint64, u *store.Update) (store.Status, []by
 	if !l.admits(key, h) {
 		return 0, nil, errNotOwner
 	}
+	return l.updateAdmitted(key, h, u)
+}
+
+// updateAdmitted is update of an operation admits took.
+func (l *loop) updateAdmitted(key []byte, h uint64, u *store.Update) (store.Status, []byte, error) {
 	var ok bool
 	if u.Held, ok = l.heldFrom(h); !ok {
 		return 0, nil, l.notHeld(key, h)
@@ -247,13 +252,23 @@ func (l *loop) update(key []byte, h uint64, u *store.Update) (store.Status, []by
 }
 
 // add is update of store.Update{Want: store.WantNew, Merge:
-// store.Int64Add{}, Input: input} (ADD), through the loop's addUpdate.
+// store.Int64Add{}, Input: input} (ADD): store.RMWNewHashed where no
+// migration holds the key back.
 func (l *loop) add(key []byte, h uint64, input []byte) (store.Status, []byte, error) {
-	u := &l.addUpdate
-	u.Input = input
-	st, v, err := l.update(key, h, u)
-	u.Input = nil // the batch's bytes, not kept past the operation
-	return st, v, err
+	if !l.admits(key, h) {
+		return 0, nil, errNotOwner
+	}
+	if l.rt.Misses != nil { // heldFrom may hold it: the general path decides
+		u := &l.addUpdate
+		u.Input = input
+		st, v, err := l.updateAdmitted(key, h, u)
+		u.Input = nil // the batch's bytes, not kept past the operation
+		return st, v, err
+	}
+	var st store.Status
+	var err error
+	l.value, st, err = l.ss.RMWNewHashed(key, h, input, store.Int64Add{}, l.value[:0])
+	return st, l.value, err
 }
 
 func (l *loop) rmw(key []byte, h uint64, input []byte, m store.Merger) (store.Status, error) {

@@ -58,8 +58,9 @@ type loop struct {
 	// batchLast is the serial of the last operation of the batch running.
 	batchLast uint64
 	value     []byte // read buffer, reused
-	// addUpdate is ADD's store.Update (add sets Input and Held per
-	// operation), built once: a literal per operation cost 27 instructions.
+	// addUpdate is ADD's store.Update where a migration may hold the key
+	// (add sets Input per operation, updateAdmitted Held), built once: a
+	// literal per operation cost 27 instructions.
 	addUpdate store.Update
 	rd        *resp.Reader // parses the RESP connections' commands
 	rwin      []parsed     // the RESP commands parsed and not yet run

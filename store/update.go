@@ -257,12 +257,37 @@ func (s *Session) UpdateHashed(key []byte, h uint64, u *Update, dst []byte) ([]b
 	r := &s.res // field by field: a composite literal is built aside and copied
 	r.update, r.cond, r.want, r.since, r.x, r.withAt, r.held = true, u.If, u.Want, u.Since, u.Expire, u.WithExpiry, u.Held
 	r.dst, r.out = dst, dst
+	return s.runUpdate(key, h, u.Input, u.Merge, dst)
+}
+
+// RMWNewHashed is UpdateHashed of Update{Merge: m, Input: input, Want:
+// WantNew}: a plain RMW that returns the value it produced (the server's
+// ADD), without an Update to fill in and check.
+func (s *Session) RMWNewHashed(key []byte, h uint64, input []byte, m Merger, dst []byte) ([]byte, Status, error) {
+	if err := s.checkKeyHash(key, h); err != nil {
+		return dst, 0, err
+	}
+	if m == nil {
+		return dst, 0, errNoMerger
+	}
+	s.awaitRMW(h)
+	if err := s.begin(); err != nil {
+		return dst, 0, err
+	}
+	r := &s.res // zero outside a run: its other fields are that Update's
+	r.update, r.want, r.dst, r.out = true, WantNew, dst, dst
+	return s.runUpdate(key, h, input, m, dst)
+}
+
+// runUpdate runs the Update that s.res describes, the session begun, and
+// ends it: what UpdateHashed returns.
+func (s *Session) runUpdate(key []byte, h uint64, input []byte, m Merger, dst []byte) ([]byte, Status, error) {
 	st, err, done := OK, error(nil), false
-	if r.mergesLive() && !s.st.anyIndirections() {
-		done, err = s.rmwNewest(key, h, u.Input, u.Merge)
+	if s.res.mergesLive() && !s.st.anyIndirections() {
+		done, err = s.rmwNewest(key, h, input, m)
 	}
 	if !done {
-		st, err = s.rmw(key, u.Input, u.Merge, h, nil)
+		st, err = s.rmw(key, input, m, h, nil)
 	}
 	s.end()
 	out := s.res.out

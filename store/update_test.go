@@ -607,13 +607,19 @@ func TestRMWInPlaceCases(t *testing.T) {
 	}
 	adds := []struct {
 		name string
-		run  func(s *Session, k []byte) (Status, error)
+		run  func(s *Session, k []byte) ([]byte, Status, error)
+		news bool // returns the new value, and the status of the old one
 	}{
-		{"rmw", func(s *Session, k []byte) (Status, error) { return s.RMW(k, i64(1), Int64Add{}) }},
-		{"update", func(s *Session, k []byte) (Status, error) {
-			_, st, err := s.Update(k, Update{Want: WantNew, Merge: Int64Add{}, Input: i64(1)}, nil)
-			return st, err
-		}},
+		{"rmw", func(s *Session, k []byte) ([]byte, Status, error) {
+			st, err := s.RMW(k, i64(1), Int64Add{})
+			return nil, st, err
+		}, false},
+		{"update", func(s *Session, k []byte) ([]byte, Status, error) {
+			return s.Update(k, Update{Want: WantNew, Merge: Int64Add{}, Input: i64(1)}, nil)
+		}, true},
+		{"rmw-new", func(s *Session, k []byte) ([]byte, Status, error) {
+			return s.RMWNewHashed(k, keyhash.Hash(k), i64(1), Int64Add{}, nil)
+		}, true},
 	}
 	for _, c := range cases {
 		for _, add := range adds {
@@ -621,8 +627,16 @@ func TestRMWInPlaceCases(t *testing.T) {
 				st, s, clock := expiryStore(t)
 				k := []byte("counter")
 				other := c.place(t, st, s, k, clock.Now())
-				if stt, err := add.run(s, k); !errors.Is(err, c.err) || stt == Pending {
+				got, stt, err := add.run(s, k)
+				if !errors.Is(err, c.err) || stt == Pending {
 					t.Fatalf("add: %v %v, want error %v", stt, err, c.err)
+				}
+				wantSt := OK
+				if c.name == "deleted" {
+					wantSt = NotFound // the key had no live value
+				}
+				if add.news && err == nil && (stt != wantSt || !bytes.Equal(got, c.value)) {
+					t.Errorf("add returned %v %q, want %v %q", stt, got, wantSt, c.value)
 				}
 				at, v, gst := readExpiring(t, s, k)
 				wantAt := int64(0)
