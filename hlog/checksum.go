@@ -63,8 +63,8 @@ func SealCopy(page []byte, base uint64) {
 // written as it is.
 //
 // It returns how many bytes of the page hold something a reader may read:
-// up to the header of a filler that runs to the page's end (a fold-over's
-// closeTailPage, or an allocation that did not fit), the whole page
+// up to the header of a filler that runs to the page's end (an allocation
+// that did not fit), the whole page
 // otherwise. Readers skip a filler by its length (ScanDevice, scanPage),
 // so what lies beyond its header is never read.
 func sealPage(page []byte, first uint64, unlock bool) (used uint64) {

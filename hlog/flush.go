@@ -1,6 +1,7 @@
 package hlog
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -18,9 +19,13 @@ import (
 // Invariant: a page is written whole (its frame holds only complete records
 // and fillers once it is below safeReadOnly), except that a page ending in a
 // filler is written through the filler's header, rounded up to a sector
-// (sealPage): a fold-over's padded tail page costs the bytes it holds, not
-// a page of untouched frame memory (which the kernel would fault in and
-// zero to write it). What the device holds past that header is never read.
+// (sealPage): an allocation's filler costs the bytes the page holds, not a
+// page of untouched frame memory (which the kernel would fault in and zero
+// to write it). What the device holds past that header is never read.
+// Invariant: a fold-over's write of part of a page (writePartial) and the
+// page's whole write are issued by the flusher goroutine, one after the
+// other, and the part is complete before anything else is issued: the page
+// write that lands last on the device is always the newest.
 type flushState struct {
 	l  *Log
 	mu struct {
@@ -29,11 +34,26 @@ type flushState struct {
 		handed uint64 // and handed to the device below this one (<= issued)
 	}
 	kick     chan struct{} // wakes the flusher; one pending wake is enough
+	partials chan *partial // fold-overs' requests (writePartial)
 	stop     chan struct{}
 	stopped  chan struct{}
 	done     []atomic.Uint64 // per frame: 1 + the page whose write completed
 	cbs      []pageWrite     // per frame: the callback of its current page's write
 	firstErr atomic.Pointer[error]
+	// written is the end of the records a fold-over wrote of a page not yet
+	// handed over whole: they are sealed and on the device from the page's
+	// start (its sector is where the next part starts). Only the flusher
+	// goroutine uses it.
+	written uint64
+}
+
+// partial is a fold-over's request to write the records below end in the
+// page that holds it, and its answer.
+type partial struct {
+	end   uint64
+	whole bool // the page was handed over whole already: nothing written
+	err   error
+	done  chan struct{}
 }
 
 type pageWrite struct {
@@ -53,6 +73,7 @@ func (f *flushState) init(l *Log) {
 		f.cbs[i].f = f
 	}
 	f.kick = make(chan struct{}, 1)
+	f.partials = make(chan *partial)
 	f.stop, f.stopped = make(chan struct{}), make(chan struct{})
 	go f.run()
 }
@@ -78,12 +99,77 @@ func (f *flushState) run() {
 	for {
 		select {
 		case <-f.kick:
+		case r := <-f.partials:
+			for f.handOver() { // the whole pages first, in order
+			}
+			r.whole, r.err = f.writeRecordsOf(r.end)
+			close(r.done)
 		case <-f.stop:
 			return
 		}
 		for f.handOver() {
 		}
 	}
+}
+
+// writePartial has the flusher seal and write the records of end's page
+// below end, every record there being complete and read-only (end <=
+// safeReadOnly), and waits for the write. whole reports that the page was
+// handed over whole already, so that nothing was written: the caller
+// waits for that write instead.
+func (f *flushState) writePartial(ctx context.Context, end uint64) (whole bool, err error) {
+	if end&f.l.pageMask == 0 {
+		return false, nil // no page holds records below end but whole ones
+	}
+	r := &partial{end: end, done: make(chan struct{})}
+	select {
+	case f.partials <- r:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-f.stopped:
+		return false, ErrFlush
+	}
+	<-r.done // the flusher does not wait on anyone: it answers
+	return r.whole, r.err
+}
+
+// writeRecordsOf is writePartial on the flusher goroutine: it seals the
+// records of end's page from where the last part ended (or the page's
+// start) to end and writes them from that part's sector, rounded up to a
+// sector at end. The bytes past end in that sector may be records being
+// written: they land on the device with the rest, past every durable end,
+// and the page's next write (a part, or the page) covers them.
+func (f *flushState) writeRecordsOf(end uint64) (whole bool, err error) {
+	l := f.l
+	start := end &^ l.pageMask
+	f.mu.Lock()
+	handed := f.mu.handed
+	f.mu.Unlock()
+	if handed >= start+l.pageSize {
+		return true, nil
+	}
+	from := start
+	if f.written > start {
+		from = f.written // records below it are sealed and written
+	}
+	if from >= end {
+		return false, nil
+	}
+	first := from - start
+	if start == 0 {
+		first = max(first, FirstAddress)
+	}
+	page := l.frameBytes(start >> l.pageBits)
+	sealPage(page[:end-start], first, false)
+	lo := (from - start) &^ (ssd.SectorSize - 1)
+	hi := min(l.pageSize, (end-start+ssd.SectorSize-1)&^(ssd.SectorSize-1))
+	if err := WritePage(l.dev, page[lo:hi], start+lo); err != nil {
+		werr := fmt.Errorf("%w: records of page %d up to %d: %w", ErrFlush, start>>l.pageBits, end, err)
+		f.firstErr.CompareAndSwap(nil, &werr)
+		return false, werr
+	}
+	f.written = end
+	return false, nil
 }
 
 // handOver seals and writes the pages requested since the last call; false
@@ -137,10 +223,12 @@ func (f *flushState) complete(page uint64, want, n int, err error) {
 	}
 }
 
-// settled reports whether every issued write has completed (or failed).
+// settled reports whether every issued write has completed (or failed):
+// the whole pages below issued (a fold-over's read-only shift may issue up
+// to an address inside a page, whose records writePartial writes).
 func (f *flushState) settled() bool {
 	f.mu.Lock()
-	issued := f.mu.issued
+	issued := f.mu.issued &^ f.l.pageMask
 	f.mu.Unlock()
 	return f.l.flushedUntil.Load() >= issued || f.firstErr.Load() != nil
 }

@@ -20,9 +20,8 @@ import (
 // Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
 // marker only moves forward (checked by checkMarkers under -tags invariants).
 // Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
-// Invariant: fence rises only to a tail: the end of the tail page before a
-// fold-over pads it (closeTailPage), or the tail a checkpoint read while
-// every writer was paused (RaiseFence); workers update in place only at or
+// Invariant: fence rises only to a tail a checkpoint read while every
+// writer was paused (RaiseFence); workers update in place only at or
 // above MutableFrom = max(readOnly, fence), so nothing below a checkpoint's
 // end changes in place once a record past it exists. It falls back only
 // at the end of a snapshot checkpoint (LowerFence), which has copied the
@@ -141,10 +140,11 @@ type Log struct {
 	safeHead     paddedUint64
 	begin        paddedUint64
 	flushedUntil paddedUint64
-	// fence is where a checkpoint ends the log: no record below it is
-	// updated in place from then on, although readOnly (which must stay
-	// below the tail, and which the flush follows) reaches it only once the
-	// tail page is padded. MutableFrom is the higher of the two.
+	// fence is where a paused checkpoint ends the log: no record below it
+	// is updated in place from then on, although readOnly (which the
+	// flush follows) reaches it only at the fold-over that follows, or
+	// never (a snapshot lowers it again). MutableFrom is the higher of the
+	// two.
 	fence paddedUint64
 	quiet paddedUint64 // see the invariant at the top
 

@@ -41,7 +41,7 @@ type Checkpoint struct {
 }
 
 // Checkpoint makes everything the store holds now durable: a fold-over of
-// the log (the tail page is closed and every page below it flushed), then a
+// the log (everything below its tail made read-only and written), then a
 // device sync. Sessions keep running; what they do meanwhile lands after
 // End and is in the next checkpoint. Safe from any goroutine that is not a
 // session's owner in the middle of an operation; one runs at a time. Like
@@ -161,10 +161,9 @@ func (st *Store) CheckpointWith(ctx context.Context, o CheckpointOptions) (Check
 	return c, err
 }
 
-// foldOver makes the log durable up to the end of its tail page and returns
-// that end.
+// foldOver makes the log durable up to its tail and returns that end.
 func (st *Store) foldOver(ctx context.Context) (uint64, error) {
-	end, err := st.log.FoldOver(ctx, st.ckpt.g)
+	end, err := st.log.FoldOver(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("store: checkpoint: %w", err)
 	}

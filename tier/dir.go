@@ -63,9 +63,9 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader, size int64) err
 
 // writeAll copies exactly size bytes of r to f, a new empty file, and
 // syncs f. A run of holeChunk zero bytes (at a multiple of holeChunk) is
-// left a hole, which reads as zeros: a log segment's padding (a
-// fold-over's, hlog.FoldOver) costs a comparison, not a copy into the page
-// cache and a write.
+// left a hole, which reads as zeros: what a log segment never had written
+// (a page's end past a filler, the log's holes) costs a comparison, not a
+// copy into the page cache and a write.
 func writeAll(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 	buf := make([]byte, holeChunk)
 	var off int64
