@@ -21,7 +21,10 @@ import (
 // filler is written through the filler's header, rounded up to a sector
 // (sealPage): an allocation's filler costs the bytes the page holds, not a
 // page of untouched frame memory (which the kernel would fault in and zero
-// to write it). What the device holds past that header is never read.
+// to write it). What the device holds past that header is never read. And
+// a page whose first records a fold-over wrote (writePartial) is written
+// from the sector where they end: they are on the device already, sealed,
+// and below safeReadOnly nothing changes them.
 // Invariant: a fold-over's write of part of a page (writePartial) and the
 // page's whole write are issued by the flusher goroutine, one after the
 // other, and the part is complete before anything else is issued: the page
@@ -41,9 +44,9 @@ type flushState struct {
 	cbs      []pageWrite     // per frame: the callback of its current page's write
 	firstErr atomic.Pointer[error]
 	// written is the end of the records a fold-over wrote of a page not yet
-	// handed over whole: they are sealed and on the device from the page's
-	// start (its sector is where the next part starts). Only the flusher
-	// goroutine uses it.
+	// handed over: they are sealed and on the device from the page's start
+	// (its sector is where the next part, or the rest of the page, starts).
+	// Only the flusher goroutine uses it.
 	written uint64
 }
 
@@ -186,10 +189,22 @@ func (f *flushState) handOver() bool {
 		if p == 0 {
 			first = FirstAddress
 		}
+		// The records a fold-over wrote of this page are sealed and on the
+		// device: the write starts at the sector where they end.
+		lo := uint64(0)
+		if start := p << l.pageBits; f.written > start && f.written < start+l.pageSize {
+			first = f.written - start
+			lo = first &^ (ssd.SectorSize - 1)
+		}
 		used := sealPage(page, first, false)
+		hi := min(l.pageSize, (used+ssd.SectorSize-1)&^(ssd.SectorSize-1))
 		cb := &f.cbs[p%l.frames]
-		cb.page, cb.n = p, int(min(l.pageSize, (used+ssd.SectorSize-1)&^(ssd.SectorSize-1)))
-		l.dev.WriteAsync(page[:cb.n], p<<l.pageBits, cb)
+		cb.page, cb.n = p, int(hi-lo)
+		if cb.n == 0 {
+			cb.IODone(0, nil) // nothing past the records written
+			continue
+		}
+		l.dev.WriteAsync(page[lo:hi], p<<l.pageBits+lo, cb)
 	}
 	return target > from
 }
