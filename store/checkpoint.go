@@ -398,17 +398,21 @@ func (st *Store) restart(c Checkpoint, rs *RecoveryStats) error {
 	return st.log.Restart(c.Begin, rs.Start)
 }
 
-// closeDevicePage rewrites the page holding end with a filler from end to
-// the page's end, and syncs it.
+// closeDevicePage puts a filler from end to the end of its page on the
+// device, and syncs it. Only the sector that holds end is rewritten: every
+// reader skips a filler by its length and never reads past its header
+// (hlog.ScanDevice), so what the page holds after it stays as it is. A
+// fold-over leaves the log's end inside a page, so every recovery after
+// one does this: a sector, not a page of 32 MiB read and written back.
 func closeDevicePage(dev ssd.Device, pageBits uint, end uint64) error {
 	size := uint64(1) << pageBits
-	base := end &^ (size - 1)
-	buf := ssd.AlignedBuffer(int(size))
-	if err := hlog.ReadPage(dev, buf, base); err != nil {
+	sector := end &^ (ssd.SectorSize - 1) // end is 8-aligned: the header fits in its sector
+	buf := ssd.AlignedBuffer(ssd.SectorSize)
+	if err := hlog.ReadPage(dev, buf, sector); err != nil {
 		return err
 	}
-	hlog.PutFiller(buf[end-base:], size-(end-base))
-	if err := hlog.WritePage(dev, buf, base); err != nil {
+	hlog.PutFiller(buf[end-sector:], size-end&(size-1))
+	if err := hlog.WritePage(dev, buf, sector); err != nil {
 		return err
 	}
 	return dev.Sync()
