@@ -20,6 +20,12 @@ import (
 // Invariant: begin <= head <= safeReadOnly <= readOnly <= tail, and every
 // marker only moves forward (checked by checkMarkers under -tags invariants).
 // Invariant: safeHead <= head and flushedUntil <= safeReadOnly.
+// Invariant: head, safeHead and flushedUntil are page boundaries (but for
+// FirstAddress); readOnly and safeReadOnly are too, except after a
+// fold-over, which moves them to the tail inside its page (FoldOver). The
+// flusher writes whole pages only, below safeReadOnly rounded down to a
+// page (handOver, settled); the records of the page it stops inside are
+// written by the fold-over that moved it there (writePartial).
 // Invariant: fence rises only to a tail a checkpoint read while every
 // writer was paused (RaiseFence); workers update in place only at or
 // above MutableFrom = max(readOnly, fence), so nothing below a checkpoint's
