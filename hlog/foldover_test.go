@@ -3,6 +3,7 @@ package hlog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +75,7 @@ func TestFoldOverWritesTheRecordsOfItsPage(t *testing.T) {
 	}
 	add(20)
 	end2 := fold()
-	if from := end1 &^ (sector - 1); from == 0 || !slicesEqual(dev.take(), []span{{from, up(end2) - from}}) || end2 >= page {
+	if from := end1 &^ (sector - 1); from == 0 || !slices.Equal(dev.take(), []span{{from, up(end2) - from}}) || end2 >= page {
 		t.Fatalf("the second fold-over (end %d) did not write just [%d, %d)", end2, from, up(end2))
 	}
 	if l.Tail() >= page {
@@ -91,19 +92,6 @@ func TestFoldOverWritesTheRecordsOfItsPage(t *testing.T) {
 		t.Fatalf("the third fold-over (end %d) wrote %v last, want the records of its page", end3, last)
 	}
 	scanTo(t, dev, pageBits, end3, want)
-}
-
-// slicesEqual reports whether two write lists are the same.
-func slicesEqual(a, b []span) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestFoldOverBesideAppends: while a worker appends, every fold-over's
