@@ -72,10 +72,13 @@ func (w scanWait) wait(n int, off uint64) error {
 // scanPage walks the records of one page image (base is its first address)
 // from addr to end.
 //
-// Invariant (kept here, relied on by the flusher): a filler is skipped by
-// its length, never read past its header. A page that ends in a filler
-// is written only through that header (flushState), so the bytes after it
-// on the device are a hole or an older write.
+// Invariant (kept here, relied on by the flusher and by recovery): a
+// filler is skipped by its length, never read past its header. A page
+// that ends in a filler is written only through that header (flushState),
+// and a recovery writes the filler that closes the page where the log
+// ends as one sector (store's closeDevicePage), so the bytes after it on
+// the device are a hole, an older write, or what a fold-over's last
+// sector carried past its end (writeRecordsOf).
 func scanPage(buf []byte, base, addr, end uint64, fn func(uint64, []byte) error) (uint64, error) {
 	torn := func(format string, a ...any) (uint64, error) {
 		return addr, fmt.Errorf("%w: at %d: %s", ErrTorn, addr, fmt.Sprintf(format, a...))
