@@ -54,8 +54,7 @@ type thread struct {
 	lastDone  int64 // ns since base of the last measured completion
 	key, val  []byte
 	want      []byte
-	model     map[uint64]uint64 // verify: version last written per key
-	adds      map[uint64]int64  // verify: adds per key
+	model     *model // verify: what the thread wrote to its share of the keys
 	bad       atomic.Uint64
 	firstBad  atomic.Pointer[string]
 }
@@ -70,7 +69,7 @@ func newThread(id int, cfg *Config, base time.Time, measure time.Duration, inter
 		hist: newHist(), interval: newHist(), intervals: intervals,
 		key: make([]byte, 8), val: make([]byte, cfg.ValueSize), want: make([]byte, cfg.ValueSize)}
 	if cfg.Verify {
-		t.model, t.adds = map[uint64]uint64{}, map[uint64]int64{}
+		t.model = newModel(cfg, id, t.mix[2] > 0)
 	}
 	if cfg.Dist != keydist.DistUniform && cfg.Workload != "load" {
 		// A scrambled Zipf draw costs ~70 ns, as much as the operation it
@@ -206,14 +205,15 @@ func (t *thread) issue(k uint64, kind uint8, j int) error {
 	switch kind {
 	case kindRead:
 		if t.model != nil {
-			sl.expect = t.model[k]
+			sl.expect = t.model.vers[t.model.at(k)]
 		}
 		return s.Read(t.key, sl.cb)
 	case kindUpsert:
 		ver := uint64(0) // the load phase writes version 0
 		if t.model != nil && t.cfg.Workload != "load" {
-			ver = t.model[k] + 1
-			t.model[k] = ver
+			i := t.model.at(k)
+			ver = t.model.vers[i] + 1
+			t.model.vers[i] = ver
 		}
 		fillValue(t.val, k, ver)
 		if t.cfg.TTL > 0 {
@@ -221,8 +221,8 @@ func (t *thread) issue(k uint64, kind uint8, j int) error {
 		}
 		return s.Upsert(t.key, t.val, sl.cb)
 	}
-	if t.adds != nil {
-		t.adds[k]++
+	if t.model != nil {
+		t.model.adds[t.model.at(k)]++
 	}
 	return s.Add(t.key, 1, sl.cb)
 }
