@@ -294,9 +294,12 @@ func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.
 			pending[s.Serial()] = k
 		}
 		if i%groupSlots == groupSlots-1 || i == len(keys)-1 {
+			// The store session rests between groups; the peer's
+			// answers are not waited for until the end (the session
+			// keeps InFlight batches unanswered): the target parks the
+			// reads of keys it lacks until these arrive.
 			s.CompletePending(true)
 			s.Suspend()
-			fail(sess.Wait())
 			if failed != nil {
 				return 0, failed
 			}
@@ -304,6 +307,9 @@ func SendKeys(ctx context.Context, st *store.Store, keys [][]byte, sess *client.
 				return 0, err
 			}
 		}
+	}
+	if fail(sess.Wait()); failed != nil {
+		return 0, failed
 	}
 	last, err := Incarnation(sess)
 	if err == nil && last != first {
