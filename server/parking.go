@@ -72,9 +72,9 @@ type parkedRegistry struct {
 	m  map[uint64][]*loop
 	// listed counts the hashes listed by their low bits (listedAt): an
 	// announcement of a hash whose count is 0 has no loop to hand its
-	// record to, and skips the lock and the map. A move announces every
-	// record it inserts while a few hundred keys are parked; the lock
-	// and two map lookups were a fifth of the target loop's time.
+	// record to, and skips the lock and the maps. A move announces every
+	// record it inserts, and while any read was parked the lock and two
+	// map lookups were a fifth of the target loop's time.
 	listed [1 << 14]atomic.Int32
 }
 
