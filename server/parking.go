@@ -126,9 +126,14 @@ func (l *loop) announce(key []byte, h uint64, value []byte, at int64, found bool
 		return
 	}
 	r.mu.Lock()
-	others := slices.DeleteFunc(slices.Clone(r.m[h]), func(x *loop) bool { return x == l })
+	listed := r.m[h]
+	mine := slices.Contains(listed, l) // this loop parks reads on h (parking)
+	var others []*loop                 // a copy only when there are others
+	if n := len(listed); n > 1 || n == 1 && !mine {
+		others = slices.DeleteFunc(slices.Clone(listed), func(x *loop) bool { return x == l })
+	}
 	r.mu.Unlock()
-	if l.parked.n > 0 {
+	if mine {
 		l.arrived(key, h, value, at, found)
 	}
 	if len(others) > 0 {
@@ -177,6 +182,10 @@ func (p parkedRead) closed() bool {
 }
 
 // parking is a loop's parked reads, by key hash.
+// Invariant: the loop is listed on h in the server's parkedRegistry exactly
+// while byHash holds reads for h: parkMiss lists it before the first, and
+// keepParked removes it with the last. announce relies on it to hand a
+// record only to the loops that park on its key.
 type parking struct {
 	byHash map[uint64][]parkedRead
 	n      int
