@@ -2,6 +2,7 @@ package hlog
 
 import (
 	"github.com/fleetkv/fleetkv/internal/invariants"
+	"github.com/fleetkv/fleetkv/internal/manual"
 )
 
 // Allocate reserves size bytes at the tail and returns their address. size
@@ -68,8 +69,21 @@ func (l *Log) openPage(q uint64) error {
 		return ErrRetryLater
 	}
 	l.opened.CompareAndSwap(q-1, q)
+	l.populateAhead(q)
 	l.checkMarkers()
 	return nil
+}
+
+// populateAhead starts faulting in the frame of page q+1 while page q
+// fills, on the first lap through the frames (later laps reuse frames
+// already in memory), so that whoever opens q+1 does not stop for a
+// fault on each of its pages. The frames are opened in order, so the
+// count of frames started (populated) is q+1 exactly once.
+func (l *Log) populateAhead(q uint64) {
+	if n := q + 1; n < l.frames && l.populated.CompareAndSwap(n, n+1) {
+		frame := l.mem[n<<l.pageBits : (n+1)<<l.pageBits]
+		l.populating.Go(func() { manual.Populate(frame) })
+	}
 }
 
 // frameFree reports whether page q's frame no longer holds a page any worker

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -162,6 +163,11 @@ type Log struct {
 	headAction       func()        // l.onHeadSafe, made once
 
 	flush flushState
+
+	// populated counts the frames, from the first, that a goroutine of
+	// populating has been started to fault in (populateAhead).
+	populated  atomic.Uint64
+	populating sync.WaitGroup
 }
 
 // New creates an empty log whose first record will be at FirstAddress.
@@ -189,6 +195,9 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 		return nil, err
 	}
 	l.mem = mem
+	first := min(2, l.frames) // the frames of pages 0 and 1; populateAhead does the rest
+	l.populated.Store(first)
+	l.populating.Go(func() { manual.Populate(mem[:first<<cfg.PageBits]) })
 	for _, m := range []*paddedUint64{&l.tail, &l.readOnly, &l.safeReadOnly, &l.head, &l.safeHead, &l.begin, &l.flushedUntil} {
 		m.Store(FirstAddress)
 	}
@@ -212,6 +221,7 @@ func (l *Log) Close() error {
 		time.Sleep(100 * time.Microsecond)
 	}
 	l.flush.close()
+	l.populating.Wait()
 	mem := l.mem
 	l.mem = nil
 	return manual.Free(mem)

@@ -19,6 +19,9 @@ type table struct {
 	mem     []byte
 	buckets []bucket
 	over    overflowSlab
+	// populating is the goroutine that faults the buckets in (newTable);
+	// free waits for it.
+	populating sync.WaitGroup
 }
 
 func newTable(bits uint) (*table, error) {
@@ -28,10 +31,19 @@ func newTable(bits uint) (*table, error) {
 		return nil, err
 	}
 	b := unsafe.Slice((*bucket)(unsafe.Pointer(unsafe.SliceData(mem))), n)
-	return &table{bits: bits, shift: 64 - bits, mem: mem, buckets: b}, nil
+	t := &table{bits: bits, shift: 64 - bits, mem: mem, buckets: b}
+	// Keys land on buckets uniformly, so every page of the table is
+	// written soon: fault them all in now, beside the operations (which
+	// may use the table at once), rather than one fault per page inside
+	// them.
+	t.populating.Go(func() { manual.Populate(mem) })
+	return t, nil
 }
 
-func (t *table) free() { manual.Free(t.mem) }
+func (t *table) free() {
+	t.populating.Wait()
+	manual.Free(t.mem)
+}
 
 // bucketFor is BucketOf's bucket. bits is at least 1 (New), so the shift
 // is below 64 and the mask tells the compiler so: one SHR, no guard for

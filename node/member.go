@@ -306,6 +306,7 @@ func (m *member) sync(ctx context.Context, registered *bool) error {
 			return fmt.Errorf("register: %w", err)
 		}
 		*registered = true
+		m.log.Info("registered in the metadata store", "native", self.Native, "resp", self.RESP, "admin", self.Admin)
 	}
 	if st.Map != nil {
 		if _, ok := st.Map.Servers[m.id]; ok && st.Map.Servers[m.id] != self {

@@ -51,7 +51,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
+now() { date +%s.%3N; } # a python3 start here took a tenth of a CPU second inside the windows it marks
 # agreed PORT... waits (10 s at most) until redis-cli --cluster check
 # through the first finds every node agreeing and no error, and every PORT
 # reports cluster_state:ok (a node that joined says CLUSTERDOWN until then,
@@ -112,6 +112,9 @@ server() {
   pids+=($!)
   spids[$i]=$!
   wait_tcp $np
+  # registered in the metadata store (cluster init and add-server name it)
+  for _ in $(seq 100); do grep -q 'registered in the metadata store' "$WORK/s$i.log" && return; sleep 0.1; done
+  echo "s$i did not register" >&2; exit 1
 }
 server 1 $np1
 server 2 $np2
