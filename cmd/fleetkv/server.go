@@ -33,6 +33,7 @@ type serverFlags struct {
 	segmentSize                    sizeFlag
 	loops, maxPendingIO, ioDepth   int
 	maxHeld, migrationRate         int
+	maxSampled                     int
 	pin, reusePort, readCopy       bool
 	memory, pageSize               sizeFlag
 	mutable                        float64
@@ -118,6 +119,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.resp, "resp", "", "Redis-protocol address host:port, served by the same loops; empty turns it off")
 	fl.StringVar(&f.requirePass, "requirepass", os.Getenv("FLEETKV_REQUIREPASS"), "password RESP clients must give with AUTH (default $FLEETKV_REQUIREPASS)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
+	fl.IntVar(&f.maxSampled, "migration-max-sampled", server.DefaultMaxSampled, "per loop and migration: keys a migration's source samples while they are used, to send first when the target takes over (0: none)")
 	fl.IntVar(&f.maxHeld, "migration-max-held", 65536, "per loop: reads a migration's target holds until their keys arrive (more are refused and retried by the client; 0: none held)")
 	fl.IntVar(&f.migrationRate, "migration-rate", 0, "records a second a migration's move sends at most (0: as fast as the target takes them)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
@@ -172,6 +174,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if f.migrationRate < 0 {
 		return server.Config{}, fmt.Errorf("--migration-rate %d: want 0 (no cap) or more", f.migrationRate)
+	}
+	if f.maxSampled < 0 {
+		return server.Config{}, fmt.Errorf("--migration-max-sampled %d: want 0 (none sampled) or more", f.maxSampled)
 	}
 	if f.maxHeld < 0 {
 		return server.Config{}, fmt.Errorf("--migration-max-held %d: want 0 (none held) or more", f.maxHeld)
@@ -236,7 +241,7 @@ func (f serverFlags) config() (server.Config, error) {
 		AdmitInterval:        checkpointInterval(f.admitInterval),
 		CompactThreshold:     compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
-		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), MaxSampled: offIfZero(f.maxSampled), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		MaxInput: int(f.maxInput),
 		Limits:   wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{

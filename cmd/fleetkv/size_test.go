@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetkv/fleetkv/server"
 )
 
 func TestParseSize(t *testing.T) {
@@ -52,6 +54,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--tier-segment-size", "1MiB", "--page-size", "4MiB"},
 		{"--shared-tier", "/just/a/path"},
 		{"--cluster", "c"},
+		{"--migration-max-sampled", "-1"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
 			_, err := f.nodeConfig()
@@ -69,9 +72,12 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		if err == nil && cfg.MaxInput != 64<<20 {
 			t.Errorf("--max-input 64MiB gave MaxInput %d", cfg.MaxInput)
 		}
+		if err == nil && cfg.MaxSampled != server.Off {
+			t.Errorf("--migration-max-sampled 0 gave MaxSampled %d, want Off", cfg.MaxSampled)
+		}
 		return err
 	})
-	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot", "--max-input", "64MiB"})
+	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot", "--max-input", "64MiB", "--migration-max-sampled", "0"})
 	if err := ok.Execute(); err != nil {
 		t.Errorf("good flags rejected: %v", err)
 	}
