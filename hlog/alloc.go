@@ -68,8 +68,9 @@ func (l *Log) openPage(q uint64) error {
 		l.shiftHead(q)
 		return ErrRetryLater
 	}
-	l.opened.CompareAndSwap(q-1, q)
-	l.populateAhead(q)
+	if l.opened.CompareAndSwap(q-1, q) { // once per page
+		l.populateAhead(q)
+	}
 	l.checkMarkers()
 	return nil
 }
@@ -77,13 +78,17 @@ func (l *Log) openPage(q uint64) error {
 // populateAhead starts faulting in the frame of page q+1 while page q
 // fills, on the first lap through the frames (later laps reuse frames
 // already in memory), so that whoever opens q+1 does not stop for a
-// fault on each of its pages. The frames are opened in order, so the
-// count of frames started (populated) is q+1 exactly once.
+// fault on each of its pages.
 func (l *Log) populateAhead(q uint64) {
-	if n := q + 1; n < l.frames && l.populated.CompareAndSwap(n, n+1) {
-		frame := l.mem[n<<l.pageBits : (n+1)<<l.pageBits]
-		l.populating.Go(func() { manual.Populate(frame) })
+	if q+1 < l.firstPage+l.frames {
+		l.populate(q + 1)
 	}
+}
+
+// populate faults in the frame of page p in a goroutine of l.populating.
+func (l *Log) populate(p uint64) {
+	frame := l.frameBytes(p)
+	l.populating.Go(func() { manual.Populate(frame) })
 }
 
 // frameFree reports whether page q's frame no longer holds a page any worker

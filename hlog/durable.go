@@ -86,6 +86,8 @@ func (l *Log) Restart(begin, start uint64) error {
 	}
 	l.begin.Store(begin)
 	l.opened.Store(start>>l.pageBits - 1)
+	l.firstPage = start >> l.pageBits
+	l.populate(l.firstPage) // openPage does the next
 	l.flush.mu.Lock()
 	l.flush.mu.issued, l.flush.mu.handed = start, start
 	l.flush.mu.Unlock()

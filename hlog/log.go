@@ -164,9 +164,11 @@ type Log struct {
 
 	flush flushState
 
-	// populated counts the frames, from the first, that a goroutine of
-	// populating has been started to fault in (populateAhead).
-	populated  atomic.Uint64
+	// firstPage is the first page the frames hold in this process (0, or
+	// Restart's start page), set before any worker uses the log: until
+	// page firstPage+frames the frames are fresh memory, and populateAhead
+	// faults each in before its page opens. populating is those goroutines.
+	firstPage  uint64
 	populating sync.WaitGroup
 }
 
@@ -195,9 +197,8 @@ func New(cfg Config, epochs *epoch.Manager) (*Log, error) {
 		return nil, err
 	}
 	l.mem = mem
-	first := min(2, l.frames) // the frames of pages 0 and 1; populateAhead does the rest
-	l.populated.Store(first)
-	l.populating.Go(func() { manual.Populate(mem[:first<<cfg.PageBits]) })
+	l.populate(0) // open from the start
+	l.populate(1) // populateAhead does the rest
 	for _, m := range []*paddedUint64{&l.tail, &l.readOnly, &l.safeReadOnly, &l.head, &l.safeHead, &l.begin, &l.flushedUntil} {
 		m.Store(FirstAddress)
 	}

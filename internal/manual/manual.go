@@ -67,6 +67,17 @@ func Populate(b []byte) bool {
 // populateChunk is one huge page.
 const populateChunk = 2 << 20
 
+// CanPopulate reports whether Populate works on this kernel (it populates
+// a fresh page): for tests and diagnostics.
+func CanPopulate() bool {
+	b, err := Alloc(1)
+	if err != nil {
+		return false
+	}
+	defer Free(b)
+	return Populate(b)
+}
+
 // Resident counts the pages of b (the system's page size) that are in
 // memory now (mincore): what Populate did, for tests and diagnostics.
 func Resident(b []byte) (int, error) {
