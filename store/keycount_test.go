@@ -132,11 +132,14 @@ func TestKeysAreExact(t *testing.T) {
 		}
 	}
 	// The checkpoint records the count with its doubts unresolved (they
-	// are resolved at recovery).
+	// are resolved at recovery). A doubt counted its key as absent below
+	// it: one too many where the key was live there, exact where it was
+	// not (a blind upsert over a deletion), so the count is over by at
+	// most the doubts.
 	doubts := st.Stats().Doubts
 	c, err := st.CheckpointWith(context.Background(), CheckpointOptions{Pause: noPause})
-	if err != nil || !c.KeysCounted || (doubts > 0) != (c.Keys > want) || c.Keys < want {
-		t.Fatalf("checkpoint with %d doubts: %+v %v, want %d keys (more, counted as new, while doubts wait)", doubts, c, err, want)
+	if err != nil || !c.KeysCounted || c.Keys < want || c.Keys > want+int64(doubts) {
+		t.Fatalf("checkpoint with %d doubts: %+v %v, want %d to %d keys (doubts counted as absent keys)", doubts, c, err, want, want+int64(doubts))
 	}
 	keys(st, "after the writes")
 	if st.Stats().Doubts != 0 {
