@@ -111,6 +111,9 @@ type Config struct {
 	// MaxSampled bounds the keys each loop samples for a migration's
 	// source (sampling.go). Default DefaultMaxSampled; negative: none.
 	MaxSampled int
+	// MaxSampledBytes bounds the bytes of the keys each loop samples for a
+	// migration's source. Default DefaultMaxSampledBytes; negative: none.
+	MaxSampledBytes int
 	// OnParked, when set, is told of a key of migration id's slots that
 	// the target may not hold yet: the first read a loop parks on it
 	// (parking.go), or an operation refused for it (a RESP read, one that
@@ -158,6 +161,12 @@ const defaultMaxResponse = 64 << 20
 // the migration's hand-over.
 const DefaultMaxSampled = 262144
 
+// DefaultMaxSampledBytes is Config.MaxSampledBytes' default: the keys of
+// DefaultMaxSampled at 64 bytes each. Without it, keys of the largest size
+// (wire.DefaultLimits.MaxKey, 64 KiB) would let a loop hold 16 GiB of
+// copies for one migration.
+const DefaultMaxSampledBytes = 16 << 20
+
 // defaultMaxInput is Config.MaxInput's default: room for a RESP command of
 // 15 bulks of the default largest size.
 const defaultMaxInput = 256 << 20
@@ -186,6 +195,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxSampled == 0 {
 		c.MaxSampled = DefaultMaxSampled
+	}
+	if c.MaxSampledBytes == 0 {
+		c.MaxSampledBytes = DefaultMaxSampledBytes
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 5 * time.Second

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -979,5 +980,37 @@ func TestSampling(t *testing.T) {
 	}
 	if keys, _ := s.Sampled(ctx, 5); len(keys) != 0 {
 		t.Errorf("sampled again: %q", keys)
+	}
+}
+
+// TestSamplingBoundedByBytes: a loop samples no key that would take the
+// bytes of its keys past MaxSampledBytes, however few keys it holds.
+func TestSamplingBoundedByBytes(t *testing.T) {
+	s := startTest(t, func(c *Config) { c.ServerID = "me"; c.MaxSampledBytes = 11; c.Loops = 1 })
+	ctx := context.Background()
+	mSlot := keyhash.Slot([]byte("{m}x"))
+	var slot cluster.SlotSet
+	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
+	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Sample: []cluster.Accepting{{ID: 5, Slots: &slot}}}
+	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: cluster.AllSlots()}).WithHolds(&holds)); err != nil {
+		t.Fatal(err)
+	}
+	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	// 4 + 4 bytes fit in 11; 5 more do not; 3 more do.
+	for _, k := range []string{"{m}a", "{m}b", "{m}cc", "{m}", "{m}a"} {
+		if err := sess.Upsert([]byte(k), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Sampled(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	if want := [][]byte{[]byte("{m}"), []byte("{m}a"), []byte("{m}b")}; !slices.EqualFunc(keys, want, bytes.Equal) {
+		t.Errorf("sampled %q, want %q", keys, want)
 	}
 }

@@ -91,9 +91,9 @@ type loop struct {
 	// fetch (fetchMissing), so that retries of a refused operation do not
 	// ask again within a second; it is emptied when it grows large.
 	fetched map[uint64]time.Time
-	parked  parking                           // parked reads (parking.go)
-	samples map[cluster.MigrationID]sampleSet // keys sampled for migrations (sampling.go)
-	slotOps slotLoad                          // operations per slot since SlotLoad took them (slotload.go)
+	parked  parking                            // parked reads (parking.go)
+	samples map[cluster.MigrationID]*sampleSet // keys sampled for migrations (sampling.go)
+	slotOps slotLoad                           // operations per slot since SlotLoad took them (slotload.go)
 	stats   loopStats
 	// waits holds how long the batches and commands the loop answered
 	// waited, since admission control last took them (admit.go); nil when

@@ -39,7 +39,7 @@ type serverFlags struct {
 	mutable                        float64
 	indexBits                      uint
 	maxBatch, maxKey, maxValue     sizeFlag
-	maxInput                       sizeFlag
+	maxInput, maxSampledBytes      sizeFlag
 	logLevel, logFormat            string
 	mutexFraction, blockRate       int
 	checkpointInterval             time.Duration
@@ -65,7 +65,7 @@ func serverCmd() *cobra.Command { return newServerCmd(runServer) }
 // newServerCmd builds the server command around run, which gets the parsed
 // flags (tests pass a run that only validates them).
 func newServerCmd(run func(*cobra.Command, serverFlags) error) *cobra.Command {
-	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, compactChunk: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20, maxInput: 256 << 20}
+	f := serverFlags{memory: 1 << 30, pageSize: 32 << 20, segmentSize: 1 << 30, compactChunk: 1 << 30, maxBatch: 1 << 20, maxKey: 64 << 10, maxValue: 16 << 20, maxInput: 256 << 20, maxSampledBytes: server.DefaultMaxSampledBytes}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a fleetkv server until SIGINT or SIGTERM",
@@ -120,6 +120,7 @@ complete, cancelling, cancelled; the source's stores).`,
 	fl.StringVar(&f.requirePass, "requirepass", os.Getenv("FLEETKV_REQUIREPASS"), "password RESP clients must give with AUTH (default $FLEETKV_REQUIREPASS)")
 	fl.Var(&f.memory, "memory", "in-memory log budget (older records are read from DIR/log)")
 	fl.IntVar(&f.maxSampled, "migration-max-sampled", server.DefaultMaxSampled, "per loop and migration: keys a migration's source samples while they are used, to send first when the target takes over (0: none)")
+	fl.Var(&f.maxSampledBytes, "migration-max-sampled-bytes", "per loop and migration: bytes of the keys --migration-max-sampled counts, at most (0: none sampled)")
 	fl.IntVar(&f.maxHeld, "migration-max-held", 65536, "per loop: reads a migration's target holds until their keys arrive (more are refused and retried by the client; 0: none held)")
 	fl.IntVar(&f.migrationRate, "migration-rate", 0, "records a second a migration's move sends at most (0: as fast as the target takes them)")
 	fl.IntVar(&f.maxPendingIO, "max-pending-io", 4096, "per loop: operations waiting for the device above which connections with such operations stop being read")
@@ -177,6 +178,9 @@ func (f serverFlags) config() (server.Config, error) {
 	}
 	if f.maxSampled < 0 {
 		return server.Config{}, fmt.Errorf("--migration-max-sampled %d: want 0 (none sampled) or more", f.maxSampled)
+	}
+	if f.maxSampledBytes > 1<<40 {
+		return server.Config{}, fmt.Errorf("--migration-max-sampled-bytes %v: want at most 1TiB", &f.maxSampledBytes)
 	}
 	if f.maxHeld < 0 {
 		return server.Config{}, fmt.Errorf("--migration-max-held %d: want 0 (none held) or more", f.maxHeld)
@@ -241,7 +245,8 @@ func (f serverFlags) config() (server.Config, error) {
 		AdmitInterval:        checkpointInterval(f.admitInterval),
 		CompactThreshold:     compactThreshold(f.compactThreshold), NoIndexSnapshots: !f.indexSnapshots,
 		SnapshotCheckpoints: f.checkpointMode == "snapshot",
-		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), MaxSampled: offIfZero(f.maxSampled), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
+		AuthToken:           f.authToken, MaxParked: offIfZero(f.maxHeld), MaxSampled: offIfZero(f.maxSampled),
+		MaxSampledBytes: offIfZero(int(f.maxSampledBytes)), RESP: f.resp, RequirePass: f.requirePass, MaxPendingIO: f.maxPendingIO,
 		MaxInput: int(f.maxInput),
 		Limits:   wire.Limits{MaxBatch: int(f.maxBatch), MaxKey: int(f.maxKey), MaxValue: int(f.maxValue)},
 		Store: store.Config{IndexBits: f.indexBits, CopyReadsToTail: f.readCopy, Log: hlog.Config{

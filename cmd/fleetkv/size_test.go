@@ -55,6 +55,7 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		{"--shared-tier", "/just/a/path"},
 		{"--cluster", "c"},
 		{"--migration-max-sampled", "-1"},
+		{"--migration-max-sampled-bytes", "2TiB"},
 	} {
 		cmd := newServerCmd(func(_ *cobra.Command, f serverFlags) error {
 			_, err := f.nodeConfig()
@@ -75,9 +76,12 @@ func TestServerFlagsRejectBadValues(t *testing.T) {
 		if err == nil && cfg.MaxSampled != server.Off {
 			t.Errorf("--migration-max-sampled 0 gave MaxSampled %d, want Off", cfg.MaxSampled)
 		}
+		if err == nil && cfg.MaxSampledBytes != 4<<20 {
+			t.Errorf("--migration-max-sampled-bytes 4MiB gave MaxSampledBytes %d", cfg.MaxSampledBytes)
+		}
 		return err
 	})
-	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot", "--max-input", "64MiB", "--migration-max-sampled", "0"})
+	ok.SetArgs([]string{"--memory", "256MiB", "--page-size", "1MiB", "--loops", "2", "--checkpoint-mode", "snapshot", "--max-input", "64MiB", "--migration-max-sampled", "0", "--migration-max-sampled-bytes", "4MiB"})
 	if err := ok.Execute(); err != nil {
 		t.Errorf("good flags rejected: %v", err)
 	}
