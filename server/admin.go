@@ -158,6 +158,7 @@ type Stats struct {
 	Parks           uint64           `json:"parks"`          // reads ever parked
 	Reparks         uint64           `json:"reparks"`        // of them, reads parked after the device did not find their key
 	ParkedCovered   uint64           `json:"parked_covered"` // parked reads answered through an indirection table when their slot left Misses
+	ParkWaits       WaitHistogram    `json:"park_waits"`     // how long the parked reads waited until answered
 	FetchesBelow    uint64           `json:"fetches_below"`  // a source's fetches answered with where the shared tier has the key
 	Errors          uint64           `json:"errors"`
 	Pending         uint64           `json:"pending_ops"`
@@ -273,6 +274,7 @@ func (s *Server) Stats() Stats {
 		st.Parks += l.stats.parks.Load()
 		st.Reparks += l.stats.reparks.Load()
 		st.ParkedCovered += l.stats.parkedCovered.Load()
+		st.ParkWaits.add(&l.stats.parkWaits)
 		st.FetchesBelow += l.stats.fetchesBelow.Load()
 		st.Errors += l.stats.errors.Load()
 		st.Pending += l.stats.pending.Load()

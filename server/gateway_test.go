@@ -432,6 +432,9 @@ func TestParkedReads(t *testing.T) {
 	if got := s.Stats(); got.Parks != 2 || got.ParkedReads != 0 {
 		t.Errorf("parks %d, parked now %d; want 2 and 0", got.Parks, got.ParkedReads)
 	}
+	if w := s.Stats().ParkWaits; w.Count() != 2 || w.Sum <= 0 {
+		t.Errorf("park waits: %d, %v s in all; want the 2 reads answered", w.Count(), w.Sum)
+	}
 
 	// Parked, then the slot leaves the server (a cancelled migration).
 	if err := s.Install(ctx, base.WithHolds(&holds)); err != nil {

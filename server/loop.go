@@ -137,6 +137,8 @@ type loopStats struct {
 	// parkedCovered counts parked reads answered through an indirection
 	// table once their slot left Misses (parking.go).
 	parkedCovered atomic.Uint64
+	// parkWaits are how long the parked reads waited (parking.go).
+	parkWaits waitCounts
 	// fetchesBelow counts fetches answered with where the tier has the
 	// key (lend.go).
 	fetchesBelow atomic.Uint64

@@ -26,6 +26,7 @@ type metrics struct {
 	garbage, notOwner, clusterInfo, slots               *prometheus.Desc
 	expired, expiring                                   *prometheus.Desc
 	parked, parks, reparks, fetchesBelow, parkedCovered *prometheus.Desc
+	parkWaits                                           *prometheus.Desc
 	indirections                                        *prometheus.Desc
 	bgShare, bgWorkers, fgP999, fgLevel                 *prometheus.Desc
 }
@@ -74,6 +75,7 @@ func newMetrics(s *Server) *metrics {
 		parks:         d("parked_reads_total", "Reads a migration's target ever held until their keys arrived."),
 		reparks:       d("parked_after_device_reads_total", "Of the parked reads, those parked after the device did not find their key."),
 		parkedCovered: d("parked_reads_covered_total", "A migration's target: parked reads answered through an indirection table (the source's log in the shared tier) once their slot left Misses."),
+		parkWaits:     d("parked_read_wait_seconds", "A migration's target: how long parked reads waited until their key's record arrived, their slot left Misses or the read was refused."),
 		fetchesBelow:  d("fetches_below_total", "A migration's source: fetches of its target answered with where the shared tier holds the key's chain, not with the record."),
 		indirections:  d("indirections", "A migration's target: installed tables of indirection records, and the chains they send into the source's log in the shared tier, until resolved.", "what"),
 		bgShare:       d("background_share", "Share of its time background work (a migration's move and its source's drop) may take, set from the foreground's p99.9 (1: admission control off)."),
@@ -157,6 +159,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.reparks, float64(st.Reparks))
 	counter(m.fetchesBelow, float64(st.FetchesBelow))
 	counter(m.parkedCovered, float64(st.ParkedCovered))
+	if w := st.ParkWaits; w.Bounds != nil {
+		ch <- prometheus.MustNewConstHistogram(m.parkWaits, w.Count(), w.Sum, w.cumulative())
+	}
 	gauge(m.indirections, float64(st.Store.IndirectionTables), "tables")
 	gauge(m.indirections, float64(st.Store.IndirectionChains), "chains")
 	ad := st.Admission

@@ -53,6 +53,12 @@ func TestMetrics(t *testing.T) {
 	if v := value(`fleetkv_operations_total{op="resp"}`); v < 7 {
 		t.Errorf("RESP commands = %v, want >= 7", v)
 	}
+	if v := value(`fleetkv_parked_read_wait_seconds_count`); v != 0 {
+		t.Errorf("parked read waits = %v outside any migration", v)
+	}
+	if v := value(`fleetkv_parked_read_wait_seconds_bucket{le="+Inf"}`); v != 0 {
+		t.Errorf("parked read waits = %v in the +Inf bucket", v)
+	}
 	if v := value(`fleetkv_connections{protocol="resp"}`); v < 1 {
 		t.Errorf("RESP connections = %v", v)
 	}

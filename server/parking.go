@@ -403,8 +403,7 @@ func (l *loop) readCovered(r parkedRead, h uint64) bool {
 	if err != nil || st != store.Pending {
 		return false
 	}
-	l.parked.n--
-	l.stats.parked.Add(^uint64(0))
+	l.parkEnded(r)
 	l.stats.parkedCovered.Add(1)
 	switch {
 	case r.r != nil && r.wait:
@@ -435,8 +434,7 @@ func (l *loop) keepParked(h uint64, kept []parkedRead) {
 // front of it when the read wants it), NOT_FOUND, or an error, which is
 // NOT_OWNER for the slot l.refuse recorded last.
 func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, at int64, code wire.Code) {
-	l.parked.n--
-	l.stats.parked.Add(^uint64(0))
+	l.parkEnded(r)
 	if r.r == nil {
 		l.completeAside(r.c, r.serial, st, value, code)
 		return
@@ -455,6 +453,14 @@ func (l *loop) unpark(r parkedRead, st wire.Status, value []byte, at int64, code
 		return
 	}
 	l.respHoleCompleted(r.r, r.hole, c)
+}
+
+// parkEnded counts r out of the parked reads, and its wait into the
+// loop's parkWaits.
+func (l *loop) parkEnded(r parkedRead) {
+	l.parked.n--
+	l.stats.parked.Add(^uint64(0))
+	l.stats.parkWaits.observe(time.Since(r.at))
 }
 
 // completeAside completes c's pending operation serial, which waited for
