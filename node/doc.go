@@ -24,7 +24,9 @@
 // goroutine through one queue, and end before close returns); the
 // fetcher, which gets from the source the keys the target's loops park
 // reads on, and reads those the source answers with an address in its
-// log in the shared tier with 16 workers for each batch (fetch.go); with a shared tier, the sealer, which uploads the
+// log in the shared tier with 16 workers for each batch, and hands the
+// records to the loops in process (server.Deliver; fetch.go); with a
+// shared tier, the sealer, which uploads the
 // log's final segments and deletes those no one needs (tier.go), and one
 // resolver per installed indirection table, each with 16 workers
 // (indirect.go); the planner goroutine (unless ClusterConfig.NoPlanner),

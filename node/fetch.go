@@ -11,6 +11,7 @@ import (
 	"github.com/fleetkv/fleetkv/client"
 	"github.com/fleetkv/fleetkv/cluster"
 	"github.com/fleetkv/fleetkv/hlog"
+	"github.com/fleetkv/fleetkv/server"
 	"github.com/fleetkv/fleetkv/store"
 	"github.com/fleetkv/fleetkv/tier"
 	"github.com/fleetkv/fleetkv/wire"
@@ -58,9 +59,10 @@ const fetchBatch = 2048
 
 // fetch takes the keys the loops parked reads on, fetches their records
 // from the migrations' sources (MIGRATE fetch, where the source lends
-// them) and hands them to this server's loops (MIGRATE of the record, or
-// absent), which answer the parked reads. A failure leaves the reads
-// parked until the move sends their keys.
+// them) and hands them to this server's loops (server.Deliver: the record,
+// or its absence), which answer the parked reads. It fetches the next keys
+// while the loops take the last ones; a failure leaves the reads parked
+// until the move sends their keys.
 func (m *member) fetch(ctx context.Context) {
 	defer m.mg.wg.Done()
 	f := fetcher{m: m, sources: map[cluster.ServerID]*client.Session{}}
@@ -96,8 +98,12 @@ func (m *member) fetch(ctx context.Context) {
 type fetcher struct {
 	m       *member
 	sources map[cluster.ServerID]*client.Session
-	local   *client.Session
 	logs    map[string]*tier.Reader // by the log's name in the tier
+	// out are the answers to hand to the loops; taken is closed once the
+	// loops took the last ones handed over (server.Deliver), which must
+	// stay as they are until then.
+	out   []server.Delivered
+	taken <-chan struct{}
 	// below are the fetches a source answered with where the key's chain
 	// goes on in the tier, read once the batch's answers are in.
 	below []tierFetch
@@ -142,17 +148,35 @@ func (f *fetcher) fetch(ctx context.Context, batch []pull) error {
 	c := &f.m.mg.fetches
 	c.asked.Add(asked)
 	c.lost.Add(asked - f.answered)
+	if err := f.handOver(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := f.readTier(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if f.local != nil {
-		if err := f.wait(ctx, f.local); err != nil {
-			errs = append(errs, err)
-			f.local.Close()
-			f.local = nil
-		}
+	if err := f.handOver(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// handOver hands the answers gathered since the last call to this
+// server's loops, once they took the last ones.
+func (f *fetcher) handOver(ctx context.Context) error {
+	if len(f.out) == 0 {
+		return nil
+	}
+	if f.taken != nil {
+		select {
+		case <-f.taken:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var err error
+	f.taken, err = f.m.srv.Deliver(f.out)
+	f.out = nil // the loops have them until taken
+	return err
 }
 
 // ask queues the fetch of p's key from src; its answer queues the record
@@ -195,19 +219,14 @@ func (f *fetcher) ask(ctx context.Context, src cluster.ServerID, p pull) error {
 		} else {
 			c.record.Add(1)
 		}
-		f.deliver(ctx, p, kind, at, value)
+		f.deliver(p, kind, at, bytes.Clone(value))
 	})
 }
 
-// deliver hands a fetched record (or its absence) to this server's loops.
-func (f *fetcher) deliver(ctx context.Context, p pull, kind wire.MigrateKind, at int64, value []byte) {
-	if f.local == nil {
-		var err error
-		if f.local, err = client.DialContext(ctx, client.Config{Addr: f.m.srv.Addr(), AuthToken: f.m.mg.token}); err != nil {
-			return
-		}
-	}
-	_ = f.local.Migrate(uint64(p.id), kind, p.key, at, value, nil)
+// deliver gathers a fetched record (value: the fetcher's to keep), or its
+// absence, for this server's loops (handOver).
+func (f *fetcher) deliver(p pull, kind wire.MigrateKind, at int64, value []byte) {
+	f.out = append(f.out, server.Delivered{ID: p.id, Kind: kind, Key: p.key, At: at, Value: value})
 }
 
 // tierReaders is how many keys of a batch are read from the tier at once.
@@ -264,7 +283,7 @@ func (f *fetcher) readTier(ctx context.Context) error {
 		case r.err != nil:
 			failed = append(failed, r.err)
 		case r.read && ctx.Err() == nil:
-			f.deliver(ctx, j.pull, r.kind, r.at, r.value)
+			f.deliver(j.pull, r.kind, r.at, r.value)
 			n++
 		}
 	}
@@ -334,8 +353,5 @@ func (f *fetcher) close() {
 	}
 	for _, r := range f.logs {
 		r.Close()
-	}
-	if f.local != nil {
-		f.local.Close()
 	}
 }

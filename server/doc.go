@@ -36,6 +36,21 @@
 //	admin.go         admin HTTP: /healthz, /stats, /metrics, /checkpoint,
 //	                 /compact, /cluster/keys, /debug/pprof/; Stats
 //	metrics.go       the Prometheus collector over Stats
+//	bell.go          a loop's doorbell: deferred turns behind the sockets
+//	admit.go         admission control: the background's share from the
+//	                 foreground's p99.9
+//	expiry.go        active expiry of keys nobody reads
+//	resp_expire.go   RESP's expiry commands (EX, TTL and their kin)
+//	flush.go         FLUSHALL: drop every key, behind a connection barrier
+//	scan.go          SCAN, KEYS, RANDOMKEY: walks of the index
+//	glob.go          Redis glob patterns for SCAN MATCH and KEYS
+//	listen.go        the listeners: SO_REUSEPORT, one per loop
+//	slotload.go      per-slot load counters for rebalancing
+//	sampling.go      a migration's source: hot keys sampled, sent first
+//	lend.go          a migration's source: keys fetched by the target
+//	parking.go       a migration's target: reads parked until their keys arrive
+//	deliver.go       a migration's target: fetched records handed to the loops
+//	waits.go         wait histograms (parked reads)
 //	pin_linux.go     pinning a loop's thread to a core
 //	version.go       the version string
 //
@@ -53,6 +68,8 @@
 //	respAside (resp_durable.go) one per SAVE/WAITAOF/COUNTKEYSINSLOT the store (checkpoint, CountKeys);
 //	                                                               back on the loop through a task
 //	store device goroutines    I/O completions                     wake the loop (wake) only
+//	a node's fetcher (Deliver) records fetched for parked reads    the parked registry (its lock);
+//	                                                               the loops only through tasks
 //
 // Install and the checkpoint's pause reach the loops as tasks queued on
 // each loop (onEveryLoop, loopPause), so each loop switches at its own

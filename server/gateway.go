@@ -330,7 +330,16 @@ func (l *loop) migrate(key []byte, h uint64, v []byte) (store.Status, []byte, er
 		}
 		return l.fetch(cluster.MigrationID(id), key, h)
 	}
-	a, ok := findAccepting(l.rt.Accept, cluster.MigrationID(id), slot)
+	return l.migrated(cluster.MigrationID(id), kind, key, h, at, value)
+}
+
+// migrated stores a record migration id sent for key (hash h), as
+// migrate describes: kind says what the source has of the key (a moved
+// record, a shipped-back one, a deletion, or nothing), value and at are
+// the record's value and expiry.
+func (l *loop) migrated(id cluster.MigrationID, kind wire.MigrateKind, key []byte, h uint64, at int64, value []byte) (store.Status, []byte, error) {
+	slot := keyhash.SlotOf(h)
+	a, ok := findAccepting(l.rt.Accept, id, slot)
 	if !ok {
 		return 0, nil, l.refuse(slot)
 	}
