@@ -943,20 +943,27 @@ func TestFetchAndAbsent(t *testing.T) {
 	}
 }
 
-// TestSampling: while the routing samples a migration's slots, every data
-// operation remembers its key there, at most MaxSampled per loop; keys of
-// other slots are not remembered; Sampled hands them out once.
-func TestSampling(t *testing.T) {
-	s := startTest(t, func(c *Config) { c.ServerID = "me"; c.MaxSampled = 3; c.Loops = 1 })
-	ctx := context.Background()
+// startSampling starts a server of one loop, changed by cfg, whose routing
+// samples the slot of the hash tag {m} for migration 5, and dials it.
+func startSampling(t *testing.T, cfg func(*Config)) (*Server, *client.Session) {
+	t.Helper()
+	s := startTest(t, func(c *Config) { c.ServerID = "me"; c.Loops = 1; cfg(c) })
 	mSlot := keyhash.Slot([]byte("{m}x"))
 	var slot cluster.SlotSet
 	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
 	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Sample: []cluster.Accepting{{ID: 5, Slots: &slot}}}
-	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: cluster.AllSlots()}).WithHolds(&holds)); err != nil {
+	if err := s.Install(context.Background(), (&cluster.Routing{View: 1, Serving: cluster.AllSlots()}).WithHolds(&holds)); err != nil {
 		t.Fatal(err)
 	}
-	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	return s, dialSession(t, client.Config{Addr: s.Addr()})
+}
+
+// TestSampling: while the routing samples a migration's slots, every data
+// operation remembers its key there, at most MaxSampled per loop; keys of
+// other slots are not remembered; Sampled hands them out once.
+func TestSampling(t *testing.T) {
+	s, sess := startSampling(t, func(c *Config) { c.MaxSampled = 3 })
+	ctx := context.Background()
 	for _, k := range []string{"{m}a", "{m}b", "{m}a", "{h}other"} {
 		if err := sess.Upsert([]byte(k), []byte("v"), nil); err != nil {
 			t.Fatal(err)
@@ -967,53 +974,40 @@ func TestSampling(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := sess.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := s.Sampled(ctx, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, k := range keys {
-		got[string(k)] = true
-	}
-	if len(keys) != 3 || !got["{m}a"] || !got["{m}b"] || !got["{m}c"] {
-		t.Errorf("sampled %q, want {m}a {m}b {m}c", keys)
+	if keys, want := sampled(t, s, sess), [][]byte{[]byte("{m}a"), []byte("{m}b"), []byte("{m}c")}; !slices.EqualFunc(keys, want, bytes.Equal) {
+		t.Errorf("sampled %q, want %q", keys, want)
 	}
 	if keys, _ := s.Sampled(ctx, 5); len(keys) != 0 {
 		t.Errorf("sampled again: %q", keys)
 	}
 }
 
+// sampled waits for sess's answers, and returns the keys s's loops
+// sampled for migration 5, sorted.
+func sampled(t *testing.T, s *Server, sess *client.Session) [][]byte {
+	t.Helper()
+	if err := sess.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Sampled(context.Background(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	return keys
+}
+
 // TestSamplingBoundedByBytes: a loop samples no key that would take the
 // bytes of its keys past MaxSampledBytes, however few keys it holds.
 func TestSamplingBoundedByBytes(t *testing.T) {
-	s := startTest(t, func(c *Config) { c.ServerID = "me"; c.MaxSampledBytes = 11; c.Loops = 1 })
-	ctx := context.Background()
-	mSlot := keyhash.Slot([]byte("{m}x"))
-	var slot cluster.SlotSet
-	slot.Add(cluster.Range{First: mSlot, Last: mSlot})
-	holds := cluster.Holds{Hold: &cluster.SlotSet{}, Misses: &cluster.SlotSet{}, Sample: []cluster.Accepting{{ID: 5, Slots: &slot}}}
-	if err := s.Install(ctx, (&cluster.Routing{View: 1, Serving: cluster.AllSlots()}).WithHolds(&holds)); err != nil {
-		t.Fatal(err)
-	}
-	sess := dialSession(t, client.Config{Addr: s.Addr()})
+	s, sess := startSampling(t, func(c *Config) { c.MaxSampledBytes = 11 })
 	// 4 + 4 bytes fit in 11; 5 more do not; 3 more do.
 	for _, k := range []string{"{m}a", "{m}b", "{m}cc", "{m}", "{m}a"} {
 		if err := sess.Upsert([]byte(k), []byte("v"), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := sess.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := s.Sampled(ctx, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.SortFunc(keys, bytes.Compare)
-	if want := [][]byte{[]byte("{m}"), []byte("{m}a"), []byte("{m}b")}; !slices.EqualFunc(keys, want, bytes.Equal) {
+	if keys, want := sampled(t, s, sess), [][]byte{[]byte("{m}"), []byte("{m}a"), []byte("{m}b")}; !slices.EqualFunc(keys, want, bytes.Equal) {
 		t.Errorf("sampled %q, want %q", keys, want)
 	}
 }
