@@ -52,14 +52,14 @@ var errDeliveredKind = errors.New("server: a delivered record is a moved record 
 func (s *Server) Deliver(recs []Delivered) (<-chan struct{}, error) {
 	for i := range recs {
 		if k := recs[i].Kind; k != wire.MigrateMoved && k != wire.MigrateAbsent {
-			return nothingToWait, errDeliveredKind
+			return closedChan(), errDeliveredKind
 		}
 	}
 	s.mu.Lock()
 	loops := append([]*loop(nil), s.mu.list...)
 	s.mu.Unlock()
 	if len(loops) == 0 {
-		return nothingToWait, errNotServing
+		return closedChan(), errNotServing
 	}
 	shares := make([][]delivery, len(loops))
 	for i := range recs {
@@ -99,9 +99,6 @@ func (s *Server) Deliver(recs []Delivered) (<-chan struct{}, error) {
 	}()
 	return done, failed
 }
-
-// nothingToWait is a closed channel.
-var nothingToWait = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // delivery is a record for a loop, with its key's hash.
 type delivery struct {
