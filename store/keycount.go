@@ -47,6 +47,7 @@ type keyCount struct {
 	// base is the recovered count plus the counts of closed sessions.
 	base          int64
 	orphans       []uint64     // doubts of closed sessions (and of a failed resolution)
+	resolvingN    int          // doubts taken off the lists by a resolution that has not settled them
 	corr          atomic.Int64 // corrections of the doubts below resolvedBelow
 	resolvedBelow uint64
 	err           string       // set once by a recovery whose count may be off
@@ -94,7 +95,7 @@ func (k *keyCount) provisional() int64 {
 func (k *keyCount) stats() (int64, int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	d := len(k.orphans)
+	d := len(k.orphans) + k.resolvingN
 	for s := range k.sessions {
 		s.keys.doubts.Lock()
 		d += len(s.keys.doubts.addrs)
@@ -104,7 +105,8 @@ func (k *keyCount) stats() (int64, int) {
 }
 
 // takeDoubtsBelow removes and returns, sorted, every doubt listed below
-// limit (a session lists its doubts in address order).
+// limit (a session lists its doubts in address order). They count as
+// doubts (stats) until settle or relist.
 func (k *keyCount) takeDoubtsBelow(limit uint64) []uint64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -120,16 +122,26 @@ func (k *keyCount) takeDoubtsBelow(limit uint64) []uint64 {
 	for s := range k.sessions {
 		d = append(d, s.takeDoubtsBelow(limit)...)
 	}
+	k.resolvingN += len(d)
 	slices.Sort(d)
 	return d
 }
 
 // settle records that every doubt below limit is resolved, with
-// corrections c.
-func (k *keyCount) settle(limit uint64, c int64) {
+// corrections c: the n that takeDoubtsBelow took.
+func (k *keyCount) settle(limit uint64, c int64, n int) {
 	k.mu.Lock()
 	k.corr.Add(c)
 	k.resolvedBelow = max(k.resolvedBelow, limit)
+	k.resolvingN -= n
+	k.mu.Unlock()
+}
+
+// relist lists doubts that takeDoubtsBelow took again, unresolved.
+func (k *keyCount) relist(addrs []uint64) {
+	k.mu.Lock()
+	k.orphans = append(k.orphans, addrs...)
+	k.resolvingN -= len(addrs)
 	k.mu.Unlock()
 }
 
@@ -242,10 +254,10 @@ func (st *Store) resolveAll(ctx context.Context) error {
 	addrs := st.keys.takeDoubtsBelow(limit)
 	c, err := st.resolveDoubts(ctx, addrs)
 	if err != nil {
-		st.relist(addrs)
+		st.keys.relist(addrs)
 		return err
 	}
-	st.keys.settle(limit, c)
+	st.keys.settle(limit, c, len(addrs))
 	return nil
 }
 
@@ -307,13 +319,6 @@ func (st *Store) walkDoubts(ctx context.Context, addrs []uint64, next, c *atomic
 		}
 	}
 	return nil
-}
-
-// relist lists doubts again that could not be resolved.
-func (st *Store) relist(addrs []uint64) {
-	st.keys.mu.Lock()
-	st.keys.orphans = append(st.keys.orphans, addrs...)
-	st.keys.mu.Unlock()
 }
 
 // doubtWalker resolves doubts.

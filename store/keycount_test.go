@@ -208,3 +208,24 @@ func TestDoubtsResolveInTheBackground(t *testing.T) {
 		t.Fatalf("Keys = %d %v, want %d", n, err, keys)
 	}
 }
+
+// TestDoubtsBeingResolvedStillCount: doubts a resolution took off the
+// lists count as doubts until it settles them, or lists them again when
+// it failed.
+func TestDoubtsBeingResolvedStillCount(t *testing.T) {
+	var k keyCount
+	k.orphans = []uint64{10, 20, 30}
+	doubts := func() int { _, d := k.stats(); return d }
+	taken := k.takeDoubtsBelow(25)
+	if len(taken) != 2 || doubts() != 3 {
+		t.Fatalf("took %v, %d doubts; want 2 taken and 3 doubts", taken, doubts())
+	}
+	k.relist(taken) // the resolution failed
+	if taken = k.takeDoubtsBelow(100); len(taken) != 3 || doubts() != 3 {
+		t.Fatalf("took %v again, %d doubts; want 3 and 3", taken, doubts())
+	}
+	k.settle(100, -1, len(taken))
+	if n, d := k.stats(); d != 0 || n != -1 {
+		t.Fatalf("settled: count %d, %d doubts; want -1 and 0", n, d)
+	}
+}
